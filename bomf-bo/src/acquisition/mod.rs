@@ -1,1 +1,33 @@
-//! (in progress)
+//! Acquisition functions. Each one is a deterministic function of the candidate batch once
+//! built (the MC base samples are fixed at construction, as in BoTorch's sample-average
+//! approximation), which is what makes quasi-Newton optimisation of it valid.
+
+/// A deterministic acquisition function over a batch of `q` candidates in `d` dimensions,
+/// in the model's input space (the unit cube). Larger is better.
+///
+/// `x` is row-major: candidate `i` occupies `x[i*d..(i+1)*d]`.
+pub trait Acquisition: Sync {
+    /// Input dimension `d` of one candidate.
+    fn dim(&self) -> usize;
+
+    /// Value at the batch `x` (`x.len()` is a multiple of `dim()`).
+    fn value(&self, x: &[f64]) -> f64;
+
+    /// Value and gradient with respect to every coordinate of `x` (`grad.len() == x.len()`).
+    /// The default uses central finite differences; implementations override it with
+    /// analytic gradients where they have them.
+    fn value_and_grad(&self, x: &[f64], grad: &mut [f64]) -> f64 {
+        let f0 = self.value(x);
+        let mut xp = x.to_vec();
+        for j in 0..x.len() {
+            let h = 1e-6 * (1.0 + x[j].abs());
+            xp[j] = x[j] + h;
+            let fp = self.value(&xp);
+            xp[j] = x[j] - h;
+            let fm = self.value(&xp);
+            xp[j] = x[j];
+            grad[j] = (fp - fm) / (2.0 * h);
+        }
+        f0
+    }
+}
