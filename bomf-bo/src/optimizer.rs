@@ -1,1 +1,683 @@
-//! (in progress)
+//! The ask/tell [`Optimizer`]: a search space, objectives and settings in; candidates out.
+//!
+//! ```text
+//! ask(n)  → n candidates in user space (Sobol initial design, then Bayesian optimisation)
+//! tell(x, y) → record one evaluation (y may contain NaN/∞: a failed evaluation)
+//! to_json / from_json → stop and resume a run exactly
+//! ```
+//!
+//! **Phases.** While fewer than `n_initial` evaluations have succeeded (counting points asked
+//! but not yet told), `ask` returns the next points of a scrambled Sobol design in the unit
+//! cube, mapped to user space. After that it fits the surrogate to the successful observations
+//! and maximises the acquisition (sequential greedy for `n > 1`, each chosen point becoming
+//! *pending* for the next). Asked-but-untold points are pending too, so concurrent workers get
+//! different points.
+//!
+//! **Directions.** Objectives with goal `min` are negated internally: the surrogate and the
+//! acquisitions always maximise ([`TrainingData`] is in that orientation, and so is its
+//! reference point).
+//!
+//! **Failed evaluations** (any non-finite `y`) are recorded but never reach the GP. The rule
+//! that keeps them from being proposed again:
+//! 1. they are passed to the acquisition as *pending* points, which lowers its value around
+//!    them (for MC acquisitions, a pending point's unknown outcome already "claims" nearby
+//!    improvement);
+//! 2. a candidate within `failure_radius` (sup-norm in the unit cube) of a failed point, or a
+//!    duplicate of an observed or pending point (which integer rounding can create), is
+//!    rejected and the next-best restart is taken; if every restart is rejected, the next
+//!    unused Sobol point is returned instead.
+//!
+//! **Determinism.** Every random choice is derived from `settings.seed`, the number of `ask`
+//! calls so far and the Sobol cursor, all part of the serialised state: a resumed run proposes
+//! exactly what the uninterrupted run would have.
+//!
+//! **Surrogate.** The BO branch calls a [`SurrogateBuilder`]; [`Optimizer::ask`] uses
+//! [`BuiltinSurrogate`], i.e. [`fit_surrogate_and_build_acquisition`], and
+//! [`Optimizer::ask_with`] accepts any other (tests use a cheap analytic one).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{BoError, Result};
+use crate::optim::{AcqfOptions, AcquisitionFactory, Bounds, derive_seed, optimize_acqf};
+use crate::sampling::sobol_design;
+use crate::space::{Goal, Objective, Space, SpaceConfig};
+
+/// Version of the serialised state; bumped on incompatible changes.
+const STATE_VERSION: u32 = 1;
+
+/// Seed streams (second argument of [`derive_seed`]).
+const STREAM_DESIGN: u64 = 1;
+const STREAM_ASK: u64 = 2;
+
+/// Which acquisition function the BO phase maximises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AcquisitionKind {
+    /// Log expected improvement (one objective).
+    #[serde(rename = "qlogei")]
+    QLogEi,
+    /// Expected hypervolume improvement over the observed front (noise-free).
+    #[serde(rename = "qehvi")]
+    QEhvi,
+    /// Noisy expected hypervolume improvement (BOMF's choice for fusion).
+    #[serde(rename = "qnehvi")]
+    QNehvi,
+    /// qNEHVI with the LogEI numerics.
+    #[serde(rename = "qlognehvi")]
+    QLogNehvi,
+}
+
+impl AcquisitionKind {
+    /// qLogEI for one objective; qNEHVI (the paper's choice) for several.
+    pub fn default_for(n_objectives: usize) -> Self {
+        if n_objectives == 1 {
+            Self::QLogEi
+        } else {
+            Self::QNehvi
+        }
+    }
+
+    /// Acquisitions that are exactly zero over much of the space use the non-negative restart
+    /// selection rule.
+    pub fn is_nonnegative(self) -> bool {
+        matches!(self, Self::QEhvi | Self::QNehvi)
+    }
+
+    fn check(self, n_objectives: usize) -> Result<()> {
+        let ok = match self {
+            Self::QLogEi => n_objectives == 1,
+            _ => n_objectives >= 2,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(BoError::InvalidInput(format!(
+                "acquisition {self:?} does not apply to {n_objectives} objective(s): use qlogei \
+                 for one objective and qehvi/qnehvi/qlognehvi for several"
+            )))
+        }
+    }
+}
+
+/// GP hyperparameter priors: BoTorch's two `SingleTaskGP` defaults ([`crate::gp::Preset`]).
+pub use crate::gp::Preset as GpPreset;
+
+/// Settings of an [`Optimizer`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OptimizerSettings {
+    /// `None`: [`AcquisitionKind::default_for`] the number of objectives.
+    pub acquisition: Option<AcquisitionKind>,
+    /// Number of successful Sobol evaluations before BO starts. `None`:
+    /// `max(unit_dim + 1, 5)`.
+    pub n_initial: Option<usize>,
+    /// Seed of every random choice of the run.
+    pub seed: u64,
+    pub gp_preset: GpPreset,
+    /// Number of QMC samples of the MC acquisitions (BOMF: 128).
+    pub mc_samples: usize,
+    /// Acquisition optimisation (restarts, raw samples, L-BFGS-B).
+    pub acqf: AcqfOptions,
+    /// Candidates closer than this (sup-norm, unit cube) to a failed point are rejected.
+    pub failure_radius: f64,
+}
+
+impl Default for OptimizerSettings {
+    fn default() -> Self {
+        Self {
+            acquisition: None,
+            n_initial: None,
+            seed: 0,
+            gp_preset: GpPreset::default(),
+            mc_samples: 128,
+            acqf: AcqfOptions::default(),
+            failure_radius: 1e-3,
+        }
+    }
+}
+
+/// One told evaluation, in user units and directions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Observation {
+    pub x: Vec<f64>,
+    /// Non-finite entries mark a failed evaluation (serialised as `"nan"`, `"inf"`, `"-inf"`).
+    #[serde(with = "non_finite")]
+    pub y: Vec<f64>,
+}
+
+impl Observation {
+    /// True when some objective value is NaN or infinite.
+    pub fn failed(&self) -> bool {
+        self.y.iter().any(|v| !v.is_finite())
+    }
+}
+
+/// What the surrogate is fitted to: successful observations, inputs in the unit cube,
+/// outputs oriented for maximisation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainingData {
+    /// Row-major `n × d`, in `[0, 1]^d`.
+    pub x: Vec<f64>,
+    /// Row-major `n × m`, every objective to be maximised.
+    pub y: Vec<f64>,
+    pub n: usize,
+    pub d: usize,
+    pub m: usize,
+    /// Reference point for hypervolume acquisitions, oriented like `y`; `None` = infer it.
+    pub ref_point: Option<Vec<f64>>,
+}
+
+/// What the BO step asks of the surrogate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AcquisitionRequest {
+    pub kind: AcquisitionKind,
+    pub gp_preset: GpPreset,
+    pub mc_samples: usize,
+    /// Seed for hyperparameter restarts and QMC base samples of this step.
+    pub seed: u64,
+}
+
+/// Fits a surrogate to the data and returns the acquisition to maximise, as a factory that
+/// takes pending points (unit cube, row-major).
+pub trait SurrogateBuilder {
+    fn build<'a>(
+        &'a self,
+        data: &'a TrainingData,
+        request: &AcquisitionRequest,
+    ) -> Result<Box<dyn AcquisitionFactory + 'a>>;
+}
+
+/// The crate's own surrogate: [`fit_surrogate_and_build_acquisition`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BuiltinSurrogate;
+
+impl SurrogateBuilder for BuiltinSurrogate {
+    fn build<'a>(
+        &'a self,
+        data: &'a TrainingData,
+        request: &AcquisitionRequest,
+    ) -> Result<Box<dyn AcquisitionFactory + 'a>> {
+        fit_surrogate_and_build_acquisition(data, request)
+    }
+}
+
+/// Fit one GP per objective to `data` (preset `request.gp_preset`) and build the requested
+/// acquisition over them, with `request.mc_samples` fixed QMC base samples.
+///
+/// **Not wired yet**: this is the single place where the GP ([`crate::gp`]) and the
+/// acquisitions ([`crate::acquisition`]) plug into the ask/tell loop. Until they are connected
+/// it returns an error, so [`Optimizer::ask`] works through the initial design and then fails
+/// clearly; [`Optimizer::ask_with`] runs the BO branch with any [`SurrogateBuilder`].
+pub fn fit_surrogate_and_build_acquisition<'a>(
+    data: &'a TrainingData,
+    request: &AcquisitionRequest,
+) -> Result<Box<dyn AcquisitionFactory + 'a>> {
+    let _ = data;
+    Err(BoError::InvalidInput(format!(
+        "the built-in surrogate for {:?} is not wired yet (bomf_bo::optimizer::\
+         fit_surrogate_and_build_acquisition); use Optimizer::ask_with with a SurrogateBuilder",
+        request.kind
+    )))
+}
+
+/// The ask/tell optimiser (see the module doc). Serialisable: [`Self::to_json`] /
+/// [`Self::from_json`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Optimizer {
+    version: u32,
+    space: Space,
+    objectives: Vec<Objective>,
+    /// In the objectives' own units and directions.
+    ref_point: Option<Vec<f64>>,
+    settings: OptimizerSettings,
+    /// Every told evaluation, failed ones included, in order.
+    observations: Vec<Observation>,
+    /// Asked but not yet told (user space).
+    pending: Vec<Vec<f64>>,
+    /// Index of the next Sobol point of the initial design.
+    design_cursor: u32,
+    /// Number of `ask` calls that reached the BO branch (seeds each BO step).
+    bo_steps: u64,
+}
+
+impl Optimizer {
+    /// A new run over `space` for `objectives`.
+    pub fn new(
+        space: Space,
+        objectives: Vec<Objective>,
+        settings: OptimizerSettings,
+    ) -> Result<Self> {
+        if objectives.is_empty() {
+            return Err(BoError::InvalidInput(
+                "objectives: at least one objective is required".into(),
+            ));
+        }
+        let kind = settings
+            .acquisition
+            .unwrap_or_else(|| AcquisitionKind::default_for(objectives.len()));
+        kind.check(objectives.len())?;
+        if settings.failure_radius.is_nan() || settings.failure_radius < 0.0 {
+            return Err(BoError::InvalidInput(format!(
+                "failure_radius must be >= 0, got {}",
+                settings.failure_radius
+            )));
+        }
+        if settings.n_initial == Some(0) {
+            return Err(BoError::InvalidInput("n_initial must be at least 1".into()));
+        }
+        Ok(Self {
+            version: STATE_VERSION,
+            space,
+            objectives,
+            ref_point: None,
+            settings,
+            observations: Vec::new(),
+            pending: Vec::new(),
+            design_cursor: 0,
+            bo_steps: 0,
+        })
+    }
+
+    /// A new run from a validated `SPACE.json`.
+    pub fn from_config(config: &SpaceConfig, settings: OptimizerSettings) -> Result<Self> {
+        config.validate()?;
+        let opt = Self::new(config.space()?, config.objectives.clone(), settings)?;
+        match &config.ref_point {
+            Some(r) => opt.with_ref_point(r.clone()),
+            None => Ok(opt),
+        }
+    }
+
+    /// Set the reference point (objectives' own units and directions).
+    pub fn with_ref_point(mut self, ref_point: Vec<f64>) -> Result<Self> {
+        if ref_point.len() != self.objectives.len() {
+            return Err(BoError::DimensionMismatch {
+                what: "ref_point vs objectives".into(),
+                expected: self.objectives.len(),
+                got: ref_point.len(),
+            });
+        }
+        if ref_point.iter().any(|v| !v.is_finite()) {
+            return Err(BoError::InvalidInput(format!(
+                "ref_point must be finite, got {ref_point:?}"
+            )));
+        }
+        self.ref_point = Some(ref_point);
+        Ok(self)
+    }
+
+    pub fn space(&self) -> &Space {
+        &self.space
+    }
+
+    pub fn objectives(&self) -> &[Objective] {
+        &self.objectives
+    }
+
+    pub fn settings(&self) -> &OptimizerSettings {
+        &self.settings
+    }
+
+    /// Every told evaluation, in order (failed ones included).
+    pub fn observations(&self) -> &[Observation] {
+        &self.observations
+    }
+
+    /// Points asked but not yet told.
+    pub fn pending(&self) -> &[Vec<f64>] {
+        &self.pending
+    }
+
+    /// Forget the asked-but-untold points (e.g. workers that died).
+    pub fn clear_pending(&mut self) {
+        self.pending.clear();
+    }
+
+    pub fn n_successful(&self) -> usize {
+        self.observations.iter().filter(|o| !o.failed()).count()
+    }
+
+    pub fn n_failed(&self) -> usize {
+        self.observations.iter().filter(|o| o.failed()).count()
+    }
+
+    /// The acquisition this run uses.
+    pub fn acquisition_kind(&self) -> AcquisitionKind {
+        self.settings
+            .acquisition
+            .unwrap_or_else(|| AcquisitionKind::default_for(self.objectives.len()))
+    }
+
+    /// Size of the initial Sobol design.
+    pub fn n_initial(&self) -> usize {
+        self.settings
+            .n_initial
+            .unwrap_or_else(|| (self.space.unit_dim() + 1).max(5))
+    }
+
+    /// Record one evaluation. `x` must lie in the space (user units); `y` has one value per
+    /// objective, in the objective's own direction; NaN/∞ marks a failure. A pending point
+    /// equal to `x` is no longer pending.
+    pub fn tell(&mut self, x: &[f64], y: &[f64]) -> Result<()> {
+        self.space.check_point(x)?;
+        if y.len() != self.objectives.len() {
+            return Err(BoError::DimensionMismatch {
+                what: "objective values vs objectives".into(),
+                expected: self.objectives.len(),
+                got: y.len(),
+            });
+        }
+        let unit = self.space.to_unit(x)?;
+        let mut matched = None;
+        for (i, p) in self.pending.iter().enumerate() {
+            if sup_distance(&self.space.to_unit(p)?, &unit) <= DUPLICATE_TOL {
+                matched = Some(i);
+                break;
+            }
+        }
+        if let Some(i) = matched {
+            self.pending.remove(i);
+        }
+        self.observations.push(Observation {
+            x: x.to_vec(),
+            y: y.to_vec(),
+        });
+        Ok(())
+    }
+
+    /// `n` new candidates in user space, with the built-in surrogate.
+    pub fn ask(&mut self, n: usize) -> Result<Vec<Vec<f64>>> {
+        self.ask_with(n, &BuiltinSurrogate)
+    }
+
+    /// `n` new candidates in user space, with `surrogate` for the BO phase. The candidates
+    /// become pending until told.
+    pub fn ask_with(
+        &mut self,
+        n: usize,
+        surrogate: &dyn SurrogateBuilder,
+    ) -> Result<Vec<Vec<f64>>> {
+        // Work on a copy so a failed ask leaves the state untouched.
+        let mut next = self.clone();
+        let out = next.ask_inner(n, surrogate)?;
+        *self = next;
+        Ok(out)
+    }
+
+    fn ask_inner(&mut self, n: usize, surrogate: &dyn SurrogateBuilder) -> Result<Vec<Vec<f64>>> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n && self.n_successful() + self.pending.len() < self.n_initial() {
+            let point = self.next_design_point()?;
+            self.pending.push(point.clone());
+            out.push(point);
+        }
+        if out.len() == n {
+            return Ok(out);
+        }
+        if self.n_successful() < 2 {
+            // Too few successes to fit anything: keep sampling the design.
+            while out.len() < n {
+                let point = self.next_design_point()?;
+                self.pending.push(point.clone());
+                out.push(point);
+            }
+            return Ok(out);
+        }
+
+        let data = self.training_data()?;
+        let step_seed = derive_seed(derive_seed(self.settings.seed, STREAM_ASK), self.bo_steps);
+        self.bo_steps += 1;
+        let kind = self.acquisition_kind();
+        let request = AcquisitionRequest {
+            kind,
+            gp_preset: self.settings.gp_preset,
+            mc_samples: self.settings.mc_samples,
+            seed: step_seed,
+        };
+        let factory = surrogate.build(&data, &request)?;
+        let ud = self.space.unit_dim();
+        let bounds = Bounds::unit(ud);
+        // Pending for the acquisition: asked-but-untold points and failed points.
+        let mut pending_unit = Vec::new();
+        for p in &self.pending {
+            pending_unit.extend(self.space.to_unit(p)?);
+        }
+        for o in self.observations.iter().filter(|o| o.failed()) {
+            pending_unit.extend(self.space.to_unit(&o.x)?);
+        }
+        let mut options = self.settings.acqf.clone();
+        options.nonnegative = options.nonnegative || kind.is_nonnegative();
+        let remaining = n - out.len();
+        for i in 0..remaining {
+            let acq = factory.build(&pending_unit)?;
+            options.seed = derive_seed(step_seed, 1 + i as u64);
+            let result = optimize_acqf(acq.as_ref(), 1, &bounds, &options)?;
+            let mut chosen = None;
+            for candidate in &result.candidates {
+                let canonical = self.space.canonical_unit(&candidate.x)?;
+                if self.is_acceptable(&canonical)? {
+                    chosen = Some(canonical);
+                    break;
+                }
+            }
+            let point = match chosen {
+                Some(unit) => self.space.from_unit(&unit)?,
+                None => self.next_design_point()?,
+            };
+            pending_unit.extend(self.space.to_unit(&point)?);
+            self.pending.push(point.clone());
+            out.push(point);
+        }
+        Ok(out)
+    }
+
+    /// The surrogate's data: successful observations, unit-cube inputs, maximisation outputs.
+    pub fn training_data(&self) -> Result<TrainingData> {
+        let d = self.space.unit_dim();
+        let m = self.objectives.len();
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        let mut n = 0;
+        for o in self.observations.iter().filter(|o| !o.failed()) {
+            x.extend(self.space.to_unit(&o.x)?);
+            y.extend(self.oriented(&o.y));
+            n += 1;
+        }
+        Ok(TrainingData {
+            x,
+            y,
+            n,
+            d,
+            m,
+            ref_point: self.ref_point.as_ref().map(|r| self.oriented(r)),
+        })
+    }
+
+    /// Objective values flipped so that larger is better for every objective.
+    fn oriented(&self, y: &[f64]) -> Vec<f64> {
+        y.iter()
+            .zip(&self.objectives)
+            .map(|(v, o)| match o.goal {
+                Goal::Max => *v,
+                Goal::Min => -*v,
+            })
+            .collect()
+    }
+
+    /// The best successful observation of a single-objective run (by its goal).
+    pub fn best(&self) -> Option<&Observation> {
+        if self.objectives.len() != 1 {
+            return None;
+        }
+        self.observations
+            .iter()
+            .filter(|o| !o.failed())
+            .max_by(|a, b| self.oriented(&a.y)[0].total_cmp(&self.oriented(&b.y)[0]))
+    }
+
+    /// Indices (into [`Self::observations`]) of the successful observations that no other
+    /// successful observation dominates.
+    pub fn pareto_indices(&self) -> Vec<usize> {
+        let ok: Vec<(usize, Vec<f64>)> = self
+            .observations
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| !o.failed())
+            .map(|(i, o)| (i, self.oriented(&o.y)))
+            .collect();
+        ok.iter()
+            .filter(|(_, a)| {
+                !ok.iter().any(|(_, b)| {
+                    b.iter().zip(a).all(|(p, q)| p >= q) && b.iter().zip(a).any(|(p, q)| p > q)
+                })
+            })
+            .map(|(i, _)| *i)
+            .collect()
+    }
+
+    /// A candidate (canonical unit point) is acceptable unless it duplicates an observed or
+    /// pending point or lies within `failure_radius` of a failed one.
+    fn is_acceptable(&self, unit: &[f64]) -> Result<bool> {
+        for o in &self.observations {
+            let dist = sup_distance(&self.space.to_unit(&o.x)?, unit);
+            let radius = if o.failed() {
+                self.settings.failure_radius.max(DUPLICATE_TOL)
+            } else {
+                DUPLICATE_TOL
+            };
+            if dist <= radius {
+                return Ok(false);
+            }
+        }
+        for p in &self.pending {
+            if sup_distance(&self.space.to_unit(p)?, unit) <= DUPLICATE_TOL {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The next acceptable point of the scrambled Sobol design, in user space.
+    fn next_design_point(&mut self) -> Result<Vec<f64>> {
+        let d = self.space.unit_dim();
+        let seed = derive_seed(self.settings.seed, STREAM_DESIGN);
+        let limit = crate::sampling::MAX_SOBOL_POINTS as u32;
+        // Draw the design in blocks so that skipping points stays cheap.
+        while self.design_cursor < limit {
+            let end = (self.design_cursor.saturating_add(64)).min(limit);
+            let block = sobol_design(end as usize, d, seed)?;
+            while self.design_cursor < end {
+                let i = self.design_cursor as usize;
+                self.design_cursor += 1;
+                let canonical = self.space.canonical_unit(&block[i * d..(i + 1) * d])?;
+                if self.is_acceptable(&canonical)? {
+                    return self.space.from_unit(&canonical);
+                }
+            }
+        }
+        Err(BoError::InvalidInput(format!(
+            "no new point left to propose: all {limit} Sobol points are observed, pending or \
+             next to failures (is the integer grid exhausted?)"
+        )))
+    }
+
+    /// The whole state as JSON.
+    pub fn to_json(&self) -> Result<String> {
+        Ok(serde_json::to_string_pretty(self)?)
+    }
+
+    /// Resume from [`Self::to_json`]'s output.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let state: Self = serde_json::from_str(text)?;
+        if state.version != STATE_VERSION {
+            return Err(BoError::InvalidInput(format!(
+                "optimizer state version {} is not supported (expected {STATE_VERSION})",
+                state.version
+            )));
+        }
+        // Re-validate what `new` checks, in case the file was edited by hand.
+        let checked = Self::new(
+            state.space.clone(),
+            state.objectives.clone(),
+            state.settings.clone(),
+        )?;
+        if let Some(r) = &state.ref_point {
+            checked.with_ref_point(r.clone())?;
+        }
+        for (i, o) in state.observations.iter().enumerate() {
+            state
+                .space
+                .check_point(&o.x)
+                .map_err(|e| BoError::InvalidInput(format!("observations[{i}]: {e}")))?;
+            if o.y.len() != state.objectives.len() {
+                return Err(BoError::InvalidInput(format!(
+                    "observations[{i}]: {} objective values for {} objectives",
+                    o.y.len(),
+                    state.objectives.len()
+                )));
+            }
+        }
+        Ok(state)
+    }
+}
+
+/// Two unit-cube points closer than this (sup-norm) are the same point.
+const DUPLICATE_TOL: f64 = 1e-9;
+
+fn sup_distance(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0.0, f64::max)
+}
+
+/// Serde for `Vec<f64>` that keeps non-finite values: written as the strings `"nan"`, `"inf"`,
+/// `"-inf"` (JSON has no such numbers); read back from those strings, from `null` (as NaN), or
+/// from numbers.
+mod non_finite {
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Value {
+        Number(f64),
+        Text(String),
+        Null(()),
+    }
+
+    pub fn serialize<S: Serializer>(values: &[f64], s: S) -> Result<S::Ok, S::Error> {
+        let out: Vec<Value> = values
+            .iter()
+            .map(|&v| {
+                if v.is_finite() {
+                    Value::Number(v)
+                } else if v.is_nan() {
+                    Value::Text("nan".into())
+                } else if v > 0.0 {
+                    Value::Text("inf".into())
+                } else {
+                    Value::Text("-inf".into())
+                }
+            })
+            .collect();
+        out.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        let raw: Vec<Value> = Vec::deserialize(d)?;
+        raw.into_iter()
+            .map(|v| match v {
+                Value::Number(x) => Ok(x),
+                Value::Null(()) => Ok(f64::NAN),
+                Value::Text(t) => match t.to_ascii_lowercase().as_str() {
+                    "nan" => Ok(f64::NAN),
+                    "inf" | "+inf" | "infinity" => Ok(f64::INFINITY),
+                    "-inf" | "-infinity" => Ok(f64::NEG_INFINITY),
+                    _ => Err(D::Error::custom(format!(
+                        "expected a number, null, \"nan\", \"inf\" or \"-inf\", got \"{t}\""
+                    ))),
+                },
+            })
+            .collect()
+    }
+}

@@ -2,6 +2,9 @@
 //! built (the MC base samples are fixed at construction, as in BoTorch's sample-average
 //! approximation), which is what makes quasi-Newton optimisation of it valid.
 
+pub mod hvi;
+pub mod logei;
+
 /// A deterministic acquisition function over a batch of `q` candidates in `d` dimensions,
 /// in the model's input space (the unit cube). Larger is better.
 ///

@@ -1,0 +1,271 @@
+//! Posterior of the latent function (no observation noise), in user units: pointwise mean and
+//! variance with input gradients, joint mean and covariance, and the cached-Cholesky low-rank
+//! update of BoTorch's `sample_cached_cholesky` for qNEHVI:
+//!
+//! ```text
+//! Σ = [[Σ_bb, Σ_bx], [Σ_xb, Σ_xx]],  L_bb = chol(Σ_bb) cached
+//! L_xb = (L_bb⁻¹ Σ_bx)ᵀ,  L_xx = chol(Σ_xx − L_xb L_xbᵀ)
+//! f(X) = μ_x + L_xb ε_b + L_xx ε_x      (ε_b: the baseline's own fixed base samples)
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use super::GaussianProcess;
+use super::linalg;
+use crate::error::{BoError, Result};
+
+/// Mean and variance at one point, with gradients w.r.t. that point's (user-unit) inputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PointPosterior {
+    pub mean: f64,
+    pub variance: f64,
+    pub mean_grad: Vec<f64>,
+    pub variance_grad: Vec<f64>,
+}
+
+/// Joint posterior over `q` points: mean (`q`) and covariance (`q × q`, row-major).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JointPosterior {
+    pub mean: Vec<f64>,
+    pub cov: Vec<f64>,
+}
+
+impl GaussianProcess {
+    /// Model-space pieces for normalised query points `xq` (`q × d`): `(K(X, xq), L⁻¹K(X, xq))`,
+    /// both `n × q`.
+    fn cross_terms(&self, xq: &[f64]) -> (Vec<f64>, Vec<f64>) {
+        let q = xq.len() / self.d;
+        let kxq = self.hyper.kernel.matrix(&self.x, xq, self.d);
+        let mut v = kxq.clone();
+        linalg::solve_lower_matrix(&self.chol, self.n, &mut v, q);
+        (kxq, v)
+    }
+
+    /// Posterior means and variances at the points `xs` (user units, row-major).
+    pub fn predict(&self, xs: &[f64]) -> Result<(Vec<f64>, Vec<f64>)> {
+        let xq = self.normalize_inputs(xs)?;
+        let q = xq.len() / self.d;
+        let (kxq, v) = self.cross_terms(&xq);
+        let s2 = self.y_std * self.y_std;
+        let prior_var = self.hyper.kernel.outputscale;
+        let mut mean = Vec::with_capacity(q);
+        let mut var = Vec::with_capacity(q);
+        for j in 0..q {
+            let m: f64 = (0..self.n).map(|i| kxq[i * q + j] * self.alpha[i]).sum::<f64>() + self.hyper.mean;
+            let vv: f64 = (0..self.n).map(|i| v[i * q + j] * v[i * q + j]).sum();
+            mean.push(m * self.y_std + self.y_mean);
+            var.push((prior_var - vv).max(0.0) * s2);
+        }
+        Ok((mean, var))
+    }
+
+    /// Joint posterior mean and covariance over the points `xs` (user units, row-major).
+    pub fn posterior_joint(&self, xs: &[f64]) -> Result<JointPosterior> {
+        let xq = self.normalize_inputs(xs)?;
+        let q = xq.len() / self.d;
+        let (kxq, v) = self.cross_terms(&xq);
+        let kqq = self.hyper.kernel.matrix(&xq, &xq, self.d);
+        let s2 = self.y_std * self.y_std;
+        let mean = (0..q)
+            .map(|j| {
+                let m: f64 = (0..self.n).map(|i| kxq[i * q + j] * self.alpha[i]).sum::<f64>() + self.hyper.mean;
+                m * self.y_std + self.y_mean
+            })
+            .collect();
+        let mut cov = vec![0.0; q * q];
+        for a in 0..q {
+            for b in 0..=a {
+                let vv: f64 = (0..self.n).map(|i| v[i * q + a] * v[i * q + b]).sum();
+                let c = (kqq[a * q + b] - vv) * s2;
+                cov[a * q + b] = c;
+                cov[b * q + a] = c;
+            }
+        }
+        Ok(JointPosterior { mean, cov })
+    }
+
+    /// Mean and variance at one point `x` (user units) with their gradients w.r.t. `x`.
+    pub fn predict_with_grad(&self, x: &[f64]) -> Result<PointPosterior> {
+        let xq = self.normalize_inputs(x)?;
+        if xq.len() != self.d {
+            return Err(BoError::DimensionMismatch { what: "single GP query point".into(), expected: self.d, got: x.len() });
+        }
+        let kern = &self.hyper.kernel;
+        let inv_l2 = kern.inv_l2();
+        let kx: Vec<f64> = self.x.chunks_exact(self.d).map(|xi| kern.k(&xq, xi, &inv_l2)).collect();
+        // w = K̃⁻¹ k(X, x): var = s − kᵀw, ∂var/∂x = −2 wᵀ ∂k/∂x (k(x,x) is constant).
+        let w = linalg::cho_solve(&self.chol, self.n, &kx);
+        let mut mean_grad = vec![0.0; self.d];
+        let mut var_grad = vec![0.0; self.d];
+        for (i, xi) in self.x.chunks_exact(self.d).enumerate() {
+            kern.add_grad_x(&xq, xi, &inv_l2, self.alpha[i], &mut mean_grad);
+            kern.add_grad_x(&xq, xi, &inv_l2, -2.0 * w[i], &mut var_grad);
+        }
+        let s2 = self.y_std * self.y_std;
+        let mean = (kx.iter().zip(&self.alpha).map(|(k, a)| k * a).sum::<f64>() + self.hyper.mean) * self.y_std + self.y_mean;
+        let var_model = kern.outputscale - kx.iter().zip(&w).map(|(k, w)| k * w).sum::<f64>();
+        let clamped = var_model <= 0.0;
+        for k in 0..self.d {
+            // Chain rule through the input normalisation.
+            mean_grad[k] *= self.y_std / self.input_width[k];
+            var_grad[k] = if clamped { 0.0 } else { var_grad[k] * s2 / self.input_width[k] };
+        }
+        Ok(PointPosterior { mean, variance: var_model.max(0.0) * s2, mean_grad, variance_grad: var_grad })
+    }
+}
+
+/// The baseline block of a joint posterior, factorised once (qNEHVI's `cache_root`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CachedBaseline {
+    /// Baseline points in model space (`nb × d`).
+    pub points: Vec<f64>,
+    pub nb: usize,
+    /// Posterior mean at the baseline points (user units).
+    pub mean: Vec<f64>,
+    /// Lower Cholesky factor of the baseline posterior covariance (user units, jittered if
+    /// needed).
+    pub chol: Vec<f64>,
+    /// `L⁻¹ K(X_train, B)` in model space (`n × nb`), reused for every cross-covariance.
+    v_b: Vec<f64>,
+}
+
+/// The rows of the joint covariance root for `q` new points: `f(X) = mean + L_xb ε_b + L_xx ε_x`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LowRankBlock {
+    pub mean: Vec<f64>,
+    /// `q × nb`.
+    pub l_xb: Vec<f64>,
+    /// `q × q`, lower triangular.
+    pub l_xx: Vec<f64>,
+}
+
+impl CachedBaseline {
+    /// Factorise the posterior covariance of `gp` at `baseline` (user units, row-major).
+    pub fn new(gp: &GaussianProcess, baseline: &[f64]) -> Result<Self> {
+        let joint = gp.posterior_joint(baseline)?;
+        let points = gp.normalize_inputs(baseline)?;
+        let nb = points.len() / gp.d;
+        let (chol, _) = linalg::cholesky_jittered(&joint.cov, nb)?;
+        let (_, v_b) = gp.cross_terms(&points);
+        Ok(Self { points, nb, mean: joint.mean, chol, v_b })
+    }
+
+    /// The low-rank extension of the cached root by the new points `x_new` (user units).
+    pub fn extend(&self, gp: &GaussianProcess, x_new: &[f64]) -> Result<LowRankBlock> {
+        let xq = gp.normalize_inputs(x_new)?;
+        let q = xq.len() / gp.d;
+        let nb = self.nb;
+        let joint = gp.posterior_joint(x_new)?;
+        let (_, v_x) = gp.cross_terms(&xq);
+        let k_bx = gp.hyper.kernel.matrix(&self.points, &xq, gp.d);
+        let s2 = gp.y_std * gp.y_std;
+        // Σ_bx = (K(B, x) − V_bᵀ V_x) s², nb × q; then Z = L_bb⁻¹ Σ_bx.
+        let mut z = vec![0.0; nb * q];
+        for b in 0..nb {
+            for j in 0..q {
+                let vv: f64 = (0..gp.n).map(|i| self.v_b[i * nb + b] * v_x[i * q + j]).sum();
+                z[b * q + j] = (k_bx[b * q + j] - vv) * s2;
+            }
+        }
+        linalg::solve_lower_matrix(&self.chol, nb, &mut z, q);
+        let mut l_xb = vec![0.0; q * nb];
+        for b in 0..nb {
+            for j in 0..q {
+                l_xb[j * nb + b] = z[b * q + j];
+            }
+        }
+        let mut schur = joint.cov.clone();
+        for a in 0..q {
+            for c in 0..q {
+                let s: f64 = (0..nb).map(|b| l_xb[a * nb + b] * l_xb[c * nb + b]).sum();
+                schur[a * q + c] -= s;
+            }
+        }
+        let (l_xx, _) = linalg::cholesky_jittered(&schur, q)?;
+        Ok(LowRankBlock { mean: joint.mean, l_xb, l_xx })
+    }
+}
+
+impl LowRankBlock {
+    /// One joint sample of `f` at the new points: `mean + L_xb ε_b + L_xx ε_x`.
+    pub fn sample(&self, eps_b: &[f64], eps_x: &[f64], out: &mut [f64]) {
+        let q = self.mean.len();
+        let nb = eps_b.len();
+        for a in 0..q {
+            let mut v = self.mean[a];
+            for b in 0..nb {
+                v += self.l_xb[a * nb + b] * eps_b[b];
+            }
+            for c in 0..=a {
+                v += self.l_xx[a * q + c] * eps_x[c];
+            }
+            out[a] = v;
+        }
+    }
+}
+
+/// A joint posterior with its derivatives w.r.t. the inputs of the query points.
+///
+/// Moving point `j` along coordinate `k` changes only mean `j` and row/column `j` of the
+/// covariance, so the derivatives are stored compactly:
+/// - `mean_grad[j*d + k] = ∂μ_j/∂x_jk`;
+/// - `cov_row_grad[(j*d + k)*q + b] = ∂Σ_jb/∂x_jk` (the diagonal entry `b = j` is the full
+///   derivative of `Σ_jj`; by symmetry `∂Σ_bj` is the same number).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JointPosteriorGrad {
+    pub joint: JointPosterior,
+    pub mean_grad: Vec<f64>,
+    pub cov_row_grad: Vec<f64>,
+}
+
+impl GaussianProcess {
+    /// [`GaussianProcess::posterior_joint`] plus the input gradients of the mean and
+    /// covariance (for analytic gradients of MC acquisitions).
+    pub fn posterior_joint_with_grad(&self, xs: &[f64]) -> Result<JointPosteriorGrad> {
+        let joint = self.posterior_joint(xs)?;
+        let xq = self.normalize_inputs(xs)?;
+        let (d, n) = (self.d, self.n);
+        let q = xq.len() / d;
+        let kern = &self.hyper.kernel;
+        let inv_l2 = kern.inv_l2();
+        // w_b = K̃⁻¹ k(X, x_b), columns of an n × q matrix stored per point.
+        let w: Vec<Vec<f64>> = xq
+            .chunks_exact(d)
+            .map(|xb| {
+                let kb: Vec<f64> = self.x.chunks_exact(d).map(|xi| kern.k(xb, xi, &inv_l2)).collect();
+                linalg::cho_solve(&self.chol, n, &kb)
+            })
+            .collect();
+        let s2 = self.y_std * self.y_std;
+        let mut mean_grad = vec![0.0; q * d];
+        let mut cov_row_grad = vec![0.0; q * d * q];
+        let mut dk_train = vec![0.0; n * d]; // ∂k(x_j, x_i)/∂x_j for every training point i
+        for j in 0..q {
+            let xj = &xq[j * d..(j + 1) * d];
+            dk_train.iter_mut().for_each(|v| *v = 0.0);
+            for (i, xi) in self.x.chunks_exact(d).enumerate() {
+                kern.add_grad_x(xj, xi, &inv_l2, 1.0, &mut dk_train[i * d..(i + 1) * d]);
+            }
+            for k in 0..d {
+                let scale = 1.0 / self.input_width[k];
+                let dmu: f64 = (0..n).map(|i| dk_train[i * d + k] * self.alpha[i]).sum();
+                mean_grad[j * d + k] = dmu * self.y_std * scale;
+                for b in 0..q {
+                    let reduce: f64 = (0..n).map(|i| dk_train[i * d + k] * w[b][i]).sum();
+                    let val = if b == j {
+                        -2.0 * reduce
+                    } else {
+                        let mut g = [0.0];
+                        let xb = &xq[b * d..(b + 1) * d];
+                        // ∂k(x_j, x_b)/∂x_jk, one coordinate at a time.
+                        let (_, m2g) = kern.kind.eval(super::kernel::scaled_sq_dist(xj, xb, &inv_l2));
+                        g[0] = -kern.outputscale * m2g * (xj[k] - xb[k]) * inv_l2[k];
+                        g[0] - reduce
+                    };
+                    cov_row_grad[(j * d + k) * q + b] = val * s2 * scale;
+                }
+            }
+        }
+        Ok(JointPosteriorGrad { joint, mean_grad, cov_row_grad })
+    }
+}

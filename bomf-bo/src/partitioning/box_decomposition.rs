@@ -1,0 +1,357 @@
+//! Disjoint axis-aligned box covers of the objective space above the reference point
+//! (maximisation), split by a Pareto front P:
+//!
+//! - the **non-dominated** region `{y ≥ r : no p ∈ P has p ≥ y}`, whose cells may have `+∞`
+//!   upper sides; qEHVI/qNEHVI integrate the improvement of new points over these cells;
+//! - the **dominated** region `{y : r ≤ y ≤ p for some p ∈ P}`, whose total volume is the
+//!   hypervolume.
+//!
+//! Algorithms (as in BoTorch's `box_decompositions`):
+//! - m = 1 and m = 2: closed forms after one sort (n + 1 non-dominated cells, n dominated);
+//! - m ≥ 3, dominated: Lacour, Klamroth & Fonseca (2017), Algorithm 1: maintain the *local
+//!   upper bounds* U of the minimisation problem (−P, −r) with their defining points, then
+//!   read one box per bound off Eq. (2);
+//! - m ≥ 3, non-dominated: the two-step method of Yang et al. (2019) that BoTorch's
+//!   `FastNondominatedPartitioning` uses. The non-dominated region is the union of the search
+//!   zones `(−u, +∞)` of those local upper bounds; that union is exactly the region
+//!   "dominated" (in the minimisation sense) by the point set −U with reference point +∞, so
+//!   running Algorithm 1 again on −U with reference +∞ and reading off Eq. (2) yields disjoint
+//!   boxes of it, directly in maximisation coordinates.
+//!
+//! Cells are stored as flat `num_cells × m` lower and upper arrays ([`Cells`]) so the
+//! hypervolume-improvement kernels stream through them without indirection.
+
+use super::pareto::front_better_than_unchecked;
+use super::{check_points, check_ref_point};
+use crate::error::Result;
+
+/// A list of axis-aligned boxes `[lower_k, upper_k]` in `m` dimensions, stored flat
+/// (`num_cells × m`, row-major). Upper sides may be `+∞`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Cells {
+    m: usize,
+    lower: Vec<f64>,
+    upper: Vec<f64>,
+}
+
+impl Cells {
+    /// An empty cell list in `m` dimensions.
+    pub fn new(m: usize) -> Self {
+        Self {
+            m,
+            lower: Vec::new(),
+            upper: Vec::new(),
+        }
+    }
+
+    /// Builds cells from flat lower/upper buffers, checking that their shapes agree.
+    pub fn from_bounds(m: usize, lower: Vec<f64>, upper: Vec<f64>) -> Result<Self> {
+        let n = check_points(&lower, m, "Cells::from_bounds lower")?;
+        let n_up = check_points(&upper, m, "Cells::from_bounds upper")?;
+        if n != n_up {
+            return Err(crate::error::BoError::DimensionMismatch {
+                what: "Cells::from_bounds: number of upper corners".into(),
+                expected: n,
+                got: n_up,
+            });
+        }
+        Ok(Self { m, lower, upper })
+    }
+
+    /// Number of objectives.
+    pub fn m(&self) -> usize {
+        self.m
+    }
+
+    /// Number of boxes.
+    pub fn len(&self) -> usize {
+        self.lower.len().checked_div(self.m).unwrap_or(0)
+    }
+
+    /// Whether there are no boxes.
+    pub fn is_empty(&self) -> bool {
+        self.lower.is_empty()
+    }
+
+    /// Lower corners, flat `len() × m`.
+    pub fn lower(&self) -> &[f64] {
+        &self.lower
+    }
+
+    /// Upper corners, flat `len() × m` (entries may be `+∞`).
+    pub fn upper(&self) -> &[f64] {
+        &self.upper
+    }
+
+    /// Lower and upper corner of box `k`.
+    pub fn cell(&self, k: usize) -> (&[f64], &[f64]) {
+        let s = k * self.m..(k + 1) * self.m;
+        (&self.lower[s.clone()], &self.upper[s])
+    }
+
+    /// Sum of the box volumes after clipping every upper side at `clip` (use the ideal point
+    /// to get a finite volume from non-dominated cells; `+∞` entries are allowed).
+    pub fn volume_clipped(&self, clip: &[f64]) -> f64 {
+        self.lower
+            .chunks_exact(self.m)
+            .zip(self.upper.chunks_exact(self.m))
+            .map(|(lo, up)| {
+                lo.iter()
+                    .zip(up)
+                    .zip(clip)
+                    .map(|((l, u), c)| (u.min(*c) - l).max(0.0))
+                    .product::<f64>()
+            })
+            .sum()
+    }
+
+    /// Sum of the box volumes (`+∞` if some box is unbounded).
+    pub fn volume(&self) -> f64 {
+        let clip = vec![f64::INFINITY; self.m];
+        self.volume_clipped(&clip)
+    }
+
+    /// Removes every box and sets the dimension, keeping the allocations for reuse.
+    pub fn reset(&mut self, m: usize) {
+        self.m = m;
+        self.lower.clear();
+        self.upper.clear();
+    }
+
+    /// Appends a box unless it is empty (some side `upper ≤ lower`).
+    fn push_nonempty(&mut self, lower: &[f64], upper: &[f64]) {
+        if lower.iter().zip(upper).any(|(l, u)| u <= l) {
+            return;
+        }
+        self.lower.extend_from_slice(lower);
+        self.upper.extend_from_slice(upper);
+    }
+}
+
+/// Disjoint boxes covering the region above `ref_point` not dominated by the points `ys`
+/// (`n × m`, row-major, maximisation; only points strictly better than `ref_point` count).
+/// Upper sides may be `+∞`. These are the cells qEHVI/qNEHVI integrate over.
+pub fn nondominated_cells(ys: &[f64], m: usize, ref_point: &[f64]) -> Result<Cells> {
+    let mut cells = Cells::new(m);
+    nondominated_cells_into(ys, m, ref_point, &mut cells)?;
+    Ok(cells)
+}
+
+/// [`nondominated_cells`] writing into `out`, reusing its allocations (per-sample loops).
+pub fn nondominated_cells_into(
+    ys: &[f64],
+    m: usize,
+    ref_point: &[f64],
+    out: &mut Cells,
+) -> Result<()> {
+    check_points(ys, m, "nondominated_cells")?;
+    check_ref_point(ref_point, m, "nondominated_cells")?;
+    let mut front = front_better_than_unchecked(ys, m, ref_point);
+    out.reset(m);
+    match m {
+        1 => {
+            let best = front.iter().copied().fold(ref_point[0], f64::max);
+            out.push_nonempty(&[best], &[f64::INFINITY]);
+        }
+        2 => nondominated_2d(&mut front, ref_point, out),
+        _ => nondominated_general(&front, m, ref_point, out),
+    }
+    Ok(())
+}
+
+/// Disjoint boxes covering the region between `ref_point` and the points `ys` (`n × m`,
+/// maximisation). Their total volume is the hypervolume.
+pub fn dominated_cells(ys: &[f64], m: usize, ref_point: &[f64]) -> Result<Cells> {
+    check_points(ys, m, "dominated_cells")?;
+    check_ref_point(ref_point, m, "dominated_cells")?;
+    let mut front = front_better_than_unchecked(ys, m, ref_point);
+    let mut out = Cells::new(m);
+    match m {
+        1 => {
+            let best = front.iter().copied().fold(ref_point[0], f64::max);
+            out.push_nonempty(ref_point, &[best]);
+        }
+        2 => dominated_2d(&mut front, ref_point, &mut out),
+        _ => dominated_general(&front, m, ref_point, &mut out),
+    }
+    Ok(out)
+}
+
+/// Sorts a 2-D front by the first objective ascending (so the second is descending).
+fn sort_front_2d(front: &mut [f64]) {
+    let mut pairs: Vec<[f64; 2]> = front.chunks_exact(2).map(|p| [p[0], p[1]]).collect();
+    pairs.sort_unstable_by(|a, b| a[0].total_cmp(&b[0]));
+    for (dst, p) in front.chunks_exact_mut(2).zip(&pairs) {
+        dst.copy_from_slice(p);
+    }
+}
+
+/// m = 2, front p_1..p_n sorted by y0 ascending: the cells are
+/// `[r0, p_1⁰] × [p_1¹, ∞)`, `[p_i⁰, p_{i+1}⁰] × [p_{i+1}¹, ∞)`, `[p_n⁰, ∞) × [r1, ∞)`.
+fn nondominated_2d(front: &mut [f64], r: &[f64], out: &mut Cells) {
+    sort_front_2d(front);
+    let mut left = r[0];
+    for p in front.chunks_exact(2) {
+        out.push_nonempty(&[left, p[1]], &[p[0], f64::INFINITY]);
+        left = p[0];
+    }
+    out.push_nonempty(&[left, r[1]], &[f64::INFINITY, f64::INFINITY]);
+}
+
+/// m = 2: the staircase `[p_{i-1}⁰, p_i⁰] × [r1, p_i¹]` with p_0⁰ = r0.
+fn dominated_2d(front: &mut [f64], r: &[f64], out: &mut Cells) {
+    sort_front_2d(front);
+    let mut left = r[0];
+    for p in front.chunks_exact(2) {
+        out.push_nonempty(&[left, r[1]], p);
+        left = p[0];
+    }
+}
+
+/// m ≥ 3, dominated region: Lacour et al. Algorithm 1 on (−P, −r), boxes negated back.
+fn dominated_general(front: &[f64], m: usize, r: &[f64], out: &mut Cells) {
+    let neg_r: Vec<f64> = r.iter().map(|v| -v).collect();
+    let mut bounds = LocalUpperBounds::new(&neg_r);
+    let mut z = vec![0.0; m];
+    for p in front.chunks_exact(m) {
+        for (zj, pj) in z.iter_mut().zip(p) {
+            *zj = -pj;
+        }
+        bounds.insert(&z);
+    }
+    let mut lo = vec![0.0; m];
+    let mut up = vec![0.0; m];
+    for idx in 0..bounds.len() {
+        bounds.partition_bounds(idx, &neg_r, &mut lo, &mut up);
+        // Minimisation box [lo, up] is the maximisation box [−up, −lo].
+        let max_lo: Vec<f64> = up.iter().map(|v| -v).collect();
+        let max_up: Vec<f64> = lo.iter().map(|v| -v).collect();
+        out.push_nonempty(&max_lo, &max_up);
+    }
+}
+
+/// m ≥ 3, non-dominated region: the two-step method (Yang et al. 2019), see the module docs.
+fn nondominated_general(front: &[f64], m: usize, r: &[f64], out: &mut Cells) {
+    // Step 1: local upper bounds U of the minimisation problem (−P, −r).
+    let neg_r: Vec<f64> = r.iter().map(|v| -v).collect();
+    let mut step1 = LocalUpperBounds::new(&neg_r);
+    let mut z = vec![0.0; m];
+    for p in front.chunks_exact(m) {
+        for (zj, pj) in z.iter_mut().zip(p) {
+            *zj = -pj;
+        }
+        step1.insert(&z);
+    }
+    // Step 2: W = −U are the lower corners of the search zones (w, +∞). Keep the minimal
+    // ones (a zone inside another adds nothing), i.e. the maximal elements of U.
+    let mut keep = vec![false; step1.len()];
+    super::pareto::non_dominated_mask_into(&step1.upper, m, true, &mut keep);
+    let infinity = vec![f64::INFINITY; m];
+    let mut step2 = LocalUpperBounds::new(&infinity);
+    for (u, _) in step1.upper.chunks_exact(m).zip(&keep).filter(|(_, k)| **k) {
+        for (zj, uj) in z.iter_mut().zip(u) {
+            *zj = -uj;
+        }
+        step2.insert(&z);
+    }
+    let mut lo = vec![0.0; m];
+    let mut up = vec![0.0; m];
+    for idx in 0..step2.len() {
+        step2.partition_bounds(idx, &infinity, &mut lo, &mut up);
+        out.push_nonempty(&lo, &up);
+    }
+}
+
+/// Local upper bounds of a minimisation problem with their defining points
+/// (Klamroth, Lacour & Vanderpooten 2015; Lacour et al. 2017).
+///
+/// For each bound u, `defining[(idx*m + j)*m ..][..m]` is the defining point Z^j(u): a point
+/// with Z^j(u)_j = u_j and Z^j(u)_k < u_k for k ≠ j. Initially U = {r} with dummy defining
+/// points Z^j = (−∞, …, r_j, …, −∞).
+struct LocalUpperBounds {
+    m: usize,
+    upper: Vec<f64>,
+    defining: Vec<f64>,
+}
+
+impl LocalUpperBounds {
+    fn new(r: &[f64]) -> Self {
+        let m = r.len();
+        let mut defining = vec![f64::NEG_INFINITY; m * m];
+        for j in 0..m {
+            defining[j * m + j] = r[j];
+        }
+        Self {
+            m,
+            upper: r.to_vec(),
+            defining,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.upper.len() / self.m
+    }
+
+    /// Inserts a point z that no earlier point dominates (Lacour et al. 2017, Alg. 1 body).
+    ///
+    /// The bounds u with z < u (componentwise strict) are the search zones containing z; each
+    /// is replaced by the bounds u^j = (z_j, u_{-j}) for the j where z_j ≥ max_{k≠j} Z^k_j(u)
+    /// (the others would be redundant), with defining points Z^j(u^j) = z and Z^k(u^j) = Z^k(u).
+    fn insert(&mut self, z: &[f64]) {
+        let m = self.m;
+        let mm = m * m;
+        let n = self.len();
+        let mut upper = Vec::with_capacity(self.upper.len() + m * m);
+        let mut defining = Vec::with_capacity(self.defining.len() + mm * m);
+        let mut affected: Vec<usize> = Vec::new();
+        for idx in 0..n {
+            let u = &self.upper[idx * m..(idx + 1) * m];
+            if z.iter().zip(u).all(|(a, b)| a < b) {
+                affected.push(idx);
+            } else {
+                upper.extend_from_slice(u);
+                defining.extend_from_slice(&self.defining[idx * mm..(idx + 1) * mm]);
+            }
+        }
+        if affected.is_empty() {
+            return;
+        }
+        for &idx in &affected {
+            let u = &self.upper[idx * m..(idx + 1) * m];
+            let zu = &self.defining[idx * mm..(idx + 1) * mm];
+            for j in 0..m {
+                let max_other = (0..m)
+                    .filter(|&k| k != j)
+                    .map(|k| zu[k * m + j])
+                    .fold(f64::NEG_INFINITY, f64::max);
+                if z[j] >= max_other {
+                    let start = upper.len();
+                    upper.extend_from_slice(u);
+                    upper[start + j] = z[j];
+                    let dstart = defining.len();
+                    defining.extend_from_slice(zu);
+                    defining[dstart + j * m..dstart + (j + 1) * m].copy_from_slice(z);
+                }
+            }
+        }
+        self.upper = upper;
+        self.defining = defining;
+    }
+
+    /// Lacour et al. 2017, Eq. (2): the box of bound `idx` in the minimisation problem with
+    /// reference point `r`: lower = (Z^1_1, max_{k<2} Z^k_2, …, max_{k<m} Z^k_m), upper =
+    /// (r_1, u_2, …, u_m). Together these boxes tile the dominated region.
+    fn partition_bounds(&self, idx: usize, r: &[f64], lo: &mut [f64], up: &mut [f64]) {
+        let m = self.m;
+        let zu = &self.defining[idx * m * m..(idx + 1) * m * m];
+        let u = &self.upper[idx * m..(idx + 1) * m];
+        lo[0] = zu[0];
+        up[0] = r[0];
+        for j in 1..m {
+            lo[j] = (0..j)
+                .map(|k| zu[k * m + j])
+                .fold(f64::NEG_INFINITY, f64::max);
+            up[j] = u[j];
+        }
+    }
+}

@@ -1,0 +1,612 @@
+//! Readers: every format on small hand-made samples of its real layout, and every kind of bad
+//! input giving the error that names what is wrong.
+
+use std::path::{Path, PathBuf};
+
+use bomf_data::DataError;
+use bomf_data::assets;
+use bomf_data::readers::bigbench::{bigbench_subtasks, read_bigbench};
+use bomf_data::readers::e2e::read_e2e_csv;
+use bomf_data::readers::glue::{GlueSplit, read_glue_dir, read_glue_export, read_glue_tsv};
+use bomf_data::readers::mcqa::{McqaConfig, read_mcqa_jsonl};
+use bomf_data::readers::samsum::read_samsum;
+use bomf_data::readers::spam::read_spam_assassin;
+use bomf_data::readers::squad::read_squad;
+use bomf_data::readers::tabular::{ColumnMapping, read_tabular};
+use bomf_data::task::{GlueTask, Target, TaskKind};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data")
+}
+
+fn write(dir: &tempfile::TempDir, name: &str, content: &str) -> PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, content).unwrap();
+    path
+}
+
+fn class(t: &Option<Target>) -> usize {
+    match t {
+        Some(Target::Class(c)) => *c,
+        other => panic!("expected a class target, got {other:?}"),
+    }
+}
+
+#[test]
+fn glue_tsv_layouts_of_all_eight_tasks() {
+    let glue = fixtures().join("glue");
+    let cola = read_glue_dir(&glue, GlueTask::Cola, GlueSplit::Train).unwrap();
+    assert_eq!(cola.len(), 3);
+    assert_eq!(
+        cola.examples[1].inputs,
+        vec!["They drank the pub.".to_string()]
+    );
+    assert_eq!(
+        cola.examples
+            .iter()
+            .map(|e| class(&e.target))
+            .collect::<Vec<_>>(),
+        vec![1, 0, 1]
+    );
+
+    let cola_test = read_glue_dir(&glue, GlueTask::Cola, GlueSplit::Test).unwrap();
+    assert_eq!(cola_test.len(), 2);
+    assert!(cola_test.examples.iter().all(|e| e.target.is_none()));
+    assert_eq!(cola_test.examples[0].id, "0");
+
+    let sst = read_glue_dir(&glue, GlueTask::Sst2, GlueSplit::Dev).unwrap();
+    assert_eq!(
+        sst.examples
+            .iter()
+            .map(|e| class(&e.target))
+            .collect::<Vec<_>>(),
+        vec![1, 0]
+    );
+
+    // MRPC starts with a byte-order mark and contains an unbalanced quote.
+    let mrpc = read_glue_dir(&glue, GlueTask::Mrpc, GlueSplit::Dev).unwrap();
+    assert_eq!(mrpc.len(), 2);
+    assert!(mrpc.examples[0].inputs[1].starts_with("\"The foodservice"));
+    assert_eq!(class(&mrpc.examples[0].target), 1);
+    assert_eq!(mrpc.task.labels(), ["not_equivalent", "equivalent"]);
+    let mrpc_test = read_glue_dir(&glue, GlueTask::Mrpc, GlueSplit::Test).unwrap();
+    assert!(mrpc_test.examples[0].target.is_none());
+
+    let stsb = read_glue_dir(&glue, GlueTask::Stsb, GlueSplit::Dev).unwrap();
+    assert_eq!(stsb.task.kind, TaskKind::Regression);
+    assert_eq!(stsb.examples[1].target, Some(Target::Score(4.75)));
+
+    let qqp = read_glue_dir(&glue, GlueTask::Qqp, GlueSplit::Train).unwrap();
+    assert_eq!(qqp.examples[1].id, "402555");
+    assert_eq!(class(&qqp.examples[1].target), 1);
+
+    // MNLI: names → HF order (entailment 0, neutral 1, contradiction 2), gold_label not label1.
+    let mnli = read_glue_dir(&glue, GlueTask::Mnli, GlueSplit::Dev).unwrap();
+    assert_eq!(
+        mnli.examples
+            .iter()
+            .map(|e| class(&e.target))
+            .collect::<Vec<_>>(),
+        vec![1, 2, 0]
+    );
+    let mnli_test = read_glue_dir(&glue, GlueTask::Mnli, GlueSplit::Test).unwrap();
+    assert_eq!(mnli_test.len(), 1);
+    assert!(mnli_test.examples[0].target.is_none());
+    assert!(matches!(
+        read_glue_dir(&glue, GlueTask::Mnli, GlueSplit::DevMismatched),
+        Err(DataError::Io { .. })
+    ));
+    assert!(matches!(
+        read_glue_dir(&glue, GlueTask::Rte, GlueSplit::DevMismatched),
+        Err(DataError::InvalidConfig(_))
+    ));
+
+    let qnli = read_glue_dir(&glue, GlueTask::Qnli, GlueSplit::Dev).unwrap();
+    assert_eq!(
+        qnli.examples
+            .iter()
+            .map(|e| class(&e.target))
+            .collect::<Vec<_>>(),
+        vec![0, 1]
+    );
+    let rte = read_glue_dir(&glue, GlueTask::Rte, GlueSplit::Dev).unwrap();
+    assert_eq!(
+        rte.examples
+            .iter()
+            .map(|e| class(&e.target))
+            .collect::<Vec<_>>(),
+        vec![1, 0]
+    );
+    assert_eq!(rte.task.input_fields, vec!["sentence1", "sentence2"]);
+}
+
+#[test]
+fn glue_tsv_bad_input_names_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = write(
+        &dir,
+        "missing.tsv",
+        "index\tsentence1\tlabel\n0\ta\tentailment\n",
+    );
+    match read_glue_tsv(&missing, GlueTask::Rte, true) {
+        Err(DataError::MissingColumn { column, at }) => {
+            assert_eq!(column, "sentence2");
+            assert_eq!(at.line, Some(1));
+        }
+        other => panic!("{other:?}"),
+    }
+    let unknown = write(
+        &dir,
+        "unknown.tsv",
+        "index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n1\tc\td\tmaybe\n",
+    );
+    match read_glue_tsv(&unknown, GlueTask::Rte, true) {
+        Err(DataError::UnknownLabel { label, at, known }) => {
+            assert_eq!(label, "maybe");
+            assert_eq!(at.line, Some(3));
+            assert_eq!(known, vec!["entailment", "not_entailment"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let short = write(
+        &dir,
+        "short.tsv",
+        "index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n1\tonly one field\n",
+    );
+    let err = read_glue_tsv(&short, GlueTask::Rte, true).unwrap_err();
+    assert!(
+        matches!(&err, DataError::Malformed { at, .. } if at.line == Some(3)),
+        "{err}"
+    );
+    assert!(err.to_string().contains("short.tsv:3"), "{err}");
+
+    let empty = write(&dir, "empty.tsv", "");
+    assert!(matches!(
+        read_glue_tsv(&empty, GlueTask::Rte, true),
+        Err(DataError::Empty { .. })
+    ));
+    let header_only = write(&dir, "header.tsv", "index\tsentence1\tsentence2\tlabel\n");
+    assert!(matches!(
+        read_glue_tsv(&header_only, GlueTask::Rte, true),
+        Err(DataError::Empty { .. })
+    ));
+    let blank = write(
+        &dir,
+        "blank.tsv",
+        "index\tsentence1\tsentence2\tlabel\n\n0\ta\tb\tentailment\n",
+    );
+    assert!(matches!(
+        read_glue_tsv(&blank, GlueTask::Rte, true),
+        Err(DataError::Malformed { .. })
+    ));
+    let bad_score = write(
+        &dir,
+        "stsb.tsv",
+        "sentence1\tsentence2\tscore\na\tb\tfive\n",
+    );
+    assert!(matches!(
+        read_glue_tsv(&bad_score, GlueTask::Stsb, true),
+        Err(DataError::WrongType { .. })
+    ));
+    let cola = write(&dir, "cola.tsv", "gj04\t2\t\tA sentence.\n");
+    assert!(matches!(
+        read_glue_tsv(&cola, GlueTask::Cola, true),
+        Err(DataError::UnknownLabel { .. })
+    ));
+    // A label of -1 in a *labelled* TSV is not "unlabelled": it is an unknown label.
+    let minus = write(&dir, "minus.tsv", "sentence\tlabel\nok\t-1\n");
+    assert!(matches!(
+        read_glue_tsv(&minus, GlueTask::Sst2, true),
+        Err(DataError::UnknownLabel { .. })
+    ));
+}
+
+#[test]
+fn glue_exports_jsonl_and_csv() {
+    let mnli = read_glue_export(
+        &fixtures().join("glue_export/mnli_validation_matched.jsonl"),
+        GlueTask::Mnli,
+        None,
+    )
+    .unwrap();
+    assert_eq!(mnli.len(), 3);
+    assert_eq!(mnli.examples[0].inputs[0], "The new rights are nice enough");
+    assert_eq!(mnli.examples[1].target, Some(Target::Class(2)));
+    assert_eq!(
+        mnli.examples[2].target, None,
+        "label -1 marks an unlabelled row"
+    );
+    assert_eq!(mnli.examples[1].id, "1");
+
+    let stsb = read_glue_export(
+        &fixtures().join("glue_export/stsb_validation.csv"),
+        GlueTask::Stsb,
+        None,
+    )
+    .unwrap();
+    assert_eq!(stsb.examples[1].target, Some(Target::Score(4.75)));
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(
+        &dir,
+        "rte.jsonl",
+        "{\"sentence1\": \"a\", \"sentence2\": \"b\", \"label\": 0}\n{\"sentence1\": \"a\", \"label\": 1}\n",
+    );
+    match read_glue_export(&bad, GlueTask::Rte, None) {
+        Err(DataError::MissingColumn { column, at }) => {
+            assert_eq!(column, "sentence2");
+            assert_eq!(at.line, Some(2));
+        }
+        other => panic!("{other:?}"),
+    }
+    let out_of_range = write(
+        &dir,
+        "rte2.jsonl",
+        "{\"sentence1\": \"a\", \"sentence2\": \"b\", \"label\": 2}\n",
+    );
+    assert!(matches!(
+        read_glue_export(&out_of_range, GlueTask::Rte, None),
+        Err(DataError::UnknownLabel { .. })
+    ));
+    let malformed = write(
+        &dir,
+        "rte3.jsonl",
+        "{\"sentence1\": \"a\", \"sentence2\": \"b\", \"label\": 0}\n{\"sentence1\": \n",
+    );
+    match read_glue_export(&malformed, GlueTask::Rte, None) {
+        Err(DataError::Json { at, .. }) => assert_eq!(at.line, Some(2)),
+        other => panic!("{other:?}"),
+    }
+    let wrong_type = write(
+        &dir,
+        "rte4.jsonl",
+        "{\"sentence1\": [\"a\"], \"sentence2\": \"b\", \"label\": 0}\n",
+    );
+    assert!(matches!(
+        read_glue_export(&wrong_type, GlueTask::Rte, None),
+        Err(DataError::WrongType { .. })
+    ));
+}
+
+#[test]
+fn generic_tabular_with_column_mapping() {
+    // Labels inferred and sorted: bad, good, meh.
+    let mut mapping = ColumnMapping::classification(&["review"], "stars");
+    mapping.id_column = Some("uid".into());
+    let csv = read_tabular(&fixtures().join("custom.csv"), &mapping).unwrap();
+    assert_eq!(csv.task.labels(), ["bad", "good", "meh"]);
+    assert_eq!(
+        csv.examples
+            .iter()
+            .map(|e| class(&e.target))
+            .collect::<Vec<_>>(),
+        vec![1, 0, 2, 1]
+    );
+    assert_eq!(csv.examples[0].inputs, vec!["Great phone, love it"]);
+    assert_eq!(csv.examples[2].id, "u3");
+
+    // A given label list fixes the order; an unseen label is an error.
+    mapping.labels = Some(vec!["good".into(), "meh".into(), "bad".into()]);
+    let fixed = read_tabular(&fixtures().join("custom.csv"), &mapping).unwrap();
+    assert_eq!(
+        fixed
+            .examples
+            .iter()
+            .map(|e| class(&e.target))
+            .collect::<Vec<_>>(),
+        vec![0, 2, 1, 0]
+    );
+    mapping.labels = Some(vec!["good".into(), "bad".into()]);
+    match read_tabular(&fixtures().join("custom.csv"), &mapping) {
+        Err(DataError::UnknownLabel { label, at, .. }) => {
+            assert_eq!(label, "meh");
+            assert_eq!(at.line, Some(4));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Integer labels infer numerically (2 before 10); pairs; blank JSONL lines carry no record.
+    let jsonl: ColumnMapping = serde_json::from_str(
+        r#"{"name": "pairs", "text_columns": ["q", "p"], "label_column": "y"}"#,
+    )
+    .unwrap();
+    let pairs = read_tabular(&fixtures().join("custom.jsonl"), &jsonl).unwrap();
+    assert_eq!(pairs.task.labels(), ["2", "10"]);
+    assert_eq!(pairs.examples[0].target, Some(Target::Class(1)));
+    assert_eq!(pairs.examples[1].id, "line3");
+
+    let bad_config: Result<ColumnMapping, _> =
+        serde_json::from_str(r#"{"text_columns": ["q"], "lable_column": "y"}"#);
+    assert!(bad_config.is_err(), "unknown config keys are rejected");
+    let three = ColumnMapping::classification(&["a", "b", "c"], "y");
+    assert!(matches!(
+        read_tabular(&fixtures().join("custom.jsonl"), &three),
+        Err(DataError::InvalidConfig(_))
+    ));
+
+    let dir = tempfile::tempdir().unwrap();
+    let ragged = write(&dir, "ragged.csv", "text,label\nfine,a\ntoo,many,fields\n");
+    match read_tabular(&ragged, &ColumnMapping::classification(&["text"], "label")) {
+        Err(DataError::Csv { at, .. }) => assert_eq!(at.line, Some(3)),
+        other => panic!("{other:?}"),
+    }
+    let header_only = write(&dir, "empty.csv", "text,label\n");
+    assert!(matches!(
+        read_tabular(
+            &header_only,
+            &ColumnMapping::classification(&["text"], "label")
+        ),
+        Err(DataError::Empty { .. })
+    ));
+    let not_object = write(&dir, "array.jsonl", "[1, 2]\n");
+    assert!(matches!(
+        read_tabular(
+            &not_object,
+            &ColumnMapping::classification(&["text"], "label")
+        ),
+        Err(DataError::Malformed { .. })
+    ));
+    let regression: ColumnMapping =
+        serde_json::from_str(r#"{"text_columns": ["t"], "label_column": "y", "regression": true}"#)
+            .unwrap();
+    let bad_number = write(
+        &dir,
+        "reg.jsonl",
+        "{\"t\": \"a\", \"y\": 0.5}\n{\"t\": \"b\", \"y\": \"high\"}\n",
+    );
+    match read_tabular(&bad_number, &regression) {
+        Err(DataError::WrongType { at, field, .. }) => {
+            assert_eq!(at.line, Some(2));
+            assert_eq!(field, "y");
+        }
+        other => panic!("{other:?}"),
+    }
+    let unknown_ext = write(&dir, "data.txt", "x");
+    assert!(matches!(
+        read_tabular(
+            &unknown_ext,
+            &ColumnMapping::classification(&["text"], "label")
+        ),
+        Err(DataError::InvalidConfig(_))
+    ));
+    let missing = dir.path().join("nope.csv");
+    assert!(matches!(
+        read_tabular(&missing, &ColumnMapping::classification(&["text"], "label")),
+        Err(DataError::Io { .. })
+    ));
+}
+
+#[test]
+fn squad_v1_and_v2() {
+    let v1 = read_squad(&fixtures().join("squad_v1.json")).unwrap();
+    assert_eq!(v1.task.name, "squad_v1.1");
+    assert_eq!(v1.len(), 2);
+    assert_eq!(
+        v1.examples[0].inputs[0],
+        "In what country is Normandy located?"
+    );
+    match &v1.examples[1].target {
+        Some(Target::Span(answers)) => {
+            assert_eq!(answers[0].text, "10th and 11th centuries");
+            let context: Vec<char> = v1.examples[1].inputs[1].chars().collect();
+            let start = answers[0].start_char;
+            let found: String = context[start..start + answers[0].text.chars().count()]
+                .iter()
+                .collect();
+            assert_eq!(found, answers[0].text);
+        }
+        other => panic!("{other:?}"),
+    }
+    let v2 = read_squad(&fixtures().join("squad_v2.json")).unwrap();
+    assert_eq!(v2.task.kind, TaskKind::SpanQa { unanswerable: true });
+    assert_eq!(v2.examples[1].target, Some(Target::Span(vec![])));
+    // answer_start counts characters, not bytes (the context has multi-byte letters).
+    if let Some(Target::Span(a)) = &v2.examples[0].target {
+        let context: Vec<char> = v2.examples[0].inputs[1].chars().collect();
+        assert_eq!(
+            context[a[0].start_char..a[0].start_char + 4]
+                .iter()
+                .collect::<String>(),
+            "1650"
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let outside = write(
+        &dir,
+        "bad.json",
+        r#"{"data": [{"paragraphs": [{"context": "short", "qas": [{"id": "x", "question": "q", "answers": [{"text": "short text", "answer_start": 0}]}]}]}]}"#,
+    );
+    let err = read_squad(&outside).unwrap_err();
+    assert!(
+        err.to_string().contains("data[0].paragraphs[0].qas[0]"),
+        "{err}"
+    );
+    let missing = write(
+        &dir,
+        "missing.json",
+        "{\"data\": [{\"paragraphs\": [{\"qas\": []}]}]}",
+    );
+    let err = read_squad(&missing).unwrap_err();
+    assert!(
+        matches!(err, DataError::Json { .. }) && err.to_string().contains("context"),
+        "{err}"
+    );
+    let empty = write(&dir, "empty.json", "{\"data\": []}");
+    assert!(matches!(read_squad(&empty), Err(DataError::Empty { .. })));
+}
+
+#[test]
+fn samsum_e2e_and_mcqa() {
+    let samsum = read_samsum(&fixtures().join("samsum.json"), true).unwrap();
+    assert_eq!(samsum.len(), 2);
+    assert_eq!(samsum.examples[0].id, "13818513");
+    assert!(
+        matches!(&samsum.examples[0].target, Some(Target::Text(r)) if r[0].starts_with("Amanda baked"))
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let no_summary = write(&dir, "s.json", r#"[{"id": "1", "dialogue": "A: hi"}]"#);
+    match read_samsum(&no_summary, true) {
+        Err(DataError::MissingColumn { column, at }) => {
+            assert_eq!(column, "summary");
+            assert_eq!(at.record.as_deref(), Some("[0]"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        read_samsum(&no_summary, false).unwrap().examples[0]
+            .target
+            .is_none()
+    );
+
+    // E2E: the two references of "The Vaults" are grouped, in file order.
+    let e2e = read_e2e_csv(&fixtures().join("e2e.csv")).unwrap();
+    assert_eq!(e2e.len(), 2);
+    match &e2e.examples[0].target {
+        Some(Target::Text(refs)) => {
+            assert_eq!(refs.len(), 2);
+            assert!(refs[1].starts_with("Prices over £30"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let e2e_test = read_e2e_csv(&fixtures().join("e2e_test.csv")).unwrap();
+    assert!(e2e_test.examples[0].target.is_none());
+
+    let mcqa = read_mcqa_jsonl(&fixtures().join("mcqa.jsonl"), &McqaConfig::default()).unwrap();
+    assert_eq!(mcqa.examples[0].options.len(), 4);
+    assert_eq!(mcqa.examples[0].correct_choice(), Some(1));
+    assert_eq!(mcqa.examples[1].correct_choice(), Some(1));
+    let kor = read_mcqa_jsonl(
+        &fixtures().join("kormedmcqa.jsonl"),
+        &McqaConfig::kormedmcqa("kormedmcqa/doctor"),
+    )
+    .unwrap();
+    assert_eq!(
+        kor.examples[0].options,
+        vec!["간", "췌장", "신장", "비장", "위"]
+    );
+    assert_eq!(
+        kor.examples[0].correct_choice(),
+        Some(1),
+        "answer 2 counted from 1"
+    );
+    assert_eq!(kor.examples[1].correct_choice(), Some(4));
+    // Read 0-based, KorMedMCQA's answer 5 is out of range for 5 options.
+    match read_mcqa_jsonl(&fixtures().join("kormedmcqa.jsonl"), &McqaConfig::default()) {
+        Err(DataError::UnknownLabel { at, .. }) => assert_eq!(at.line, Some(2)),
+        other => panic!("{other:?}"),
+    }
+    let letter_out = write(
+        &dir,
+        "m.jsonl",
+        r#"{"question": "q", "options": ["a", "b"], "answer": "C"}"#,
+    );
+    assert!(matches!(
+        read_mcqa_jsonl(&letter_out, &McqaConfig::default()),
+        Err(DataError::UnknownLabel { .. })
+    ));
+    let no_options = write(&dir, "n.jsonl", r#"{"question": "q", "answer": "A"}"#);
+    assert!(matches!(
+        read_mcqa_jsonl(&no_options, &McqaConfig::default()),
+        Err(DataError::MissingColumn { .. })
+    ));
+    let one_option = write(
+        &dir,
+        "o.jsonl",
+        r#"{"question": "q", "options": ["a"], "answer": 0}"#,
+    );
+    assert!(matches!(
+        read_mcqa_jsonl(&one_option, &McqaConfig::default()),
+        Err(DataError::Malformed { .. })
+    ));
+}
+
+#[test]
+fn bigbench_multiple_choice_generative_and_subtasks() {
+    let bb = fixtures().join("bigbench");
+    let mc = read_bigbench(&bb.join("mc_task")).unwrap();
+    assert_eq!(mc.task.kind, TaskKind::MultipleChoice);
+    // Options keep the file's order (not sorted).
+    assert_eq!(
+        mc.examples[1].options,
+        vec!["neutral", "negative", "positive"]
+    );
+    assert_eq!(mc.examples[1].correct_choice(), Some(1));
+    let cls = mc.to_classification().unwrap();
+    assert_eq!(cls.task.labels(), ["positive", "negative", "neutral"]);
+    assert_eq!(
+        cls.examples
+            .iter()
+            .map(|e| class(&e.target))
+            .collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+
+    let generative = read_bigbench(&bb.join("gen_task/task.json")).unwrap();
+    assert_eq!(generative.task.kind, TaskKind::Generation);
+    assert!(matches!(&generative.examples[1].target, Some(Target::Text(r)) if r.len() == 2));
+
+    assert_eq!(
+        bigbench_subtasks(&bb.join("parent")).unwrap(),
+        vec!["sub_a", "sub_b"]
+    );
+    let parent = read_bigbench(&bb.join("parent")).unwrap();
+    assert_eq!(parent.len(), 3);
+    assert_eq!(parent.examples[0].id, "sub_a/0");
+    assert_eq!(parent.examples[2].id, "sub_b/1");
+    assert_eq!(parent.task.name, "bigbench/parent");
+    let sub = read_bigbench(&bb.join("parent/sub_b")).unwrap();
+    assert_eq!(sub.len(), 2);
+    assert_eq!(sub.task.name, "bigbench/parent/sub_b");
+    assert_eq!(mc.task.name, "bigbench/mc_task");
+
+    let dir = tempfile::tempdir().unwrap();
+    let mixed = write(
+        &dir,
+        "task.json",
+        r#"{"canary": "c", "examples": [{"input": "a", "target_scores": {"x": 1, "y": 0}}, {"input": "b", "target": "x"}]}"#,
+    );
+    let err = read_bigbench(&mixed).unwrap_err();
+    assert!(
+        matches!(err, DataError::InconsistentTargets(_)) && err.to_string().contains("examples[1]"),
+        "{err}"
+    );
+    let no_input = write(&dir, "t2.json", r#"{"examples": [{"target": "x"}]}"#);
+    assert!(matches!(
+        read_bigbench(&no_input),
+        Err(DataError::Json { .. })
+    ));
+    let empty = write(&dir, "t3.json", r#"{"examples": []}"#);
+    assert!(matches!(
+        read_bigbench(&empty),
+        Err(DataError::Empty { .. })
+    ));
+}
+
+#[test]
+fn real_bigbench_and_spam_assets_when_present() {
+    for name in assets::BIGBENCH_TASKS {
+        let Some(path) = assets::require(assets::bigbench_task(name).unwrap()).unwrap() else {
+            return;
+        };
+        let dataset = read_bigbench(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(!dataset.is_empty(), "{name}");
+    }
+    let multiemo =
+        read_bigbench(&assets::bigbench_task("multiemo/all_sentence_en").unwrap()).unwrap();
+    let cls = multiemo.to_classification().unwrap();
+    assert_eq!(cls.task.labels().len(), 4);
+
+    let Some(spam_dir) = assets::require(assets::spam_assassin_dir()).unwrap() else {
+        return;
+    };
+    let spam = read_spam_assassin(&spam_dir, true).unwrap();
+    assert_eq!(spam.len(), assets::SPAM_ASSASSIN_EMAILS);
+    let n_spam = spam
+        .examples
+        .iter()
+        .filter(|e| e.target == Some(Target::Class(1)))
+        .count();
+    // The package's README: spam-1 has 500 and spam-2 1,396 messages.
+    assert_eq!(n_spam, 500 + 1396);
+}

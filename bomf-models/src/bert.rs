@@ -1,0 +1,970 @@
+//! BERT and RoBERTa encoders (one implementation, selected by `model_type` in config.json) with the
+//! task heads `transformers` defines for them.
+//!
+//! The module tree mirrors Hugging Face's so that every parameter has an obvious HF name
+//! (see [`crate::params`] for the few renames: `self_attn` ↔ `self`, `layer_norm` ↔ `LayerNorm`,
+//! `gamma`/`beta` ↔ `weight`/`bias`, and the root field `base` ↔ `bert`/`roberta`).
+//!
+//! Numerics follow `transformers` exactly (checked by `tests/bert_parity.rs` against fixtures
+//! generated with `tests/fixtures/gen_encoder.py`):
+//! - RoBERTa's position ids come from the input ids: `cumsum(ids != pad) * (ids != pad) + pad`,
+//!   so padding tokens sit at position `pad_token_id` and real tokens start at `pad_token_id + 1`.
+//! - post-LN layers: `LayerNorm(x + Dropout(Dense(sublayer(x))))`.
+//! - the attention mask removes padded *keys* (every query row still gets an output, as in HF).
+//! - heads: BERT classifies the pooled output (`pooler.dense` + tanh on `[CLS]`), RoBERTa classifies
+//!   `<s>` through its own `dense → tanh → out_proj` head; multiple choice uses the pooler for both;
+//!   span QA uses neither.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::module::{Initializer, Module};
+use burn::nn::{
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear,
+};
+use burn::tensor::activation;
+use burn::tensor::backend::Backend;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, Int, Tensor};
+use serde_json::{Map, Value};
+
+use crate::error::{ModelError, Result};
+use crate::loss;
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+// ---------------------------------------------------------------------------------------------
+
+/// Which of the two architectures a config describes. They share every layer; they differ in
+/// position ids (RoBERTa offsets them past the padding index), default special ids, the HF name
+/// prefix (`bert.` / `roberta.`) and the sequence-classification head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncoderFlavor {
+    Bert,
+    Roberta,
+}
+
+impl EncoderFlavor {
+    /// The prefix `transformers` gives the base model inside a model with a head
+    /// (`base_model_prefix`).
+    pub fn hf_prefix(self) -> &'static str {
+        match self {
+            EncoderFlavor::Bert => "bert",
+            EncoderFlavor::Roberta => "roberta",
+        }
+    }
+}
+
+/// The activation of the feed-forward block (`hidden_act`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HiddenAct {
+    /// `gelu`: the exact, erf-based GELU.
+    Gelu,
+    /// `gelu_new`, `gelu_pytorch_tanh`: the tanh approximation.
+    GeluTanh,
+    Relu,
+    /// `silu` / `swish`.
+    Silu,
+}
+
+impl HiddenAct {
+    fn parse(name: &str) -> Result<Self> {
+        match name {
+            "gelu" => Ok(HiddenAct::Gelu),
+            "gelu_new" | "gelu_pytorch_tanh" => Ok(HiddenAct::GeluTanh),
+            "relu" => Ok(HiddenAct::Relu),
+            "silu" | "swish" => Ok(HiddenAct::Silu),
+            other => Err(ModelError::unsupported(
+                "hidden_act",
+                format!(
+                    "`{other}` is not supported (supported: gelu, gelu_new, gelu_pytorch_tanh, relu, silu, swish)"
+                ),
+            )),
+        }
+    }
+
+    fn apply<B: Backend, const D: usize>(self, x: Tensor<B, D>) -> Tensor<B, D> {
+        match self {
+            HiddenAct::Gelu => activation::gelu(x),
+            HiddenAct::GeluTanh => activation::gelu_approximate(x),
+            HiddenAct::Relu => activation::relu(x),
+            HiddenAct::Silu => activation::silu(x),
+        }
+    }
+}
+
+/// How `transformers` computes the sequence-classification loss (`problem_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemType {
+    /// Mean squared error; the default when `num_labels == 1`.
+    Regression,
+    /// Cross-entropy over integer labels; the default when `num_labels > 1`.
+    SingleLabelClassification,
+    /// Binary cross-entropy with logits over a 0/1 label matrix.
+    MultiLabelClassification,
+}
+
+impl ProblemType {
+    fn parse(name: &str) -> Result<Self> {
+        match name {
+            "regression" => Ok(ProblemType::Regression),
+            "single_label_classification" => Ok(ProblemType::SingleLabelClassification),
+            "multi_label_classification" => Ok(ProblemType::MultiLabelClassification),
+            other => Err(ModelError::unsupported(
+                "problem_type",
+                format!("unknown problem type `{other}`"),
+            )),
+        }
+    }
+
+    /// The name `transformers` writes in config.json.
+    pub fn hf_name(self) -> &'static str {
+        match self {
+            ProblemType::Regression => "regression",
+            ProblemType::SingleLabelClassification => "single_label_classification",
+            ProblemType::MultiLabelClassification => "multi_label_classification",
+        }
+    }
+}
+
+/// A BERT/RoBERTa `config.json`, validated. Fields mirror `transformers.BertConfig`.
+///
+/// The original JSON is kept (`raw`) so that [`crate::export`] writes back every field we do not
+/// interpret (tokenizer ids, `transformers_version`, custom keys) unchanged.
+#[derive(Debug, Clone)]
+pub struct BertConfig {
+    pub flavor: EncoderFlavor,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub hidden_act: HiddenAct,
+    pub hidden_dropout_prob: f64,
+    pub attention_probs_dropout_prob: f64,
+    pub max_position_embeddings: usize,
+    pub type_vocab_size: usize,
+    pub initializer_range: f64,
+    pub layer_norm_eps: f64,
+    pub pad_token_id: usize,
+    /// Dropout before the classifier; `None` means "use `hidden_dropout_prob`", as in HF.
+    pub classifier_dropout: Option<f64>,
+    /// Label names by id; its length is `num_labels`.
+    pub id2label: BTreeMap<usize, String>,
+    pub problem_type: Option<ProblemType>,
+    raw: Map<String, Value>,
+}
+
+fn get_usize(raw: &Map<String, Value>, field: &str, default: usize) -> Result<usize> {
+    match raw.get(field) {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v
+            .as_u64()
+            .map(|x| x as usize)
+            .ok_or_else(|| ModelError::unsupported(field, format!("expected a non-negative integer, found {v}"))),
+    }
+}
+
+fn get_f64(raw: &Map<String, Value>, field: &str, default: f64) -> Result<f64> {
+    match raw.get(field) {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v
+            .as_f64()
+            .ok_or_else(|| ModelError::unsupported(field, format!("expected a number, found {v}"))),
+    }
+}
+
+fn get_opt_f64(raw: &Map<String, Value>, field: &str) -> Result<Option<f64>> {
+    match raw.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_f64()
+            .map(Some)
+            .ok_or_else(|| ModelError::unsupported(field, format!("expected a number or null, found {v}"))),
+    }
+}
+
+fn get_str<'a>(raw: &'a Map<String, Value>, field: &str) -> Result<Option<&'a str>> {
+    match raw.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(v) => Err(ModelError::unsupported(field, format!("expected a string, found {v}"))),
+    }
+}
+
+fn get_bool(raw: &Map<String, Value>, field: &str) -> Result<bool> {
+    match raw.get(field) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(v) => Err(ModelError::unsupported(field, format!("expected true/false, found {v}"))),
+    }
+}
+
+impl BertConfig {
+    /// Reads and validates `config.json`.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+        let value: Value = serde_json::from_str(&text).map_err(|source| ModelError::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_json(value)
+    }
+
+    /// Validates a parsed `config.json`. Options that would change the computation and that we do
+    /// not implement are errors, never silently ignored.
+    pub fn from_json(value: Value) -> Result<Self> {
+        let Value::Object(raw) = value else {
+            return Err(ModelError::unsupported("<root>", "config.json must be a JSON object"));
+        };
+        let flavor = match get_str(&raw, "model_type")? {
+            Some("bert") => EncoderFlavor::Bert,
+            Some("roberta") | Some("xlm-roberta") | Some("camembert") => EncoderFlavor::Roberta,
+            Some(other) => {
+                return Err(ModelError::unsupported(
+                    "model_type",
+                    format!("`{other}` is not a BERT/RoBERTa encoder (expected bert, roberta, xlm-roberta or camembert)"),
+                ));
+            }
+            None => return Err(ModelError::unsupported("model_type", "missing")),
+        };
+        // transformers' defaults (RobertaConfig only changes the special ids).
+        let (default_vocab, default_pad) = match flavor {
+            EncoderFlavor::Bert => (30522, 0),
+            EncoderFlavor::Roberta => (50265, 1),
+        };
+        if let Some(kind) = get_str(&raw, "position_embedding_type")?
+            && kind != "absolute"
+        {
+            return Err(ModelError::unsupported(
+                "position_embedding_type",
+                format!("`{kind}` is not supported (only `absolute`)"),
+            ));
+        }
+        if get_bool(&raw, "is_decoder")? {
+            return Err(ModelError::unsupported("is_decoder", "decoder (causal) BERT is not supported"));
+        }
+        if get_bool(&raw, "add_cross_attention")? {
+            return Err(ModelError::unsupported("add_cross_attention", "cross-attention is not supported"));
+        }
+        let hidden_act = HiddenAct::parse(get_str(&raw, "hidden_act")?.unwrap_or("gelu"))?;
+        let problem_type = get_str(&raw, "problem_type")?.map(ProblemType::parse).transpose()?;
+
+        let id2label = match raw.get("id2label") {
+            Some(Value::Object(map)) => {
+                let mut out = BTreeMap::new();
+                for (k, v) in map {
+                    let id: usize = k.parse().map_err(|_| {
+                        ModelError::unsupported("id2label", format!("key `{k}` is not an integer"))
+                    })?;
+                    let name = v.as_str().ok_or_else(|| {
+                        ModelError::unsupported("id2label", format!("label {k} is not a string"))
+                    })?;
+                    out.insert(id, name.to_string());
+                }
+                if out.keys().copied().ne(0..out.len()) {
+                    return Err(ModelError::unsupported("id2label", "ids must be 0..num_labels"));
+                }
+                out
+            }
+            None | Some(Value::Null) => {
+                let n = get_usize(&raw, "num_labels", 2)?;
+                default_id2label(n)
+            }
+            Some(v) => return Err(ModelError::unsupported("id2label", format!("expected an object, found {v}"))),
+        };
+
+        let config = BertConfig {
+            flavor,
+            vocab_size: get_usize(&raw, "vocab_size", default_vocab)?,
+            hidden_size: get_usize(&raw, "hidden_size", 768)?,
+            num_hidden_layers: get_usize(&raw, "num_hidden_layers", 12)?,
+            num_attention_heads: get_usize(&raw, "num_attention_heads", 12)?,
+            intermediate_size: get_usize(&raw, "intermediate_size", 3072)?,
+            hidden_act,
+            hidden_dropout_prob: get_f64(&raw, "hidden_dropout_prob", 0.1)?,
+            attention_probs_dropout_prob: get_f64(&raw, "attention_probs_dropout_prob", 0.1)?,
+            max_position_embeddings: get_usize(&raw, "max_position_embeddings", 512)?,
+            type_vocab_size: get_usize(&raw, "type_vocab_size", 2)?,
+            initializer_range: get_f64(&raw, "initializer_range", 0.02)?,
+            layer_norm_eps: get_f64(&raw, "layer_norm_eps", 1e-12)?,
+            pad_token_id: get_usize(&raw, "pad_token_id", default_pad)?,
+            classifier_dropout: get_opt_f64(&raw, "classifier_dropout")?,
+            id2label,
+            problem_type,
+            raw,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+            return Err(ModelError::unsupported(
+                "num_attention_heads",
+                format!(
+                    "hidden_size {} is not a multiple of num_attention_heads {}",
+                    self.hidden_size, self.num_attention_heads
+                ),
+            ));
+        }
+        for (field, value) in [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("max_position_embeddings", self.max_position_embeddings),
+            ("type_vocab_size", self.type_vocab_size),
+        ] {
+            if value == 0 {
+                return Err(ModelError::unsupported(field, "must be positive"));
+            }
+        }
+        if self.pad_token_id >= self.vocab_size {
+            return Err(ModelError::unsupported("pad_token_id", "must be below vocab_size"));
+        }
+        if self.flavor == EncoderFlavor::Roberta && self.pad_token_id + 1 >= self.max_position_embeddings {
+            return Err(ModelError::unsupported(
+                "max_position_embeddings",
+                "RoBERTa positions start at pad_token_id + 1, which must be below max_position_embeddings",
+            ));
+        }
+        for (field, p) in [
+            ("hidden_dropout_prob", self.hidden_dropout_prob),
+            ("attention_probs_dropout_prob", self.attention_probs_dropout_prob),
+            ("classifier_dropout", self.classifier_dropout.unwrap_or(0.0)),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                return Err(ModelError::unsupported(field, "dropout must be in [0, 1)"));
+            }
+        }
+        if self.id2label.is_empty() {
+            return Err(ModelError::unsupported("id2label", "at least one label is required"));
+        }
+        Ok(())
+    }
+
+    /// Number of outputs of the sequence-classification head.
+    pub fn num_labels(&self) -> usize {
+        self.id2label.len()
+    }
+
+    /// Sets `num_labels` with HF's default names `LABEL_i`.
+    pub fn with_num_labels(mut self, num_labels: usize) -> Self {
+        self.id2label = default_id2label(num_labels.max(1));
+        self
+    }
+
+    /// Sets named labels (id = position).
+    pub fn with_labels<S: AsRef<str>>(mut self, labels: &[S]) -> Self {
+        self.id2label = labels.iter().enumerate().map(|(i, s)| (i, s.as_ref().to_string())).collect();
+        self
+    }
+
+    /// The problem type used for the loss: the explicit one, else HF's inference from `num_labels`.
+    pub fn effective_problem_type(&self) -> ProblemType {
+        self.problem_type.unwrap_or(if self.num_labels() == 1 {
+            ProblemType::Regression
+        } else {
+            ProblemType::SingleLabelClassification
+        })
+    }
+
+    /// Disables every dropout (used by the parity tests, and handy for deterministic training).
+    pub fn without_dropout(mut self) -> Self {
+        self.hidden_dropout_prob = 0.0;
+        self.attention_probs_dropout_prob = 0.0;
+        self.classifier_dropout = Some(0.0);
+        self
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+
+    /// The config as `transformers` would write it: the original JSON with our interpreted fields
+    /// written back over it, and `architectures` set for `task`.
+    pub fn to_hf_json(&self, task: Task) -> Value {
+        let mut raw = self.raw.clone();
+        let flavor_name = match self.flavor {
+            EncoderFlavor::Bert => "Bert",
+            EncoderFlavor::Roberta => match raw.get("model_type").and_then(Value::as_str) {
+                Some("xlm-roberta") => "XLMRoberta",
+                Some("camembert") => "Camembert",
+                _ => "Roberta",
+            },
+        };
+        let arch = format!("{flavor_name}{}", task.hf_suffix());
+        raw.insert("architectures".into(), Value::Array(vec![Value::String(arch)]));
+        let id2label: Map<String, Value> =
+            self.id2label.iter().map(|(k, v)| (k.to_string(), Value::String(v.clone()))).collect();
+        let label2id: Map<String, Value> =
+            self.id2label.iter().map(|(k, v)| (v.clone(), Value::from(*k))).collect();
+        raw.insert("id2label".into(), Value::Object(id2label));
+        raw.insert("label2id".into(), Value::Object(label2id));
+        raw.remove("num_labels");
+        match self.problem_type {
+            Some(p) => raw.insert("problem_type".into(), Value::String(p.hf_name().into())),
+            None => raw.remove("problem_type"),
+        };
+        let numbers: [(&str, Value); 13] = [
+            ("vocab_size", self.vocab_size.into()),
+            ("hidden_size", self.hidden_size.into()),
+            ("num_hidden_layers", self.num_hidden_layers.into()),
+            ("num_attention_heads", self.num_attention_heads.into()),
+            ("intermediate_size", self.intermediate_size.into()),
+            ("hidden_dropout_prob", self.hidden_dropout_prob.into()),
+            ("attention_probs_dropout_prob", self.attention_probs_dropout_prob.into()),
+            ("max_position_embeddings", self.max_position_embeddings.into()),
+            ("type_vocab_size", self.type_vocab_size.into()),
+            ("initializer_range", self.initializer_range.into()),
+            ("layer_norm_eps", self.layer_norm_eps.into()),
+            ("pad_token_id", self.pad_token_id.into()),
+            ("classifier_dropout", self.classifier_dropout.map_or(Value::Null, Value::from)),
+        ];
+        for (k, v) in numbers {
+            raw.insert(k.into(), v);
+        }
+        Value::Object(raw)
+    }
+}
+
+fn default_id2label(n: usize) -> BTreeMap<usize, String> {
+    (0..n).map(|i| (i, format!("LABEL_{i}"))).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Building blocks
+// ---------------------------------------------------------------------------------------------
+
+/// A Linear layer initialised as `transformers` does (`normal(0, initializer_range)`, zero bias).
+/// Stored burn-style: weight `[d_in, d_out]` (HF stores `[d_out, d_in]`).
+pub(crate) fn hf_linear<B: Backend>(d_in: usize, d_out: usize, std: f64, device: &B::Device) -> Linear<B> {
+    Linear {
+        weight: Initializer::Normal { mean: 0.0, std }.init([d_in, d_out], device),
+        bias: Some(Initializer::Zeros.init([d_out], device)),
+    }
+}
+
+fn hf_embedding<B: Backend>(n: usize, d: usize, std: f64, device: &B::Device) -> Embedding<B> {
+    EmbeddingConfig::new(n, d)
+        .with_initializer(Initializer::Normal { mean: 0.0, std })
+        .init(device)
+}
+
+fn hf_layer_norm<B: Backend>(d: usize, eps: f64, device: &B::Device) -> LayerNorm<B> {
+    LayerNormConfig::new(d).with_epsilon(eps).init(device)
+}
+
+/// Inputs of an encoder forward pass, all `[batch, seq_len]`.
+#[derive(Debug, Clone)]
+pub struct EncoderInput<B: Backend> {
+    pub input_ids: Tensor<B, 2, Int>,
+    /// 1 for real tokens, 0 for padding.
+    pub attention_mask: Tensor<B, 2, Int>,
+    /// Segment ids; zeros when absent (as in HF).
+    pub token_type_ids: Option<Tensor<B, 2, Int>>,
+}
+
+impl<B: Backend> EncoderInput<B> {
+    /// Builds the tensors from row-major host data (`ids.len() == batch * seq_len`).
+    pub fn from_rows(
+        input_ids: &[i64],
+        attention_mask: &[i64],
+        token_type_ids: Option<&[i64]>,
+        batch: usize,
+        seq_len: usize,
+        device: &B::Device,
+    ) -> Result<Self> {
+        let n = batch * seq_len;
+        let check = |what: &str, len: usize| {
+            if len == n {
+                Ok(())
+            } else {
+                Err(ModelError::InvalidInput(format!(
+                    "{what} has {len} values, expected batch {batch} × seq_len {seq_len} = {n}"
+                )))
+            }
+        };
+        check("input_ids", input_ids.len())?;
+        check("attention_mask", attention_mask.len())?;
+        if let Some(t) = token_type_ids {
+            check("token_type_ids", t.len())?;
+        }
+        let make = |v: &[i64]| {
+            Tensor::<B, 2, Int>::from_data(burn::tensor::TensorData::new(v.to_vec(), [batch, seq_len]), device)
+        };
+        Ok(Self {
+            input_ids: make(input_ids),
+            attention_mask: make(attention_mask),
+            token_type_ids: token_type_ids.map(make),
+        })
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct BertEmbeddings<B: Backend> {
+    pub word_embeddings: Embedding<B>,
+    pub position_embeddings: Embedding<B>,
+    pub token_type_embeddings: Embedding<B>,
+    pub layer_norm: LayerNorm<B>,
+    dropout: Dropout,
+    /// RoBERTa: positions are offset past this padding index. `usize::MAX` for BERT.
+    roberta_padding_idx: usize,
+    /// `padding_idx` of the word embeddings (no gradient reaches that row).
+    pad_token_id: usize,
+}
+
+impl<B: Backend> BertEmbeddings<B> {
+    fn new(c: &BertConfig, device: &B::Device) -> Self {
+        Self {
+            word_embeddings: hf_embedding(c.vocab_size, c.hidden_size, c.initializer_range, device),
+            position_embeddings: hf_embedding(c.max_position_embeddings, c.hidden_size, c.initializer_range, device),
+            token_type_embeddings: hf_embedding(c.type_vocab_size, c.hidden_size, c.initializer_range, device),
+            layer_norm: hf_layer_norm(c.hidden_size, c.layer_norm_eps, device),
+            dropout: DropoutConfig::new(c.hidden_dropout_prob).init(),
+            pad_token_id: c.pad_token_id,
+            roberta_padding_idx: match c.flavor {
+                EncoderFlavor::Bert => usize::MAX,
+                EncoderFlavor::Roberta => c.pad_token_id,
+            },
+        }
+    }
+
+    /// Position ids as HF computes them: `0..L` for BERT; for RoBERTa, running count of non-pad
+    /// tokens offset by the padding index (pads get the padding index itself).
+    fn position_ids(&self, input_ids: &Tensor<B, 2, Int>) -> Tensor<B, 2, Int> {
+        let [batch, seq_len] = input_ids.dims();
+        let device = input_ids.device();
+        if self.roberta_padding_idx == usize::MAX {
+            Tensor::<B, 1, Int>::arange(0..seq_len as i64, &device)
+                .unsqueeze::<2>()
+                .expand([batch, seq_len])
+        } else {
+            let pad = self.roberta_padding_idx as i64;
+            let not_pad = input_ids.clone().not_equal_elem(pad).int();
+            not_pad.clone().cumsum(1).mul(not_pad).add_scalar(pad)
+        }
+    }
+
+    pub fn forward(&self, input: &EncoderInput<B>) -> Tensor<B, 3> {
+        let ids = input.input_ids.clone();
+        let position_ids = self.position_ids(&ids);
+        let token_types = input
+            .token_type_ids
+            .clone()
+            .unwrap_or_else(|| ids.zeros_like());
+        let is_pad = ids.clone().equal_elem(self.pad_token_id as i64);
+        let words = no_grad_where(self.word_embeddings.forward(ids), &is_pad);
+        let positions = self.position_embeddings.forward(position_ids);
+        // RoBERTa's position table also has `padding_idx` (padding tokens sit at that position).
+        let positions = if self.roberta_padding_idx == usize::MAX {
+            positions
+        } else {
+            no_grad_where(positions, &is_pad)
+        };
+        let x = words + self.token_type_embeddings.forward(token_types);
+        let x = x + positions;
+        self.dropout.forward(self.layer_norm.forward(x))
+    }
+}
+
+/// PyTorch's `nn.Embedding(padding_idx=...)` never updates the padding row: its gradient is zero.
+/// burn's Embedding has no such option, so padded positions are detached instead (same values,
+/// no gradient into the padding row). A no-op without autodiff.
+fn no_grad_where<B: Backend>(x: Tensor<B, 3>, is_pad: &Tensor<B, 2, Bool>) -> Tensor<B, 3> {
+    if !B::ad_enabled(&x.device()) {
+        return x;
+    }
+    let [batch, seq_len, d] = x.dims();
+    let mask = is_pad.clone().reshape([batch, seq_len, 1]).expand([batch, seq_len, d]);
+    x.clone().mask_where(mask, x.detach())
+}
+
+/// HF's `attention.self`: the Q/K/V projections and scaled dot-product attention.
+#[derive(Module, Debug)]
+pub struct BertSelfAttention<B: Backend> {
+    pub query: Linear<B>,
+    pub key: Linear<B>,
+    pub value: Linear<B>,
+    dropout: Dropout,
+    num_heads: usize,
+    attention_dropout: f64,
+}
+
+impl<B: Backend> BertSelfAttention<B> {
+    /// `x`: `[batch, seq, hidden]`; `key_padding`: `[batch, seq]`, true at padded keys.
+    fn forward(&self, x: Tensor<B, 3>, key_padding: &Tensor<B, 2, Bool>) -> Tensor<B, 3> {
+        let [batch, seq_len, hidden] = x.dims();
+        let heads = self.num_heads;
+        let head_dim = hidden / heads;
+        let split = |t: Tensor<B, 3>| t.reshape([batch, seq_len, heads, head_dim]).swap_dims(1, 2);
+        let q = split(self.query.forward(x.clone()));
+        let k = split(self.key.forward(x.clone()));
+        let v = split(self.value.forward(x));
+        let mask = key_padding
+            .clone()
+            .reshape([batch, 1, 1, seq_len])
+            .expand([batch, heads, seq_len, seq_len]);
+        let context = if self.attention_dropout > 0.0 && B::ad_enabled(&q.device()) {
+            // Training with attention dropout: the fused kernel has no dropout, so spell it out.
+            let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((head_dim as f64).sqrt());
+            let scores = scores.mask_fill(mask, f32::MIN);
+            let probs = self.dropout.forward(activation::softmax(scores, 3));
+            probs.matmul(v)
+        } else {
+            attention(q, k, v, Some(mask), None, AttentionModuleOptions::default())
+        };
+        context.swap_dims(1, 2).reshape([batch, seq_len, hidden])
+    }
+}
+
+/// HF's `attention.output` / `output`: `LayerNorm(residual + Dropout(Dense(x)))`.
+#[derive(Module, Debug)]
+pub struct BertResidualOutput<B: Backend> {
+    pub dense: Linear<B>,
+    pub layer_norm: LayerNorm<B>,
+    dropout: Dropout,
+}
+
+impl<B: Backend> BertResidualOutput<B> {
+    fn new(d_in: usize, c: &BertConfig, device: &B::Device) -> Self {
+        Self {
+            dense: hf_linear(d_in, c.hidden_size, c.initializer_range, device),
+            layer_norm: hf_layer_norm(c.hidden_size, c.layer_norm_eps, device),
+            dropout: DropoutConfig::new(c.hidden_dropout_prob).init(),
+        }
+    }
+
+    fn forward(&self, x: Tensor<B, 3>, residual: Tensor<B, 3>) -> Tensor<B, 3> {
+        let x = self.dropout.forward(self.dense.forward(x));
+        self.layer_norm.forward(x + residual)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct BertAttention<B: Backend> {
+    /// HF name: `self` (a Rust keyword).
+    pub self_attn: BertSelfAttention<B>,
+    pub output: BertResidualOutput<B>,
+}
+
+#[derive(Module, Debug)]
+pub struct BertIntermediate<B: Backend> {
+    pub dense: Linear<B>,
+    #[module(skip)]
+    act: HiddenAct,
+}
+
+#[derive(Module, Debug)]
+pub struct BertLayer<B: Backend> {
+    pub attention: BertAttention<B>,
+    pub intermediate: BertIntermediate<B>,
+    pub output: BertResidualOutput<B>,
+}
+
+impl<B: Backend> BertLayer<B> {
+    fn new(c: &BertConfig, device: &B::Device) -> Self {
+        let std = c.initializer_range;
+        Self {
+            attention: BertAttention {
+                self_attn: BertSelfAttention {
+                    query: hf_linear(c.hidden_size, c.hidden_size, std, device),
+                    key: hf_linear(c.hidden_size, c.hidden_size, std, device),
+                    value: hf_linear(c.hidden_size, c.hidden_size, std, device),
+                    dropout: DropoutConfig::new(c.attention_probs_dropout_prob).init(),
+                    num_heads: c.num_attention_heads,
+                    attention_dropout: c.attention_probs_dropout_prob,
+                },
+                output: BertResidualOutput::new(c.hidden_size, c, device),
+            },
+            intermediate: BertIntermediate {
+                dense: hf_linear(c.hidden_size, c.intermediate_size, std, device),
+                act: c.hidden_act,
+            },
+            output: BertResidualOutput::new(c.intermediate_size, c, device),
+        }
+    }
+
+    fn forward(&self, x: Tensor<B, 3>, key_padding: &Tensor<B, 2, Bool>) -> Tensor<B, 3> {
+        let attn = self.attention.self_attn.forward(x.clone(), key_padding);
+        let attn = self.attention.output.forward(attn, x);
+        let inner = self.intermediate.act.apply(self.intermediate.dense.forward(attn.clone()));
+        self.output.forward(inner, attn)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct BertEncoder<B: Backend> {
+    pub layer: Vec<BertLayer<B>>,
+}
+
+/// `pooler.dense` + tanh on the first token.
+#[derive(Module, Debug)]
+pub struct BertPooler<B: Backend> {
+    pub dense: Linear<B>,
+}
+
+impl<B: Backend> BertPooler<B> {
+    fn forward(&self, hidden: Tensor<B, 3>) -> Tensor<B, 2> {
+        self.dense.forward(first_token(hidden)).tanh()
+    }
+}
+
+fn first_token<B: Backend>(hidden: Tensor<B, 3>) -> Tensor<B, 2> {
+    let [batch, _, d] = hidden.dims();
+    hidden.slice([0..batch, 0..1, 0..d]).squeeze_dim::<2>(1)
+}
+
+/// Outputs of the base encoder.
+#[derive(Debug, Clone)]
+pub struct BertOutput<B: Backend> {
+    /// `[batch, seq_len, hidden]`.
+    pub last_hidden_state: Tensor<B, 3>,
+    /// `[batch, hidden]`, present when the model has a pooler.
+    pub pooled: Option<Tensor<B, 2>>,
+}
+
+/// The base encoder (`BertModel` / `RobertaModel`).
+#[derive(Module, Debug)]
+pub struct BertModel<B: Backend> {
+    pub embeddings: BertEmbeddings<B>,
+    pub encoder: BertEncoder<B>,
+    pub pooler: Option<BertPooler<B>>,
+}
+
+impl<B: Backend> BertModel<B> {
+    /// A randomly initialised encoder (HF's initialisation scheme).
+    pub fn new(config: &BertConfig, with_pooler: bool, device: &B::Device) -> Self {
+        Self {
+            embeddings: BertEmbeddings::new(config, device),
+            encoder: BertEncoder {
+                layer: (0..config.num_hidden_layers).map(|_| BertLayer::new(config, device)).collect(),
+            },
+            pooler: with_pooler.then(|| BertPooler {
+                dense: hf_linear(config.hidden_size, config.hidden_size, config.initializer_range, device),
+            }),
+        }
+    }
+
+    pub fn forward(&self, input: &EncoderInput<B>) -> BertOutput<B> {
+        let key_padding = input.attention_mask.clone().equal_elem(0);
+        let mut x = self.embeddings.forward(input);
+        for layer in &self.encoder.layer {
+            x = layer.forward(x, &key_padding);
+        }
+        let pooled = self.pooler.as_ref().map(|p| p.forward(x.clone()));
+        BertOutput {
+            last_hidden_state: x,
+            pooled,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Heads
+// ---------------------------------------------------------------------------------------------
+
+/// The task a model is built for; decides the head, whether the pooler exists, and the
+/// `architectures` entry written on export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    /// The bare encoder with its pooler (`BertModel`).
+    Base,
+    SequenceClassification,
+    MultipleChoice,
+    QuestionAnswering,
+}
+
+impl Task {
+    fn hf_suffix(self) -> &'static str {
+        match self {
+            Task::Base => "Model",
+            Task::SequenceClassification => "ForSequenceClassification",
+            Task::MultipleChoice => "ForMultipleChoice",
+            Task::QuestionAnswering => "ForQuestionAnswering",
+        }
+    }
+
+    /// Whether HF's model for this task has `pooler.*` weights.
+    pub fn uses_pooler(self, flavor: EncoderFlavor) -> bool {
+        match self {
+            Task::Base | Task::MultipleChoice => true,
+            Task::SequenceClassification => flavor == EncoderFlavor::Bert,
+            Task::QuestionAnswering => false,
+        }
+    }
+}
+
+/// RoBERTa's classification head: `dense → tanh → out_proj` on `<s>` (HF `classifier.*`).
+#[derive(Module, Debug)]
+pub struct RobertaClassificationHead<B: Backend> {
+    pub dense: Linear<B>,
+    pub out_proj: Linear<B>,
+}
+
+/// HF's `classifier`: a single Linear (BERT classification, both multiple-choice heads) or
+/// RoBERTa's two-layer head. Enum variants do not appear in HF names (see [`crate::params`]).
+#[derive(Module, Debug)]
+pub enum Classifier<B: Backend> {
+    Linear(Linear<B>),
+    Roberta(RobertaClassificationHead<B>),
+}
+
+/// An encoder with the head of one [`Task`]. Field names are HF's (`base` is `bert`/`roberta`).
+#[derive(Module, Debug)]
+pub struct BertWithHead<B: Backend> {
+    pub base: BertModel<B>,
+    pub classifier: Option<Classifier<B>>,
+    pub qa_outputs: Option<Linear<B>>,
+    dropout: Dropout,
+    #[module(skip)]
+    task: Task,
+    #[module(skip)]
+    flavor: EncoderFlavor,
+    #[module(skip)]
+    problem_type: ProblemType,
+}
+
+/// Span-QA logits, each `[batch, seq_len]`.
+#[derive(Debug, Clone)]
+pub struct SpanLogits<B: Backend> {
+    pub start: Tensor<B, 2>,
+    pub end: Tensor<B, 2>,
+}
+
+impl<B: Backend> BertWithHead<B> {
+    /// A randomly initialised model for `task` (HF's initialisation scheme).
+    pub fn new(config: &BertConfig, task: Task, device: &B::Device) -> Self {
+        let (h, std) = (config.hidden_size, config.initializer_range);
+        let classifier = match (task, config.flavor) {
+            (Task::SequenceClassification, EncoderFlavor::Bert) => {
+                Some(Classifier::Linear(hf_linear(h, config.num_labels(), std, device)))
+            }
+            (Task::SequenceClassification, EncoderFlavor::Roberta) => {
+                Some(Classifier::Roberta(RobertaClassificationHead {
+                    dense: hf_linear(h, h, std, device),
+                    out_proj: hf_linear(h, config.num_labels(), std, device),
+                }))
+            }
+            (Task::MultipleChoice, _) => Some(Classifier::Linear(hf_linear(h, 1, std, device))),
+            _ => None,
+        };
+        let qa_outputs = (task == Task::QuestionAnswering).then(|| hf_linear(h, 2, std, device));
+        // BertFor* use `classifier_dropout` when set; RobertaForMultipleChoice always uses the hidden one.
+        let classifier_dropout = match (task, config.flavor) {
+            (Task::MultipleChoice, EncoderFlavor::Roberta) => config.hidden_dropout_prob,
+            _ => config.classifier_dropout.unwrap_or(config.hidden_dropout_prob),
+        };
+        Self {
+            base: BertModel::new(config, task.uses_pooler(config.flavor), device),
+            classifier,
+            qa_outputs,
+            dropout: DropoutConfig::new(classifier_dropout).init(),
+            task,
+            flavor: config.flavor,
+            problem_type: config.effective_problem_type(),
+        }
+    }
+
+    pub fn task(&self) -> Task {
+        self.task
+    }
+
+    pub fn flavor(&self) -> EncoderFlavor {
+        self.flavor
+    }
+
+    pub fn problem_type(&self) -> ProblemType {
+        self.problem_type
+    }
+
+    /// The prefix of the base model's tensors in HF checkpoints of this model (`bert`/`roberta`;
+    /// empty for [`Task::Base`], whose checkpoints store the encoder at the root).
+    pub fn hf_base_prefix(&self) -> &'static str {
+        match self.task {
+            Task::Base => "",
+            _ => self.flavor.hf_prefix(),
+        }
+    }
+
+    fn wrong_task(&self, wanted: Task) -> ModelError {
+        ModelError::InvalidInput(format!("this model was built for {:?}, not {wanted:?}", self.task))
+    }
+
+    /// Sequence classification/regression logits `[batch, num_labels]`.
+    pub fn sequence_logits(&self, input: &EncoderInput<B>) -> Result<Tensor<B, 2>> {
+        let out = self.base.forward(input);
+        match (&self.classifier, self.task) {
+            (Some(Classifier::Linear(linear)), Task::SequenceClassification) => {
+                let pooled = out.pooled.ok_or_else(|| self.wrong_task(Task::SequenceClassification))?;
+                Ok(linear.forward(self.dropout.forward(pooled)))
+            }
+            (Some(Classifier::Roberta(head)), Task::SequenceClassification) => {
+                let x = self.dropout.forward(first_token(out.last_hidden_state));
+                let x = self.dropout.forward(head.dense.forward(x).tanh());
+                Ok(head.out_proj.forward(x))
+            }
+            _ => Err(self.wrong_task(Task::SequenceClassification)),
+        }
+    }
+
+    /// Multiple-choice logits `[batch, num_choices]`; the input rows are `batch * num_choices`
+    /// sequences, choices of one example consecutive (HF flattens `[batch, choices, len]` so).
+    pub fn multiple_choice_logits(&self, input: &EncoderInput<B>, num_choices: usize) -> Result<Tensor<B, 2>> {
+        let [rows, _] = input.input_ids.dims();
+        if num_choices == 0 || rows % num_choices != 0 {
+            return Err(ModelError::InvalidInput(format!(
+                "{rows} rows are not a whole number of examples with {num_choices} choices"
+            )));
+        }
+        let (Some(Classifier::Linear(linear)), Task::MultipleChoice) = (&self.classifier, self.task) else {
+            return Err(self.wrong_task(Task::MultipleChoice));
+        };
+        let pooled = self.base.forward(input).pooled.ok_or_else(|| self.wrong_task(Task::MultipleChoice))?;
+        let scores = linear.forward(self.dropout.forward(pooled));
+        Ok(scores.reshape([rows / num_choices, num_choices]))
+    }
+
+    /// Span start/end logits.
+    pub fn span_logits(&self, input: &EncoderInput<B>) -> Result<SpanLogits<B>> {
+        let Some(qa) = &self.qa_outputs else {
+            return Err(self.wrong_task(Task::QuestionAnswering));
+        };
+        let logits = qa.forward(self.base.forward(input).last_hidden_state);
+        let [batch, seq_len, _] = logits.dims();
+        let start = logits.clone().slice([0..batch, 0..seq_len, 0..1]).squeeze_dim::<2>(2);
+        let end = logits.slice([0..batch, 0..seq_len, 1..2]).squeeze_dim::<2>(2);
+        Ok(SpanLogits { start, end })
+    }
+
+    /// HF's sequence-classification loss for integer labels (`single_label_classification`).
+    pub fn classification_loss(&self, logits: Tensor<B, 2>, labels: Tensor<B, 1, Int>) -> Tensor<B, 1> {
+        loss::cross_entropy(logits, labels, None)
+    }
+
+    /// HF's regression loss (`num_labels == 1`): MSE between the single logit and the target.
+    pub fn regression_loss(&self, logits: Tensor<B, 2>, targets: Tensor<B, 1>) -> Tensor<B, 1> {
+        let [batch, _] = logits.dims();
+        loss::mse(logits.reshape([batch]), targets)
+    }
+
+    /// HF's span loss: mean of start and end cross-entropies; positions outside the sequence are
+    /// clamped to `seq_len` and ignored.
+    pub fn span_loss(
+        &self,
+        logits: &SpanLogits<B>,
+        start_positions: Tensor<B, 1, Int>,
+        end_positions: Tensor<B, 1, Int>,
+    ) -> Tensor<B, 1> {
+        let [_, seq_len] = logits.start.dims();
+        let ignored = seq_len as i64;
+        let start = start_positions.clamp(0, ignored);
+        let end = end_positions.clamp(0, ignored);
+        let start_loss = loss::cross_entropy(logits.start.clone(), start, Some(ignored));
+        let end_loss = loss::cross_entropy(logits.end.clone(), end, Some(ignored));
+        (start_loss + end_loss).div_scalar(2.0)
+    }
+}
+

@@ -1,0 +1,457 @@
+//! Every parameter tensor of a model, by its Hugging Face name, in HF's layout.
+//!
+//! Our module trees mirror `transformers`' (same field names, same nesting), so an HF name is the
+//! burn module path with a handful of mechanical renames:
+//!
+//! | burn path component | HF name |
+//! | --- | --- |
+//! | root field `base` | the model's base prefix (`bert`, `roberta`), or nothing for a bare encoder |
+//! | `self_attn` | `self` (a Rust keyword) |
+//! | `layer_norm` | `LayerNorm` |
+//! | LayerNorm `gamma` / `beta` | `weight` / `bias` |
+//! | enum variant names (e.g. `Classifier::Linear`) | dropped |
+//!
+//! Linear weights are stored `[d_in, d_out]` by burn and `[d_out, d_in]` by PyTorch; everything
+//! here speaks HF's layout, transposing on the way in and out.
+//!
+//! This is what the fusion code builds on: [`named_tensors`] flattens models to f32 data,
+//! [`set_tensors`] writes a combination back, [`weighted_sum`] does θ(w) = Σ w_k θ_k on the
+//! device, and [`set_trainable`] freezes parameters by name.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Tensor, TensorData};
+
+use crate::bert::{BertModel, BertWithHead};
+use crate::error::{ModelError, Result};
+
+/// A model whose parameters have Hugging Face names.
+pub trait HfNamed<B: Backend>: Module<B> {
+    /// The HF prefix that replaces the root field `base` (empty: drop it).
+    fn hf_base_prefix(&self) -> &str;
+}
+
+impl<B: Backend> HfNamed<B> for BertWithHead<B> {
+    fn hf_base_prefix(&self) -> &str {
+        BertWithHead::hf_base_prefix(self)
+    }
+}
+
+impl<B: Backend> HfNamed<B> for BertModel<B> {
+    fn hf_base_prefix(&self) -> &str {
+        ""
+    }
+}
+
+/// A tensor in HF's layout, as f32.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HfTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl HfTensor {
+    pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Result<Self> {
+        let n: usize = shape.iter().product();
+        if n != data.len() {
+            return Err(ModelError::InvalidInput(format!(
+                "shape {shape:?} needs {n} values, got {}",
+                data.len()
+            )));
+        }
+        Ok(Self { shape, data })
+    }
+}
+
+/// Tracks the module path during a visit and turns it into an HF name.
+#[derive(Default)]
+struct PathTracker {
+    /// (field or index, container type of the module owning it).
+    stack: Vec<(String, String)>,
+}
+
+impl PathTracker {
+    fn enter(&mut self, name: &str, container: &str) {
+        self.stack.push((name.to_string(), container.to_string()));
+    }
+
+    fn exit(&mut self) {
+        self.stack.pop();
+    }
+
+    /// The HF name of the parameter at the current path, and whether it is a Linear weight
+    /// (stored transposed relative to PyTorch).
+    fn hf_name(&self, base_prefix: &str) -> (String, bool) {
+        let mut parts: Vec<&str> = Vec::with_capacity(self.stack.len());
+        for (i, (name, container)) in self.stack.iter().enumerate() {
+            if container.starts_with("Enum:") {
+                continue;
+            }
+            let part = match name.as_str() {
+                "base" if i == 0 => {
+                    if base_prefix.is_empty() {
+                        continue;
+                    }
+                    base_prefix
+                }
+                "self_attn" => "self",
+                "layer_norm" => "LayerNorm",
+                "gamma" if container == "Struct:LayerNorm" => "weight",
+                "beta" if container == "Struct:LayerNorm" => "bias",
+                other => other,
+            };
+            parts.push(part);
+        }
+        let is_linear_weight = self
+            .stack
+            .last()
+            .is_some_and(|(name, container)| name == "weight" && container == "Struct:Linear");
+        (parts.join("."), is_linear_weight)
+    }
+}
+
+/// burn layout → HF layout: transpose Linear weights.
+fn to_hf_layout<B: Backend, const D: usize>(t: Tensor<B, D>, is_linear_weight: bool) -> Tensor<B, D> {
+    if is_linear_weight { t.transpose() } else { t }
+}
+
+struct NameCollector<'a> {
+    path: PathTracker,
+    prefix: &'a str,
+    out: Vec<(String, Vec<usize>)>,
+}
+
+impl<B: Backend> ModuleVisitor<B> for NameCollector<'_> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let (name, transposed) = self.path.hf_name(self.prefix);
+        let mut shape = param.lazy_shape().to_vec();
+        if transposed {
+            shape.reverse();
+        }
+        self.out.push((name, shape));
+    }
+}
+
+/// `(HF name, HF shape)` of every parameter, in module order. Does not materialise lazy
+/// parameters.
+pub fn param_shapes<B: Backend, M: HfNamed<B>>(model: &M) -> Vec<(String, Vec<usize>)> {
+    let mut v = NameCollector {
+        path: PathTracker::default(),
+        prefix: model.hf_base_prefix(),
+        out: Vec::new(),
+    };
+    model.visit(&mut v);
+    v.out
+}
+
+struct DataCollector<'a> {
+    path: PathTracker,
+    prefix: &'a str,
+    out: Vec<(String, HfTensor)>,
+    error: Option<ModelError>,
+}
+
+impl<B: Backend> ModuleVisitor<B> for DataCollector<'_> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let (name, transposed) = self.path.hf_name(self.prefix);
+        let t = to_hf_layout(param.val(), transposed);
+        let shape = t.dims().to_vec();
+        match t.into_data().convert::<f32>().into_vec::<f32>() {
+            Ok(data) => self.out.push((name, HfTensor { shape, data })),
+            Err(e) => {
+                self.error.get_or_insert(ModelError::TensorData(format!("{name}: {e:?}")));
+            }
+        }
+    }
+}
+
+/// Every parameter as `(HF name, f32 data in HF layout)`, in module order.
+pub fn named_tensors<B: Backend, M: HfNamed<B>>(model: &M) -> Result<Vec<(String, HfTensor)>> {
+    let mut v = DataCollector {
+        path: PathTracker::default(),
+        prefix: model.hf_base_prefix(),
+        out: Vec::new(),
+        error: None,
+    };
+    model.visit(&mut v);
+    match v.error {
+        Some(e) => Err(e),
+        None => Ok(v.out),
+    }
+}
+
+struct Assigner<'a, B: Backend> {
+    path: PathTracker,
+    prefix: String,
+    tensors: &'a BTreeMap<String, HfTensor>,
+    device: B::Device,
+    assigned: BTreeSet<String>,
+    errors: Vec<ModelError>,
+}
+
+impl<B: Backend> ModuleMapper<B> for Assigner<'_, B> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (name, transposed) = self.path.hf_name(&self.prefix);
+        let Some(src) = self.tensors.get(&name) else {
+            return param;
+        };
+        let mut expected = param.lazy_shape().to_vec();
+        if transposed {
+            expected.reverse();
+        }
+        if src.shape != expected {
+            self.errors.push(ModelError::ShapeMismatch {
+                name,
+                expected,
+                found: src.shape.clone(),
+            });
+            return param;
+        }
+        let value = Tensor::<B, D>::from_data(TensorData::new(src.data.clone(), src.shape.clone()), &self.device);
+        // burn layout; made contiguous so later matmuls do not pay for a strided view.
+        let value = if transposed {
+            Tensor::<B, D>::from_data(value.transpose().into_data(), &self.device)
+        } else {
+            value
+        };
+        self.assigned.insert(name);
+        param.map(|old| {
+            let require_grad = old.is_require_grad();
+            value.set_require_grad(require_grad)
+        })
+    }
+}
+
+/// How [`set_tensors`] treats model parameters absent from the given map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coverage {
+    /// Every parameter must be given (the fusion code's case).
+    All,
+    /// Parameters not in the map keep their values (the loader decides beforehand which may be
+    /// missing).
+    Partial,
+}
+
+/// Writes tensors (HF names, HF layout) into the model. Unknown names and shape mismatches are
+/// errors naming the tensor; so are missing ones with [`Coverage::All`]. Each parameter keeps its
+/// id and its trainable flag.
+pub fn set_tensors<B: Backend, M: HfNamed<B>>(
+    model: M,
+    tensors: &BTreeMap<String, HfTensor>,
+    coverage: Coverage,
+    device: &B::Device,
+) -> Result<M> {
+    let mut mapper = Assigner {
+        path: PathTracker::default(),
+        prefix: model.hf_base_prefix().to_string(),
+        tensors,
+        device: device.clone(),
+        assigned: BTreeSet::new(),
+        errors: Vec::new(),
+    };
+    let expected: Vec<String> = param_shapes(&model).into_iter().map(|(n, _)| n).collect();
+    let model = model.map(&mut mapper);
+    if let Some(e) = mapper.errors.into_iter().next() {
+        return Err(e);
+    }
+    let unknown: Vec<String> = tensors.keys().filter(|k| !mapper.assigned.contains(*k)).cloned().collect();
+    if !unknown.is_empty() {
+        return Err(ModelError::UnexpectedTensors { names: unknown });
+    }
+    if coverage == Coverage::All {
+        let missing: Vec<String> = expected.into_iter().filter(|n| !mapper.assigned.contains(n)).collect();
+        if !missing.is_empty() {
+            return Err(ModelError::MissingTensors { names: missing });
+        }
+    }
+    Ok(model)
+}
+
+struct Flattener<B: Backend> {
+    out: Vec<Tensor<B, 1>>,
+}
+
+impl<B: Backend> ModuleVisitor<B> for Flattener<B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let t = param.val();
+        let n = t.shape().num_elements();
+        self.out.push(t.reshape([n]));
+    }
+}
+
+struct Combiner<'a, B: Backend> {
+    sources: &'a [Vec<Tensor<B, 1>>],
+    weights: &'a [f64],
+    index: usize,
+}
+
+impl<B: Backend> ModuleMapper<B> for Combiner<'_, B> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let i = self.index;
+        self.index += 1;
+        let mut acc = self.sources[0][i].clone().mul_scalar(self.weights[0]);
+        for (src, &w) in self.sources.iter().zip(self.weights).skip(1) {
+            acc = acc + src[i].clone().mul_scalar(w);
+        }
+        param.map(|old| {
+            let dims = old.dims();
+            let require_grad = old.is_require_grad();
+            acc.reshape(dims).set_require_grad(require_grad)
+        })
+    }
+}
+
+/// θ(w) = Σ_k w_k θ_k over every parameter, computed on the device. All models must have the
+/// same architecture (same parameter names and shapes, checked); the result takes the module
+/// structure (and parameter ids) of `models[0]`.
+pub fn weighted_sum<B: Backend, M: HfNamed<B>>(models: &[M], weights: &[f64]) -> Result<M> {
+    if models.is_empty() || models.len() != weights.len() {
+        return Err(ModelError::InvalidInput(format!(
+            "weighted_sum needs one weight per model and at least one model (got {} models, {} weights)",
+            models.len(),
+            weights.len()
+        )));
+    }
+    let reference = param_shapes(&models[0]);
+    for (k, m) in models.iter().enumerate().skip(1) {
+        let shapes = param_shapes(m);
+        if shapes != reference {
+            let detail = reference
+                .iter()
+                .zip(&shapes)
+                .find(|(a, b)| a != b)
+                .map(|(a, b)| format!("`{}` {:?} vs `{}` {:?}", a.0, a.1, b.0, b.1))
+                .unwrap_or_else(|| format!("{} vs {} tensors", reference.len(), shapes.len()));
+            return Err(ModelError::InvalidInput(format!(
+                "model {k} has a different architecture than model 0: {detail}"
+            )));
+        }
+    }
+    let sources: Vec<Vec<Tensor<B, 1>>> = models
+        .iter()
+        .map(|m| {
+            let mut f = Flattener { out: Vec::new() };
+            m.visit(&mut f);
+            f.out
+        })
+        .collect();
+    let mut combiner = Combiner {
+        sources: &sources,
+        weights,
+        index: 0,
+    };
+    Ok(models[0].clone().map(&mut combiner))
+}
+
+struct Trainability<'a, F: Fn(&str) -> bool> {
+    path: PathTracker,
+    prefix: &'a str,
+    trainable: F,
+}
+
+impl<B: Backend, F: Fn(&str) -> bool> ModuleMapper<B> for Trainability<'_, F> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (name, _) = self.path.hf_name(self.prefix);
+        param.set_require_grad((self.trainable)(&name))
+    }
+}
+
+/// Marks each parameter trainable or frozen according to `trainable(hf_name)`. Frozen parameters
+/// get no gradient, so optimisers leave them (and their weight decay) untouched. Only meaningful
+/// on an autodiff backend.
+pub fn set_trainable<B: Backend, M: HfNamed<B>>(model: M, trainable: impl Fn(&str) -> bool) -> M {
+    let prefix = model.hf_base_prefix().to_string();
+    let mut mapper = Trainability {
+        path: PathTracker::default(),
+        prefix: &prefix,
+        trainable,
+    };
+    model.map(&mut mapper)
+}
+
+struct GradCollector<'a, B: AutodiffBackend> {
+    path: PathTracker,
+    prefix: &'a str,
+    grads: &'a B::Gradients,
+    out: Vec<(String, HfTensor)>,
+    error: Option<ModelError>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for GradCollector<'_, B> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let (name, transposed) = self.path.hf_name(self.prefix);
+        let Some(grad) = param.val().grad(self.grads) else {
+            return;
+        };
+        let grad = to_hf_layout(grad, transposed);
+        let shape = grad.dims().to_vec();
+        match grad.into_data().convert::<f32>().into_vec::<f32>() {
+            Ok(data) => self.out.push((name, HfTensor { shape, data })),
+            Err(e) => {
+                self.error.get_or_insert(ModelError::TensorData(format!("{name}: {e:?}")));
+            }
+        }
+    }
+}
+
+/// The gradient of every parameter that has one, by HF name and in HF layout (frozen parameters
+/// have none). `grads` comes from `loss.backward()`.
+pub fn named_gradients<B: AutodiffBackend, M: HfNamed<B>>(
+    model: &M,
+    grads: &B::Gradients,
+) -> Result<Vec<(String, HfTensor)>> {
+    let mut v = GradCollector {
+        path: PathTracker::default(),
+        prefix: model.hf_base_prefix(),
+        grads,
+        out: Vec::new(),
+        error: None,
+    };
+    model.visit(&mut v);
+    match v.error {
+        Some(e) => Err(e),
+        None => Ok(v.out),
+    }
+}

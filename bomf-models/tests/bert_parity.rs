@@ -1,0 +1,222 @@
+//! BERT/RoBERTa against `transformers`: outputs of every head, losses, and two AdamW steps,
+//! compared with the fixtures written by `tests/fixtures/gen_encoder.py`.
+
+mod common;
+
+use bomf_models::bert::Task;
+use bomf_models::params::named_gradients;
+use bomf_models::weights::load_bert;
+use bomf_models::{BertConfig, BertWithHead, params, weights};
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use common::*;
+
+/// fp32 logits tolerance required by the issue.
+const TOL: f32 = 1e-4;
+
+fn load<Bk: burn::tensor::backend::Backend>(folder: &str, task: Task) -> BertWithHead<Bk> {
+    let device = Default::default();
+    let (model, _, report) = load_bert::<Bk>(fixtures().join(folder), task, &device).unwrap();
+    assert!(report.freshly_initialised.is_empty(), "{folder}: {report:?}");
+    model
+}
+
+fn check_base(flavor: &str, folder: &str) {
+    let e = expected(flavor);
+    let model = load::<B>(folder, Task::Base);
+    let out = model.base.forward(&input(&e["inputs"], &Default::default()));
+    let d1 = assert_close("last_hidden_state", out.last_hidden_state, &e["base"]["last_hidden_state"], TOL);
+    let d2 = assert_close("pooled", out.pooled.unwrap(), &e["base"]["pooled"], TOL);
+    println!("{folder}: max diff hidden {d1:e}, pooled {d2:e}");
+}
+
+#[test]
+fn bert_base_matches_transformers() {
+    check_base("bert", "bert_base");
+}
+
+#[test]
+fn roberta_base_matches_transformers() {
+    check_base("roberta", "roberta_base");
+}
+
+#[test]
+fn pytorch_bin_checkpoint_loads_like_safetensors() {
+    check_base("bert", "bert_base_bin");
+}
+
+fn check_seqcls(flavor: &str, folder: &str) {
+    let e = expected(flavor);
+    let device = Default::default();
+    let model = load::<B>(folder, Task::SequenceClassification);
+    let logits = model.sequence_logits(&input(&e["inputs"], &device)).unwrap();
+    assert_close("logits", logits.clone(), &e["seqcls"]["logits"], TOL);
+    let loss = model.classification_loss(logits, int_tensor(&e["seqcls"]["labels"], &device));
+    assert_scalar("loss", loss, &e["seqcls"]["loss"], TOL);
+}
+
+#[test]
+fn bert_sequence_classification_matches_transformers() {
+    check_seqcls("bert", "bert_seqcls");
+}
+
+#[test]
+fn roberta_sequence_classification_matches_transformers() {
+    check_seqcls("roberta", "roberta_seqcls");
+}
+
+#[test]
+fn sharded_safetensors_load_like_a_single_file() {
+    check_seqcls("bert", "bert_seqcls_sharded");
+}
+
+#[test]
+fn roberta_regression_matches_transformers() {
+    let e = expected("roberta");
+    let device = Default::default();
+    let model = load::<B>("roberta_regression", Task::SequenceClassification);
+    assert_eq!(model.problem_type(), bomf_models::bert::ProblemType::Regression);
+    let logits = model.sequence_logits(&input(&e["inputs"], &device)).unwrap();
+    assert_close("logits", logits.clone(), &e["regression"]["logits"], TOL);
+    let loss = model.regression_loss(logits, float_tensor(&e["regression"]["labels"], &device));
+    assert_scalar("loss", loss, &e["regression"]["loss"], TOL);
+}
+
+fn check_qa(flavor: &str) {
+    let e = expected(flavor);
+    let q = &e["qa"];
+    let device = Default::default();
+    let model = load::<B>(&format!("{flavor}_qa"), Task::QuestionAnswering);
+    let logits = model.span_logits(&input(&e["inputs"], &device)).unwrap();
+    assert_close("start", logits.start.clone(), &q["start_logits"], TOL);
+    assert_close("end", logits.end.clone(), &q["end_logits"], TOL);
+    let loss = model.span_loss(
+        &logits,
+        int_tensor(&q["start_positions"], &device),
+        int_tensor(&q["end_positions"], &device),
+    );
+    assert_scalar("span loss", loss, &q["loss"], TOL);
+}
+
+#[test]
+fn bert_question_answering_matches_transformers() {
+    check_qa("bert");
+}
+
+#[test]
+fn roberta_question_answering_matches_transformers() {
+    check_qa("roberta");
+}
+
+fn check_mc(flavor: &str) {
+    let e = expected(flavor);
+    let m = &e["mc"];
+    let device = Default::default();
+    let model = load::<B>(&format!("{flavor}_mc"), Task::MultipleChoice);
+    let choices = m["num_choices"].as_u64().unwrap() as usize;
+    let logits = model.multiple_choice_logits(&input(&m["inputs"], &device), choices).unwrap();
+    assert_close("logits", logits.clone(), &m["logits"], TOL);
+    let loss = model.classification_loss(logits, int_tensor(&m["labels"], &device));
+    assert_scalar("loss", loss, &m["loss"], TOL);
+}
+
+#[test]
+fn bert_multiple_choice_matches_transformers() {
+    check_mc("bert");
+}
+
+#[test]
+fn roberta_multiple_choice_matches_transformers() {
+    check_mc("roberta");
+}
+
+/// Fine-tuning starts from a base checkpoint: the head is fresh, the encoder is the checkpoint's.
+fn check_head_from_base(flavor: &str) {
+    let dir = fixtures().join(format!("{flavor}_base"));
+    let device = Default::default();
+    let config = BertConfig::from_file(dir.join("config.json")).unwrap().with_num_labels(3);
+    let (model, report) =
+        weights::load_bert_with_config::<B>(&dir, &config, Task::SequenceClassification, &device).unwrap();
+    let fresh: Vec<&str> = report.freshly_initialised.iter().map(String::as_str).collect();
+    let prefix = flavor;
+    if flavor == "bert" {
+        assert_eq!(fresh, ["classifier.bias", "classifier.weight"]);
+        assert!(report.ignored.is_empty(), "{report:?}");
+    } else {
+        assert_eq!(
+            fresh,
+            ["classifier.dense.bias", "classifier.dense.weight", "classifier.out_proj.bias", "classifier.out_proj.weight"]
+        );
+        // RobertaForSequenceClassification has no pooler.
+        assert_eq!(report.ignored, ["pooler.dense.bias", "pooler.dense.weight"]);
+    }
+    let e = expected(flavor);
+    let hidden = model.base.forward(&input(&e["inputs"], &device)).last_hidden_state;
+    assert_close("encoder from base checkpoint", hidden, &e["base"]["last_hidden_state"], TOL);
+    let names: Vec<String> = params::param_shapes(&model).into_iter().map(|(n, _)| n).collect();
+    assert!(names.contains(&format!("{prefix}.embeddings.word_embeddings.weight")));
+}
+
+#[test]
+fn bert_head_from_base_checkpoint_is_fresh() {
+    check_head_from_base("bert");
+}
+
+#[test]
+fn roberta_head_from_base_checkpoint_is_fresh() {
+    check_head_from_base("roberta");
+}
+
+/// Two AdamW steps (no dropout) against PyTorch: losses, first-step gradients and the weights
+/// after the second step.
+fn check_training(flavor: &str) {
+    let e = expected(flavor);
+    let t = &e["train"];
+    let device = Default::default();
+    let dir = fixtures().join(format!("{flavor}_seqcls"));
+    let config = BertConfig::from_file(dir.join("config.json")).unwrap().without_dropout();
+    let (mut model, _) =
+        weights::load_bert_with_config::<AB>(&dir, &config, Task::SequenceClassification, &device).unwrap();
+    let inputs = input::<AB>(&e["inputs"], &device);
+    let labels = int_tensor::<AB>(&e["seqcls"]["labels"], &device);
+    let mut optim = AdamWConfig::new()
+        .with_epsilon(t["eps"].as_f64().unwrap() as f32)
+        .with_weight_decay(t["weight_decay"].as_f64().unwrap() as f32)
+        .init::<AB, BertWithHead<AB>>();
+    let lr = t["lr"].as_f64().unwrap();
+    for step in 0..2 {
+        let logits = model.sequence_logits(&inputs).unwrap();
+        let loss = model.classification_loss(logits, labels.clone());
+        assert_scalar(&format!("loss at step {step}"), loss.clone(), &t["losses"][step], TOL);
+        let grads = loss.backward();
+        if step == 0 {
+            let named = named_gradients(&model, &grads).unwrap();
+            for (name, expected) in t["grads_step1"].as_object().unwrap() {
+                let (_, g) = named.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no grad for {name}"));
+                let (shape, data) = flat(expected);
+                assert_eq!(g.shape, shape, "{name}");
+                let diff = max_abs_diff(&g.data, &data);
+                println!("grad {name}: max diff {diff:e}");
+                assert!(diff <= TOL, "grad {name}: max diff {diff:e}");
+            }
+        }
+        let grads = GradientsParams::from_grads(grads, &model);
+        model = optim.step(lr, model, grads);
+    }
+    let tensors = params::named_tensors(&model).unwrap();
+    for (name, expected) in t["weights_after"].as_object().unwrap() {
+        let (_, w) = tensors.iter().find(|(n, _)| n == name).unwrap();
+        let diff = max_abs_diff(&w.data, &flat(expected).1);
+        println!("weight {name}: max diff {diff:e}");
+        assert!(diff <= TOL, "weight {name} after 2 steps: max diff {diff:e}");
+    }
+}
+
+#[test]
+fn bert_training_steps_match_pytorch() {
+    check_training("bert");
+}
+
+#[test]
+fn roberta_training_steps_match_pytorch() {
+    check_training("roberta");
+}

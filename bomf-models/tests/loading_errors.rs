@@ -1,0 +1,217 @@
+//! Loading is strict: every deviation from the model's tensor set is an error naming the tensor,
+//! and config options we do not implement are refused with the field's name.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use bomf_models::bert::Task;
+use bomf_models::export::write_safetensors;
+use bomf_models::weights::{self, load_bert};
+use bomf_models::{BertConfig, HfTensor, ModelError};
+use common::*;
+use safetensors::Dtype;
+use safetensors::tensor::TensorView;
+
+/// Copies `bert_base` into a temp folder with its tensors transformed by `edit`.
+fn edited_base(edit: impl FnOnce(&mut BTreeMap<String, HfTensor>)) -> tempfile::TempDir {
+    let src = fixtures().join("bert_base");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(src.join("config.json"), dir.path().join("config.json")).unwrap();
+    let mut tensors = weights::read_checkpoint(&src).unwrap().tensors;
+    edit(&mut tensors);
+    let list: Vec<(String, HfTensor)> = tensors.into_iter().collect();
+    write_safetensors(&dir.path().join("model.safetensors"), &list).unwrap();
+    dir
+}
+
+fn load_err(dir: &Path, task: Task) -> ModelError {
+    match load_bert::<B>(dir, task, &Default::default()) {
+        Ok(_) => panic!("loading {} should fail", dir.display()),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn missing_tensor_is_an_error_naming_it() {
+    let dir = edited_base(|t| {
+        t.remove("encoder.layer.1.attention.self.key.bias");
+    });
+    match load_err(dir.path(), Task::Base) {
+        ModelError::MissingTensors { names } => assert_eq!(names, ["encoder.layer.1.attention.self.key.bias"]),
+        e => panic!("unexpected error {e}"),
+    }
+}
+
+#[test]
+fn unexpected_tensor_is_an_error_naming_it() {
+    let dir = edited_base(|t| {
+        t.insert("encoder.layer.0.extra.weight".into(), HfTensor::new(vec![2], vec![1.0, 2.0]).unwrap());
+    });
+    let e = load_err(dir.path(), Task::Base);
+    assert!(e.to_string().contains("encoder.layer.0.extra.weight"), "{e}");
+    assert!(matches!(e, ModelError::UnexpectedTensors { .. }));
+}
+
+#[test]
+fn wrong_shape_is_an_error_naming_it() {
+    let dir = edited_base(|t| {
+        t.insert("pooler.dense.bias".into(), HfTensor::new(vec![31], vec![0.0; 31]).unwrap());
+    });
+    match load_err(dir.path(), Task::Base) {
+        ModelError::ShapeMismatch { name, expected, found } => {
+            assert_eq!(name, "pooler.dense.bias");
+            assert_eq!(expected, [32]);
+            assert_eq!(found, [31]);
+        }
+        e => panic!("unexpected error {e}"),
+    }
+}
+
+#[test]
+fn partially_present_head_is_an_error() {
+    // A classifier bias without its weight cannot be a fresh head.
+    let dir = edited_base(|t| {
+        t.insert("classifier.bias".into(), HfTensor::new(vec![2], vec![0.0; 2]).unwrap());
+    });
+    match load_err(dir.path(), Task::SequenceClassification) {
+        ModelError::MissingTensors { names } => assert_eq!(names, ["classifier.weight"]),
+        e => panic!("unexpected error {e}"),
+    }
+}
+
+#[test]
+fn position_ids_buffer_and_pretraining_heads_are_ignored() {
+    let dir = edited_base(|t| {
+        t.insert("embeddings.position_ids".into(), HfTensor::new(vec![1, 4], vec![0.0, 1.0, 2.0, 3.0]).unwrap());
+        t.insert("cls.predictions.bias".into(), HfTensor::new(vec![99], vec![0.0; 99]).unwrap());
+    });
+    let (_, _, report) = load_bert::<B>(dir.path(), Task::Base, &Default::default()).unwrap();
+    assert_eq!(report.ignored, ["cls.predictions.bias", "embeddings.position_ids"]);
+}
+
+#[test]
+fn prefixed_checkpoint_loads_into_a_base_model() {
+    // Checkpoints saved from a model with a head carry the `bert.` prefix.
+    let dir = edited_base(|t| {
+        *t = std::mem::take(t).into_iter().map(|(k, v)| (format!("bert.{k}"), v)).collect();
+    });
+    let e = expected("bert");
+    let (model, _, _) = load_bert::<B>(dir.path(), Task::Base, &Default::default()).unwrap();
+    let out = model.base.forward(&input(&e["inputs"], &Default::default()));
+    assert_close("hidden", out.last_hidden_state, &e["base"]["last_hidden_state"], 1e-4);
+}
+
+#[test]
+fn half_precision_weights_are_converted_to_f32() {
+    let src = weights::read_checkpoint(fixtures().join("bert_base")).unwrap().tensors;
+    let dir = tempfile::tempdir().unwrap();
+    for (dtype, file) in [(Dtype::F16, "f16.safetensors"), (Dtype::BF16, "bf16.safetensors")] {
+        let encoded: Vec<(String, Vec<usize>, Vec<u8>)> = src
+            .iter()
+            .map(|(n, t)| {
+                let bytes = t
+                    .data
+                    .iter()
+                    .flat_map(|&x| match dtype {
+                        Dtype::F16 => half::f16::from_f32(x).to_le_bytes(),
+                        _ => half::bf16::from_f32(x).to_le_bytes(),
+                    })
+                    .collect();
+                (n.clone(), t.shape.clone(), bytes)
+            })
+            .collect();
+        let views: Vec<(String, TensorView)> = encoded
+            .iter()
+            .map(|(n, s, b)| (n.clone(), TensorView::new(dtype, s.clone(), b).unwrap()))
+            .collect();
+        let path = dir.path().join(file);
+        safetensors::serialize_to_file(views, None, &path).unwrap();
+        let back = weights::read_safetensors(&path).unwrap().tensors;
+        for (name, t) in &src {
+            let got = &back[name];
+            assert_eq!(got.shape, t.shape);
+            for (g, x) in got.data.iter().zip(&t.data) {
+                let rounded = match dtype {
+                    Dtype::F16 => half::f16::from_f32(*x).to_f32(),
+                    _ => half::bf16::from_f32(*x).to_f32(),
+                };
+                assert_eq!(*g, rounded, "{name}");
+            }
+        }
+    }
+}
+
+#[test]
+fn folder_without_weights_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(matches!(weights::read_checkpoint(dir.path()), Err(ModelError::NoWeights { .. })));
+}
+
+fn config_with(edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) -> Result<BertConfig, ModelError> {
+    let mut v = read_json(&fixtures().join("bert_base/config.json"));
+    edit(v.as_object_mut().unwrap());
+    BertConfig::from_json(v)
+}
+
+fn unsupported_field(r: Result<BertConfig, ModelError>) -> String {
+    match r {
+        Err(ModelError::UnsupportedConfig { field, .. }) => field,
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("config should be refused"),
+    }
+}
+
+#[test]
+fn unsupported_config_options_are_refused_by_field() {
+    assert_eq!(
+        unsupported_field(config_with(|c| {
+            c.insert("position_embedding_type".into(), "relative_key".into());
+        })),
+        "position_embedding_type"
+    );
+    assert_eq!(
+        unsupported_field(config_with(|c| {
+            c.insert("is_decoder".into(), true.into());
+        })),
+        "is_decoder"
+    );
+    assert_eq!(
+        unsupported_field(config_with(|c| {
+            c.insert("hidden_act".into(), "mish".into());
+        })),
+        "hidden_act"
+    );
+    assert_eq!(
+        unsupported_field(config_with(|c| {
+            c.insert("model_type".into(), "t5".into());
+        })),
+        "model_type"
+    );
+    assert_eq!(
+        unsupported_field(config_with(|c| {
+            c.insert("num_attention_heads".into(), 5.into());
+        })),
+        "num_attention_heads"
+    );
+    assert_eq!(
+        unsupported_field(config_with(|c| {
+            c.insert("hidden_size".into(), "big".into());
+        })),
+        "hidden_size"
+    );
+}
+
+#[test]
+fn labels_and_problem_type_follow_transformers() {
+    let c = config_with(|_| {}).unwrap();
+    assert_eq!(c.num_labels(), 2); // transformers' default
+    let c = config_with(|c| {
+        c.insert("id2label".into(), serde_json::json!({"0": "neg", "1": "neu", "2": "pos"}));
+    })
+    .unwrap();
+    assert_eq!(c.num_labels(), 3);
+    assert_eq!(c.effective_problem_type(), bomf_models::bert::ProblemType::SingleLabelClassification);
+    assert_eq!(c.with_num_labels(1).effective_problem_type(), bomf_models::bert::ProblemType::Regression);
+}

