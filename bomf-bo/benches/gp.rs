@@ -21,7 +21,9 @@ fn data(n: usize) -> (Vec<f64>, Vec<f64>) {
         .chunks_exact(D)
         .enumerate()
         .map(|(i, r)| {
-            (3.0 * r[0]).sin() + r.iter().map(|v| (v - 0.4).powi(2)).sum::<f64>() + 0.01 * ((i * 37 % 11) as f64 - 5.0)
+            (3.0 * r[0]).sin()
+                + r.iter().map(|v| (v - 0.4).powi(2)).sum::<f64>()
+                + 0.01 * ((i * 37 % 11) as f64 - 5.0)
         })
         .collect();
     (x, y)
@@ -33,9 +35,14 @@ fn bench_fit(c: &mut Criterion) {
     for preset in [Preset::RbfDimScaled, Preset::MaternGamma] {
         for n in [10, 30, 60] {
             let (x, y) = data(n);
-            let opts = FitOptions { preset, ..FitOptions::default() };
+            let opts = FitOptions {
+                preset,
+                ..FitOptions::default()
+            };
             group.bench_with_input(BenchmarkId::new(format!("{preset:?}"), n), &n, |b, _| {
-                b.iter(|| GaussianProcess::fit(black_box(&x), black_box(&y), D, None, &opts).unwrap())
+                b.iter(|| {
+                    GaussianProcess::fit(black_box(&x), black_box(&y), D, None, &opts).unwrap()
+                })
             });
         }
     }
@@ -60,7 +67,8 @@ fn bench_qlogei(c: &mut Criterion) {
     let (x, y) = data(30);
     let gp = GaussianProcess::fit(&x, &y, D, None, &FitOptions::default()).unwrap();
     let best = y.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let acq = QLogExpectedImprovement::new(&gp, best, NormalBaseSamples::new(128, 1, 0).unwrap()).unwrap();
+    let acq = QLogExpectedImprovement::new(&gp, best, NormalBaseSamples::new(128, 1, 0).unwrap())
+        .unwrap();
     let point = vec![0.37; D];
     let mut grad = vec![0.0; D];
     c.bench_function("qlogei_value_and_grad_n30_q1_128samples", |b| {

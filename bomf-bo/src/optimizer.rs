@@ -24,8 +24,9 @@
 //!    improvement);
 //! 2. a candidate within `failure_radius` (sup-norm in the unit cube) of a failed point, or a
 //!    duplicate of an observed or pending point (which integer rounding can create), is
-//!    rejected and the next-best restart is taken; if every restart is rejected, the next
-//!    unused Sobol point is returned instead.
+//!    rejected and the next-best restart is taken; if every restart is rejected, the
+//!    acquisition is re-optimised with the rejected optimum as an extra pending point (twice at
+//!    most), and only then is the next unused Sobol point returned.
 //!
 //! **Determinism.** Every random choice is derived from `settings.seed`, the number of `ask`
 //! calls so far and the Sobol cursor, all part of the serialised state: a resumed run proposes
@@ -37,9 +38,14 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::acquisition::Acquisition;
+use crate::acquisition::logei::QLogExpectedImprovement;
 use crate::error::{BoError, Result};
-use crate::optim::{AcqfOptions, AcquisitionFactory, Bounds, derive_seed, optimize_acqf};
-use crate::sampling::sobol_design;
+use crate::gp::{FitOptions, GaussianProcess};
+use crate::optim::{
+    AcqfOptions, AcquisitionFactory, Bounds, WithPending, derive_seed, optimize_acqf,
+};
+use crate::sampling::{NormalBaseSamples, sobol_design};
 use crate::space::{Goal, Objective, Space, SpaceConfig};
 
 /// Version of the serialised state; bumped on incompatible changes.
@@ -201,22 +207,64 @@ impl SurrogateBuilder for BuiltinSurrogate {
 }
 
 /// Fit one GP per objective to `data` (preset `request.gp_preset`) and build the requested
-/// acquisition over them, with `request.mc_samples` fixed QMC base samples.
+/// acquisition over them, with `request.mc_samples` fixed QMC base samples. This is the single
+/// place where [`crate::gp`] and [`crate::acquisition`] plug into the ask/tell loop.
 ///
-/// **Not wired yet**: this is the single place where the GP ([`crate::gp`]) and the
-/// acquisitions ([`crate::acquisition`]) plug into the ask/tell loop. Until they are connected
-/// it returns an error, so [`Optimizer::ask`] works through the initial design and then fails
-/// clearly; [`Optimizer::ask_with`] runs the BO branch with any [`SurrogateBuilder`].
+/// - **qLogEI** (wired): one GP fitted by MAP on the unit-cube inputs, `best_f` = the best
+///   observed value (as BOMF's HPBO stage), pending points appended to the batch
+///   ([`WithPending`]), base samples seeded per BO step (column `j` of the base samples does not
+///   depend on how many pending points there are).
+/// - **qEHVI / qNEHVI / qLogNEHVI**: **not wired yet** — they return an error naming this
+///   function. [`Optimizer::ask_with`] runs the BO branch with any [`SurrogateBuilder`].
 pub fn fit_surrogate_and_build_acquisition<'a>(
     data: &'a TrainingData,
     request: &AcquisitionRequest,
 ) -> Result<Box<dyn AcquisitionFactory + 'a>> {
-    let _ = data;
-    Err(BoError::InvalidInput(format!(
-        "the built-in surrogate for {:?} is not wired yet (bomf_bo::optimizer::\
-         fit_surrogate_and_build_acquisition); use Optimizer::ask_with with a SurrogateBuilder",
-        request.kind
-    )))
+    match request.kind {
+        AcquisitionKind::QLogEi => {
+            if data.m != 1 {
+                return Err(BoError::DimensionMismatch {
+                    what: "qLogEI objectives".into(),
+                    expected: 1,
+                    got: data.m,
+                });
+            }
+            let options = FitOptions {
+                preset: request.gp_preset,
+                seed: request.seed,
+                ..FitOptions::default()
+            };
+            let gp = GaussianProcess::fit(&data.x, &data.y, data.d, None, &options)?;
+            let best_f = data.y.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            Ok(Box::new(QLogEiFactory {
+                gp,
+                best_f,
+                mc_samples: request.mc_samples,
+                seed: derive_seed(request.seed, 1),
+            }))
+        }
+        kind => Err(BoError::InvalidInput(format!(
+            "the built-in surrogate for {kind:?} is not wired yet (bomf_bo::optimizer::\
+             fit_surrogate_and_build_acquisition); use Optimizer::ask_with with a SurrogateBuilder"
+        ))),
+    }
+}
+
+/// qLogEI over one fitted GP; each `build` appends the pending points to the batch.
+struct QLogEiFactory {
+    gp: GaussianProcess,
+    best_f: f64,
+    mc_samples: usize,
+    seed: u64,
+}
+
+impl AcquisitionFactory for QLogEiFactory {
+    fn build(&self, pending: &[f64]) -> Result<Box<dyn Acquisition + '_>> {
+        let n_pending = pending.len() / self.gp.d.max(1);
+        let base = NormalBaseSamples::new(self.mc_samples, 1 + n_pending, self.seed)?;
+        let acq = QLogExpectedImprovement::new(&self.gp, self.best_f, base)?;
+        Ok(Box::new(WithPending::new(Box::new(acq), pending)?))
+    }
 }
 
 /// The ask/tell optimiser (see the module doc). Serialisable: [`Self::to_json`] /
@@ -448,16 +496,28 @@ impl Optimizer {
         options.nonnegative = options.nonnegative || kind.is_nonnegative();
         let remaining = n - out.len();
         for i in 0..remaining {
-            let acq = factory.build(&pending_unit)?;
-            options.seed = derive_seed(step_seed, 1 + i as u64);
-            let result = optimize_acqf(acq.as_ref(), 1, &bounds, &options)?;
+            // Rejected optima (duplicates, neighbours of failures) join the pending points for
+            // a re-optimisation, which lowers the acquisition around them: BO then moves next
+            // to a boundary optimum it has already evaluated instead of giving up.
+            let mut rejected: Vec<f64> = Vec::new();
             let mut chosen = None;
-            for candidate in &result.candidates {
-                let canonical = self.space.canonical_unit(&candidate.x)?;
-                if self.is_acceptable(&canonical)? {
-                    chosen = Some(canonical);
+            for attempt in 0..=REOPTIMISE_ATTEMPTS {
+                let mut step_pending = pending_unit.clone();
+                step_pending.extend_from_slice(&rejected);
+                let acq = factory.build(&step_pending)?;
+                options.seed = derive_seed(step_seed, (1 + i * 8 + attempt) as u64);
+                let result = optimize_acqf(acq.as_ref(), 1, &bounds, &options)?;
+                for candidate in &result.candidates {
+                    let canonical = self.space.canonical_unit(&candidate.x)?;
+                    if self.is_acceptable(&canonical)? {
+                        chosen = Some(canonical);
+                        break;
+                    }
+                }
+                if chosen.is_some() {
                     break;
                 }
+                rejected.extend(self.space.canonical_unit(&result.best().x)?);
             }
             let point = match chosen {
                 Some(unit) => self.space.from_unit(&unit)?,
@@ -619,6 +679,10 @@ impl Optimizer {
         Ok(state)
     }
 }
+
+/// Re-optimisations with the rejected optima as pending points before falling back to the
+/// Sobol design.
+const REOPTIMISE_ATTEMPTS: usize = 2;
 
 /// Two unit-cube points closer than this (sup-norm) are the same point.
 const DUPLICATE_TOL: f64 = 1e-9;

@@ -194,7 +194,10 @@ pub fn fatmax(xs: &[f64], tau: f64, alpha: f64) -> f64 {
     if !m.is_finite() {
         return m;
     }
-    let s: f64 = xs.iter().map(|&x| pareto_grad((m - x) / tau, alpha).0).sum();
+    let s: f64 = xs
+        .iter()
+        .map(|&x| pareto_grad((m - x) / tau, alpha).0)
+        .sum();
     m + tau * s.ln()
 }
 

@@ -13,25 +13,57 @@ fn load(name: &str) -> Value {
 }
 
 fn nums(v: &Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
 }
 
 /// The GP of a logei.json case: data from gp.json, hyperparameters from the case.
 fn case_gp(case: &Value, gp_fixture: &Value) -> GaussianProcess {
-    let ds = gp_fixture["datasets"].as_array().unwrap().iter().find(|d| d["name"] == case["dataset"]).unwrap();
-    let d = ds["d"].as_u64().unwrap() as usize;
-    let bounds: Vec<(f64, f64)> =
-        ds["bounds"].as_array().unwrap().iter().map(|b| (b[0].as_f64().unwrap(), b[1].as_f64().unwrap())).collect();
-    let h = &case["hyper"];
-    let kind = if case["preset"] == "MaternGamma" { KernelKind::Matern52 } else { KernelKind::Rbf };
-    let kernel = Kernel { kind, lengthscales: nums(&h["lengthscales"]), outputscale: h["outputscale"].as_f64().unwrap() };
-    GaussianProcess::with_hyperparameters(&nums(&ds["x"]), &nums(&ds["y"]), d, Some(&bounds), kernel, &nums(&h["noise"]), h["mean"].as_f64().unwrap())
+    let ds = gp_fixture["datasets"]
+        .as_array()
         .unwrap()
+        .iter()
+        .find(|d| d["name"] == case["dataset"])
+        .unwrap();
+    let d = ds["d"].as_u64().unwrap() as usize;
+    let bounds: Vec<(f64, f64)> = ds["bounds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b[0].as_f64().unwrap(), b[1].as_f64().unwrap()))
+        .collect();
+    let h = &case["hyper"];
+    let kind = if case["preset"] == "MaternGamma" {
+        KernelKind::Matern52
+    } else {
+        KernelKind::Rbf
+    };
+    let kernel = Kernel {
+        kind,
+        lengthscales: nums(&h["lengthscales"]),
+        outputscale: h["outputscale"].as_f64().unwrap(),
+    };
+    GaussianProcess::with_hyperparameters(
+        &nums(&ds["x"]),
+        &nums(&ds["y"]),
+        d,
+        Some(&bounds),
+        kernel,
+        &nums(&h["noise"]),
+        h["mean"].as_f64().unwrap(),
+    )
+    .unwrap()
 }
 
 #[track_caller]
 fn close(got: f64, want: f64, rtol: f64, atol: f64, what: &str) {
-    assert!((got - want).abs() <= atol + rtol * want.abs(), "{what}: got {got:e}, want {want:e}");
+    assert!(
+        (got - want).abs() <= atol + rtol * want.abs(),
+        "{what}: got {got:e}, want {want:e}"
+    );
 }
 
 #[test]
@@ -49,7 +81,13 @@ fn analytic_log_ei_matches_botorch() {
                 let what = format!("{} best_f={} point {i}", case["dataset"], a["best_f"]);
                 close(v, vals[i], 1e-9, 1e-9, &format!("{what} value"));
                 for k in 0..d {
-                    close(g[k], grads[i * d + k], 1e-6, 1e-9, &format!("{what} grad[{k}]"));
+                    close(
+                        g[k],
+                        grads[i * d + k],
+                        1e-6,
+                        1e-9,
+                        &format!("{what} grad[{k}]"),
+                    );
                 }
             }
         }
@@ -65,13 +103,26 @@ fn q_log_ei_matches_botorch_with_shared_base_samples() {
             let q = c["q"].as_u64().unwrap() as usize;
             let n = c["n_samples"].as_u64().unwrap() as usize;
             let base = NormalBaseSamples::from_values(n, q, nums(&c["base_samples"])).unwrap();
-            let acq = QLogExpectedImprovement::new(&gp, c["best_f"].as_f64().unwrap(), base).unwrap();
+            let acq =
+                QLogExpectedImprovement::new(&gp, c["best_f"].as_f64().unwrap(), base).unwrap();
             let x = nums(&c["x"]);
             let mut g = vec![0.0; x.len()];
             let v = acq.value_and_grad(&x, &mut g);
             let what = format!("{} q={q} best_f={}", case["dataset"], c["best_f"]);
-            close(v, c["value"].as_f64().unwrap(), 1e-8, 1e-8, &format!("{what} value"));
-            close(acq.value(&x), v, 0.0, 0.0, &format!("{what} value without gradient"));
+            close(
+                v,
+                c["value"].as_f64().unwrap(),
+                1e-8,
+                1e-8,
+                &format!("{what} value"),
+            );
+            close(
+                acq.value(&x),
+                v,
+                0.0,
+                0.0,
+                &format!("{what} value without gradient"),
+            );
             for (k, want) in nums(&c["grad"]).into_iter().enumerate() {
                 close(g[k], want, 1e-5, 1e-7, &format!("{what} grad[{k}]"));
             }
@@ -87,7 +138,9 @@ fn q_log_ei_gradient_matches_finite_differences_with_sobol_samples() {
     let base = NormalBaseSamples::new(128, 4, 3).unwrap();
     let best = gp.y.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b)) * gp.y_std + gp.y_mean;
     let acq = QLogExpectedImprovement::new(&gp, best, base).unwrap();
-    let x: Vec<f64> = (0..4 * gp.d).map(|i| ((i * 7919) % 97) as f64 / 97.0).collect();
+    let x: Vec<f64> = (0..4 * gp.d)
+        .map(|i| ((i * 7919) % 97) as f64 / 97.0)
+        .collect();
     let mut g = vec![0.0; x.len()];
     acq.value_and_grad(&x, &mut g);
     for j in 0..x.len() {
@@ -116,7 +169,13 @@ fn log_ei_helper_is_smooth_across_branches() {
         let lead = -0.5 * u * u - 0.918_938_533_204_672_7 - 2.0 * f64::ln(-u);
         // The next term of h/φ is −3/u⁴ against 1/u²: relative error 3/u².
         close(v, lead, 1e-15, 3.5 / (u * u), &format!("asymptote at {u}"));
-        close(dv, -u - 2.0 / u, 1e-15, 10.0 / (u * u).abs() / u.abs(), &format!("asymptotic slope at {u}"));
+        close(
+            dv,
+            -u - 2.0 / u,
+            1e-15,
+            10.0 / (u * u).abs() / u.abs(),
+            &format!("asymptotic slope at {u}"),
+        );
     }
 }
 
@@ -130,5 +189,8 @@ fn malformed_batches_give_nan_not_panics() {
     assert!(acq.value(&[0.5]).is_nan());
     assert!(acq.value(&[0.5; 6]).is_nan()); // q = 3 > 2 base columns
     assert!(acq.evaluate(&[0.5; 6], None).is_err());
-    assert!(QLogExpectedImprovement::new(&gp, f64::NAN, NormalBaseSamples::new(4, 1, 0).unwrap()).is_err());
+    assert!(
+        QLogExpectedImprovement::new(&gp, f64::NAN, NormalBaseSamples::new(4, 1, 0).unwrap())
+            .is_err()
+    );
 }

@@ -3,7 +3,7 @@
 
 use bomf_bo::partitioning::{
     Cells, dominated_cells, hypervolume, infer_reference_point, is_non_dominated,
-    nondominated_cells, pareto_front,
+    non_dominated_indices, nondominated_cells, nondominated_cells_into, pareto_front,
 };
 use proptest::prelude::*;
 use serde_json::Value;
@@ -249,6 +249,24 @@ fn pareto_duplicates_nan_and_errors() {
     assert!(is_non_dominated(&[], 2, true).unwrap().is_empty());
     assert!(hypervolume(&[1.0, 1.0], 2, &[0.0]).is_err());
     assert!(hypervolume(&[1.0, 1.0], 2, &[0.0, f64::NAN]).is_err());
+}
+
+#[test]
+fn indices_and_buffer_reuse() {
+    assert_eq!(non_dominated_indices(&BOTORCH_FRONT, 2).unwrap(), [1, 2, 3]);
+    // A reused buffer gives the same cells as a fresh one, across dimensions.
+    let mut buf = Cells::new(3);
+    nondominated_cells_into(&minus_unit_vectors(3), 3, &[-2.0; 3], &mut buf).unwrap();
+    assert_eq!(
+        buf,
+        nondominated_cells(&minus_unit_vectors(3), 3, &[-2.0; 3]).unwrap()
+    );
+    nondominated_cells_into(&BOTORCH_FRONT, 2, &[0.0, 0.0], &mut buf).unwrap();
+    assert_eq!(
+        buf,
+        nondominated_cells(&BOTORCH_FRONT, 2, &[0.0, 0.0]).unwrap()
+    );
+    assert!(nondominated_cells_into(&BOTORCH_FRONT, 2, &[0.0], &mut buf).is_err());
 }
 
 #[test]

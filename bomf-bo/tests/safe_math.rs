@@ -34,14 +34,21 @@ fn close(got: f64, want: f64, rtol: f64, what: &str) {
         return;
     }
     let tol = rtol * want.abs().max(1e-300) + 1e-300;
-    assert!((got - want).abs() <= tol, "{what}: got {got:e}, want {want:e}");
+    assert!(
+        (got - want).abs() <= tol,
+        "{what}: got {got:e}, want {want:e}"
+    );
 }
 
 #[test]
 fn log1mexp_and_log1pexp_match_botorch() {
     let f = fixture();
     let c = &f["log1mexp"];
-    for ((x, v), g) in nums(&c["x"]).into_iter().zip(nums(&c["value"])).zip(nums(&c["grad"])) {
+    for ((x, v), g) in nums(&c["x"])
+        .into_iter()
+        .zip(nums(&c["value"]))
+        .zip(nums(&c["grad"]))
+    {
         let (got, dg) = log1mexp_grad(x);
         close(got, v, 1e-13, &format!("log1mexp({x})"));
         close(dg, g, 1e-9, &format!("log1mexp'({x})"));
@@ -57,7 +64,11 @@ fn smooth_relus_match_botorch() {
     let f = fixture();
     for c in f["log_fatplus"].as_array().unwrap() {
         let tau = num(&c["tau"]);
-        for ((x, v), g) in nums(&c["x"]).into_iter().zip(nums(&c["value"])).zip(nums(&c["grad"])) {
+        for ((x, v), g) in nums(&c["x"])
+            .into_iter()
+            .zip(nums(&c["value"]))
+            .zip(nums(&c["grad"]))
+        {
             let (got, dg) = log_fatplus_grad(x, tau);
             close(got, v, 1e-12, &format!("log_fatplus({x}, {tau})"));
             close(dg, g, 1e-9, &format!("log_fatplus'({x}, {tau})"));
@@ -71,7 +82,11 @@ fn smooth_relus_match_botorch() {
     }
     for c in f["log_softplus"].as_array().unwrap() {
         let tau = num(&c["tau"]);
-        for ((x, v), g) in nums(&c["x"]).into_iter().zip(nums(&c["value"])).zip(nums(&c["grad"])) {
+        for ((x, v), g) in nums(&c["x"])
+            .into_iter()
+            .zip(nums(&c["value"]))
+            .zip(nums(&c["grad"]))
+        {
             let (got, dg) = log_softplus_grad(x, tau);
             close(got, v, 1e-12, &format!("log_softplus({x}, {tau})"));
             close(dg, g, 1e-9, &format!("log_softplus'({x}, {tau})"));
@@ -87,14 +102,23 @@ fn reductions_match_botorch() {
         let mut grad = vec![0.0; x.len()];
         type Red<'a> = Box<dyn Fn(&[f64], &mut [f64]) -> f64 + 'a>;
         let mut cases: Vec<(String, Red)> = vec![
-            ("logsumexp".into(), Box::new(|x, g| logsumexp_grad(x, g))),
-            ("logmeanexp".into(), Box::new(|x, g| logmeanexp_grad(x, g))),
+            ("logsumexp".into(), Box::new(logsumexp_grad)),
+            ("logmeanexp".into(), Box::new(logmeanexp_grad)),
         ];
         for tau in [1.0, 1e-2] {
-            let t = format!("{tau}").replace("0.01", "0.01");
-            cases.push((format!("fatmax_tau{t}"), Box::new(move |x, g| fatmax_grad(x, tau, FAT_ALPHA, g))));
-            cases.push((format!("fatmin_tau{t}"), Box::new(move |x, g| fatmin_grad(x, tau, FAT_ALPHA, g))));
-            cases.push((format!("smooth_amax_tau{t}"), Box::new(move |x, g| smooth_amax_grad(x, tau, g))));
+            let t = format!("{tau}"); // "1" or "0.01", as the generator names the keys
+            cases.push((
+                format!("fatmax_tau{t}"),
+                Box::new(move |x, g| fatmax_grad(x, tau, FAT_ALPHA, g)),
+            ));
+            cases.push((
+                format!("fatmin_tau{t}"),
+                Box::new(move |x, g| fatmin_grad(x, tau, FAT_ALPHA, g)),
+            ));
+            cases.push((
+                format!("smooth_amax_tau{t}"),
+                Box::new(move |x, g| smooth_amax_grad(x, tau, g)),
+            ));
         }
         for (name, fun) in &cases {
             let want = num(&c[name.as_str()]);
@@ -109,8 +133,18 @@ fn reductions_match_botorch() {
         // The plain (gradient-free) versions agree with the `_grad` ones.
         let want = num(&c["fatmax_tau1"]);
         close(fatmax(&x, 1.0, FAT_ALPHA), want, 1e-15, "fatmax");
-        close(fatmin(&x, 1.0, FAT_ALPHA), num(&c["fatmin_tau1"]), 1e-15, "fatmin");
-        close(smooth_amax(&x, 1.0), num(&c["smooth_amax_tau1"]), 1e-15, "smooth_amax");
+        close(
+            fatmin(&x, 1.0, FAT_ALPHA),
+            num(&c["fatmin_tau1"]),
+            1e-15,
+            "fatmin",
+        );
+        close(
+            smooth_amax(&x, 1.0),
+            num(&c["smooth_amax_tau1"]),
+            1e-15,
+            "smooth_amax",
+        );
         close(logmeanexp(&x), num(&c["logmeanexp"]), 1e-15, "logmeanexp");
     }
 }
@@ -121,7 +155,12 @@ fn pairwise_log_ops_match_botorch() {
     for c in f["pairs"].as_array().unwrap() {
         let (a, b) = (num(&c["log_a"]), num(&c["log_b"]));
         let (v, ga, gb) = logdiffexp_grad(a, b);
-        close(v, num(&c["logdiffexp"]), 1e-13, &format!("logdiffexp({a}, {b})"));
+        close(
+            v,
+            num(&c["logdiffexp"]),
+            1e-13,
+            &format!("logdiffexp({a}, {b})"),
+        );
         close(ga, num(&c["grad_a"]), 1e-9, "logdiffexp d/da");
         close(gb, num(&c["grad_b"]), 1e-9, "logdiffexp d/db");
         close(logplusexp(a, b), num(&c["logplusexp"]), 1e-14, "logplusexp");

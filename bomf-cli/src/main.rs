@@ -1,1 +1,64 @@
-fn main() {}
+//! `bomf`: model fusion through Bayesian optimisation, from the command line.
+//!
+//! Subcommands arrive with their issues; today `bomf bo` exposes the Bayesian-optimisation
+//! engine so that any language can drive it through JSON files.
+
+mod bo;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bomf",
+    version,
+    about = "Model fusion through Bayesian optimisation (BOMF) for language-model fine-tuning",
+    long_about = "Model fusion through Bayesian optimisation (BOMF) for language-model fine-tuning.\n\n\
+                  `bomf bo` drives the Bayesian-optimisation engine from any language: describe the \
+                  search space in SPACE.json, keep the evaluations in HISTORY.jsonl, and ask for the \
+                  next candidates."
+)]
+struct Cli {
+    /// Log more (repeat for even more); `RUST_LOG` overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The Bayesian-optimisation engine on its own (ask/tell through files).
+    #[command(subcommand)]
+    Bo(bo::BoCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Bo(cmd) => bo::run(cmd),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

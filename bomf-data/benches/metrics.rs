@@ -66,7 +66,7 @@ fn bench_metrics(c: &mut Criterion) {
     let pred: Vec<usize> = truth
         .iter()
         .map(|&t| {
-            if lcg(&mut state) % 4 == 0 {
+            if lcg(&mut state).is_multiple_of(4) {
                 (t + 1) % 3
             } else {
                 t

@@ -49,9 +49,11 @@ pub struct Fetched {
 
 /// Returns the cached archive of `package`, downloading it first if needed. A cached file whose
 /// sha256 differs from the pin is an error (it is never silently replaced).
+/// Call it while holding the cache directory's lock.
 pub fn fetch(package: &Package, cache: &Path) -> Result<Fetched> {
     std::fs::create_dir_all(cache)
         .with_context(|| format!("creating the download cache {}", cache.display()))?;
+    remove_interrupted_downloads(cache)?;
     let path = cache.join(package.archive_file);
     if path.is_file() {
         let actual = sha256_file(&path)?;
@@ -110,6 +112,23 @@ pub fn fetch(package: &Package, cache: &Path) -> Result<Fetched> {
         bytes,
         download_time: Some(download_time),
     })
+}
+
+/// Removes the `.download-*` directories of downloads that were killed before they finished.
+fn remove_interrupted_downloads(cache: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(cache)? {
+        let entry = entry?;
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".download-")
+            && entry.file_type()?.is_dir()
+        {
+            std::fs::remove_dir_all(entry.path())
+                .with_context(|| format!("removing {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Fails early, naming the package, when its client is not installed.
@@ -232,5 +251,18 @@ mod tests {
         assert!(err.contains(&package.spec()), "{err}");
         // The bad file stays for the user to inspect; nothing was downloaded over it.
         assert!(cache.path().join(package.archive_file).is_file());
+    }
+
+    #[test]
+    fn interrupted_downloads_are_cleared_but_archives_kept() {
+        let cache = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(cache.path().join(".download-abc/x")).unwrap();
+        std::fs::write(cache.path().join("kept.whl"), b"x").unwrap();
+        remove_interrupted_downloads(cache.path()).unwrap();
+        let names: Vec<_> = std::fs::read_dir(cache.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["kept.whl"]);
     }
 }

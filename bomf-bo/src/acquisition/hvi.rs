@@ -34,16 +34,15 @@
 
 use crate::error::{BoError, Result};
 use crate::partitioning::Cells;
-use crate::safe_math::{log_fatplus_grad, log_softplus_grad, logdiffexp};
+pub use crate::partitioning::box_decomposition::LOG_CELL_UPPER_CLAMP;
+use crate::safe_math::{
+    log_fatplus, log_fatplus_grad, log_softplus, log_softplus_grad, logdiffexp,
+};
 use std::cell::RefCell;
 
 /// Largest batch size the kernels accept: `2^q − 1` subsets per cell grow quickly, and BoTorch
 /// likewise uses sequential greedy conditioning instead of large joint batches.
 pub const MAX_Q: usize = 12;
-
-/// Upper cell sides are clamped to this before taking `log(u − l)` (BoTorch's float64 value),
-/// so infinite cells get a finite, irrelevant, length.
-pub const LOG_CELL_UPPER_CLAMP: f64 = 1e10;
 
 /// Smoothing settings of the log-HVI kernel.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -351,6 +350,9 @@ fn log_hvi_impl(
     s: &mut Scratch,
 ) -> f64 {
     let m = cells.m();
+    if q == 1 {
+        return log_hvi_single(cells, ys, params, grad);
+    }
     let n_sub = 1usize << q;
     let qm = q * m;
     let want_grad = grad.is_some();
@@ -363,8 +365,6 @@ fn log_hvi_impl(
     }
     s.members.clear();
     s.weights.resize(q.max(2), 0.0);
-    let mut vals = [0.0; 2];
-    let mut vals_w = [0.0; 2];
     let mut subset_vals: Vec<f64> = Vec::with_capacity(q);
 
     // Running log-sum-exp over cells with shift `shift`: sum_exp = Σ e^{H_k − shift}, and
@@ -373,19 +373,14 @@ fn log_hvi_impl(
     let mut sum_exp = 0.0;
     let mut grad_acc = vec![0.0; if want_grad { qm } else { 0 }];
 
-    for (lo, up) in cells
+    for (lo, log_len) in cells
         .lower()
         .chunks_exact(m)
-        .zip(cells.upper().chunks_exact(m))
+        .zip(cells.log_lengths().chunks_exact(m))
     {
         for i in 0..q {
             for d in 0..m {
-                let x = ys[i * m + d] - lo[d];
-                let (v, dv) = if params.fat {
-                    log_fatplus_grad(x, params.tau_relu)
-                } else {
-                    log_softplus_grad(x, params.tau_relu)
-                };
+                let (v, dv) = log_relu(ys[i * m + d] - lo[d], params, want_grad);
                 s.log_imp[i * m + d] = v;
                 s.log_imp_grad[i * m + d] = dv;
             }
@@ -398,7 +393,7 @@ fn log_hvi_impl(
             if want_grad {
                 s.d_log_area[mask * qm..(mask + 1) * qm].fill(0.0);
             }
-            for d in 0..m {
+            for (d, &cell_log_len) in log_len.iter().enumerate() {
                 subset_vals.clear();
                 subset_vals.extend(s.members.iter().map(|&i| s.log_imp[i * m + d]));
                 let k = subset_vals.len();
@@ -408,14 +403,12 @@ fn log_hvi_impl(
                     params.fat,
                     &mut s.weights[..k],
                 );
-                vals[0] = b;
-                vals[1] = (up[d].min(LOG_CELL_UPPER_CLAMP) - lo[d]).ln();
-                let c = smooth_min_grad(&vals, params.tau_max, params.fat, &mut vals_w);
+                let (c, w_b, _) = smooth_min2(b, cell_log_len, params.tau_max, params.fat);
                 log_area += c;
                 if want_grad {
                     for (j, &i) in s.members.iter().enumerate() {
                         s.d_log_area[mask * qm + i * m + d] =
-                            vals_w[0] * s.weights[j] * s.log_imp_grad[i * m + d];
+                            w_b * s.weights[j] * s.log_imp_grad[i * m + d];
                     }
                 }
             }
@@ -475,6 +468,129 @@ fn log_hvi_impl(
     shift + sum_exp.ln()
 }
 
+/// q = 1: the log kernel without subsets, `H_k = Σ_d smin(logrelu(y^d − l^d), log(u^d − l^d))`.
+fn log_hvi_single(
+    cells: &Cells,
+    y: &[f64],
+    params: &LogHviParams,
+    grad: Option<&mut [f64]>,
+) -> f64 {
+    let m = cells.m();
+    let want_grad = grad.is_some();
+    let mut shift = f64::NEG_INFINITY;
+    let mut sum_exp = 0.0;
+    // m is small; a fixed stack buffer covers every practical case, a Vec the rest.
+    let mut stack_acc = [0.0; 8];
+    let mut stack_cell = [0.0; 8];
+    let mut heap_acc;
+    let mut heap_cell;
+    let (grad_acc, cell_grad): (&mut [f64], &mut [f64]) = if m <= 8 {
+        (&mut stack_acc[..m], &mut stack_cell[..m])
+    } else {
+        heap_acc = vec![0.0; m];
+        heap_cell = vec![0.0; m];
+        (&mut heap_acc, &mut heap_cell)
+    };
+    for (lo, log_len) in cells
+        .lower()
+        .chunks_exact(m)
+        .zip(cells.log_lengths().chunks_exact(m))
+    {
+        let mut h = 0.0;
+        for d in 0..m {
+            let (a, da) = log_relu(y[d] - lo[d], params, want_grad);
+            let (side, w_a, _) = smooth_min2(a, log_len[d], params.tau_max, params.fat);
+            h += side;
+            cell_grad[d] = w_a * da;
+        }
+        if h.is_nan() || h == f64::NEG_INFINITY {
+            continue;
+        }
+        if h > shift {
+            let rescale = (shift - h).exp();
+            sum_exp *= rescale;
+            grad_acc.iter_mut().for_each(|g| *g *= rescale);
+            shift = h;
+        }
+        let e = (h - shift).exp();
+        sum_exp += e;
+        if want_grad {
+            for (g, cg) in grad_acc.iter_mut().zip(cell_grad.iter()) {
+                *g += e * cg;
+            }
+        }
+    }
+    if sum_exp == 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if let Some(g) = grad {
+        for (gi, acc) in g.iter_mut().zip(grad_acc.iter()) {
+            *gi = acc / sum_exp;
+        }
+    }
+    shift + sum_exp.ln()
+}
+
+/// Smooth minimum of the two values `(a, b)` and its partials `(∂/∂a, ∂/∂b)`: [`smooth_min_grad`]
+/// specialised to the pair (subset side vs cell side) that every cell and dimension needs.
+/// The fat version is `lo − τ·ln(1 + p(t))`, `t = |a − b|/τ`, `p(t) = 2/(2 + 2t + t²)`; for
+/// `p < 1e-5` the logarithm is replaced by its cubic series (error below 1e-20), which is the
+/// common case once the two sides differ by a few hundred τ.
+fn smooth_min2(a: f64, b: f64, tau: f64, fat: bool) -> (f64, f64, f64) {
+    if !fat || !a.is_finite() || !b.is_finite() {
+        let mut w = [0.0; 2];
+        let v = smooth_min_grad(&[a, b], tau, fat, &mut w);
+        return (v, w[0], w[1]);
+    }
+    let (lo, a_is_lo) = if a <= b { (a, true) } else { (b, false) };
+    let t = (a - b).abs() / tau;
+    let den = 2.0 + 2.0 * t + t * t;
+    let p = 2.0 / den;
+    let dp = -p * (2.0 + 2.0 * t) / den;
+    let log1p_p = if p < 1e-5 {
+        p * (1.0 - p * (0.5 - p / 3.0))
+    } else {
+        p.ln_1p()
+    };
+    let s = 1.0 + p;
+    // Partials: the smaller argument gets 1 + p'/S, the other −p'/S (½ each at a tie).
+    let (w_lo, w_hi) = (1.0 + dp / s, -dp / s);
+    let (wa, wb) = if a_is_lo { (w_lo, w_hi) } else { (w_hi, w_lo) };
+    (lo - tau * log1p_p, wa, wb)
+}
+
+/// `z = x/τ` beyond which `softplus(z) = z` and `e^z` is negligible next to the Cauchy term
+/// (relative error below 1e-17), so `log_fatplus` needs one logarithm instead of three
+/// transcendental calls. With BoTorch's `τ_relu = 1e-6` almost every evaluation lands here.
+const FATPLUS_ASYMPTOTIC_Z: f64 = 50.0;
+
+/// The smoothed `log(max(x, 0))` of the log kernel and (when `want_grad`) its derivative.
+/// Uses `safe_math`'s `log_fatplus` / `log_softplus` except in the asymptotic ranges of the
+/// fat version, where it evaluates the same formula with the negligible terms dropped.
+fn log_relu(x: f64, params: &LogHviParams, want_grad: bool) -> (f64, f64) {
+    let tau = params.tau_relu;
+    if !params.fat {
+        return if want_grad {
+            log_softplus_grad(x, tau)
+        } else {
+            (log_softplus(x, tau), 0.0)
+        };
+    }
+    let z = x / tau;
+    if z.abs() > FATPLUS_ASYMPTOTIC_Z {
+        // fatplus = τ(softplus(z) + 0.1/(1+z²)), softplus(z) = max(z, 0) to within 1e-21.
+        let c = 1.0 / (1.0 + z * z);
+        let inner = z.max(0.0) + 0.1 * c;
+        let dinner = if z > 0.0 { 1.0 } else { 0.0 } - 0.2 * z * c * c;
+        return ((tau * inner).ln(), dinner / (inner * tau));
+    }
+    if want_grad {
+        log_fatplus_grad(x, tau)
+    } else {
+        (log_fatplus(x, tau), 0.0)
+    }
+}
+
 /// Online log-sum-exp accumulator.
 #[derive(Default)]
 struct LogAcc {
@@ -504,6 +620,63 @@ impl LogAcc {
         match self.shift {
             None => f64::NEG_INFINITY,
             Some(sh) => sh + self.sum.ln(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The asymptotic shortcut of `log_relu` agrees with `safe_math` on both sides of its
+    /// switch point, in value and derivative.
+    #[test]
+    fn log_relu_shortcut_matches_safe_math() {
+        let params = LogHviParams::QLOGEHVI;
+        let tau = params.tau_relu;
+        for z in [
+            -1e12, -1e6, -400.0, -50.5, -49.5, -3.0, 0.0, 3.0, 49.5, 50.5, 400.0, 1e9,
+        ] {
+            let x = z * tau;
+            let (v, dv) = log_relu(x, &params, true);
+            let (w, dw) = log_fatplus_grad(x, tau);
+            assert!(
+                (v - w).abs() <= 1e-14 * w.abs().max(1.0),
+                "z={z}: {v} vs {w}"
+            );
+            assert!(
+                (dv - dw).abs() <= 1e-12 * dw.abs().max(1e-300),
+                "z={z}: {dv} vs {dw}"
+            );
+            assert_eq!(log_relu(x, &params, false).0, v);
+        }
+    }
+
+    /// The pair shortcut agrees with `safe_math::fatmin_grad` (value and partials), including
+    /// ties and the series branch.
+    #[test]
+    fn smooth_min2_matches_safe_math_fatmin() {
+        let tau = 1e-2;
+        for (a, b) in [
+            (0.0, 0.0),
+            (1.0, 1.001),
+            (1.0, 0.9),
+            (-3.0, 5.0),
+            (2.0, -40.0),
+            (7.0, 7.5),
+        ] {
+            let (v, wa, wb) = smooth_min2(a, b, tau, true);
+            let mut g = [0.0; 2];
+            let want =
+                crate::safe_math::fatmin_grad(&[a, b], tau, crate::safe_math::FAT_ALPHA, &mut g);
+            assert!(
+                (v - want).abs() <= 1e-14 * want.abs().max(1.0),
+                "({a},{b}): {v} vs {want}"
+            );
+            assert!(
+                (wa - g[0]).abs() <= 1e-12 && (wb - g[1]).abs() <= 1e-12,
+                "({a},{b}): {wa},{wb} vs {g:?}"
+            );
         }
     }
 }

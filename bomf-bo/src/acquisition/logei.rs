@@ -11,7 +11,7 @@
 use super::Acquisition;
 use crate::error::{BoError, Result};
 use crate::gp::GaussianProcess;
-use crate::gp::linalg::{cholesky_jittered, solve_lower_matrix};
+use crate::gp::linalg::{cholesky_jittered, cholesky_tangent};
 use crate::safe_math::{
     FAT_ALPHA, erfcx, fatmax_grad, log_fatplus_grad, log_norm_pdf, log_softplus_grad, log1mexp,
     logmeanexp_grad, norm_cdf, norm_pdf, smooth_amax_grad,
@@ -41,26 +41,49 @@ impl<'a> QLogExpectedImprovement<'a> {
     /// MC samples; its `dim` is the largest batch size `q` it can score.
     pub fn new(gp: &'a GaussianProcess, best_f: f64, base: NormalBaseSamples) -> Result<Self> {
         if !best_f.is_finite() {
-            return Err(BoError::InvalidInput(format!("qLogEI best_f must be finite, got {best_f}")));
+            return Err(BoError::InvalidInput(format!(
+                "qLogEI best_f must be finite, got {best_f}"
+            )));
         }
         if base.n_samples == 0 || base.dim == 0 {
-            return Err(BoError::InvalidInput("qLogEI needs at least one base sample".into()));
+            return Err(BoError::InvalidInput(
+                "qLogEI needs at least one base sample".into(),
+            ));
         }
-        Ok(Self { gp, best_f, base, tau_relu: TAU_RELU, tau_max: TAU_MAX, fat: true })
+        Ok(Self {
+            gp,
+            best_f,
+            base,
+            tau_relu: TAU_RELU,
+            tau_max: TAU_MAX,
+            fat: true,
+        })
     }
 
     /// Value, and the gradient w.r.t. `x` when `grad` is given.
     pub fn evaluate(&self, x: &[f64], grad: Option<&mut [f64]>) -> Result<f64> {
         let d = self.gp.d;
-        if x.is_empty() || x.len() % d != 0 {
-            return Err(BoError::DimensionMismatch { what: "qLogEI batch (multiple of d)".into(), expected: d, got: x.len() });
+        if x.is_empty() || !x.len().is_multiple_of(d) {
+            return Err(BoError::DimensionMismatch {
+                what: "qLogEI batch (multiple of d)".into(),
+                expected: d,
+                got: x.len(),
+            });
         }
         let q = x.len() / d;
         if q > self.base.dim {
-            return Err(BoError::DimensionMismatch { what: "qLogEI batch size vs base samples".into(), expected: self.base.dim, got: q });
+            return Err(BoError::DimensionMismatch {
+                what: "qLogEI batch size vs base samples".into(),
+                expected: self.base.dim,
+                got: q,
+            });
         }
         let with_grad = grad.is_some();
-        let jp = if with_grad { Some(self.gp.posterior_joint_with_grad(x)?) } else { None };
+        let jp = if with_grad {
+            Some(self.gp.posterior_joint_with_grad(x)?)
+        } else {
+            None
+        };
         let joint = match &jp {
             Some(j) => j.joint.clone(),
             None => self.gp.posterior_joint(x)?,
@@ -132,35 +155,6 @@ impl<'a> QLogExpectedImprovement<'a> {
     }
 }
 
-/// Forward-mode derivative of the Cholesky factor: given `L` and a symmetric direction `dΣ`
-/// (overwritten as scratch), writes `dL = L Φ(L⁻¹ dΣ L⁻ᵀ)`.
-fn cholesky_tangent(l: &[f64], q: usize, dsigma: &mut [f64], dl: &mut [f64]) {
-    // Y = L⁻¹ dΣ; then A = L⁻¹ Yᵀ = L⁻¹ dΣ L⁻ᵀ (dΣ symmetric).
-    solve_lower_matrix(l, q, dsigma, q);
-    let mut yt = vec![0.0; q * q];
-    for a in 0..q {
-        for b in 0..q {
-            yt[a * q + b] = dsigma[b * q + a];
-        }
-    }
-    solve_lower_matrix(l, q, &mut yt, q);
-    // Φ(A): lower triangle, halved diagonal.
-    for a in 0..q {
-        for b in 0..q {
-            yt[a * q + b] = match a.cmp(&b) {
-                std::cmp::Ordering::Greater => yt[a * q + b],
-                std::cmp::Ordering::Equal => 0.5 * yt[a * q + b],
-                std::cmp::Ordering::Less => 0.0,
-            };
-        }
-    }
-    for a in 0..q {
-        for b in 0..q {
-            dl[a * q + b] = (b..=a).map(|c| l[a * q + c] * yt[c * q + b]).sum();
-        }
-    }
-}
-
 impl Acquisition for QLogExpectedImprovement<'_> {
     fn dim(&self) -> usize {
         self.gp.d
@@ -196,7 +190,8 @@ pub fn log_ei_helper(u: f64) -> (f64, f64) {
     }
     if u > LOG_EI_SERIES_BELOW {
         // h = φ(u) (1 − e^w), w = ln(|u| Φ(u)/φ(u)), Φ/φ = √(π/2) erfcx(−u/√2).
-        let phi_ratio = (std::f64::consts::PI / 2.0).sqrt() * erfcx(-u * std::f64::consts::FRAC_1_SQRT_2);
+        let phi_ratio =
+            (std::f64::consts::PI / 2.0).sqrt() * erfcx(-u * std::f64::consts::FRAC_1_SQRT_2);
         let w = (u.abs() * phi_ratio).ln();
         let l1m = log1mexp(w);
         return (log_norm_pdf(u) + l1m, phi_ratio / l1m.exp());
@@ -231,7 +226,9 @@ const MIN_VARIANCE: f64 = 1e-12;
 impl<'a> LogExpectedImprovement<'a> {
     pub fn new(gp: &'a GaussianProcess, best_f: f64) -> Result<Self> {
         if !best_f.is_finite() {
-            return Err(BoError::InvalidInput(format!("LogEI best_f must be finite, got {best_f}")));
+            return Err(BoError::InvalidInput(format!(
+                "LogEI best_f must be finite, got {best_f}"
+            )));
         }
         Ok(Self { gp, best_f })
     }

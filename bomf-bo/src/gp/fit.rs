@@ -36,7 +36,13 @@ pub struct FitOptions {
 
 impl Default for FitOptions {
     fn default() -> Self {
-        Self { preset: Preset::default(), noise: NoiseSpec::Learned, n_prior_starts: 4, seed: 0, max_iters: 200 }
+        Self {
+            preset: Preset::default(),
+            noise: NoiseSpec::Learned,
+            n_prior_starts: 4,
+            seed: 0,
+            max_iters: 200,
+        }
     }
 }
 
@@ -166,7 +172,13 @@ impl MapObjective<'_> {
 impl GaussianProcess {
     /// Fit a GP to `n` points (`x` row-major `n × d`, in user units inside `bounds`; the unit
     /// cube when `bounds` is `None`) and outputs `y`. Non-finite values are rejected.
-    pub fn fit(x: &[f64], y: &[f64], d: usize, bounds: Option<&[(f64, f64)]>, opts: &FitOptions) -> Result<Self> {
+    pub fn fit(
+        x: &[f64],
+        y: &[f64],
+        d: usize,
+        bounds: Option<&[(f64, f64)]>,
+        opts: &FitOptions,
+    ) -> Result<Self> {
         let s = standardize(x, y, d, bounds)?;
         let n = s.y.len();
         let spec = opts.preset.spec(d);
@@ -176,12 +188,24 @@ impl GaussianProcess {
                 let v = match v.len() {
                     1 => vec![v[0]; n],
                     l if l == n => v.clone(),
-                    l => return Err(BoError::DimensionMismatch { what: "fixed noise variances".into(), expected: n, got: l }),
+                    l => {
+                        return Err(BoError::DimensionMismatch {
+                            what: "fixed noise variances".into(),
+                            expected: n,
+                            got: l,
+                        });
+                    }
                 };
                 if v.iter().any(|v| !(v.is_finite() && *v >= 0.0)) {
-                    return Err(BoError::InvalidInput("fixed noise variances must be finite and non-negative".into()));
+                    return Err(BoError::InvalidInput(
+                        "fixed noise variances must be finite and non-negative".into(),
+                    ));
                 }
-                Some(v.iter().map(|v| (v / (s.y_std * s.y_std)).max(1e-12)).collect())
+                Some(
+                    v.iter()
+                        .map(|v| (v / (s.y_std * s.y_std)).max(1e-12))
+                        .collect(),
+                )
             }
         };
         let sq_diff = (0..d)
@@ -196,10 +220,20 @@ impl GaussianProcess {
                 m
             })
             .collect();
-        let obj = MapObjective { n, d, y: &s.y, sq_diff, spec: &spec, fixed_noise };
+        let obj = MapObjective {
+            n,
+            d,
+            y: &s.y,
+            sq_diff,
+            spec: &spec,
+            fixed_noise,
+        };
         let (lo, hi) = param_bounds(&obj);
         let starts = initial_points(&obj, opts);
-        let lb_opts = LbfgsOptions { max_iters: opts.max_iters, ..Default::default() };
+        let lb_opts = LbfgsOptions {
+            max_iters: opts.max_iters,
+            ..Default::default()
+        };
         let results: Vec<_> = starts
             .par_iter()
             .map(|x0| {
@@ -221,14 +255,32 @@ impl GaussianProcess {
             .enumerate()
             .filter_map(|(i, r)| r.map(|r| (i, r)))
             .min_by(|a, b| a.1.f.total_cmp(&b.1.f))
-            .ok_or_else(|| BoError::FitFailed(format!("every one of {} starts hit a non-PSD covariance", starts.len())))?;
+            .ok_or_else(|| {
+                BoError::FitFailed(format!(
+                    "every one of {} starts hit a non-PSD covariance",
+                    starts.len()
+                ))
+            })?;
         let mut g = vec![0.0; best.x.len()];
-        let (map_objective, mean) = obj
-            .eval(&best.x, &mut g)
-            .ok_or_else(|| BoError::FitFailed("covariance at the optimum is not positive definite".into()))?;
+        let (map_objective, mean) = obj.eval(&best.x, &mut g).ok_or_else(|| {
+            BoError::FitFailed("covariance at the optimum is not positive definite".into())
+        })?;
         let (lengthscales, outputscale, noise) = obj.unpack(&best.x);
-        let hyper = Hyperparameters { kernel: Kernel { kind: spec.kind, lengthscales, outputscale }, noise, mean };
-        let report = FitReport { map_objective, best_start, starts: starts.len(), iterations };
+        let hyper = Hyperparameters {
+            kernel: Kernel {
+                kind: spec.kind,
+                lengthscales,
+                outputscale,
+            },
+            noise,
+            mean,
+        };
+        let report = FitReport {
+            map_objective,
+            best_start,
+            starts: starts.len(),
+            iterations,
+        };
         let noise_learned = obj.fixed_noise.is_none();
         drop(obj);
         GaussianProcess::from_parts(s, hyper, noise_learned, Some(report))
@@ -246,7 +298,10 @@ impl GaussianProcess {
             value += p.log_pdf_and_grad_log(self.hyper.kernel.outputscale.ln()).0;
         }
         if self.noise_learned {
-            value += spec.noise_prior.log_pdf_and_grad_log(self.hyper.noise[0].ln()).0;
+            value += spec
+                .noise_prior
+                .log_pdf_and_grad_log(self.hyper.noise[0].ln())
+                .0;
         }
         value / self.n as f64
     }
@@ -282,7 +337,9 @@ fn initial_points(obj: &MapObjective, opts: &FitOptions) -> Vec<Vec<f64>> {
     }
     starts.push(first);
     for _ in 0..opts.n_prior_starts {
-        let mut t: Vec<f64> = (0..obj.d).map(|_| sp.lengthscale_prior.sample(&mut rng).ln()).collect();
+        let mut t: Vec<f64> = (0..obj.d)
+            .map(|_| sp.lengthscale_prior.sample(&mut rng).ln())
+            .collect();
         if let Some(p) = sp.outputscale_prior {
             t.push(p.sample(&mut rng).ln());
         }
@@ -324,7 +381,14 @@ mod tests {
                     m
                 })
                 .collect();
-            let obj = MapObjective { n, d, y: &s.y, sq_diff, spec: &spec, fixed_noise: None };
+            let obj = MapObjective {
+                n,
+                d,
+                y: &s.y,
+                sq_diff,
+                spec: &spec,
+                fixed_noise: None,
+            };
             let theta: Vec<f64> = (0..obj.n_params()).map(|i| -0.5 + 0.3 * i as f64).collect();
             let mut g = vec![0.0; theta.len()];
             obj.eval(&theta, &mut g).unwrap();
@@ -335,8 +399,14 @@ mod tests {
                 tp[j] += h;
                 let mut tm = theta.clone();
                 tm[j] -= h;
-                let fd = (obj.eval(&tp, &mut scratch).unwrap().0 - obj.eval(&tm, &mut scratch).unwrap().0) / (2.0 * h);
-                assert!((fd - g[j]).abs() < 1e-6, "{preset:?} param {j}: fd {fd} vs {}", g[j]);
+                let fd = (obj.eval(&tp, &mut scratch).unwrap().0
+                    - obj.eval(&tm, &mut scratch).unwrap().0)
+                    / (2.0 * h);
+                assert!(
+                    (fd - g[j]).abs() < 1e-6,
+                    "{preset:?} param {j}: fd {fd} vs {}",
+                    g[j]
+                );
             }
         }
     }

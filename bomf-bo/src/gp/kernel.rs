@@ -23,7 +23,10 @@ impl KernelKind {
             KernelKind::Matern52 => {
                 let r = rho.max(0.0).sqrt();
                 let e = (-SQRT5 * r).exp();
-                ((1.0 + SQRT5 * r + 5.0 / 3.0 * rho) * e, 5.0 / 3.0 * (1.0 + SQRT5 * r) * e)
+                (
+                    (1.0 + SQRT5 * r + 5.0 / 3.0 * rho) * e,
+                    5.0 / 3.0 * (1.0 + SQRT5 * r) * e,
+                )
             }
             KernelKind::Rbf => {
                 let e = (-0.5 * rho).exp();
@@ -36,7 +39,11 @@ impl KernelKind {
 /// Scaled squared distance `ρ` between `a` and `b` with inverse squared lengthscales `inv_l2`.
 #[inline]
 pub fn scaled_sq_dist(a: &[f64], b: &[f64], inv_l2: &[f64]) -> f64 {
-    a.iter().zip(b).zip(inv_l2).map(|((x, y), w)| (x - y) * (x - y) * w).sum()
+    a.iter()
+        .zip(b)
+        .zip(inv_l2)
+        .map(|((x, y), w)| (x - y) * (x - y) * w)
+        .sum()
 }
 
 /// Kernel hyperparameters in the model's (normalised-input, standardised-output) space.
@@ -69,6 +76,12 @@ impl Kernel {
             }
         }
         out
+    }
+
+    /// `∂k(x, b)/∂x_k` for one coordinate `k`.
+    pub fn grad_x_coord(&self, x: &[f64], b: &[f64], inv_l2: &[f64], k: usize) -> f64 {
+        let (_, m2g) = self.kind.eval(scaled_sq_dist(x, b, inv_l2));
+        -self.outputscale * m2g * (x[k] - b[k]) * inv_l2[k]
     }
 
     /// Gradient of `k(x, b)` with respect to `x`, added (times `weight`) into `grad`.

@@ -17,7 +17,12 @@ pub struct LbfgsOptions {
 
 impl Default for LbfgsOptions {
     fn default() -> Self {
-        Self { max_iters: 200, memory: 10, pgtol: 1e-5, ftol: 2.2e-9 }
+        Self {
+            max_iters: 200,
+            memory: 10,
+            pgtol: 1e-5,
+            ftol: 2.2e-9,
+        }
     }
 }
 
@@ -58,15 +63,24 @@ pub fn minimize_box(
     let mut y_hist: Vec<Vec<f64>> = Vec::new();
     let mut iterations = 0;
     if !fx.is_finite() {
-        return LbfgsResult { x, f: fx, iterations, evaluations };
+        return LbfgsResult {
+            x,
+            f: fx,
+            iterations,
+            evaluations,
+        };
     }
     let mut x_new = vec![0.0; n];
     let mut g_new = vec![0.0; n];
     while iterations < opts.max_iters {
         // Free variables: not pinned at a bound by a gradient pointing outwards.
-        let free: Vec<bool> =
-            (0..n).map(|i| !((x[i] <= lo[i] && g[i] > 0.0) || (x[i] >= hi[i] && g[i] < 0.0))).collect();
-        let pg_max = (0..n).filter(|&i| free[i]).map(|i| g[i].abs()).fold(0.0, f64::max);
+        let free: Vec<bool> = (0..n)
+            .map(|i| !((x[i] <= lo[i] && g[i] > 0.0) || (x[i] >= hi[i] && g[i] < 0.0)))
+            .collect();
+        let pg_max = (0..n)
+            .filter(|&i| free[i])
+            .map(|i| g[i].abs())
+            .fold(0.0, f64::max);
         if pg_max < opts.pgtol {
             break;
         }
@@ -105,7 +119,11 @@ pub fn minimize_box(
             s_hist.clear();
             y_hist.clear();
             for i in 0..n {
-                d[i] = if free[i] { -g[i] / pg_max.max(1.0) } else { 0.0 };
+                d[i] = if free[i] {
+                    -g[i] / pg_max.max(1.0)
+                } else {
+                    0.0
+                };
             }
         }
         // Backtracking Armijo search along the projected path.
@@ -153,7 +171,12 @@ pub fn minimize_box(
             break;
         }
     }
-    LbfgsResult { x, f: fx, iterations, evaluations }
+    LbfgsResult {
+        x,
+        f: fx,
+        iterations,
+        evaluations,
+    }
 }
 
 #[cfg(test)]
@@ -168,16 +191,31 @@ mod tests {
             g[1] = 200.0 * (b - a * a);
             (1.0 - a).powi(2) + 100.0 * (b - a * a).powi(2)
         };
-        let opts = LbfgsOptions { max_iters: 500, ftol: 0.0, pgtol: 1e-8, ..Default::default() };
+        let opts = LbfgsOptions {
+            max_iters: 500,
+            ftol: 0.0,
+            pgtol: 1e-8,
+            ..Default::default()
+        };
         let r = minimize_box(f, &[-1.2, 1.0], &[-2.0, -2.0], &[2.0, 2.0], opts);
-        assert!((r.x[0] - 1.0).abs() < 1e-5 && (r.x[1] - 1.0).abs() < 1e-5, "{:?}", r);
+        assert!(
+            (r.x[0] - 1.0).abs() < 1e-5 && (r.x[1] - 1.0).abs() < 1e-5,
+            "{:?}",
+            r
+        );
         // Active bound: the minimiser of (a−3)² + (b+1)² on [0,2]² is (2, 0).
         let f = |x: &[f64], g: &mut [f64]| {
             g[0] = 2.0 * (x[0] - 3.0);
             g[1] = 2.0 * (x[1] + 1.0);
             (x[0] - 3.0).powi(2) + (x[1] + 1.0).powi(2)
         };
-        let r = minimize_box(f, &[1.0, 1.0], &[0.0, 0.0], &[2.0, 2.0], LbfgsOptions::default());
+        let r = minimize_box(
+            f,
+            &[1.0, 1.0],
+            &[0.0, 0.0],
+            &[2.0, 2.0],
+            LbfgsOptions::default(),
+        );
         assert_eq!(r.x, vec![2.0, 0.0]);
     }
 }

@@ -57,7 +57,9 @@ pub fn cholesky_jittered(a: &[f64], n: usize) -> Result<(Vec<f64>, f64)> {
         }
         eps *= 10.0;
     }
-    Err(BoError::NotPositiveDefinite { max_jitter: eps / 10.0 * mean_diag })
+    Err(BoError::NotPositiveDefinite {
+        max_jitter: eps / 10.0 * mean_diag,
+    })
 }
 
 /// Solve `L x = b` in place for lower-triangular `L` (`n × n`), `b` of length `n`.
@@ -130,6 +132,35 @@ pub fn cho_inverse(l: &[f64], n: usize) -> Vec<f64> {
         }
     }
     inv
+}
+
+/// Forward-mode derivative of the Cholesky factor: given `L` and a symmetric direction `dΣ`
+/// (overwritten as scratch), writes `dL = L Φ(L⁻¹ dΣ L⁻ᵀ)`.
+pub fn cholesky_tangent(l: &[f64], q: usize, dsigma: &mut [f64], dl: &mut [f64]) {
+    // Y = L⁻¹ dΣ; then A = L⁻¹ Yᵀ = L⁻¹ dΣ L⁻ᵀ (dΣ symmetric).
+    solve_lower_matrix(l, q, dsigma, q);
+    let mut yt = vec![0.0; q * q];
+    for a in 0..q {
+        for b in 0..q {
+            yt[a * q + b] = dsigma[b * q + a];
+        }
+    }
+    solve_lower_matrix(l, q, &mut yt, q);
+    // Φ(A): lower triangle, halved diagonal.
+    for a in 0..q {
+        for b in 0..q {
+            yt[a * q + b] = match a.cmp(&b) {
+                std::cmp::Ordering::Greater => yt[a * q + b],
+                std::cmp::Ordering::Equal => 0.5 * yt[a * q + b],
+                std::cmp::Ordering::Less => 0.0,
+            };
+        }
+    }
+    for a in 0..q {
+        for b in 0..q {
+            dl[a * q + b] = (b..=a).map(|c| l[a * q + c] * yt[c * q + b]).sum();
+        }
+    }
 }
 
 #[cfg(test)]

@@ -29,7 +29,9 @@ pub mod prior;
 
 pub use fit::{FitOptions, FitReport, NoiseSpec};
 pub use kernel::{Kernel, KernelKind};
-pub use posterior::{CachedBaseline, JointPosterior, JointPosteriorGrad, LowRankBlock, PointPosterior};
+pub use posterior::{
+    CachedBaseline, JointPosterior, JointPosteriorGrad, LowRankBlock, PointPosterior,
+};
 pub use prior::{Preset, Prior};
 
 use serde::{Deserialize, Serialize};
@@ -87,20 +89,35 @@ pub(crate) struct Standardized {
 
 /// Validate and transform training data: inputs to the unit cube of `bounds` (the unit cube
 /// itself when `None`), outputs standardised. Non-finite values are errors that name the row.
-pub(crate) fn standardize(x: &[f64], y: &[f64], d: usize, bounds: Option<&[(f64, f64)]>) -> Result<Standardized> {
+pub(crate) fn standardize(
+    x: &[f64],
+    y: &[f64],
+    d: usize,
+    bounds: Option<&[(f64, f64)]>,
+) -> Result<Standardized> {
     if d == 0 {
-        return Err(BoError::InvalidInput("GP input dimension must be at least 1".into()));
+        return Err(BoError::InvalidInput(
+            "GP input dimension must be at least 1".into(),
+        ));
     }
     let n = y.len();
     if n == 0 {
-        return Err(BoError::InvalidInput("GP needs at least one observation".into()));
+        return Err(BoError::InvalidInput(
+            "GP needs at least one observation".into(),
+        ));
     }
     if x.len() != n * d {
-        return Err(BoError::DimensionMismatch { what: "GP training inputs (n * d)".into(), expected: n * d, got: x.len() });
+        return Err(BoError::DimensionMismatch {
+            what: "GP training inputs (n * d)".into(),
+            expected: n * d,
+            got: x.len(),
+        });
     }
     for (i, row) in x.chunks_exact(d).enumerate() {
         if row.iter().any(|v| !v.is_finite()) {
-            return Err(BoError::InvalidInput(format!("GP training input row {i} is not finite: {row:?}")));
+            return Err(BoError::InvalidInput(format!(
+                "GP training input row {i} is not finite: {row:?}"
+            )));
         }
     }
     if let Some((i, v)) = y.iter().enumerate().find(|(_, v)| !v.is_finite()) {
@@ -111,16 +128,32 @@ pub(crate) fn standardize(x: &[f64], y: &[f64], d: usize, bounds: Option<&[(f64,
     let (input_lower, input_width) = input_transform(d, bounds)?;
     let xs = x
         .chunks_exact(d)
-        .flat_map(|row| row.iter().enumerate().map(|(k, v)| (v - input_lower[k]) / input_width[k]).collect::<Vec<_>>())
+        .flat_map(|row| {
+            row.iter()
+                .enumerate()
+                .map(|(k, v)| (v - input_lower[k]) / input_width[k])
+                .collect::<Vec<_>>()
+        })
         .collect();
     let y_mean = y.iter().sum::<f64>() / n as f64;
-    let var = if n > 1 { y.iter().map(|v| (v - y_mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
+    let var = if n > 1 {
+        y.iter().map(|v| (v - y_mean).powi(2)).sum::<f64>() / (n - 1) as f64
+    } else {
+        0.0
+    };
     let mut y_std = var.sqrt();
-    if !(y_std >= MIN_STD) {
+    if y_std.is_nan() || y_std < MIN_STD {
         y_std = 1.0;
     }
     let ys = y.iter().map(|v| (v - y_mean) / y_std).collect();
-    Ok(Standardized { x: xs, y: ys, input_lower, input_width, y_mean, y_std })
+    Ok(Standardized {
+        x: xs,
+        y: ys,
+        input_lower,
+        input_width,
+        y_mean,
+        y_std,
+    })
 }
 
 fn input_transform(d: usize, bounds: Option<&[(f64, f64)]>) -> Result<(Vec<f64>, Vec<f64>)> {
@@ -128,14 +161,23 @@ fn input_transform(d: usize, bounds: Option<&[(f64, f64)]>) -> Result<(Vec<f64>,
         None => Ok((vec![0.0; d], vec![1.0; d])),
         Some(b) => {
             if b.len() != d {
-                return Err(BoError::DimensionMismatch { what: "GP input bounds".into(), expected: d, got: b.len() });
+                return Err(BoError::DimensionMismatch {
+                    what: "GP input bounds".into(),
+                    expected: d,
+                    got: b.len(),
+                });
             }
             for (k, &(lo, hi)) in b.iter().enumerate() {
                 if !(lo.is_finite() && hi.is_finite() && hi > lo) {
-                    return Err(BoError::InvalidInput(format!("GP input bounds of dimension {k} are not a finite interval: [{lo}, {hi}]")));
+                    return Err(BoError::InvalidInput(format!(
+                        "GP input bounds of dimension {k} are not a finite interval: [{lo}, {hi}]"
+                    )));
                 }
             }
-            Ok((b.iter().map(|b| b.0).collect(), b.iter().map(|b| b.1 - b.0).collect()))
+            Ok((
+                b.iter().map(|b| b.0).collect(),
+                b.iter().map(|b| b.1 - b.0).collect(),
+            ))
         }
     }
 }
@@ -156,15 +198,29 @@ impl GaussianProcess {
         let s = standardize(x, y, d, bounds)?;
         let n = y.len();
         if kernel.lengthscales.len() != d {
-            return Err(BoError::DimensionMismatch { what: "lengthscales".into(), expected: d, got: kernel.lengthscales.len() });
+            return Err(BoError::DimensionMismatch {
+                what: "lengthscales".into(),
+                expected: d,
+                got: kernel.lengthscales.len(),
+            });
         }
         let noise_learned = noise.len() == 1;
         let noise = match noise.len() {
             1 => vec![noise[0]; n],
             l if l == n => noise.to_vec(),
-            l => return Err(BoError::DimensionMismatch { what: "noise variances".into(), expected: n, got: l }),
+            l => {
+                return Err(BoError::DimensionMismatch {
+                    what: "noise variances".into(),
+                    expected: n,
+                    got: l,
+                });
+            }
         };
-        let hyper = Hyperparameters { kernel, noise, mean };
+        let hyper = Hyperparameters {
+            kernel,
+            noise,
+            mean,
+        };
         Self::from_parts(s, hyper, noise_learned, None)
     }
 
@@ -202,15 +258,26 @@ impl GaussianProcess {
 
     /// Map user-unit points (row-major) to the model's unit cube, checking their shape.
     pub fn normalize_inputs(&self, xs: &[f64]) -> Result<Vec<f64>> {
-        if xs.len() % self.d != 0 {
-            return Err(BoError::DimensionMismatch { what: "GP query points (multiple of d)".into(), expected: self.d, got: xs.len() });
+        if !xs.len().is_multiple_of(self.d) {
+            return Err(BoError::DimensionMismatch {
+                what: "GP query points (multiple of d)".into(),
+                expected: self.d,
+                got: xs.len(),
+            });
         }
         if xs.iter().any(|v| !v.is_finite()) {
-            return Err(BoError::InvalidInput("GP query points must be finite".into()));
+            return Err(BoError::InvalidInput(
+                "GP query points must be finite".into(),
+            ));
         }
         Ok(xs
             .chunks_exact(self.d)
-            .flat_map(|row| row.iter().enumerate().map(|(k, v)| (v - self.input_lower[k]) / self.input_width[k]).collect::<Vec<_>>())
+            .flat_map(|row| {
+                row.iter()
+                    .enumerate()
+                    .map(|(k, v)| (v - self.input_lower[k]) / self.input_width[k])
+                    .collect::<Vec<_>>()
+            })
             .collect())
     }
 
@@ -218,7 +285,12 @@ impl GaussianProcess {
     /// hyperparameters, `ln N(y | mean, K + diag(noise))` (not divided by `n`).
     pub fn log_marginal_likelihood(&self) -> f64 {
         let n = self.n;
-        let quad: f64 = self.y.iter().zip(&self.alpha).map(|(y, a)| (y - self.hyper.mean) * a).sum();
+        let quad: f64 = self
+            .y
+            .iter()
+            .zip(&self.alpha)
+            .map(|(y, a)| (y - self.hyper.mean) * a)
+            .sum();
         let logdet: f64 = (0..n).map(|i| self.chol[i * n + i].ln()).sum::<f64>() * 2.0;
         -0.5 * quad - 0.5 * logdet - 0.5 * n as f64 * (2.0 * std::f64::consts::PI).ln()
     }

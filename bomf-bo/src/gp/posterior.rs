@@ -51,7 +51,10 @@ impl GaussianProcess {
         let mut mean = Vec::with_capacity(q);
         let mut var = Vec::with_capacity(q);
         for j in 0..q {
-            let m: f64 = (0..self.n).map(|i| kxq[i * q + j] * self.alpha[i]).sum::<f64>() + self.hyper.mean;
+            let m: f64 = (0..self.n)
+                .map(|i| kxq[i * q + j] * self.alpha[i])
+                .sum::<f64>()
+                + self.hyper.mean;
             let vv: f64 = (0..self.n).map(|i| v[i * q + j] * v[i * q + j]).sum();
             mean.push(m * self.y_std + self.y_mean);
             var.push((prior_var - vv).max(0.0) * s2);
@@ -68,7 +71,10 @@ impl GaussianProcess {
         let s2 = self.y_std * self.y_std;
         let mean = (0..q)
             .map(|j| {
-                let m: f64 = (0..self.n).map(|i| kxq[i * q + j] * self.alpha[i]).sum::<f64>() + self.hyper.mean;
+                let m: f64 = (0..self.n)
+                    .map(|i| kxq[i * q + j] * self.alpha[i])
+                    .sum::<f64>()
+                    + self.hyper.mean;
                 m * self.y_std + self.y_mean
             })
             .collect();
@@ -88,11 +94,19 @@ impl GaussianProcess {
     pub fn predict_with_grad(&self, x: &[f64]) -> Result<PointPosterior> {
         let xq = self.normalize_inputs(x)?;
         if xq.len() != self.d {
-            return Err(BoError::DimensionMismatch { what: "single GP query point".into(), expected: self.d, got: x.len() });
+            return Err(BoError::DimensionMismatch {
+                what: "single GP query point".into(),
+                expected: self.d,
+                got: x.len(),
+            });
         }
         let kern = &self.hyper.kernel;
         let inv_l2 = kern.inv_l2();
-        let kx: Vec<f64> = self.x.chunks_exact(self.d).map(|xi| kern.k(&xq, xi, &inv_l2)).collect();
+        let kx: Vec<f64> = self
+            .x
+            .chunks_exact(self.d)
+            .map(|xi| kern.k(&xq, xi, &inv_l2))
+            .collect();
         // w = K̃⁻¹ k(X, x): var = s − kᵀw, ∂var/∂x = −2 wᵀ ∂k/∂x (k(x,x) is constant).
         let w = linalg::cho_solve(&self.chol, self.n, &kx);
         let mut mean_grad = vec![0.0; self.d];
@@ -102,15 +116,26 @@ impl GaussianProcess {
             kern.add_grad_x(&xq, xi, &inv_l2, -2.0 * w[i], &mut var_grad);
         }
         let s2 = self.y_std * self.y_std;
-        let mean = (kx.iter().zip(&self.alpha).map(|(k, a)| k * a).sum::<f64>() + self.hyper.mean) * self.y_std + self.y_mean;
+        let mean = (kx.iter().zip(&self.alpha).map(|(k, a)| k * a).sum::<f64>() + self.hyper.mean)
+            * self.y_std
+            + self.y_mean;
         let var_model = kern.outputscale - kx.iter().zip(&w).map(|(k, w)| k * w).sum::<f64>();
         let clamped = var_model <= 0.0;
         for k in 0..self.d {
             // Chain rule through the input normalisation.
             mean_grad[k] *= self.y_std / self.input_width[k];
-            var_grad[k] = if clamped { 0.0 } else { var_grad[k] * s2 / self.input_width[k] };
+            var_grad[k] = if clamped {
+                0.0
+            } else {
+                var_grad[k] * s2 / self.input_width[k]
+            };
         }
-        Ok(PointPosterior { mean, variance: var_model.max(0.0) * s2, mean_grad, variance_grad: var_grad })
+        Ok(PointPosterior {
+            mean,
+            variance: var_model.max(0.0) * s2,
+            mean_grad,
+            variance_grad: var_grad,
+        })
     }
 }
 
@@ -127,6 +152,8 @@ pub struct CachedBaseline {
     pub chol: Vec<f64>,
     /// `L⁻¹ K(X_train, B)` in model space (`n × nb`), reused for every cross-covariance.
     v_b: Vec<f64>,
+    /// `K̃⁻¹ K(X_train, B)` (`n × nb`), for the input gradients of the cross-covariance.
+    w_b: Vec<f64>,
 }
 
 /// The rows of the joint covariance root for `q` new points: `f(X) = mean + L_xb ε_b + L_xx ε_x`.
@@ -147,7 +174,22 @@ impl CachedBaseline {
         let nb = points.len() / gp.d;
         let (chol, _) = linalg::cholesky_jittered(&joint.cov, nb)?;
         let (_, v_b) = gp.cross_terms(&points);
-        Ok(Self { points, nb, mean: joint.mean, chol, v_b })
+        let mut w_b = vec![0.0; gp.n * nb];
+        for b in 0..nb {
+            let mut col: Vec<f64> = (0..gp.n).map(|i| v_b[i * nb + b]).collect();
+            linalg::solve_upper_t(&gp.chol, gp.n, &mut col);
+            for (i, c) in col.into_iter().enumerate() {
+                w_b[i * nb + b] = c;
+            }
+        }
+        Ok(Self {
+            points,
+            nb,
+            mean: joint.mean,
+            chol,
+            v_b,
+            w_b,
+        })
     }
 
     /// The low-rank extension of the cached root by the new points `x_new` (user units).
@@ -163,7 +205,9 @@ impl CachedBaseline {
         let mut z = vec![0.0; nb * q];
         for b in 0..nb {
             for j in 0..q {
-                let vv: f64 = (0..gp.n).map(|i| self.v_b[i * nb + b] * v_x[i * q + j]).sum();
+                let vv: f64 = (0..gp.n)
+                    .map(|i| self.v_b[i * nb + b] * v_x[i * q + j])
+                    .sum();
                 z[b * q + j] = (k_bx[b * q + j] - vv) * s2;
             }
         }
@@ -182,7 +226,96 @@ impl CachedBaseline {
             }
         }
         let (l_xx, _) = linalg::cholesky_jittered(&schur, q)?;
-        Ok(LowRankBlock { mean: joint.mean, l_xb, l_xx })
+        Ok(LowRankBlock {
+            mean: joint.mean,
+            l_xb,
+            l_xx,
+        })
+    }
+}
+
+/// A [`LowRankBlock`] with its derivatives w.r.t. the new points' inputs (user units).
+///
+/// Moving new point `j` along coordinate `k` (direction `dir = j*d + k`) changes mean `j`,
+/// row `j` of `l_xb`, and all of `l_xx`:
+/// - `mean_grad[dir] = ∂μ_j/∂x_jk`;
+/// - `l_xb_row_grad[dir*nb..(dir+1)*nb] = ∂ l_xb[j, ·]/∂x_jk`;
+/// - `l_xx_grad[dir*q*q..(dir+1)*q*q] = ∂ l_xx/∂x_jk`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LowRankBlockGrad {
+    pub block: LowRankBlock,
+    pub mean_grad: Vec<f64>,
+    pub l_xb_row_grad: Vec<f64>,
+    pub l_xx_grad: Vec<f64>,
+}
+
+impl CachedBaseline {
+    /// [`CachedBaseline::extend`] plus the input gradients of the block (for analytic qNEHVI
+    /// gradients): `L_xb = (L_bb⁻¹ Σ_bx)ᵀ` gives `∂L_xb[j,·] = L_bb⁻¹ ∂Σ_bj`, and `L_xx` is
+    /// differentiated through `Σ_xx − L_xb L_xbᵀ` by the forward-mode Cholesky rule.
+    pub fn extend_with_grad(
+        &self,
+        gp: &GaussianProcess,
+        x_new: &[f64],
+    ) -> Result<LowRankBlockGrad> {
+        let block = self.extend(gp, x_new)?;
+        let jp = gp.posterior_joint_with_grad(x_new)?;
+        let xq = gp.normalize_inputs(x_new)?;
+        let (d, n, nb) = (gp.d, gp.n, self.nb);
+        let q = xq.len() / d;
+        let kern = &gp.hyper.kernel;
+        let inv_l2 = kern.inv_l2();
+        let s2 = gp.y_std * gp.y_std;
+        let mut l_xb_row_grad = vec![0.0; q * d * nb];
+        let mut l_xx_grad = vec![0.0; q * d * q * q];
+        let mut dk_train = vec![0.0; n];
+        let mut ds = vec![0.0; q * q];
+        for j in 0..q {
+            let xj = &xq[j * d..(j + 1) * d];
+            for k in 0..d {
+                let dir = j * d + k;
+                let scale = s2 / gp.input_width[k];
+                for (i, xi) in gp.x.chunks_exact(d).enumerate() {
+                    dk_train[i] = kern.grad_x_coord(xj, xi, &inv_l2, k);
+                }
+                // ∂Σ_bj for every baseline point b, then solve with L_bb.
+                let dl = &mut l_xb_row_grad[dir * nb..(dir + 1) * nb];
+                for (b, pb) in self.points.chunks_exact(d).enumerate() {
+                    let reduce: f64 = (0..n).map(|i| dk_train[i] * self.w_b[i * nb + b]).sum();
+                    dl[b] = (kern.grad_x_coord(xj, pb, &inv_l2, k) - reduce) * scale;
+                }
+                linalg::solve_lower(&self.chol, nb, dl);
+                // ∂(Σ_xx − L_xb L_xbᵀ): row/column j only.
+                ds.iter_mut().for_each(|v| *v = 0.0);
+                let row = &jp.cov_row_grad[dir * q..(dir + 1) * q];
+                for c in 0..q {
+                    let cross: f64 = dl
+                        .iter()
+                        .zip(&block.l_xb[c * nb..(c + 1) * nb])
+                        .map(|(a, b)| a * b)
+                        .sum();
+                    let v = if c == j {
+                        row[c] - 2.0 * cross
+                    } else {
+                        row[c] - cross
+                    };
+                    ds[j * q + c] = v;
+                    ds[c * q + j] = v;
+                }
+                linalg::cholesky_tangent(
+                    &block.l_xx,
+                    q,
+                    &mut ds,
+                    &mut l_xx_grad[dir * q * q..(dir + 1) * q * q],
+                );
+            }
+        }
+        Ok(LowRankBlockGrad {
+            block,
+            mean_grad: jp.mean_grad,
+            l_xb_row_grad,
+            l_xx_grad,
+        })
     }
 }
 
@@ -191,15 +324,18 @@ impl LowRankBlock {
     pub fn sample(&self, eps_b: &[f64], eps_x: &[f64], out: &mut [f64]) {
         let q = self.mean.len();
         let nb = eps_b.len();
-        for a in 0..q {
-            let mut v = self.mean[a];
-            for b in 0..nb {
-                v += self.l_xb[a * nb + b] * eps_b[b];
-            }
-            for c in 0..=a {
-                v += self.l_xx[a * q + c] * eps_x[c];
-            }
-            out[a] = v;
+        for (a, o) in out.iter_mut().enumerate().take(q) {
+            let from_b: f64 = self.l_xb[a * nb..(a + 1) * nb]
+                .iter()
+                .zip(eps_b)
+                .map(|(l, e)| l * e)
+                .sum();
+            let from_x: f64 = self.l_xx[a * q..a * q + a + 1]
+                .iter()
+                .zip(eps_x)
+                .map(|(l, e)| l * e)
+                .sum();
+            *o = self.mean[a] + from_b + from_x;
         }
     }
 }
@@ -232,7 +368,11 @@ impl GaussianProcess {
         let w: Vec<Vec<f64>> = xq
             .chunks_exact(d)
             .map(|xb| {
-                let kb: Vec<f64> = self.x.chunks_exact(d).map(|xi| kern.k(xb, xi, &inv_l2)).collect();
+                let kb: Vec<f64> = self
+                    .x
+                    .chunks_exact(d)
+                    .map(|xi| kern.k(xb, xi, &inv_l2))
+                    .collect();
                 linalg::cho_solve(&self.chol, n, &kb)
             })
             .collect();
@@ -255,17 +395,17 @@ impl GaussianProcess {
                     let val = if b == j {
                         -2.0 * reduce
                     } else {
-                        let mut g = [0.0];
                         let xb = &xq[b * d..(b + 1) * d];
-                        // ∂k(x_j, x_b)/∂x_jk, one coordinate at a time.
-                        let (_, m2g) = kern.kind.eval(super::kernel::scaled_sq_dist(xj, xb, &inv_l2));
-                        g[0] = -kern.outputscale * m2g * (xj[k] - xb[k]) * inv_l2[k];
-                        g[0] - reduce
+                        kern.grad_x_coord(xj, xb, &inv_l2, k) - reduce
                     };
                     cov_row_grad[(j * d + k) * q + b] = val * s2 * scale;
                 }
             }
         }
-        Ok(JointPosteriorGrad { joint, mean_grad, cov_row_grad })
+        Ok(JointPosteriorGrad {
+            joint,
+            mean_grad,
+            cov_row_grad,
+        })
     }
 }

@@ -21,7 +21,10 @@ impl Prior {
     pub fn log_pdf_and_grad_log(&self, u: f64) -> (f64, f64) {
         let v = u.exp();
         match *self {
-            Prior::Gamma { concentration: a, rate: b } => (
+            Prior::Gamma {
+                concentration: a,
+                rate: b,
+            } => (
                 a * b.ln() - libm::lgamma(a) + (a - 1.0) * u - b * v,
                 (a - 1.0) - b * v,
             ),
@@ -38,7 +41,10 @@ impl Prior {
     /// The mode of the density on `v`.
     pub fn mode(&self) -> f64 {
         match *self {
-            Prior::Gamma { concentration: a, rate: b } => ((a - 1.0) / b).max(0.0),
+            Prior::Gamma {
+                concentration: a,
+                rate: b,
+            } => ((a - 1.0) / b).max(0.0),
             Prior::LogNormal { loc, scale } => (loc - scale * scale).exp(),
         }
     }
@@ -46,7 +52,10 @@ impl Prior {
     /// One draw of `v`.
     pub fn sample(&self, rng: &mut impl Rng) -> f64 {
         match *self {
-            Prior::Gamma { concentration, rate } => sample_gamma(concentration, rng) / rate,
+            Prior::Gamma {
+                concentration,
+                rate,
+            } => sample_gamma(concentration, rng) / rate,
             Prior::LogNormal { loc, scale } => (loc + scale * std_normal(rng)).exp(),
         }
     }
@@ -123,7 +132,10 @@ impl Preset {
                     loc: std::f64::consts::SQRT_2 + 0.5 * (d as f64).ln(),
                     scale: 3f64.sqrt(),
                 };
-                let noise_prior = Prior::LogNormal { loc: -4.0, scale: 1.0 };
+                let noise_prior = Prior::LogNormal {
+                    loc: -4.0,
+                    scale: 1.0,
+                };
                 PresetSpec {
                     kind: KernelKind::Rbf,
                     lengthscale_prior,
@@ -138,11 +150,20 @@ impl Preset {
                 }
             }
             Preset::MaternGamma => {
-                let noise_prior = Prior::Gamma { concentration: 1.1, rate: 0.05 };
+                let noise_prior = Prior::Gamma {
+                    concentration: 1.1,
+                    rate: 0.05,
+                };
                 PresetSpec {
                     kind: KernelKind::Matern52,
-                    lengthscale_prior: Prior::Gamma { concentration: 3.0, rate: 6.0 },
-                    outputscale_prior: Some(Prior::Gamma { concentration: 2.0, rate: 0.15 }),
+                    lengthscale_prior: Prior::Gamma {
+                        concentration: 3.0,
+                        rate: 6.0,
+                    },
+                    outputscale_prior: Some(Prior::Gamma {
+                        concentration: 2.0,
+                        rate: 0.15,
+                    }),
                     noise_prior,
                     lengthscale_bounds: (1e-3, 1e4),
                     outputscale_bounds: (1e-4, 1e4),
@@ -165,24 +186,43 @@ mod tests {
     #[test]
     fn prior_samples_have_the_right_mean() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-        let g = Prior::Gamma { concentration: 3.0, rate: 6.0 };
+        let g = Prior::Gamma {
+            concentration: 3.0,
+            rate: 6.0,
+        };
         let n = 20_000;
         let mean = (0..n).map(|_| g.sample(&mut rng)).sum::<f64>() / n as f64;
         assert!((mean - 0.5).abs() < 0.01, "{mean}");
-        let ln = Prior::LogNormal { loc: -1.0, scale: 0.5 };
+        let ln = Prior::LogNormal {
+            loc: -1.0,
+            scale: 0.5,
+        };
         let mean = (0..n).map(|_| ln.sample(&mut rng).ln()).sum::<f64>() / n as f64;
         assert!((mean + 1.0).abs() < 0.02, "{mean}");
-        let small = Prior::Gamma { concentration: 0.5, rate: 1.0 };
+        let small = Prior::Gamma {
+            concentration: 0.5,
+            rate: 1.0,
+        };
         let mean = (0..n).map(|_| small.sample(&mut rng)).sum::<f64>() / n as f64;
         assert!((mean - 0.5).abs() < 0.02, "{mean}");
     }
 
     #[test]
     fn log_pdf_gradient_matches_finite_difference() {
-        for p in [Prior::Gamma { concentration: 1.1, rate: 0.05 }, Prior::LogNormal { loc: 0.3, scale: 1.7 }] {
+        for p in [
+            Prior::Gamma {
+                concentration: 1.1,
+                rate: 0.05,
+            },
+            Prior::LogNormal {
+                loc: 0.3,
+                scale: 1.7,
+            },
+        ] {
             let u = 0.4;
             let h = 1e-6;
-            let fd = (p.log_pdf_and_grad_log(u + h).0 - p.log_pdf_and_grad_log(u - h).0) / (2.0 * h);
+            let fd =
+                (p.log_pdf_and_grad_log(u + h).0 - p.log_pdf_and_grad_log(u - h).0) / (2.0 * h);
             assert!((fd - p.log_pdf_and_grad_log(u).1).abs() < 1e-7);
         }
     }

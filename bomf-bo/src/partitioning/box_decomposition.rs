@@ -25,13 +25,21 @@ use super::pareto::front_better_than_unchecked;
 use super::{check_points, check_ref_point};
 use crate::error::Result;
 
+/// Upper cell sides are clamped to this before taking `log(u − l)` (BoTorch's float64 value in
+/// qLogEHVI), so unbounded cells get a finite, irrelevant, log length.
+pub const LOG_CELL_UPPER_CLAMP: f64 = 1e10;
+
 /// A list of axis-aligned boxes `[lower_k, upper_k]` in `m` dimensions, stored flat
 /// (`num_cells × m`, row-major). Upper sides may be `+∞`.
+///
+/// The log side lengths `ln(min(u, 1e10) − l)` that the log-HVI kernel needs are cached at
+/// construction: the cells are built once per BO step but evaluated thousands of times.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Cells {
     m: usize,
     lower: Vec<f64>,
     upper: Vec<f64>,
+    log_len: Vec<f64>,
 }
 
 impl Cells {
@@ -41,6 +49,7 @@ impl Cells {
             m,
             lower: Vec::new(),
             upper: Vec::new(),
+            log_len: Vec::new(),
         }
     }
 
@@ -55,7 +64,13 @@ impl Cells {
                 got: n_up,
             });
         }
-        Ok(Self { m, lower, upper })
+        let log_len = log_lengths(&lower, &upper);
+        Ok(Self {
+            m,
+            lower,
+            upper,
+            log_len,
+        })
     }
 
     /// Number of objectives.
@@ -81,6 +96,11 @@ impl Cells {
     /// Upper corners, flat `len() × m` (entries may be `+∞`).
     pub fn upper(&self) -> &[f64] {
         &self.upper
+    }
+
+    /// `ln(min(upper, LOG_CELL_UPPER_CLAMP) − lower)`, flat `len() × m`.
+    pub fn log_lengths(&self) -> &[f64] {
+        &self.log_len
     }
 
     /// Lower and upper corner of box `k`.
@@ -116,6 +136,7 @@ impl Cells {
         self.m = m;
         self.lower.clear();
         self.upper.clear();
+        self.log_len.clear();
     }
 
     /// Appends a box unless it is empty (some side `upper ≤ lower`).
@@ -125,7 +146,21 @@ impl Cells {
         }
         self.lower.extend_from_slice(lower);
         self.upper.extend_from_slice(upper);
+        self.log_len.extend(
+            lower
+                .iter()
+                .zip(upper)
+                .map(|(l, u)| (u.min(LOG_CELL_UPPER_CLAMP) - l).ln()),
+        );
     }
+}
+
+fn log_lengths(lower: &[f64], upper: &[f64]) -> Vec<f64> {
+    lower
+        .iter()
+        .zip(upper)
+        .map(|(l, u)| (u.min(LOG_CELL_UPPER_CLAMP) - l).ln())
+        .collect()
 }
 
 /// Disjoint boxes covering the region above `ref_point` not dominated by the points `ys`
@@ -300,42 +335,54 @@ impl LocalUpperBounds {
     fn insert(&mut self, z: &[f64]) {
         let m = self.m;
         let mm = m * m;
-        let n = self.len();
-        let mut upper = Vec::with_capacity(self.upper.len() + m * m);
-        let mut defining = Vec::with_capacity(self.defining.len() + mm * m);
-        let mut affected: Vec<usize> = Vec::new();
-        for idx in 0..n {
+        // Move the affected bounds out (swap-remove: order of U is irrelevant), so the
+        // untouched majority is never copied.
+        let mut affected_upper: Vec<f64> = Vec::new();
+        let mut affected_defining: Vec<f64> = Vec::new();
+        let mut idx = 0;
+        while idx < self.len() {
             let u = &self.upper[idx * m..(idx + 1) * m];
             if z.iter().zip(u).all(|(a, b)| a < b) {
-                affected.push(idx);
+                affected_upper.extend_from_slice(u);
+                affected_defining.extend_from_slice(&self.defining[idx * mm..(idx + 1) * mm]);
+                self.swap_remove(idx);
             } else {
-                upper.extend_from_slice(u);
-                defining.extend_from_slice(&self.defining[idx * mm..(idx + 1) * mm]);
+                idx += 1;
             }
         }
-        if affected.is_empty() {
-            return;
-        }
-        for &idx in &affected {
-            let u = &self.upper[idx * m..(idx + 1) * m];
-            let zu = &self.defining[idx * mm..(idx + 1) * mm];
+        for (u, zu) in affected_upper
+            .chunks_exact(m)
+            .zip(affected_defining.chunks_exact(mm))
+        {
             for j in 0..m {
                 let max_other = (0..m)
                     .filter(|&k| k != j)
                     .map(|k| zu[k * m + j])
                     .fold(f64::NEG_INFINITY, f64::max);
                 if z[j] >= max_other {
-                    let start = upper.len();
-                    upper.extend_from_slice(u);
-                    upper[start + j] = z[j];
-                    let dstart = defining.len();
-                    defining.extend_from_slice(zu);
-                    defining[dstart + j * m..dstart + (j + 1) * m].copy_from_slice(z);
+                    let start = self.upper.len();
+                    self.upper.extend_from_slice(u);
+                    self.upper[start + j] = z[j];
+                    let dstart = self.defining.len();
+                    self.defining.extend_from_slice(zu);
+                    self.defining[dstart + j * m..dstart + (j + 1) * m].copy_from_slice(z);
                 }
             }
         }
-        self.upper = upper;
-        self.defining = defining;
+    }
+
+    /// Removes bound `idx` by moving the last bound into its place.
+    fn swap_remove(&mut self, idx: usize) {
+        let m = self.m;
+        let mm = m * m;
+        let last = self.len() - 1;
+        if idx != last {
+            self.upper.copy_within(last * m..(last + 1) * m, idx * m);
+            self.defining
+                .copy_within(last * mm..(last + 1) * mm, idx * mm);
+        }
+        self.upper.truncate(last * m);
+        self.defining.truncate(last * mm);
     }
 
     /// Lacour et al. 2017, Eq. (2): the box of bound `idx` in the minimisation problem with

@@ -6,11 +6,13 @@
 //! because these routines run inside qNEHVI once per Monte-Carlo sample and per BO step,
 //! where allocation and indirection dominate the cost.
 //!
-//! - [`pareto`]: non-dominated filtering ([`is_non_dominated`], [`pareto_front`]).
+//! - [`pareto`]: non-dominated filtering ([`is_non_dominated`], [`non_dominated_indices`],
+//!   [`pareto_front`]).
 //! - [`hypervolume`](mod@hypervolume): exact hypervolume for any number of objectives and
 //!   [`infer_reference_point`].
 //! - [`box_decomposition`]: disjoint box covers of the non-dominated region (the cells
-//!   qEHVI/qNEHVI integrate over) and of the dominated region ([`Cells`]).
+//!   qEHVI/qNEHVI integrate over) and of the dominated region ([`Cells`]);
+//!   [`nondominated_cells_into`] reuses a [`Cells`] buffer for per-MC-sample loops.
 //!
 //! The hypervolume-improvement kernels that consume [`Cells`] live in
 //! [`crate::acquisition::hvi`].
@@ -21,7 +23,7 @@ pub mod pareto;
 
 pub use box_decomposition::{Cells, dominated_cells, nondominated_cells, nondominated_cells_into};
 pub use hypervolume::{hypervolume, infer_reference_point};
-pub use pareto::{is_non_dominated, pareto_front, pareto_front_better_than};
+pub use pareto::{is_non_dominated, non_dominated_indices, pareto_front, pareto_front_better_than};
 
 use crate::error::{BoError, Result};
 

@@ -29,6 +29,16 @@ pub fn is_non_dominated(ys: &[f64], m: usize, deduplicate: bool) -> Result<Vec<b
     Ok(mask)
 }
 
+/// Row indices (ascending) of the deduplicated non-dominated points of `ys`.
+pub fn non_dominated_indices(ys: &[f64], m: usize) -> Result<Vec<usize>> {
+    let mask = is_non_dominated(ys, m, true)?;
+    Ok(mask
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &keep)| keep.then_some(i))
+        .collect())
+}
+
 /// The deduplicated Pareto front of `ys`, as a flat `n_front × m` buffer in input order.
 pub fn pareto_front(ys: &[f64], m: usize) -> Result<Vec<f64>> {
     let mask = is_non_dominated(ys, m, true)?;

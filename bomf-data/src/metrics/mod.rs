@@ -9,7 +9,7 @@
 //! | accuracy, F1 (binary / one-vs-rest / macro), Matthews correlation | [`classification`] | scikit-learn | 0–1 (MCC −1–1) |
 //! | Pearson, Spearman | [`regression`] | `scipy.stats` | −1–1 |
 //! | SQuAD v1.1 / v2.0 exact match and F1 | [`squad`] | the official `evaluate-v1.1.py` / `evaluate-v2.0.py` | 0–100 |
-//! | ROUGE-1/2/L/Lsum | [`rouge`] | Google's `rouge-score`, with or without its (nltk) Porter stemmer | 0–1 |
+//! | ROUGE-1/2/L/Lsum | [`mod@rouge`] | Google's `rouge-score`, with or without its (nltk) Porter stemmer | 0–1 |
 //! | BLEU | [`bleu`] | `sacrebleu` corpus BLEU (13a, exp smoothing) | 0–100 |
 //!
 //! Each metric keeps its reference's scale so numbers can be compared with published tables;
