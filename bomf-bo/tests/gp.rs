@@ -438,8 +438,8 @@ mod properties {
                 prop_assert!(*v >= 0.0 && *v <= prior * (1.0 + 1e-9));
             }
             let joint = gp.posterior_joint(&test).unwrap();
-            for a in 0..5 {
-                prop_assert!((joint.cov[a * 5 + a] - var[a]).abs() <= 1e-9 * prior);
+            for (a, va) in var.iter().enumerate() {
+                prop_assert!((joint.cov[a * 5 + a] - va).abs() <= 1e-9 * prior);
                 for b in 0..5 {
                     prop_assert!((joint.cov[a * 5 + b] - joint.cov[b * 5 + a]).abs() <= 1e-12 * prior);
                 }

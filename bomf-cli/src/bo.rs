@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use bomf_bo::optimizer::{AcquisitionKind, Optimizer, OptimizerSettings};
 use bomf_bo::partitioning::hypervolume;
-use bomf_bo::space::{Goal, SpaceConfig};
+use bomf_bo::space::SpaceConfig;
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Deserialize;
 
@@ -71,7 +71,12 @@ impl From<AcqArg> for AcquisitionKind {
 #[derive(Debug, Args)]
 pub struct HypervolumeArgs {
     /// Reference point, comma separated (e.g. `--ref 0,0`).
-    #[arg(long = "ref", value_name = "R1,R2,...", value_delimiter = ',', allow_hyphen_values = true)]
+    #[arg(
+        long = "ref",
+        value_name = "R1,R2,...",
+        value_delimiter = ',',
+        allow_hyphen_values = true
+    )]
     ref_point: Vec<f64>,
     /// Points: a JSON array of arrays, or JSON lines each holding an array or `{"y": [...]}`.
     #[arg(long, value_name = "FILE")]
@@ -203,7 +208,10 @@ fn read_points(path: &Path, m: usize) -> Result<Vec<Vec<f64>>> {
     let points: Vec<(usize, Vec<f64>)> = if trimmed.starts_with("[[") || trimmed == "[]" {
         let all: Vec<Vec<f64>> = serde_json::from_str(&text)
             .with_context(|| format!("{}: not a JSON array of points", path.display()))?;
-        all.into_iter().enumerate().map(|(i, p)| (i + 1, p)).collect()
+        all.into_iter()
+            .enumerate()
+            .map(|(i, p)| (i + 1, p))
+            .collect()
     } else {
         let mut out = Vec::new();
         for (i, line) in text.lines().enumerate() {
@@ -232,7 +240,10 @@ fn read_points(path: &Path, m: usize) -> Result<Vec<Vec<f64>>> {
             );
         }
         if p.iter().any(|v| !v.is_finite()) {
-            bail!("{}: point {line} has a non-finite coordinate", path.display());
+            bail!(
+                "{}: point {line} has a non-finite coordinate",
+                path.display()
+            );
         }
         result.push(p);
     }

@@ -2,8 +2,10 @@
 //! built (the MC base samples are fixed at construction, as in BoTorch's sample-average
 //! approximation), which is what makes quasi-Newton optimisation of it valid.
 
+pub mod ehvi;
 pub mod hvi;
 pub mod logei;
+pub mod nehvi;
 
 /// A deterministic acquisition function over a batch of `q` candidates in `d` dimensions,
 /// in the model's input space (the unit cube). Larger is better.

@@ -135,13 +135,16 @@ impl MapObjective<'_> {
             }
         }
         grad.iter_mut().for_each(|g| *g = 0.0);
-        for a in 0..n {
-            for b in 0..n {
-                let wm = w[a * n + b] * m2g[a * n + b];
-                for k in 0..d {
-                    grad[k] += 0.5 * wm * self.sq_diff[k][a * n + b] * inv_l2[k];
+        // Symmetric terms counted once (×2, cancelling the ½); the diagonal has Δ = 0.
+        for k in 0..d {
+            let sq = &self.sq_diff[k];
+            let mut acc = 0.0;
+            for a in 0..n {
+                for b in 0..a {
+                    acc += w[a * n + b] * m2g[a * n + b] * sq[a * n + b];
                 }
             }
+            grad[k] = acc * inv_l2[k];
         }
         let mut value = mll;
         for k in 0..d {

@@ -1,0 +1,226 @@
+//! `bomf bo suggest` / `bomf bo hypervolume` as a user runs them: files in, JSON out.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn bomf(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bomf"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the bomf binary runs")
+}
+
+fn stdout_json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "bomf failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
+}
+
+fn stderr(out: &Output) -> String {
+    assert!(!out.status.success(), "expected a failure");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+const SPACE: &str = r#"{"params": [{"name": "lr", "low": 1e-6, "high": 1e-4, "log": true},
+                                   {"name": "bs", "low": 4, "high": 32, "integer": true}],
+                        "objectives": [{"name": "acc", "goal": "max"}]}"#;
+
+fn candidates(v: &serde_json::Value) -> Vec<Vec<f64>> {
+    serde_json::from_value(v["candidates"].clone()).expect("candidates is a list of points")
+}
+
+#[test]
+fn empty_history_gives_a_seeded_design_inside_the_space() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("space.json"), SPACE).unwrap();
+    let args = [
+        "bo",
+        "suggest",
+        "--space",
+        "space.json",
+        "--q",
+        "4",
+        "--seed",
+        "7",
+    ];
+    let first = candidates(&stdout_json(&bomf(&args, dir.path())));
+    assert_eq!(first.len(), 4);
+    for x in &first {
+        assert!((1e-6..=1e-4).contains(&x[0]), "lr out of range: {x:?}");
+        assert!(
+            (4.0..=32.0).contains(&x[1]) && x[1].fract() == 0.0,
+            "bs: {x:?}"
+        );
+    }
+    // Same files and seed: same answer; another seed: another design.
+    assert_eq!(first, candidates(&stdout_json(&bomf(&args, dir.path()))));
+    let other = [
+        "bo",
+        "suggest",
+        "--space",
+        "space.json",
+        "--q",
+        "4",
+        "--seed",
+        "8",
+    ];
+    assert_ne!(first, candidates(&stdout_json(&bomf(&other, dir.path()))));
+}
+
+#[test]
+fn history_drives_bayesian_optimisation_and_tolerates_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("space.json"), SPACE).unwrap();
+    // A smooth objective peaked at lr = 1e-5, bs = 16, one evaluation failing (null y).
+    let f = |x: &[f64]| -(x[0].log10() + 5.0).powi(2) - (x[1] - 16.0).powi(2) / 100.0;
+    let mut history = String::new();
+    for i in 0..8 {
+        let args = [
+            "bo",
+            "suggest",
+            "--space",
+            "space.json",
+            "--history",
+            "h.jsonl",
+        ];
+        let x = candidates(&stdout_json(&bomf(&args, dir.path())))[0].clone();
+        let y = if i == 2 {
+            "null".to_string()
+        } else {
+            f(&x).to_string()
+        };
+        history.push_str(&format!("{{\"x\": {x:?}, \"y\": [{y}]}}\n"));
+        std::fs::write(dir.path().join("h.jsonl"), &history).unwrap();
+    }
+    // Past the initial design the proposal comes from the GP; it must be a new point.
+    let args = [
+        "bo",
+        "suggest",
+        "--space",
+        "space.json",
+        "--history",
+        "h.jsonl",
+    ];
+    let next = candidates(&stdout_json(&bomf(&args, dir.path())))[0].clone();
+    assert!(
+        !history.contains(&format!("{next:?}")),
+        "re-proposed a point"
+    );
+}
+
+#[test]
+fn bad_history_names_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("space.json"), SPACE).unwrap();
+    std::fs::write(
+        dir.path().join("h.jsonl"),
+        "{\"x\": [1e-5, 8], \"y\": [0.5]}\n{\"x\": [1e-5], \"y\": [0.5]}\n",
+    )
+    .unwrap();
+    let args = [
+        "bo",
+        "suggest",
+        "--space",
+        "space.json",
+        "--history",
+        "h.jsonl",
+    ];
+    let err = stderr(&bomf(&args, dir.path()));
+    assert!(err.contains("h.jsonl:2"), "{err}");
+
+    std::fs::write(
+        dir.path().join("h.jsonl"),
+        "{\"x\": [1e-5, 8], \"y\": [0.5, 1.0]}\n",
+    )
+    .unwrap();
+    let err = stderr(&bomf(&args, dir.path()));
+    assert!(
+        err.contains("h.jsonl:1") && err.contains("objective"),
+        "{err}"
+    );
+
+    std::fs::write(
+        dir.path().join("h.jsonl"),
+        "{\"x\": [1e-2, 8], \"y\": [0.5]}\n",
+    )
+    .unwrap();
+    let err = stderr(&bomf(&args, dir.path()));
+    assert!(err.contains("h.jsonl:1"), "{err}");
+
+    std::fs::write(dir.path().join("h.jsonl"), "not json\n").unwrap();
+    let err = stderr(&bomf(&args, dir.path()));
+    assert!(err.contains("h.jsonl:1"), "{err}");
+}
+
+#[test]
+fn bad_space_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("space.json"),
+        r#"{"params": [{"name": "lr", "low": 1e-4, "high": 1e-6}], "objectives": [{"name": "a", "goal": "max"}]}"#,
+    )
+    .unwrap();
+    let err = stderr(&bomf(
+        &["bo", "suggest", "--space", "space.json"],
+        dir.path(),
+    ));
+    assert!(err.contains("space.json") && err.contains("lr"), "{err}");
+    let err = stderr(&bomf(
+        &["bo", "suggest", "--space", "missing.json"],
+        dir.path(),
+    ));
+    assert!(err.contains("missing.json"), "{err}");
+}
+
+#[test]
+fn hypervolume_matches_botorch_golden_value() {
+    // BoTorch test/utils/multi_objective/test_hypervolume.py: this front has HV 37.75 w.r.t.
+    // [0, 0] and 28.75 w.r.t. [1, 0.5].
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("front.json"),
+        "[[8.5,3],[8.5,3.5],[5,5],[9,1],[4,5]]",
+    )
+    .unwrap();
+    let hv = |r: &str| {
+        let out = bomf(
+            &["bo", "hypervolume", "--ref", r, "--points", "front.json"],
+            dir.path(),
+        );
+        stdout_json(&out)["hypervolume"].as_f64().unwrap()
+    };
+    assert!((hv("0,0") - 37.75).abs() < 1e-12);
+    assert!((hv("1,0.5") - 28.75).abs() < 1e-12);
+
+    // The same front as JSON lines of {"y": ...}, with the second objective minimised.
+    std::fs::write(
+        dir.path().join("front.jsonl"),
+        "{\"y\": [8.5, -3]}\n{\"y\": [8.5, -3.5]}\n{\"y\": [5, -5]}\n{\"y\": [9, -1]}\n[4, -5]\n",
+    )
+    .unwrap();
+    let out = bomf(
+        &[
+            "bo",
+            "hypervolume",
+            "--ref",
+            "0,0",
+            "--points",
+            "front.jsonl",
+            "--goals",
+            "max,min",
+        ],
+        dir.path(),
+    );
+    assert!((stdout_json(&out)["hypervolume"].as_f64().unwrap() - 37.75).abs() < 1e-12);
+
+    std::fs::write(dir.path().join("bad.jsonl"), "[1, 2]\n[1, 2, 3]\n").unwrap();
+    let err = stderr(&bomf(
+        &["bo", "hypervolume", "--ref", "0,0", "--points", "bad.jsonl"],
+        dir.path(),
+    ));
+    assert!(err.contains("point 2"), "{err}");
+}
