@@ -39,9 +39,12 @@
 use serde::{Deserialize, Serialize};
 
 use crate::acquisition::Acquisition;
+use crate::acquisition::ehvi::{HviEstimator, QEhviFactory};
 use crate::acquisition::logei::QLogExpectedImprovement;
+use crate::acquisition::nehvi::{NehviOptions, QNehviFactory};
 use crate::error::{BoError, Result};
 use crate::gp::{FitOptions, GaussianProcess};
+use crate::partitioning::{infer_reference_point, pareto_front};
 use crate::optim::{
     AcqfOptions, AcquisitionFactory, Bounds, WithPending, derive_seed, optimize_acqf,
 };
@@ -214,8 +217,14 @@ impl SurrogateBuilder for BuiltinSurrogate {
 ///   observed value (as BOMF's HPBO stage), pending points appended to the batch
 ///   ([`WithPending`]), base samples seeded per BO step (column `j` of the base samples does not
 ///   depend on how many pending points there are).
-/// - **qEHVI / qNEHVI / qLogNEHVI**: **not wired yet** — they return an error naming this
-///   function. [`Optimizer::ask_with`] runs the BO branch with any [`SurrogateBuilder`].
+/// - **qEHVI / qNEHVI / qLogNEHVI**: one independent GP per objective (BoTorch's
+///   `ModelListGP`), the reference point from `data.ref_point` or, when none was given,
+///   BoTorch's `infer_reference_point` on the observed front. qNEHVI prunes the baseline
+///   (every observed input) once per step; pending points join its baseline, as BoTorch's
+///   `cache_pending=True`. qEHVI partitions the observed front once and scores pending points
+///   jointly with the candidate.
+///
+/// [`Optimizer::ask_with`] runs the BO branch with any other [`SurrogateBuilder`].
 pub fn fit_surrogate_and_build_acquisition<'a>(
     data: &'a TrainingData,
     request: &AcquisitionRequest,
@@ -243,11 +252,62 @@ pub fn fit_surrogate_and_build_acquisition<'a>(
                 seed: derive_seed(request.seed, 1),
             }))
         }
-        kind => Err(BoError::InvalidInput(format!(
-            "the built-in surrogate for {kind:?} is not wired yet (bomf_bo::optimizer::\
-             fit_surrogate_and_build_acquisition); use Optimizer::ask_with with a SurrogateBuilder"
-        ))),
+        kind @ (AcquisitionKind::QEhvi | AcquisitionKind::QNehvi | AcquisitionKind::QLogNehvi) => {
+            if data.m < 2 {
+                return Err(BoError::DimensionMismatch {
+                    what: format!("{kind:?} objectives (at least)"),
+                    expected: 2,
+                    got: data.m,
+                });
+            }
+            let gps = fit_per_objective(data, request)?;
+            let ref_point = match &data.ref_point {
+                Some(r) => r.clone(),
+                None => {
+                    let front = pareto_front(&data.y, data.m)?;
+                    infer_reference_point(&front, data.m, None, 0.1)?
+                }
+            };
+            let seed = derive_seed(request.seed, 1);
+            if kind == AcquisitionKind::QEhvi {
+                return Ok(Box::new(QEhviFactory::new(
+                    gps,
+                    &data.y,
+                    &ref_point,
+                    request.mc_samples,
+                    seed,
+                    HviEstimator::Exact,
+                )?));
+            }
+            let base = if kind == AcquisitionKind::QLogNehvi {
+                NehviOptions::log()
+            } else {
+                NehviOptions::default()
+            };
+            let options = NehviOptions {
+                mc_samples: request.mc_samples,
+                seed,
+                ..base
+            };
+            Ok(Box::new(QNehviFactory::new(gps, &data.x, &ref_point, options)?))
+        }
     }
+}
+
+/// One GP per objective on the shared inputs, each with its own hyperparameters (BoTorch's
+/// `ModelListGP` of `SingleTaskGP`s, as BOMF uses for fusion).
+fn fit_per_objective(data: &TrainingData, request: &AcquisitionRequest) -> Result<Vec<GaussianProcess>> {
+    (0..data.m)
+        .map(|j| {
+            let y: Vec<f64> = (0..data.n).map(|i| data.y[i * data.m + j]).collect();
+            let options = FitOptions {
+                preset: request.gp_preset,
+                seed: derive_seed(request.seed, 100 + j as u64),
+                ..FitOptions::default()
+            };
+            GaussianProcess::fit(&data.x, &y, data.d, None, &options)
+        })
+        .collect()
 }
 
 /// qLogEI over one fitted GP; each `build` appends the pending points to the batch.

@@ -55,9 +55,7 @@ fn qlogehvi_estimate_tracks_log_of_exact_value() {
 
 /// Two independent GPs on a small 2-d data set.
 fn two_gps() -> (Vec<GaussianProcess>, Vec<f64>) {
-    let x = [
-        0.1, 0.2, 0.4, 0.9, 0.8, 0.5, 0.3, 0.6, 0.95, 0.05, 0.6, 0.3,
-    ];
+    let x: [f64; 12] = [0.1, 0.2, 0.4, 0.9, 0.8, 0.5, 0.3, 0.6, 0.95, 0.05, 0.6, 0.3];
     let n = x.len() / 2;
     let mut ys = vec![0.0; n * 2];
     let mut y1 = Vec::new();
@@ -78,7 +76,10 @@ fn two_gps() -> (Vec<GaussianProcess>, Vec<f64>) {
         };
         GaussianProcess::with_hyperparameters(&x, y, 2, None, kernel, &[1e-2], 0.0).unwrap()
     };
-    (vec![gp(&y1, [0.4, 0.6], 1.3), gp(&y2, [0.7, 0.35], 0.9)], ys)
+    (
+        vec![gp(&y1, [0.4, 0.6], 1.3), gp(&y2, [0.7, 0.35], 0.9)],
+        ys,
+    )
 }
 
 fn check_fd(acq: &dyn Acquisition, x: &[f64], rtol: f64) {

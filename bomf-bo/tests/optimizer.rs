@@ -114,31 +114,6 @@ fn initial_design_is_sobol_in_user_space_and_seeded() {
 }
 
 #[test]
-fn unwired_acquisitions_fail_clearly_after_the_design() {
-    // Multi-objective acquisitions are not connected to the built-in surrogate yet.
-    let mut opt = Optimizer::new(
-        box_space(),
-        vec![Objective::maximize("acc"), Objective::minimize("loss")],
-        settings(0),
-    )
-    .unwrap();
-    for x in opt.ask(4).unwrap() {
-        let y = objective(&x);
-        opt.tell(&x, &[y, -y]).unwrap();
-    }
-    let before = opt.to_json().unwrap();
-    match opt.ask(1) {
-        Err(BoError::InvalidInput(msg)) => assert!(msg.contains("not wired"), "{msg}"),
-        other => panic!("expected the not-wired error, got {other:?}"),
-    }
-    assert_eq!(
-        opt.to_json().unwrap(),
-        before,
-        "a failed ask leaves the state unchanged"
-    );
-}
-
-#[test]
 fn stateless_use_skips_design_points_already_in_the_history() {
     // The CLI rebuilds the optimiser from HISTORY.jsonl on every call.
     let mut first =

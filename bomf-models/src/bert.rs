@@ -159,10 +159,9 @@ pub struct BertConfig {
 fn get_usize(raw: &Map<String, Value>, field: &str, default: usize) -> Result<usize> {
     match raw.get(field) {
         None | Some(Value::Null) => Ok(default),
-        Some(v) => v
-            .as_u64()
-            .map(|x| x as usize)
-            .ok_or_else(|| ModelError::unsupported(field, format!("expected a non-negative integer, found {v}"))),
+        Some(v) => v.as_u64().map(|x| x as usize).ok_or_else(|| {
+            ModelError::unsupported(field, format!("expected a non-negative integer, found {v}"))
+        }),
     }
 }
 
@@ -178,10 +177,9 @@ fn get_f64(raw: &Map<String, Value>, field: &str, default: f64) -> Result<f64> {
 fn get_opt_f64(raw: &Map<String, Value>, field: &str) -> Result<Option<f64>> {
     match raw.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_f64()
-            .map(Some)
-            .ok_or_else(|| ModelError::unsupported(field, format!("expected a number or null, found {v}"))),
+        Some(v) => v.as_f64().map(Some).ok_or_else(|| {
+            ModelError::unsupported(field, format!("expected a number or null, found {v}"))
+        }),
     }
 }
 
@@ -189,7 +187,10 @@ fn get_str<'a>(raw: &'a Map<String, Value>, field: &str) -> Result<Option<&'a st
     match raw.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(v) => Err(ModelError::unsupported(field, format!("expected a string, found {v}"))),
+        Some(v) => Err(ModelError::unsupported(
+            field,
+            format!("expected a string, found {v}"),
+        )),
     }
 }
 
@@ -197,7 +198,10 @@ fn get_bool(raw: &Map<String, Value>, field: &str) -> Result<bool> {
     match raw.get(field) {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(b)) => Ok(*b),
-        Some(v) => Err(ModelError::unsupported(field, format!("expected true/false, found {v}"))),
+        Some(v) => Err(ModelError::unsupported(
+            field,
+            format!("expected true/false, found {v}"),
+        )),
     }
 }
 
@@ -217,7 +221,10 @@ impl BertConfig {
     /// not implement are errors, never silently ignored.
     pub fn from_json(value: Value) -> Result<Self> {
         let Value::Object(raw) = value else {
-            return Err(ModelError::unsupported("<root>", "config.json must be a JSON object"));
+            return Err(ModelError::unsupported(
+                "<root>",
+                "config.json must be a JSON object",
+            ));
         };
         let flavor = match get_str(&raw, "model_type")? {
             Some("bert") => EncoderFlavor::Bert,
@@ -225,7 +232,9 @@ impl BertConfig {
             Some(other) => {
                 return Err(ModelError::unsupported(
                     "model_type",
-                    format!("`{other}` is not a BERT/RoBERTa encoder (expected bert, roberta, xlm-roberta or camembert)"),
+                    format!(
+                        "`{other}` is not a BERT/RoBERTa encoder (expected bert, roberta, xlm-roberta or camembert)"
+                    ),
                 ));
             }
             None => return Err(ModelError::unsupported("model_type", "missing")),
@@ -244,13 +253,21 @@ impl BertConfig {
             ));
         }
         if get_bool(&raw, "is_decoder")? {
-            return Err(ModelError::unsupported("is_decoder", "decoder (causal) BERT is not supported"));
+            return Err(ModelError::unsupported(
+                "is_decoder",
+                "decoder (causal) BERT is not supported",
+            ));
         }
         if get_bool(&raw, "add_cross_attention")? {
-            return Err(ModelError::unsupported("add_cross_attention", "cross-attention is not supported"));
+            return Err(ModelError::unsupported(
+                "add_cross_attention",
+                "cross-attention is not supported",
+            ));
         }
         let hidden_act = HiddenAct::parse(get_str(&raw, "hidden_act")?.unwrap_or("gelu"))?;
-        let problem_type = get_str(&raw, "problem_type")?.map(ProblemType::parse).transpose()?;
+        let problem_type = get_str(&raw, "problem_type")?
+            .map(ProblemType::parse)
+            .transpose()?;
 
         let id2label = match raw.get("id2label") {
             Some(Value::Object(map)) => {
@@ -265,7 +282,10 @@ impl BertConfig {
                     out.insert(id, name.to_string());
                 }
                 if out.keys().copied().ne(0..out.len()) {
-                    return Err(ModelError::unsupported("id2label", "ids must be 0..num_labels"));
+                    return Err(ModelError::unsupported(
+                        "id2label",
+                        "ids must be 0..num_labels",
+                    ));
                 }
                 out
             }
@@ -273,7 +293,12 @@ impl BertConfig {
                 let n = get_usize(&raw, "num_labels", 2)?;
                 default_id2label(n)
             }
-            Some(v) => return Err(ModelError::unsupported("id2label", format!("expected an object, found {v}"))),
+            Some(v) => {
+                return Err(ModelError::unsupported(
+                    "id2label",
+                    format!("expected an object, found {v}"),
+                ));
+            }
         };
 
         let config = BertConfig {
@@ -301,7 +326,9 @@ impl BertConfig {
     }
 
     fn validate(&self) -> Result<()> {
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if self.num_attention_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+        {
             return Err(ModelError::unsupported(
                 "num_attention_heads",
                 format!(
@@ -322,9 +349,14 @@ impl BertConfig {
             }
         }
         if self.pad_token_id >= self.vocab_size {
-            return Err(ModelError::unsupported("pad_token_id", "must be below vocab_size"));
+            return Err(ModelError::unsupported(
+                "pad_token_id",
+                "must be below vocab_size",
+            ));
         }
-        if self.flavor == EncoderFlavor::Roberta && self.pad_token_id + 1 >= self.max_position_embeddings {
+        if self.flavor == EncoderFlavor::Roberta
+            && self.pad_token_id + 1 >= self.max_position_embeddings
+        {
             return Err(ModelError::unsupported(
                 "max_position_embeddings",
                 "RoBERTa positions start at pad_token_id + 1, which must be below max_position_embeddings",
@@ -332,7 +364,10 @@ impl BertConfig {
         }
         for (field, p) in [
             ("hidden_dropout_prob", self.hidden_dropout_prob),
-            ("attention_probs_dropout_prob", self.attention_probs_dropout_prob),
+            (
+                "attention_probs_dropout_prob",
+                self.attention_probs_dropout_prob,
+            ),
             ("classifier_dropout", self.classifier_dropout.unwrap_or(0.0)),
         ] {
             if !(0.0..1.0).contains(&p) {
@@ -340,7 +375,10 @@ impl BertConfig {
             }
         }
         if self.id2label.is_empty() {
-            return Err(ModelError::unsupported("id2label", "at least one label is required"));
+            return Err(ModelError::unsupported(
+                "id2label",
+                "at least one label is required",
+            ));
         }
         Ok(())
     }
@@ -358,7 +396,11 @@ impl BertConfig {
 
     /// Sets named labels (id = position).
     pub fn with_labels<S: AsRef<str>>(mut self, labels: &[S]) -> Self {
-        self.id2label = labels.iter().enumerate().map(|(i, s)| (i, s.as_ref().to_string())).collect();
+        self.id2label = labels
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i, s.as_ref().to_string()))
+            .collect();
         self
     }
 
@@ -396,11 +438,20 @@ impl BertConfig {
             },
         };
         let arch = format!("{flavor_name}{}", task.hf_suffix());
-        raw.insert("architectures".into(), Value::Array(vec![Value::String(arch)]));
-        let id2label: Map<String, Value> =
-            self.id2label.iter().map(|(k, v)| (k.to_string(), Value::String(v.clone()))).collect();
-        let label2id: Map<String, Value> =
-            self.id2label.iter().map(|(k, v)| (v.clone(), Value::from(*k))).collect();
+        raw.insert(
+            "architectures".into(),
+            Value::Array(vec![Value::String(arch)]),
+        );
+        let id2label: Map<String, Value> = self
+            .id2label
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v.clone())))
+            .collect();
+        let label2id: Map<String, Value> = self
+            .id2label
+            .iter()
+            .map(|(k, v)| (v.clone(), Value::from(*k)))
+            .collect();
         raw.insert("id2label".into(), Value::Object(id2label));
         raw.insert("label2id".into(), Value::Object(label2id));
         raw.remove("num_labels");
@@ -415,13 +466,22 @@ impl BertConfig {
             ("num_attention_heads", self.num_attention_heads.into()),
             ("intermediate_size", self.intermediate_size.into()),
             ("hidden_dropout_prob", self.hidden_dropout_prob.into()),
-            ("attention_probs_dropout_prob", self.attention_probs_dropout_prob.into()),
-            ("max_position_embeddings", self.max_position_embeddings.into()),
+            (
+                "attention_probs_dropout_prob",
+                self.attention_probs_dropout_prob.into(),
+            ),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings.into(),
+            ),
             ("type_vocab_size", self.type_vocab_size.into()),
             ("initializer_range", self.initializer_range.into()),
             ("layer_norm_eps", self.layer_norm_eps.into()),
             ("pad_token_id", self.pad_token_id.into()),
-            ("classifier_dropout", self.classifier_dropout.map_or(Value::Null, Value::from)),
+            (
+                "classifier_dropout",
+                self.classifier_dropout.map_or(Value::Null, Value::from),
+            ),
         ];
         for (k, v) in numbers {
             raw.insert(k.into(), v);
@@ -440,7 +500,12 @@ fn default_id2label(n: usize) -> BTreeMap<usize, String> {
 
 /// A Linear layer initialised as `transformers` does (`normal(0, initializer_range)`, zero bias).
 /// Stored burn-style: weight `[d_in, d_out]` (HF stores `[d_out, d_in]`).
-pub(crate) fn hf_linear<B: Backend>(d_in: usize, d_out: usize, std: f64, device: &B::Device) -> Linear<B> {
+pub(crate) fn hf_linear<B: Backend>(
+    d_in: usize,
+    d_out: usize,
+    std: f64,
+    device: &B::Device,
+) -> Linear<B> {
     Linear {
         weight: Initializer::Normal { mean: 0.0, std }.init([d_in, d_out], device),
         bias: Some(Initializer::Zeros.init([d_out], device)),
@@ -493,7 +558,10 @@ impl<B: Backend> EncoderInput<B> {
             check("token_type_ids", t.len())?;
         }
         let make = |v: &[i64]| {
-            Tensor::<B, 2, Int>::from_data(burn::tensor::TensorData::new(v.to_vec(), [batch, seq_len]), device)
+            Tensor::<B, 2, Int>::from_data(
+                burn::tensor::TensorData::new(v.to_vec(), [batch, seq_len]),
+                device,
+            )
         };
         Ok(Self {
             input_ids: make(input_ids),
@@ -520,8 +588,18 @@ impl<B: Backend> BertEmbeddings<B> {
     fn new(c: &BertConfig, device: &B::Device) -> Self {
         Self {
             word_embeddings: hf_embedding(c.vocab_size, c.hidden_size, c.initializer_range, device),
-            position_embeddings: hf_embedding(c.max_position_embeddings, c.hidden_size, c.initializer_range, device),
-            token_type_embeddings: hf_embedding(c.type_vocab_size, c.hidden_size, c.initializer_range, device),
+            position_embeddings: hf_embedding(
+                c.max_position_embeddings,
+                c.hidden_size,
+                c.initializer_range,
+                device,
+            ),
+            token_type_embeddings: hf_embedding(
+                c.type_vocab_size,
+                c.hidden_size,
+                c.initializer_range,
+                device,
+            ),
             layer_norm: hf_layer_norm(c.hidden_size, c.layer_norm_eps, device),
             dropout: DropoutConfig::new(c.hidden_dropout_prob).init(),
             pad_token_id: c.pad_token_id,
@@ -570,6 +648,15 @@ impl<B: Backend> BertEmbeddings<B> {
     }
 }
 
+/// Applies a Linear layer to `[batch, seq, d]` as one `[batch·seq, d]` matrix product: the CPU
+/// backend runs that as a single large GEMM instead of one small GEMM per sequence.
+fn linear3<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    let [batch, seq_len, d] = x.dims();
+    let y = layer.forward(x.reshape([batch * seq_len, d]));
+    let [_, d_out] = y.dims();
+    y.reshape([batch, seq_len, d_out])
+}
+
 /// PyTorch's `nn.Embedding(padding_idx=...)` never updates the padding row: its gradient is zero.
 /// burn's Embedding has no such option, so padded positions are detached instead (same values,
 /// no gradient into the padding row). A no-op without autodiff.
@@ -578,7 +665,10 @@ fn no_grad_where<B: Backend>(x: Tensor<B, 3>, is_pad: &Tensor<B, 2, Bool>) -> Te
         return x;
     }
     let [batch, seq_len, d] = x.dims();
-    let mask = is_pad.clone().reshape([batch, seq_len, 1]).expand([batch, seq_len, d]);
+    let mask = is_pad
+        .clone()
+        .reshape([batch, seq_len, 1])
+        .expand([batch, seq_len, d]);
     x.clone().mask_where(mask, x.detach())
 }
 
@@ -600,16 +690,18 @@ impl<B: Backend> BertSelfAttention<B> {
         let heads = self.num_heads;
         let head_dim = hidden / heads;
         let split = |t: Tensor<B, 3>| t.reshape([batch, seq_len, heads, head_dim]).swap_dims(1, 2);
-        let q = split(self.query.forward(x.clone()));
-        let k = split(self.key.forward(x.clone()));
-        let v = split(self.value.forward(x));
+        let q = split(linear3(&self.query, x.clone()));
+        let k = split(linear3(&self.key, x.clone()));
+        let v = split(linear3(&self.value, x));
         let mask = key_padding
             .clone()
             .reshape([batch, 1, 1, seq_len])
             .expand([batch, heads, seq_len, seq_len]);
         let context = if self.attention_dropout > 0.0 && B::ad_enabled(&q.device()) {
             // Training with attention dropout: the fused kernel has no dropout, so spell it out.
-            let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((head_dim as f64).sqrt());
+            let scores = q
+                .matmul(k.swap_dims(2, 3))
+                .div_scalar((head_dim as f64).sqrt());
             let scores = scores.mask_fill(mask, f32::MIN);
             let probs = self.dropout.forward(activation::softmax(scores, 3));
             probs.matmul(v)
@@ -638,7 +730,7 @@ impl<B: Backend> BertResidualOutput<B> {
     }
 
     fn forward(&self, x: Tensor<B, 3>, residual: Tensor<B, 3>) -> Tensor<B, 3> {
-        let x = self.dropout.forward(self.dense.forward(x));
+        let x = self.dropout.forward(linear3(&self.dense, x));
         self.layer_norm.forward(x + residual)
     }
 }
@@ -690,7 +782,10 @@ impl<B: Backend> BertLayer<B> {
     fn forward(&self, x: Tensor<B, 3>, key_padding: &Tensor<B, 2, Bool>) -> Tensor<B, 3> {
         let attn = self.attention.self_attn.forward(x.clone(), key_padding);
         let attn = self.attention.output.forward(attn, x);
-        let inner = self.intermediate.act.apply(self.intermediate.dense.forward(attn.clone()));
+        let inner = self
+            .intermediate
+            .act
+            .apply(linear3(&self.intermediate.dense, attn.clone()));
         self.output.forward(inner, attn)
     }
 }
@@ -740,10 +835,17 @@ impl<B: Backend> BertModel<B> {
         Self {
             embeddings: BertEmbeddings::new(config, device),
             encoder: BertEncoder {
-                layer: (0..config.num_hidden_layers).map(|_| BertLayer::new(config, device)).collect(),
+                layer: (0..config.num_hidden_layers)
+                    .map(|_| BertLayer::new(config, device))
+                    .collect(),
             },
             pooler: with_pooler.then(|| BertPooler {
-                dense: hf_linear(config.hidden_size, config.hidden_size, config.initializer_range, device),
+                dense: hf_linear(
+                    config.hidden_size,
+                    config.hidden_size,
+                    config.initializer_range,
+                    device,
+                ),
             }),
         }
     }
@@ -806,6 +908,8 @@ pub struct RobertaClassificationHead<B: Backend> {
 
 /// HF's `classifier`: a single Linear (BERT classification, both multiple-choice heads) or
 /// RoBERTa's two-layer head. Enum variants do not appear in HF names (see [`crate::params`]).
+// One head per model: the size difference between variants costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Classifier<B: Backend> {
     Linear(Linear<B>),
@@ -836,12 +940,21 @@ pub struct SpanLogits<B: Backend> {
 
 impl<B: Backend> BertWithHead<B> {
     /// A randomly initialised model for `task` (HF's initialisation scheme).
+    ///
+    /// Parameters are materialised here: burn initialises lazily and each *clone* of a lazy
+    /// parameter would draw its own random values, so two clones of a fresh model would differ.
     pub fn new(config: &BertConfig, task: Task, device: &B::Device) -> Self {
+        crate::params::materialize(Self::new_lazy(config, task, device))
+    }
+
+    /// Like [`Self::new`] but leaves parameters lazy, for the loader, which overwrites most of them
+    /// (and materialises the rest).
+    pub(crate) fn new_lazy(config: &BertConfig, task: Task, device: &B::Device) -> Self {
         let (h, std) = (config.hidden_size, config.initializer_range);
         let classifier = match (task, config.flavor) {
-            (Task::SequenceClassification, EncoderFlavor::Bert) => {
-                Some(Classifier::Linear(hf_linear(h, config.num_labels(), std, device)))
-            }
+            (Task::SequenceClassification, EncoderFlavor::Bert) => Some(Classifier::Linear(
+                hf_linear(h, config.num_labels(), std, device),
+            )),
             (Task::SequenceClassification, EncoderFlavor::Roberta) => {
                 Some(Classifier::Roberta(RobertaClassificationHead {
                     dense: hf_linear(h, h, std, device),
@@ -855,7 +968,9 @@ impl<B: Backend> BertWithHead<B> {
         // BertFor* use `classifier_dropout` when set; RobertaForMultipleChoice always uses the hidden one.
         let classifier_dropout = match (task, config.flavor) {
             (Task::MultipleChoice, EncoderFlavor::Roberta) => config.hidden_dropout_prob,
-            _ => config.classifier_dropout.unwrap_or(config.hidden_dropout_prob),
+            _ => config
+                .classifier_dropout
+                .unwrap_or(config.hidden_dropout_prob),
         };
         Self {
             base: BertModel::new(config, task.uses_pooler(config.flavor), device),
@@ -890,7 +1005,10 @@ impl<B: Backend> BertWithHead<B> {
     }
 
     fn wrong_task(&self, wanted: Task) -> ModelError {
-        ModelError::InvalidInput(format!("this model was built for {:?}, not {wanted:?}", self.task))
+        ModelError::InvalidInput(format!(
+            "this model was built for {:?}, not {wanted:?}",
+            self.task
+        ))
     }
 
     /// Sequence classification/regression logits `[batch, num_labels]`.
@@ -898,7 +1016,9 @@ impl<B: Backend> BertWithHead<B> {
         let out = self.base.forward(input);
         match (&self.classifier, self.task) {
             (Some(Classifier::Linear(linear)), Task::SequenceClassification) => {
-                let pooled = out.pooled.ok_or_else(|| self.wrong_task(Task::SequenceClassification))?;
+                let pooled = out
+                    .pooled
+                    .ok_or_else(|| self.wrong_task(Task::SequenceClassification))?;
                 Ok(linear.forward(self.dropout.forward(pooled)))
             }
             (Some(Classifier::Roberta(head)), Task::SequenceClassification) => {
@@ -912,17 +1032,27 @@ impl<B: Backend> BertWithHead<B> {
 
     /// Multiple-choice logits `[batch, num_choices]`; the input rows are `batch * num_choices`
     /// sequences, choices of one example consecutive (HF flattens `[batch, choices, len]` so).
-    pub fn multiple_choice_logits(&self, input: &EncoderInput<B>, num_choices: usize) -> Result<Tensor<B, 2>> {
+    pub fn multiple_choice_logits(
+        &self,
+        input: &EncoderInput<B>,
+        num_choices: usize,
+    ) -> Result<Tensor<B, 2>> {
         let [rows, _] = input.input_ids.dims();
-        if num_choices == 0 || rows % num_choices != 0 {
+        if num_choices == 0 || !rows.is_multiple_of(num_choices) {
             return Err(ModelError::InvalidInput(format!(
                 "{rows} rows are not a whole number of examples with {num_choices} choices"
             )));
         }
-        let (Some(Classifier::Linear(linear)), Task::MultipleChoice) = (&self.classifier, self.task) else {
+        let (Some(Classifier::Linear(linear)), Task::MultipleChoice) =
+            (&self.classifier, self.task)
+        else {
             return Err(self.wrong_task(Task::MultipleChoice));
         };
-        let pooled = self.base.forward(input).pooled.ok_or_else(|| self.wrong_task(Task::MultipleChoice))?;
+        let pooled = self
+            .base
+            .forward(input)
+            .pooled
+            .ok_or_else(|| self.wrong_task(Task::MultipleChoice))?;
         let scores = linear.forward(self.dropout.forward(pooled));
         Ok(scores.reshape([rows / num_choices, num_choices]))
     }
@@ -932,15 +1062,24 @@ impl<B: Backend> BertWithHead<B> {
         let Some(qa) = &self.qa_outputs else {
             return Err(self.wrong_task(Task::QuestionAnswering));
         };
-        let logits = qa.forward(self.base.forward(input).last_hidden_state);
+        let logits = linear3(qa, self.base.forward(input).last_hidden_state);
         let [batch, seq_len, _] = logits.dims();
-        let start = logits.clone().slice([0..batch, 0..seq_len, 0..1]).squeeze_dim::<2>(2);
-        let end = logits.slice([0..batch, 0..seq_len, 1..2]).squeeze_dim::<2>(2);
+        let start = logits
+            .clone()
+            .slice([0..batch, 0..seq_len, 0..1])
+            .squeeze_dim::<2>(2);
+        let end = logits
+            .slice([0..batch, 0..seq_len, 1..2])
+            .squeeze_dim::<2>(2);
         Ok(SpanLogits { start, end })
     }
 
     /// HF's sequence-classification loss for integer labels (`single_label_classification`).
-    pub fn classification_loss(&self, logits: Tensor<B, 2>, labels: Tensor<B, 1, Int>) -> Tensor<B, 1> {
+    pub fn classification_loss(
+        &self,
+        logits: Tensor<B, 2>,
+        labels: Tensor<B, 1, Int>,
+    ) -> Tensor<B, 1> {
         loss::cross_entropy(logits, labels, None)
     }
 
@@ -968,3 +1107,66 @@ impl<B: Backend> BertWithHead<B> {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::CpuBackend as B;
+    use proptest::prelude::*;
+
+    fn roberta_config(pad: usize) -> BertConfig {
+        BertConfig::from_json(serde_json::json!({
+            "model_type": "roberta", "vocab_size": 20, "hidden_size": 8, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "intermediate_size": 8, "max_position_embeddings": 40,
+            "type_vocab_size": 1, "pad_token_id": pad
+        }))
+        .unwrap()
+    }
+
+    proptest! {
+        /// RoBERTa position ids, as `create_position_ids_from_input_ids` defines them: padding
+        /// tokens get `pad`, the k-th real token (1-based, counted left to right) gets `pad + k`,
+        /// wherever the padding sits.
+        #[test]
+        fn roberta_position_ids_follow_transformers(
+            ids in proptest::collection::vec(0i64..20, 12),
+            pad in 0usize..4,
+        ) {
+            let device = Default::default();
+            let embeddings = BertEmbeddings::<B>::new(&roberta_config(pad), &device);
+            let t = Tensor::<B, 2, Int>::from_data(burn::tensor::TensorData::new(ids.clone(), [2, 6]), &device);
+            let got: Vec<i64> = embeddings.position_ids(&t).into_data().convert::<i64>().into_vec().unwrap();
+            let mut want = Vec::new();
+            for row in ids.chunks(6) {
+                let mut count = 0;
+                for &id in row {
+                    if id == pad as i64 {
+                        want.push(pad as i64);
+                    } else {
+                        count += 1;
+                        want.push(pad as i64 + count);
+                    }
+                }
+            }
+            prop_assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn bert_position_ids_are_a_plain_range() {
+        let device = Default::default();
+        let mut config = roberta_config(1);
+        config.flavor = EncoderFlavor::Bert;
+        let embeddings = BertEmbeddings::<B>::new(&config, &device);
+        let t = Tensor::<B, 2, Int>::from_data(
+            burn::tensor::TensorData::new(vec![5i64, 1, 1, 7, 0, 1], [2, 3]),
+            &device,
+        );
+        let got: Vec<i64> = embeddings
+            .position_ids(&t)
+            .into_data()
+            .convert::<i64>()
+            .into_vec()
+            .unwrap();
+        assert_eq!(got, [0, 1, 2, 0, 1, 2]);
+    }
+}

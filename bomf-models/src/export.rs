@@ -38,16 +38,20 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, HfTensor)]) -> Result<
         .collect();
     let mut views = Vec::with_capacity(bytes.len());
     for (name, shape, raw) in &bytes {
-        let view = TensorView::new(Dtype::F32, shape.clone(), raw).map_err(|e| ModelError::WeightsFile {
-            path: path.to_path_buf(),
-            message: format!("tensor `{name}`: {e}"),
+        let view = TensorView::new(Dtype::F32, shape.clone(), raw).map_err(|e| {
+            ModelError::WeightsFile {
+                path: path.to_path_buf(),
+                message: format!("tensor `{name}`: {e}"),
+            }
         })?;
         views.push((name.clone(), view));
     }
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-    safetensors::serialize_to_file(views, Some(metadata), path).map_err(|e| ModelError::WeightsFile {
-        path: path.to_path_buf(),
-        message: e.to_string(),
+    safetensors::serialize_to_file(views, Some(metadata), path).map_err(|e| {
+        ModelError::WeightsFile {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
     })
 }
 

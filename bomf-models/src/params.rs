@@ -113,7 +113,10 @@ impl PathTracker {
 }
 
 /// burn layout → HF layout: transpose Linear weights.
-fn to_hf_layout<B: Backend, const D: usize>(t: Tensor<B, D>, is_linear_weight: bool) -> Tensor<B, D> {
+fn to_hf_layout<B: Backend, const D: usize>(
+    t: Tensor<B, D>,
+    is_linear_weight: bool,
+) -> Tensor<B, D> {
     if is_linear_weight { t.transpose() } else { t }
 }
 
@@ -177,7 +180,8 @@ impl<B: Backend> ModuleVisitor<B> for DataCollector<'_> {
         match t.into_data().convert::<f32>().into_vec::<f32>() {
             Ok(data) => self.out.push((name, HfTensor { shape, data })),
             Err(e) => {
-                self.error.get_or_insert(ModelError::TensorData(format!("{name}: {e:?}")));
+                self.error
+                    .get_or_insert(ModelError::TensorData(format!("{name}: {e:?}")));
             }
         }
     }
@@ -233,7 +237,10 @@ impl<B: Backend> ModuleMapper<B> for Assigner<'_, B> {
             });
             return param;
         }
-        let value = Tensor::<B, D>::from_data(TensorData::new(src.data.clone(), src.shape.clone()), &self.device);
+        let value = Tensor::<B, D>::from_data(
+            TensorData::new(src.data.clone(), src.shape.clone()),
+            &self.device,
+        );
         // burn layout; made contiguous so later matmuls do not pay for a strided view.
         let value = if transposed {
             Tensor::<B, D>::from_data(value.transpose().into_data(), &self.device)
@@ -280,12 +287,19 @@ pub fn set_tensors<B: Backend, M: HfNamed<B>>(
     if let Some(e) = mapper.errors.into_iter().next() {
         return Err(e);
     }
-    let unknown: Vec<String> = tensors.keys().filter(|k| !mapper.assigned.contains(*k)).cloned().collect();
+    let unknown: Vec<String> = tensors
+        .keys()
+        .filter(|k| !mapper.assigned.contains(*k))
+        .cloned()
+        .collect();
     if !unknown.is_empty() {
         return Err(ModelError::UnexpectedTensors { names: unknown });
     }
     if coverage == Coverage::All {
-        let missing: Vec<String> = expected.into_iter().filter(|n| !mapper.assigned.contains(n)).collect();
+        let missing: Vec<String> = expected
+            .into_iter()
+            .filter(|n| !mapper.assigned.contains(n))
+            .collect();
         if !missing.is_empty() {
             return Err(ModelError::MissingTensors { names: missing });
         }
@@ -430,7 +444,8 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for GradCollector<'_, B> {
         match grad.into_data().convert::<f32>().into_vec::<f32>() {
             Ok(data) => self.out.push((name, HfTensor { shape, data })),
             Err(e) => {
-                self.error.get_or_insert(ModelError::TensorData(format!("{name}: {e:?}")));
+                self.error
+                    .get_or_insert(ModelError::TensorData(format!("{name}: {e:?}")));
             }
         }
     }
@@ -454,4 +469,22 @@ pub fn named_gradients<B: AutodiffBackend, M: HfNamed<B>>(
         Some(e) => Err(e),
         None => Ok(v.out),
     }
+}
+
+struct Materializer;
+
+impl<B: Backend> ModuleMapper<B> for Materializer {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        if param.is_initialized() {
+            param
+        } else {
+            param.map(|t| t)
+        }
+    }
+}
+
+/// Runs every pending lazy initialisation. burn draws a lazy parameter's random values on first
+/// use, separately for each clone; materialising first makes clones identical.
+pub fn materialize<B: Backend, M: Module<B>>(model: M) -> M {
+    model.map(&mut Materializer)
 }

@@ -51,7 +51,9 @@ pub fn read_checkpoint(dir: impl AsRef<Path>) -> Result<Checkpoint> {
     } else if pytorch.is_file() {
         read_pytorch(&pytorch)
     } else {
-        Err(ModelError::NoWeights { dir: dir.to_path_buf() })
+        Err(ModelError::NoWeights {
+            dir: dir.to_path_buf(),
+        })
     }
 }
 
@@ -65,12 +67,22 @@ fn to_f32(name: &str, dtype: Dtype, bytes: &[u8]) -> Result<Vec<f32>> {
     }
     Ok(match dtype {
         Dtype::F32 => chunks::<4>(bytes).map(f32::from_le_bytes).collect(),
-        Dtype::F16 => chunks::<2>(bytes).map(|b| half::f16::from_le_bytes(b).to_f32()).collect(),
-        Dtype::BF16 => chunks::<2>(bytes).map(|b| half::bf16::from_le_bytes(b).to_f32()).collect(),
-        Dtype::F64 => chunks::<8>(bytes).map(|b| f64::from_le_bytes(b) as f32).collect(),
+        Dtype::F16 => chunks::<2>(bytes)
+            .map(|b| half::f16::from_le_bytes(b).to_f32())
+            .collect(),
+        Dtype::BF16 => chunks::<2>(bytes)
+            .map(|b| half::bf16::from_le_bytes(b).to_f32())
+            .collect(),
+        Dtype::F64 => chunks::<8>(bytes)
+            .map(|b| f64::from_le_bytes(b) as f32)
+            .collect(),
         // Integer buffers (e.g. `position_ids`) are read so that they can be recognised and skipped.
-        Dtype::I64 => chunks::<8>(bytes).map(|b| i64::from_le_bytes(b) as f32).collect(),
-        Dtype::I32 => chunks::<4>(bytes).map(|b| i32::from_le_bytes(b) as f32).collect(),
+        Dtype::I64 => chunks::<8>(bytes)
+            .map(|b| i64::from_le_bytes(b) as f32)
+            .collect(),
+        Dtype::I32 => chunks::<4>(bytes)
+            .map(|b| i32::from_le_bytes(b) as f32)
+            .collect(),
         other => {
             return Err(ModelError::UnsupportedDtype {
                 name: name.to_string(),
@@ -117,9 +129,14 @@ pub fn read_sharded_safetensors(index_path: &Path) -> Result<Checkpoint> {
             .as_str()
             .ok_or_else(|| bad(format!("shard of `{tensor}` is not a file name")))?;
         if shard.contains('/') || shard.contains('\\') || shard.starts_with('.') {
-            return Err(bad(format!("shard name `{shard}` must be a plain file name")));
+            return Err(bad(format!(
+                "shard name `{shard}` must be a plain file name"
+            )));
         }
-        by_shard.entry(shard.to_string()).or_default().insert(tensor.clone());
+        by_shard
+            .entry(shard.to_string())
+            .or_default()
+            .insert(tensor.clone());
     }
     let dir = index_path.parent().unwrap_or(Path::new("."));
     let mut tensors = BTreeMap::new();
@@ -127,7 +144,9 @@ pub fn read_sharded_safetensors(index_path: &Path) -> Result<Checkpoint> {
         let shard_path = dir.join(&shard);
         let part = read_safetensors(&shard_path)?;
         if let Some(missing) = listed.iter().find(|n| !part.tensors.contains_key(*n)) {
-            return Err(bad(format!("`{missing}` is listed in `{shard}` but not stored there")));
+            return Err(bad(format!(
+                "`{missing}` is listed in `{shard}` but not stored there"
+            )));
         }
         for (name, t) in part.tensors {
             if tensors.insert(name.clone(), t).is_some() {
@@ -194,7 +213,9 @@ fn group_of<'a>(name: &'a str, base_prefix: &str) -> &'a str {
     let rest = if base_prefix.is_empty() {
         name
     } else {
-        name.strip_prefix(base_prefix).and_then(|r| r.strip_prefix('.')).unwrap_or(name)
+        name.strip_prefix(base_prefix)
+            .and_then(|r| r.strip_prefix('.'))
+            .unwrap_or(name)
     };
     rest.split('.').next().unwrap_or(rest)
 }
@@ -220,7 +241,7 @@ pub fn load_bert_with_config<B: Backend>(
     device: &B::Device,
 ) -> Result<(BertWithHead<B>, LoadReport)> {
     let checkpoint = read_checkpoint(dir)?;
-    let model = BertWithHead::new(config, task, device);
+    let model = BertWithHead::new_lazy(config, task, device);
     load_bert_checkpoint(model, checkpoint, device)
 }
 
@@ -255,7 +276,9 @@ pub fn load_bert_checkpoint<B: Backend>(
             if matched.insert(target.clone(), tensor).is_some() {
                 return Err(ModelError::WeightsFile {
                     path: PathBuf::from(&stored_name),
-                    message: format!("tensor `{target}` is stored twice (with and without the `{prefix}` prefix)"),
+                    message: format!(
+                        "tensor `{target}` is stored twice (with and without the `{prefix}` prefix)"
+                    ),
                 });
             }
             continue;
@@ -266,7 +289,8 @@ pub fn load_bert_checkpoint<B: Backend>(
             .iter()
             .find_map(|p| name.strip_prefix(p).and_then(|r| r.strip_prefix('.')))
             .map_or(group, |rest| rest.split('.').next().unwrap_or(rest));
-        let foreign_head = (HEAD_GROUPS.contains(&group) || group == "pooler") && !model_groups.contains(group);
+        let foreign_head =
+            (HEAD_GROUPS.contains(&group) || group == "pooler") && !model_groups.contains(group);
         if is_buffer(&name) || PRETRAINING_GROUPS.contains(&group) || foreign_head {
             report.ignored.push(stored_name);
         } else {
@@ -280,7 +304,10 @@ pub fn load_bert_checkpoint<B: Backend>(
     // 3. Missing parameters: whole head groups (and a whole pooler) may be fresh; nothing else.
     let mut missing_by_group: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for name in expected.keys().filter(|n| !matched.contains_key(*n)) {
-        missing_by_group.entry(group_of(name, &prefix)).or_default().push(name.clone());
+        missing_by_group
+            .entry(group_of(name, &prefix))
+            .or_default()
+            .push(name.clone());
     }
     let mut hard_missing = Vec::new();
     for (group, names) in missing_by_group {
@@ -296,10 +323,18 @@ pub fn load_bert_checkpoint<B: Backend>(
         }
     }
     if !hard_missing.is_empty() {
-        return Err(ModelError::MissingTensors { names: hard_missing });
+        return Err(ModelError::MissingTensors {
+            names: hard_missing,
+        });
     }
 
-    let model = params::set_tensors(model, &matched, Coverage::Partial, device)?;
+    // Fresh parameters are materialised so that clones of the model share their values.
+    let model = params::materialize(params::set_tensors(
+        model,
+        &matched,
+        Coverage::Partial,
+        device,
+    )?);
     if !report.freshly_initialised.is_empty() {
         tracing::info!(tensors = ?report.freshly_initialised, "not in the checkpoint: freshly initialised");
     }

@@ -16,15 +16,25 @@ const TOL: f32 = 1e-4;
 fn load<Bk: burn::tensor::backend::Backend>(folder: &str, task: Task) -> BertWithHead<Bk> {
     let device = Default::default();
     let (model, _, report) = load_bert::<Bk>(fixtures().join(folder), task, &device).unwrap();
-    assert!(report.freshly_initialised.is_empty(), "{folder}: {report:?}");
+    assert!(
+        report.freshly_initialised.is_empty(),
+        "{folder}: {report:?}"
+    );
     model
 }
 
 fn check_base(flavor: &str, folder: &str) {
     let e = expected(flavor);
     let model = load::<B>(folder, Task::Base);
-    let out = model.base.forward(&input(&e["inputs"], &Default::default()));
-    let d1 = assert_close("last_hidden_state", out.last_hidden_state, &e["base"]["last_hidden_state"], TOL);
+    let out = model
+        .base
+        .forward(&input(&e["inputs"], &Default::default()));
+    let d1 = assert_close(
+        "last_hidden_state",
+        out.last_hidden_state,
+        &e["base"]["last_hidden_state"],
+        TOL,
+    );
     let d2 = assert_close("pooled", out.pooled.unwrap(), &e["base"]["pooled"], TOL);
     println!("{folder}: max diff hidden {d1:e}, pooled {d2:e}");
 }
@@ -48,7 +58,9 @@ fn check_seqcls(flavor: &str, folder: &str) {
     let e = expected(flavor);
     let device = Default::default();
     let model = load::<B>(folder, Task::SequenceClassification);
-    let logits = model.sequence_logits(&input(&e["inputs"], &device)).unwrap();
+    let logits = model
+        .sequence_logits(&input(&e["inputs"], &device))
+        .unwrap();
     assert_close("logits", logits.clone(), &e["seqcls"]["logits"], TOL);
     let loss = model.classification_loss(logits, int_tensor(&e["seqcls"]["labels"], &device));
     assert_scalar("loss", loss, &e["seqcls"]["loss"], TOL);
@@ -74,8 +86,13 @@ fn roberta_regression_matches_transformers() {
     let e = expected("roberta");
     let device = Default::default();
     let model = load::<B>("roberta_regression", Task::SequenceClassification);
-    assert_eq!(model.problem_type(), bomf_models::bert::ProblemType::Regression);
-    let logits = model.sequence_logits(&input(&e["inputs"], &device)).unwrap();
+    assert_eq!(
+        model.problem_type(),
+        bomf_models::bert::ProblemType::Regression
+    );
+    let logits = model
+        .sequence_logits(&input(&e["inputs"], &device))
+        .unwrap();
     assert_close("logits", logits.clone(), &e["regression"]["logits"], TOL);
     let loss = model.regression_loss(logits, float_tensor(&e["regression"]["labels"], &device));
     assert_scalar("loss", loss, &e["regression"]["loss"], TOL);
@@ -113,7 +130,9 @@ fn check_mc(flavor: &str) {
     let device = Default::default();
     let model = load::<B>(&format!("{flavor}_mc"), Task::MultipleChoice);
     let choices = m["num_choices"].as_u64().unwrap() as usize;
-    let logits = model.multiple_choice_logits(&input(&m["inputs"], &device), choices).unwrap();
+    let logits = model
+        .multiple_choice_logits(&input(&m["inputs"], &device), choices)
+        .unwrap();
     assert_close("logits", logits.clone(), &m["logits"], TOL);
     let loss = model.classification_loss(logits, int_tensor(&m["labels"], &device));
     assert_scalar("loss", loss, &m["loss"], TOL);
@@ -133,10 +152,17 @@ fn roberta_multiple_choice_matches_transformers() {
 fn check_head_from_base(flavor: &str) {
     let dir = fixtures().join(format!("{flavor}_base"));
     let device = Default::default();
-    let config = BertConfig::from_file(dir.join("config.json")).unwrap().with_num_labels(3);
+    let config = BertConfig::from_file(dir.join("config.json"))
+        .unwrap()
+        .with_num_labels(3);
     let (model, report) =
-        weights::load_bert_with_config::<B>(&dir, &config, Task::SequenceClassification, &device).unwrap();
-    let fresh: Vec<&str> = report.freshly_initialised.iter().map(String::as_str).collect();
+        weights::load_bert_with_config::<B>(&dir, &config, Task::SequenceClassification, &device)
+            .unwrap();
+    let fresh: Vec<&str> = report
+        .freshly_initialised
+        .iter()
+        .map(String::as_str)
+        .collect();
     let prefix = flavor;
     if flavor == "bert" {
         assert_eq!(fresh, ["classifier.bias", "classifier.weight"]);
@@ -144,15 +170,31 @@ fn check_head_from_base(flavor: &str) {
     } else {
         assert_eq!(
             fresh,
-            ["classifier.dense.bias", "classifier.dense.weight", "classifier.out_proj.bias", "classifier.out_proj.weight"]
+            [
+                "classifier.dense.bias",
+                "classifier.dense.weight",
+                "classifier.out_proj.bias",
+                "classifier.out_proj.weight"
+            ]
         );
         // RobertaForSequenceClassification has no pooler.
         assert_eq!(report.ignored, ["pooler.dense.bias", "pooler.dense.weight"]);
     }
     let e = expected(flavor);
-    let hidden = model.base.forward(&input(&e["inputs"], &device)).last_hidden_state;
-    assert_close("encoder from base checkpoint", hidden, &e["base"]["last_hidden_state"], TOL);
-    let names: Vec<String> = params::param_shapes(&model).into_iter().map(|(n, _)| n).collect();
+    let hidden = model
+        .base
+        .forward(&input(&e["inputs"], &device))
+        .last_hidden_state;
+    assert_close(
+        "encoder from base checkpoint",
+        hidden,
+        &e["base"]["last_hidden_state"],
+        TOL,
+    );
+    let names: Vec<String> = params::param_shapes(&model)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
     assert!(names.contains(&format!("{prefix}.embeddings.word_embeddings.weight")));
 }
 
@@ -173,9 +215,12 @@ fn check_training(flavor: &str) {
     let t = &e["train"];
     let device = Default::default();
     let dir = fixtures().join(format!("{flavor}_seqcls"));
-    let config = BertConfig::from_file(dir.join("config.json")).unwrap().without_dropout();
+    let config = BertConfig::from_file(dir.join("config.json"))
+        .unwrap()
+        .without_dropout();
     let (mut model, _) =
-        weights::load_bert_with_config::<AB>(&dir, &config, Task::SequenceClassification, &device).unwrap();
+        weights::load_bert_with_config::<AB>(&dir, &config, Task::SequenceClassification, &device)
+            .unwrap();
     let inputs = input::<AB>(&e["inputs"], &device);
     let labels = int_tensor::<AB>(&e["seqcls"]["labels"], &device);
     let mut optim = AdamWConfig::new()
@@ -186,12 +231,20 @@ fn check_training(flavor: &str) {
     for step in 0..2 {
         let logits = model.sequence_logits(&inputs).unwrap();
         let loss = model.classification_loss(logits, labels.clone());
-        assert_scalar(&format!("loss at step {step}"), loss.clone(), &t["losses"][step], TOL);
+        assert_scalar(
+            &format!("loss at step {step}"),
+            loss.clone(),
+            &t["losses"][step],
+            TOL,
+        );
         let grads = loss.backward();
         if step == 0 {
             let named = named_gradients(&model, &grads).unwrap();
             for (name, expected) in t["grads_step1"].as_object().unwrap() {
-                let (_, g) = named.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no grad for {name}"));
+                let (_, g) = named
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .unwrap_or_else(|| panic!("no grad for {name}"));
                 let (shape, data) = flat(expected);
                 assert_eq!(g.shape, shape, "{name}");
                 let diff = max_abs_diff(&g.data, &data);
@@ -207,7 +260,10 @@ fn check_training(flavor: &str) {
         let (_, w) = tensors.iter().find(|(n, _)| n == name).unwrap();
         let diff = max_abs_diff(&w.data, &flat(expected).1);
         println!("weight {name}: max diff {diff:e}");
-        assert!(diff <= TOL, "weight {name} after 2 steps: max diff {diff:e}");
+        assert!(
+            diff <= TOL,
+            "weight {name} after 2 steps: max diff {diff:e}"
+        );
     }
 }
 
@@ -219,4 +275,52 @@ fn bert_training_steps_match_pytorch() {
 #[test]
 fn roberta_training_steps_match_pytorch() {
     check_training("roberta");
+}
+
+/// Span-QA loss reaches the embeddings at padded positions: like PyTorch's `padding_idx`, the
+/// padding rows must get no gradient (and the other rows exactly PyTorch's).
+fn check_qa_embedding_gradients(flavor: &str) {
+    let e = expected(flavor);
+    let q = &e["qa"];
+    let device = Default::default();
+    let dir = fixtures().join(format!("{flavor}_qa"));
+    let config = BertConfig::from_file(dir.join("config.json"))
+        .unwrap()
+        .without_dropout();
+    let (model, _) =
+        weights::load_bert_with_config::<AB>(&dir, &config, Task::QuestionAnswering, &device)
+            .unwrap();
+    let logits = model.span_logits(&input(&e["inputs"], &device)).unwrap();
+    let loss = model.span_loss(
+        &logits,
+        int_tensor(&q["start_positions"], &device),
+        int_tensor(&q["end_positions"], &device),
+    );
+    let named = named_gradients(&model, &loss.backward()).unwrap();
+    for (name, expected) in q["grads"].as_object().unwrap() {
+        let (_, g) = named.iter().find(|(n, _)| n == name).unwrap();
+        let diff = max_abs_diff(&g.data, &flat(expected).1);
+        assert!(diff <= TOL, "grad {name}: max diff {diff:e}");
+    }
+    let pad = config.pad_token_id;
+    let (_, word) = named
+        .iter()
+        .find(|(n, _)| n.ends_with("word_embeddings.weight"))
+        .unwrap();
+    let hidden = config.hidden_size;
+    assert!(
+        word.data[pad * hidden..(pad + 1) * hidden]
+            .iter()
+            .all(|&g| g == 0.0)
+    );
+}
+
+#[test]
+fn bert_embedding_gradients_skip_the_padding_row() {
+    check_qa_embedding_gradients("bert");
+}
+
+#[test]
+fn roberta_embedding_gradients_skip_the_padding_row() {
+    check_qa_embedding_gradients("roberta");
 }

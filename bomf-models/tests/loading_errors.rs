@@ -39,7 +39,9 @@ fn missing_tensor_is_an_error_naming_it() {
         t.remove("encoder.layer.1.attention.self.key.bias");
     });
     match load_err(dir.path(), Task::Base) {
-        ModelError::MissingTensors { names } => assert_eq!(names, ["encoder.layer.1.attention.self.key.bias"]),
+        ModelError::MissingTensors { names } => {
+            assert_eq!(names, ["encoder.layer.1.attention.self.key.bias"])
+        }
         e => panic!("unexpected error {e}"),
     }
 }
@@ -47,20 +49,33 @@ fn missing_tensor_is_an_error_naming_it() {
 #[test]
 fn unexpected_tensor_is_an_error_naming_it() {
     let dir = edited_base(|t| {
-        t.insert("encoder.layer.0.extra.weight".into(), HfTensor::new(vec![2], vec![1.0, 2.0]).unwrap());
+        t.insert(
+            "encoder.layer.0.extra.weight".into(),
+            HfTensor::new(vec![2], vec![1.0, 2.0]).unwrap(),
+        );
     });
     let e = load_err(dir.path(), Task::Base);
-    assert!(e.to_string().contains("encoder.layer.0.extra.weight"), "{e}");
+    assert!(
+        e.to_string().contains("encoder.layer.0.extra.weight"),
+        "{e}"
+    );
     assert!(matches!(e, ModelError::UnexpectedTensors { .. }));
 }
 
 #[test]
 fn wrong_shape_is_an_error_naming_it() {
     let dir = edited_base(|t| {
-        t.insert("pooler.dense.bias".into(), HfTensor::new(vec![31], vec![0.0; 31]).unwrap());
+        t.insert(
+            "pooler.dense.bias".into(),
+            HfTensor::new(vec![31], vec![0.0; 31]).unwrap(),
+        );
     });
     match load_err(dir.path(), Task::Base) {
-        ModelError::ShapeMismatch { name, expected, found } => {
+        ModelError::ShapeMismatch {
+            name,
+            expected,
+            found,
+        } => {
             assert_eq!(name, "pooler.dense.bias");
             assert_eq!(expected, [32]);
             assert_eq!(found, [31]);
@@ -73,7 +88,10 @@ fn wrong_shape_is_an_error_naming_it() {
 fn partially_present_head_is_an_error() {
     // A classifier bias without its weight cannot be a fresh head.
     let dir = edited_base(|t| {
-        t.insert("classifier.bias".into(), HfTensor::new(vec![2], vec![0.0; 2]).unwrap());
+        t.insert(
+            "classifier.bias".into(),
+            HfTensor::new(vec![2], vec![0.0; 2]).unwrap(),
+        );
     });
     match load_err(dir.path(), Task::SequenceClassification) {
         ModelError::MissingTensors { names } => assert_eq!(names, ["classifier.weight"]),
@@ -84,30 +102,54 @@ fn partially_present_head_is_an_error() {
 #[test]
 fn position_ids_buffer_and_pretraining_heads_are_ignored() {
     let dir = edited_base(|t| {
-        t.insert("embeddings.position_ids".into(), HfTensor::new(vec![1, 4], vec![0.0, 1.0, 2.0, 3.0]).unwrap());
-        t.insert("cls.predictions.bias".into(), HfTensor::new(vec![99], vec![0.0; 99]).unwrap());
+        t.insert(
+            "embeddings.position_ids".into(),
+            HfTensor::new(vec![1, 4], vec![0.0, 1.0, 2.0, 3.0]).unwrap(),
+        );
+        t.insert(
+            "cls.predictions.bias".into(),
+            HfTensor::new(vec![99], vec![0.0; 99]).unwrap(),
+        );
     });
     let (_, _, report) = load_bert::<B>(dir.path(), Task::Base, &Default::default()).unwrap();
-    assert_eq!(report.ignored, ["cls.predictions.bias", "embeddings.position_ids"]);
+    assert_eq!(
+        report.ignored,
+        ["cls.predictions.bias", "embeddings.position_ids"]
+    );
 }
 
 #[test]
 fn prefixed_checkpoint_loads_into_a_base_model() {
     // Checkpoints saved from a model with a head carry the `bert.` prefix.
     let dir = edited_base(|t| {
-        *t = std::mem::take(t).into_iter().map(|(k, v)| (format!("bert.{k}"), v)).collect();
+        *t = std::mem::take(t)
+            .into_iter()
+            .map(|(k, v)| (format!("bert.{k}"), v))
+            .collect();
     });
     let e = expected("bert");
     let (model, _, _) = load_bert::<B>(dir.path(), Task::Base, &Default::default()).unwrap();
-    let out = model.base.forward(&input(&e["inputs"], &Default::default()));
-    assert_close("hidden", out.last_hidden_state, &e["base"]["last_hidden_state"], 1e-4);
+    let out = model
+        .base
+        .forward(&input(&e["inputs"], &Default::default()));
+    assert_close(
+        "hidden",
+        out.last_hidden_state,
+        &e["base"]["last_hidden_state"],
+        1e-4,
+    );
 }
 
 #[test]
 fn half_precision_weights_are_converted_to_f32() {
-    let src = weights::read_checkpoint(fixtures().join("bert_base")).unwrap().tensors;
+    let src = weights::read_checkpoint(fixtures().join("bert_base"))
+        .unwrap()
+        .tensors;
     let dir = tempfile::tempdir().unwrap();
-    for (dtype, file) in [(Dtype::F16, "f16.safetensors"), (Dtype::BF16, "bf16.safetensors")] {
+    for (dtype, file) in [
+        (Dtype::F16, "f16.safetensors"),
+        (Dtype::BF16, "bf16.safetensors"),
+    ] {
         let encoded: Vec<(String, Vec<usize>, Vec<u8>)> = src
             .iter()
             .map(|(n, t)| {
@@ -146,10 +188,15 @@ fn half_precision_weights_are_converted_to_f32() {
 #[test]
 fn folder_without_weights_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    assert!(matches!(weights::read_checkpoint(dir.path()), Err(ModelError::NoWeights { .. })));
+    assert!(matches!(
+        weights::read_checkpoint(dir.path()),
+        Err(ModelError::NoWeights { .. })
+    ));
 }
 
-fn config_with(edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) -> Result<BertConfig, ModelError> {
+fn config_with(
+    edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
+) -> Result<BertConfig, ModelError> {
     let mut v = read_json(&fixtures().join("bert_base/config.json"));
     edit(v.as_object_mut().unwrap());
     BertConfig::from_json(v)
@@ -208,10 +255,19 @@ fn labels_and_problem_type_follow_transformers() {
     let c = config_with(|_| {}).unwrap();
     assert_eq!(c.num_labels(), 2); // transformers' default
     let c = config_with(|c| {
-        c.insert("id2label".into(), serde_json::json!({"0": "neg", "1": "neu", "2": "pos"}));
+        c.insert(
+            "id2label".into(),
+            serde_json::json!({"0": "neg", "1": "neu", "2": "pos"}),
+        );
     })
     .unwrap();
     assert_eq!(c.num_labels(), 3);
-    assert_eq!(c.effective_problem_type(), bomf_models::bert::ProblemType::SingleLabelClassification);
-    assert_eq!(c.with_num_labels(1).effective_problem_type(), bomf_models::bert::ProblemType::Regression);
+    assert_eq!(
+        c.effective_problem_type(),
+        bomf_models::bert::ProblemType::SingleLabelClassification
+    );
+    assert_eq!(
+        c.with_num_labels(1).effective_problem_type(),
+        bomf_models::bert::ProblemType::Regression
+    );
 }

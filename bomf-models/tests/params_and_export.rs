@@ -13,8 +13,12 @@ use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use common::*;
 
 fn roberta_seqcls<Bk: burn::tensor::backend::Backend>() -> (BertWithHead<Bk>, BertConfig) {
-    let (m, c, _) = load_bert::<Bk>(fixtures().join("roberta_seqcls"), Task::SequenceClassification, &Default::default())
-        .unwrap();
+    let (m, c, _) = load_bert::<Bk>(
+        fixtures().join("roberta_seqcls"),
+        Task::SequenceClassification,
+        &Default::default(),
+    )
+    .unwrap();
     (m, c)
 }
 
@@ -22,22 +26,31 @@ fn roberta_seqcls<Bk: burn::tensor::backend::Backend>() -> (BertWithHead<Bk>, Be
 fn names_and_shapes_are_exactly_the_checkpoints() {
     let (model, _) = roberta_seqcls::<B>();
     let ours: BTreeMap<String, Vec<usize>> = params::param_shapes(&model).into_iter().collect();
-    let stored: BTreeMap<String, Vec<usize>> = weights::read_checkpoint(fixtures().join("roberta_seqcls"))
-        .unwrap()
-        .tensors
-        .into_iter()
-        .map(|(n, t)| (n, t.shape))
-        .collect();
+    let stored: BTreeMap<String, Vec<usize>> =
+        weights::read_checkpoint(fixtures().join("roberta_seqcls"))
+            .unwrap()
+            .tensors
+            .into_iter()
+            .map(|(n, t)| (n, t.shape))
+            .collect();
     assert_eq!(ours, stored);
-    assert_eq!(ours["roberta.encoder.layer.0.intermediate.dense.weight"], [37, 32]);
-    assert_eq!(ours["roberta.encoder.layer.1.attention.self.query.weight"], [32, 32]);
+    assert_eq!(
+        ours["roberta.encoder.layer.0.intermediate.dense.weight"],
+        [37, 32]
+    );
+    assert_eq!(
+        ours["roberta.encoder.layer.1.attention.self.query.weight"],
+        [32, 32]
+    );
     assert_eq!(ours["classifier.out_proj.weight"], [3, 32]);
 }
 
 #[test]
 fn named_tensors_equal_the_checkpoint_data() {
     let (model, _) = roberta_seqcls::<B>();
-    let stored = weights::read_checkpoint(fixtures().join("roberta_seqcls")).unwrap().tensors;
+    let stored = weights::read_checkpoint(fixtures().join("roberta_seqcls"))
+        .unwrap()
+        .tensors;
     for (name, t) in params::named_tensors(&model).unwrap() {
         assert_eq!(&t, &stored[&name], "{name}");
     }
@@ -51,8 +64,15 @@ fn set_tensors_round_trips_and_rejects_bad_input() {
     let fresh = BertWithHead::<B>::new(&config, Task::SequenceClassification, &device);
     let restored = params::set_tensors(fresh, &tensors, Coverage::All, &device).unwrap();
     let e = expected("roberta");
-    let logits = restored.sequence_logits(&input(&e["inputs"], &device)).unwrap();
-    assert_close("logits after set_tensors", logits, &e["seqcls"]["logits"], 1e-4);
+    let logits = restored
+        .sequence_logits(&input(&e["inputs"], &device))
+        .unwrap();
+    assert_close(
+        "logits after set_tensors",
+        logits,
+        &e["seqcls"]["logits"],
+        1e-4,
+    );
 
     let mut incomplete = tensors.clone();
     incomplete.remove("classifier.dense.bias");
@@ -61,7 +81,10 @@ fn set_tensors_round_trips_and_rejects_bad_input() {
     assert!(err.to_string().contains("classifier.dense.bias"), "{err}");
 
     let mut wrong = tensors;
-    wrong.insert("classifier.dense.bias".into(), bomf_models::HfTensor::new(vec![2], vec![0.0, 0.0]).unwrap());
+    wrong.insert(
+        "classifier.dense.bias".into(),
+        bomf_models::HfTensor::new(vec![2], vec![0.0, 0.0]).unwrap(),
+    );
     let fresh = BertWithHead::<B>::new(&config, Task::SequenceClassification, &device);
     let err = params::set_tensors(fresh, &wrong, Coverage::All, &device).unwrap_err();
     assert!(err.to_string().contains("classifier.dense.bias"), "{err}");
@@ -84,11 +107,20 @@ fn weighted_sum_mixes_every_tensor() {
     let tb = params::named_tensors(&b).unwrap();
     let tm = params::named_tensors(&mixed).unwrap();
     for ((name, x), ((_, y), (_, m))) in ta.iter().zip(tb.iter().zip(&tm)) {
-        let want: Vec<f32> = x.data.iter().zip(&y.data).map(|(p, q)| (w_a as f32) * p + (w_b as f32) * q).collect();
+        let want: Vec<f32> = x
+            .data
+            .iter()
+            .zip(&y.data)
+            .map(|(p, q)| (w_a as f32) * p + (w_b as f32) * q)
+            .collect();
         assert!(max_abs_diff(&m.data, &want) < 1e-6, "{name}");
     }
     // Mismatched architectures are refused.
-    let other = BertWithHead::<B>::new(&config.clone().with_num_labels(2), Task::SequenceClassification, &device);
+    let other = BertWithHead::<B>::new(
+        &config.clone().with_num_labels(2),
+        Task::SequenceClassification,
+        &device,
+    );
     assert!(params::weighted_sum(&[a, other], &[0.5, 0.5]).is_err());
 }
 
@@ -97,17 +129,27 @@ fn frozen_parameters_do_not_move_in_an_optimiser_step() {
     let device = Default::default();
     let (model, _) = roberta_seqcls::<AB>();
     // Stage-1 proxy: freeze embeddings and the lowest layer.
-    let frozen = |name: &str| name.starts_with("roberta.embeddings.") || name.starts_with("roberta.encoder.layer.0.");
+    let frozen = |name: &str| {
+        name.starts_with("roberta.embeddings.") || name.starts_with("roberta.encoder.layer.0.")
+    };
     let model = params::set_trainable(model, |n| !frozen(n));
     let before = params::named_tensors(&model).unwrap();
     let e = expected("roberta");
-    let logits = model.sequence_logits(&input(&e["inputs"], &device)).unwrap();
+    let logits = model
+        .sequence_logits(&input(&e["inputs"], &device))
+        .unwrap();
     let loss = model.classification_loss(logits, int_tensor(&e["seqcls"]["labels"], &device));
     let grads = loss.backward();
-    let with_grad: Vec<String> = params::named_gradients(&model, &grads).unwrap().into_iter().map(|(n, _)| n).collect();
+    let with_grad: Vec<String> = params::named_gradients(&model, &grads)
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
     assert!(with_grad.iter().all(|n| !frozen(n)));
     let grads = GradientsParams::from_grads(grads, &model);
-    let mut optim = AdamWConfig::new().with_weight_decay(0.01).init::<AB, BertWithHead<AB>>();
+    let mut optim = AdamWConfig::new()
+        .with_weight_decay(0.01)
+        .init::<AB, BertWithHead<AB>>();
     let model = optim.step(1e-2, model, grads);
     let after = params::named_tensors(&model).unwrap();
     let (mut n_frozen, mut n_moved) = (0, 0);
@@ -120,7 +162,11 @@ fn frozen_parameters_do_not_move_in_an_optimiser_step() {
         }
     }
     assert!(n_frozen > 0);
-    assert_eq!(n_moved + n_frozen, before.len(), "every trainable tensor should move");
+    assert_eq!(
+        n_moved + n_frozen,
+        before.len(),
+        "every trainable tensor should move"
+    );
 }
 
 #[test]
@@ -135,16 +181,34 @@ fn exported_folder_reloads_identically() {
     assert!(dir.path().join("tokenizer.json").is_file());
 
     let written = read_json(&dir.path().join("config.json"));
-    assert_eq!(written["architectures"][0], "RobertaForSequenceClassification");
+    assert_eq!(
+        written["architectures"][0],
+        "RobertaForSequenceClassification"
+    );
     assert_eq!(written["id2label"]["2"], "positive");
     assert_eq!(written["label2id"]["neutral"], 1);
     // Fields we do not interpret are preserved.
     assert_eq!(written["bos_token_id"], 0);
 
-    let (reloaded, reconfig, report) = load_bert::<B>(dir.path(), Task::SequenceClassification, &device).unwrap();
+    let (reloaded, reconfig, report) =
+        load_bert::<B>(dir.path(), Task::SequenceClassification, &device).unwrap();
     assert!(report.freshly_initialised.is_empty() && report.ignored.is_empty());
     assert_eq!(reconfig.id2label[&0], "negative");
     let e = expected("roberta");
-    let logits = reloaded.sequence_logits(&input(&e["inputs"], &device)).unwrap();
+    let logits = reloaded
+        .sequence_logits(&input(&e["inputs"], &device))
+        .unwrap();
     assert_close("reloaded logits", logits, &e["seqcls"]["logits"], 1e-4);
+}
+
+#[test]
+fn clones_of_a_fresh_model_are_identical() {
+    let device = Default::default();
+    let (_, config) = roberta_seqcls::<B>();
+    let model = BertWithHead::<B>::new(&config, Task::MultipleChoice, &device);
+    let copy = model.clone();
+    assert_eq!(
+        params::named_tensors(&copy).unwrap(),
+        params::named_tensors(&model).unwrap()
+    );
 }

@@ -24,6 +24,7 @@ use super::hvi::{LogHviParams, hvi, hvi_with_grad, log_hvi, log_hvi_with_grad};
 use crate::error::{BoError, Result};
 use crate::gp::GaussianProcess;
 use crate::gp::linalg::{cholesky_jittered, cholesky_tangent};
+use crate::optim::{AcquisitionFactory, WithPending};
 use crate::partitioning::{Cells, nondominated_cells};
 use crate::safe_math::logmeanexp_grad;
 use crate::sampling::NormalBaseSamples;
@@ -296,7 +297,11 @@ impl<'a> QExpectedHypervolumeImprovement<'a> {
         let qm = q * m;
         let mut ys = vec![0.0; qm];
         let mut per_sample = vec![0.0; ns];
-        let mut dys = if with_grad { vec![0.0; ns * qm] } else { vec![] };
+        let mut dys = if with_grad {
+            vec![0.0; ns * qm]
+        } else {
+            vec![]
+        };
         for k in 0..ns {
             let row = self.base.row(k);
             for (j, ob) in objs.iter().enumerate() {
@@ -360,5 +365,55 @@ impl Acquisition for QExpectedHypervolumeImprovement<'_> {
                 f64::NAN
             }
         }
+    }
+}
+
+/// An [`AcquisitionFactory`] for qEHVI / qLogEHVI: owns the fitted GPs and the observed front's
+/// cells; each build scores `[x; pending]` jointly ([`WithPending`], BoTorch's
+/// `concatenate_pending_points`) with `mc_samples` base samples of dimension
+/// `m · (1 + n_pending)`, seeded by `seed`.
+#[derive(Debug, Clone)]
+pub struct QEhviFactory {
+    gps: Vec<GaussianProcess>,
+    cells: Cells,
+    mc_samples: usize,
+    seed: u64,
+    estimator: HviEstimator,
+}
+
+impl QEhviFactory {
+    /// `observed_y` is `n × m` (row-major); `estimator` picks qEHVI or qLogEHVI.
+    pub fn new(
+        gps: Vec<GaussianProcess>,
+        observed_y: &[f64],
+        ref_point: &[f64],
+        mc_samples: usize,
+        seed: u64,
+        estimator: HviEstimator,
+    ) -> Result<Self> {
+        check_models(&gps, "qEHVI")?;
+        let cells = nondominated_cells(observed_y, gps.len(), ref_point)?;
+        Ok(Self {
+            gps,
+            cells,
+            mc_samples,
+            seed,
+            estimator,
+        })
+    }
+}
+
+impl AcquisitionFactory for QEhviFactory {
+    fn build(&self, pending: &[f64]) -> Result<Box<dyn Acquisition + '_>> {
+        let d = self.gps[0].d;
+        let q = 1 + pending.len() / d;
+        let base = NormalBaseSamples::new(self.mc_samples, self.gps.len() * q, self.seed)?;
+        let acq = QExpectedHypervolumeImprovement::from_cells(
+            &self.gps,
+            self.cells.clone(),
+            base,
+            self.estimator,
+        )?;
+        Ok(Box::new(WithPending::new(Box::new(acq), pending)?))
     }
 }

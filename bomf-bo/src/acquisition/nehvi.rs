@@ -35,6 +35,7 @@ use crate::error::{BoError, Result};
 use crate::gp::linalg::cholesky_jittered;
 use crate::gp::posterior::LowRankBlockGrad;
 use crate::gp::{CachedBaseline, GaussianProcess, LowRankBlock};
+use crate::optim::{AcquisitionFactory, derive_seed};
 use crate::partitioning::{Cells, is_non_dominated, nondominated_cells_into};
 use crate::sampling::NormalBaseSamples;
 
@@ -165,6 +166,37 @@ pub fn prune_inferior_points(
     Ok(keep)
 }
 
+/// The baseline as [`QNoisyExpectedHypervolumeImprovement::new`] uses it: pruned with
+/// [`prune_inferior_points`] (seed derived from `options.seed`) when `options.prune_baseline`.
+/// Deviation from BoTorch: when no point can be Pareto-optimal above the reference point, all
+/// are kept instead of failing on an empty baseline.
+pub fn pruned_baseline(
+    gps: &[GaussianProcess],
+    x_baseline: &[f64],
+    ref_point: &[f64],
+    options: &NehviOptions,
+) -> Result<Vec<f64>> {
+    if !options.prune_baseline {
+        return Ok(x_baseline.to_vec());
+    }
+    let d = check_models(gps, "qNEHVI")?;
+    let keep = prune_inferior_points(
+        gps,
+        x_baseline,
+        ref_point,
+        options.prune_samples,
+        options.max_frac,
+        derive_seed(options.seed, 1),
+    )?;
+    if keep.is_empty() {
+        return Ok(x_baseline.to_vec());
+    }
+    Ok(keep
+        .iter()
+        .flat_map(|&i| x_baseline[i * d..(i + 1) * d].iter().copied())
+        .collect())
+}
+
 /// qNEHVI / qLogNEHVI over independent GPs (one per objective, all maximised).
 #[derive(Debug, Clone)]
 pub struct QNoisyExpectedHypervolumeImprovement<'a> {
@@ -201,27 +233,7 @@ impl<'a> QNoisyExpectedHypervolumeImprovement<'a> {
                 });
             }
         }
-        let mut baseline = if options.prune_baseline {
-            let keep = prune_inferior_points(
-                gps,
-                x_baseline,
-                ref_point,
-                options.prune_samples,
-                options.max_frac,
-                options.seed ^ 0x9e37_79b9_7f4a_7c15,
-            )?;
-            // Deviation from BoTorch: when no point can be Pareto-optimal above the reference
-            // point, keep them all instead of failing on an empty baseline.
-            if keep.is_empty() {
-                x_baseline.to_vec()
-            } else {
-                keep.iter()
-                    .flat_map(|&i| x_baseline[i * d..(i + 1) * d].iter().copied())
-                    .collect()
-            }
-        } else {
-            x_baseline.to_vec()
-        };
+        let mut baseline = pruned_baseline(gps, x_baseline, ref_point, options)?;
         baseline.extend_from_slice(pending);
         let nb = baseline.len() / d;
         let q_max = options.q_max.max(1);
@@ -340,7 +352,11 @@ impl<'a> QNoisyExpectedHypervolumeImprovement<'a> {
         let mut ys = vec![0.0; qm];
         let mut col = vec![0.0; q];
         let mut per_sample = vec![0.0; ns];
-        let mut dys = if with_grad { vec![0.0; ns * qm] } else { vec![] };
+        let mut dys = if with_grad {
+            vec![0.0; ns * qm]
+        } else {
+            vec![]
+        };
         for k in 0..ns {
             let row = self.base.row(k);
             for (j, b) in blocks.iter().enumerate() {
@@ -433,5 +449,55 @@ impl Acquisition for QNoisyExpectedHypervolumeImprovement<'_> {
                 f64::NAN
             }
         }
+    }
+}
+
+/// An [`AcquisitionFactory`] for the ask/tell loop and sequential greedy batches: owns the
+/// fitted GPs, prunes the baseline **once**, and builds a qNEHVI / qLogNEHVI per set of pending
+/// points (appended to the baseline, boxes recomputed).
+#[derive(Debug, Clone)]
+pub struct QNehviFactory {
+    gps: Vec<GaussianProcess>,
+    baseline: Vec<f64>,
+    ref_point: Vec<f64>,
+    options: NehviOptions,
+}
+
+impl QNehviFactory {
+    /// `x_baseline` is `n × d` in the GPs' input units; `options` as for
+    /// [`QNoisyExpectedHypervolumeImprovement::new`].
+    pub fn new(
+        gps: Vec<GaussianProcess>,
+        x_baseline: &[f64],
+        ref_point: &[f64],
+        options: NehviOptions,
+    ) -> Result<Self> {
+        let baseline = pruned_baseline(&gps, x_baseline, ref_point, &options)?;
+        Ok(Self {
+            gps,
+            baseline,
+            ref_point: ref_point.to_vec(),
+            options: NehviOptions {
+                prune_baseline: false,
+                ..options
+            },
+        })
+    }
+
+    /// The baseline after pruning (without pending points).
+    pub fn baseline(&self) -> &[f64] {
+        &self.baseline
+    }
+}
+
+impl AcquisitionFactory for QNehviFactory {
+    fn build(&self, pending: &[f64]) -> Result<Box<dyn Acquisition + '_>> {
+        Ok(Box::new(QNoisyExpectedHypervolumeImprovement::new(
+            &self.gps,
+            &self.baseline,
+            &self.ref_point,
+            pending,
+            &self.options,
+        )?))
     }
 }
