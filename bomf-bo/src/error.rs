@@ -9,7 +9,11 @@ pub type Result<T> = std::result::Result<T, BoError>;
 pub enum BoError {
     /// Inputs disagree on a dimension (points vs space, objectives vs reference point, ...).
     #[error("dimension mismatch in {what}: expected {expected}, got {got}")]
-    DimensionMismatch { what: String, expected: usize, got: usize },
+    DimensionMismatch {
+        what: String,
+        expected: usize,
+        got: usize,
+    },
 
     /// A value a computation cannot use (NaN where a number is needed, empty data, bad bounds).
     #[error("invalid input: {0}")]

@@ -44,10 +44,10 @@ use crate::acquisition::logei::QLogExpectedImprovement;
 use crate::acquisition::nehvi::{NehviOptions, QNehviFactory};
 use crate::error::{BoError, Result};
 use crate::gp::{FitOptions, GaussianProcess};
-use crate::partitioning::{infer_reference_point, pareto_front};
 use crate::optim::{
     AcqfOptions, AcquisitionFactory, Bounds, WithPending, derive_seed, optimize_acqf,
 };
+use crate::partitioning::{infer_reference_point, pareto_front};
 use crate::sampling::{NormalBaseSamples, sobol_design};
 use crate::space::{Goal, Objective, Space, SpaceConfig};
 
@@ -289,14 +289,19 @@ pub fn fit_surrogate_and_build_acquisition<'a>(
                 seed,
                 ..base
             };
-            Ok(Box::new(QNehviFactory::new(gps, &data.x, &ref_point, options)?))
+            Ok(Box::new(QNehviFactory::new(
+                gps, &data.x, &ref_point, options,
+            )?))
         }
     }
 }
 
 /// One GP per objective on the shared inputs, each with its own hyperparameters (BoTorch's
 /// `ModelListGP` of `SingleTaskGP`s, as BOMF uses for fusion).
-fn fit_per_objective(data: &TrainingData, request: &AcquisitionRequest) -> Result<Vec<GaussianProcess>> {
+fn fit_per_objective(
+    data: &TrainingData,
+    request: &AcquisitionRequest,
+) -> Result<Vec<GaussianProcess>> {
     (0..data.m)
         .map(|j| {
             let y: Vec<f64> = (0..data.n).map(|i| data.y[i * data.m + j]).collect();

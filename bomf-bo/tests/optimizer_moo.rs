@@ -27,8 +27,8 @@ fn hv_min(ys: &[[f64; 2]]) -> f64 {
 }
 
 fn run(kind: Option<AcquisitionKind>, n_initial: usize, budget: usize, seed: u64) -> f64 {
-    let space = Space::new_box(vec![Param::new("x0", 0.0, 1.0), Param::new("x1", 0.0, 1.0)])
-        .unwrap();
+    let space =
+        Space::new_box(vec![Param::new("x0", 0.0, 1.0), Param::new("x1", 0.0, 1.0)]).unwrap();
     let settings = OptimizerSettings {
         acquisition: kind,
         n_initial: Some(n_initial),
