@@ -5,6 +5,9 @@
 //! Map of the crate:
 //! - [`bert`]: BERT/RoBERTa config, encoder and task heads (classification/regression, multiple
 //!   choice, span QA), mirroring `transformers` module by module.
+//! - [`llama`]: LLaMA-style decoder (RoPE, GQA, SwiGLU, RMSNorm) with causal-LM loss and
+//!   KV-cached greedy generation.
+//! - [`gguf`]: llama.cpp GGUF files: parsing, dequantisation, HF names, embedded tokenizer.
 //! - [`loss`]: the losses those heads use, with PyTorch's reductions.
 //! - [`weights`]: strict loading of safetensors (single or sharded) and PyTorch `.bin` checkpoints.
 //! - [`export`]: writing a model back as an HF folder `transformers` can load.
@@ -17,12 +20,15 @@
 pub mod bert;
 pub mod error;
 pub mod export;
+pub mod gguf;
+pub mod llama;
 pub mod loss;
 pub mod params;
 pub mod weights;
 
 pub use bert::{BertConfig, BertModel, BertWithHead, EncoderFlavor, EncoderInput, Task};
 pub use error::{ModelError, Result};
+pub use llama::{CausalLmInput, LlamaConfig, LlamaForCausalLM};
 pub use params::{HfNamed, HfTensor};
 
 /// The CPU backend used by tests, benchmarks and CPU runs.

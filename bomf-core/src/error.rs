@@ -1,0 +1,44 @@
+//! One error type for the crate. Variants name what failed (a config field, a tensor, a
+//! checkpoint index) so a caller can fix its input without reading our code.
+
+use thiserror::Error;
+
+/// Result alias used across `bomf-core`.
+pub type Result<T> = std::result::Result<T, CoreError>;
+
+#[derive(Debug, Error)]
+pub enum CoreError {
+    #[error(transparent)]
+    Model(#[from] bomf_models::ModelError),
+
+    #[error(transparent)]
+    Data(#[from] bomf_data::DataError),
+
+    #[error("metric: {0}")]
+    Metric(#[from] bomf_data::metrics::MetricError),
+
+    /// A configuration value is out of range or inconsistent; `field` names it.
+    #[error("config field `{field}`: {message}")]
+    InvalidConfig { field: String, message: String },
+
+    /// A batch or dataset the model cannot consume (wrong target kind, empty split, ...).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+
+    /// Checkpoint `index` does not have the architecture of checkpoint 0.
+    #[error("checkpoint {index}: {message}")]
+    CheckpointMismatch { index: usize, message: String },
+
+    /// A tensor could not be read back from the device.
+    #[error("tensor data: {0}")]
+    TensorData(String),
+}
+
+impl CoreError {
+    pub(crate) fn config(field: &str, message: impl Into<String>) -> Self {
+        Self::InvalidConfig {
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! The fine-tuning loop: AdamW with no-decay groups ([`crate::optim`]), a warmup schedule
+//! ([`crate::schedule`]), gradient accumulation, clipping by global norm, evaluation every N
+//! steps with a callback (which may stop the run: early stopping, trajectory collection), layer
+//! freezing for the stage-1 proxy, and divergence reported as a typed outcome.
+//!
+//! Determinism: the backend RNG (dropout) is seeded from [`TrainConfig::seed`] and the batch
+//! order comes from the [`Batcher`]'s own seed, so the same inputs give the same run on the CPU.
+
+use bomf_data::batch::{Batch, Batcher};
+use bomf_models::HfNamed;
+use bomf_models::params::set_trainable;
+use burn::module::AutodiffModule;
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CoreError, Result};
+use crate::eval::{EvalSet, Evaluation, evaluate};
+use crate::model::{TaskModel, scalar};
+use crate::optim::{AdamW, AdamWConfig, clip_coefficient, global_grad_norm};
+use crate::schedule::{Schedule, ScheduleKind, Warmup};
+
+/// How long to train.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Budget {
+    Epochs(usize),
+    /// Optimiser steps (the batch order keeps cycling through epochs).
+    Steps(usize),
+}
+
+/// Everything that defines a fine-tuning run besides the model and the data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub learning_rate: f64,
+    pub adamw: AdamWConfig,
+    pub schedule: ScheduleKind,
+    pub warmup: Warmup,
+    pub budget: Budget,
+    /// Micro-batches per optimiser step (the batcher's batch size is the micro-batch).
+    pub grad_accumulation: usize,
+    /// Clip the global gradient norm to this value (`None`: no clipping).
+    pub max_grad_norm: Option<f64>,
+    /// Seeds the backend RNG (dropout). The batch order is seeded by the [`Batcher`].
+    pub seed: u64,
+    /// Evaluate every this many optimiser steps (and always after the last one).
+    pub eval_every: Option<usize>,
+    /// Freeze the embeddings and the lower N encoder layers (the stage-1 proxy; 0 = none).
+    pub freeze_lower_layers: usize,
+}
+
+impl Default for TrainConfig {
+    /// The paper's GLUE setting: constant schedule with 20% warmup, reference AdamW, one epoch.
+    fn default() -> Self {
+        Self {
+            learning_rate: 2e-5,
+            adamw: AdamWConfig::default(),
+            schedule: ScheduleKind::Constant,
+            warmup: Warmup::Ratio(0.2),
+            budget: Budget::Epochs(1),
+            grad_accumulation: 1,
+            max_grad_norm: Some(1.0),
+            seed: 0,
+            eval_every: None,
+            freeze_lower_layers: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn validate(&self) -> Result<()> {
+        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
+            return Err(CoreError::config(
+                "learning_rate",
+                "must be positive and finite",
+            ));
+        }
+        self.adamw.validate()?;
+        if self.grad_accumulation == 0 {
+            return Err(CoreError::config("grad_accumulation", "must be at least 1"));
+        }
+        if let Some(m) = self.max_grad_norm
+            && !(m > 0.0 && m.is_finite())
+        {
+            return Err(CoreError::config(
+                "max_grad_norm",
+                "must be positive and finite",
+            ));
+        }
+        if self.eval_every == Some(0) {
+            return Err(CoreError::config("eval_every", "must be at least 1"));
+        }
+        match self.budget {
+            Budget::Epochs(0) | Budget::Steps(0) => {
+                Err(CoreError::config("budget", "must be at least 1"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What the evaluation callback decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    Stop,
+}
+
+/// Passed to the evaluation callback.
+#[derive(Debug)]
+pub struct EvalEvent<'a, M> {
+    /// Optimiser steps done so far.
+    pub step: usize,
+    pub total_steps: usize,
+    pub evaluation: &'a Evaluation,
+    /// The model after `step` updates (inference copy: clone it to keep a checkpoint).
+    pub model: &'a M,
+}
+
+/// One optimiser step of the log.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub step: usize,
+    pub learning_rate: f64,
+    /// Mean training loss of the step's micro-batches.
+    pub loss: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum TrainOutcome {
+    /// The whole budget was used.
+    Completed,
+    /// The evaluation callback asked to stop.
+    Stopped { step: usize },
+    /// A loss or gradient norm was NaN/∞ at optimiser step `step`; the returned model is the one
+    /// from before that step (still finite).
+    Diverged { step: usize, value: f64 },
+}
+
+/// The result of [`train`].
+#[derive(Debug)]
+pub struct TrainRun<M> {
+    pub model: M,
+    pub outcome: TrainOutcome,
+    pub steps_done: usize,
+    pub total_steps: usize,
+    pub history: Vec<StepRecord>,
+    /// `(step, evaluation)` for every evaluation done.
+    pub evaluations: Vec<(usize, Evaluation)>,
+}
+
+impl<M> TrainRun<M> {
+    /// The best evaluation by `key` (higher is better), e.g. the task's primary metric.
+    pub fn best_by(&self, key: impl Fn(&Evaluation) -> Option<f64>) -> Option<(usize, f64)> {
+        self.evaluations
+            .iter()
+            .filter_map(|(s, e)| key(e).filter(|v| v.is_finite()).map(|v| (*s, v)))
+            .fold(None, |best, (s, v)| match best {
+                Some((_, b)) if b >= v => best,
+                _ => Some((s, v)),
+            })
+    }
+}
+
+/// Whether `hf_name` belongs to the embeddings or to encoder layer `< n` (the frozen part of a
+/// proxy with `n` frozen layers; the reference freezes the embeddings with the lower layers).
+pub fn is_in_lower_layers(hf_name: &str, n: usize) -> bool {
+    if n == 0 {
+        return false;
+    }
+    let parts: Vec<&str> = hf_name.split('.').collect();
+    if parts.contains(&"embeddings") {
+        return true;
+    }
+    parts
+        .windows(3)
+        .find(|w| w[0] == "encoder" && (w[1] == "layer" || w[1] == "block"))
+        .and_then(|w| w[2].parse::<usize>().ok())
+        .is_some_and(|i| i < n)
+}
+
+/// The optimiser steps of the run: each a list of micro-batches `(epoch, index in epoch)`.
+fn plan_steps(batches_per_epoch: usize, config: &TrainConfig) -> Vec<Vec<(u64, usize)>> {
+    let accum = config.grad_accumulation;
+    let micro: Box<dyn Iterator<Item = (u64, usize)>> = match config.budget {
+        Budget::Epochs(e) => Box::new(
+            (0..e as u64).flat_map(move |ep| (0..batches_per_epoch).map(move |b| (ep, b))),
+        ),
+        Budget::Steps(s) => Box::new(
+            (0u64..)
+                .flat_map(move |ep| (0..batches_per_epoch).map(move |b| (ep, b)))
+                .take(s * accum),
+        ),
+    };
+    let all: Vec<(u64, usize)> = micro.collect();
+    all.chunks(accum).map(<[_]>::to_vec).collect()
+}
+
+/// Fine-tunes `model` on the batches of `train_batches` under `config`, evaluating on `eval_set`
+/// every `config.eval_every` steps and at the end, and calling `on_eval` after each evaluation.
+pub fn train<B, M>(
+    model: M,
+    train_batches: &Batcher,
+    eval_set: Option<&EvalSet>,
+    config: &TrainConfig,
+    device: &B::Device,
+    mut on_eval: impl FnMut(&EvalEvent<'_, M::InnerModule>) -> Control,
+) -> Result<TrainRun<M>>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B> + TaskModel<B> + HfNamed<B>,
+    M::InnerModule: TaskModel<B::InnerBackend>,
+{
+    config.validate()?;
+    if train_batches.is_empty() {
+        return Err(CoreError::InvalidInput("the training set is empty".into()));
+    }
+    B::seed(device, config.seed);
+    let mut model = if config.freeze_lower_layers > 0 {
+        let n = config.freeze_lower_layers;
+        set_trainable(model, move |name| !is_in_lower_layers(name, n))
+    } else {
+        model
+    };
+
+    let batches_per_epoch = train_batches.plan(0).len();
+    let steps = plan_steps(batches_per_epoch, config);
+    let total_steps = steps.len();
+    let schedule = Schedule::new(config.schedule, config.warmup, total_steps)?;
+    let mut optimizer = AdamW::<B>::new(config.adamw)?;
+    let mut history = Vec::with_capacity(total_steps);
+    let mut evaluations = Vec::new();
+    let mut epoch_cache: Option<(u64, Vec<Batch>)> = None;
+    let mut outcome = TrainOutcome::Completed;
+    let mut steps_done = 0;
+
+    for (step, micro_batches) in steps.iter().enumerate() {
+        let mut accumulator = GradientsAccumulator::<M>::new();
+        let weight = 1.0 / micro_batches.len() as f64;
+        let mut step_loss = 0.0;
+        let mut diverged = None;
+        for &(epoch, index) in micro_batches {
+            if epoch_cache.as_ref().is_none_or(|(e, _)| *e != epoch) {
+                epoch_cache = Some((epoch, train_batches.epoch(epoch)));
+            }
+            let batch = epoch_cache
+                .as_ref()
+                .and_then(|(_, b)| b.get(index))
+                .ok_or_else(|| CoreError::InvalidInput("batch plan out of range".into()))?;
+            let out = model.forward_batch(batch, device)?;
+            let loss = out.loss.mul_scalar(weight);
+            let value = scalar(loss.clone())? / weight;
+            if !value.is_finite() {
+                diverged = Some(value);
+                break;
+            }
+            step_loss += value * weight;
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            accumulator.accumulate(&model, grads);
+        }
+        if let Some(value) = diverged {
+            outcome = TrainOutcome::Diverged { step, value };
+            break;
+        }
+        let mut grads = accumulator.grads();
+        let grad_norm = global_grad_norm::<B, M>(&model, &grads)?;
+        if !grad_norm.is_finite() {
+            outcome = TrainOutcome::Diverged {
+                step,
+                value: grad_norm,
+            };
+            break;
+        }
+        let lr = config.learning_rate * schedule.factor(step);
+        let scale = clip_coefficient(grad_norm, config.max_grad_norm);
+        model = optimizer.step(model, &mut grads, lr, scale);
+        steps_done = step + 1;
+        history.push(StepRecord {
+            step: steps_done,
+            learning_rate: lr,
+            loss: step_loss,
+            grad_norm,
+        });
+        tracing::debug!(step = steps_done, lr, loss = step_loss, grad_norm, "train step");
+
+        let due = config.eval_every.is_some_and(|n| steps_done % n == 0) || steps_done == total_steps;
+        if let (Some(set), true) = (eval_set, due) {
+            let inference = model.valid();
+            let evaluation = evaluate::<B::InnerBackend, _>(&inference, set, device)?;
+            tracing::info!(step = steps_done, loss = evaluation.loss, metrics = ?evaluation.metrics, "evaluation");
+            let control = on_eval(&EvalEvent {
+                step: steps_done,
+                total_steps,
+                evaluation: &evaluation,
+                model: &inference,
+            });
+            evaluations.push((steps_done, evaluation));
+            if control == Control::Stop {
+                if steps_done < total_steps {
+                    outcome = TrainOutcome::Stopped { step: steps_done };
+                }
+                break;
+            }
+        }
+    }
+    Ok(TrainRun {
+        model,
+        outcome,
+        steps_done,
+        total_steps,
+        history,
+        evaluations,
+    })
+}
+
+/// Evaluates any model (autodiff or not) through its inference copy: a convenience for callers.
+pub fn evaluate_inference<B, M>(model: &M, set: &EvalSet, device: &B::Device) -> Result<Evaluation>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    M::InnerModule: TaskModel<B::InnerBackend>,
+{
+    evaluate::<B::InnerBackend, _>(&model.valid(), set, device)
+}
+

@@ -1,0 +1,63 @@
+//! A tiny random BERT and a synthetic, learnable 3-class task for fast tests.
+#![allow(dead_code)]
+
+use bomf_core::eval::EvalSet;
+use bomf_data::batch::{BatchConfig, Batcher, Item, ItemTarget};
+use bomf_data::metrics::Metric;
+use bomf_data::task::{Task as DataTask, TaskKind};
+use bomf_models::bert::BertConfig;
+use bomf_models::{BertWithHead, Task};
+use burn::tensor::backend::Backend;
+
+pub fn tiny_config(dropout: bool) -> BertConfig {
+    let c = BertConfig::from_json(serde_json::json!({
+        "model_type": "bert", "vocab_size": 24, "hidden_size": 16, "num_hidden_layers": 2,
+        "num_attention_heads": 2, "intermediate_size": 32, "max_position_embeddings": 32,
+        "type_vocab_size": 2, "pad_token_id": 0, "num_labels": 3
+    }))
+    .unwrap();
+    if dropout { c } else { c.without_dropout() }
+}
+
+pub fn tiny_model<B: Backend>(dropout: bool, seed: u64) -> BertWithHead<B> {
+    let device = Default::default();
+    B::seed(&device, seed);
+    BertWithHead::new(&tiny_config(dropout), Task::SequenceClassification, &device)
+}
+
+pub fn data_task() -> DataTask {
+    DataTask {
+        name: "synthetic".into(),
+        kind: TaskKind::Classification {
+            labels: vec!["a".into(), "b".into(), "c".into()],
+        },
+        input_fields: vec!["text".into()],
+        metrics: vec![Metric::Accuracy, Metric::F1Macro],
+    }
+}
+
+/// `n` sequences whose label is the second token modulo 3 (learnable from `[CLS]` attention).
+pub fn items(n: usize, offset: usize) -> Vec<Item> {
+    (0..n)
+        .map(|i| {
+            let i = i + offset;
+            let len = 3 + i % 5;
+            let key = 1 + (i * 7) % 22;
+            let mut ids = vec![1u32, key as u32];
+            ids.extend((0..len).map(|j| (1 + (i + j * 3) % 22) as u32));
+            Item {
+                ids,
+                type_ids: vec![],
+                target: ItemTarget::Class(key % 3),
+            }
+        })
+        .collect()
+}
+
+pub fn batcher(n: usize, batch_size: usize, seed: u64) -> Batcher {
+    Batcher::new(items(n, 0), 0, BatchConfig::train(batch_size, seed)).unwrap()
+}
+
+pub fn eval_set(n: usize) -> EvalSet {
+    EvalSet::new(data_task(), items(n, 1000), 0, 16).unwrap()
+}

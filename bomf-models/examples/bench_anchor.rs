@@ -1,0 +1,199 @@
+//! The Rust half of the PyTorch-anchored benchmark (the PyTorch half is `benches/anchor.py`).
+//!
+//! Measures, on the CPU backend, the same two things on the same inputs as the Python script:
+//! - `minilm_forward_b32_l64`: forward of MiniLM with a fresh 2-label classification head,
+//! - `minilm_train_step_b32_l64`: forward + cross-entropy + backward + AdamW step (dropout on).
+//!
+//! The batch is 32 rows padded to the longest row (64 tokens), rows shortened by `(row * 7) % 24`
+//! tokens. Each measurement prints one JSON line `{"name": ..., "seconds": median}` on stdout
+//! (every sample goes to stderr); `cargo xtask bench` pairs these lines with the Python ones.
+//!
+//! Threads: burn's CPU backend runs on rayon's global pool, so `RAYON_NUM_THREADS` sets the thread
+//! count (default: one per core). Run it optimised:
+//! `RAYON_NUM_THREADS=2 cargo run --release -p bomf-models --example bench_anchor`.
+//! The assets folder (holding `minilm/`) comes from `BOMF_ASSETS`, else `<workspace>/.bomf/assets`.
+//! `BENCH_REPEATS` (default 7) and `BENCH_WARMUP` (default 2) set the sample counts.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use bomf_models::bert::Task;
+use bomf_models::{BertConfig, BertWithHead, CpuAutodiffBackend, CpuBackend, EncoderInput, weights};
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+
+const BATCH: usize = 32;
+const SEQ_LEN: usize = 64;
+
+fn assets_dir() -> PathBuf {
+    std::env::var_os("BOMF_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.bomf/assets"))
+}
+
+fn env_count(name: &str, default: usize) -> Result<usize, String> {
+    match std::env::var(name) {
+        Err(_) => Ok(default),
+        Ok(v) => v
+            .parse()
+            .map_err(|_| format!("{name}={v} is not a non-negative integer")),
+    }
+}
+
+/// MiniLM with a fresh 2-label sequence-classification head, as `anchor.py` builds it.
+fn load_model<Bk: Backend>(
+    dir: &std::path::Path,
+    device: &Bk::Device,
+) -> Result<BertWithHead<Bk>, String> {
+    let config = BertConfig::from_file(dir.join("config.json"))
+        .map_err(|e| e.to_string())?
+        .with_num_labels(2);
+    let (model, _) =
+        weights::load_bert_with_config(dir, &config, Task::SequenceClassification, device)
+            .map_err(|e| e.to_string())?;
+    Ok(model)
+}
+
+/// The deterministic batch `anchor.py` builds: right padding, longest row = `SEQ_LEN`.
+fn batch<Bk: Backend>(device: &Bk::Device) -> Result<EncoderInput<Bk>, String> {
+    let mut ids = Vec::with_capacity(BATCH * SEQ_LEN);
+    let mut mask = Vec::with_capacity(BATCH * SEQ_LEN);
+    for row in 0..BATCH {
+        let len = SEQ_LEN - (row * 7) % 24;
+        for pos in 0..SEQ_LEN {
+            let real = pos < len;
+            ids.push(if real {
+                1000 + ((row * 131 + pos * 17) % 20000) as i64
+            } else {
+                0
+            });
+            mask.push(real as i64);
+        }
+    }
+    EncoderInput::from_rows(&ids, &mask, None, BATCH, SEQ_LEN, device).map_err(|e| e.to_string())
+}
+
+/// CPU seconds (user + system, all threads) this process has used so far, from `/proc/self/stat`
+/// (Linux; `None` elsewhere). On a shared machine CPU time is a steadier yardstick than wall time.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // Linux reports these in USER_HZ ticks, 100 per second on every mainstream configuration.
+    Some((utime + stime) / 100.0)
+}
+
+/// Runs `step` `warmup` times untimed, then `repeats` times timed; returns the wall-clock samples
+/// in seconds and the CPU seconds each sample used (empty where the OS does not tell).
+fn timed(warmup: usize, repeats: usize, mut step: impl FnMut()) -> (Vec<f64>, Vec<f64>) {
+    for _ in 0..warmup {
+        step();
+    }
+    let mut wall = Vec::with_capacity(repeats);
+    let mut cpu = Vec::with_capacity(repeats);
+    for _ in 0..repeats {
+        let cpu_start = process_cpu_seconds();
+        let start = Instant::now();
+        step();
+        wall.push(start.elapsed().as_secs_f64());
+        if let (Some(a), Some(b)) = (cpu_start, process_cpu_seconds()) {
+            cpu.push(b - a);
+        }
+    }
+    (wall, cpu)
+}
+
+fn median(samples: &[f64]) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
+fn report(name: &str, (wall, cpu): &(Vec<f64>, Vec<f64>)) {
+    let list = |v: &[f64]| v.iter().map(|s| format!("{s:.3}")).collect::<Vec<_>>().join(", ");
+    eprintln!("{name}: wall {} | cpu {}", list(wall), list(cpu));
+    println!(
+        "{}",
+        serde_json::json!({ "name": name, "seconds": median(wall) })
+    );
+}
+
+fn run() -> Result<(), String> {
+    let dir = assets_dir().join("minilm");
+    if !dir.join("model.safetensors").is_file() {
+        return Err(format!(
+            "MiniLM not found in {} (set BOMF_ASSETS)",
+            dir.display()
+        ));
+    }
+    let warmup = env_count("BENCH_WARMUP", 2)?;
+    let repeats = env_count("BENCH_REPEATS", 7)?.max(1);
+    eprintln!(
+        "burn Flex backend, rayon threads {}, avx512 feature {}",
+        std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default (one per core)".into()),
+        cfg!(feature = "avx512")
+    );
+
+    let device = Default::default();
+    let model = load_model::<CpuBackend>(&dir, &device)?;
+    let input = batch::<CpuBackend>(&device)?;
+    let mut failure = None;
+    let samples = timed(warmup, repeats, || {
+        match model.sequence_logits(&input) {
+            // Reading the result back forces the whole computation.
+            Ok(logits) => drop(logits.into_data()),
+            Err(e) => failure = Some(e.to_string()),
+        }
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    report("minilm_forward_b32_l64", &samples);
+
+    let model = load_model::<CpuAutodiffBackend>(&dir, &device)?;
+    let input = batch::<CpuAutodiffBackend>(&device)?;
+    let labels: Tensor<CpuAutodiffBackend, 1, Int> = Tensor::from_data(
+        TensorData::new((0..BATCH as i64).map(|i| i % 2).collect(), [BATCH]),
+        &device,
+    );
+    let mut optim = AdamWConfig::new()
+        .with_epsilon(1e-8)
+        .with_weight_decay(0.01)
+        .init();
+    let mut current = Some(model);
+    let samples = timed(warmup, repeats, || {
+        let Some(model) = current.take() else { return };
+        match model.sequence_logits(&input) {
+            Ok(logits) => {
+                let loss = model.classification_loss(logits, labels.clone());
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                current = Some(optim.step(2e-5, model, grads));
+            }
+            Err(e) => failure = Some(e.to_string()),
+        }
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    report("minilm_train_step_b32_l64", &samples);
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench_anchor: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,811 @@
+//! LLaMA-style decoder (LLaMA 2/3, SmolLM2, ...) mirroring `transformers.LlamaForCausalLM`.
+//!
+//! The module tree follows HF's so that parameter names map one to one (`model.layers.N.self_attn.
+//! q_proj`, `mlp.gate_proj`, `input_layernorm`, `model.norm`, `lm_head`; the root field `base` is
+//! HF's `model` prefix, see [`crate::params`]).
+//!
+//! Numerics follow `transformers` (checked by `tests/llama_parity.rs` against fixtures from
+//! `tests/fixtures/gen_llama.py`):
+//! - RMSNorm: `weight * x / sqrt(mean(x²) + eps)`;
+//! - RoPE with HF's `rotate_half` convention (the two halves of a head are the rotated pairs, not
+//!   interleaved elements), optional `linear` or `llama3` frequency scaling;
+//! - grouped-query attention: query head `h` reads key/value head `h / (heads / kv_heads)`;
+//! - the causal mask is combined with the padding mask on keys; positions are `0..seq` in a plain
+//!   forward and `cumsum(mask) - 1` during generation, as `generate` computes them;
+//! - causal-LM loss: logits at `t` predict label `t + 1`, labels `-100` are ignored.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::module::{Ignored, Initializer, Module, Param};
+use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
+use burn::tensor::activation;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{ModelError, Result};
+use crate::loss;
+use crate::params::{self, Coverage, HfNamed};
+use crate::weights::{self, Checkpoint};
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+// ---------------------------------------------------------------------------------------------
+
+fn default_rms_eps() -> f64 {
+    1e-6
+}
+fn default_rope_theta() -> f64 {
+    10_000.0
+}
+fn default_max_pos() -> usize {
+    2048
+}
+fn default_act() -> String {
+    "silu".into()
+}
+fn default_init_range() -> f64 {
+    0.02
+}
+
+/// A LLaMA `config.json`, field for field as `transformers.LlamaConfig` writes it. Fields we do not
+/// interpret are kept in `extra` and written back unchanged on export.
+///
+/// Both RoPE spellings are accepted: transformers ≤ 4 (`rope_theta` + `rope_scaling`) and ≥ 5
+/// (`rope_parameters` holding `rope_type`, `rope_theta` and the scaling fields).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LlamaConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_key_value_heads: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_dim: Option<usize>,
+    #[serde(default = "default_rms_eps")]
+    pub rms_norm_eps: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_theta: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_scaling: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_parameters: Option<Value>,
+    #[serde(default = "default_max_pos")]
+    pub max_position_embeddings: usize,
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    #[serde(default)]
+    pub attention_bias: bool,
+    #[serde(default)]
+    pub mlp_bias: bool,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    #[serde(default = "default_init_range")]
+    pub initializer_range: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bos_token_id: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eos_token_id: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pad_token_id: Option<Value>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// How RoPE frequencies are rescaled for longer contexts (HF's `rope_type`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RopeScaling {
+    None,
+    /// Position interpolation: every frequency divided by `factor`.
+    Linear { factor: f64 },
+    /// LLaMA 3.1's band-wise scaling.
+    Llama3 {
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original_max_position_embeddings: f64,
+    },
+}
+
+impl LlamaConfig {
+    /// Reads and validates a `config.json`.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+        let config: Self = serde_json::from_str(&text).map_err(|source| ModelError::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every option we would otherwise silently mis-compute.
+    pub fn validate(&self) -> Result<()> {
+        if !matches!(self.hidden_act.as_str(), "silu" | "swish") {
+            return Err(ModelError::unsupported(
+                "hidden_act",
+                format!("`{}` is not supported (LLaMA uses silu)", self.hidden_act),
+            ));
+        }
+        let heads = self.num_attention_heads;
+        if heads == 0 || self.num_key_value_heads() == 0 || heads % self.num_key_value_heads() != 0
+        {
+            return Err(ModelError::unsupported(
+                "num_key_value_heads",
+                format!(
+                    "{} attention heads cannot be grouped over {} key/value heads",
+                    heads,
+                    self.num_key_value_heads()
+                ),
+            ));
+        }
+        if self.head_dim() % 2 != 0 {
+            return Err(ModelError::unsupported("head_dim", "RoPE needs an even head size"));
+        }
+        if self.head_dim.is_none() && self.hidden_size % heads != 0 {
+            return Err(ModelError::unsupported(
+                "hidden_size",
+                "not divisible by num_attention_heads",
+            ));
+        }
+        self.rope_scaling()?;
+        if let Some(v) = self.extra.get("pretraining_tp")
+            && v.as_u64().is_some_and(|tp| tp > 1)
+        {
+            return Err(ModelError::unsupported(
+                "pretraining_tp",
+                "values > 1 are not supported",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn num_key_value_heads(&self) -> usize {
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+    }
+
+    /// RoPE base frequency, from either spelling.
+    pub fn rope_theta(&self) -> f64 {
+        self.rope_parameters
+            .as_ref()
+            .and_then(|p| p.get("rope_theta"))
+            .and_then(Value::as_f64)
+            .or(self.rope_theta)
+            .unwrap_or_else(default_rope_theta)
+    }
+
+    /// The RoPE scaling, from `rope_parameters` (transformers 5) or `rope_scaling` (older).
+    pub fn rope_scaling(&self) -> Result<RopeScaling> {
+        let (field, params) = match (&self.rope_parameters, &self.rope_scaling) {
+            (Some(p), _) if !p.is_null() => ("rope_parameters", p),
+            (_, Some(s)) if !s.is_null() => ("rope_scaling", s),
+            _ => return Ok(RopeScaling::None),
+        };
+        let kind = params
+            .get("rope_type")
+            .or_else(|| params.get("type"))
+            .and_then(Value::as_str)
+            .unwrap_or("default");
+        let num = |name: &str| -> Result<f64> {
+            params.get(name).and_then(Value::as_f64).ok_or_else(|| {
+                ModelError::unsupported(
+                    field,
+                    format!("rope type `{kind}` needs a numeric `{name}`"),
+                )
+            })
+        };
+        match kind {
+            "default" => Ok(RopeScaling::None),
+            "linear" => Ok(RopeScaling::Linear {
+                factor: num("factor")?,
+            }),
+            "llama3" => Ok(RopeScaling::Llama3 {
+                factor: num("factor")?,
+                low_freq_factor: num("low_freq_factor")?,
+                high_freq_factor: num("high_freq_factor")?,
+                original_max_position_embeddings: num("original_max_position_embeddings")?,
+            }),
+            other => Err(ModelError::unsupported(
+                field,
+                format!(
+                    "rope type `{other}` is not supported (supported: default, linear, llama3)"
+                ),
+            )),
+        }
+    }
+
+    /// The inverse frequencies of RoPE, `head_dim / 2` of them, scaled as configured.
+    pub fn rope_inv_freq(&self) -> Result<Vec<f32>> {
+        let dim = self.head_dim();
+        let theta = self.rope_theta();
+        // HF computes these in f32: `1 / theta^(arange(0, dim, 2) / dim)`.
+        let base: Vec<f32> = (0..dim / 2)
+            .map(|i| 1.0 / (theta as f32).powf((2 * i) as f32 / dim as f32))
+            .collect();
+        Ok(match self.rope_scaling()? {
+            RopeScaling::None => base,
+            RopeScaling::Linear { factor } => base.iter().map(|f| f / factor as f32).collect(),
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings: old_len,
+            } => {
+                let (factor, low, high, old_len) = (
+                    factor as f32,
+                    low_freq_factor as f32,
+                    high_freq_factor as f32,
+                    old_len as f32,
+                );
+                let low_freq_wavelen = old_len / low;
+                let high_freq_wavelen = old_len / high;
+                base.iter()
+                    .map(|&f| {
+                        let wavelen = 2.0 * std::f32::consts::PI / f;
+                        let scaled = if wavelen > low_freq_wavelen {
+                            f / factor
+                        } else {
+                            f
+                        };
+                        let medium = wavelen >= high_freq_wavelen && wavelen <= low_freq_wavelen;
+                        if medium {
+                            let smooth = (old_len / wavelen - low) / (high - low);
+                            (1.0 - smooth) * scaled / factor + smooth * scaled
+                        } else {
+                            scaled
+                        }
+                    })
+                    .collect()
+            }
+        })
+    }
+
+    /// The config as `transformers` would write it (our fields plus the untouched extras).
+    pub fn to_json(&self) -> Result<Value> {
+        serde_json::to_value(self).map_err(|e| ModelError::InvalidInput(e.to_string()))
+    }
+
+    /// The first `eos_token_id` (HF allows a list).
+    pub fn eos_token_ids(&self) -> Vec<i64> {
+        match &self.eos_token_id {
+            Some(Value::Number(n)) => n.as_i64().into_iter().collect(),
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_i64).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layers
+// ---------------------------------------------------------------------------------------------
+
+/// HF's `LlamaRMSNorm`: a learned scale, no bias, no mean subtraction.
+#[derive(Module, Debug)]
+pub struct LlamaRmsNorm<B: Backend> {
+    pub weight: Param<Tensor<B, 1>>,
+    eps: f64,
+}
+
+impl<B: Backend> LlamaRmsNorm<B> {
+    fn new(size: usize, eps: f64, device: &B::Device) -> Self {
+        Self {
+            weight: Param::from_tensor(Tensor::ones([size], device)),
+            eps,
+        }
+    }
+
+    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let variance = x.clone().square().mean_dim(2);
+        let normed = x * variance.add_scalar(self.eps).sqrt().recip();
+        normed * self.weight.val().unsqueeze::<3>()
+    }
+}
+
+/// Key/value tensors of one layer for the tokens seen so far, after RoPE, `[batch, kv_heads, t,
+/// head_dim]`.
+#[derive(Debug, Clone)]
+struct LayerCache<B: Backend> {
+    key: Tensor<B, 4>,
+    value: Tensor<B, 4>,
+}
+
+/// The KV cache of a generation: every layer's keys/values, and the padding mask over all cached
+/// positions (`[batch][t]`, 1 = real token).
+#[derive(Debug, Clone)]
+pub struct KvCache<B: Backend> {
+    layers: Vec<Option<LayerCache<B>>>,
+    key_mask: Vec<Vec<i64>>,
+}
+
+impl<B: Backend> KvCache<B> {
+    pub fn new(num_layers: usize) -> Self {
+        Self {
+            layers: vec![None; num_layers],
+            key_mask: Vec::new(),
+        }
+    }
+
+    /// Number of cached positions.
+    pub fn len(&self) -> usize {
+        self.key_mask.first().map_or(0, Vec::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// cos/sin tables `[batch, 1, seq, head_dim]` for the given positions (HF: `cat(freqs, freqs)`).
+fn rope_tables<B: Backend>(
+    inv_freq: &[f32],
+    positions: &[Vec<i64>],
+    device: &B::Device,
+) -> (Tensor<B, 4>, Tensor<B, 4>) {
+    let batch = positions.len();
+    let seq = positions.first().map_or(0, Vec::len);
+    let half = inv_freq.len();
+    let mut cos = Vec::with_capacity(batch * seq * half * 2);
+    let mut sin = Vec::with_capacity(batch * seq * half * 2);
+    for row in positions {
+        for &p in row {
+            for _ in 0..2 {
+                for &f in inv_freq {
+                    let angle = p as f32 * f;
+                    cos.push(angle.cos());
+                    sin.push(angle.sin());
+                }
+            }
+        }
+    }
+    let shape = [batch, 1, seq, half * 2];
+    (
+        Tensor::from_data(TensorData::new(cos, shape), device),
+        Tensor::from_data(TensorData::new(sin, shape), device),
+    )
+}
+
+/// `x * cos + rotate_half(x) * sin`, with `rotate_half(x) = cat(-x2, x1)`.
+fn apply_rope<B: Backend>(x: Tensor<B, 4>, cos: &Tensor<B, 4>, sin: &Tensor<B, 4>) -> Tensor<B, 4> {
+    let half = x.dims()[3] / 2;
+    let x1 = x.clone().narrow(3, 0, half);
+    let x2 = x.clone().narrow(3, half, half);
+    let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+    x * cos.clone() + rotated * sin.clone()
+}
+
+/// HF's `LlamaAttention`: grouped-query attention with RoPE.
+#[derive(Module, Debug)]
+pub struct LlamaAttention<B: Backend> {
+    pub q_proj: Linear<B>,
+    pub k_proj: Linear<B>,
+    pub v_proj: Linear<B>,
+    pub o_proj: Linear<B>,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+}
+
+impl<B: Backend> LlamaAttention<B> {
+    /// `mask`: `[batch, heads, seq, total]`, true where a key must be ignored.
+    fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        cos: &Tensor<B, 4>,
+        sin: &Tensor<B, 4>,
+        mask: Tensor<B, 4, Bool>,
+        cache: Option<&mut Option<LayerCache<B>>>,
+    ) -> Tensor<B, 3> {
+        let [batch, seq, _] = x.dims();
+        let (heads, kv_heads, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let split = |t: Tensor<B, 3>, n: usize| t.reshape([batch, seq, n, hd]).swap_dims(1, 2);
+        let q = apply_rope(split(self.q_proj.forward(x.clone()), heads), cos, sin);
+        let mut k = apply_rope(split(self.k_proj.forward(x.clone()), kv_heads), cos, sin);
+        let mut v = split(self.v_proj.forward(x), kv_heads);
+        if let Some(slot) = cache {
+            if let Some(past) = slot.take() {
+                k = Tensor::cat(vec![past.key, k], 2);
+                v = Tensor::cat(vec![past.value, v], 2);
+            }
+            *slot = Some(LayerCache {
+                key: k.clone(),
+                value: v.clone(),
+            });
+        }
+        let total = k.dims()[2];
+        let group = heads / kv_heads;
+        let repeat = |t: Tensor<B, 4>| {
+            if group == 1 {
+                t
+            } else {
+                t.unsqueeze_dim::<5>(2)
+                    .expand([batch, kv_heads, group, total, hd])
+                    .reshape([batch, heads, total, hd])
+            }
+        };
+        let (k, v) = (repeat(k), repeat(v));
+        let scores = q
+            .matmul(k.swap_dims(2, 3))
+            .div_scalar((hd as f64).sqrt())
+            .mask_fill(mask, f32::MIN);
+        let probs = activation::softmax(scores, 3);
+        let context = probs.matmul(v).swap_dims(1, 2).reshape([batch, seq, heads * hd]);
+        self.o_proj.forward(context)
+    }
+}
+
+/// HF's `LlamaMLP`: `down(silu(gate(x)) * up(x))`.
+#[derive(Module, Debug)]
+pub struct LlamaMlp<B: Backend> {
+    pub gate_proj: Linear<B>,
+    pub up_proj: Linear<B>,
+    pub down_proj: Linear<B>,
+}
+
+impl<B: Backend> LlamaMlp<B> {
+    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let gate = activation::silu(self.gate_proj.forward(x.clone()));
+        self.down_proj.forward(gate * self.up_proj.forward(x))
+    }
+}
+
+/// One pre-norm decoder block.
+#[derive(Module, Debug)]
+pub struct LlamaDecoderLayer<B: Backend> {
+    pub self_attn: LlamaAttention<B>,
+    pub mlp: LlamaMlp<B>,
+    pub input_layernorm: LlamaRmsNorm<B>,
+    pub post_attention_layernorm: LlamaRmsNorm<B>,
+}
+
+/// HF's `LlamaModel`: embeddings, decoder blocks, final norm.
+#[derive(Module, Debug)]
+pub struct LlamaModel<B: Backend> {
+    pub embed_tokens: Embedding<B>,
+    pub layers: Vec<LlamaDecoderLayer<B>>,
+    pub norm: LlamaRmsNorm<B>,
+    rope_inv_freq: Ignored<Vec<f32>>,
+}
+
+/// HF's `LlamaForCausalLM`. With tied embeddings `lm_head` is `None` and the output projection is
+/// the embedding matrix.
+#[derive(Module, Debug)]
+pub struct LlamaForCausalLM<B: Backend> {
+    pub base: LlamaModel<B>,
+    pub lm_head: Option<Linear<B>>,
+}
+
+impl<B: Backend> HfNamed<B> for LlamaForCausalLM<B> {
+    fn hf_base_prefix(&self) -> &str {
+        "model"
+    }
+}
+
+/// A batch of token rows for the decoder, kept on the host because masks and positions are built
+/// from it. `attention_mask` is 1 for real tokens, 0 for padding (left or right).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CausalLmInput {
+    pub input_ids: Vec<Vec<i64>>,
+    pub attention_mask: Vec<Vec<i64>>,
+}
+
+impl CausalLmInput {
+    /// Rows without padding.
+    pub fn unpadded(input_ids: Vec<Vec<i64>>) -> Self {
+        let attention_mask = input_ids.iter().map(|r| vec![1; r.len()]).collect();
+        Self {
+            input_ids,
+            attention_mask,
+        }
+    }
+
+    fn check(&self, vocab: usize) -> Result<(usize, usize)> {
+        let batch = self.input_ids.len();
+        let seq = self.input_ids.first().map_or(0, Vec::len);
+        if batch == 0 || seq == 0 {
+            return Err(ModelError::InvalidInput("empty batch".into()));
+        }
+        if self.attention_mask.len() != batch {
+            return Err(ModelError::InvalidInput(format!(
+                "{batch} input rows but {} mask rows",
+                self.attention_mask.len()
+            )));
+        }
+        for (i, (ids, mask)) in self.input_ids.iter().zip(&self.attention_mask).enumerate() {
+            if ids.len() != seq || mask.len() != seq {
+                return Err(ModelError::InvalidInput(format!(
+                    "row {i}: every input and mask row must have length {seq}"
+                )));
+            }
+            if let Some(bad) = ids.iter().find(|&&t| t < 0 || t as usize >= vocab) {
+                return Err(ModelError::InvalidInput(format!(
+                    "row {i}: token id {bad} outside the vocabulary (size {vocab})"
+                )));
+            }
+        }
+        Ok((batch, seq))
+    }
+}
+
+fn int_tensor<B: Backend>(rows: &[Vec<i64>], device: &B::Device) -> Tensor<B, 2, Int> {
+    let shape = [rows.len(), rows.first().map_or(0, Vec::len)];
+    let flat: Vec<i64> = rows.iter().flatten().copied().collect();
+    Tensor::from_data(TensorData::new(flat, shape), device)
+}
+
+fn hf_linear<B: Backend>(
+    d_in: usize,
+    d_out: usize,
+    bias: bool,
+    std: f64,
+    device: &B::Device,
+) -> Linear<B> {
+    LinearConfig::new(d_in, d_out)
+        .with_bias(bias)
+        .with_initializer(Initializer::Normal { mean: 0.0, std })
+        .init(device)
+}
+
+impl<B: Backend> LlamaForCausalLM<B> {
+    /// A randomly initialised model (normal(0, initializer_range) weights, unit norms), with every
+    /// parameter materialised so clones are identical.
+    pub fn new(config: &LlamaConfig, device: &B::Device) -> Result<Self> {
+        Ok(params::materialize(Self::new_lazy(config, device)?))
+    }
+
+    pub(crate) fn new_lazy(config: &LlamaConfig, device: &B::Device) -> Result<Self> {
+        config.validate()?;
+        let (h, std) = (config.hidden_size, config.initializer_range);
+        let (heads, kv_heads, hd) = (
+            config.num_attention_heads,
+            config.num_key_value_heads(),
+            config.head_dim(),
+        );
+        let eps = config.rms_norm_eps;
+        let layers = (0..config.num_hidden_layers)
+            .map(|_| LlamaDecoderLayer {
+                self_attn: LlamaAttention {
+                    q_proj: hf_linear(h, heads * hd, config.attention_bias, std, device),
+                    k_proj: hf_linear(h, kv_heads * hd, config.attention_bias, std, device),
+                    v_proj: hf_linear(h, kv_heads * hd, config.attention_bias, std, device),
+                    o_proj: hf_linear(heads * hd, h, config.attention_bias, std, device),
+                    num_heads: heads,
+                    num_kv_heads: kv_heads,
+                    head_dim: hd,
+                },
+                mlp: LlamaMlp {
+                    gate_proj: hf_linear(h, config.intermediate_size, config.mlp_bias, std, device),
+                    up_proj: hf_linear(h, config.intermediate_size, config.mlp_bias, std, device),
+                    down_proj: hf_linear(config.intermediate_size, h, config.mlp_bias, std, device),
+                },
+                input_layernorm: LlamaRmsNorm::new(h, eps, device),
+                post_attention_layernorm: LlamaRmsNorm::new(h, eps, device),
+            })
+            .collect();
+        Ok(Self {
+            base: LlamaModel {
+                embed_tokens: EmbeddingConfig::new(config.vocab_size, h)
+                    .with_initializer(Initializer::Normal { mean: 0.0, std })
+                    .init(device),
+                layers,
+                norm: LlamaRmsNorm::new(h, eps, device),
+                rope_inv_freq: Ignored(config.rope_inv_freq()?),
+            },
+            lm_head: (!config.tie_word_embeddings)
+                .then(|| hf_linear(h, config.vocab_size, false, std, device)),
+        })
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.base.embed_tokens.weight.dims()[0]
+    }
+
+    /// The decoder core: `ids` `[batch, seq]` at `positions`, attending to the cached keys plus
+    /// these, with `key_mask` covering all of them. Returns final-normed hidden states.
+    fn hidden_states(
+        &self,
+        ids: &[Vec<i64>],
+        positions: &[Vec<i64>],
+        key_mask: &[Vec<i64>],
+        mut cache: Option<&mut KvCache<B>>,
+    ) -> Tensor<B, 3> {
+        let device = self.base.embed_tokens.weight.device();
+        let batch = ids.len();
+        let seq = ids[0].len();
+        let total = key_mask[0].len();
+        let past = total - seq;
+        let heads = self
+            .base
+            .layers
+            .first()
+            .map_or(1, |l| l.self_attn.num_heads);
+        let mut masked = Vec::with_capacity(batch * seq * total);
+        for row in key_mask {
+            for i in 0..seq {
+                for (j, &m) in row.iter().enumerate() {
+                    masked.push(j > past + i || m == 0);
+                }
+            }
+        }
+        let mask = Tensor::<B, 4, Bool>::from_data(
+            TensorData::new(masked, [batch, 1, seq, total]),
+            &device,
+        )
+        .expand([batch, heads, seq, total]);
+        let (cos, sin) = rope_tables::<B>(&self.base.rope_inv_freq.0, positions, &device);
+        let mut x = self.base.embed_tokens.forward(int_tensor(ids, &device));
+        for (index, layer) in self.base.layers.iter().enumerate() {
+            let slot = cache.as_deref_mut().map(|c| &mut c.layers[index]);
+            let attn = layer.self_attn.forward(
+                layer.input_layernorm.forward(x.clone()),
+                &cos,
+                &sin,
+                mask.clone(),
+                slot,
+            );
+            x = x + attn;
+            x = x.clone() + layer.mlp.forward(layer.post_attention_layernorm.forward(x));
+        }
+        if let Some(c) = cache {
+            c.key_mask = key_mask.to_vec();
+        }
+        self.base.norm.forward(x)
+    }
+
+    fn project(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
+        match &self.lm_head {
+            Some(head) => head.forward(hidden),
+            None => {
+                let [batch, seq, h] = hidden.dims();
+                let weight = self.base.embed_tokens.weight.val();
+                hidden
+                    .reshape([batch * seq, h])
+                    .matmul(weight.transpose())
+                    .reshape([batch, seq, self.vocab_size()])
+            }
+        }
+    }
+
+    /// Logits `[batch, seq, vocab]` of a plain forward (positions `0..seq`, as HF's forward).
+    pub fn logits(&self, input: &CausalLmInput) -> Result<Tensor<B, 3>> {
+        let (batch, seq) = input.check(self.vocab_size())?;
+        let positions = vec![(0..seq as i64).collect::<Vec<_>>(); batch];
+        let hidden = self.hidden_states(&input.input_ids, &positions, &input.attention_mask, None);
+        Ok(self.project(hidden))
+    }
+
+    /// HF's causal-LM loss: logits at `t` predict `labels[t + 1]`; `-100` labels are ignored; mean
+    /// over the rest.
+    pub fn causal_lm_loss(&self, logits: Tensor<B, 3>, labels: &[Vec<i64>]) -> Result<Tensor<B, 1>> {
+        let [batch, seq, vocab] = logits.dims();
+        if labels.len() != batch || labels.iter().any(|r| r.len() != seq) {
+            return Err(ModelError::InvalidInput(format!(
+                "labels must be {batch} rows of {seq}"
+            )));
+        }
+        if seq < 2 {
+            return Err(ModelError::InvalidInput(
+                "the causal-LM loss needs sequences of at least 2 tokens".into(),
+            ));
+        }
+        let shifted: Vec<Vec<i64>> = labels.iter().map(|r| r[1..].to_vec()).collect();
+        let logits = logits
+            .narrow(1, 0, seq - 1)
+            .reshape([batch * (seq - 1), vocab]);
+        let device = logits.device();
+        let targets = int_tensor::<B>(&shifted, &device).reshape([batch * (seq - 1)]);
+        Ok(loss::cross_entropy(logits, targets, Some(-100)))
+    }
+
+    /// Greedy decoding with a KV cache, as `generate(do_sample=False)`: prompts may be left-padded;
+    /// positions are `cumsum(mask) - 1`; a row that produced an end-of-sequence id continues with
+    /// `pad_token_id`; decoding stops when every row has finished. Returns the new tokens only.
+    pub fn generate_greedy(
+        &self,
+        prompt: &CausalLmInput,
+        max_new_tokens: usize,
+        eos_token_ids: &[i64],
+        pad_token_id: i64,
+    ) -> Result<Vec<Vec<i64>>> {
+        let (batch, _) = prompt.check(self.vocab_size())?;
+        let mut cache = KvCache::new(self.base.layers.len());
+        let mut key_mask = prompt.attention_mask.clone();
+        let mut ids = prompt.input_ids.clone();
+        let mut positions: Vec<Vec<i64>> = key_mask
+            .iter()
+            .map(|row| {
+                let mut count = 0;
+                row.iter()
+                    .map(|&m| {
+                        count += m;
+                        if m == 0 { 1 } else { count - 1 }
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut out = vec![Vec::new(); batch];
+        let mut finished = vec![false; batch];
+        for _ in 0..max_new_tokens {
+            let hidden = self.hidden_states(&ids, &positions, &key_mask, Some(&mut cache));
+            let [b, s, h] = hidden.dims();
+            let last = self.project(hidden.narrow(1, s - 1, 1).reshape([b, 1, h]));
+            let next = last
+                .reshape([b, self.vocab_size()])
+                .argmax(1)
+                .into_data()
+                .convert::<i64>()
+                .into_vec::<i64>()
+                .map_err(|e| ModelError::TensorData(format!("{e:?}")))?;
+            for (row, &token) in next.iter().enumerate() {
+                let token = if finished[row] { pad_token_id } else { token };
+                if eos_token_ids.contains(&token) {
+                    finished[row] = true;
+                }
+                out[row].push(token);
+            }
+            if finished.iter().all(|&f| f) {
+                break;
+            }
+            ids = out.iter().map(|r| vec![r[r.len() - 1]]).collect();
+            for row in key_mask.iter_mut() {
+                row.push(1);
+            }
+            positions = key_mask
+                .iter()
+                .map(|row| vec![row.iter().sum::<i64>() - 1])
+                .collect();
+        }
+        Ok(out)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+// ---------------------------------------------------------------------------------------------
+
+/// Loads a LLaMA model from an HF folder (`config.json` + safetensors / `.bin`).
+pub fn load_llama<B: Backend>(
+    dir: impl AsRef<Path>,
+    device: &B::Device,
+) -> Result<(LlamaForCausalLM<B>, LlamaConfig)> {
+    let dir = dir.as_ref();
+    let config = LlamaConfig::from_file(dir.join("config.json"))?;
+    let checkpoint = weights::read_checkpoint(dir)?;
+    let model = load_llama_checkpoint(&config, checkpoint, device)?;
+    Ok((model, config))
+}
+
+/// Builds a model from `config` and assigns every tensor of `checkpoint`, strictly: a missing,
+/// unexpected or wrongly-shaped tensor is an error naming it. Tolerated, as in `transformers`:
+/// `lm_head.weight` when embeddings are tied (a copy of the embeddings) and the old
+/// `rotary_emb.inv_freq` buffers.
+pub fn load_llama_checkpoint<B: Backend>(
+    config: &LlamaConfig,
+    checkpoint: Checkpoint,
+    device: &B::Device,
+) -> Result<LlamaForCausalLM<B>> {
+    let model = LlamaForCausalLM::new_lazy(config, device)?;
+    let tensors: BTreeMap<_, _> = checkpoint
+        .tensors
+        .into_iter()
+        .filter(|(name, _)| {
+            let tied_copy = config.tie_word_embeddings && name == "lm_head.weight";
+            !(tied_copy || name.ends_with("rotary_emb.inv_freq"))
+        })
+        .collect();
+    Ok(params::materialize(params::set_tensors(
+        model,
+        &tensors,
+        Coverage::All,
+        device,
+    )?))
+}
