@@ -228,9 +228,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut steps = 20usize;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        let value = args
-            .next()
-            .ok_or_else(|| format!("{arg} needs a value"))?;
+        let value = args.next().ok_or_else(|| format!("{arg} needs a value"))?;
         match arg.as_str() {
             "--problems" => {
                 problems = value

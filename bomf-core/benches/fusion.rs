@@ -9,8 +9,8 @@
 use std::hint::black_box;
 
 use bomf_core::fusion::weighted_sum_into;
-use rayon::prelude::*;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use rayon::prelude::*;
 
 /// MiniLM-L6-H384 (embeddings 11.9M, 6 layers × 1.77M, pooler) + a 4-class head.
 const PARAMS: usize = 22_712_452;

@@ -59,7 +59,12 @@ fn main() -> anyhow::Result<()> {
         encoder.pad_id(),
         BatchConfig::train(batch_size, seed),
     )?;
-    let val = EvalSet::new(splits.validation.task.clone(), val_items, encoder.pad_id(), 64)?;
+    let val = EvalSet::new(
+        splits.validation.task.clone(),
+        val_items,
+        encoder.pad_id(),
+        64,
+    )?;
 
     let device = Default::default();
     let config = BertConfig::from_file(minilm.join("config.json"))?.with_labels(&labels);

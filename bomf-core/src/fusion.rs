@@ -219,7 +219,11 @@ pub fn weighted_sum_into(out: &mut [f32], inputs: &[&[f32]], weights: &[f32]) ->
             weights.len()
         )));
     }
-    if let Some((k, x)) = inputs.iter().enumerate().find(|(_, x)| x.len() != out.len()) {
+    if let Some((k, x)) = inputs
+        .iter()
+        .enumerate()
+        .find(|(_, x)| x.len() != out.len())
+    {
         return Err(CoreError::InvalidInput(format!(
             "input {k} has {} values, the output {}",
             x.len(),

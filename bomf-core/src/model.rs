@@ -50,8 +50,10 @@ impl<B: Backend> TaskModel<B> for BertWithHead<B> {
         let rows = batch.rows;
         let loss = match (&batch.targets, self.problem_type()) {
             (BatchTargets::Classes(classes), ProblemType::SingleLabelClassification) => {
-                let labels =
-                    Tensor::<B, 1, Int>::from_data(TensorData::new(classes.clone(), [rows]), device);
+                let labels = Tensor::<B, 1, Int>::from_data(
+                    TensorData::new(classes.clone(), [rows]),
+                    device,
+                );
                 self.classification_loss(logits.clone(), labels)
             }
             (BatchTargets::Scores(scores), ProblemType::Regression) => {

@@ -69,10 +69,13 @@ pub fn is_no_decay(hf_name: &str) -> bool {
     hf_name.ends_with("bias") || hf_name.contains("LayerNorm") || hf_name.contains("layer_norm")
 }
 
+/// First and second moments of one parameter, flattened.
+type Moments<B> = (Tensor<B, 1>, Tensor<B, 1>);
+
 /// AdamW state: first and second moments per parameter, flattened.
 pub struct AdamW<B: AutodiffBackend> {
     config: AdamWConfig,
-    moments: HashMap<ParamId, (Tensor<B::InnerBackend, 1>, Tensor<B::InnerBackend, 1>)>,
+    moments: HashMap<ParamId, Moments<B::InnerBackend>>,
     /// Number of updates done (`t` in the bias corrections).
     steps: u64,
 }
@@ -103,13 +106,7 @@ impl<B: AutodiffBackend> AdamW<B> {
 
     /// One update of every parameter that has a gradient in `grads`, at learning rate `lr`,
     /// with gradients multiplied by `grad_scale` first (the clipping coefficient, 1 for none).
-    pub fn step<M>(
-        &mut self,
-        model: M,
-        grads: &mut GradientsParams,
-        lr: f64,
-        grad_scale: f64,
-    ) -> M
+    pub fn step<M>(&mut self, model: M, grads: &mut GradientsParams, lr: f64, grad_scale: f64) -> M
     where
         M: AutodiffModule<B> + HfNamed<B>,
     {
@@ -210,10 +207,7 @@ where
     B: AutodiffBackend,
     M: AutodiffModule<B>,
 {
-    let mut visitor = SquaredNorm::<B> {
-        grads,
-        total: None,
-    };
+    let mut visitor = SquaredNorm::<B> { grads, total: None };
     model.visit(&mut visitor);
     match visitor.total {
         Some(t) => Ok(scalar(t)?.sqrt()),

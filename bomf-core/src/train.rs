@@ -11,7 +11,7 @@ use bomf_models::HfNamed;
 use bomf_models::params::set_trainable;
 use burn::module::AutodiffModule;
 use burn::optim::{GradientsAccumulator, GradientsParams};
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
@@ -187,9 +187,9 @@ pub fn is_in_lower_layers(hf_name: &str, n: usize) -> bool {
 fn plan_steps(batches_per_epoch: usize, config: &TrainConfig) -> Vec<Vec<(u64, usize)>> {
     let accum = config.grad_accumulation;
     let micro: Box<dyn Iterator<Item = (u64, usize)>> = match config.budget {
-        Budget::Epochs(e) => Box::new(
-            (0..e as u64).flat_map(move |ep| (0..batches_per_epoch).map(move |b| (ep, b))),
-        ),
+        Budget::Epochs(e) => {
+            Box::new((0..e as u64).flat_map(move |ep| (0..batches_per_epoch).map(move |b| (ep, b))))
+        }
         Budget::Steps(s) => Box::new(
             (0u64..)
                 .flat_map(move |ep| (0..batches_per_epoch).map(move |b| (ep, b)))
@@ -285,9 +285,16 @@ where
             loss: step_loss,
             grad_norm,
         });
-        tracing::debug!(step = steps_done, lr, loss = step_loss, grad_norm, "train step");
+        tracing::debug!(
+            step = steps_done,
+            lr,
+            loss = step_loss,
+            grad_norm,
+            "train step"
+        );
 
-        let due = config.eval_every.is_some_and(|n| steps_done % n == 0) || steps_done == total_steps;
+        let due =
+            config.eval_every.is_some_and(|n| steps_done % n == 0) || steps_done == total_steps;
         if let (Some(set), true) = (eval_set, due) {
             let inference = model.valid();
             let evaluation = evaluate::<B::InnerBackend, _>(&inference, set, device)?;
@@ -326,4 +333,3 @@ where
 {
     evaluate::<B::InnerBackend, _>(&model.valid(), set, device)
 }
-

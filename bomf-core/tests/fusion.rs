@@ -18,17 +18,25 @@ fn tensors(seed: f32, shapes: &[(&str, Vec<usize>)]) -> Vec<(String, HfTensor)> 
             let data = (0..n)
                 .map(|i| ((i as f32 + 1.0) * 0.37 + seed * 1.9 + t as f32).sin())
                 .collect();
-            (name.to_string(), HfTensor::new(shape.clone(), data).unwrap())
+            (
+                name.to_string(),
+                HfTensor::new(shape.clone(), data).unwrap(),
+            )
         })
         .collect()
 }
 
 fn shapes() -> Vec<(&'static str, Vec<usize>)> {
-    vec![("a.weight", vec![3, 4]), ("a.bias", vec![3]), ("b", vec![40_000])]
+    vec![
+        ("a.weight", vec![3, 4]),
+        ("a.bias", vec![3]),
+        ("b", vec![40_000]),
+    ]
 }
 
 #[test]
 fn one_hot_weights_return_that_checkpoint_exactly() {
+    let _rng = common::rng_lock();
     let mut set = CheckpointSet::new();
     for k in 0..4 {
         set.push_tensors(&tensors(k as f32, &shapes())).unwrap();
@@ -42,6 +50,7 @@ fn one_hot_weights_return_that_checkpoint_exactly() {
 
 #[test]
 fn fusing_tiny_models_and_loading_by_name_round_trips() {
+    let _rng = common::rng_lock();
     let device = Default::default();
     let models: Vec<_> = (0..3).map(|s| common::tiny_model::<B>(false, s)).collect();
     let mut set = CheckpointSet::new();
@@ -68,6 +77,7 @@ fn fusing_tiny_models_and_loading_by_name_round_trips() {
 
 #[test]
 fn mismatched_checkpoints_name_the_tensor() {
+    let _rng = common::rng_lock();
     let mut set = CheckpointSet::new();
     set.push_tensors(&tensors(0.0, &shapes())).unwrap();
 

@@ -13,8 +13,7 @@ struct Case {
 
 #[test]
 fn factors_match_transformers() {
-    let cases: Vec<Case> =
-        serde_json::from_str(include_str!("fixtures/schedules.json")).unwrap();
+    let cases: Vec<Case> = serde_json::from_str(include_str!("fixtures/schedules.json")).unwrap();
     assert_eq!(cases.len(), 12);
     for c in cases {
         let kind = match c.kind.as_str() {
@@ -26,7 +25,12 @@ fn factors_match_transformers() {
         assert_eq!(s.warmup_steps, c.warmup, "{} {}", c.kind, c.total);
         for (step, want) in c.factors.iter().enumerate() {
             let got = s.factor(step);
-            assert!((got - want).abs() < 1e-12, "{} total {} step {step}: {got} vs {want}", c.kind, c.total);
+            assert!(
+                (got - want).abs() < 1e-12,
+                "{} total {} step {step}: {got} vs {want}",
+                c.kind,
+                c.total
+            );
         }
     }
 }

@@ -5,8 +5,8 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use bomf_core::optim::{AdamW, AdamWConfig, clip_coefficient, global_grad_norm, is_no_decay};
 use bomf_core::model::TaskModel;
+use bomf_core::optim::{AdamW, AdamWConfig, clip_coefficient, global_grad_norm, is_no_decay};
 use bomf_core::train::{Budget, Control, TrainConfig, TrainOutcome, is_in_lower_layers, train};
 use bomf_models::CpuAutodiffBackend as AB;
 use bomf_models::params::{Coverage, named_gradients, named_tensors, set_tensors};
@@ -32,6 +32,7 @@ fn values(m: &bomf_models::BertWithHead<AB>) -> Vec<(String, Vec<f32>)> {
 
 #[test]
 fn same_seed_same_run_with_dropout() {
+    let _rng = common::rng_lock();
     let device = Default::default();
     let run = || {
         let model = common::tiny_model::<AB>(true, 1);
@@ -54,6 +55,7 @@ fn same_seed_same_run_with_dropout() {
 
 #[test]
 fn training_lowers_the_loss_and_evaluates_on_schedule() {
+    let _rng = common::rng_lock();
     let device = Default::default();
     let cfg = TrainConfig {
         learning_rate: 1e-2,
@@ -63,9 +65,12 @@ fn training_lowers_the_loss_and_evaluates_on_schedule() {
         ..config(1)
     };
     let set = common::eval_set(48);
-    let before =
-        bomf_core::eval::evaluate(&common::tiny_model::<burn::backend::Flex>(false, 2), &set, &device)
-            .unwrap();
+    let before = bomf_core::eval::evaluate(
+        &common::tiny_model::<burn::backend::Flex>(false, 2),
+        &set,
+        &device,
+    )
+    .unwrap();
     let mut seen = Vec::new();
     let run = train(
         common::tiny_model::<AB>(false, 2),
@@ -83,7 +88,12 @@ fn training_lowers_the_loss_and_evaluates_on_schedule() {
     assert_eq!(run.total_steps, 36);
     assert_eq!(seen, [10, 20, 30, 36]);
     let after = &run.evaluations.last().unwrap().1;
-    assert!(after.loss < before.loss, "{} !< {}", after.loss, before.loss);
+    assert!(
+        after.loss < before.loss,
+        "{} !< {}",
+        after.loss,
+        before.loss
+    );
     assert!(after.metrics.contains_key("accuracy") && after.metrics.contains_key("f1_macro"));
     // The first update runs at learning rate 0 (HF warmup), the third at the full rate.
     assert_eq!(run.history[0].learning_rate, 0.0);
@@ -92,6 +102,7 @@ fn training_lowers_the_loss_and_evaluates_on_schedule() {
 
 #[test]
 fn callback_can_stop_early() {
+    let _rng = common::rng_lock();
     let device = Default::default();
     let cfg = TrainConfig {
         eval_every: Some(2),
@@ -103,7 +114,13 @@ fn callback_can_stop_early() {
         Some(&common::eval_set(8)),
         &cfg,
         &device,
-        |e| if e.step >= 4 { Control::Stop } else { Control::Continue },
+        |e| {
+            if e.step >= 4 {
+                Control::Stop
+            } else {
+                Control::Continue
+            }
+        },
     )
     .unwrap();
     assert_eq!(run.outcome, TrainOutcome::Stopped { step: 4 });
@@ -112,6 +129,7 @@ fn callback_can_stop_early() {
 
 #[test]
 fn a_nan_loss_is_a_diverged_outcome_not_a_panic() {
+    let _rng = common::rng_lock();
     let device = Default::default();
     let model = common::tiny_model::<AB>(false, 3);
     let mut poison = BTreeMap::new();
@@ -142,6 +160,7 @@ fn a_nan_loss_is_a_diverged_outcome_not_a_panic() {
 /// no-decay group.
 #[test]
 fn first_adamw_step_matches_the_formula_with_no_decay_groups() {
+    let _rng = common::rng_lock();
     let device = Default::default();
     let model = common::tiny_model::<AB>(false, 4);
     let batch = &common::batcher(8, 8, 0).epoch(0)[0];
@@ -178,9 +197,12 @@ fn first_adamw_step_matches_the_formula_with_no_decay_groups() {
 
 #[test]
 fn no_decay_group_is_biases_and_layer_norms() {
+    let _rng = common::rng_lock();
     assert!(is_no_decay("bert.encoder.layer.0.output.dense.bias"));
     assert!(is_no_decay("bert.embeddings.LayerNorm.weight"));
-    assert!(is_no_decay("bert.encoder.layer.3.attention.output.LayerNorm.weight"));
+    assert!(is_no_decay(
+        "bert.encoder.layer.3.attention.output.LayerNorm.weight"
+    ));
     assert!(!is_no_decay("bert.encoder.layer.0.output.dense.weight"));
     assert!(!is_no_decay("bert.embeddings.word_embeddings.weight"));
     assert!(!is_no_decay("classifier.weight"));
@@ -188,6 +210,7 @@ fn no_decay_group_is_biases_and_layer_norms() {
 
 #[test]
 fn global_norm_is_the_norm_of_all_gradients_and_clipping_follows_torch() {
+    let _rng = common::rng_lock();
     let device = Default::default();
     let model = common::tiny_model::<AB>(false, 5);
     let batch = &common::batcher(8, 8, 0).epoch(0)[0];
@@ -208,6 +231,7 @@ fn global_norm_is_the_norm_of_all_gradients_and_clipping_follows_torch() {
 
 #[test]
 fn frozen_lower_layers_do_not_move() {
+    let _rng = common::rng_lock();
     let device = Default::default();
     let model = common::tiny_model::<AB>(false, 6);
     let before = values(&model);
@@ -232,19 +256,41 @@ fn frozen_lower_layers_do_not_move() {
             assert_ne!(a, b, "{name} did not move");
         }
     }
-    assert!(is_in_lower_layers("bert.embeddings.word_embeddings.weight", 1));
-    assert!(is_in_lower_layers("bert.encoder.layer.0.output.dense.bias", 1));
-    assert!(!is_in_lower_layers("bert.encoder.layer.1.output.dense.bias", 1));
-    assert!(!is_in_lower_layers("bert.encoder.layer.0.output.dense.bias", 0));
+    assert!(is_in_lower_layers(
+        "bert.embeddings.word_embeddings.weight",
+        1
+    ));
+    assert!(is_in_lower_layers(
+        "bert.encoder.layer.0.output.dense.bias",
+        1
+    ));
+    assert!(!is_in_lower_layers(
+        "bert.encoder.layer.1.output.dense.bias",
+        1
+    ));
+    assert!(!is_in_lower_layers(
+        "bert.encoder.layer.0.output.dense.bias",
+        0
+    ));
 }
 
 #[test]
 fn invalid_configs_are_typed_errors() {
+    let _rng = common::rng_lock();
     let device = Default::default();
     for cfg in [
-        TrainConfig { learning_rate: f64::NAN, ..config(1) },
-        TrainConfig { grad_accumulation: 0, ..config(1) },
-        TrainConfig { budget: Budget::Steps(0), ..config(1) },
+        TrainConfig {
+            learning_rate: f64::NAN,
+            ..config(1)
+        },
+        TrainConfig {
+            grad_accumulation: 0,
+            ..config(1)
+        },
+        TrainConfig {
+            budget: Budget::Steps(0),
+            ..config(1)
+        },
     ] {
         let err = train(
             common::tiny_model::<AB>(false, 0),
@@ -255,6 +301,9 @@ fn invalid_configs_are_typed_errors() {
             |_| Control::Continue,
         )
         .unwrap_err();
-        assert!(matches!(err, bomf_core::CoreError::InvalidConfig { .. }), "{err}");
+        assert!(
+            matches!(err, bomf_core::CoreError::InvalidConfig { .. }),
+            "{err}"
+        );
     }
 }

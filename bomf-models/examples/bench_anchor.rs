@@ -19,7 +19,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use bomf_models::bert::Task;
-use bomf_models::{BertConfig, BertWithHead, CpuAutodiffBackend, CpuBackend, EncoderInput, weights};
+use bomf_models::{
+    BertConfig, BertWithHead, CpuAutodiffBackend, CpuBackend, EncoderInput, weights,
+};
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -119,7 +121,12 @@ fn median(samples: &[f64]) -> f64 {
 }
 
 fn report(name: &str, (wall, cpu): &(Vec<f64>, Vec<f64>)) {
-    let list = |v: &[f64]| v.iter().map(|s| format!("{s:.3}")).collect::<Vec<_>>().join(", ");
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|s| format!("{s:.3}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     eprintln!("{name}: wall {} | cpu {}", list(wall), list(cpu));
     println!(
         "{}",

@@ -213,7 +213,12 @@ impl<'a> Reader<'a> {
         String::from_utf8(raw.to_vec()).map_err(|_| format!("{what}: not valid UTF-8"))
     }
 
-    fn value(&mut self, type_id: u32, what: &str, depth: usize) -> std::result::Result<GgufValue, String> {
+    fn value(
+        &mut self,
+        type_id: u32,
+        what: &str,
+        depth: usize,
+    ) -> std::result::Result<GgufValue, String> {
         Ok(match type_id {
             0 => GgufValue::U8(u8::from_le_bytes(self.array(what)?)),
             1 => GgufValue::I8(i8::from_le_bytes(self.array(what)?)),
@@ -292,7 +297,9 @@ impl GgufFile {
         for i in 0..kv_count {
             let key = r.string(&format!("metadata key #{i}")).map_err(err)?;
             let type_id = r.u32(&format!("the type of `{key}`")).map_err(err)?;
-            let value = r.value(type_id, &format!("metadata `{key}`"), 0).map_err(err)?;
+            let value = r
+                .value(type_id, &format!("metadata `{key}`"), 0)
+                .map_err(err)?;
             metadata.insert(key, value);
         }
         if tensor_count > bytes.len() as u64 {
@@ -388,7 +395,11 @@ impl GgufFile {
         self.meta(key)
             .and_then(GgufValue::as_i64)
             .and_then(|v| usize::try_from(v).ok())
-            .ok_or_else(|| self.err(format!("metadata `{key}` missing or not a non-negative integer")))
+            .ok_or_else(|| {
+                self.err(format!(
+                    "metadata `{key}` missing or not a non-negative integer"
+                ))
+            })
     }
 
     /// The LLaMA config the file describes (`llama.*` keys; the architecture must be `llama`).
@@ -427,7 +438,10 @@ impl GgufFile {
         raw.insert("num_attention_heads".into(), json!(heads));
         raw.insert(
             "num_key_value_heads".into(),
-            json!(self.meta_usize("llama.attention.head_count_kv").unwrap_or(heads)),
+            json!(
+                self.meta_usize("llama.attention.head_count_kv")
+                    .unwrap_or(heads)
+            ),
         );
         if let Ok(dim) = self.meta_usize("llama.rope.dimension_count")
             && dim != hidden / heads.max(1)
@@ -475,12 +489,11 @@ impl GgufFile {
                 raw.insert(hf.into(), json!(id));
             }
         }
-        let config: LlamaConfig = serde_json::from_value(Value::Object(raw)).map_err(|source| {
-            ModelError::Json {
+        let config: LlamaConfig =
+            serde_json::from_value(Value::Object(raw)).map_err(|source| ModelError::Json {
                 path: self.path.clone(),
                 source,
-            }
-        })?;
+            })?;
         config.validate()?;
         Ok(config)
     }
@@ -622,7 +635,8 @@ fn unpermute_rope_rows(data: &[f32], shape: &[usize], heads: usize) -> Vec<f32> 
             for t in 0..2 {
                 let src = h * head_dim + 2 * j + t;
                 let dst = h * head_dim + t * half + j;
-                out[dst * cols..(dst + 1) * cols].copy_from_slice(&data[src * cols..(src + 1) * cols]);
+                out[dst * cols..(dst + 1) * cols]
+                    .copy_from_slice(&data[src * cols..(src + 1) * cols]);
             }
         }
     }

@@ -28,7 +28,7 @@ pub mod weights;
 
 pub use bert::{BertConfig, BertModel, BertWithHead, EncoderFlavor, EncoderInput, Task};
 pub use error::{ModelError, Result};
-pub use llama::{CausalLmInput, LlamaConfig, LlamaForCausalLM};
+pub use llama::{CausalLmInput, LlamaConfig, LlamaForCausalLM, SamplingConfig};
 pub use params::{HfNamed, HfTensor};
 
 /// The CPU backend used by tests, benchmarks and CPU runs.

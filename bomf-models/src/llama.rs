@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use burn::module::{Ignored, Initializer, Module, Param};
+use burn::module::{Initializer, Module, Param};
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::tensor::activation;
 use burn::tensor::backend::Backend;
@@ -101,7 +101,9 @@ pub struct LlamaConfig {
 pub enum RopeScaling {
     None,
     /// Position interpolation: every frequency divided by `factor`.
-    Linear { factor: f64 },
+    Linear {
+        factor: f64,
+    },
     /// LLaMA 3.1's band-wise scaling.
     Llama3 {
         factor: f64,
@@ -133,7 +135,9 @@ impl LlamaConfig {
             ));
         }
         let heads = self.num_attention_heads;
-        if heads == 0 || self.num_key_value_heads() == 0 || heads % self.num_key_value_heads() != 0
+        if heads == 0
+            || self.num_key_value_heads() == 0
+            || !heads.is_multiple_of(self.num_key_value_heads())
         {
             return Err(ModelError::unsupported(
                 "num_key_value_heads",
@@ -144,10 +148,13 @@ impl LlamaConfig {
                 ),
             ));
         }
-        if self.head_dim() % 2 != 0 {
-            return Err(ModelError::unsupported("head_dim", "RoPE needs an even head size"));
+        if !self.head_dim().is_multiple_of(2) {
+            return Err(ModelError::unsupported(
+                "head_dim",
+                "RoPE needs an even head size",
+            ));
         }
-        if self.head_dim.is_none() && self.hidden_size % heads != 0 {
+        if self.head_dim.is_none() && !self.hidden_size.is_multiple_of(heads) {
             return Err(ModelError::unsupported(
                 "hidden_size",
                 "not divisible by num_attention_heads",
@@ -438,7 +445,10 @@ impl<B: Backend> LlamaAttention<B> {
             .div_scalar((hd as f64).sqrt())
             .mask_fill(mask, f32::MIN);
         let probs = activation::softmax(scores, 3);
-        let context = probs.matmul(v).swap_dims(1, 2).reshape([batch, seq, heads * hd]);
+        let context = probs
+            .matmul(v)
+            .swap_dims(1, 2)
+            .reshape([batch, seq, heads * hd]);
         self.o_proj.forward(context)
     }
 }
@@ -473,7 +483,8 @@ pub struct LlamaModel<B: Backend> {
     pub embed_tokens: Embedding<B>,
     pub layers: Vec<LlamaDecoderLayer<B>>,
     pub norm: LlamaRmsNorm<B>,
-    rope_inv_freq: Ignored<Vec<f32>>,
+    #[module(skip)]
+    rope_inv_freq: Vec<f32>,
 }
 
 /// HF's `LlamaForCausalLM`. With tied embeddings `lm_head` is `None` and the output projection is
@@ -598,7 +609,7 @@ impl<B: Backend> LlamaForCausalLM<B> {
                     .init(device),
                 layers,
                 norm: LlamaRmsNorm::new(h, eps, device),
-                rope_inv_freq: Ignored(config.rope_inv_freq()?),
+                rope_inv_freq: config.rope_inv_freq()?,
             },
             lm_head: (!config.tie_word_embeddings)
                 .then(|| hf_linear(h, config.vocab_size, false, std, device)),
@@ -641,7 +652,7 @@ impl<B: Backend> LlamaForCausalLM<B> {
             &device,
         )
         .expand([batch, heads, seq, total]);
-        let (cos, sin) = rope_tables::<B>(&self.base.rope_inv_freq.0, positions, &device);
+        let (cos, sin) = rope_tables::<B>(&self.base.rope_inv_freq, positions, &device);
         let mut x = self.base.embed_tokens.forward(int_tensor(ids, &device));
         for (index, layer) in self.base.layers.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[index]);
@@ -685,7 +696,11 @@ impl<B: Backend> LlamaForCausalLM<B> {
 
     /// HF's causal-LM loss: logits at `t` predict `labels[t + 1]`; `-100` labels are ignored; mean
     /// over the rest.
-    pub fn causal_lm_loss(&self, logits: Tensor<B, 3>, labels: &[Vec<i64>]) -> Result<Tensor<B, 1>> {
+    pub fn causal_lm_loss(
+        &self,
+        logits: Tensor<B, 3>,
+        labels: &[Vec<i64>],
+    ) -> Result<Tensor<B, 1>> {
         let [batch, seq, vocab] = logits.dims();
         if labels.len() != batch || labels.iter().any(|r| r.len() != seq) {
             return Err(ModelError::InvalidInput(format!(
@@ -716,7 +731,54 @@ impl<B: Backend> LlamaForCausalLM<B> {
         eos_token_ids: &[i64],
         pad_token_id: i64,
     ) -> Result<Vec<Vec<i64>>> {
+        self.decode(
+            prompt,
+            max_new_tokens,
+            eos_token_ids,
+            pad_token_id,
+            |logits| argmax(logits) as i64,
+        )
+    }
+
+    /// Sampling with a KV cache (`generate(do_sample=True)` semantics: temperature, then top-k,
+    /// then top-p, then a draw from the softmax), reproducible for a given seed. The random
+    /// stream is our own, so the tokens differ from PyTorch's for the same seed.
+    pub fn generate_sampled(
+        &self,
+        prompt: &CausalLmInput,
+        max_new_tokens: usize,
+        eos_token_ids: &[i64],
+        pad_token_id: i64,
+        sampling: &SamplingConfig,
+    ) -> Result<Vec<Vec<i64>>> {
+        if sampling.temperature <= 0.0 || !sampling.temperature.is_finite() {
+            return Err(ModelError::InvalidInput(format!(
+                "sampling temperature must be positive, got {}",
+                sampling.temperature
+            )));
+        }
+        let mut rng = SplitMix64(sampling.seed);
+        self.decode(
+            prompt,
+            max_new_tokens,
+            eos_token_ids,
+            pad_token_id,
+            |logits| sample(logits, sampling, rng.next_f64()) as i64,
+        )
+    }
+
+    /// The decoding loop shared by greedy and sampled generation; `choose` picks the next token
+    /// of one row from its last-position logits.
+    fn decode(
+        &self,
+        prompt: &CausalLmInput,
+        max_new_tokens: usize,
+        eos_token_ids: &[i64],
+        pad_token_id: i64,
+        mut choose: impl FnMut(&[f32]) -> i64,
+    ) -> Result<Vec<Vec<i64>>> {
         let (batch, _) = prompt.check(self.vocab_size())?;
+        let vocab = self.vocab_size();
         let mut cache = KvCache::new(self.base.layers.len());
         let mut key_mask = prompt.attention_mask.clone();
         let mut ids = prompt.input_ids.clone();
@@ -737,16 +799,18 @@ impl<B: Backend> LlamaForCausalLM<B> {
         for _ in 0..max_new_tokens {
             let hidden = self.hidden_states(&ids, &positions, &key_mask, Some(&mut cache));
             let [b, s, h] = hidden.dims();
-            let last = self.project(hidden.narrow(1, s - 1, 1).reshape([b, 1, h]));
-            let next = last
-                .reshape([b, self.vocab_size()])
-                .argmax(1)
+            let last = self
+                .project(hidden.narrow(1, s - 1, 1).reshape([b, 1, h]))
                 .into_data()
-                .convert::<i64>()
-                .into_vec::<i64>()
+                .convert::<f32>()
+                .into_vec::<f32>()
                 .map_err(|e| ModelError::TensorData(format!("{e:?}")))?;
-            for (row, &token) in next.iter().enumerate() {
-                let token = if finished[row] { pad_token_id } else { token };
+            for (row, logits) in last.chunks_exact(vocab).enumerate() {
+                let token = if finished[row] {
+                    pad_token_id
+                } else {
+                    choose(logits)
+                };
                 if eos_token_ids.contains(&token) {
                     finished[row] = true;
                 }
@@ -765,6 +829,78 @@ impl<B: Backend> LlamaForCausalLM<B> {
                 .collect();
         }
         Ok(out)
+    }
+}
+
+/// How [`LlamaForCausalLM::generate_sampled`] draws tokens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingConfig {
+    pub temperature: f64,
+    /// Keep only the `k` most likely tokens (HF's `top_k`; `None` or 0 = all).
+    pub top_k: Option<usize>,
+    /// Keep the smallest set of most likely tokens whose probability reaches `p` (HF's `top_p`).
+    pub top_p: Option<f64>,
+    pub seed: u64,
+}
+
+/// Index of the first maximum (as `torch.argmax`).
+fn argmax(values: &[f32]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .fold(0, |best, (i, &v)| if v > values[best] { i } else { best })
+}
+
+/// Draws one token from `logits` with `uniform` in [0, 1).
+fn sample(logits: &[f32], config: &SamplingConfig, uniform: f64) -> usize {
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+    if let Some(k) = config.top_k.filter(|&k| k > 0) {
+        order.truncate(k);
+    }
+    let max = logits[order[0]] as f64;
+    let mut probs: Vec<f64> = order
+        .iter()
+        .map(|&i| ((logits[i] as f64 - max) / config.temperature).exp())
+        .collect();
+    let total: f64 = probs.iter().sum();
+    probs.iter_mut().for_each(|p| *p /= total);
+    if let Some(top_p) = config.top_p.filter(|&p| p < 1.0) {
+        // Keep tokens until the cumulative probability reaches top_p (always at least one).
+        let mut cumulative = 0.0;
+        let keep = probs
+            .iter()
+            .position(|&p| {
+                cumulative += p;
+                cumulative >= top_p
+            })
+            .map_or(probs.len(), |i| i + 1);
+        order.truncate(keep);
+        probs.truncate(keep);
+        let total: f64 = probs.iter().sum();
+        probs.iter_mut().for_each(|p| *p /= total);
+    }
+    let mut cumulative = 0.0;
+    for (&token, &p) in order.iter().zip(&probs) {
+        cumulative += p;
+        if uniform < cumulative {
+            return token;
+        }
+    }
+    order[order.len() - 1]
+}
+
+/// A tiny deterministic generator (SplitMix64) so sampling is reproducible without a dependency.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_f64(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
@@ -808,4 +944,42 @@ pub fn load_llama_checkpoint<B: Backend>(
         Coverage::All,
         device,
     )?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(top_k: Option<usize>, top_p: Option<f64>) -> SamplingConfig {
+        SamplingConfig {
+            temperature: 1.0,
+            top_k,
+            top_p,
+            seed: 0,
+        }
+    }
+
+    #[test]
+    fn top_k_one_is_greedy_and_top_p_keeps_the_head() {
+        let logits = [0.1f32, 3.0, 2.9, -1.0];
+        for u in [0.0, 0.5, 0.999] {
+            assert_eq!(sample(&logits, &config(Some(1), None), u), 1);
+            // p(1) ≈ 0.50, p(2) ≈ 0.45: top_p = 0.3 keeps token 1 only.
+            assert_eq!(sample(&logits, &config(None, Some(0.3)), u), 1);
+            assert!([1, 2].contains(&sample(&logits, &config(None, Some(0.9)), u)));
+        }
+        assert_eq!(argmax(&logits), 1);
+    }
+
+    #[test]
+    fn draws_follow_the_softmax() {
+        let logits = [0.0f32, (3.0f32).ln()];
+        let mut rng = SplitMix64(42);
+        let n = 20_000;
+        let ones = (0..n)
+            .filter(|_| sample(&logits, &config(None, None), rng.next_f64()) == 1)
+            .count();
+        let share = ones as f64 / n as f64;
+        assert!((share - 0.75).abs() < 0.02, "{share}");
+    }
 }

@@ -22,7 +22,13 @@ fn rows(v: &Value) -> Vec<Vec<i64>> {
     v.as_array()
         .expect("rows")
         .iter()
-        .map(|r| r.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect())
+        .map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_i64().unwrap())
+                .collect()
+        })
         .collect()
 }
 
@@ -98,10 +104,14 @@ fn linear_rope_scaling_matches_transformers() {
 fn unsupported_rope_type_is_a_clear_error() {
     let text = std::fs::read_to_string(llama_fixtures().join("gqa/config.json")).unwrap();
     let mut v: Value = serde_json::from_str(&text).unwrap();
-    v["rope_parameters"] = serde_json::json!({"rope_type": "yarn", "rope_theta": 1e4, "factor": 2.0});
+    v["rope_parameters"] =
+        serde_json::json!({"rope_type": "yarn", "rope_theta": 1e4, "factor": 2.0});
     let config: LlamaConfig = serde_json::from_value(v).unwrap();
     let err = config.validate().unwrap_err().to_string();
-    assert!(err.contains("yarn") && err.contains("rope_parameters"), "{err}");
+    assert!(
+        err.contains("yarn") && err.contains("rope_parameters"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -117,4 +127,36 @@ fn missing_tensor_is_an_error_naming_it() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("model.layers.1.mlp.up_proj.weight"), "{err}");
+}
+
+#[test]
+fn seeded_sampling_is_reproducible_and_top_k_one_is_greedy() {
+    let device = Default::default();
+    let (model, _) = load_llama::<B>(llama_fixtures().join("gqa"), &device).unwrap();
+    let prompt = CausalLmInput {
+        input_ids: vec![vec![0, 0, 5, 17], vec![9, 33, 41, 2]],
+        attention_mask: vec![vec![0, 0, 1, 1], vec![1, 1, 1, 1]],
+    };
+    let sampling = |seed, top_k| bomf_models::SamplingConfig {
+        temperature: 1.0,
+        top_k,
+        top_p: Some(0.95),
+        seed,
+    };
+    let a = model
+        .generate_sampled(&prompt, 8, &[], 0, &sampling(7, None))
+        .unwrap();
+    let b = model
+        .generate_sampled(&prompt, 8, &[], 0, &sampling(7, None))
+        .unwrap();
+    let c = model
+        .generate_sampled(&prompt, 8, &[], 0, &sampling(8, None))
+        .unwrap();
+    assert_eq!(a, b);
+    assert_ne!(a, c, "different seeds gave identical samples");
+    let greedy = model.generate_greedy(&prompt, 8, &[], 0).unwrap();
+    let top1 = model
+        .generate_sampled(&prompt, 8, &[], 0, &sampling(3, Some(1)))
+        .unwrap();
+    assert_eq!(top1, greedy);
 }

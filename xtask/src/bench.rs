@@ -73,11 +73,7 @@ pub fn parse_timings(stdout: &str) -> Timings {
         ) else {
             continue;
         };
-        if timings
-            .seconds
-            .insert(name.to_owned(), seconds)
-            .is_none()
-        {
+        if timings.seconds.insert(name.to_owned(), seconds).is_none() {
             timings.order.push(name.to_owned());
         }
     }
@@ -193,7 +189,10 @@ fn run_rust(anchors: &Anchors, mut cargo: Command, envs: &[(String, String)]) ->
     }
     let timings = parse_timings(&stdout);
     if timings.order.is_empty() {
-        bail!("{} printed no anchor lines:\n{stdout}", anchors.example_path());
+        bail!(
+            "{} printed no anchor lines:\n{stdout}",
+            anchors.example_path()
+        );
     }
     Ok(timings)
 }
@@ -266,14 +265,27 @@ mod tests {
 
     #[test]
     fn the_table_pairs_by_name_and_divides_python_by_ours() {
-        let ours = parse_timings("{\"name\":\"step\",\"seconds\":0.5}\n{\"name\":\"only_ours\",\"seconds\":0.001}");
-        let py = parse_timings("{\"name\":\"only_py\",\"seconds\":3}\n{\"name\":\"step\",\"seconds\":2.0}");
+        let ours = parse_timings(
+            "{\"name\":\"step\",\"seconds\":0.5}\n{\"name\":\"only_ours\",\"seconds\":0.001}",
+        );
+        let py = parse_timings(
+            "{\"name\":\"only_py\",\"seconds\":3}\n{\"name\":\"step\",\"seconds\":2.0}",
+        );
         let text = table(&ours, &py);
         let rows: Vec<&str> = text.lines().collect();
         assert_eq!(rows.len(), 5, "{text}");
-        assert!(rows[2].starts_with("| step") && rows[2].contains("4.00x"), "{text}");
-        assert!(rows[3].contains("only_ours") && rows[3].contains("1.0 ms"), "{text}");
-        assert!(rows[4].contains("only_py") && rows[4].contains("3.00 s"), "{text}");
+        assert!(
+            rows[2].starts_with("| step") && rows[2].contains("4.00x"),
+            "{text}"
+        );
+        assert!(
+            rows[3].contains("only_ours") && rows[3].contains("1.0 ms"),
+            "{text}"
+        );
+        assert!(
+            rows[4].contains("only_py") && rows[4].contains("3.00 s"),
+            "{text}"
+        );
         assert!(rows[3].trim_end().ends_with("- |"), "{text}");
     }
 

@@ -61,3 +61,11 @@ pub fn batcher(n: usize, batch_size: usize, seed: u64) -> Batcher {
 pub fn eval_set(n: usize) -> EvalSet {
     EvalSet::new(data_task(), items(n, 1000), 0, 16).unwrap()
 }
+
+/// burn's backend RNG (dropout, initialisation) is process-global and the test harness runs tests
+/// on parallel threads: tests that seed it take this lock so another test cannot draw from it
+/// mid-run.
+pub fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
