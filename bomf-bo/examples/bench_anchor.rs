@@ -13,7 +13,7 @@
 //!
 //! Output: one JSON line per size, `{"name": "qnehvi_step_k10_n30", "seconds": <median>}`.
 //!
-//! `cargo run --release -p bomf-bo --example bench_anchor [-- --reps 5]` (default reps:
+//! `cargo run --release -p bomf-bo --example bo_anchor [-- --reps 5]` (default reps:
 //! `$BOMF_BENCH_REPS`, else 5; `cargo xtask bench` passes the variable to both sides).
 
 use std::time::Instant;

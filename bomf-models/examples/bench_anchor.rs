@@ -10,7 +10,7 @@
 //!
 //! Threads: burn's CPU backend runs on rayon's global pool, so `RAYON_NUM_THREADS` sets the thread
 //! count (default: one per core). Run it optimised:
-//! `RAYON_NUM_THREADS=2 cargo run --release -p bomf-models --example bench_anchor`.
+//! `RAYON_NUM_THREADS=2 cargo run --release -p bomf-models --example models_anchor`.
 //! The assets folder (holding `minilm/`) comes from `BOMF_ASSETS`, else `<workspace>/.bomf/assets`.
 //! `BENCH_REPEATS` (default 7) and `BENCH_WARMUP` (default 2) set the sample counts.
 

@@ -31,6 +31,12 @@ impl Anchors {
         format!("{}/examples/bench_anchor.rs", self.package)
     }
 
+    /// Cargo's name for the example: `<suite>_anchor` (example names share one output
+    /// directory across the workspace, so each crate's must be unique).
+    fn example_name(&self) -> String {
+        format!("{}_anchor", self.suite_env.to_lowercase())
+    }
+
     fn script_path(&self) -> String {
         format!("{}/benches/anchor.py", self.package)
     }
@@ -169,13 +175,14 @@ pub fn run_anchors(
 }
 
 fn run_rust(anchors: &Anchors, mut cargo: Command, envs: &[(String, String)]) -> Result<Timings> {
+    let example = anchors.example_name();
     cargo.args([
         "run",
         "--release",
         "-p",
         anchors.package,
         "--example",
-        "bench_anchor",
+        example.as_str(),
     ]);
     cargo.envs(envs.iter().map(|(k, v)| (k, v)));
     cargo.stderr(Stdio::inherit());
