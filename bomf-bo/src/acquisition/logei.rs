@@ -166,13 +166,7 @@ impl Acquisition for QLogExpectedImprovement<'_> {
     }
 
     fn value_and_grad(&self, x: &[f64], grad: &mut [f64]) -> f64 {
-        match self.evaluate(x, Some(grad)) {
-            Ok(v) => v,
-            Err(_) => {
-                grad.iter_mut().for_each(|g| *g = 0.0);
-                f64::NAN
-            }
-        }
+        super::nan_on_error(grad, |grad| self.evaluate(x, Some(grad)))
     }
 }
 

@@ -36,3 +36,19 @@ pub trait Acquisition: Sync {
         f0
     }
 }
+
+/// The failure rule shared by the MC acquisitions, whose evaluation can fail (a malformed batch,
+/// a posterior that cannot be factorised): the value is NaN and the gradient zero, which the
+/// optimiser ranks below every finite value.
+pub(crate) fn nan_on_error(
+    grad: &mut [f64],
+    evaluate: impl FnOnce(&mut [f64]) -> crate::Result<f64>,
+) -> f64 {
+    match evaluate(grad) {
+        Ok(value) => value,
+        Err(_) => {
+            grad.fill(0.0);
+            f64::NAN
+        }
+    }
+}
