@@ -123,6 +123,18 @@ pub(crate) struct Row {
     pub fields: Map<String, Value>,
 }
 
+impl Row {
+    /// The value of `column`, or the error naming the column and this row's location.
+    fn field(&self, column: &str) -> Result<&Value> {
+        self.fields
+            .get(column)
+            .ok_or_else(|| DataError::MissingColumn {
+                at: self.at.clone(),
+                column: column.to_string(),
+            })
+    }
+}
+
 /// Reads every row of a JSONL/CSV/TSV file as a JSON object (CSV cells become strings).
 pub(crate) fn read_rows(path: &Path, format: TabularFormat) -> Result<Vec<Row>> {
     let rows = match format {
@@ -252,24 +264,12 @@ pub(crate) fn rows_to_examples(
         let at = &row.at;
         let mut inputs = Vec::with_capacity(mapping.text_columns.len());
         for column in &mapping.text_columns {
-            let value = row
-                .fields
-                .get(column)
-                .ok_or_else(|| DataError::MissingColumn {
-                    at: at.clone(),
-                    column: column.clone(),
-                })?;
+            let value = row.field(column)?;
             inputs.push(json_scalar_text(value, column, at)?);
         }
         let id = match &mapping.id_column {
             Some(column) => {
-                let value = row
-                    .fields
-                    .get(column)
-                    .ok_or_else(|| DataError::MissingColumn {
-                        at: at.clone(),
-                        column: column.clone(),
-                    })?;
+                let value = row.field(column)?;
                 json_scalar_text(value, column, at)?
             }
             None => format!("line{}", at.line.unwrap_or(0)),
@@ -277,13 +277,7 @@ pub(crate) fn rows_to_examples(
         let target = match &mapping.label_column {
             None => None,
             Some(column) => {
-                let value = row
-                    .fields
-                    .get(column)
-                    .ok_or_else(|| DataError::MissingColumn {
-                        at: at.clone(),
-                        column: column.clone(),
-                    })?;
+                let value = row.field(column)?;
                 if let TaskKind::Regression = task.kind {
                     Some(Target::Score(json_score(value, column, at)?))
                 } else {
@@ -328,13 +322,7 @@ fn json_score(value: &Value, field: &str, at: &Location) -> Result<f64> {
 fn infer_labels(rows: &[Row], column: &str) -> Result<Vec<String>> {
     let mut labels = Vec::new();
     for row in rows {
-        let value = row
-            .fields
-            .get(column)
-            .ok_or_else(|| DataError::MissingColumn {
-                at: row.at.clone(),
-                column: column.to_string(),
-            })?;
+        let value = row.field(column)?;
         let text = match value {
             Value::String(s) => s.trim().to_string(),
             Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
