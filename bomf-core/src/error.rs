@@ -32,9 +32,30 @@ pub enum CoreError {
     /// A tensor could not be read back from the device.
     #[error("tensor data: {0}")]
     TensorData(String),
+
+    #[error(transparent)]
+    Bo(#[from] bomf_bo::BoError),
+
+    /// Training produced a NaN/∞ loss or gradient before anything usable was kept.
+    #[error("training diverged at step {step} (value {value})")]
+    Diverged { step: usize, value: f64 },
+
+    /// A file of a run (trajectory manifest, checkpoint) could not be read or written.
+    #[error("{path}: {message}")]
+    File {
+        path: std::path::PathBuf,
+        message: String,
+    },
 }
 
 impl CoreError {
+    pub(crate) fn file(path: &std::path::Path, message: impl std::fmt::Display) -> Self {
+        Self::File {
+            path: path.to_path_buf(),
+            message: message.to_string(),
+        }
+    }
+
     pub(crate) fn config(field: &str, message: impl Into<String>) -> Self {
         Self::InvalidConfig {
             field: field.to_string(),

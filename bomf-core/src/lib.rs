@@ -12,13 +12,25 @@
 //! - [`eval`]: one pass over a split → mean loss and every metric of the task.
 //! - [`fusion`]: θ(w) = Σ_k w_k θ_k over K checkpoints held in memory as flat f32, with a
 //!   streaming multi-threaded CPU kernel, and loading θ(w) back into a model.
+//! - [`hpbo`]: stage 1, qLogEI over learning rate and batch size on a frozen-layer proxy.
+//! - [`trajectory`]: stage 2, one fine-tune keeping K checkpoints around the best step; saved
+//!   to and loaded from a folder with a manifest.
+//! - [`fusion_bo`]: stage 3, qNEHVI over simplex fusion weights (metric up, loss down,
+//!   normalised by the checkpoints' own range) and the rules that pick the final model.
+//! - [`baselines`]: best/last checkpoint, SWA, greedy soup, learned soup.
+//! - [`pipeline`]: the stages and baselines end to end, one test evaluation per method.
 
+pub mod baselines;
 pub mod error;
 pub mod eval;
 pub mod fusion;
+pub mod fusion_bo;
+pub mod hpbo;
 pub mod model;
 pub mod optim;
+pub mod pipeline;
 pub mod schedule;
 pub mod train;
+pub mod trajectory;
 
 pub use error::{CoreError, Result};

@@ -1,0 +1,401 @@
+//! Stage 3: multi-objective BO over fusion weights on the simplex.
+//!
+//! Objectives are the validation metric(s) (maximised) and the validation loss (minimised), each
+//! normalised by the range observed on the K checkpoints themselves, so that 0 is the worst
+//! checkpoint and 1 the best in every objective; the reference point is that worst corner. (The
+//! reference takes hand-set constants and flips the loss's sign in one place but not the other.)
+//! The search starts with K Sobol points, then asks the acquisition (qNEHVI by default) for one
+//! point per step.
+//!
+//! [`FusionSearch`] is plain serialisable state: a run persists it after every evaluation and
+//! resumes from it; a point asked but not told (a crash mid-evaluation) is evaluated again first,
+//! never a completed one. The model side is a closure `weights → Evaluation`, so the search is
+//! the same for every model family and testable on synthetic functions.
+
+use bomf_bo::gp::{FitOptions, GaussianProcess};
+use bomf_bo::optimizer::{AcquisitionKind, Optimizer, OptimizerSettings};
+use bomf_bo::space::{Objective, SimplexMap, Space};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CoreError, Result};
+use crate::eval::Evaluation;
+use crate::trajectory::KeptCheckpoint;
+
+/// One quantity the search optimises.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "name")]
+pub enum FusionObjective {
+    /// A validation metric of the task, by name (maximised).
+    Metric(String),
+    /// The validation loss (minimised).
+    Loss,
+}
+
+impl FusionObjective {
+    /// The raw value in `evaluation`, oriented so that larger is better.
+    fn oriented(&self, evaluation: &Evaluation) -> f64 {
+        match self {
+            Self::Metric(name) => evaluation.metrics.get(name).copied().unwrap_or(f64::NAN),
+            Self::Loss => -evaluation.loss,
+        }
+    }
+
+    pub fn label(&self) -> String {
+        match self {
+            Self::Metric(name) => name.clone(),
+            Self::Loss => "loss".into(),
+        }
+    }
+}
+
+/// How the final model is picked from the evaluated fusions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SelectionRule {
+    /// The reference's: the highest observed validation metric, ties broken by the lower loss.
+    HighestMetric,
+    /// The Pareto point closest to the ideal corner (1, …, 1) of the normalised objectives.
+    Knee,
+    /// The evaluated point with the best GP posterior mean of the (first) metric: smooths out
+    /// the noise of a small validation set.
+    #[default]
+    PosteriorMean,
+}
+
+/// Settings of stage 3.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FusionBoConfig {
+    /// `None`: the task's first metric and the loss (BOMF).
+    pub objectives: Option<Vec<FusionObjective>>,
+    /// Sobol points before BO (`None`: K).
+    pub n_initial: Option<usize>,
+    /// Total evaluations, initial ones included (`None`: the reference's K + 5K − 1).
+    pub budget: Option<usize>,
+    /// `None`: qNEHVI for several objectives, qLogEI for one.
+    pub acquisition: Option<AcquisitionKind>,
+    pub simplex_map: SimplexMap,
+    pub selection: SelectionRule,
+    pub seed: u64,
+    pub mc_samples: usize,
+}
+
+impl Default for FusionBoConfig {
+    fn default() -> Self {
+        Self {
+            objectives: None,
+            n_initial: None,
+            budget: None,
+            acquisition: None,
+            simplex_map: SimplexMap::Normalize,
+            selection: SelectionRule::default(),
+            seed: 0,
+            mc_samples: 128,
+        }
+    }
+}
+
+/// Affine maps of each objective to "0 = worst checkpoint, 1 = best checkpoint".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Normaliser {
+    pub objectives: Vec<FusionObjective>,
+    /// Oriented (larger is better) value of the worst checkpoint, per objective.
+    pub low: Vec<f64>,
+    /// Oriented range over the checkpoints (floored so a flat objective stays finite).
+    pub scale: Vec<f64>,
+}
+
+impl Normaliser {
+    /// From the checkpoints' own validation evaluations.
+    pub fn from_checkpoints(
+        objectives: Vec<FusionObjective>,
+        checkpoints: &[KeptCheckpoint],
+    ) -> Result<Self> {
+        if checkpoints.is_empty() {
+            return Err(CoreError::InvalidInput(
+                "normalising the objectives needs at least one checkpoint".into(),
+            ));
+        }
+        let mut low = Vec::new();
+        let mut scale = Vec::new();
+        for objective in &objectives {
+            let values: Vec<f64> = checkpoints
+                .iter()
+                .map(|c| objective.oriented(&c.validation))
+                .collect();
+            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                return Err(CoreError::InvalidInput(format!(
+                    "checkpoint {i} has no finite value for objective `{}`",
+                    objective.label()
+                )));
+            }
+            let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            // A flat objective (e.g. equal accuracies on a small split) gets a scale of 1% of
+            // its magnitude, so fusions that move it still register.
+            let floor = 1e-2 * lo.abs().max(hi.abs()).max(1e-3);
+            low.push(lo);
+            scale.push((hi - lo).max(floor));
+        }
+        Ok(Self {
+            objectives,
+            low,
+            scale,
+        })
+    }
+
+    /// Normalised, oriented objective values of an evaluation (NaN when a metric is missing or
+    /// the evaluation failed).
+    pub fn normalise(&self, evaluation: &Evaluation) -> Vec<f64> {
+        self.objectives
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (o.oriented(evaluation) - self.low[i]) / self.scale[i])
+            .collect()
+    }
+}
+
+/// One evaluated fusion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FusionRecord {
+    pub weights: Vec<f64>,
+    /// `None` when the evaluation failed (non-finite loss).
+    pub validation: Option<Evaluation>,
+    /// Whether the point came from the initial design.
+    pub initial: bool,
+}
+
+/// The state of a stage-3 search; serialise it to resume.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FusionSearch {
+    pub config: FusionBoConfig,
+    pub normaliser: Normaliser,
+    pub k: usize,
+    optimizer: Optimizer,
+    pub records: Vec<FusionRecord>,
+}
+
+impl FusionSearch {
+    /// A search over the fusion weights of `checkpoints` (their validation evaluations set the
+    /// normalisation). `default_metric` is the task's selection metric.
+    pub fn new(
+        config: FusionBoConfig,
+        checkpoints: &[KeptCheckpoint],
+        default_metric: &str,
+    ) -> Result<Self> {
+        let k = checkpoints.len();
+        if k < 2 {
+            return Err(CoreError::InvalidInput(format!(
+                "fusion needs at least 2 checkpoints, got {k}"
+            )));
+        }
+        let objectives = config.objectives.clone().unwrap_or_else(|| {
+            vec![
+                FusionObjective::Metric(default_metric.to_string()),
+                FusionObjective::Loss,
+            ]
+        });
+        if objectives.is_empty() {
+            return Err(CoreError::config(
+                "fusion.objectives",
+                "at least one objective",
+            ));
+        }
+        let normaliser = Normaliser::from_checkpoints(objectives.clone(), checkpoints)?;
+        let names = (0..k).map(|i| format!("w{i}")).collect();
+        let space = Space::simplex(names, config.simplex_map)?;
+        let bo_objectives = objectives
+            .iter()
+            .map(|o| Objective::maximize(o.label()))
+            .collect();
+        let settings = OptimizerSettings {
+            acquisition: config.acquisition,
+            n_initial: Some(config.n_initial.unwrap_or(k)),
+            seed: config.seed,
+            mc_samples: config.mc_samples,
+            ..OptimizerSettings::default()
+        };
+        let mut optimizer = Optimizer::new(space, bo_objectives, settings)?;
+        if objectives.len() > 1 {
+            optimizer = optimizer.with_ref_point(vec![0.0; objectives.len()])?;
+        }
+        Ok(Self {
+            config,
+            normaliser,
+            k,
+            optimizer,
+            records: Vec::new(),
+        })
+    }
+
+    /// Total evaluations of the search (initial design included).
+    pub fn budget(&self) -> usize {
+        self.config.budget.unwrap_or(self.k + 5 * self.k - 1)
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.records.len() >= self.budget()
+    }
+
+    /// The BO state (for reports and tests).
+    pub fn optimizer(&self) -> &Optimizer {
+        &self.optimizer
+    }
+
+    /// The weights to evaluate next: a point asked before a crash first, else a new one.
+    pub fn next_weights(&mut self) -> Result<Vec<f64>> {
+        if let Some(p) = self.optimizer.pending().first() {
+            return Ok(p.clone());
+        }
+        let mut asked = self.optimizer.ask(1)?;
+        asked
+            .pop()
+            .ok_or_else(|| CoreError::InvalidInput("the optimiser proposed no point".into()))
+    }
+
+    /// Records the evaluation of `weights` (`None`: it failed).
+    pub fn tell(&mut self, weights: &[f64], validation: Option<Evaluation>) -> Result<()> {
+        let initial = self.optimizer.n_successful() < self.optimizer.n_initial();
+        let y = match &validation {
+            Some(e) if e.loss.is_finite() => self.normaliser.normalise(e),
+            _ => vec![f64::NAN; self.normaliser.objectives.len()],
+        };
+        self.optimizer.tell(weights, &y)?;
+        self.records.push(FusionRecord {
+            weights: weights.to_vec(),
+            validation,
+            initial,
+        });
+        Ok(())
+    }
+
+    /// One step: next weights, `evaluate`, tell. An `Err` from `evaluate` aborts (and leaves the
+    /// point pending for a resume); a non-finite loss is recorded as a failed evaluation.
+    pub fn step(
+        &mut self,
+        evaluate: &mut dyn FnMut(&[f64]) -> Result<Evaluation>,
+    ) -> Result<&FusionRecord> {
+        let w = self.next_weights()?;
+        let evaluation = evaluate(&w)?;
+        let validation = evaluation.loss.is_finite().then_some(evaluation);
+        self.tell(&w, validation)?;
+        self.records
+            .last()
+            .ok_or_else(|| CoreError::InvalidInput("no record after a step".into()))
+    }
+
+    /// Runs until the budget is spent, calling `after_each` (e.g. persist the state).
+    pub fn run(
+        &mut self,
+        evaluate: &mut dyn FnMut(&[f64]) -> Result<Evaluation>,
+        after_each: &mut dyn FnMut(&Self) -> Result<()>,
+    ) -> Result<()> {
+        while !self.is_done() {
+            self.step(evaluate)?;
+            after_each(self)?;
+        }
+        Ok(())
+    }
+
+    /// Indices of the successful records that no other successful record dominates.
+    pub fn pareto_indices(&self) -> Vec<usize> {
+        self.optimizer.pareto_indices()
+    }
+
+    /// Hypervolume of the normalised front after each evaluation (reference point: the worst
+    /// checkpoint corner), for the report.
+    pub fn hypervolume_trace(&self) -> Result<Vec<f64>> {
+        let m = self.normaliser.objectives.len();
+        let mut points: Vec<f64> = Vec::new();
+        let mut trace = Vec::with_capacity(self.records.len());
+        for r in &self.records {
+            if let Some(e) = &r.validation {
+                let y = self.normaliser.normalise(e);
+                if y.iter().all(|v| v.is_finite()) {
+                    points.extend(y);
+                }
+            }
+            let hv = if m == 1 {
+                points.iter().copied().fold(0.0f64, f64::max)
+            } else {
+                bomf_bo::partitioning::hypervolume::hypervolume(&points, m, &vec![0.0; m])?
+            };
+            trace.push(hv);
+        }
+        Ok(trace)
+    }
+
+    /// The record chosen by `rule` (an index into `records`).
+    pub fn select(&self, rule: SelectionRule) -> Result<usize> {
+        let ok: Vec<usize> = (0..self.records.len())
+            .filter(|&i| self.records[i].validation.is_some())
+            .collect();
+        if ok.is_empty() {
+            return Err(CoreError::InvalidInput(
+                "no successful fusion evaluation to select from".into(),
+            ));
+        }
+        let normalised = |i: usize| {
+            self.records[i]
+                .validation
+                .as_ref()
+                .map(|e| self.normaliser.normalise(e))
+                .unwrap_or_default()
+        };
+        let primary = |i: usize| normalised(i).first().copied().unwrap_or(f64::NAN);
+        let by_metric_then_loss = |a: usize, b: usize| {
+            let (ya, yb) = (normalised(a), normalised(b));
+            ya.iter()
+                .zip(&yb)
+                .map(|(p, q)| p.total_cmp(q))
+                .find(|o| o.is_ne())
+                .unwrap_or(std::cmp::Ordering::Equal)
+        };
+        let chosen = match rule {
+            SelectionRule::HighestMetric => ok.iter().copied().max_by(|&a, &b| {
+                by_metric_then_loss(a, b).then_with(|| b.cmp(&a)) // earliest on exact ties
+            }),
+            SelectionRule::Knee => {
+                let front = self.pareto_indices();
+                front.into_iter().min_by(|&a, &b| {
+                    let da: f64 = normalised(a).iter().map(|v| (1.0 - v).powi(2)).sum();
+                    let db: f64 = normalised(b).iter().map(|v| (1.0 - v).powi(2)).sum();
+                    da.total_cmp(&db).then_with(|| a.cmp(&b))
+                })
+            }
+            SelectionRule::PosteriorMean => {
+                let means = self.posterior_means(&ok, primary)?;
+                ok.iter()
+                    .zip(&means)
+                    .max_by(|(a, ma), (b, mb)| {
+                        ma.total_cmp(mb)
+                            .then_with(|| by_metric_then_loss(**a, **b))
+                            .then_with(|| b.cmp(a))
+                    })
+                    .map(|(i, _)| *i)
+            }
+        };
+        chosen.ok_or_else(|| CoreError::InvalidInput("no fusion to select".into()))
+    }
+
+    /// GP posterior mean of the first objective at the records `ok` (the GP is fitted to them,
+    /// in the optimiser's unit coordinates).
+    fn posterior_means(&self, ok: &[usize], primary: impl Fn(usize) -> f64) -> Result<Vec<f64>> {
+        if ok.len() < 3 {
+            return Ok(ok.iter().map(|&i| primary(i)).collect());
+        }
+        let space = self.optimizer.space();
+        let mut x = Vec::new();
+        for &i in ok {
+            x.extend(space.to_unit(&self.records[i].weights)?);
+        }
+        let y: Vec<f64> = ok.iter().map(|&i| primary(i)).collect();
+        let d = space.unit_dim();
+        let options = FitOptions {
+            seed: self.config.seed,
+            ..FitOptions::default()
+        };
+        let gp = GaussianProcess::fit(&x, &y, d, None, &options)?;
+        Ok(gp.predict(&x)?.0)
+    }
+}
