@@ -6,7 +6,11 @@
 //! - [`bert`]: BERT/RoBERTa config, encoder and task heads (classification/regression, multiple
 //!   choice, span QA), mirroring `transformers` module by module.
 //! - [`llama`]: LLaMA-style decoder (RoPE, GQA, SwiGLU, RMSNorm) with causal-LM loss and
-//!   KV-cached greedy generation.
+//!   KV-cached generation (greedy, seeded sampling, beam search).
+//! - [`lora`]: LoRA adapters for the decoder in peft's format: load/save, training only the
+//!   adapters, fusing them by name, merging them into dense weights.
+//! - [`t5`]: T5 encoder–decoder (v1.0 ReLU / v1.1 gated-GELU, tied or untied head) with
+//!   teacher-forced loss, KV-cached greedy and beam-search generation, loading and export.
 //! - [`gguf`]: llama.cpp GGUF files: parsing, dequantisation, HF names, embedded tokenizer.
 //! - [`loss`]: the losses those heads use, with PyTorch's reductions.
 //! - [`weights`]: strict loading of safetensors (single or sharded) and PyTorch `.bin` checkpoints.
@@ -22,14 +26,20 @@ pub mod error;
 pub mod export;
 pub mod gguf;
 pub mod llama;
+pub mod lora;
 pub mod loss;
 pub mod params;
+pub mod t5;
 pub mod weights;
 
 pub use bert::{BertConfig, BertModel, BertWithHead, EncoderFlavor, EncoderInput, Task};
 pub use error::{ModelError, Result};
-pub use llama::{CausalLmInput, LlamaConfig, LlamaForCausalLM, SamplingConfig};
+pub use llama::{
+    BeamSearchConfig, CausalLmInput, EarlyStopping, LlamaConfig, LlamaForCausalLM, SamplingConfig,
+};
+pub use lora::{AdaptedLlama, LlamaLoraAdapters, LoraConfig};
 pub use params::{HfNamed, HfTensor};
+pub use t5::{Seq2SeqInput, T5Config, T5ForConditionalGeneration};
 
 /// The CPU backend used by tests, benchmarks and CPU runs.
 pub type CpuBackend = burn::backend::Flex;

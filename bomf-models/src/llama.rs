@@ -12,7 +12,14 @@
 //! - grouped-query attention: query head `h` reads key/value head `h / (heads / kv_heads)`;
 //! - the causal mask is combined with the padding mask on keys; positions are `0..seq` in a plain
 //!   forward and `cumsum(mask) - 1` during generation, as `generate` computes them;
-//! - causal-LM loss: logits at `t` predict label `t + 1`, labels `-100` are ignored.
+//! - causal-LM loss: logits at `t` predict label `t + 1`, labels `-100` are ignored;
+//! - generation: greedy and seeded sampling, and beam search reproducing `generate(num_beams=…)`
+//!   token for token (length penalty, the three `early_stopping` modes, eos handling; checked by
+//!   `tests/llama_lora.rs` against `tests/fixtures/gen_llama_lora.py`).
+//!
+//! Every projection goes through `lora::adapted_forward`, so the same forward runs the
+//! plain model or the model with LoRA adapters ([`crate::lora`]); the public entry points here
+//! are the plain ones, [`crate::lora::AdaptedLlama`] offers the adapted ones.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -26,9 +33,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{ModelError, Result};
-use crate::loss;
+use crate::lora::{LlamaLoraAdapters, LoraAttention, LoraMlp, adapted_forward};
 use crate::params::{self, Coverage, HfNamed};
 use crate::weights::{self, Checkpoint};
+use crate::{export, loss};
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -350,6 +358,43 @@ impl<B: Backend> KvCache<B> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Keeps the cached rows `rows` (in that order; repeats allowed): beam search continues each
+    /// new beam from the cache of the beam it extends.
+    fn select_rows(&mut self, rows: &[usize]) {
+        let device = self.layers.iter().flatten().next().map(|c| c.key.device());
+        if let Some(device) = device {
+            let index = Tensor::<B, 1, Int>::from_data(
+                TensorData::new(
+                    rows.iter().map(|&r| r as i64).collect::<Vec<_>>(),
+                    [rows.len()],
+                ),
+                &device,
+            );
+            for layer in self.layers.iter_mut().flatten() {
+                layer.key = layer.key.clone().select(0, index.clone());
+                layer.value = layer.value.clone().select(0, index.clone());
+            }
+        }
+        self.key_mask = rows.iter().map(|&r| self.key_mask[r].clone()).collect();
+    }
+}
+
+/// Positions of a (possibly left-padded) prompt as `generate` computes them: `cumsum(mask) - 1`,
+/// and 1 at padding.
+fn prompt_positions(key_mask: &[Vec<i64>]) -> Vec<Vec<i64>> {
+    key_mask
+        .iter()
+        .map(|row| {
+            let mut count = 0;
+            row.iter()
+                .map(|&m| {
+                    count += m;
+                    if m == 0 { 1 } else { count - 1 }
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// cos/sin tables `[batch, 1, seq, head_dim]` for the given positions (HF: `cat(freqs, freqs)`).
@@ -411,13 +456,20 @@ impl<B: Backend> LlamaAttention<B> {
         sin: &Tensor<B, 4>,
         mask: Tensor<B, 4, Bool>,
         cache: Option<&mut Option<LayerCache<B>>>,
+        lora: Option<&LoraAttention<B>>,
     ) -> Tensor<B, 3> {
         let [batch, seq, _] = x.dims();
         let (heads, kv_heads, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let split = |t: Tensor<B, 3>, n: usize| t.reshape([batch, seq, n, hd]).swap_dims(1, 2);
-        let q = apply_rope(split(self.q_proj.forward(x.clone()), heads), cos, sin);
-        let mut k = apply_rope(split(self.k_proj.forward(x.clone()), kv_heads), cos, sin);
-        let mut v = split(self.v_proj.forward(x), kv_heads);
+        let q_lora = lora.and_then(|l| l.q_proj.as_ref());
+        let k_lora = lora.and_then(|l| l.k_proj.as_ref());
+        let v_lora = lora.and_then(|l| l.v_proj.as_ref());
+        let o_lora = lora.and_then(|l| l.o_proj.as_ref());
+        let q = adapted_forward(&self.q_proj, q_lora, x.clone());
+        let q = apply_rope(split(q, heads), cos, sin);
+        let k = adapted_forward(&self.k_proj, k_lora, x.clone());
+        let mut k = apply_rope(split(k, kv_heads), cos, sin);
+        let mut v = split(adapted_forward(&self.v_proj, v_lora, x), kv_heads);
         if let Some(slot) = cache {
             if let Some(past) = slot.take() {
                 k = Tensor::cat(vec![past.key, k], 2);
@@ -449,7 +501,7 @@ impl<B: Backend> LlamaAttention<B> {
             .matmul(v)
             .swap_dims(1, 2)
             .reshape([batch, seq, heads * hd]);
-        self.o_proj.forward(context)
+        adapted_forward(&self.o_proj, o_lora, context)
     }
 }
 
@@ -462,9 +514,13 @@ pub struct LlamaMlp<B: Backend> {
 }
 
 impl<B: Backend> LlamaMlp<B> {
-    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let gate = activation::silu(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(x))
+    fn forward(&self, x: Tensor<B, 3>, lora: Option<&LoraMlp<B>>) -> Tensor<B, 3> {
+        let gate_lora = lora.and_then(|l| l.gate_proj.as_ref());
+        let up_lora = lora.and_then(|l| l.up_proj.as_ref());
+        let down_lora = lora.and_then(|l| l.down_proj.as_ref());
+        let gate = activation::silu(adapted_forward(&self.gate_proj, gate_lora, x.clone()));
+        let up = adapted_forward(&self.up_proj, up_lora, x);
+        adapted_forward(&self.down_proj, down_lora, gate * up)
     }
 }
 
@@ -621,13 +677,15 @@ impl<B: Backend> LlamaForCausalLM<B> {
     }
 
     /// The decoder core: `ids` `[batch, seq]` at `positions`, attending to the cached keys plus
-    /// these, with `key_mask` covering all of them. Returns final-normed hidden states.
+    /// these, with `key_mask` covering all of them, through `adapters` when given (checked to
+    /// fit by the caller). Returns final-normed hidden states.
     fn hidden_states(
         &self,
         ids: &[Vec<i64>],
         positions: &[Vec<i64>],
         key_mask: &[Vec<i64>],
         mut cache: Option<&mut KvCache<B>>,
+        adapters: Option<&LlamaLoraAdapters<B>>,
     ) -> Tensor<B, 3> {
         let device = self.base.embed_tokens.weight.device();
         let batch = ids.len();
@@ -656,15 +714,18 @@ impl<B: Backend> LlamaForCausalLM<B> {
         let mut x = self.base.embed_tokens.forward(int_tensor(ids, &device));
         for (index, layer) in self.base.layers.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[index]);
+            let lora = adapters.and_then(|a| a.base.layers.get(index));
             let attn = layer.self_attn.forward(
                 layer.input_layernorm.forward(x.clone()),
                 &cos,
                 &sin,
                 mask.clone(),
                 slot,
+                lora.map(|l| &l.self_attn),
             );
             x = x + attn;
-            x = x.clone() + layer.mlp.forward(layer.post_attention_layernorm.forward(x));
+            let normed = layer.post_attention_layernorm.forward(x.clone());
+            x = x + layer.mlp.forward(normed, lora.map(|l| &l.mlp));
         }
         if let Some(c) = cache {
             c.key_mask = key_mask.to_vec();
@@ -688,9 +749,23 @@ impl<B: Backend> LlamaForCausalLM<B> {
 
     /// Logits `[batch, seq, vocab]` of a plain forward (positions `0..seq`, as HF's forward).
     pub fn logits(&self, input: &CausalLmInput) -> Result<Tensor<B, 3>> {
+        self.logits_adapted(input, None)
+    }
+
+    pub(crate) fn logits_adapted(
+        &self,
+        input: &CausalLmInput,
+        adapters: Option<&LlamaLoraAdapters<B>>,
+    ) -> Result<Tensor<B, 3>> {
         let (batch, seq) = input.check(self.vocab_size())?;
         let positions = vec![(0..seq as i64).collect::<Vec<_>>(); batch];
-        let hidden = self.hidden_states(&input.input_ids, &positions, &input.attention_mask, None);
+        let hidden = self.hidden_states(
+            &input.input_ids,
+            &positions,
+            &input.attention_mask,
+            None,
+            adapters,
+        );
         Ok(self.project(hidden))
     }
 
@@ -731,11 +806,23 @@ impl<B: Backend> LlamaForCausalLM<B> {
         eos_token_ids: &[i64],
         pad_token_id: i64,
     ) -> Result<Vec<Vec<i64>>> {
+        self.generate_greedy_adapted(prompt, max_new_tokens, eos_token_ids, pad_token_id, None)
+    }
+
+    pub(crate) fn generate_greedy_adapted(
+        &self,
+        prompt: &CausalLmInput,
+        max_new_tokens: usize,
+        eos_token_ids: &[i64],
+        pad_token_id: i64,
+        adapters: Option<&LlamaLoraAdapters<B>>,
+    ) -> Result<Vec<Vec<i64>>> {
         self.decode(
             prompt,
             max_new_tokens,
             eos_token_ids,
             pad_token_id,
+            adapters,
             |logits| argmax(logits) as i64,
         )
     }
@@ -751,6 +838,25 @@ impl<B: Backend> LlamaForCausalLM<B> {
         pad_token_id: i64,
         sampling: &SamplingConfig,
     ) -> Result<Vec<Vec<i64>>> {
+        self.generate_sampled_adapted(
+            prompt,
+            max_new_tokens,
+            eos_token_ids,
+            pad_token_id,
+            sampling,
+            None,
+        )
+    }
+
+    pub(crate) fn generate_sampled_adapted(
+        &self,
+        prompt: &CausalLmInput,
+        max_new_tokens: usize,
+        eos_token_ids: &[i64],
+        pad_token_id: i64,
+        sampling: &SamplingConfig,
+        adapters: Option<&LlamaLoraAdapters<B>>,
+    ) -> Result<Vec<Vec<i64>>> {
         if sampling.temperature <= 0.0 || !sampling.temperature.is_finite() {
             return Err(ModelError::InvalidInput(format!(
                 "sampling temperature must be positive, got {}",
@@ -763,6 +869,7 @@ impl<B: Backend> LlamaForCausalLM<B> {
             max_new_tokens,
             eos_token_ids,
             pad_token_id,
+            adapters,
             |logits| sample(logits, sampling, rng.next_f64()) as i64,
         )
     }
@@ -775,6 +882,7 @@ impl<B: Backend> LlamaForCausalLM<B> {
         max_new_tokens: usize,
         eos_token_ids: &[i64],
         pad_token_id: i64,
+        adapters: Option<&LlamaLoraAdapters<B>>,
         mut choose: impl FnMut(&[f32]) -> i64,
     ) -> Result<Vec<Vec<i64>>> {
         let (batch, _) = prompt.check(self.vocab_size())?;
@@ -782,22 +890,12 @@ impl<B: Backend> LlamaForCausalLM<B> {
         let mut cache = KvCache::new(self.base.layers.len());
         let mut key_mask = prompt.attention_mask.clone();
         let mut ids = prompt.input_ids.clone();
-        let mut positions: Vec<Vec<i64>> = key_mask
-            .iter()
-            .map(|row| {
-                let mut count = 0;
-                row.iter()
-                    .map(|&m| {
-                        count += m;
-                        if m == 0 { 1 } else { count - 1 }
-                    })
-                    .collect()
-            })
-            .collect();
+        let mut positions = prompt_positions(&key_mask);
         let mut out = vec![Vec::new(); batch];
         let mut finished = vec![false; batch];
         for _ in 0..max_new_tokens {
-            let hidden = self.hidden_states(&ids, &positions, &key_mask, Some(&mut cache));
+            let hidden =
+                self.hidden_states(&ids, &positions, &key_mask, Some(&mut cache), adapters);
             let [b, s, h] = hidden.dims();
             let last = self
                 .project(hidden.narrow(1, s - 1, 1).reshape([b, 1, h]))
@@ -829,6 +927,328 @@ impl<B: Backend> LlamaForCausalLM<B> {
                 .collect();
         }
         Ok(out)
+    }
+
+    /// Beam search with a KV cache, as `generate(num_beams=..., do_sample=False)` in
+    /// transformers ≥ 4.50 (its vectorised beam search), token for token:
+    /// - each step keeps the best `max(2, 1 + #eos) · num_beams` continuations of all beams of a
+    ///   row (first step: only beam 0 counts, the others start at -1e9); the best `num_beams` of
+    ///   them that do not end (in an eos id, or at the length limit) continue;
+    /// - an ending continuation among the best `num_beams` becomes a finished hypothesis scored
+    ///   `sum of log-probabilities / generated_length ^ length_penalty`; the best `num_beams`
+    ///   finished ones are kept;
+    /// - a row stops improving per [`EarlyStopping`]; decoding ends when no row can improve,
+    ///   or at `max_new_tokens`.
+    ///
+    /// Returns the new tokens of each row's best hypothesis (its eos included), rows shorter than
+    /// the longest filled with `pad_token_id`.
+    pub fn generate_beam(
+        &self,
+        prompt: &CausalLmInput,
+        beam: &BeamSearchConfig,
+        eos_token_ids: &[i64],
+        pad_token_id: i64,
+    ) -> Result<Vec<Vec<i64>>> {
+        self.beam_search(prompt, beam, eos_token_ids, pad_token_id, None)
+    }
+
+    pub(crate) fn beam_search(
+        &self,
+        prompt: &CausalLmInput,
+        beam: &BeamSearchConfig,
+        eos_token_ids: &[i64],
+        pad_token_id: i64,
+        adapters: Option<&LlamaLoraAdapters<B>>,
+    ) -> Result<Vec<Vec<i64>>> {
+        let (batch, _) = prompt.check(self.vocab_size())?;
+        let vocab = self.vocab_size();
+        let beams = beam.num_beams;
+        let keep = 2.max(1 + eos_token_ids.len()) * beams;
+        if beams == 0 || keep > beams * vocab {
+            return Err(ModelError::InvalidInput(format!(
+                "num_beams must be at least 1 and keep {keep} candidates among {} (vocabulary \
+                 {vocab}), got {beams}",
+                beams * vocab
+            )));
+        }
+        if !beam.length_penalty.is_finite() {
+            return Err(ModelError::InvalidInput(format!(
+                "length_penalty must be finite, got {}",
+                beam.length_penalty
+            )));
+        }
+        if beam.max_new_tokens == 0 {
+            return Ok(vec![Vec::new(); batch]);
+        }
+        let expand = |rows: &[Vec<i64>]| -> Vec<Vec<i64>> {
+            rows.iter()
+                .flat_map(|r| std::iter::repeat_n(r.clone(), beams))
+                .collect()
+        };
+        let mut ids = expand(&prompt.input_ids);
+        let mut key_mask = expand(&prompt.attention_mask);
+        let mut positions = prompt_positions(&key_mask);
+        let mut cache = KvCache::new(self.base.layers.len());
+        let mut search: Vec<BeamRow> = (0..batch).map(|_| BeamRow::new(beams)).collect();
+        for step in 0..beam.max_new_tokens {
+            let hidden =
+                self.hidden_states(&ids, &positions, &key_mask, Some(&mut cache), adapters);
+            let [rows, s, _] = hidden.dims();
+            let last = self
+                .project(hidden.narrow(1, s - 1, 1))
+                .reshape([rows, vocab]);
+            let log_probs = activation::log_softmax(last, 1)
+                .into_data()
+                .convert::<f32>()
+                .into_vec::<f32>()
+                .map_err(|e| ModelError::TensorData(format!("{e:?}")))?;
+            let mut all_end = true;
+            for (row, chunk) in search.iter_mut().zip(log_probs.chunks_exact(beams * vocab)) {
+                all_end &= row.advance(chunk, vocab, step, beam, eos_token_ids);
+            }
+            let all_finished = search.iter().all(|r| r.done.iter().all(|d| d.finished));
+            let stop = !search.iter().any(|r| r.improvable)
+                || (beam.early_stopping == EarlyStopping::WhenFinished && all_finished)
+                || all_end;
+            if stop {
+                break;
+            }
+            // Each new beam continues from the cache of the beam it extends.
+            let parents: Vec<usize> = search
+                .iter()
+                .enumerate()
+                .flat_map(|(b, row)| row.running.iter().map(move |h| b * beams + h.parent))
+                .collect();
+            cache.select_rows(&parents);
+            key_mask = parents.iter().map(|&r| key_mask[r].clone()).collect();
+            for row in key_mask.iter_mut() {
+                row.push(1);
+            }
+            positions = key_mask
+                .iter()
+                .map(|row| vec![row.iter().sum::<i64>() - 1])
+                .collect();
+            ids = search
+                .iter()
+                .flat_map(|row| &row.running)
+                .map(|h| vec![h.tokens[h.tokens.len() - 1]])
+                .collect();
+        }
+        let mut best: Vec<Vec<i64>> = search
+            .into_iter()
+            .map(|row| {
+                row.done
+                    .into_iter()
+                    .next()
+                    .map(|h| h.tokens)
+                    .unwrap_or_default()
+            })
+            .collect();
+        let longest = best.iter().map(Vec::len).max().unwrap_or(0);
+        for row in &mut best {
+            row.resize(longest, pad_token_id);
+        }
+        Ok(best)
+    }
+}
+
+/// transformers' "impossible" score: scores stay in f32 and this is added exactly where
+/// transformers adds it, so candidate orderings come out the same.
+const BEAM_OUT: f32 = -1.0e9;
+
+/// A beam-search hypothesis: its generated tokens, its score, whether it ended, and the index of
+/// the running beam it extends (for reordering the KV cache).
+#[derive(Debug, Clone)]
+struct Hypothesis {
+    tokens: Vec<i64>,
+    score: f32,
+    finished: bool,
+    parent: usize,
+}
+
+impl Hypothesis {
+    fn placeholder(score: f32) -> Self {
+        Self {
+            tokens: Vec::new(),
+            score,
+            finished: false,
+            parent: 0,
+        }
+    }
+}
+
+/// The `n` best hypotheses, best first (ties: the earlier one).
+fn best_hypotheses(all: Vec<Hypothesis>, n: usize) -> Vec<Hypothesis> {
+    let mut order: Vec<usize> = (0..all.len()).collect();
+    order.sort_by(|&x, &y| all[y].score.total_cmp(&all[x].score).then(x.cmp(&y)));
+    order.truncate(n);
+    let mut slots: Vec<Option<Hypothesis>> = all.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|k| slots[k].take()).collect()
+}
+
+/// The beam-search state of one prompt (one batch row of transformers' tensors).
+struct BeamRow {
+    /// The running beams, best first; initially beam 0 at 0 and the others at -1e9, so that the
+    /// first step expands beam 0 only.
+    running: Vec<Hypothesis>,
+    /// The best finished hypotheses, best first; unfilled slots are placeholders at -1e9.
+    done: Vec<Hypothesis>,
+    /// Whether a running beam may still beat the finished ones (`early_stopping`'s test).
+    improvable: bool,
+}
+
+impl BeamRow {
+    fn new(beams: usize) -> Self {
+        Self {
+            running: (0..beams)
+                .map(|j| Hypothesis::placeholder(if j == 0 { 0.0 } else { BEAM_OUT }))
+                .collect(),
+            done: (0..beams)
+                .map(|_| Hypothesis::placeholder(BEAM_OUT))
+                .collect(),
+            improvable: true,
+        }
+    }
+
+    /// One decoding step from the next-token log-probabilities of the running beams
+    /// (`[beams, vocab]`, flattened). Returns whether every kept continuation ended.
+    fn advance(
+        &mut self,
+        log_probs: &[f32],
+        vocab: usize,
+        step: usize,
+        config: &BeamSearchConfig,
+        eos_token_ids: &[i64],
+    ) -> bool {
+        let beams = self.running.len();
+        let keep = 2.max(1 + eos_token_ids.len()) * beams;
+        let generated = step + 1;
+        let penalised =
+            |score: f32, length: usize| score / (length as f64).powf(config.length_penalty) as f32;
+
+        // a. The best `keep` continuations over all beams.
+        let mut candidates: Vec<(f32, usize)> = Vec::with_capacity(beams * vocab);
+        for (j, (hyp, row)) in self
+            .running
+            .iter()
+            .zip(log_probs.chunks_exact(vocab))
+            .enumerate()
+        {
+            candidates.extend(
+                row.iter()
+                    .enumerate()
+                    .map(|(t, &lp)| (lp + hyp.score, j * vocab + t)),
+            );
+        }
+        let order = |a: &(f32, usize), b: &(f32, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+        candidates.select_nth_unstable_by(keep - 1, order);
+        candidates.truncate(keep);
+        candidates.sort_by(order);
+        let at_limit = generated == config.max_new_tokens;
+        let ends: Vec<bool> = candidates
+            .iter()
+            .map(|&(_, i)| at_limit || eos_token_ids.contains(&((i % vocab) as i64)))
+            .collect();
+        let extend = |k: usize, score: f32, finished: bool| {
+            let (_, i) = candidates[k];
+            let parent = i / vocab;
+            let mut tokens = self.running[parent].tokens.clone();
+            tokens.push((i % vocab) as i64);
+            Hypothesis {
+                tokens,
+                score,
+                finished,
+                parent,
+            }
+        };
+
+        // b. Running beams: the best continuations that do not end.
+        let next: Vec<Hypothesis> = candidates
+            .iter()
+            .zip(&ends)
+            .enumerate()
+            .map(|(k, (&(score, _), &end))| {
+                extend(k, if end { score + BEAM_OUT } else { score }, false)
+            })
+            .collect();
+
+        // c. Finished hypotheses: the ending continuations among the best `beams`, scored with
+        //    the length penalty, merged with the earlier ones.
+        let full = config.early_stopping == EarlyStopping::WhenFinished
+            && self.done.iter().all(|d| d.finished);
+        let mut merged = std::mem::take(&mut self.done);
+        for (k, &(score, _)) in candidates.iter().enumerate() {
+            let finishes = k < beams && ends[k];
+            let mut score = penalised(score, generated);
+            if full {
+                score += BEAM_OUT;
+            }
+            if !self.improvable {
+                score += BEAM_OUT;
+            }
+            if !finishes {
+                score += BEAM_OUT;
+            }
+            merged.push(extend(k, score, finishes));
+        }
+        self.done = best_hypotheses(merged, beams);
+        self.running = best_hypotheses(next, beams);
+
+        // d. Can a running beam still beat the worst finished one?
+        if self.improvable {
+            let length = match config.early_stopping {
+                EarlyStopping::Never if config.length_penalty > 0.0 => config.max_new_tokens,
+                _ => generated,
+            };
+            let best_running = penalised(self.running[0].score, length);
+            let worst_done = self
+                .done
+                .iter()
+                .map(|d| d.score)
+                .fold(f32::INFINITY, f32::min);
+            self.improvable = self
+                .done
+                .iter()
+                .any(|d| best_running > if d.finished { worst_done } else { BEAM_OUT });
+        }
+        ends.iter().all(|&e| e)
+    }
+}
+
+/// When beam search stops for a row (HF's `early_stopping`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EarlyStopping {
+    /// `early_stopping=False`, HF's default: stop once the best running beam, scored at the
+    /// current length, cannot beat the worst of `num_beams` finished hypotheses.
+    #[default]
+    Heuristic,
+    /// `early_stopping=True`: stop as soon as `num_beams` hypotheses are finished.
+    WhenFinished,
+    /// `early_stopping="never"`: like `Heuristic`, but with a positive length penalty a running
+    /// beam is assumed to reach the maximum length (the canonical beam search criterion).
+    Never,
+}
+
+/// Parameters of [`LlamaForCausalLM::generate_beam`], named as in HF's `GenerationConfig`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BeamSearchConfig {
+    pub num_beams: usize,
+    pub max_new_tokens: usize,
+    /// Finished hypotheses are scored `sum_logprobs / length^length_penalty` (HF default 1.0;
+    /// > 0 favours longer sequences, < 0 shorter ones).
+    pub length_penalty: f64,
+    pub early_stopping: EarlyStopping,
+}
+
+impl BeamSearchConfig {
+    /// HF's defaults: length penalty 1, `early_stopping=False`.
+    pub fn new(num_beams: usize, max_new_tokens: usize) -> Self {
+        Self {
+            num_beams,
+            max_new_tokens,
+            length_penalty: 1.0,
+            early_stopping: EarlyStopping::Heuristic,
+        }
     }
 }
 
@@ -907,6 +1327,39 @@ impl SplitMix64 {
 // ---------------------------------------------------------------------------------------------
 // Loading
 // ---------------------------------------------------------------------------------------------
+
+/// Writes `model` as an HF LLaMA folder (`config.json`, `model.safetensors` with HF names; the
+/// tokenizer files of `tokenizer_dir` copied along when given) that `transformers` loads
+/// unchanged. A merged LoRA model ([`LlamaLoraAdapters::merge_into`]) exports like any other.
+pub fn export_llama<B: Backend>(
+    model: &LlamaForCausalLM<B>,
+    config: &LlamaConfig,
+    out_dir: impl AsRef<Path>,
+    tokenizer_dir: Option<&Path>,
+) -> Result<()> {
+    let out_dir = out_dir.as_ref();
+    std::fs::create_dir_all(out_dir).map_err(|e| ModelError::io(out_dir, e))?;
+    let mut json = config.to_json()?;
+    if let Some(fields) = json.as_object_mut() {
+        fields.insert("model_type".into(), Value::from("llama"));
+        fields.insert(
+            "architectures".into(),
+            serde_json::json!(["LlamaForCausalLM"]),
+        );
+    }
+    let config_path = out_dir.join("config.json");
+    let text = serde_json::to_string_pretty(&json).map_err(|source| ModelError::Json {
+        path: config_path.clone(),
+        source,
+    })?;
+    std::fs::write(&config_path, text + "\n").map_err(|e| ModelError::io(&config_path, e))?;
+    let tensors = params::named_tensors(model)?;
+    export::write_safetensors(&out_dir.join(weights::SAFETENSORS_FILE), &tensors)?;
+    if let Some(dir) = tokenizer_dir {
+        export::copy_tokenizer_files(dir, out_dir)?;
+    }
+    Ok(())
+}
 
 /// Loads a LLaMA model from an HF folder (`config.json` + safetensors / `.bin`).
 pub fn load_llama<B: Backend>(

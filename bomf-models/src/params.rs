@@ -6,7 +6,8 @@
 //! | burn path component | HF name |
 //! | --- | --- |
 //! | root field `base` | the model's base prefix (`bert`, `roberta`), or nothing for a bare encoder |
-//! | `self_attn` | `self` (a Rust keyword) |
+//! | `self_attn` | `self` (a Rust keyword; LLaMA and its LoRA adapters keep `self_attn`) |
+//! | LoRA `lora_a` / `lora_b` | peft's `lora_A` / `lora_B` |
 //! | `layer_norm` | `LayerNorm` |
 //! | LayerNorm `gamma` / `beta` | `weight` / `bias` |
 //! | enum variant names (e.g. `Classifier::Linear`) | dropped |
@@ -96,9 +97,20 @@ impl PathTracker {
                     }
                     base_prefix
                 }
-                // BERT's `attention.self`; LLaMA keeps HF's own `self_attn` name.
-                "self_attn" if container != "Struct:LlamaDecoderLayer" => "self",
-                "layer_norm" => "LayerNorm",
+                // BERT's `attention.self`; LLaMA (and its LoRA adapters) keep HF's `self_attn`.
+                "self_attn"
+                    if !matches!(
+                        container.as_str(),
+                        "Struct:LlamaDecoderLayer" | "Struct:LoraDecoderLayer"
+                    ) =>
+                {
+                    "self"
+                }
+                // peft's adapter matrices (`lora_A.weight`, `lora_B.weight`).
+                "lora_a" if container == "Struct:LoraLinear" => "lora_A",
+                "lora_b" if container == "Struct:LoraLinear" => "lora_B",
+                // BERT's `LayerNorm`; T5 keeps HF's own `layer_norm` name.
+                "layer_norm" if !container.starts_with("Struct:T5") => "LayerNorm",
                 "gamma" if container == "Struct:LayerNorm" => "weight",
                 "beta" if container == "Struct:LayerNorm" => "bias",
                 other => other,
