@@ -4,6 +4,11 @@
 //! engine so that any language can drive it through JSON files.
 
 mod bo;
+mod eval;
+mod fuse;
+mod model;
+mod predict;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -31,6 +36,14 @@ enum Command {
     /// The Bayesian-optimisation engine on its own (ask/tell through files).
     #[command(subcommand)]
     Bo(bo::BoCommand),
+    /// Stage 2 alone: fine-tune a model folder and keep K checkpoints of its trajectory.
+    Train(train::TrainArgs),
+    /// Weighted sum of fine-tuned checkpoints, written as a Hugging Face folder.
+    Fuse(fuse::FuseArgs),
+    /// Loss and metrics of a classifier folder on one split, as JSON.
+    Eval(eval::EvalArgs),
+    /// Per-example labels, probabilities and logits of a classifier folder for a JSONL file.
+    Predict(predict::PredictArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -38,6 +51,10 @@ fn main() -> std::process::ExitCode {
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Bo(cmd) => bo::run(cmd),
+        Command::Train(args) => train::run(args),
+        Command::Fuse(args) => fuse::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Predict(args) => predict::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

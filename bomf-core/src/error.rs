@@ -40,12 +40,23 @@ pub enum CoreError {
     #[error("training diverged at step {step} (value {value})")]
     Diverged { step: usize, value: f64 },
 
+    /// The run was asked to stop (Ctrl-C); its state is saved and `--resume` continues it.
+    #[error("interrupted; the run's state is saved, resume it to continue")]
+    Interrupted,
+
+    #[error(transparent)]
+    RunDir(#[from] crate::rundir::RunDirError),
+
     /// A file of a run (trajectory manifest, checkpoint) could not be read or written.
     #[error("{path}: {message}")]
     File {
         path: std::path::PathBuf,
         message: String,
     },
+
+    /// Writing `report.md` or drawing one of its plots.
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
 }
 
 impl CoreError {

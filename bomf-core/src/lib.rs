@@ -19,6 +19,10 @@
 //!   normalised by the checkpoints' own range) and the rules that pick the final model.
 //! - [`baselines`]: best/last checkpoint, SWA, greedy soup, learned soup.
 //! - [`pipeline`]: the stages and baselines end to end, one test evaluation per method.
+//! - [`rundir`]: a run directory that survives `kill -9`: a lock, atomic writes, an append-only
+//!   JSON-lines log that repairs a torn last line, and the standard file layout.
+//! - [`report`]: `report.md` (final table, chosen weights) and SVG plots (Pareto front, hypervolume
+//!   per BO step, learning curve) from plain structs.
 
 pub mod baselines;
 pub mod error;
@@ -29,6 +33,8 @@ pub mod hpbo;
 pub mod model;
 pub mod optim;
 pub mod pipeline;
+pub mod report;
+pub mod rundir;
 pub mod schedule;
 pub mod train;
 pub mod trajectory;

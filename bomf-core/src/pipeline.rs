@@ -187,12 +187,115 @@ fn rule_name(rule: SelectionRule) -> &'static str {
     }
 }
 
+/// Where a run keeps its state between steps, so that it can resume after a crash, and where it
+/// reports each evaluation as it happens. [`MemoryStore`] keeps nothing (one-shot runs, tests);
+/// `crate::run::DirStore` is the run directory.
+pub trait RunStore {
+    /// A state saved by [`RunStore::save_state`] under `name`, if any.
+    fn load_state(&mut self, name: &str) -> Result<Option<serde_json::Value>>;
+    /// Saves a state atomically (a crash leaves the old or the new one).
+    fn save_state(&mut self, name: &str, state: &serde_json::Value) -> Result<()>;
+    fn load_trajectory(&mut self) -> Result<Option<Trajectory>>;
+    fn save_trajectory(&mut self, trajectory: &Trajectory) -> Result<()>;
+    /// Appends one event to the run's log (flushed before the next evaluation starts).
+    fn record(&mut self, event: &RunEvent) -> Result<()>;
+}
+
+/// A [`RunStore`] that keeps nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MemoryStore;
+
+impl RunStore for MemoryStore {
+    fn load_state(&mut self, _: &str) -> Result<Option<serde_json::Value>> {
+        Ok(None)
+    }
+    fn save_state(&mut self, _: &str, _: &serde_json::Value) -> Result<()> {
+        Ok(())
+    }
+    fn load_trajectory(&mut self) -> Result<Option<Trajectory>> {
+        Ok(None)
+    }
+    fn save_trajectory(&mut self, _: &Trajectory) -> Result<()> {
+        Ok(())
+    }
+    fn record(&mut self, _: &RunEvent) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// One line of a run's evaluation log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "event")]
+pub enum RunEvent {
+    HpTrial {
+        index: usize,
+        trial: HpTrial,
+    },
+    Checkpoints {
+        kept: Vec<KeptCheckpoint>,
+        best_step: Option<usize>,
+    },
+    /// An evaluation of a fusion search (`search`: "bomf" or a single-objective baseline).
+    Fusion {
+        search: String,
+        index: usize,
+        record: FusionRecord,
+    },
+    Method(MethodResult),
+}
+
+/// Progress callback: `(stage, done, total)`.
+pub type ProgressFn = dyn Fn(&str, usize, usize);
+
+/// What a caller can see and steer while a run goes on.
+#[derive(Default, Clone, Copy)]
+pub struct RunHooks<'a> {
+    /// Set (e.g. by Ctrl-C) to stop after the current evaluation, state saved.
+    pub stop: Option<&'a std::sync::atomic::AtomicBool>,
+    /// Called after each unit of work: `(stage, done, total)`.
+    pub progress: Option<&'a ProgressFn>,
+}
+
+impl RunHooks<'_> {
+    fn check_stop(&self) -> Result<()> {
+        match self.stop {
+            Some(flag) if flag.load(std::sync::atomic::Ordering::SeqCst) => {
+                Err(CoreError::Interrupted)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn progress(&self, stage: &str, done: usize, total: usize) {
+        if let Some(p) = self.progress {
+            p(stage, done, total);
+        }
+    }
+}
+
+fn to_value<T: Serialize>(state: &T, what: &str) -> Result<serde_json::Value> {
+    serde_json::to_value(state)
+        .map_err(|e| CoreError::InvalidInput(format!("cannot serialise {what}: {e}")))
+}
+
+fn from_value<T: serde::de::DeserializeOwned>(v: serde_json::Value, what: &str) -> Result<T> {
+    serde_json::from_value(v).map_err(|e| {
+        CoreError::InvalidInput(format!(
+            "the saved {what} state does not match this version of bomf: {e}"
+        ))
+    })
+}
+
 /// Runs stage 1 (when configured) and returns the fine-tuning settings and batch size to use.
+/// Resumes from the store's `hpbo` state.
+#[allow(clippy::too_many_arguments)]
 pub fn run_stage1<B, M>(
     make_model: &dyn Fn(bool) -> Result<M>,
     data: PipelineData<'_>,
     config: &BomfConfig,
     hpbo: &HpboConfig,
+    store: &mut dyn RunStore,
+    hooks: RunHooks<'_>,
     device: &B::Device,
 ) -> Result<(TrainConfig, usize, Vec<HpTrial>)>
 where
@@ -200,38 +303,79 @@ where
     M: AutodiffModule<B> + TaskModel<B> + HfNamed<B>,
     M::InnerModule: TaskModel<B::InnerBackend>,
 {
-    let mut search = HpSearch::new(hpbo.clone())?;
+    let mut search = match store.load_state("hpbo")? {
+        Some(v) => from_value::<HpSearch>(v, "stage-1")?,
+        None => HpSearch::new(hpbo.clone())?,
+    };
     let mut base = config.train.clone();
     base.freeze_lower_layers = hpbo.freeze_lower_layers;
     if base.eval_every.is_none() {
         base.eval_every = Some(config.trajectory.every);
     }
     let proxy = || make_model(true);
-    search.run(
-        &mut |hp: &HyperParams| {
-            let outcome = proxy_run::<B, M>(
-                &proxy,
-                data.train_items,
-                data.pad_id,
-                config.batch_size,
-                data.validation,
-                &base,
-                hp,
-                device,
-            )?;
-            tracing::info!(?hp, best = ?outcome.best_metric, "stage 1 trial");
-            Ok(outcome)
-        },
-        &mut |_| Ok(()),
-    )?;
+    while !search.is_done() {
+        hooks.check_stop()?;
+        let trial = search
+            .step(&mut |hp: &HyperParams| {
+                proxy_run::<B, M>(
+                    &proxy,
+                    data.train_items,
+                    data.pad_id,
+                    config.batch_size,
+                    data.validation,
+                    &base,
+                    hp,
+                    device,
+                )
+            })?
+            .clone();
+        tracing::info!(hp = ?trial.hyperparams, best = ?trial.result.best_metric, "stage 1 trial");
+        store.save_state("hpbo", &to_value(&search, "stage-1 search")?)?;
+        store.record(&RunEvent::HpTrial {
+            index: search.trials.len() - 1,
+            trial,
+        })?;
+        hooks.progress("hpbo", search.trials.len(), hpbo.budget);
+    }
     let best = search.best()?.hyperparams.clone();
     let train = best.apply(&config.train);
     let batch_size = best.batch_size.unwrap_or(config.batch_size);
     Ok((train, batch_size, search.trials))
 }
 
-/// The whole pipeline on one model family. `make_model(dropout)` builds a fresh pretrained model
-/// (with a new head) on an autodiff backend; `dropout = false` is used for the learned soup.
+/// Runs (or resumes) the fusion search stored under `name` until its budget is spent.
+fn run_search<B: Backend, M: TaskModel<B> + Clone>(
+    name: &str,
+    fresh: impl FnOnce() -> Result<FusionSearch>,
+    evaluator: &mut FusedEvaluator<'_, B, M>,
+    validation: &EvalSet,
+    store: &mut dyn RunStore,
+    hooks: RunHooks<'_>,
+) -> Result<FusionSearch> {
+    let state_name = format!("search-{}", name.replace(' ', "-"));
+    let mut search = match store.load_state(&state_name)? {
+        Some(v) => from_value::<FusionSearch>(v, name)?,
+        None => fresh()?,
+    };
+    while !search.is_done() {
+        hooks.check_stop()?;
+        let record = search
+            .step(&mut |w: &[f64]| evaluator.evaluate(w, validation))?
+            .clone();
+        store.save_state(&state_name, &to_value(&search, name)?)?;
+        store.record(&RunEvent::Fusion {
+            search: name.to_string(),
+            index: search.records.len() - 1,
+            record,
+        })?;
+        hooks.progress(name, search.records.len(), search.budget());
+    }
+    Ok(search)
+}
+
+/// The whole pipeline on one model family, in memory. `make_model(dropout)` builds a fresh
+/// pretrained model (with a new head) on an autodiff backend; `dropout = false` serves the
+/// learned soup and the evaluation template.
 pub fn run_bomf<B, M>(
     make_model: &dyn Fn(bool) -> Result<M>,
     data: PipelineData<'_>,
@@ -243,7 +387,36 @@ where
     M: AutodiffModule<B> + TaskModel<B> + HfNamed<B> + Clone,
     M::InnerModule: TaskModel<B::InnerBackend> + HfNamed<B::InnerBackend> + Clone,
 {
-    let mut times = StageTimes::default();
+    run_bomf_with(
+        make_model,
+        data,
+        config,
+        &mut MemoryStore,
+        RunHooks::default(),
+        device,
+    )
+}
+
+/// [`run_bomf`] with a [`RunStore`] (resume from it, persist to it) and [`RunHooks`]. A resumed
+/// run repeats no completed evaluation: stage 1 and stage 3 continue from their saved searches,
+/// stage 2 is reloaded from its saved checkpoints, and finished methods are not rerun.
+pub fn run_bomf_with<B, M>(
+    make_model: &dyn Fn(bool) -> Result<M>,
+    data: PipelineData<'_>,
+    config: &BomfConfig,
+    store: &mut dyn RunStore,
+    hooks: RunHooks<'_>,
+    device: &B::Device,
+) -> Result<BomfReport>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B> + TaskModel<B> + HfNamed<B> + Clone,
+    M::InnerModule: TaskModel<B::InnerBackend> + HfNamed<B::InnerBackend> + Clone,
+{
+    let mut times: StageTimes = match store.load_state("times")? {
+        Some(v) => from_value(v, "timing")?,
+        None => StageTimes::default(),
+    };
     let metric = data
         .validation
         .task
@@ -255,32 +428,50 @@ where
     // Stage 1.
     let t = Instant::now();
     let (train_config, batch_size, hpbo_trials) = match &config.hpbo {
-        Some(hpbo) => run_stage1::<B, M>(make_model, data, config, hpbo, device)?,
+        Some(hpbo) => run_stage1::<B, M>(make_model, data, config, hpbo, store, hooks, device)?,
         None => (config.train.clone(), config.batch_size, Vec::new()),
     };
-    times.hpbo = t.elapsed().as_secs_f64();
+    times.hpbo += t.elapsed().as_secs_f64();
+    store.save_state("times", &to_value(&times, "timing")?)?;
 
     // Stage 2.
-    let t = Instant::now();
-    let batcher = Batcher::new(
-        data.train_items.to_vec(),
-        data.pad_id,
-        BatchConfig::train(batch_size, train_config.seed),
-    )?;
-    let trajectory: Trajectory = collect_trajectory(
-        make_model(true)?,
-        &batcher,
-        data.validation,
-        &train_config,
-        &config.trajectory,
-        device,
-    )?;
-    times.trajectory = t.elapsed().as_secs_f64();
+    hooks.check_stop()?;
+    let trajectory = match store.load_trajectory()? {
+        Some(t) => {
+            tracing::info!(kept = t.kept.len(), "stage 2: checkpoints reloaded");
+            t
+        }
+        None => {
+            let t = Instant::now();
+            let batcher = Batcher::new(
+                data.train_items.to_vec(),
+                data.pad_id,
+                BatchConfig::train(batch_size, train_config.seed),
+            )?;
+            let trajectory = collect_trajectory(
+                make_model(true)?,
+                &batcher,
+                data.validation,
+                &train_config,
+                &config.trajectory,
+                device,
+            )?;
+            store.save_trajectory(&trajectory)?;
+            store.record(&RunEvent::Checkpoints {
+                kept: trajectory.kept.clone(),
+                best_step: trajectory.best_step,
+            })?;
+            times.trajectory += t.elapsed().as_secs_f64();
+            store.save_state("times", &to_value(&times, "timing")?)?;
+            trajectory
+        }
+    };
     tracing::info!(
         kept = ?trajectory.kept.iter().map(|c| c.step).collect::<Vec<_>>(),
         best_step = ?trajectory.best_step,
         "stage 2 done"
     );
+    hooks.progress("trajectory", 1, 1);
 
     let template = make_model(false)?.valid();
     let mut evaluator = FusedEvaluator::<B::InnerBackend, _>::new(
@@ -289,23 +480,37 @@ where
         device.clone(),
     )?;
     let k = trajectory.kept.len();
-    let mut methods = Vec::new();
 
     // Stage 3.
     let t = Instant::now();
-    let mut search = FusionSearch::new(config.fusion.clone(), &trajectory.kept, &metric)?;
-    if k >= 2 {
-        search.run(
-            &mut |w: &[f64]| evaluator.evaluate(w, data.validation),
-            &mut |s: &FusionSearch| {
-                tracing::info!(evaluations = s.records.len(), "stage 3 step");
-                Ok(())
-            },
-        )?;
-    }
-    times.fusion_bo = t.elapsed().as_secs_f64();
-    times.fusion_eval = evaluator.eval_seconds;
-    times.fusion_fuse = evaluator.fuse_seconds;
+    let search = run_search(
+        "bomf",
+        || FusionSearch::new(config.fusion.clone(), &trajectory.kept, &metric),
+        &mut evaluator,
+        data.validation,
+        store,
+        hooks,
+    )?;
+    times.fusion_bo += t.elapsed().as_secs_f64();
+    times.fusion_eval += evaluator.eval_seconds;
+    times.fusion_fuse += evaluator.fuse_seconds;
+    store.save_state("times", &to_value(&times, "timing")?)?;
+
+    // The finished methods of a resumed run.
+    let mut methods: Vec<MethodResult> = match store.load_state("methods")? {
+        Some(v) => from_value(v, "methods")?,
+        None => Vec::new(),
+    };
+    let finish = |result: MethodResult,
+                      methods: &mut Vec<MethodResult>,
+                      store: &mut dyn RunStore|
+     -> Result<()> {
+        store.record(&RunEvent::Method(result.clone()))?;
+        methods.push(result);
+        store.save_state("methods", &to_value(&*methods, "methods")?)?;
+        hooks.check_stop()
+    };
+    let done = |methods: &[MethodResult], name: &str| methods.iter().any(|m| m.method == name);
 
     let mut rules = vec![config.fusion.selection];
     for r in [
@@ -318,6 +523,9 @@ where
         }
     }
     for rule in rules {
+        if done(&methods, rule_name(rule)) {
+            continue;
+        }
         let chosen = search.select(rule)?;
         let record = &search.records[chosen];
         let validation = record
@@ -325,87 +533,85 @@ where
             .clone()
             .ok_or_else(|| CoreError::InvalidInput("selected a failed evaluation".into()))?;
         let test = evaluator.evaluate(&record.weights, data.test)?;
-        methods.push(MethodResult {
-            method: rule_name(rule).into(),
-            weights: record.weights.clone(),
-            validation,
-            test,
-            seconds: times.fusion_bo,
-        });
+        finish(
+            MethodResult {
+                method: rule_name(rule).into(),
+                weights: record.weights.clone(),
+                validation,
+                test,
+                seconds: times.fusion_bo,
+            },
+            &mut methods,
+            store,
+        )?;
     }
 
-    // Baselines.
+    // Baselines. Each is (name, how to get its weights and validation evaluation).
     let t = Instant::now();
-    let mut add = |method: &str,
-                   weights: Vec<f64>,
-                   validation: Option<Evaluation>,
-                   seconds: f64,
-                   evaluator: &mut FusedEvaluator<'_, B::InnerBackend, M::InnerModule>|
+    // Runs a baseline unless a resumed run already has it: `search` finds the weights (and the
+    // validation evaluation when already known), then the test split scores them.
+    #[allow(clippy::type_complexity)]
+    let baseline = |name: &str,
+                        methods: &mut Vec<MethodResult>,
+                        store: &mut dyn RunStore,
+                        evaluator: &mut FusedEvaluator<'_, B::InnerBackend, M::InnerModule>,
+                        search: &mut dyn FnMut(
+        &mut FusedEvaluator<'_, B::InnerBackend, M::InnerModule>,
+        &mut dyn RunStore,
+    ) -> Result<(Vec<f64>, Option<Evaluation>)>|
      -> Result<()> {
+        if done(methods, name) {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let (weights, validation) = search(evaluator, store)?;
         let validation = match validation {
             Some(v) => v,
             None => evaluator.evaluate(&weights, data.validation)?,
         };
+        let seconds = started.elapsed().as_secs_f64();
         let test = evaluator.evaluate(&weights, data.test)?;
-        methods.push(MethodResult {
-            method: method.into(),
-            weights,
-            validation,
-            test,
-            seconds,
-        });
-        Ok(())
+        finish(
+            MethodResult {
+                method: name.into(),
+                weights,
+                validation,
+                test,
+                seconds,
+            },
+            methods,
+            store,
+        )
     };
-    let best = baselines::best_single(&trajectory.kept, &metric)?;
-    let best_k = best.iter().position(|&w| w == 1.0).unwrap_or(0);
-    add(
-        "best checkpoint",
-        best,
-        Some(trajectory.kept[best_k].validation.clone()),
-        0.0,
-        &mut evaluator,
-    )?;
-    add(
-        "last checkpoint",
-        baselines::last(&trajectory.kept)?,
-        Some(trajectory.kept[k - 1].validation.clone()),
-        0.0,
-        &mut evaluator,
-    )?;
-    let t_swa = Instant::now();
-    let swa_validation = evaluator.evaluate(&baselines::swa(k), data.validation)?;
-    add(
-        "SWA",
-        baselines::swa(k),
-        Some(swa_validation),
-        t_swa.elapsed().as_secs_f64(),
-        &mut evaluator,
-    )?;
+    let kept = &trajectory.kept;
+    baseline("best checkpoint", &mut methods, store, &mut evaluator, &mut |_, _| {
+        let w = baselines::best_single(kept, &metric)?;
+        let k = w.iter().position(|&x| x == 1.0).unwrap_or(0);
+        Ok((w, Some(kept[k].validation.clone())))
+    })?;
+    baseline("last checkpoint", &mut methods, store, &mut evaluator, &mut |_, _| {
+        Ok((baselines::last(kept)?, Some(kept[k - 1].validation.clone())))
+    })?;
+    baseline("SWA", &mut methods, store, &mut evaluator, &mut |_, _| {
+        Ok((baselines::swa(k), None))
+    })?;
     if config.baselines.greedy_soup {
-        let t = Instant::now();
-        let soup = baselines::greedy_soup(&trajectory.kept, &metric, &mut |w| {
-            evaluator.evaluate(w, data.validation)
+        baseline("greedy soup", &mut methods, store, &mut evaluator, &mut |ev, _| {
+            let soup = baselines::greedy_soup(kept, &metric, &mut |w| ev.evaluate(w, data.validation))?;
+            Ok((soup.weights, Some(soup.validation)))
         })?;
-        let seconds = t.elapsed().as_secs_f64();
-        add(
-            "greedy soup",
-            soup.weights,
-            Some(soup.validation),
-            seconds,
-            &mut evaluator,
-        )?;
     }
     if let Some(ls) = &config.baselines.learned_soup {
-        let t = Instant::now();
-        let weights = baselines::learned_soup(
-            &trajectory.checkpoints,
-            make_model(false)?,
-            data.validation,
-            ls,
-            device,
-        )?;
-        let seconds = t.elapsed().as_secs_f64();
-        add("learned soup", weights, None, seconds, &mut evaluator)?;
+        baseline("learned soup", &mut methods, store, &mut evaluator, &mut |_, _| {
+            let w = baselines::learned_soup(
+                &trajectory.checkpoints,
+                make_model(false)?,
+                data.validation,
+                ls,
+                device,
+            )?;
+            Ok((w, None))
+        })?;
     }
     for (enabled, objective, name) in [
         (
@@ -419,32 +625,30 @@ where
             "metric-only BO",
         ),
     ] {
-        if !enabled || k < 2 {
+        if !enabled {
             continue;
         }
-        let t = Instant::now();
-        let single = FusionBoConfig {
-            objectives: Some(vec![objective]),
-            acquisition: None,
-            selection: SelectionRule::HighestMetric,
-            ..config.fusion.clone()
-        };
-        let mut s = FusionSearch::new(single, &trajectory.kept, &metric)?;
-        s.run(
-            &mut |w: &[f64]| evaluator.evaluate(w, data.validation),
-            &mut |_| Ok(()),
-        )?;
-        let chosen = s.select(SelectionRule::HighestMetric)?;
-        let record = s.records[chosen].clone();
-        add(
-            name,
-            record.weights,
-            record.validation,
-            t.elapsed().as_secs_f64(),
-            &mut evaluator,
-        )?;
+        baseline(name, &mut methods, store, &mut evaluator, &mut |ev, st| {
+            let single = FusionBoConfig {
+                objectives: Some(vec![objective.clone()]),
+                acquisition: None,
+                selection: SelectionRule::HighestMetric,
+                ..config.fusion.clone()
+            };
+            let s = run_search(
+                name,
+                || FusionSearch::new(single, kept, &metric),
+                ev,
+                data.validation,
+                st,
+                hooks,
+            )?;
+            let record = s.records[s.select(SelectionRule::HighestMetric)?].clone();
+            Ok((record.weights, record.validation))
+        })?;
     }
-    times.baselines = t.elapsed().as_secs_f64();
+    times.baselines += t.elapsed().as_secs_f64();
+    store.save_state("times", &to_value(&times, "timing")?)?;
 
     Ok(BomfReport {
         hpbo_trials,

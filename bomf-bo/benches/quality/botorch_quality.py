@@ -106,14 +106,41 @@ def main():
     parser.add_argument("--problems", default=",".join(PROBLEMS))
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--append-to",
+        metavar="FILE",
+        help="append each run to FILE instead of stdout, skipping (problem, seed, steps) runs "
+        "already there: the full protocol takes many hours here, so it resumes across sessions",
+    )
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
-    for name in args.problems.split(","):
+    names = args.problems.split(",")
+    for name in names:
         if name not in PROBLEMS:
             parser.error(f"unknown problem {name!r}; known: {', '.join(PROBLEMS)}")
-        for seed in range(args.seeds):
-            print(json.dumps(run(name, seed, args.steps)), flush=True)
+    done = set()
+    if args.append_to:
+        try:
+            with open(args.append_to) as f:
+                for line in f:
+                    if line.strip():
+                        r = json.loads(line)
+                        done.add((r["problem"], r["seed"], r["steps"]))
+        except FileNotFoundError:
+            pass
+    # Seed-major order: a partial run still covers every problem.
+    for seed in range(args.seeds):
+        for name in names:
+            if (name, seed, args.steps) in done:
+                continue
+            line = json.dumps(run(name, seed, args.steps))
+            if args.append_to:
+                with open(args.append_to, "a") as f:
+                    f.write(line + "\n")
+            else:
+                print(line, flush=True)
 
 
 if __name__ == "__main__":

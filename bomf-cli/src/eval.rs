@@ -1,0 +1,165 @@
+//! `bomf eval`: the loss and every metric of a fine-tuned classifier folder on one split, as JSON.
+//!
+//! The data comes from a [`DataSpec`] (a TOML file), an installed or local BIG-bench task, or a
+//! single labelled file; [`DataArgs`] turns the flags into a spec so every command reads data
+//! the same way.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use bomf_core::eval::{EvalSet, evaluate};
+use bomf_data::batch::items_for_dataset;
+use bomf_data::readers::tabular::TabularFormat;
+use bomf_data::spec::{DataFormat, DataSpec, SplitName, SplitSpec};
+use bomf_models::CpuBackend;
+use clap::Args;
+
+use crate::model::{align_labels, open_classifier};
+
+/// Where the data comes from: exactly one of `--data`, `--bigbench`, `--file`.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false, id = "source")]
+pub struct DataSource {
+    /// A data spec (TOML): the spec itself or a run config's `[data]` table. Relative paths in
+    /// it are relative to the file.
+    #[arg(long, value_name = "SPEC.toml", group = "source")]
+    pub data: Option<PathBuf>,
+    /// A BIG-bench task: an installed one (`multiemo/all_sentence_en`, see `cargo xtask assets`)
+    /// or a task folder. Split 80/10/10 by hash rank unless `--counts` is given.
+    #[arg(long, value_name = "NAME|DIR", group = "source")]
+    pub bigbench: Option<String>,
+    /// One labelled JSONL/CSV/TSV file, scored as a whole (the format comes from the extension).
+    #[arg(long, value_name = "FILE", group = "source")]
+    pub file: Option<PathBuf>,
+}
+
+/// Options that shape the data of `--bigbench` and `--file`.
+#[derive(Debug, Args)]
+pub struct DataOptions {
+    /// `--bigbench`: exact train,validation,test counts (by hash rank) instead of 80/10/10.
+    #[arg(long, value_name = "T,V,E", value_delimiter = ',')]
+    pub counts: Option<Vec<usize>>,
+    /// `--bigbench`: the seed of the split (changing it reshuffles which examples go where).
+    #[arg(long, default_value_t = 0)]
+    pub split_seed: u64,
+    /// `--file`: the input column (repeat for a text pair).
+    #[arg(long = "text-field", value_name = "NAME", default_value = "text")]
+    pub text_fields: Vec<String>,
+    /// `--file`: the label column.
+    #[arg(long, value_name = "NAME", default_value = "label")]
+    pub label_field: String,
+}
+
+impl DataSource {
+    /// The data spec these flags describe.
+    pub fn to_spec(&self, options: &DataOptions) -> Result<DataSpec> {
+        if let Some(path) = &self.data {
+            return DataSpec::from_file(path)
+                .with_context(|| format!("reading the data spec {}", path.display()));
+        }
+        if let Some(name) = &self.bigbench {
+            let split = match &options.counts {
+                Some(c) if c.len() == 3 => SplitSpec::ByRank {
+                    train: c[0],
+                    validation: c[1],
+                    test: c[2],
+                    seed: options.split_seed,
+                },
+                Some(c) => bail!("--counts takes three numbers (train,validation,test), got {c:?}"),
+                None => SplitSpec::Fractions {
+                    train: 0.8,
+                    validation: 0.1,
+                    test: 0.1,
+                    seed: options.split_seed,
+                },
+            };
+            let mut spec = DataSpec::new(DataFormat::Bigbench, split);
+            let as_path = PathBuf::from(name);
+            if as_path.exists() {
+                spec.path = Some(as_path);
+            } else {
+                spec.asset = Some(name.clone());
+            }
+            return Ok(spec);
+        }
+        if let Some(file) = &self.file {
+            let format = match TabularFormat::from_path(file)? {
+                TabularFormat::Jsonl => DataFormat::Jsonl,
+                TabularFormat::Csv => DataFormat::Csv,
+                TabularFormat::Tsv => DataFormat::Tsv,
+            };
+            // The whole file is the split being scored, whichever is asked for.
+            let mut spec = DataSpec::new(
+                format,
+                SplitSpec::Files {
+                    train: Some(file.clone()),
+                    validation: Some(file.clone()),
+                    test: Some(file.clone()),
+                },
+            );
+            spec.text_fields = Some(options.text_fields.clone());
+            spec.label_field = Some(options.label_field.clone());
+            return Ok(spec);
+        }
+        bail!("give the data with --data SPEC.toml, --bigbench NAME or --file FILE")
+    }
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    bomf eval --model runs/mrpc/fused --data configs/data/mrpc.toml --split test\n  \
+    bomf eval --model my-model --bigbench multiemo/all_sentence_en --counts 3000,400,1000 --split validation\n  \
+    bomf eval --model my-model --file held_out.jsonl --text-field review --label-field stars\n\n\
+    Prints one JSON object on stdout: {\"loss\": 0.41, \"metrics\": {\"accuracy\": 0.87, ...}, \"num_examples\": 408}.\n\
+    The loss is the mean cross-entropy (MSE for regression) over examples; metrics are computed\n\
+    over the whole split. The model's id2label decides which output is which class.")]
+pub struct EvalArgs {
+    /// A fine-tuned Hugging Face folder (config.json, model.safetensors, tokenizer.json), e.g.
+    /// the output of `bomf fuse`.
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub source: DataSource,
+    #[command(flatten)]
+    pub options: DataOptions,
+    /// Which split to score: train, validation or test.
+    #[arg(long, default_value = "validation")]
+    pub split: SplitName,
+    /// Examples per forward pass.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Maximum input length in tokens; longer inputs are truncated (default: 128, or the
+    /// model's limit when smaller).
+    #[arg(long)]
+    pub max_len: Option<usize>,
+}
+
+pub fn run(args: EvalArgs) -> Result<()> {
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let spec = args.source.to_spec(&args.options)?;
+    let device = Default::default();
+    let loaded = open_classifier::<CpuBackend>(&args.model, args.max_len, &device)?;
+    let dataset = spec
+        .load_split(args.split)
+        .with_context(|| format!("loading the {} split", args.split))?;
+    let dataset = align_labels(dataset, &loaded.config)?;
+    if let Some(unlabelled) = dataset.examples.iter().find(|e| e.target.is_none()) {
+        bail!(
+            "example {} of the {} split has no label: evaluation needs labelled data",
+            unlabelled.id,
+            args.split
+        );
+    }
+    let items = items_for_dataset(&loaded.encoder, &dataset)?;
+    let set = EvalSet::new(
+        dataset.task.clone(),
+        items,
+        loaded.encoder.pad_id(),
+        args.batch_size,
+    )?;
+    let evaluation = evaluate(&loaded.model, &set, &device)?;
+    println!("{}", serde_json::to_string(&evaluation)?);
+    Ok(())
+}

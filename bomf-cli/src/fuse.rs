@@ -1,0 +1,164 @@
+//! `bomf fuse`: θ = Σ_k w_k θ_k over K fine-tuned checkpoints of one architecture, written as a
+//! Hugging Face folder that `bomf eval`, `bomf predict` and `transformers` load unchanged.
+//!
+//! Each checkpoint is loaded strictly into the architecture of the config (the first
+//! checkpoint's, or `--config`), so a checkpoint with another shape or a missing tensor is an
+//! error naming the checkpoint and the tensor before anything is written. The sum itself is the
+//! engine's fusion kernel (`bomf_core::fusion::CheckpointSet`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use bomf_core::fusion::CheckpointSet;
+use bomf_models::export::export_bert;
+use bomf_models::{BertWithHead, CpuBackend};
+use clap::Args;
+
+use crate::model::{classifier_from, config_dir_of, read_config, read_weights};
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    bomf fuse --checkpoints ckpt-a ckpt-b ckpt-c --weights 0.2,0.3,0.5 --out fused\n  \
+    bomf fuse --checkpoints runs/x/checkpoints/checkpoint-000040.safetensors \\\n             \
+    runs/x/checkpoints/checkpoint-000050.safetensors --weights 0.5,0.5 --out fused\n\n\
+    Checkpoints are Hugging Face folders (config.json + weights, e.g. PyTorch fine-tunes saved\n\
+    with save_pretrained) or .safetensors files of a `bomf train` run, whose folder holds the\n\
+    config. The output folder gets config.json, model.safetensors and the tokenizer files of\n\
+    the config folder. Weights are usually on the simplex (>= 0, summing to 1); other finite\n\
+    weights are allowed with a warning.")]
+pub struct FuseArgs {
+    /// The checkpoints to fuse (two or more make sense; one just re-exports it).
+    #[arg(long, value_name = "CKPT", num_args = 1.., required = true)]
+    pub checkpoints: Vec<PathBuf>,
+    /// One weight per checkpoint, comma separated, in the same order.
+    #[arg(
+        long,
+        value_name = "W1,W2,...",
+        value_delimiter = ',',
+        allow_hyphen_values = true,
+        required = true
+    )]
+    pub weights: Vec<f64>,
+    /// The output folder (created; must be empty unless --force).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The folder whose config.json and tokenizer files describe the checkpoints (default: the
+    /// first checkpoint's folder).
+    #[arg(long, value_name = "DIR")]
+    pub config: Option<PathBuf>,
+    /// Write into a non-empty output folder, replacing its model files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Checks the weights against the checkpoints; returns a warning when they leave the simplex.
+pub fn check_weights(weights: &[f64], checkpoints: usize) -> Result<Option<String>> {
+    if weights.len() != checkpoints {
+        bail!(
+            "{} weight(s) for {checkpoints} checkpoint(s): give exactly one weight per checkpoint",
+            weights.len()
+        );
+    }
+    if let Some((i, w)) = weights.iter().enumerate().find(|(_, w)| !w.is_finite()) {
+        bail!(
+            "weight {} is {w}: every weight must be a finite number",
+            i + 1
+        );
+    }
+    let sum: f64 = weights.iter().sum();
+    let mut warnings = Vec::new();
+    if (sum - 1.0).abs() > 1e-6 {
+        warnings.push(format!(
+            "the weights sum to {sum}, not 1: the fused parameters are scaled by that much"
+        ));
+    }
+    if weights.iter().any(|&w| w < 0.0) {
+        warnings.push("some weights are negative (extrapolation, not interpolation)".into());
+    }
+    Ok((!warnings.is_empty()).then(|| warnings.join("; ")))
+}
+
+fn ensure_empty_or_forced(out: &Path, force: bool) -> Result<()> {
+    if out.is_file() {
+        bail!("--out {} is a file, not a folder", out.display());
+    }
+    let non_empty = out
+        .read_dir()
+        .map(|mut entries| entries.next().is_some())
+        .unwrap_or(false);
+    if non_empty && !force {
+        bail!(
+            "--out {} is not empty: choose a new folder or pass --force to overwrite its model files",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+pub fn run(args: FuseArgs) -> Result<()> {
+    if let Some(warning) = check_weights(&args.weights, args.checkpoints.len())? {
+        eprintln!("warning: {warning}");
+    }
+    ensure_empty_or_forced(&args.out, args.force)?;
+    let config_dir = args
+        .config
+        .clone()
+        .unwrap_or_else(|| config_dir_of(&args.checkpoints[0]));
+    let config = read_config(&config_dir)?;
+    let device = Default::default();
+
+    let mut set = CheckpointSet::new();
+    let mut template: Option<BertWithHead<CpuBackend>> = None;
+    for (i, path) in args.checkpoints.iter().enumerate() {
+        let which = format!("checkpoint {} ({})", i + 1, path.display());
+        let weights = read_weights(path).with_context(|| which.clone())?;
+        let model =
+            classifier_from::<CpuBackend>(&config, weights, true, &device).with_context(|| {
+                format!(
+                    "{which} does not fit the config of {}",
+                    config_dir.display()
+                )
+            })?;
+        set.push_model(&model).with_context(|| which.clone())?;
+        if template.is_none() {
+            template = Some(model);
+        }
+    }
+    let template = template.context("no checkpoint given")?;
+    let fused = set.fused_model(template, &args.weights, &device)?;
+    export_bert(&fused, &config, &args.out, Some(&config_dir))
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    let params = set.layout().map_or(0, |l| l.num_params());
+    eprintln!(
+        "fused {} checkpoints ({params} parameters each) into {}",
+        args.checkpoints.len(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_weights;
+
+    #[test]
+    fn weights_must_match_and_be_finite() {
+        assert!(check_weights(&[0.5, 0.5], 2).unwrap().is_none());
+        let err = check_weights(&[0.5, 0.5], 3).unwrap_err().to_string();
+        assert!(err.contains("2 weight(s) for 3 checkpoint(s)"), "{err}");
+        let err = check_weights(&[0.5, f64::NAN], 2).unwrap_err().to_string();
+        assert!(err.contains("weight 2 is NaN"), "{err}");
+        assert!(
+            check_weights(&[0.5, 0.6], 2)
+                .unwrap()
+                .unwrap()
+                .contains("sum to")
+        );
+        assert!(
+            check_weights(&[1.5, -0.5], 2)
+                .unwrap()
+                .unwrap()
+                .contains("negative")
+        );
+    }
+}

@@ -1,0 +1,172 @@
+//! `bomf predict`: per-example outputs of a classifier folder for a JSONL file, one output line
+//! per input line, in input order.
+//!
+//! Classifiers write `{"label", "probabilities", "logits"}` (probabilities are the softmax of
+//! the logits; `label` is the `id2label` name of the largest logit); regression models write
+//! `{"score", "logits"}`. Every input line must be a JSON object holding the text field(s); a
+//! line that is not is an error naming the file and line, and nothing is written.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use bomf_core::model::encoder_input;
+use bomf_data::batch::{BatchConfig, Batcher, Item, ItemTarget};
+use bomf_models::CpuBackend;
+use bomf_models::bert::ProblemType;
+use clap::Args;
+use serde_json::{Value, json};
+
+use crate::model::{model_labels, open_classifier};
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    bomf predict --model runs/sst2/fused --input reviews.jsonl --out predictions.jsonl\n  \
+    bomf predict --model my-nli-model --input pairs.jsonl --out out.jsonl --text-field premise --text-field hypothesis\n\n\
+    Input: one JSON object per line, e.g. {\"text\": \"a gripping film\"} (other fields are ignored).\n\
+    Output: one line per input line, e.g.\n  \
+    {\"label\": \"positive\", \"probabilities\": [0.08, 0.92], \"logits\": [-1.2, 1.24]}")]
+pub struct PredictArgs {
+    /// A fine-tuned Hugging Face folder (config.json, model.safetensors, tokenizer.json).
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// JSONL input, one object per line.
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub input: PathBuf,
+    /// JSONL output (overwritten).
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub out: PathBuf,
+    /// The field holding the text; repeat it for a text pair (in the model's input order).
+    #[arg(long = "text-field", value_name = "NAME", default_value = "text")]
+    pub text_fields: Vec<String>,
+    /// Examples per forward pass.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Maximum input length in tokens; longer inputs are truncated.
+    #[arg(long)]
+    pub max_len: Option<usize>,
+}
+
+/// The texts of every line of a JSONL file, or an error naming the first bad line.
+fn read_inputs(path: &Path, fields: &[String]) -> Result<Vec<Vec<String>>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let at = format!("{}:{}", path.display(), i + 1);
+        if line.trim().is_empty() {
+            bail!("{at}: empty line (each line must be one JSON object, so outputs stay aligned)");
+        }
+        let value: Value =
+            serde_json::from_str(line).with_context(|| format!("{at}: invalid JSON"))?;
+        let Value::Object(obj) = value else {
+            bail!("{at}: expected a JSON object, found {value}");
+        };
+        let mut texts = Vec::with_capacity(fields.len());
+        for field in fields {
+            match obj.get(field) {
+                Some(Value::String(s)) => texts.push(s.clone()),
+                Some(other) => bail!("{at}: field `{field}` should be text, found {other}"),
+                None => bail!("{at}: missing field `{field}` (choose it with --text-field)"),
+            }
+        }
+        rows.push(texts);
+    }
+    if rows.is_empty() {
+        bail!("{} has no lines to predict", path.display());
+    }
+    Ok(rows)
+}
+
+/// Softmax in f64 with the maximum subtracted (no overflow for large logits).
+pub fn softmax(logits: &[f32]) -> Vec<f64> {
+    let max = logits
+        .iter()
+        .map(|&x| x as f64)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let exps: Vec<f64> = logits.iter().map(|&x| (x as f64 - max).exp()).collect();
+    let sum: f64 = exps.iter().sum();
+    exps.into_iter().map(|e| e / sum).collect()
+}
+
+pub fn run(args: PredictArgs) -> Result<()> {
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    if args.text_fields.is_empty() || args.text_fields.len() > 2 {
+        bail!("--text-field must be given once (single text) or twice (a pair)");
+    }
+    let rows = read_inputs(&args.input, &args.text_fields)?;
+    let device = Default::default();
+    let loaded = open_classifier::<CpuBackend>(&args.model, args.max_len, &device)?;
+    let labels = model_labels(&loaded.config);
+    let regression = loaded.model.problem_type() == ProblemType::Regression;
+
+    let mut items = Vec::with_capacity(rows.len());
+    for (i, texts) in rows.iter().enumerate() {
+        let encoded = loaded
+            .encoder
+            .encode(texts)
+            .with_context(|| format!("{}:{}: tokenising", args.input.display(), i + 1))?;
+        items.push(Item::new(encoded, ItemTarget::None));
+    }
+    let batcher = Batcher::new(
+        items,
+        loaded.encoder.pad_id(),
+        BatchConfig::eval(args.batch_size),
+    )?;
+    let mut logits_by_row: Vec<Option<Vec<f32>>> = vec![None; rows.len()];
+    for batch in batcher.epoch(0) {
+        let input = encoder_input(&batch, &device)?;
+        let logits = loaded.model.sequence_logits(&input)?;
+        let [n, width] = logits.dims();
+        let flat = logits
+            .into_data()
+            .convert::<f32>()
+            .into_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("reading logits: {e:?}"))?;
+        for r in 0..n {
+            logits_by_row[batch.example_indices[r]] =
+                Some(flat[r * width..(r + 1) * width].to_vec());
+        }
+    }
+
+    let mut out = Vec::new();
+    for (i, logits) in logits_by_row.into_iter().enumerate() {
+        let logits = logits.with_context(|| format!("line {} got no prediction", i + 1))?;
+        let record = if regression {
+            json!({"score": logits.first().copied().unwrap_or(f32::NAN), "logits": logits})
+        } else {
+            let probabilities = softmax(&logits);
+            let best = probabilities.iter().enumerate().fold(0, |best, (j, &p)| {
+                if p > probabilities[best] { j } else { best }
+            });
+            json!({
+                "label": labels.get(best).cloned().unwrap_or_else(|| best.to_string()),
+                "probabilities": probabilities,
+                "logits": logits,
+            })
+        };
+        serde_json::to_writer(&mut out, &record)?;
+        out.push(b'\n');
+    }
+    let mut file = std::fs::File::create(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    file.write_all(&out)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    eprintln!("wrote {} predictions to {}", rows.len(), args.out.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::softmax;
+
+    #[test]
+    fn softmax_is_stable_and_sums_to_one() {
+        let p = softmax(&[1000.0, 1000.0]);
+        assert!((p[0] - 0.5).abs() < 1e-12 && (p[1] - 0.5).abs() < 1e-12);
+        let p = softmax(&[0.0, (2.0f32).ln()]);
+        assert!((p[1] - 2.0 / 3.0).abs() < 1e-6, "{p:?}");
+    }
+}

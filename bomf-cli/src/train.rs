@@ -1,0 +1,307 @@
+//! `bomf train`: stage 2 of BOMF on its own — one fine-tune of a model folder that keeps K
+//! checkpoints of its trajectory, saved to `RUNDIR/checkpoints/` for `bomf fuse` (or stage 3).
+//!
+//! The folder written is the engine's trajectory layout (`checkpoint-<step>.safetensors` +
+//! `manifest.json`, written last), plus the labelled `config.json` and the tokenizer files, so
+//! that every `.safetensors` file there can be handed to `bomf fuse` as it is.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use bomf_core::eval::EvalSet;
+use bomf_core::schedule::{ScheduleKind, Warmup};
+use bomf_core::train::{Budget, TrainConfig, TrainOutcome};
+use bomf_core::trajectory::{KeepRule, TrajectoryConfig, collect_trajectory};
+use bomf_data::batch::{BatchConfig, Batcher, items_for_dataset};
+use bomf_data::spec::SplitName;
+use bomf_data::task::TaskKind;
+use bomf_models::bert::BertConfig;
+use bomf_models::export::copy_tokenizer_files;
+use bomf_models::{CpuAutodiffBackend, Task};
+use burn::tensor::backend::Backend;
+use clap::{Args, ValueEnum};
+
+use crate::eval::{DataOptions, DataSource};
+use crate::model::{classifier_from, model_labels, read_config, read_weights, text_encoder};
+
+/// Which checkpoints of the run are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RuleArg {
+    /// The paper's rule: around the best validation step s*, in [low·s*, high·s*]; training
+    /// stops at high·s*.
+    Window,
+    /// The last K evaluated checkpoints.
+    #[value(alias = "last_k")]
+    LastK,
+    /// Every checkpoint after --start-fraction of the budget (K evenly spaced among them).
+    #[value(alias = "after_fraction")]
+    AfterFraction,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    bomf train --model models/minilm --data configs/data/multiemo.toml --out runs/multiemo --epochs 2\n  \
+    bomf train --model bert-tiny --bigbench multiemo/all_sentence_en --counts 3000,400,1000 \\\n             \
+    --out runs/x --lr 5e-5 --k 8 --every 10 --rule window\n\n\
+    The data needs a train and a validation split (validation picks the window and labels each\n\
+    checkpoint). A model folder without a classification head (a base model) gets a fresh head\n\
+    for the data's labels; one whose head has other labels gets a fresh head too, with a warning.\n\
+    Writes RUNDIR/checkpoints/{checkpoint-<step>.safetensors, manifest.json, config.json,\n\
+    tokenizer.json}; then e.g.\n  \
+    bomf fuse --checkpoints runs/x/checkpoints/checkpoint-*.safetensors --weights ... --out fused")]
+pub struct TrainArgs {
+    /// The Hugging Face folder to fine-tune (config.json, weights, tokenizer.json).
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub source: DataSource,
+    #[command(flatten)]
+    pub options: DataOptions,
+    /// The run folder; checkpoints go to RUNDIR/checkpoints/.
+    #[arg(long, value_name = "RUNDIR")]
+    pub out: PathBuf,
+    /// Peak learning rate (AdamW).
+    #[arg(long, default_value_t = 5e-5)]
+    pub lr: f64,
+    /// Examples per optimiser step.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Training budget in epochs (the most it may train; the window rule may stop earlier).
+    #[arg(long, default_value_t = 1, conflicts_with = "steps")]
+    pub epochs: usize,
+    /// Training budget in optimiser steps instead of epochs.
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Evaluate on validation (and snapshot) every this many steps.
+    #[arg(long, default_value_t = 10)]
+    pub every: usize,
+    /// Checkpoints to keep.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// Which checkpoints to keep.
+    #[arg(long, value_enum, default_value_t = RuleArg::Window)]
+    pub rule: RuleArg,
+    /// `--rule window`: the window is [low·s*, high·s*].
+    #[arg(long, default_value_t = 0.5)]
+    pub window_low: f64,
+    /// `--rule window`: see --window-low.
+    #[arg(long, default_value_t = 2.0)]
+    pub window_high: f64,
+    /// `--rule after-fraction`: where the kept part of the run starts.
+    #[arg(long, default_value_t = 0.5)]
+    pub start_fraction: f64,
+    /// Warmup as a fraction of the optimiser steps (constant learning rate after it).
+    #[arg(long, default_value_t = 0.1)]
+    pub warmup_ratio: f64,
+    /// Seeds the new head, dropout and the batch order.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Maximum input length in tokens; longer inputs are truncated.
+    #[arg(long)]
+    pub max_len: Option<usize>,
+    /// Examples per forward pass when evaluating.
+    #[arg(long, default_value_t = 64)]
+    pub eval_batch_size: usize,
+    /// Replace the checkpoints of a finished run in RUNDIR.
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl TrainArgs {
+    fn trajectory(&self) -> TrajectoryConfig {
+        let rule = match self.rule {
+            RuleArg::Window => KeepRule::BestStepWindow {
+                low: self.window_low,
+                high: self.window_high,
+            },
+            RuleArg::LastK => KeepRule::LastK,
+            RuleArg::AfterFraction => KeepRule::AfterFraction {
+                start_fraction: self.start_fraction,
+            },
+        };
+        TrajectoryConfig {
+            rule,
+            k: self.k,
+            every: self.every,
+        }
+    }
+
+    fn train_config(&self) -> Result<TrainConfig> {
+        if !(0.0..1.0).contains(&self.warmup_ratio) {
+            bail!(
+                "--warmup-ratio must be in [0, 1), got {}",
+                self.warmup_ratio
+            );
+        }
+        let config = TrainConfig {
+            learning_rate: self.lr,
+            schedule: ScheduleKind::Constant,
+            warmup: Warmup::Ratio(self.warmup_ratio),
+            budget: match self.steps {
+                Some(s) => Budget::Steps(s),
+                None => Budget::Epochs(self.epochs),
+            },
+            seed: self.seed,
+            ..TrainConfig::default()
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// The model config for the data: the folder's, with the data's labels. Whether the folder's
+/// own head can be kept (same labels in the same order, or placeholder names of the same count).
+fn labelled_config(base: &BertConfig, kind: &TaskKind) -> Result<(BertConfig, bool)> {
+    let current = model_labels(base);
+    match kind {
+        TaskKind::Classification { labels } => {
+            let placeholders = current
+                .iter()
+                .enumerate()
+                .all(|(i, l)| *l == format!("LABEL_{i}"));
+            let keep = *labels == current || (placeholders && labels.len() == current.len());
+            Ok((base.clone().with_labels(labels), keep))
+        }
+        TaskKind::Regression => Ok((base.clone().with_num_labels(1), current.len() == 1)),
+        other => bail!("`bomf train` fine-tunes sequence classifiers; the data is {other:?}"),
+    }
+}
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    if args.source.file.is_some() {
+        bail!("`bomf train` needs train and validation splits: give them with --data SPEC.toml");
+    }
+    if args.batch_size == 0 || args.eval_batch_size == 0 {
+        bail!("--batch-size and --eval-batch-size must be at least 1");
+    }
+    let trajectory_config = args.trajectory();
+    trajectory_config.validate()?;
+    let train_config = args.train_config()?;
+    let checkpoints_dir = args.out.join("checkpoints");
+    if checkpoints_dir.join("manifest.json").is_file() && !args.force {
+        bail!(
+            "{} already holds a finished trajectory: choose another --out or pass --force",
+            checkpoints_dir.display()
+        );
+    }
+
+    let spec = args.source.to_spec(&args.options)?;
+    let splits = spec.load().context("loading the data")?;
+    for (name, split) in [
+        (SplitName::Train, &splits.train),
+        (SplitName::Validation, &splits.validation),
+    ] {
+        if split.is_empty() {
+            bail!("the {name} split is empty: `bomf train` needs train and validation examples");
+        }
+    }
+
+    let base_config = read_config(&args.model)?;
+    let (config, keep_head) = labelled_config(&base_config, &splits.train.task.kind)?;
+    let encoder = text_encoder(&args.model, &config, args.max_len)?;
+    let mut checkpoint = read_weights(&args.model)?;
+    if !keep_head {
+        let head: Vec<String> = checkpoint
+            .tensors
+            .keys()
+            .filter(|n| n.starts_with("classifier."))
+            .cloned()
+            .collect();
+        if !head.is_empty() {
+            eprintln!(
+                "warning: the model's head has labels {:?}, the data {:?}: training a fresh head",
+                model_labels(&base_config),
+                model_labels(&config)
+            );
+            for name in head {
+                checkpoint.tensors.remove(&name);
+            }
+        }
+    }
+
+    let train_items = items_for_dataset(&encoder, &splits.train)?;
+    let validation = EvalSet::new(
+        splits.validation.task.clone(),
+        items_for_dataset(&encoder, &splits.validation)?,
+        encoder.pad_id(),
+        args.eval_batch_size,
+    )?;
+    let batcher = Batcher::new(
+        train_items,
+        encoder.pad_id(),
+        BatchConfig::train(args.batch_size, args.seed),
+    )?;
+    let device = Default::default();
+    // A fresh head is drawn from the backend RNG: seed it so runs repeat.
+    CpuAutodiffBackend::seed(&device, args.seed);
+    let model = classifier_from::<CpuAutodiffBackend>(&config, checkpoint, false, &device)
+        .with_context(|| format!("loading {}", args.model.display()))?;
+
+    eprintln!(
+        "training on {} examples ({} batches per epoch), validating on {} every {} steps",
+        splits.train.len(),
+        batcher.epoch(0).len(),
+        splits.validation.len(),
+        args.every
+    );
+    let started = std::time::Instant::now();
+    let trajectory = collect_trajectory(
+        model,
+        &batcher,
+        &validation,
+        &train_config,
+        &trajectory_config,
+        &device,
+    )?;
+    let seconds = started.elapsed().as_secs_f64();
+
+    trajectory
+        .save(&checkpoints_dir)
+        .with_context(|| format!("saving to {}", checkpoints_dir.display()))?;
+    let config_path = checkpoints_dir.join("config.json");
+    let config_json =
+        serde_json::to_string_pretty(&config.to_hf_json(Task::SequenceClassification))?;
+    std::fs::write(&config_path, config_json + "\n")
+        .with_context(|| format!("writing {}", config_path.display()))?;
+    copy_tokenizer_files(&args.model, &checkpoints_dir)?;
+
+    let metric = validation
+        .task
+        .metrics
+        .first()
+        .map(|m| m.name().to_string())
+        .unwrap_or_default();
+    let outcome = match trajectory.outcome {
+        TrainOutcome::Completed => "completed the budget".to_string(),
+        TrainOutcome::Stopped { step } => format!("stopped at step {step} (end of the window)"),
+        TrainOutcome::Diverged { step, value } => {
+            format!("diverged at step {step} (value {value}); kept what came before")
+        }
+    };
+    println!(
+        "trained {:.1}s, {outcome}; best validation step {}",
+        seconds,
+        trajectory
+            .best_step
+            .map_or_else(|| "-".to_string(), |s| s.to_string())
+    );
+    println!(
+        "kept {} checkpoints in {}:",
+        trajectory.kept.len(),
+        checkpoints_dir.display()
+    );
+    println!("  {:>6}  {:>10}  {:>10}", "step", "val loss", metric);
+    for kept in &trajectory.kept {
+        let value = kept
+            .validation
+            .metrics
+            .get(&metric)
+            .copied()
+            .unwrap_or(f64::NAN);
+        println!(
+            "  {:>6}  {:>10.4}  {:>10.4}",
+            kept.step, kept.validation.loss, value
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,380 @@
+//! `bomf fuse`, `bomf eval` and `bomf predict` as a user runs them, on tiny random BERT folders.
+//!
+//! Reference numbers come from PyTorch + transformers (`fixtures/gen_tiny_models.py`): the
+//! logits of model `a`, and loss/accuracy/macro-F1 of `a` and of the fusion 0.2·a + 0.3·b + 0.5·c
+//! summed over PyTorch state dicts, and of a tiny RoBERTa, all on `fixtures/tiny/eval.jsonl`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn tiny() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny")
+}
+
+fn expected() -> Value {
+    let text = std::fs::read_to_string(tiny().join("expected.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn bomf<S: AsRef<std::ffi::OsStr>>(args: &[S], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bomf"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the bomf binary runs")
+}
+
+fn succeed(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "bomf failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fail(out: &Output) -> String {
+    assert!(!out.status.success(), "expected a failure");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn close(a: f64, b: f64, tol: f64, what: &str) {
+    assert!((a - b).abs() <= tol, "{what}: {a} vs reference {b}");
+}
+
+fn eval_json(model: &Path, dir: &Path) -> Value {
+    let file = tiny().join("eval.jsonl");
+    let out = bomf(
+        &[
+            "eval".as_ref(),
+            "--model".as_ref(),
+            model.as_os_str(),
+            "--file".as_ref(),
+            file.as_os_str(),
+            "--max-len".as_ref(),
+            "32".as_ref(),
+            "--batch-size".as_ref(),
+            "5".as_ref(),
+        ],
+        dir,
+    );
+    serde_json::from_str(&succeed(&out)).expect("stdout is one JSON object")
+}
+
+fn check_eval(got: &Value, reference: &Value) {
+    let keys: Vec<&String> = got.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["loss", "metrics", "num_examples"], "{got}");
+    assert_eq!(got["num_examples"], 12);
+    close(
+        got["loss"].as_f64().unwrap(),
+        reference["loss"].as_f64().unwrap(),
+        1e-5,
+        "loss",
+    );
+    for metric in ["accuracy", "f1_macro"] {
+        close(
+            got["metrics"][metric].as_f64().unwrap(),
+            reference[metric].as_f64().unwrap(),
+            1e-12,
+            metric,
+        );
+    }
+}
+
+#[test]
+fn eval_of_a_folder_matches_transformers() {
+    let dir = tempfile::tempdir().unwrap();
+    let got = eval_json(&tiny().join("a"), dir.path());
+    check_eval(&got, &expected()["a"]);
+}
+
+#[test]
+fn eval_of_a_roberta_folder_matches_transformers() {
+    let dir = tempfile::tempdir().unwrap();
+    let got = eval_json(&tiny().join("roberta"), dir.path());
+    check_eval(&got, &expected()["roberta"]);
+}
+
+#[test]
+fn fuse_then_eval_matches_the_pytorch_fusion() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = tiny();
+    let out_dir = dir.path().join("fused");
+    let out = bomf(
+        &[
+            "fuse".as_ref(),
+            "--checkpoints".as_ref(),
+            t.join("a").as_os_str(),
+            t.join("b").as_os_str(),
+            t.join("c").as_os_str(),
+            "--weights".as_ref(),
+            "0.2,0.3,0.5".as_ref(),
+            "--out".as_ref(),
+            out_dir.as_os_str(),
+        ],
+        dir.path(),
+    );
+    succeed(&out);
+    for file in ["config.json", "model.safetensors", "tokenizer.json"] {
+        assert!(out_dir.join(file).is_file(), "fused folder lacks {file}");
+    }
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["id2label"]["1"], "pos");
+    let got = eval_json(&out_dir, dir.path());
+    check_eval(&got, &expected()["fused"]);
+
+    // A second fuse into the same folder needs --force.
+    let again = bomf(
+        &[
+            "fuse".as_ref(),
+            "--checkpoints".as_ref(),
+            t.join("a").as_os_str(),
+            "--weights".as_ref(),
+            "1".as_ref(),
+            "--out".as_ref(),
+            out_dir.as_os_str(),
+        ],
+        dir.path(),
+    );
+    assert!(fail(&again).contains("not empty"));
+}
+
+#[test]
+fn fuse_of_mismatched_checkpoints_names_the_checkpoint_and_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = tiny();
+    let out_dir = dir.path().join("fused");
+    let out = bomf(
+        &[
+            "fuse".as_ref(),
+            "--checkpoints".as_ref(),
+            t.join("a").as_os_str(),
+            t.join("wide").as_os_str(),
+            "--weights".as_ref(),
+            "0.5,0.5".as_ref(),
+            "--out".as_ref(),
+            out_dir.as_os_str(),
+        ],
+        dir.path(),
+    );
+    let err = fail(&out);
+    assert!(err.contains("checkpoint 2"), "{err}");
+    assert!(err.contains("wide"), "{err}");
+    assert!(err.contains("bert.") && err.contains("shape"), "{err}");
+    assert!(!out_dir.join("model.safetensors").exists());
+}
+
+#[test]
+fn fuse_checks_the_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = tiny();
+    let run = |weights: &str| {
+        bomf(
+            &[
+                "fuse".as_ref(),
+                "--checkpoints".as_ref(),
+                t.join("a").as_os_str(),
+                t.join("b").as_os_str(),
+                "--weights".as_ref(),
+                weights.as_ref(),
+                "--out".as_ref(),
+                dir.path()
+                    .join(format!("out-{}", weights.len()))
+                    .as_os_str(),
+            ],
+            dir.path(),
+        )
+    };
+    let err = fail(&run("0.2,0.3,0.5"));
+    assert!(err.contains("3 weight(s) for 2 checkpoint(s)"), "{err}");
+    let err = fail(&run("0.5,NaN"));
+    assert!(err.contains("finite"), "{err}");
+    // Off the simplex: allowed, with a warning.
+    let out = run("0.7,0.7");
+    succeed(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("warning: the weights sum to 1.4"));
+}
+
+#[test]
+fn unsupported_model_type_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("gpt");
+    std::fs::create_dir(&model).unwrap();
+    let config = std::fs::read_to_string(tiny().join("a/config.json"))
+        .unwrap()
+        .replace("\"model_type\": \"bert\"", "\"model_type\": \"gpt2\"");
+    std::fs::write(model.join("config.json"), config).unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, "{\"text\": \"hi\"}\n").unwrap();
+    let out = bomf(
+        &[
+            "predict".as_ref(),
+            "--model".as_ref(),
+            model.as_os_str(),
+            "--input".as_ref(),
+            input.as_os_str(),
+            "--out".as_ref(),
+            "out.jsonl".as_ref(),
+        ],
+        dir.path(),
+    );
+    let err = fail(&out);
+    assert!(err.contains("model_type") && err.contains("gpt2"), "{err}");
+}
+
+#[test]
+fn predict_writes_one_line_per_input_with_reference_logits() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("pred.jsonl");
+    let input = tiny().join("eval.jsonl");
+    let out = bomf(
+        &[
+            "predict".as_ref(),
+            "--model".as_ref(),
+            tiny().join("a").as_os_str(),
+            "--input".as_ref(),
+            input.as_os_str(),
+            "--out".as_ref(),
+            out_file.as_os_str(),
+            "--batch-size".as_ref(),
+            "4".as_ref(),
+        ],
+        dir.path(),
+    );
+    succeed(&out);
+    let reference = &expected()["a"];
+    let text = std::fs::read_to_string(&out_file).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 12);
+    for (i, line) in lines.iter().enumerate() {
+        let logits = line["logits"].as_array().unwrap();
+        let probs = line["probabilities"].as_array().unwrap();
+        assert_eq!(logits.len(), 2);
+        for j in 0..2 {
+            close(
+                logits[j].as_f64().unwrap(),
+                reference["logits"][i][j].as_f64().unwrap(),
+                1e-4,
+                &format!("logit [{i}][{j}]"),
+            );
+            close(
+                probs[j].as_f64().unwrap(),
+                reference["probabilities"][i][j].as_f64().unwrap(),
+                1e-5,
+                &format!("probability [{i}][{j}]"),
+            );
+        }
+        let best = if reference["logits"][i][1].as_f64() > reference["logits"][i][0].as_f64() {
+            "pos"
+        } else {
+            "neg"
+        };
+        assert_eq!(line["label"], best, "line {i}");
+    }
+}
+
+#[test]
+fn predict_names_the_bad_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, "{\"text\": \"fine\"}\n{\"text\": oops}\n").unwrap();
+    let model = tiny().join("a");
+    let args = |input: &Path| {
+        vec![
+            "predict".into(),
+            "--model".into(),
+            model.clone().into_os_string(),
+            "--input".into(),
+            input.as_os_str().to_owned(),
+            "--out".into(),
+            "out.jsonl".into(),
+        ]
+    };
+    let err = fail(&bomf(&args(&input), dir.path()));
+    assert!(
+        err.contains("in.jsonl:2") && err.contains("invalid JSON"),
+        "{err}"
+    );
+    assert!(!dir.path().join("out.jsonl").exists());
+
+    std::fs::write(&input, "{\"text\": \"fine\"}\n{\"review\": \"x\"}\n").unwrap();
+    let err = fail(&bomf(&args(&input), dir.path()));
+    assert!(
+        err.contains("in.jsonl:2") && err.contains("`text`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn eval_reads_a_data_spec_and_rejects_a_missing_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("data.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "format = \"jsonl\"\ntext_fields = [\"text\"]\nlabel_field = \"label\"\n\
+             [split]\nkind = \"files\"\nvalidation = \"{}\"\n",
+            tiny().join("eval.jsonl").display()
+        ),
+    )
+    .unwrap();
+    let model = tiny().join("a");
+    let run = |split: &str| {
+        bomf(
+            &[
+                "eval".as_ref(),
+                "--model".as_ref(),
+                model.as_os_str(),
+                "--data".as_ref(),
+                spec.as_os_str(),
+                "--split".as_ref(),
+                split.as_ref(),
+                "--max-len".as_ref(),
+                "32".as_ref(),
+            ],
+            dir.path(),
+        )
+    };
+    let got: Value = serde_json::from_str(&succeed(&run("validation"))).unwrap();
+    check_eval(&got, &expected()["a"]);
+    let err = fail(&run("test"));
+    assert!(err.contains("test split"), "{err}");
+
+    // Labels listed in another order than the model's id2label are mapped by name.
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(
+        &spec,
+        text.replace("[split]", "labels = [\"pos\", \"neg\"]\n[split]"),
+    )
+    .unwrap();
+    let got: Value = serde_json::from_str(&succeed(&run("validation"))).unwrap();
+    check_eval(&got, &expected()["a"]);
+    // Labels the model does not know are an error naming both sets.
+    std::fs::write(
+        &spec,
+        text.replace("[split]", "labels = [\"neg\", \"pos\", \"meh\"]\n[split]"),
+    )
+    .unwrap();
+    let err = fail(&run("validation"));
+    assert!(err.contains("id2label") && err.contains("meh"), "{err}");
+}
+
+#[test]
+fn help_teaches_with_examples() {
+    let dir = tempfile::tempdir().unwrap();
+    for cmd in ["fuse", "eval", "predict", "train"] {
+        let help = succeed(&bomf(&[cmd, "--help"], dir.path()));
+        assert!(
+            help.contains("Examples:"),
+            "`bomf {cmd} --help` has no examples"
+        );
+        assert!(help.contains(&format!("bomf {cmd} --")), "{help}");
+    }
+}

@@ -1,0 +1,871 @@
+//! The run report: `report.md` with the final table and the chosen weights, plus SVG plots of
+//! what BOMF did (the Pareto front of validation metric vs loss, hypervolume per BO step, the
+//! fine-tuning learning curve).
+//!
+//! Inputs are plain structs the pipeline fills in, so the report can be rebuilt from a run
+//! directory's files at any time. Non-finite numbers (a diverged run, a metric not computed)
+//! never crash a plot: they are left out of plots and shown as "—" in tables.
+//!
+//! Plots are SVG only: `plotters` is built without font loading (no C libraries), and SVG text
+//! is laid out by the viewer, so no font file needs shipping.
+
+use std::fmt::Write as _;
+use std::io;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::rundir::{self, RunDirError};
+
+/// File names inside the report folder.
+pub const REPORT_MARKDOWN_FILE: &str = "report.md";
+pub const PARETO_SVG_FILE: &str = "pareto.svg";
+pub const HYPERVOLUME_SVG_FILE: &str = "hypervolume.svg";
+pub const LEARNING_CURVE_SVG_FILE: &str = "learning_curve.svg";
+
+/// Shown in tables for a missing or non-finite number.
+pub const MISSING: &str = "—";
+
+#[derive(Debug, Error)]
+pub enum ReportError {
+    /// An input that must have content has none (`what` names it).
+    #[error("{what} is empty: nothing to report")]
+    Empty { what: String },
+
+    /// Inputs that contradict each other (e.g. 3 weights for 4 checkpoint labels).
+    #[error("{what}: {message}")]
+    InvalidInput { what: String, message: String },
+
+    /// `plotters` failed to draw `plot`.
+    #[error("drawing {plot}: {message}")]
+    Plot { plot: String, message: String },
+
+    /// Writing a report file failed.
+    #[error(transparent)]
+    Write(#[from] RunDirError),
+}
+
+/// Result alias for this module.
+pub type Result<T> = std::result::Result<T, ReportError>;
+
+/// How a fused model's weights were chosen during Bayesian optimisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EvalOrigin {
+    /// A point of the space-filling initial design (e.g. Sobol), before the model guides.
+    InitialDesign,
+    /// A point the acquisition function asked for.
+    Acquired,
+}
+
+/// One evaluated fusion: its validation metric and loss.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FusionPoint {
+    pub metric: f64,
+    pub loss: f64,
+    pub origin: EvalOrigin,
+}
+
+/// A named model on the (loss, metric) plane: a checkpoint, a baseline, the chosen fusion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelledPoint {
+    pub label: String,
+    pub metric: f64,
+    pub loss: f64,
+}
+
+/// Everything the Pareto plot shows. The x axis is validation loss (lower is better), the y
+/// axis the validation metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParetoPlot {
+    /// E.g. "accuracy"; used in the axis title.
+    pub metric_name: String,
+    /// Whether a larger metric is better (accuracy) or worse (an error rate).
+    pub higher_metric_is_better: bool,
+    /// Every evaluated fusion, in evaluation order.
+    pub fusions: Vec<FusionPoint>,
+    /// The individual fine-tuning checkpoints.
+    pub checkpoints: Vec<LabelledPoint>,
+    /// Baselines (best checkpoint, SWA, greedy soup, ...), labelled on the plot.
+    pub baselines: Vec<LabelledPoint>,
+    /// The model BOMF finally picked.
+    pub chosen: Option<LabelledPoint>,
+}
+
+/// Hypervolume of the evaluated set after each evaluation (1-based on the plot).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HypervolumeTrace {
+    pub per_step: Vec<f64>,
+    /// How many of the first steps were the initial design (marked by a vertical line; 0 for
+    /// none).
+    pub initial_design_len: usize,
+}
+
+/// One validation pass during fine-tuning.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ValidationPoint {
+    pub step: u64,
+    pub metric: f64,
+    pub loss: f64,
+}
+
+/// The fine-tuning trajectory and which checkpoints were kept for fusion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LearningCurve {
+    pub metric_name: String,
+    /// `(step, training loss)`, typically logged more often than validation.
+    pub train_loss: Vec<(u64, f64)>,
+    pub validation: Vec<ValidationPoint>,
+    /// Steps of the checkpoints kept for fusion (their span is shaded).
+    pub kept_steps: Vec<u64>,
+    /// Step of the best single checkpoint, if known.
+    pub best_step: Option<u64>,
+}
+
+/// One method's line in the final table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultRow {
+    pub method: String,
+    pub val_metric: f64,
+    pub val_loss: f64,
+    pub test_metric: f64,
+    pub test_loss: f64,
+    pub wall_seconds: f64,
+    /// Fusion weights, for methods that fuse checkpoints.
+    pub weights: Option<Vec<f64>>,
+}
+
+/// The final comparison: one row per method.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultsTable {
+    pub metric_name: String,
+    pub rows: Vec<ResultRow>,
+}
+
+/// The weights of the chosen fusion, one per checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChosenWeights {
+    pub method: String,
+    /// One label per weight (e.g. "step 1200"); empty means "checkpoint 1..K".
+    pub checkpoint_labels: Vec<String>,
+    pub weights: Vec<f64>,
+}
+
+/// Everything in a report. Absent plots are simply not drawn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub title: String,
+    /// Free text under the title (e.g. the task, model and budgets).
+    pub summary: Option<String>,
+    pub table: ResultsTable,
+    pub chosen: Option<ChosenWeights>,
+    pub pareto: Option<ParetoPlot>,
+    pub hypervolume: Option<HypervolumeTrace>,
+    pub learning_curve: Option<LearningCurve>,
+}
+
+/// What [`write_report`] wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportFiles {
+    pub markdown: PathBuf,
+    pub plots: Vec<PathBuf>,
+}
+
+/// Writes the report's SVGs and `report.md` into `dir` (created if missing), each atomically,
+/// so an interrupted report never leaves a half-written file.
+pub fn write_report(dir: &Path, report: &Report) -> Result<ReportFiles> {
+    let mut plots = Vec::new();
+    let mut links = PlotLinks::default();
+    if let Some(pareto) = &report.pareto {
+        let path = dir.join(PARETO_SVG_FILE);
+        rundir::write_atomic(&path, render_pareto_svg(pareto)?.as_bytes())?;
+        links.pareto = Some(PARETO_SVG_FILE.to_string());
+        plots.push(path);
+    }
+    if let Some(trace) = &report.hypervolume {
+        let path = dir.join(HYPERVOLUME_SVG_FILE);
+        rundir::write_atomic(&path, render_hypervolume_svg(trace)?.as_bytes())?;
+        links.hypervolume = Some(HYPERVOLUME_SVG_FILE.to_string());
+        plots.push(path);
+    }
+    if let Some(curve) = &report.learning_curve {
+        let path = dir.join(LEARNING_CURVE_SVG_FILE);
+        rundir::write_atomic(&path, render_learning_curve_svg(curve)?.as_bytes())?;
+        links.learning_curve = Some(LEARNING_CURVE_SVG_FILE.to_string());
+        plots.push(path);
+    }
+    let markdown = dir.join(REPORT_MARKDOWN_FILE);
+    rundir::write_atomic(&markdown, render_markdown(report, &links)?.as_bytes())?;
+    Ok(ReportFiles { markdown, plots })
+}
+
+/// Relative links from `report.md` to the plots that exist.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PlotLinks {
+    pub pareto: Option<String>,
+    pub hypervolume: Option<String>,
+    pub learning_curve: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Markdown
+
+/// `report.md`: title, summary, the results table, the chosen weights, the plots.
+pub fn render_markdown(report: &Report, links: &PlotLinks) -> Result<String> {
+    let mut md = String::new();
+    // `write!` to a String cannot fail; the results are ignored on purpose below.
+    let _ = writeln!(md, "# {}\n", one_line(&report.title));
+    if let Some(summary) = &report.summary {
+        let _ = writeln!(md, "{}\n", summary.trim_end());
+    }
+    md.push_str("## Results\n\n");
+    md.push_str(&markdown_table(&report.table)?);
+    md.push('\n');
+
+    if let Some(chosen) = &report.chosen {
+        md.push_str(&chosen_weights_markdown(chosen)?);
+        md.push('\n');
+    }
+
+    let plots = [
+        (
+            &links.pareto,
+            "Pareto front",
+            "Every evaluated fusion on the validation (loss, metric) plane; the non-dominated \
+             ones are connected, with the checkpoints, the baselines and the chosen model marked.",
+        ),
+        (
+            &links.hypervolume,
+            "Hypervolume per BO step",
+            "Hypervolume dominated by the fusions evaluated so far, after each evaluation.",
+        ),
+        (
+            &links.learning_curve,
+            "Learning curve",
+            "Training and validation loss and the validation metric during fine-tuning; the \
+             shaded span holds the checkpoints kept for fusion.",
+        ),
+    ];
+    if plots.iter().any(|(link, _, _)| link.is_some()) {
+        md.push_str("## Plots\n\n");
+        for (link, title, caption) in plots {
+            if let Some(link) = link {
+                let _ = writeln!(md, "### {title}\n\n{caption}\n\n![{title}]({link})\n");
+            }
+        }
+    }
+    Ok(md)
+}
+
+/// The final table, one row per method, non-finite numbers as "—".
+pub fn markdown_table(table: &ResultsTable) -> Result<String> {
+    if table.rows.is_empty() {
+        return Err(ReportError::Empty {
+            what: "results table".to_string(),
+        });
+    }
+    let metric = one_line(&table.metric_name);
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "| Method | Val {metric} | Val loss | Test {metric} | Test loss | Wall time (s) | Weights |"
+    );
+    md.push_str("|---|---:|---:|---:|---:|---:|---|\n");
+    for row in &table.rows {
+        let weights = row.weights.as_deref().map_or(MISSING.to_string(), |w| {
+            let parts: Vec<String> = w.iter().map(|&x| fmt_num(x, 3)).collect();
+            format!("[{}]", parts.join(", "))
+        });
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            one_line(&row.method),
+            fmt_num(row.val_metric, 4),
+            fmt_num(row.val_loss, 4),
+            fmt_num(row.test_metric, 4),
+            fmt_num(row.test_loss, 4),
+            fmt_num(row.wall_seconds, 1),
+            weights
+        );
+    }
+    Ok(md)
+}
+
+fn chosen_weights_markdown(chosen: &ChosenWeights) -> Result<String> {
+    if chosen.weights.is_empty() {
+        return Err(ReportError::Empty {
+            what: "chosen weights".to_string(),
+        });
+    }
+    if !chosen.checkpoint_labels.is_empty()
+        && chosen.checkpoint_labels.len() != chosen.weights.len()
+    {
+        return Err(ReportError::InvalidInput {
+            what: "chosen weights".to_string(),
+            message: format!(
+                "{} weights but {} checkpoint labels",
+                chosen.weights.len(),
+                chosen.checkpoint_labels.len()
+            ),
+        });
+    }
+    let mut md = String::new();
+    let _ = writeln!(md, "## Chosen model: {}\n", one_line(&chosen.method));
+    md.push_str("| Checkpoint | Weight |\n|---|---:|\n");
+    for (k, &w) in chosen.weights.iter().enumerate() {
+        let label = chosen
+            .checkpoint_labels
+            .get(k)
+            .map_or(format!("checkpoint {}", k + 1), |l| one_line(l));
+        let _ = writeln!(md, "| {label} | {} |", fmt_num(w, 4));
+    }
+    let sum: f64 = chosen.weights.iter().sum();
+    let _ = writeln!(md, "\nSum of weights: {}", fmt_num(sum, 4));
+    Ok(md)
+}
+
+/// `x` with `decimals` digits, or "—" when it is NaN or infinite.
+pub fn fmt_num(x: f64, decimals: usize) -> String {
+    if x.is_finite() {
+        format!("{x:.decimals$}")
+    } else {
+        MISSING.to_string()
+    }
+}
+
+/// Makes free text safe inside a markdown table cell or heading.
+fn one_line(text: &str) -> String {
+    text.replace(['\n', '\r'], " ").replace('|', "\\|")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pareto front
+
+/// Indices of the non-dominated points among `(loss, metric)` pairs, sorted by loss. Loss is
+/// minimised; the metric is maximised when `higher_metric_is_better`, minimised otherwise.
+/// A point is dominated when another is at least as good in both and better in one; exact
+/// duplicates of a non-dominated point are all kept. Non-finite points are ignored.
+pub fn pareto_front(points: &[(f64, f64)], higher_metric_is_better: bool) -> Vec<usize> {
+    // Turn "better metric" into "larger score" so one sweep serves both directions.
+    let score = |m: f64| if higher_metric_is_better { m } else { -m };
+    let mut order: Vec<usize> = (0..points.len())
+        .filter(|&i| points[i].0.is_finite() && points[i].1.is_finite())
+        .collect();
+    // By loss ascending, then best metric first: a point is non-dominated exactly when its
+    // score beats every point before it (or ties the kept point it duplicates).
+    order.sort_by(|&a, &b| {
+        points[a]
+            .0
+            .total_cmp(&points[b].0)
+            .then(score(points[b].1).total_cmp(&score(points[a].1)))
+    });
+    let mut front: Vec<usize> = Vec::new();
+    for i in order {
+        let (loss, metric) = points[i];
+        let keep = match front.last() {
+            None => true,
+            Some(&j) => {
+                let (best_loss, best_metric) = points[j];
+                score(metric) > score(best_metric) || (loss == best_loss && metric == best_metric)
+            }
+        };
+        if keep {
+            front.push(i);
+        }
+    }
+    front
+}
+
+const PLOT_SIZE: (u32, u32) = (900, 640);
+const FONT: &str = "sans-serif";
+
+// A colour-blind-friendly palette (Okabe–Ito), one colour per kind of point.
+const INITIAL_COLOR: RGBColor = RGBColor(153, 153, 153);
+const ACQUIRED_COLOR: RGBColor = RGBColor(0, 114, 178);
+const FRONT_COLOR: RGBColor = RGBColor(213, 94, 0);
+const CHECKPOINT_COLOR: RGBColor = RGBColor(0, 158, 115);
+const BASELINE_COLOR: RGBColor = RGBColor(230, 159, 0);
+const CHOSEN_COLOR: RGBColor = RGBColor(0, 0, 0);
+const TRAIN_COLOR: RGBColor = RGBColor(153, 153, 153);
+const VALIDATION_COLOR: RGBColor = RGBColor(0, 114, 178);
+const KEPT_COLOR: RGBColor = RGBColor(0, 158, 115);
+const BEST_COLOR: RGBColor = RGBColor(213, 94, 0);
+
+type DrawResult = std::result::Result<(), DrawingAreaErrorKind<io::Error>>;
+
+/// Renders into an SVG string with `draw`, naming `plot` in any error.
+fn render_svg(
+    plot: &str,
+    draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> DrawResult,
+) -> Result<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, PLOT_SIZE).into_drawing_area();
+        draw(&root)
+            .and_then(|()| root.present())
+            .map_err(|e| ReportError::Plot {
+                plot: plot.to_string(),
+                message: e.to_string(),
+            })?;
+    }
+    Ok(svg)
+}
+
+/// Larger magnitudes are left out of plots like NaN: no metric or loss worth plotting is
+/// that large, and near `f64::MAX` the axis span overflows to infinity, on which plotters'
+/// tick search never ends (found by the `plots_never_fail_on_odd_numbers` property test).
+const PLOT_LIMIT: f64 = 1e30;
+
+/// Whether `v` can be placed on an axis.
+fn plottable(v: f64) -> bool {
+    v.is_finite() && v.abs() <= PLOT_LIMIT
+}
+
+fn plottable2(x: f64, y: f64) -> bool {
+    plottable(x) && plottable(y)
+}
+
+/// A range covering every plottable value with a margin, `0..1` when there is none.
+///
+/// The range is never narrower than a thousandth of the values' magnitude, so a single value
+/// or values that differ only in their last digits still get a readable axis.
+fn padded_range(values: impl IntoIterator<Item = f64>) -> Range<f64> {
+    let (lo, hi) = values
+        .into_iter()
+        .filter(|&v| plottable(v))
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    if lo > hi {
+        return 0.0..1.0;
+    }
+    let magnitude = lo.abs().max(hi.abs());
+    let pad = ((hi - lo) * 0.06).max(magnitude * 1e-3).max(1e-6);
+    (lo - pad)..(hi + pad)
+}
+
+/// Axis labels for counts (steps, evaluations): whole numbers only, no label between them.
+fn integer_label(x: &f64) -> String {
+    if x.fract() == 0.0 {
+        format!("{x:.0}")
+    } else {
+        String::new()
+    }
+}
+
+fn draw_no_data(root: &DrawingArea<SVGBackend<'_>, Shift>) -> DrawResult {
+    let (w, h) = PLOT_SIZE;
+    root.draw(&Text::new(
+        "no finite data to plot",
+        (w as i32 / 2 - 90, h as i32 / 2),
+        (FONT, 20).into_font().color(&RED),
+    ))
+}
+
+/// The Pareto plot as an SVG document.
+pub fn render_pareto_svg(plot: &ParetoPlot) -> Result<String> {
+    render_svg("the Pareto front", |root| draw_pareto(root, plot))
+}
+
+fn draw_pareto(root: &DrawingArea<SVGBackend<'_>, Shift>, plot: &ParetoPlot) -> DrawResult {
+    root.fill(&WHITE)?;
+    let labelled = plot
+        .checkpoints
+        .iter()
+        .chain(&plot.baselines)
+        .chain(&plot.chosen);
+    let all: Vec<(f64, f64)> = plot
+        .fusions
+        .iter()
+        .map(|p| (p.loss, p.metric))
+        .chain(labelled.map(|p| (p.loss, p.metric)))
+        .filter(|&(x, y)| plottable2(x, y))
+        .collect();
+    let x_range = padded_range(all.iter().map(|p| p.0));
+    let y_range = padded_range(all.iter().map(|p| p.1));
+    let direction = if plot.higher_metric_is_better {
+        "higher is better"
+    } else {
+        "lower is better"
+    };
+    let mut chart = ChartBuilder::on(root)
+        .caption(
+            format!("Validation {} vs loss", plot.metric_name),
+            (FONT, 24),
+        )
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(72)
+        .build_cartesian_2d(x_range, y_range)?;
+    chart
+        .configure_mesh()
+        .x_desc("validation loss (lower is better)")
+        .y_desc(format!("validation {} ({direction})", plot.metric_name))
+        .light_line_style(WHITE.mix(0.0))
+        .draw()?;
+    if all.is_empty() {
+        draw_no_data(root)?;
+    }
+
+    for (origin, color, label) in [
+        (EvalOrigin::InitialDesign, INITIAL_COLOR, "initial design"),
+        (EvalOrigin::Acquired, ACQUIRED_COLOR, "BO-acquired fusion"),
+    ] {
+        let points: Vec<(f64, f64)> = plot
+            .fusions
+            .iter()
+            .filter(|p| p.origin == origin && plottable2(p.loss, p.metric))
+            .map(|p| (p.loss, p.metric))
+            .collect();
+        if points.is_empty() {
+            continue;
+        }
+        chart
+            .draw_series(
+                points
+                    .into_iter()
+                    .map(|p| Circle::new(p, 3, color.filled())),
+            )?
+            .label(label)
+            .legend(move |(x, y)| Circle::new((x + 10, y), 3, color.filled()));
+    }
+
+    let fusion_points: Vec<(f64, f64)> = plot.fusions.iter().map(|p| (p.loss, p.metric)).collect();
+    let front: Vec<(f64, f64)> = pareto_front(&fusion_points, plot.higher_metric_is_better)
+        .into_iter()
+        .map(|i| fusion_points[i])
+        .filter(|&(x, y)| plottable2(x, y))
+        .collect();
+    if !front.is_empty() {
+        let style = FRONT_COLOR.stroke_width(2);
+        chart.draw_series(LineSeries::new(front.iter().copied(), style))?;
+        chart
+            .draw_series(front.iter().map(|&p| Circle::new(p, 6, style)))?
+            .label("non-dominated fusions")
+            .legend(move |(x, y)| {
+                EmptyElement::at((x, y))
+                    + PathElement::new(vec![(0, 0), (20, 0)], style)
+                    + Circle::new((10, 0), 6, style)
+            });
+    }
+
+    let checkpoints: Vec<&LabelledPoint> = plot
+        .checkpoints
+        .iter()
+        .filter(|p| plottable2(p.loss, p.metric))
+        .collect();
+    if !checkpoints.is_empty() {
+        let style = CHECKPOINT_COLOR.filled();
+        chart
+            .draw_series(
+                checkpoints
+                    .iter()
+                    .map(|p| TriangleMarker::new((p.loss, p.metric), 7, style)),
+            )?
+            .label("fine-tuning checkpoint")
+            .legend(move |(x, y)| TriangleMarker::new((x + 10, y), 7, style));
+    }
+
+    let baselines: Vec<&LabelledPoint> = plot
+        .baselines
+        .iter()
+        .filter(|p| plottable2(p.loss, p.metric))
+        .collect();
+    if !baselines.is_empty() {
+        let style = BASELINE_COLOR.filled();
+        chart
+            .draw_series(baselines.iter().map(|p| {
+                EmptyElement::at((p.loss, p.metric))
+                    + Rectangle::new([(-5, -5), (5, 5)], style)
+                    + Text::new(p.label.clone(), (8, -16), (FONT, 14))
+            }))?
+            .label("baseline")
+            .legend(move |(x, y)| Rectangle::new([(x + 5, y - 5), (x + 15, y + 5)], style));
+    }
+
+    if let Some(chosen) = plot
+        .chosen
+        .as_ref()
+        .filter(|p| plottable2(p.loss, p.metric))
+    {
+        let style = CHOSEN_COLOR.stroke_width(3);
+        chart
+            .draw_series(std::iter::once(
+                EmptyElement::at((chosen.loss, chosen.metric))
+                    + Cross::new((0, 0), 9, style)
+                    + Circle::new((0, 0), 11, CHOSEN_COLOR.stroke_width(2)),
+            ))?
+            .label(format!("chosen: {}", chosen.label))
+            .legend(move |(x, y)| Cross::new((x + 10, y), 6, style));
+    }
+
+    chart
+        .configure_series_labels()
+        .position(if plot.higher_metric_is_better {
+            SeriesLabelPosition::LowerRight
+        } else {
+            SeriesLabelPosition::UpperRight
+        })
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((FONT, 15))
+        .draw()?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hypervolume
+
+/// Hypervolume after each evaluation, as an SVG document.
+pub fn render_hypervolume_svg(trace: &HypervolumeTrace) -> Result<String> {
+    render_svg("the hypervolume trace", |root| {
+        draw_hypervolume(root, trace)
+    })
+}
+
+fn draw_hypervolume(
+    root: &DrawingArea<SVGBackend<'_>, Shift>,
+    trace: &HypervolumeTrace,
+) -> DrawResult {
+    root.fill(&WHITE)?;
+    let points: Vec<(f64, f64)> = trace
+        .per_step
+        .iter()
+        .enumerate()
+        .map(|(i, &hv)| ((i + 1) as f64, hv))
+        .filter(|&(x, y)| plottable2(x, y))
+        .collect();
+    let x_max = trace.per_step.len().max(1) as f64;
+    let mut chart = ChartBuilder::on(root)
+        .caption("Hypervolume per BO step", (FONT, 24))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(72)
+        .build_cartesian_2d(0.5..x_max + 0.5, padded_range(points.iter().map(|p| p.1)))?;
+    chart
+        .configure_mesh()
+        .x_desc("evaluation (BO step)")
+        .y_desc("dominated hypervolume")
+        .x_label_formatter(&integer_label)
+        .light_line_style(WHITE.mix(0.0))
+        .draw()?;
+    if points.is_empty() {
+        draw_no_data(root)?;
+        return Ok(());
+    }
+
+    if trace.initial_design_len > 0 && trace.initial_design_len < trace.per_step.len() {
+        let x = trace.initial_design_len as f64 + 0.5;
+        let y = chart.y_range();
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(x, y.start), (x, y.end)],
+                INITIAL_COLOR.stroke_width(2),
+            )))?
+            .label("end of initial design")
+            .legend(|(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], INITIAL_COLOR.stroke_width(2))
+            });
+    }
+    let style = ACQUIRED_COLOR.stroke_width(2);
+    chart
+        .draw_series(LineSeries::new(points.iter().copied(), style))?
+        .label("hypervolume")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+    chart.draw_series(
+        points
+            .iter()
+            .map(|&p| Circle::new(p, 3, ACQUIRED_COLOR.filled())),
+    )?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((FONT, 15))
+        .draw()?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Learning curve
+
+/// Losses (top) and the validation metric (bottom) along fine-tuning, as an SVG document.
+pub fn render_learning_curve_svg(curve: &LearningCurve) -> Result<String> {
+    render_svg("the learning curve", |root| {
+        draw_learning_curve(root, curve)
+    })
+}
+
+fn draw_learning_curve(
+    root: &DrawingArea<SVGBackend<'_>, Shift>,
+    curve: &LearningCurve,
+) -> DrawResult {
+    root.fill(&WHITE)?;
+    let root = root.titled("Fine-tuning learning curve", (FONT, 24))?;
+    let panels = root.split_evenly((2, 1));
+
+    let train: Vec<(f64, f64)> = curve
+        .train_loss
+        .iter()
+        .map(|&(s, l)| (s as f64, l))
+        .filter(|&(x, y)| plottable2(x, y))
+        .collect();
+    let val_loss: Vec<(f64, f64)> = curve
+        .validation
+        .iter()
+        .map(|v| (v.step as f64, v.loss))
+        .filter(|&(x, y)| plottable2(x, y))
+        .collect();
+    let val_metric: Vec<(f64, f64)> = curve
+        .validation
+        .iter()
+        .map(|v| (v.step as f64, v.metric))
+        .filter(|&(x, y)| plottable2(x, y))
+        .collect();
+    let x_range = padded_range(
+        train
+            .iter()
+            .chain(&val_loss)
+            .chain(&val_metric)
+            .map(|p| p.0)
+            .chain(curve.kept_steps.iter().map(|&s| s as f64))
+            .chain(curve.best_step.map(|s| s as f64)),
+    );
+    if train.is_empty() && val_loss.is_empty() && val_metric.is_empty() {
+        draw_no_data(&root)?;
+    }
+
+    let metric_name = format!("validation {}", curve.metric_name);
+    // Legends where fine-tuning curves usually leave room: losses start high, metrics low.
+    let loss_panel = Panel {
+        x_range: x_range.clone(),
+        y_desc: "loss",
+        legend_position: SeriesLabelPosition::LowerLeft,
+        curves: vec![
+            Curve {
+                label: "training loss",
+                points: &train,
+                color: TRAIN_COLOR,
+            },
+            Curve {
+                label: "validation loss",
+                points: &val_loss,
+                color: VALIDATION_COLOR,
+            },
+        ],
+    };
+    let metric_panel = Panel {
+        x_range,
+        y_desc: &metric_name,
+        legend_position: SeriesLabelPosition::LowerRight,
+        curves: vec![Curve {
+            label: &metric_name,
+            points: &val_metric,
+            color: VALIDATION_COLOR,
+        }],
+    };
+    draw_curve_panel(&panels[0], curve, loss_panel)?;
+    draw_curve_panel(&panels[1], curve, metric_panel)?;
+    Ok(())
+}
+
+/// One line of a learning-curve panel.
+struct Curve<'a> {
+    label: &'a str,
+    points: &'a [(f64, f64)],
+    color: RGBColor,
+}
+
+/// What differs between the two learning-curve panels.
+struct Panel<'a> {
+    x_range: Range<f64>,
+    y_desc: &'a str,
+    legend_position: SeriesLabelPosition,
+    curves: Vec<Curve<'a>>,
+}
+
+/// One panel of the learning curve: the kept-checkpoint span shaded, the kept steps and the
+/// best step as vertical lines, then the curves.
+fn draw_curve_panel(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    curve: &LearningCurve,
+    panel: Panel<'_>,
+) -> DrawResult {
+    let Panel {
+        x_range,
+        y_desc,
+        legend_position,
+        curves,
+    } = panel;
+    let y_range = padded_range(curves.iter().flat_map(|c| c.points.iter().map(|p| p.1)));
+    let mut chart = ChartBuilder::on(area)
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(72)
+        .build_cartesian_2d(x_range, y_range.clone())?;
+    chart
+        .configure_mesh()
+        .x_desc("training step")
+        .y_desc(y_desc)
+        .x_label_formatter(&integer_label)
+        .light_line_style(WHITE.mix(0.0))
+        .draw()?;
+
+    let kept: Vec<f64> = curve.kept_steps.iter().map(|&s| s as f64).collect();
+    if let (Some(lo), Some(hi)) = (
+        kept.iter().copied().reduce(f64::min),
+        kept.iter().copied().reduce(f64::max),
+    ) {
+        let shade = KEPT_COLOR.mix(0.15).filled();
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(lo, y_range.start), (hi, y_range.end)],
+                shade,
+            )))?
+            .label("kept checkpoints")
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 20, y + 5)], shade));
+        let line = KEPT_COLOR.mix(0.6).stroke_width(1);
+        chart.draw_series(
+            kept.iter()
+                .map(|&s| PathElement::new(vec![(s, y_range.start), (s, y_range.end)], line)),
+        )?;
+    }
+    if let Some(best_step) = curve.best_step {
+        let best = best_step as f64;
+        let style = BEST_COLOR.stroke_width(2);
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(best, y_range.start), (best, y_range.end)],
+                style,
+            )))?
+            .label(format!("best checkpoint (step {best_step})"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+    }
+    for &Curve {
+        label,
+        points,
+        color,
+    } in &curves
+    {
+        if points.is_empty() {
+            continue;
+        }
+        let style = color.stroke_width(2);
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), style))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+    }
+    chart
+        .configure_series_labels()
+        .position(legend_position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((FONT, 14))
+        .draw()?;
+    Ok(())
+}
