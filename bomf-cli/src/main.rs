@@ -8,6 +8,7 @@ mod eval;
 mod fuse;
 mod model;
 mod predict;
+mod run;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +34,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The whole pipeline from a config: HPBO (optional), fine-tuning, fusion BO, baselines,
+    /// test evaluation, the fused model and a report, in a resumable run directory.
+    Run(run::RunArgs),
+    /// Stage 1 alone: hyperparameter BO on the proxy model; prints the best settings.
+    Hpo(run::RunArgs),
     /// The Bayesian-optimisation engine on its own (ask/tell through files).
     #[command(subcommand)]
     Bo(bo::BoCommand),
@@ -50,6 +56,8 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Hpo(args) => run::hpo(args),
         Command::Bo(cmd) => bo::run(cmd),
         Command::Train(args) => train::run(args),
         Command::Fuse(args) => fuse::run(args),

@@ -151,7 +151,7 @@ impl TrainArgs {
 
 /// The model config for the data: the folder's, with the data's labels. Whether the folder's
 /// own head can be kept (same labels in the same order, or placeholder names of the same count).
-fn labelled_config(base: &BertConfig, kind: &TaskKind) -> Result<(BertConfig, bool)> {
+pub(crate) fn labelled_config(base: &BertConfig, kind: &TaskKind) -> Result<(BertConfig, bool)> {
     let current = model_labels(base);
     match kind {
         TaskKind::Classification { labels } => {

@@ -68,9 +68,7 @@ fn parse() -> anyhow::Result<Args> {
             a.single_bo = true;
             continue;
         }
-        let value = it
-            .next()
-            .with_context(|| format!("{flag} needs a value"))?;
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
         let bad = || format!("bad value {value:?} for {flag}");
         match flag.as_str() {
             "--seed" => a.seed = value.parse().with_context(bad)?,
@@ -94,8 +92,7 @@ fn parse() -> anyhow::Result<Args> {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let args = parse()?;
@@ -204,7 +201,11 @@ fn main() -> anyhow::Result<()> {
         table += &format!(
             "| {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.0} |\n",
             m.method,
-            m.validation.metrics.get("accuracy").copied().unwrap_or(f64::NAN),
+            m.validation
+                .metrics
+                .get("accuracy")
+                .copied()
+                .unwrap_or(f64::NAN),
             m.validation.loss,
             m.test.metrics.get("accuracy").copied().unwrap_or(f64::NAN),
             m.test.loss,

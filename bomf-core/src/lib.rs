@@ -4,6 +4,9 @@
 //! Map of the crate (first slice: the encoder family, sequence classification/regression):
 //! - [`model`]: what a trainable model must offer ([`model::TaskModel`]: a loss and logits for a
 //!   padded batch), implemented for `bomf_models::BertWithHead`.
+//! - [`generative`]: T5, LLaMA and LLaMA + LoRA ([`generative::LoraLlama`]: one module whose
+//!   parameters are the adapters only) as task models, and items for generation and
+//!   multiple-choice datasets.
 //! - [`schedule`]: learning-rate schedules with warmup (constant, linear, cosine), HF's formulas.
 //! - [`optim`]: AdamW over parameters by Hugging Face name, with the usual no-decay group (biases
 //!   and LayerNorm weights) and clipping by global gradient norm.
@@ -29,6 +32,7 @@ pub mod error;
 pub mod eval;
 pub mod fusion;
 pub mod fusion_bo;
+pub mod generative;
 pub mod hpbo;
 pub mod model;
 pub mod optim;

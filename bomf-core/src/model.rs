@@ -1,12 +1,14 @@
 //! What the training loop and the evaluator need from a model: given a padded batch from
-//! `bomf_data::batch`, the task loss and the logits. Keeping this a trait lets the loop stay
-//! the same for every family (encoders now; T5 and LLaMA later).
+//! `bomf_data::batch`, the task loss and the logits (and, for generative models, a greedy
+//! continuation of each row's prompt). Keeping this a trait lets the loop stay the same for every
+//! family: BERT heads here, T5, LLaMA and LLaMA + LoRA in [`crate::generative`].
 
 use bomf_data::batch::{Batch, BatchTargets};
 use bomf_models::bert::ProblemType;
 use bomf_models::{BertWithHead, EncoderInput, HfNamed, Task};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
 
@@ -15,13 +17,52 @@ use crate::error::{CoreError, Result};
 pub struct BatchOutput<B: Backend> {
     /// Mean loss over the batch's rows (a 1-element tensor, differentiable on autodiff backends).
     pub loss: Tensor<B, 1>,
-    /// `[rows, num_labels]` (regression: `[rows, 1]`).
+    /// `[rows, num_labels]` (regression: `[rows, 1]`). Generative models return `[rows, 1]`:
+    /// each row's mean log-probability of its labelled tokens (the score multiple-choice
+    /// evaluation ranks options by).
     pub logits: Tensor<B, 2>,
+}
+
+/// Greedy generation during evaluation: how many tokens at most, and which ids end a row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenerationConfig {
+    pub max_new_tokens: usize,
+    /// A row stops at the first of these ids (the model's `eos_token_id`, one or several).
+    pub eos_token_ids: Vec<i64>,
+    /// Fills finished rows and left-pads decoder-only prompts (masked out).
+    pub pad_token_id: i64,
+}
+
+impl Default for GenerationConfig {
+    /// 64 new tokens (an E2E NLG reference is ~25 tokens, a SAMSum summary ~30), no eos known.
+    fn default() -> Self {
+        Self {
+            max_new_tokens: 64,
+            eos_token_ids: Vec::new(),
+            pad_token_id: 0,
+        }
+    }
 }
 
 /// A model that can be trained and evaluated on padded batches.
 pub trait TaskModel<B: Backend>: HfNamed<B> {
     fn forward_batch(&self, batch: &Batch, device: &B::Device) -> Result<BatchOutput<B>>;
+
+    /// Greedy continuation of every row's prompt, new tokens only (eos included, then
+    /// `pad_token_id` up to the longest row). The prompt of a row is its encoder input
+    /// (seq2seq) or its tokens before the first labelled position (decoder-only).
+    /// Classification models cannot generate: the default is an error.
+    fn generate_batch(
+        &self,
+        batch: &Batch,
+        config: &GenerationConfig,
+        device: &B::Device,
+    ) -> Result<Vec<Vec<i64>>> {
+        let _ = (batch, config, device);
+        Err(CoreError::InvalidInput(
+            "this model does not generate text (a generation task needs T5 or LLaMA)".into(),
+        ))
+    }
 }
 
 /// The encoder inputs of a batch (segment ids only when the batch carries them).

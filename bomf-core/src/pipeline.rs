@@ -22,6 +22,7 @@ use crate::fusion_bo::{
 };
 use crate::hpbo::{HpSearch, HpTrial, HpboConfig, HyperParams, proxy_run};
 use crate::model::TaskModel;
+use crate::rundir::{EventLog, RunDir};
 use crate::train::TrainConfig;
 use crate::trajectory::{KeptCheckpoint, Trajectory, TrajectoryConfig, collect_trajectory};
 
@@ -36,6 +37,9 @@ pub struct FusedEvaluator<'a, B: Backend, M> {
     pub fuse_seconds: f64,
     /// Seconds spent in forward passes and metrics.
     pub eval_seconds: f64,
+    /// Testing aid for crash/resume tests: `BOMF_TEST_EVAL_DELAY_MS` slows every evaluation so a
+    /// test can kill a run mid-search.
+    delay: Option<std::time::Duration>,
 }
 
 impl<'a, B: Backend, M: TaskModel<B> + Clone> FusedEvaluator<'a, B, M> {
@@ -52,6 +56,10 @@ impl<'a, B: Backend, M: TaskModel<B> + Clone> FusedEvaluator<'a, B, M> {
             device,
             fuse_seconds: 0.0,
             eval_seconds: 0.0,
+            delay: std::env::var("BOMF_TEST_EVAL_DELAY_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map(std::time::Duration::from_millis),
         })
     }
 
@@ -69,6 +77,9 @@ impl<'a, B: Backend, M: TaskModel<B> + Clone> FusedEvaluator<'a, B, M> {
     /// Loss and metrics of θ(w) on `set`.
     pub fn evaluate(&mut self, weights: &[f64], set: &EvalSet) -> Result<Evaluation> {
         let model = self.model(weights)?;
+        if let Some(d) = self.delay {
+            std::thread::sleep(d);
+        }
         let t = Instant::now();
         let e = evaluate(&model, set, &self.device);
         self.eval_seconds += t.elapsed().as_secs_f64();
@@ -220,6 +231,53 @@ impl RunStore for MemoryStore {
     }
     fn record(&mut self, _: &RunEvent) -> Result<()> {
         Ok(())
+    }
+}
+
+/// A [`RunStore`] in a run directory: states as `state/<name>.json` (atomic), the trajectory
+/// under `checkpoints/`, events appended to `evaluations.jsonl`.
+pub struct DirStore<'a> {
+    dir: &'a RunDir,
+    log: EventLog<RunEvent>,
+}
+
+impl<'a> DirStore<'a> {
+    pub fn new(dir: &'a RunDir) -> Result<Self> {
+        Ok(Self {
+            log: dir.evaluations()?,
+            dir,
+        })
+    }
+
+    /// Every event logged so far (a torn last line from a crash is dropped).
+    pub fn events(&self) -> Result<Vec<RunEvent>> {
+        Ok(self.log.read_all()?)
+    }
+}
+
+impl RunStore for DirStore<'_> {
+    fn load_state(&mut self, name: &str) -> Result<Option<serde_json::Value>> {
+        Ok(self.dir.read_json(format!("state/{name}.json"))?)
+    }
+    fn save_state(&mut self, name: &str, state: &serde_json::Value) -> Result<()> {
+        let path = self.dir.path("state")?;
+        std::fs::create_dir_all(&path).map_err(|e| CoreError::file(&path, e))?;
+        Ok(self
+            .dir
+            .write_json_atomic(format!("state/{name}.json"), state)?)
+    }
+    fn load_trajectory(&mut self) -> Result<Option<Trajectory>> {
+        if self.dir.checkpoint_manifest_path().is_file() {
+            Ok(Some(Trajectory::load(&self.dir.checkpoints_dir())?))
+        } else {
+            Ok(None)
+        }
+    }
+    fn save_trajectory(&mut self, trajectory: &Trajectory) -> Result<()> {
+        trajectory.save(&self.dir.checkpoints_dir())
+    }
+    fn record(&mut self, event: &RunEvent) -> Result<()> {
+        Ok(self.log.append(event)?)
     }
 }
 
@@ -502,8 +560,8 @@ where
         None => Vec::new(),
     };
     let finish = |result: MethodResult,
-                      methods: &mut Vec<MethodResult>,
-                      store: &mut dyn RunStore|
+                  methods: &mut Vec<MethodResult>,
+                  store: &mut dyn RunStore|
      -> Result<()> {
         store.record(&RunEvent::Method(result.clone()))?;
         methods.push(result);
@@ -552,10 +610,10 @@ where
     // validation evaluation when already known), then the test split scores them.
     #[allow(clippy::type_complexity)]
     let baseline = |name: &str,
-                        methods: &mut Vec<MethodResult>,
-                        store: &mut dyn RunStore,
-                        evaluator: &mut FusedEvaluator<'_, B::InnerBackend, M::InnerModule>,
-                        search: &mut dyn FnMut(
+                    methods: &mut Vec<MethodResult>,
+                    store: &mut dyn RunStore,
+                    evaluator: &mut FusedEvaluator<'_, B::InnerBackend, M::InnerModule>,
+                    search: &mut dyn FnMut(
         &mut FusedEvaluator<'_, B::InnerBackend, M::InnerModule>,
         &mut dyn RunStore,
     ) -> Result<(Vec<f64>, Option<Evaluation>)>|
@@ -584,34 +642,58 @@ where
         )
     };
     let kept = &trajectory.kept;
-    baseline("best checkpoint", &mut methods, store, &mut evaluator, &mut |_, _| {
-        let w = baselines::best_single(kept, &metric)?;
-        let k = w.iter().position(|&x| x == 1.0).unwrap_or(0);
-        Ok((w, Some(kept[k].validation.clone())))
-    })?;
-    baseline("last checkpoint", &mut methods, store, &mut evaluator, &mut |_, _| {
-        Ok((baselines::last(kept)?, Some(kept[k - 1].validation.clone())))
-    })?;
+    baseline(
+        "best checkpoint",
+        &mut methods,
+        store,
+        &mut evaluator,
+        &mut |_, _| {
+            let w = baselines::best_single(kept, &metric)?;
+            let k = w.iter().position(|&x| x == 1.0).unwrap_or(0);
+            Ok((w, Some(kept[k].validation.clone())))
+        },
+    )?;
+    baseline(
+        "last checkpoint",
+        &mut methods,
+        store,
+        &mut evaluator,
+        &mut |_, _| Ok((baselines::last(kept)?, Some(kept[k - 1].validation.clone()))),
+    )?;
     baseline("SWA", &mut methods, store, &mut evaluator, &mut |_, _| {
         Ok((baselines::swa(k), None))
     })?;
     if config.baselines.greedy_soup {
-        baseline("greedy soup", &mut methods, store, &mut evaluator, &mut |ev, _| {
-            let soup = baselines::greedy_soup(kept, &metric, &mut |w| ev.evaluate(w, data.validation))?;
-            Ok((soup.weights, Some(soup.validation)))
-        })?;
+        baseline(
+            "greedy soup",
+            &mut methods,
+            store,
+            &mut evaluator,
+            &mut |ev, _| {
+                let soup = baselines::greedy_soup(kept, &metric, &mut |w| {
+                    ev.evaluate(w, data.validation)
+                })?;
+                Ok((soup.weights, Some(soup.validation)))
+            },
+        )?;
     }
     if let Some(ls) = &config.baselines.learned_soup {
-        baseline("learned soup", &mut methods, store, &mut evaluator, &mut |_, _| {
-            let w = baselines::learned_soup(
-                &trajectory.checkpoints,
-                make_model(false)?,
-                data.validation,
-                ls,
-                device,
-            )?;
-            Ok((w, None))
-        })?;
+        baseline(
+            "learned soup",
+            &mut methods,
+            store,
+            &mut evaluator,
+            &mut |_, _| {
+                let w = baselines::learned_soup(
+                    &trajectory.checkpoints,
+                    make_model(false)?,
+                    data.validation,
+                    ls,
+                    device,
+                )?;
+                Ok((w, None))
+            },
+        )?;
     }
     for (enabled, objective, name) in [
         (

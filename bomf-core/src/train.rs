@@ -173,12 +173,17 @@ pub fn is_in_lower_layers(hf_name: &str, n: usize) -> bool {
         return false;
     }
     let parts: Vec<&str> = hf_name.split('.').collect();
-    if parts.contains(&"embeddings") {
+    // BERT/RoBERTa `embeddings.*`, T5 `shared`, LLaMA `model.embed_tokens`.
+    if parts.contains(&"embeddings") || parts.contains(&"embed_tokens") || parts[0] == "shared" {
         return true;
     }
+    // `encoder.layer.N` (BERT), `encoder.block.N` (T5), `model.layers.N` (LLaMA).
     parts
         .windows(3)
-        .find(|w| w[0] == "encoder" && (w[1] == "layer" || w[1] == "block"))
+        .find(|w| {
+            (w[0] == "encoder" && (w[1] == "layer" || w[1] == "block"))
+                || (w[0] == "model" && w[1] == "layers")
+        })
         .and_then(|w| w[2].parse::<usize>().ok())
         .is_some_and(|i| i < n)
 }

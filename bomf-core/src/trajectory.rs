@@ -52,7 +52,7 @@ impl Default for KeepRule {
 
 /// How the trajectory is sampled.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct TrajectoryConfig {
     pub rule: KeepRule,
     /// Number of checkpoints to keep (evenly spaced over the candidates when there are more).

@@ -272,6 +272,20 @@ fn frozen_lower_layers_do_not_move() {
         "bert.encoder.layer.0.output.dense.bias",
         0
     ));
+    // LLaMA and T5 names.
+    assert!(is_in_lower_layers("model.embed_tokens.weight", 2));
+    assert!(is_in_lower_layers("model.layers.1.mlp.up_proj.weight", 2));
+    assert!(!is_in_lower_layers("model.layers.2.mlp.up_proj.weight", 2));
+    assert!(!is_in_lower_layers("model.norm.weight", 2));
+    assert!(is_in_lower_layers("shared.weight", 1));
+    assert!(is_in_lower_layers(
+        "encoder.block.0.layer.0.SelfAttention.q.weight",
+        1
+    ));
+    assert!(!is_in_lower_layers(
+        "decoder.block.0.layer.0.SelfAttention.q.weight",
+        1
+    ));
 }
 
 #[test]

