@@ -15,8 +15,15 @@
 //!
 //! ```text
 //! cargo run --release -p bomf-bo --example quality -- \
-//!     [--problems branincurrin,zdt1,zdt2,dtlz2_m2,dtlz2_m3] [--seeds 10] [--steps 20]
+//!     [--problems branincurrin,zdt1,zdt2,dtlz2_m2,dtlz2_m3] [--seeds 10] [--steps 20] \
+//!     [--first-seed 0] [--anchors true|false]
 //! ```
+//!
+//! `--anchors false` turns off the raw candidates around the incumbents
+//! (`AcqfOptions::anchor_incumbents`), i.e. BoTorch's plain `optimize_acqf` recipe (ablation).
+//!
+//! With `BOMF_QUALITY_TRACE=1` set, every evaluated point is also written to stderr as a
+//! `TRACE {json}` line (for diagnosis, e.g. replaying one step in BoTorch on the same data).
 //!
 //! `-- --check-points` instead prints every problem's values at a few fixed points, which
 //! `benches/quality/check_problems.py` compares with BoTorch's own test functions.
@@ -160,6 +167,7 @@ fn run(
     problem: Problem,
     seed: u64,
     steps: usize,
+    anchors: bool,
 ) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
     let d = problem.dim();
     let n_initial = 2 * (d + 1);
@@ -169,20 +177,29 @@ fn run(
     let objectives = (0..problem.n_objectives())
         .map(|j| Objective::minimize(format!("f{j}")))
         .collect();
-    let settings = OptimizerSettings {
+    let mut settings = OptimizerSettings {
         acquisition: Some(AcquisitionKind::QNehvi),
         n_initial: Some(n_initial),
         seed,
         ..OptimizerSettings::default()
     };
+    settings.acqf.anchor_incumbents = anchors;
     let mut opt = Optimizer::new(Space::new_box(params)?, objectives, settings)?
         .with_ref_point(problem.ref_point())?;
     let started = std::time::Instant::now();
     let mut ys = Vec::new();
     let mut hvs = Vec::new();
-    for _ in 0..n_initial + steps {
+    // `BOMF_QUALITY_TRACE=1`: every evaluated point and its values on stderr (diagnosis).
+    let trace = std::env::var_os("BOMF_QUALITY_TRACE").is_some();
+    for i in 0..n_initial + steps {
         let x = opt.ask(1)?.remove(0);
         let y = problem.eval(&x);
+        if trace {
+            let line = serde_json::json!({
+                "problem": problem.name(), "seed": seed, "i": i, "x": x, "f": y
+            });
+            eprintln!("TRACE {line}");
+        }
         opt.tell(&x, &y)?;
         ys.push(y);
         hvs.push(hv_min(&ys, &problem.ref_point())?);
@@ -226,6 +243,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut problems = ALL.to_vec();
     let mut seeds = 10u64;
     let mut steps = 20usize;
+    let mut first_seed = 0u64;
+    let mut anchors = true;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let value = args.next().ok_or_else(|| format!("{arg} needs a value"))?;
@@ -243,12 +262,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             "--seeds" => seeds = value.parse().map_err(|e| format!("--seeds: {e}"))?,
             "--steps" => steps = value.parse().map_err(|e| format!("--steps: {e}"))?,
+            "--first-seed" => {
+                first_seed = value.parse().map_err(|e| format!("--first-seed: {e}"))?
+            }
+            "--anchors" => anchors = value.parse().map_err(|e| format!("--anchors: {e}"))?,
             other => return Err(format!("unknown argument {other:?}").into()),
         }
     }
     for problem in problems {
-        for seed in 0..seeds {
-            println!("{}", run(problem, seed, steps)?);
+        for seed in first_seed..first_seed + seeds {
+            println!("{}", run(problem, seed, steps, anchors)?);
         }
     }
     Ok(())

@@ -12,6 +12,9 @@
 //! and maximises the acquisition (sequential greedy for `n > 1`, each chosen point becoming
 //! *pending* for the next). Asked-but-untold points are pending too, so concurrent workers get
 //! different points.
+//! The observed Pareto-optimal inputs (the best one, for one objective) anchor extra raw
+//! candidates of the acquisition optimiser, so that optima on a face of the box next to an
+//! incumbent are found ([`crate::optim::optimize_acqf_with_anchors`]).
 //!
 //! **Directions.** Objectives with goal `min` are negated internally: the surrogate and the
 //! acquisitions always maximise ([`TrainingData`] is in that orientation, and so is its
@@ -45,7 +48,7 @@ use crate::acquisition::nehvi::{NehviOptions, QNehviFactory};
 use crate::error::{BoError, Result};
 use crate::gp::{FitOptions, GaussianProcess};
 use crate::optim::{
-    AcqfOptions, AcquisitionFactory, Bounds, WithPending, derive_seed, optimize_acqf,
+    AcqfOptions, AcquisitionFactory, Bounds, WithPending, derive_seed, optimize_acqf_with_anchors,
 };
 use crate::partitioning::{infer_reference_point, pareto_front};
 use crate::sampling::{NormalBaseSamples, sobol_design};
@@ -557,6 +560,15 @@ impl Optimizer {
         for o in self.observations.iter().filter(|o| o.failed()) {
             pending_unit.extend(self.space.to_unit(&o.x)?);
         }
+        // The incumbents (observed Pareto-optimal inputs, or the best one) anchor extra raw
+        // candidates: acquisition optima next to them on a face of the box are otherwise
+        // hard to reach (see `optimize_acqf_with_anchors`).
+        let mut anchors = Vec::new();
+        if self.settings.acqf.anchor_incumbents {
+            for i in self.pareto_indices() {
+                anchors.extend(self.space.to_unit(&self.observations[i].x)?);
+            }
+        }
         let mut options = self.settings.acqf.clone();
         options.nonnegative = options.nonnegative || kind.is_nonnegative();
         let remaining = n - out.len();
@@ -571,7 +583,8 @@ impl Optimizer {
                 step_pending.extend_from_slice(&rejected);
                 let acq = factory.build(&step_pending)?;
                 options.seed = derive_seed(step_seed, (1 + i * 8 + attempt) as u64);
-                let result = optimize_acqf(acq.as_ref(), 1, &bounds, &options)?;
+                let result =
+                    optimize_acqf_with_anchors(acq.as_ref(), 1, &bounds, &options, &anchors)?;
                 for candidate in &result.candidates {
                     let canonical = self.space.canonical_unit(&candidate.x)?;
                     if self.is_acceptable(&canonical)? {

@@ -1,10 +1,11 @@
 //! `optimize_acqf` on functions whose maxima are known: it must find the global maximum of a
 //! multimodal function, be deterministic in its seed, and spread sequential-greedy batches via
-//! pending points.
+//! pending points; anchors (incumbents) let it reach optima on the box's faces.
 
 use bomf_bo::acquisition::Acquisition;
 use bomf_bo::optim::{
-    AcqfOptions, AcquisitionFactory, Bounds, WithPending, optimize_acqf, optimize_acqf_sequential,
+    AcqfOptions, AcquisitionFactory, Bounds, WithPending, anchor_candidates, optimize_acqf,
+    optimize_acqf_sequential, optimize_acqf_with_anchors,
 };
 use bomf_bo::{BoError, Result};
 use serde_json::Value;
@@ -298,4 +299,90 @@ fn pending_points_join_the_batch() {
         r.x
     );
     assert!(WithPending::new(Box::new(Repulsive), &[0.1]).is_err());
+}
+
+/// A narrow peak at the corner `(1, 0, …, 0)` of the unit cube over a weak broad hump in the
+/// middle: the shape of qNEHVI on ZDT once the front's interior is covered (the extreme point
+/// of the Pareto set is a corner; see `optimize_acqf_with_anchors`).
+struct CornerPeak {
+    d: usize,
+}
+
+impl CornerPeak {
+    fn corner(&self) -> Vec<f64> {
+        (0..self.d)
+            .map(|i| if i == 0 { 1.0 } else { 0.0 })
+            .collect()
+    }
+}
+
+impl Acquisition for CornerPeak {
+    fn dim(&self) -> usize {
+        self.d
+    }
+    fn value(&self, x: &[f64]) -> f64 {
+        let sq = |c: &dyn Fn(usize) -> f64| -> f64 {
+            x.iter().enumerate().map(|(i, v)| (v - c(i)).powi(2)).sum()
+        };
+        let peak = (-sq(&|i| if i == 0 { 1.0 } else { 0.0 }) / (2.0 * 0.05 * 0.05)).exp();
+        let hump = 0.1 * (-sq(&|_| 0.5) / (2.0 * 0.3 * 0.3)).exp();
+        peak + hump
+    }
+}
+
+#[test]
+fn anchor_candidates_push_coordinates_to_the_bounds_and_stay_in_the_box() {
+    let bounds = Bounds::unit(3);
+    let anchor = [0.8, 0.0, 0.5];
+    let out = anchor_candidates(&anchor, &bounds, 1000, 7);
+    // Pushes: x0 → 0 and 1, x1 → 1 (it is already at 0), x2 → 0 and 1; then 4 perturbations.
+    assert_eq!(out.len(), (5 + 4) * 3);
+    let rows: Vec<&[f64]> = out.chunks(3).collect();
+    let pushes: [[f64; 3]; 5] = [
+        [0.0, 0.0, 0.5],
+        [1.0, 0.0, 0.5],
+        [0.8, 1.0, 0.5],
+        [0.8, 0.0, 0.0],
+        [0.8, 0.0, 1.0],
+    ];
+    for (row, want) in rows.iter().zip(&pushes) {
+        assert_eq!(*row, want.as_slice());
+    }
+    assert!(out.iter().all(|v| (0.0..=1.0).contains(v)));
+    // Clamping keeps a coordinate that sits on a bound on it about half of the time.
+    assert!(rows[5..].iter().any(|r| r[1] == 0.0));
+    assert!(rows[5..].iter().all(|r| r != &anchor.as_slice()));
+    // Deterministic in the seed; the budget limits how many anchors are used.
+    assert_eq!(out, anchor_candidates(&anchor, &bounds, 1000, 7));
+    let three = [0.8, 0.4, 0.5, 0.1, 0.2, 0.3, 0.9, 0.9, 0.9];
+    assert_eq!(
+        anchor_candidates(&three, &bounds, 2 * 10, 7).len(),
+        2 * 10 * 3
+    );
+    assert!(anchor_candidates(&three, &bounds, 9, 7).is_empty());
+}
+
+#[test]
+fn anchors_reach_a_corner_optimum_next_to_an_incumbent() {
+    let acq = CornerPeak { d: 6 };
+    let bounds = Bounds::unit(6);
+    let options = AcqfOptions {
+        seed: 3,
+        ..AcqfOptions::default()
+    };
+    // Plain Sobol raw samples miss the corner peak: the search ends on the broad hump.
+    let plain = optimize_acqf(&acq, 1, &bounds, &options).unwrap();
+    assert!(plain.best().value < 0.5, "{:?}", plain.best());
+    // An incumbent on the edge next to the corner leads the search there.
+    let incumbent = [0.8, 0.0, 0.0, 0.0, 0.0, 0.0];
+    let anchored = optimize_acqf_with_anchors(&acq, 1, &bounds, &options, &incumbent).unwrap();
+    let best = anchored.best();
+    assert!(best.value > 0.999, "{best:?}");
+    for (got, want) in best.x.iter().zip(acq.corner()) {
+        assert!((got - want).abs() < 1e-6, "{:?}", best.x);
+    }
+    // Anchors must have the candidates' width and lie in the box.
+    assert!(optimize_acqf_with_anchors(&acq, 1, &bounds, &options, &[0.5; 5]).is_err());
+    let outside = [1.5, 0.0, 0.0, 0.0, 0.0, 0.0];
+    assert!(optimize_acqf_with_anchors(&acq, 1, &bounds, &options, &outside).is_err());
 }

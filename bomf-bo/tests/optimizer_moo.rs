@@ -82,3 +82,57 @@ fn every_multi_objective_kind_proposes_new_points() {
         assert!(hv.is_finite() && hv > 0.0, "{kind:?}: {hv}");
     }
 }
+
+/// ZDT1 on [0, 1]^d (both minimised): the Pareto set is the edge `x_1 = … = x_{d−1} = 0`, its
+/// extreme points the corners `(0, 0, …)` (f = (0, 1)) and `(1, 0, …)` (f = (1, 0)).
+fn zdt1(x: &[f64]) -> [f64; 2] {
+    let g = 1.0 + 9.0 / (x.len() - 1) as f64 * x[1..].iter().sum::<f64>();
+    [x[0], g * (1.0 - (x[0] / g).sqrt())]
+}
+
+/// Run qNEHVI on ZDT1 (`2(d + 1)` Sobol points, then `steps` BO steps) and return the smallest f2 found: 0 exactly once the corner
+/// `(1, 0, 0, 0)` has been evaluated.
+fn zdt1_min_f2(d: usize, steps: usize, anchor_incumbents: bool, seed: u64) -> f64 {
+    let params = (0..d)
+        .map(|j| Param::new(format!("x{j}"), 0.0, 1.0))
+        .collect();
+    let mut settings = OptimizerSettings {
+        acquisition: Some(AcquisitionKind::QNehvi),
+        n_initial: Some(2 * (d + 1)),
+        seed,
+        mc_samples: 64,
+        ..OptimizerSettings::default()
+    };
+    settings.acqf.anchor_incumbents = anchor_incumbents;
+    let objectives = vec![Objective::minimize("f1"), Objective::minimize("f2")];
+    let mut opt = Optimizer::new(Space::new_box(params).unwrap(), objectives, settings)
+        .unwrap()
+        .with_ref_point(vec![11.0, 11.0])
+        .unwrap();
+    let mut min_f2 = f64::INFINITY;
+    for _ in 0..2 * (d + 1) + steps {
+        let x = opt.ask(1).unwrap().remove(0);
+        let y = zdt1(&x);
+        min_f2 = min_f2.min(y[1]);
+        opt.tell(&x, &y).unwrap();
+    }
+    min_f2
+}
+
+/// The corner `(1, 0, …, 0)` is the qNEHVI optimum once the front's edge is known (it extends
+/// the dominated region by a strip as wide as the reference point is far), but Sobol raw
+/// samples and interior local searches almost never reach it: the incumbent anchors do.
+#[test]
+fn incumbent_anchors_reach_the_extreme_corner_of_zdt1() {
+    // d = 6, 14 Sobol points + 8 qNEHVI steps. Without anchors these seeds end with
+    // min f2 ≈ 0.07 and 0.11 (the plain recipe misses the corner; BoTorch's does too).
+    for seed in [0, 3] {
+        let with = zdt1_min_f2(6, 8, true, seed);
+        assert!(with < 1e-9, "seed {seed}: min f2 {with} with anchors");
+        let without = zdt1_min_f2(6, 8, false, seed);
+        assert!(
+            without > 0.05,
+            "seed {seed}: min f2 {without} without anchors"
+        );
+    }
+}

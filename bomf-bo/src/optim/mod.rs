@@ -10,7 +10,7 @@ pub mod optimize;
 
 pub use optimize::{
     AcqfOptions, AcqfResult, AcquisitionFactory, Bounds, Candidate, SequentialResult, WithPending,
-    optimize_acqf, optimize_acqf_sequential,
+    anchor_candidates, optimize_acqf, optimize_acqf_sequential, optimize_acqf_with_anchors,
 };
 
 /// Derive an independent 64-bit seed for sub-stream `stream` of `seed` (SplitMix64 finaliser),
