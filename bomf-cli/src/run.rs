@@ -433,14 +433,10 @@ pub fn hpo(args: RunArgs) -> Result<()> {
 }
 
 fn print_table(report: &BomfReport, metric: &str) {
+    println!("\nvalidation and test {metric} and loss per method:");
     println!(
-        "\n{:<24} {:>10} {:>10} {:>10} {:>10} {:>9}",
-        "method",
-        format!("val {}", short(metric)),
-        "val loss",
-        format!("test {}", short(metric)),
-        "test loss",
-        "seconds"
+        "{:<24} {:>10} {:>10} {:>10} {:>10} {:>9}",
+        "method", "val", "val loss", "test", "test loss", "seconds"
     );
     for m in &report.methods {
         println!(
@@ -456,14 +452,6 @@ fn print_table(report: &BomfReport, metric: &str) {
             m.test.loss,
             m.seconds
         );
-    }
-}
-
-fn short(metric: &str) -> &str {
-    if metric.len() > 6 {
-        &metric[..6]
-    } else {
-        metric
     }
 }
 
@@ -509,10 +497,12 @@ fn report_of(report: &BomfReport, metric: &str, config: &RunConfig) -> Report {
     Report {
         title: format!("BOMF run: {}", config.model.path.display()),
         summary: Some(format!(
-            "{} checkpoints kept (best validation step {:?}); {} fusion evaluations; stage times: \
+            "{} checkpoints kept (best validation step {}); {} fusion evaluations; stage times: \
              HPBO {:.0} s, trajectory {:.0} s, fusion BO {:.0} s (evaluation {:.0} s), baselines {:.0} s.",
             report.kept.len(),
-            report.best_step,
+            report
+                .best_step
+                .map_or_else(|| "—".to_string(), |s| s.to_string()),
             report.fusion_records.len(),
             report.times.hpbo,
             report.times.trajectory,
