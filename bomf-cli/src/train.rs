@@ -87,6 +87,9 @@ pub struct TrainArgs {
     /// `--rule window`: see --window-low.
     #[arg(long, default_value_t = 2.0)]
     pub window_high: f64,
+    /// `--rule window`: evaluations without improvement before stopping past high·s*.
+    #[arg(long, default_value_t = 5)]
+    pub patience: usize,
     /// `--rule after-fraction`: where the kept part of the run starts.
     #[arg(long, default_value_t = 0.5)]
     pub start_fraction: f64,
@@ -123,6 +126,7 @@ impl TrainArgs {
             rule,
             k: self.k,
             every: self.every,
+            patience: self.patience,
         }
     }
 

@@ -153,6 +153,7 @@ fn main() -> anyhow::Result<()> {
             rule: KeepRule::default(),
             k: args.k,
             every: args.every,
+            patience: 5,
         },
         fusion: FusionBoConfig {
             budget: args.budget,

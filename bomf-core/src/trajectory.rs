@@ -59,6 +59,10 @@ pub struct TrajectoryConfig {
     pub k: usize,
     /// Evaluate and snapshot every this many optimiser steps.
     pub every: usize,
+    /// `BestStepWindow`: stop at `high·s*` only after this many evaluations without a better
+    /// one (early stopping's patience). Without it an early plateau — a model that still predicts
+    /// the majority class at step 10 and 20 — makes s* = 10 and stops training at step 20.
+    pub patience: usize,
 }
 
 impl Default for TrajectoryConfig {
@@ -67,6 +71,7 @@ impl Default for TrajectoryConfig {
             rule: KeepRule::default(),
             k: 10,
             every: 10,
+            patience: 5,
         }
     }
 }
@@ -217,7 +222,11 @@ where
             match config.rule {
                 KeepRule::BestStepWindow { low, high } => {
                     pool.retain(|s| s.step as f64 >= low * best_step as f64);
-                    if event.step as f64 >= high * best_step as f64 && event.step > best_step {
+                    let waited = (event.step - best_step) / config.every;
+                    if event.step as f64 >= high * best_step as f64
+                        && event.step > best_step
+                        && waited >= config.patience
+                    {
                         return Control::Stop;
                     }
                 }

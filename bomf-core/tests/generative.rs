@@ -503,6 +503,7 @@ fn collect_trajectory_keeps_adapter_checkpoints() {
             rule: KeepRule::LastK,
             k: 3,
             every: 2,
+            patience: 5,
         },
         &device,
     )
@@ -857,6 +858,7 @@ fn the_whole_pipeline_runs_on_a_lora_model() {
             rule: KeepRule::LastK,
             k: 3,
             every: 2,
+            patience: 5,
         },
         fusion: FusionBoConfig {
             budget: Some(4),

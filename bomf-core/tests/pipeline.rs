@@ -311,12 +311,14 @@ fn trajectory_keeps_the_window_around_the_best_step_and_round_trips() {
         },
         k: 4,
         every: 3,
+        // Longer than the window (2·s*) here, so the stop is set by the patience.
+        patience: 15,
     };
     let traj = collect_trajectory(
         common::tiny_model::<AB>(false, 4),
         &common::batcher(48, 8, 1),
         &val,
-        &tiny_train_config(60),
+        &tiny_train_config(240),
         &config,
         &device,
     )
@@ -344,11 +346,14 @@ fn trajectory_keeps_the_window_around_the_best_step_and_round_trips() {
             "accuracy"
         ));
     }
-    // Training stopped at 2·s* unless the budget ran out first.
+    // Training stopped at the first evaluation past both 2·s* and s* + patience evaluations,
+    // unless the budget ran out first.
     let last = traj.curve.last().unwrap().0;
+    let earliest_stop = (2 * s).max(s + config.patience * config.every);
+    eprintln!("s* = {s}, last evaluation {last}, earliest stop {earliest_stop}");
     assert!(
-        last <= (2 * s).max(3) + 3 || last == 60,
-        "last {last}, s* {s}"
+        last == 240 || (last >= earliest_stop && last < earliest_stop + config.every),
+        "last {last}, s* {s}, earliest stop {earliest_stop}"
     );
 
     let dir = tempfile::tempdir().unwrap();
@@ -390,6 +395,7 @@ fn last_k_and_after_fraction_rules() {
                 rule,
                 k: 3,
                 every: 2,
+                patience: 5,
             },
             &device,
         )
@@ -507,6 +513,7 @@ fn whole_pipeline_on_a_tiny_model() {
             rule: KeepRule::LastK,
             k: 3,
             every: 3,
+            patience: 5,
         },
         fusion: FusionBoConfig {
             budget: Some(6),
