@@ -174,6 +174,50 @@ struct Prepared {
     metric: String,
 }
 
+impl Prepared {
+    /// A new run directory, or the existing one with `resume` (its config must be unchanged).
+    fn open_run_dir(&self, resume: bool) -> Result<RunDir> {
+        Ok(if resume {
+            RunDir::resume(&self.out, &self.text)?
+        } else {
+            RunDir::create(&self.out, &self.text)?
+        })
+    }
+
+    /// A fresh pretrained model with the task's head, the head seeded by the run's seed.
+    fn make_model<B: Backend>(
+        &self,
+        dropout: bool,
+        device: &B::Device,
+    ) -> bomf_core::Result<bomf_models::BertWithHead<B>> {
+        let config = if dropout {
+            self.model_config.clone()
+        } else {
+            self.model_config.clone().without_dropout()
+        };
+        B::seed(device, self.config.seed);
+        classifier_from::<B>(&config, self.checkpoint.clone(), false, device)
+            .map_err(|e| bomf_core::CoreError::InvalidInput(format!("{e:#}")))
+    }
+
+    fn bomf_config(&self) -> BomfConfig {
+        let steps_per_epoch = self
+            .train_items
+            .len()
+            .div_ceil(self.config.train.batch_size.max(1));
+        self.config.bomf_config(steps_per_epoch)
+    }
+
+    fn data(&self) -> PipelineData<'_> {
+        PipelineData {
+            train_items: &self.train_items,
+            pad_id: self.pad_id,
+            validation: &self.validation,
+            test: &self.test,
+        }
+    }
+}
+
 fn prepare(args: &RunArgs) -> Result<Prepared> {
     let (config, text) = RunConfig::from_file(&args.config)?;
     let out = args.out.clone().unwrap_or_else(|| {
@@ -284,11 +328,7 @@ fn progress_bars() -> impl Fn(&str, usize, usize) {
 
 pub fn run(args: RunArgs) -> Result<()> {
     let p = prepare(&args)?;
-    let dir = if args.resume {
-        RunDir::resume(&p.out, &p.text)?
-    } else {
-        RunDir::create(&p.out, &p.text)?
-    };
+    let dir = p.open_run_dir(args.resume)?;
     eprintln!("run directory: {}", dir.root().display());
     let mut store = DirStore::new(&dir)?;
     let stop = install_ctrl_c();
@@ -298,28 +338,9 @@ pub fn run(args: RunArgs) -> Result<()> {
         progress: Some(&bars),
     };
     let device = Default::default();
-    let seed = p.config.seed;
-    let make_model = |dropout: bool| -> bomf_core::Result<_> {
-        let config = if dropout {
-            p.model_config.clone()
-        } else {
-            p.model_config.clone().without_dropout()
-        };
-        CpuAutodiffBackend::seed(&device, seed);
-        classifier_from::<CpuAutodiffBackend>(&config, p.checkpoint.clone(), false, &device)
-            .map_err(|e| bomf_core::CoreError::InvalidInput(format!("{e:#}")))
-    };
-    let steps_per_epoch = p
-        .train_items
-        .len()
-        .div_ceil(p.config.train.batch_size.max(1));
-    let bomf = p.config.bomf_config(steps_per_epoch);
-    let data = PipelineData {
-        train_items: &p.train_items,
-        pad_id: p.pad_id,
-        validation: &p.validation,
-        test: &p.test,
-    };
+    let make_model = |dropout: bool| p.make_model::<CpuAutodiffBackend>(dropout, &device);
+    let bomf = p.bomf_config();
+    let data = p.data();
     let started = std::time::Instant::now();
     let report = run_bomf_with::<CpuAutodiffBackend, _>(
         &make_model,
@@ -378,39 +399,16 @@ pub fn hpo(args: RunArgs) -> Result<()> {
     let Some(hpbo) = p.config.hpbo.clone() else {
         bail!("{} has no [hpbo] section", args.config.display());
     };
-    let dir = if args.resume {
-        RunDir::resume(&p.out, &p.text)?
-    } else {
-        RunDir::create(&p.out, &p.text)?
-    };
+    let dir = p.open_run_dir(args.resume)?;
     let mut store = DirStore::new(&dir)?;
     let stop = install_ctrl_c();
     let bars = progress_bars();
     let device = Default::default();
-    let seed = p.config.seed;
-    let make_model = |dropout: bool| -> bomf_core::Result<_> {
-        let config = if dropout {
-            p.model_config.clone()
-        } else {
-            p.model_config.clone().without_dropout()
-        };
-        CpuAutodiffBackend::seed(&device, seed);
-        classifier_from::<CpuAutodiffBackend>(&config, p.checkpoint.clone(), false, &device)
-            .map_err(|e| bomf_core::CoreError::InvalidInput(format!("{e:#}")))
-    };
-    let steps_per_epoch = p
-        .train_items
-        .len()
-        .div_ceil(p.config.train.batch_size.max(1));
-    let bomf = p.config.bomf_config(steps_per_epoch);
+    let make_model = |dropout: bool| p.make_model::<CpuAutodiffBackend>(dropout, &device);
+    let bomf = p.bomf_config();
     let (train, batch_size, trials) = run_stage1::<CpuAutodiffBackend, _>(
         &make_model,
-        PipelineData {
-            train_items: &p.train_items,
-            pad_id: p.pad_id,
-            validation: &p.validation,
-            test: &p.test,
-        },
+        p.data(),
         &bomf,
         &hpbo,
         &mut store,

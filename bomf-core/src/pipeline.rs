@@ -401,6 +401,20 @@ where
     Ok((train, batch_size, search.trials))
 }
 
+/// The test evaluation of `weights`: reused from a finished method with the same weights (the
+/// selection rules and the soups often agree), else computed.
+fn test_of<B: Backend, M: TaskModel<B> + Clone>(
+    weights: &[f64],
+    evaluator: &mut FusedEvaluator<'_, B, M>,
+    done: &[MethodResult],
+    test: &EvalSet,
+) -> Result<Evaluation> {
+    match done.iter().find(|m| m.weights == weights) {
+        Some(m) => Ok(m.test.clone()),
+        None => evaluator.evaluate(weights, test),
+    }
+}
+
 /// Runs (or resumes) the fusion search stored under `name` until its budget is spent.
 fn run_search<B: Backend, M: TaskModel<B> + Clone>(
     name: &str,
@@ -590,7 +604,7 @@ where
             .validation
             .clone()
             .ok_or_else(|| CoreError::InvalidInput("selected a failed evaluation".into()))?;
-        let test = evaluator.evaluate(&record.weights, data.test)?;
+        let test = test_of(&record.weights, &mut evaluator, &methods, data.test)?;
         finish(
             MethodResult {
                 method: rule_name(rule).into(),
@@ -628,7 +642,7 @@ where
             None => evaluator.evaluate(&weights, data.validation)?,
         };
         let seconds = started.elapsed().as_secs_f64();
-        let test = evaluator.evaluate(&weights, data.test)?;
+        let test = test_of(&weights, evaluator, methods, data.test)?;
         finish(
             MethodResult {
                 method: name.into(),
