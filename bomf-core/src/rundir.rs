@@ -319,18 +319,32 @@ fn acquire_lock(root: &Path) -> Result<File> {
         .write(true)
         .open(&lock_path)
         .at(&lock_path)?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(TryLockError::WouldBlock) => Err(RunDirError::Locked {
-            dir: root.to_path_buf(),
-            lock: lock_path,
-        }),
-        Err(TryLockError::Error(source)) => Err(RunDirError::Io {
-            path: lock_path,
-            source,
-        }),
+    // A lock can be held for a moment after its owner released it: a process forked elsewhere
+    // in this program shares the descriptor until it execs. Retry briefly before calling the
+    // directory busy.
+    for attempt in 0..=LOCK_RETRIES {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(TryLockError::WouldBlock) if attempt < LOCK_RETRIES => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(TryLockError::WouldBlock) => break,
+            Err(TryLockError::Error(source)) => {
+                return Err(RunDirError::Io {
+                    path: lock_path,
+                    source,
+                });
+            }
+        }
     }
+    Err(RunDirError::Locked {
+        dir: root.to_path_buf(),
+        lock: lock_path,
+    })
 }
+
+/// Lock attempts after the first (20 ms apart).
+const LOCK_RETRIES: usize = 10;
 
 /// Deletes the temporary files [`write_atomic`] leaves in `dir` when a crash interrupts it.
 fn remove_stale_temp_files(dir: &Path) -> Result<()> {
