@@ -39,6 +39,7 @@
 //! [`BuiltinSurrogate`], i.e. [`fit_surrogate_and_build_acquisition`], and
 //! [`Optimizer::ask_with`] accepts any other (tests use a cheap analytic one).
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::acquisition::Acquisition;
@@ -305,7 +306,10 @@ fn fit_per_objective(
     data: &TrainingData,
     request: &AcquisitionRequest,
 ) -> Result<Vec<GaussianProcess>> {
+    // In parallel: with each fit's restarts also in parallel, rayon balances all of them over
+    // the cores (fitting one GP after the other leaves a core idle at each fit's tail).
     (0..data.m)
+        .into_par_iter()
         .map(|j| {
             let y: Vec<f64> = (0..data.n).map(|i| data.y[i * data.m + j]).collect();
             let options = FitOptions {

@@ -551,7 +551,7 @@ fn report_of(report: &BomfReport, metric: &str, config: &RunConfig) -> Report {
                     test_metric: get(&m.test),
                     test_loss: m.test.loss,
                     wall_seconds: m.seconds,
-                    weights: Some(m.weights.clone()),
+                    weights: (!m.weights.is_empty()).then(|| m.weights.clone()),
                 })
                 .collect(),
         },

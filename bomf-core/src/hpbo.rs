@@ -18,7 +18,7 @@ use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
-use crate::eval::EvalSet;
+use crate::eval::{EvalSet, Evaluation};
 use crate::model::TaskModel;
 use crate::train::{Control, TrainConfig, TrainOutcome, train};
 use crate::trajectory::better;
@@ -300,5 +300,56 @@ where
         best_metric: best.and_then(|(_, e)| e.metrics.get(&metric).copied()),
         best_step: best.map(|(s, _)| *s),
         outcome: run.outcome,
+    })
+}
+
+/// Trains like [`proxy_run`] with `hyperparams` and stops at `step`, returning the inference model
+/// and its validation evaluation there: a trial's best model, recomputed instead of kept (training
+/// is seeded and deterministic on the CPU, so this is the trial's own model; HPBO-full uses it).
+#[allow(clippy::too_many_arguments)]
+pub fn retrain_to_step<B, M>(
+    make_model: &dyn Fn() -> Result<M>,
+    train_items: &[Item],
+    pad_id: u32,
+    default_batch_size: usize,
+    validation: &EvalSet,
+    base: &TrainConfig,
+    hyperparams: &HyperParams,
+    step: usize,
+    device: &B::Device,
+) -> Result<(M::InnerModule, Evaluation)>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B> + TaskModel<B> + HfNamed<B>,
+    M::InnerModule: TaskModel<B::InnerBackend> + Clone,
+{
+    let config = hyperparams.apply(base);
+    let batch_size = hyperparams.batch_size.unwrap_or(default_batch_size).max(1);
+    let batcher = Batcher::new(
+        train_items.to_vec(),
+        pad_id,
+        BatchConfig::train(batch_size, base.seed),
+    )?;
+    let mut captured = None;
+    train(
+        make_model()?,
+        &batcher,
+        Some(validation),
+        &config,
+        device,
+        |event| {
+            if event.step == step {
+                captured = Some((event.model.clone(), event.evaluation.clone()));
+                Control::Stop
+            } else {
+                Control::Continue
+            }
+        },
+    )?;
+    captured.ok_or_else(|| {
+        CoreError::InvalidInput(format!(
+            "retraining with {hyperparams:?} never evaluated step {step} (evaluation steps \
+             follow `eval_every`)"
+        ))
     })
 }

@@ -20,7 +20,7 @@ use crate::fusion::CheckpointSet;
 use crate::fusion_bo::{
     FusionBoConfig, FusionObjective, FusionRecord, FusionSearch, SelectionRule,
 };
-use crate::hpbo::{HpSearch, HpTrial, HpboConfig, HyperParams, proxy_run};
+use crate::hpbo::{HpSearch, HpTrial, HpboConfig, HyperParams, proxy_run, retrain_to_step};
 use crate::model::TaskModel;
 use crate::rundir::{EventLog, RunDir};
 use crate::train::TrainConfig;
@@ -98,6 +98,10 @@ pub struct BaselinesConfig {
     pub loss_only_bo: bool,
     /// Single-objective BO on the validation metric, with stage 3's budget.
     pub metric_only_bo: bool,
+    /// Stage 1's search run on the full model (no frozen layers; the `hpbo` settings, or their
+    /// defaults), its best trial retrained to its best step and tested. Costs `budget` + 1 full
+    /// fine-tunes, so it is off by default.
+    pub hpbo_full: bool,
 }
 
 impl Default for BaselinesConfig {
@@ -107,6 +111,7 @@ impl Default for BaselinesConfig {
             learned_soup: Some(LearnedSoupConfig::default()),
             loss_only_bo: false,
             metric_only_bo: false,
+            hpbo_full: false,
         }
     }
 }
@@ -152,6 +157,8 @@ pub struct PipelineData<'a> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MethodResult {
     pub method: String,
+    /// Fusion weights over the kept checkpoints; empty for a model that is not a fusion of them
+    /// (HPBO-full).
     pub weights: Vec<f64>,
     pub validation: Evaluation,
     pub test: Evaluation,
@@ -175,6 +182,9 @@ pub struct StageTimes {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BomfReport {
     pub hpbo_trials: Vec<HpTrial>,
+    /// The HPBO-full baseline's trials (empty when it is off).
+    #[serde(default)]
+    pub hpbo_full_trials: Vec<HpTrial>,
     /// The fine-tuning settings stage 2 used.
     pub train: TrainConfig,
     pub batch_size: usize,
@@ -285,7 +295,10 @@ impl RunStore for DirStore<'_> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "event")]
 pub enum RunEvent {
+    /// A hyperparameter trial (`search`: absent for stage 1, else the baseline's name).
     HpTrial {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        search: Option<String>,
         index: usize,
         trial: HpTrial,
     },
@@ -361,22 +374,61 @@ where
     M: AutodiffModule<B> + TaskModel<B> + HfNamed<B>,
     M::InnerModule: TaskModel<B::InnerBackend>,
 {
-    let mut search = match store.load_state("hpbo")? {
-        Some(v) => from_value::<HpSearch>(v, "stage-1")?,
-        None => HpSearch::new(hpbo.clone())?,
-    };
+    let search =
+        run_hp_search::<B, M>(STAGE1, make_model, data, config, hpbo, store, hooks, device)?;
+    let best = search.best()?.hyperparams.clone();
+    let train = best.apply(&config.train);
+    let batch_size = best.batch_size.unwrap_or(config.batch_size);
+    Ok((train, batch_size, search.trials))
+}
+
+/// Name of stage 1's hyperparameter search (state `state/hpbo.json`).
+const STAGE1: &str = "hpbo";
+/// Name of the HPBO-full baseline's search and of its row in the table.
+const HPBO_FULL: &str = "HPBO (full)";
+
+/// The fine-tuning base of a hyperparameter search: the run's settings with `hpbo`'s frozen
+/// layers, evaluated at least every trajectory interval (the objective is the best evaluation).
+fn hp_search_base(config: &BomfConfig, hpbo: &HpboConfig) -> TrainConfig {
     let mut base = config.train.clone();
     base.freeze_lower_layers = hpbo.freeze_lower_layers;
     if base.eval_every.is_none() {
         base.eval_every = Some(config.trajectory.every);
     }
-    let proxy = || make_model(true);
+    base
+}
+
+/// Runs (or resumes) the hyperparameter search named `name` until its budget is spent: stage 1
+/// on the proxy (state `hpbo`), or the HPBO-full baseline on the full model (`hpbo-full`).
+#[allow(clippy::too_many_arguments)]
+fn run_hp_search<B, M>(
+    name: &str,
+    make_model: &dyn Fn(bool) -> Result<M>,
+    data: PipelineData<'_>,
+    config: &BomfConfig,
+    hpbo: &HpboConfig,
+    store: &mut dyn RunStore,
+    hooks: RunHooks<'_>,
+    device: &B::Device,
+) -> Result<HpSearch>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B> + TaskModel<B> + HfNamed<B>,
+    M::InnerModule: TaskModel<B::InnerBackend>,
+{
+    let state_name = if name == STAGE1 { STAGE1 } else { "hpbo-full" };
+    let mut search = match store.load_state(state_name)? {
+        Some(v) => from_value::<HpSearch>(v, name)?,
+        None => HpSearch::new(hpbo.clone())?,
+    };
+    let base = hp_search_base(config, hpbo);
+    let model = || make_model(true);
     while !search.is_done() {
         hooks.check_stop()?;
         let trial = search
             .step(&mut |hp: &HyperParams| {
                 proxy_run::<B, M>(
-                    &proxy,
+                    &model,
                     data.train_items,
                     data.pad_id,
                     config.batch_size,
@@ -387,18 +439,16 @@ where
                 )
             })?
             .clone();
-        tracing::info!(hp = ?trial.hyperparams, best = ?trial.result.best_metric, "stage 1 trial");
-        store.save_state("hpbo", &to_value(&search, "stage-1 search")?)?;
+        tracing::info!(search = name, hp = ?trial.hyperparams, best = ?trial.result.best_metric, "hyperparameter trial");
+        store.save_state(state_name, &to_value(&search, name)?)?;
         store.record(&RunEvent::HpTrial {
+            search: (name != STAGE1).then(|| name.to_string()),
             index: search.trials.len() - 1,
             trial,
         })?;
-        hooks.progress("hpbo", search.trials.len(), hpbo.budget);
+        hooks.progress(name, search.trials.len(), hpbo.budget);
     }
-    let best = search.best()?.hyperparams.clone();
-    let train = best.apply(&config.train);
-    let batch_size = best.batch_size.unwrap_or(config.batch_size);
-    Ok((train, batch_size, search.trials))
+    Ok(search)
 }
 
 /// The test evaluation of `weights`: reused from a finished method with the same weights (the
@@ -743,11 +793,56 @@ where
             Ok((record.weights, record.validation))
         })?;
     }
+    let mut hpbo_full_trials = Vec::new();
+    if config.baselines.hpbo_full {
+        let started = Instant::now();
+        let hpbo = HpboConfig {
+            freeze_lower_layers: 0,
+            ..config.hpbo.clone().unwrap_or_default()
+        };
+        // A finished search comes back from its saved state without running anything.
+        let search = run_hp_search::<B, M>(
+            HPBO_FULL, make_model, data, config, &hpbo, store, hooks, device,
+        )?;
+        if !done(&methods, HPBO_FULL) {
+            let best = search.best()?;
+            let step = best.result.best_step.ok_or_else(|| {
+                CoreError::InvalidInput("the best HPBO-full trial has no best step".into())
+            })?;
+            let (model, validation) = retrain_to_step::<B, M>(
+                &|| make_model(true),
+                data.train_items,
+                data.pad_id,
+                config.batch_size,
+                data.validation,
+                &hp_search_base(config, &hpbo),
+                &best.hyperparams,
+                step,
+                device,
+            )?;
+            let seconds = started.elapsed().as_secs_f64();
+            let test = evaluate(&model, data.test, device)?;
+            finish(
+                MethodResult {
+                    method: HPBO_FULL.into(),
+                    // Not a fusion of the trajectory: a model of its own.
+                    weights: Vec::new(),
+                    validation,
+                    test,
+                    seconds,
+                },
+                &mut methods,
+                store,
+            )?;
+        }
+        hpbo_full_trials = search.trials;
+    }
     times.baselines += t.elapsed().as_secs_f64();
     store.save_state("times", &to_value(&times, "timing")?)?;
 
     Ok(BomfReport {
         hpbo_trials,
+        hpbo_full_trials,
         train: train_config,
         batch_size,
         kept: trajectory.kept.clone(),

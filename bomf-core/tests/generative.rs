@@ -872,6 +872,7 @@ fn the_whole_pipeline_runs_on_a_lora_model() {
             }),
             loss_only_bo: false,
             metric_only_bo: false,
+            hpbo_full: false,
         },
     };
     let make = |_dropout: bool| -> bomf_core::Result<LoraLlama<AB>> { Ok(lora_model::<AB>(17)) };

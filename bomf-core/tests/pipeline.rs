@@ -527,6 +527,7 @@ fn whole_pipeline_on_a_tiny_model() {
             }),
             loss_only_bo: true,
             metric_only_bo: true,
+            hpbo_full: true,
         },
     };
     let make = |dropout: bool| -> Result<_> { Ok(common::tiny_model::<AB>(dropout, 11)) };
@@ -558,13 +559,34 @@ fn whole_pipeline_on_a_tiny_model() {
         "learned soup",
         "loss-only BO",
         "metric-only BO",
+        "HPBO (full)",
     ] {
         assert!(
             names.contains(&expected),
             "{expected} missing from {names:?}"
         );
     }
-    for m in &report.methods {
+    // HPBO-full: the same search on the full model; its row is its best trial's model, retrained
+    // to the best step (so its validation metric is exactly that trial's best).
+    assert_eq!(report.hpbo_full_trials.len(), 3);
+    let full = report
+        .methods
+        .iter()
+        .find(|m| m.method == "HPBO (full)")
+        .unwrap();
+    assert!(full.weights.is_empty());
+    let best_trial = report
+        .hpbo_full_trials
+        .iter()
+        .filter_map(|t| t.result.best_metric)
+        .fold(f64::NEG_INFINITY, f64::max);
+    assert_eq!(full.validation.metrics["accuracy"], best_trial);
+    assert!(full.test.loss.is_finite());
+    assert_ne!(
+        report.hpbo_full_trials, report.hpbo_trials,
+        "the proxy froze a layer"
+    );
+    for m in report.methods.iter().filter(|m| m.method != "HPBO (full)") {
         assert_eq!(m.weights.len(), 3);
         assert!((m.weights.iter().sum::<f64>() - 1.0).abs() < 1e-6, "{m:?}");
         assert!(m.test.loss.is_finite() && m.validation.loss.is_finite());

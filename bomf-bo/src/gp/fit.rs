@@ -135,16 +135,11 @@ impl MapObjective<'_> {
             }
         }
         grad.iter_mut().for_each(|g| *g = 0.0);
-        // Symmetric terms counted once (×2, cancelling the ½); the diagonal has Δ = 0.
+        // Symmetric terms counted once (×2, cancelling the ½); the diagonal has Δ = 0, so the
+        // full-matrix dot product with a zero-diagonal, symmetric `sq` counts each pair twice.
+        let wm: Vec<f64> = w.iter().zip(&m2g).map(|(w, m)| w * m).collect();
         for k in 0..d {
-            let sq = &self.sq_diff[k];
-            let mut acc = 0.0;
-            for a in 0..n {
-                for b in 0..a {
-                    acc += w[a * n + b] * m2g[a * n + b] * sq[a * n + b];
-                }
-            }
-            grad[k] = acc * inv_l2[k];
+            grad[k] = 0.5 * linalg::dot(&wm, &self.sq_diff[k]) * inv_l2[k];
         }
         let mut value = mll;
         for k in 0..d {

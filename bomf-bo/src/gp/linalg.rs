@@ -13,27 +13,41 @@ const JITTER_TRIES: usize = 6;
 /// Returns `false` (with `a` clobbered) if a pivot is not positive.
 fn cholesky_in_place(a: &mut [f64], n: usize) -> bool {
     for j in 0..n {
-        let mut d = a[j * n + j];
-        for k in 0..j {
-            d -= a[j * n + k] * a[j * n + k];
-        }
+        // Rows below j are updated against row j, which is final once its diagonal is set.
+        let (upto_j, below) = a.split_at_mut((j + 1) * n);
+        let row_j = &mut upto_j[j * n..];
+        let d = row_j[j] - dot(&row_j[..j], &row_j[..j]);
         if d <= 0.0 || !d.is_finite() {
             return false;
         }
         let d = d.sqrt();
-        a[j * n + j] = d;
-        for i in j + 1..n {
-            let mut s = a[i * n + j];
-            for k in 0..j {
-                s -= a[i * n + k] * a[j * n + k];
-            }
-            a[i * n + j] = s / d;
-        }
-        for k in j + 1..n {
-            a[j * n + k] = 0.0;
+        row_j[j] = d;
+        row_j[j + 1..].fill(0.0);
+        for row_i in below.chunks_exact_mut(n) {
+            row_i[j] = (row_i[j] - dot(&row_i[..j], &row_j[..j])) / d;
         }
     }
     true
+}
+
+/// `Σ a_i b_i` with four independent accumulators, so the compiler can vectorise it (a single
+/// running sum fixes the order of the additions and keeps it scalar).
+#[inline]
+pub fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f64; 4];
+    let chunks = n / 4;
+    for c in 0..chunks {
+        for l in 0..4 {
+            acc[l] += a[4 * c + l] * b[4 * c + l];
+        }
+    }
+    let mut tail = 0.0;
+    for i in 4 * chunks..n {
+        tail += a[i] * b[i];
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
 
 /// Lower Cholesky factor of a symmetric `n × n` matrix, adding jitter `ε·mean(diag)·I`
@@ -65,11 +79,7 @@ pub fn cholesky_jittered(a: &[f64], n: usize) -> Result<(Vec<f64>, f64)> {
 /// Solve `L x = b` in place for lower-triangular `L` (`n × n`), `b` of length `n`.
 pub fn solve_lower(l: &[f64], n: usize, b: &mut [f64]) {
     for i in 0..n {
-        let mut s = b[i];
-        for k in 0..i {
-            s -= l[i * n + k] * b[k];
-        }
-        b[i] = s / l[i * n + i];
+        b[i] = (b[i] - dot(&l[i * n..i * n + i], &b[..i])) / l[i * n + i];
     }
 }
 
@@ -86,6 +96,21 @@ pub fn solve_upper_t(l: &[f64], n: usize, b: &mut [f64]) {
 
 /// Solve `L X = B` for the `n × m` row-major `B` in place (all columns at once).
 pub fn solve_lower_matrix(l: &[f64], n: usize, b: &mut [f64], m: usize) {
+    // A few columns (the acquisition's q new points): one contiguous solve per column. Many
+    // columns (raw-sample scoring): row updates across all columns at once.
+    if m <= 4 {
+        let mut column = vec![0.0; n];
+        for j in 0..m {
+            for (i, c) in column.iter_mut().enumerate() {
+                *c = b[i * m + j];
+            }
+            solve_lower(l, n, &mut column);
+            for (i, c) in column.iter().enumerate() {
+                b[i * m + j] = *c;
+            }
+        }
+        return;
+    }
     for i in 0..n {
         for k in 0..i {
             let lik = l[i * n + k];
@@ -114,21 +139,40 @@ pub fn cho_solve(l: &[f64], n: usize, b: &[f64]) -> Vec<f64> {
 
 /// `(L Lᵀ)⁻¹` as a dense symmetric matrix.
 pub fn cho_inverse(l: &[f64], n: usize) -> Vec<f64> {
-    // L⁻¹ column by column, then (L⁻¹)ᵀ L⁻¹.
+    // L⁻¹ row by row. It is lower triangular, so row i only involves columns ≤ i: half the work
+    // of solving against a dense identity.
     let mut linv = vec![0.0; n * n];
     for i in 0..n {
-        linv[i * n + i] = 1.0;
-    }
-    solve_lower_matrix(l, n, &mut linv, n);
-    let mut inv = vec![0.0; n * n];
-    for i in 0..n {
-        for j in 0..=i {
-            let mut s = 0.0;
-            for k in i..n {
-                s += linv[k * n + i] * linv[k * n + j];
+        let (head, tail) = linv.split_at_mut(i * n);
+        let row_i = &mut tail[..n];
+        row_i[i] = 1.0;
+        for k in 0..i {
+            let lik = l[i * n + k];
+            if lik != 0.0 {
+                for (a, b) in row_i[..=k].iter_mut().zip(&head[k * n..k * n + k + 1]) {
+                    *a -= lik * b;
+                }
             }
-            inv[i * n + j] = s;
-            inv[j * n + i] = s;
+        }
+        let d = l[i * n + i];
+        row_i[..=i].iter_mut().for_each(|v| *v /= d);
+    }
+    // (L⁻¹)ᵀ L⁻¹ = Σ_k r_kᵀ r_k over the rows r_k of L⁻¹ (non-zero in 0..=k): rank-one updates
+    // of the lower triangle on contiguous rows, then mirrored.
+    let mut inv = vec![0.0; n * n];
+    for k in 0..n {
+        let r = &linv[k * n..k * n + k + 1];
+        for (i, &ri) in r.iter().enumerate() {
+            if ri != 0.0 {
+                for (o, rj) in inv[i * n..i * n + i + 1].iter_mut().zip(r) {
+                    *o += ri * rj;
+                }
+            }
+        }
+    }
+    for i in 0..n {
+        for j in 0..i {
+            inv[j * n + i] = inv[i * n + j];
         }
     }
     inv

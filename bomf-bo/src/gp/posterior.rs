@@ -65,9 +65,14 @@ impl GaussianProcess {
     /// Joint posterior mean and covariance over the points `xs` (user units, row-major).
     pub fn posterior_joint(&self, xs: &[f64]) -> Result<JointPosterior> {
         let xq = self.normalize_inputs(xs)?;
-        let q = xq.len() / self.d;
         let (kxq, v) = self.cross_terms(&xq);
-        let kqq = self.hyper.kernel.matrix(&xq, &xq, self.d);
+        Ok(self.joint_from_cross(&xq, &kxq, &v))
+    }
+
+    /// The joint posterior at normalised points `xq` from their [`Self::cross_terms`].
+    fn joint_from_cross(&self, xq: &[f64], kxq: &[f64], v: &[f64]) -> JointPosterior {
+        let q = xq.len() / self.d;
+        let kqq = self.hyper.kernel.matrix(xq, xq, self.d);
         let s2 = self.y_std * self.y_std;
         let mean = (0..q)
             .map(|j| {
@@ -87,7 +92,7 @@ impl GaussianProcess {
                 cov[b * q + a] = c;
             }
         }
-        Ok(JointPosterior { mean, cov })
+        JointPosterior { mean, cov }
     }
 
     /// Mean and variance at one point `x` (user units) with their gradients w.r.t. `x`.
@@ -195,11 +200,23 @@ impl CachedBaseline {
     /// The low-rank extension of the cached root by the new points `x_new` (user units).
     pub fn extend(&self, gp: &GaussianProcess, x_new: &[f64]) -> Result<LowRankBlock> {
         let xq = gp.normalize_inputs(x_new)?;
+        let (kxq, v_x) = gp.cross_terms(&xq);
+        let joint = gp.joint_from_cross(&xq, &kxq, &v_x);
+        self.extend_from(gp, &xq, joint, &v_x)
+    }
+
+    /// [`Self::extend`] from the new points' normalised inputs, joint posterior and
+    /// `L⁻¹K(X_train, x)` (shared with the gradient, which needs the same pieces).
+    fn extend_from(
+        &self,
+        gp: &GaussianProcess,
+        xq: &[f64],
+        joint: JointPosterior,
+        v_x: &[f64],
+    ) -> Result<LowRankBlock> {
         let q = xq.len() / gp.d;
         let nb = self.nb;
-        let joint = gp.posterior_joint(x_new)?;
-        let (_, v_x) = gp.cross_terms(&xq);
-        let k_bx = gp.hyper.kernel.matrix(&self.points, &xq, gp.d);
+        let k_bx = gp.hyper.kernel.matrix(&self.points, xq, gp.d);
         let s2 = gp.y_std * gp.y_std;
         // Σ_bx = (K(B, x) − V_bᵀ V_x) s², nb × q; then Z = L_bb⁻¹ Σ_bx.
         let mut z = vec![0.0; nb * q];
@@ -258,9 +275,11 @@ impl CachedBaseline {
         gp: &GaussianProcess,
         x_new: &[f64],
     ) -> Result<LowRankBlockGrad> {
-        let block = self.extend(gp, x_new)?;
-        let jp = gp.posterior_joint_with_grad(x_new)?;
         let xq = gp.normalize_inputs(x_new)?;
+        let (kxq, v_x) = gp.cross_terms(&xq);
+        let joint = gp.joint_from_cross(&xq, &kxq, &v_x);
+        let block = self.extend_from(gp, &xq, joint.clone(), &v_x)?;
+        let jp = gp.joint_grad_from(&xq, joint, &v_x);
         let (d, n, nb) = (gp.d, gp.n, self.nb);
         let q = xq.len() / d;
         let kern = &gp.hyper.kernel;
@@ -268,21 +287,41 @@ impl CachedBaseline {
         let s2 = gp.y_std * gp.y_std;
         let mut l_xb_row_grad = vec![0.0; q * d * nb];
         let mut l_xx_grad = vec![0.0; q * d * q * q];
-        let mut dk_train = vec![0.0; n];
+        // ∂k(x_j, ·)/∂x_j at the training and the baseline points (n × d and nb × d), and
+        // reduce[k][b] = Σ_i ∂k(x_j, x_i)/∂x_jk · w_b[i, b] (k × nb), once per new point.
+        let mut dk_train = vec![0.0; n * d];
+        let mut dk_base = vec![0.0; nb * d];
+        let mut reduce = vec![0.0; d * nb];
         let mut ds = vec![0.0; q * q];
         for j in 0..q {
             let xj = &xq[j * d..(j + 1) * d];
+            dk_train.fill(0.0);
+            for (xi, g) in gp.x.chunks_exact(d).zip(dk_train.chunks_exact_mut(d)) {
+                kern.add_grad_x(xj, xi, &inv_l2, 1.0, g);
+            }
+            dk_base.fill(0.0);
+            for (pb, g) in self.points.chunks_exact(d).zip(dk_base.chunks_exact_mut(d)) {
+                kern.add_grad_x(xj, pb, &inv_l2, 1.0, g);
+            }
+            reduce.fill(0.0);
+            for i in 0..n {
+                let w_row = &self.w_b[i * nb..(i + 1) * nb];
+                for k in 0..d {
+                    let g = dk_train[i * d + k];
+                    if g != 0.0 {
+                        for (r, w) in reduce[k * nb..(k + 1) * nb].iter_mut().zip(w_row) {
+                            *r += g * w;
+                        }
+                    }
+                }
+            }
             for k in 0..d {
                 let dir = j * d + k;
                 let scale = s2 / gp.input_width[k];
-                for (i, xi) in gp.x.chunks_exact(d).enumerate() {
-                    dk_train[i] = kern.grad_x_coord(xj, xi, &inv_l2, k);
-                }
                 // ∂Σ_bj for every baseline point b, then solve with L_bb.
                 let dl = &mut l_xb_row_grad[dir * nb..(dir + 1) * nb];
-                for (b, pb) in self.points.chunks_exact(d).enumerate() {
-                    let reduce: f64 = (0..n).map(|i| dk_train[i] * self.w_b[i * nb + b]).sum();
-                    dl[b] = (kern.grad_x_coord(xj, pb, &inv_l2, k) - reduce) * scale;
+                for b in 0..nb {
+                    dl[b] = (dk_base[b * d + k] - reduce[k * nb + b]) * scale;
                 }
                 linalg::solve_lower(&self.chol, nb, dl);
                 // ∂(Σ_xx − L_xb L_xbᵀ): row/column j only.
@@ -358,22 +397,25 @@ impl GaussianProcess {
     /// [`GaussianProcess::posterior_joint`] plus the input gradients of the mean and
     /// covariance (for analytic gradients of MC acquisitions).
     pub fn posterior_joint_with_grad(&self, xs: &[f64]) -> Result<JointPosteriorGrad> {
-        let joint = self.posterior_joint(xs)?;
         let xq = self.normalize_inputs(xs)?;
+        let (kxq, v) = self.cross_terms(&xq);
+        let joint = self.joint_from_cross(&xq, &kxq, &v);
+        Ok(self.joint_grad_from(&xq, joint, &v))
+    }
+
+    /// [`Self::posterior_joint_with_grad`] from normalised inputs, the joint posterior and
+    /// `v = L⁻¹K(X_train, xq)` (`n × q`).
+    fn joint_grad_from(&self, xq: &[f64], joint: JointPosterior, v: &[f64]) -> JointPosteriorGrad {
         let (d, n) = (self.d, self.n);
         let q = xq.len() / d;
         let kern = &self.hyper.kernel;
         let inv_l2 = kern.inv_l2();
-        // w_b = K̃⁻¹ k(X, x_b), columns of an n × q matrix stored per point.
-        let w: Vec<Vec<f64>> = xq
-            .chunks_exact(d)
-            .map(|xb| {
-                let kb: Vec<f64> = self
-                    .x
-                    .chunks_exact(d)
-                    .map(|xi| kern.k(xb, xi, &inv_l2))
-                    .collect();
-                linalg::cho_solve(&self.chol, n, &kb)
+        // w_b = K̃⁻¹ k(X, x_b) = L⁻ᵀ v_b, columns of an n × q matrix stored per point.
+        let w: Vec<Vec<f64>> = (0..q)
+            .map(|b| {
+                let mut col: Vec<f64> = (0..n).map(|i| v[i * q + b]).collect();
+                linalg::solve_upper_t(&self.chol, n, &mut col);
+                col
             })
             .collect();
         let s2 = self.y_std * self.y_std;
@@ -402,10 +444,10 @@ impl GaussianProcess {
                 }
             }
         }
-        Ok(JointPosteriorGrad {
+        JointPosteriorGrad {
             joint,
             mean_grad,
             cov_row_grad,
-        })
+        }
     }
 }
