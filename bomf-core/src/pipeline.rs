@@ -92,7 +92,9 @@ impl<'a, B: Backend, M: TaskModel<B> + Clone> FusedEvaluator<'a, B, M> {
 #[serde(deny_unknown_fields, default)]
 pub struct BaselinesConfig {
     pub greedy_soup: bool,
-    /// `None`: skip learned soup.
+    /// `None`: skip learned soup. In a config file: `false`, `true` (default settings) or a
+    /// table of [`LearnedSoupConfig`] fields.
+    #[serde(deserialize_with = "learned_soup_setting")]
     pub learned_soup: Option<LearnedSoupConfig>,
     /// Single-objective BO on the validation loss, with stage 3's budget.
     pub loss_only_bo: bool,
@@ -102,6 +104,24 @@ pub struct BaselinesConfig {
     /// defaults), its best trial retrained to its best step and tested. Costs `budget` + 1 full
     /// fine-tunes, so it is off by default.
     pub hpbo_full: bool,
+}
+
+/// `learned_soup = false | true | { epochs = …, learning_rate = … }` (TOML has no null, so a
+/// plain `Option` could never be switched off from a config file).
+fn learned_soup_setting<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Option<LearnedSoupConfig>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Setting {
+        Enabled(bool),
+        Settings(LearnedSoupConfig),
+    }
+    Ok(match Option::<Setting>::deserialize(deserializer)? {
+        None | Some(Setting::Enabled(false)) => None,
+        Some(Setting::Enabled(true)) => Some(LearnedSoupConfig::default()),
+        Some(Setting::Settings(c)) => Some(c),
+    })
 }
 
 impl Default for BaselinesConfig {

@@ -604,3 +604,37 @@ fn whole_pipeline_on_a_tiny_model() {
     let json = serde_json::to_string(&report).unwrap();
     assert!(json.contains("greedy soup"));
 }
+
+#[test]
+fn learned_soup_can_be_switched_off_on_or_configured() {
+    let parse = |json: &str| serde_json::from_str::<BaselinesConfig>(json);
+    assert_eq!(
+        parse(r#"{"learned_soup": false}"#).unwrap().learned_soup,
+        None
+    );
+    assert_eq!(
+        parse(r#"{"learned_soup": true}"#).unwrap().learned_soup,
+        Some(LearnedSoupConfig::default())
+    );
+    assert_eq!(
+        parse(r#"{"learned_soup": {"epochs": 1}}"#)
+            .unwrap()
+            .learned_soup,
+        Some(LearnedSoupConfig {
+            epochs: 1,
+            ..LearnedSoupConfig::default()
+        })
+    );
+    assert_eq!(
+        parse("{}").unwrap().learned_soup,
+        BaselinesConfig::default().learned_soup
+    );
+    assert!(parse(r#"{"learned_soup": 3}"#).is_err());
+    assert!(parse(r#"{"learned_soup": {"epochz": 1}}"#).is_err());
+    // What a report saves comes back unchanged.
+    let off = BaselinesConfig {
+        learned_soup: None,
+        ..BaselinesConfig::default()
+    };
+    assert_eq!(parse(&serde_json::to_string(&off).unwrap()).unwrap(), off);
+}
