@@ -1,4 +1,6 @@
-//! `bomf eval`: the loss and every metric of a fine-tuned classifier folder on one split, as JSON.
+//! `bomf eval`: the loss and every metric of a fine-tuned model on one split, as JSON: a
+//! classifier folder on classification/regression data, or a T5/LLaMA folder (or LLaMA `.gguf`)
+//! on generation data (ROUGE/BLEU of greedy generations) or multiple-choice data (accuracy).
 //!
 //! The data comes from a [`DataSpec`] (a TOML file), an installed or local BIG-bench task, or a
 //! single labelled file; [`DataArgs`] turns the flags into a spec so every command reads data
@@ -14,6 +16,7 @@ use bomf_data::spec::{DataFormat, DataSpec, SplitName, SplitSpec};
 use bomf_models::CpuBackend;
 use clap::Args;
 
+use crate::generative::{Arch, GenerativeOptions, family_of, generative_spec, open_generative};
 use crate::model::{align_labels, open_classifier};
 
 /// Where the data comes from: exactly one of `--data`, `--bigbench`, `--file`.
@@ -110,9 +113,13 @@ impl DataSource {
     bomf eval --model runs/mrpc/fused --data configs/data/mrpc.toml --split test\n  \
     bomf eval --model my-model --bigbench multiemo/all_sentence_en --counts 3000,400,1000 --split validation\n  \
     bomf eval --model my-model --file held_out.jsonl --text-field review --label-field stars\n\n\
+    bomf eval --model runs/e2e/fused --data configs/e2e-smollm2-lora.toml --split test\n\n\
     Prints one JSON object on stdout: {\"loss\": 0.41, \"metrics\": {\"accuracy\": 0.87, ...}, \"num_examples\": 408}.\n\
     The loss is the mean cross-entropy (MSE for regression) over examples; metrics are computed\n\
-    over the whole split. The model's id2label decides which output is which class.")]
+    over the whole split. The model's id2label decides which output is which class.\n\
+    Generative models (T5, LLaMA; config.json model_type, or a .gguf file): the loss is the mean\n\
+    token cross-entropy of the targets (the first reference; every option for multiple choice),\n\
+    generation metrics come from greedy generations of at most --max-new-tokens tokens.")]
 pub struct EvalArgs {
     /// A fine-tuned Hugging Face folder (config.json, model.safetensors, tokenizer.json), e.g.
     /// the output of `bomf fuse`.
@@ -132,6 +139,12 @@ pub struct EvalArgs {
     /// model's limit when smaller).
     #[arg(long)]
     pub max_len: Option<usize>,
+    /// Generative models: the most tokens a generation may add.
+    #[arg(long, default_value_t = crate::generative::DEFAULT_MAX_NEW_TOKENS)]
+    pub max_new_tokens: usize,
+    /// T5: maximum target length in tokens (default 64).
+    #[arg(long)]
+    pub max_target_len: Option<usize>,
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
@@ -139,6 +152,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
         bail!("--batch-size must be at least 1");
     }
     let spec = args.source.to_spec(&args.options)?;
+    if family_of(&args.model).is_generative() {
+        return run_generative(&args, spec);
+    }
     let device = Default::default();
     let loaded = open_classifier::<CpuBackend>(&args.model, args.max_len, &device)?;
     let dataset = spec
@@ -160,6 +176,29 @@ pub fn run(args: EvalArgs) -> Result<()> {
         args.batch_size,
     )?;
     let evaluation = evaluate(&loaded.model, &set, &device)?;
+    println!("{}", serde_json::to_string(&evaluation)?);
+    Ok(())
+}
+
+/// `bomf eval` for a T5 or LLaMA model.
+fn run_generative(args: &EvalArgs, spec: DataSpec) -> Result<()> {
+    let model = open_generative(
+        &args.model,
+        GenerativeOptions {
+            max_len: args.max_len,
+            max_target_len: args.max_target_len,
+            max_new_tokens: Some(args.max_new_tokens),
+        },
+    )?;
+    let dataset = generative_spec(spec)
+        .load_split(args.split)
+        .with_context(|| format!("loading the {} split", args.split))?;
+    let set = model.eval_set(&dataset, args.batch_size)?;
+    let device = Default::default();
+    let evaluation = match &model.arch {
+        Arch::T5(_) => evaluate(&model.t5::<CpuBackend>(false, &device)?, &set, &device)?,
+        Arch::Llama(_) => evaluate(&model.llama::<CpuBackend>(&device)?, &set, &device)?,
+    };
     println!("{}", serde_json::to_string(&evaluation)?);
     Ok(())
 }

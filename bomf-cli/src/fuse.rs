@@ -4,7 +4,9 @@
 //! Each checkpoint is loaded strictly into the architecture of the config (the first
 //! checkpoint's, or `--config`), so a checkpoint with another shape or a missing tensor is an
 //! error naming the checkpoint and the tensor before anything is written. The sum itself is the
-//! engine's fusion kernel (`bomf_core::fusion::CheckpointSet`).
+//! engine's fusion kernel (`bomf_core::fusion::CheckpointSet`). Every family the CLI knows is
+//! fused the same way: BERT/RoBERTa classifiers, T5 and LLaMA (dense weights; a LLaMA config may
+//! come from a `.gguf` file, then the output gets its embedded tokenizer).
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +16,7 @@ use bomf_models::export::export_bert;
 use bomf_models::{BertWithHead, CpuBackend};
 use clap::Args;
 
+use crate::generative::{Arch, GenerativeOptions, family_of, open_generative};
 use crate::model::{classifier_from, config_dir_of, read_config, read_weights};
 
 #[derive(Debug, Args)]
@@ -104,6 +107,9 @@ pub fn run(args: FuseArgs) -> Result<()> {
         .config
         .clone()
         .unwrap_or_else(|| config_dir_of(&args.checkpoints[0]));
+    if family_of(&config_dir).is_generative() {
+        return fuse_generative(&args, &config_dir);
+    }
     let config = read_config(&config_dir)?;
     let device = Default::default();
 
@@ -128,6 +134,58 @@ pub fn run(args: FuseArgs) -> Result<()> {
     let fused = set.fused_model(template, &args.weights, &device)?;
     export_bert(&fused, &config, &args.out, Some(&config_dir))
         .with_context(|| format!("writing {}", args.out.display()))?;
+    let params = set.layout().map_or(0, |l| l.num_params());
+    eprintln!(
+        "fused {} checkpoints ({params} parameters each) into {}",
+        args.checkpoints.len(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// `bomf fuse` for T5 and LLaMA checkpoints.
+fn fuse_generative(args: &FuseArgs, config_dir: &Path) -> Result<()> {
+    let model = open_generative(config_dir, GenerativeOptions::default())?;
+    let device = Default::default();
+    let mut set = CheckpointSet::new();
+    let mut t5_template = None;
+    let mut llama_template = None;
+    for (i, path) in args.checkpoints.iter().enumerate() {
+        let which = format!("checkpoint {} ({})", i + 1, path.display());
+        let weights = read_weights(path).with_context(|| which.clone())?;
+        let misfit = || {
+            format!(
+                "{which} does not fit the config of {}",
+                config_dir.display()
+            )
+        };
+        match &model.arch {
+            Arch::T5(_) => {
+                let m = model
+                    .t5_with::<CpuBackend>(weights, false, &device)
+                    .with_context(misfit)?;
+                set.push_model(&m).with_context(|| which.clone())?;
+                t5_template.get_or_insert(m);
+            }
+            Arch::Llama(_) => {
+                let m = model
+                    .llama_with::<CpuBackend>(weights, &device)
+                    .with_context(misfit)?;
+                set.push_model(&m).with_context(|| which.clone())?;
+                llama_template.get_or_insert(m);
+            }
+        }
+    }
+    let written = if let Some(template) = t5_template {
+        let fused = set.fused_model(template, &args.weights, &device)?;
+        model.export_t5(&fused, &args.out)
+    } else if let Some(template) = llama_template {
+        let fused = set.fused_model(template, &args.weights, &device)?;
+        model.export_llama(&fused, &args.out)
+    } else {
+        bail!("no checkpoint given");
+    };
+    written.with_context(|| format!("writing {}", args.out.display()))?;
     let params = set.layout().map_or(0, |l| l.num_params());
     eprintln!(
         "fused {} checkpoints ({params} parameters each) into {}",

@@ -1,11 +1,14 @@
 //! `bomf`: model fusion through Bayesian optimisation, from the command line.
 //!
-//! Subcommands arrive with their issues; today `bomf bo` exposes the Bayesian-optimisation
-//! engine so that any language can drive it through JSON files.
+//! `bomf run` is the whole pipeline from a config; `hpo`, `train`, `fuse`, `eval` and `predict`
+//! are its stages alone on the same run-directory layout; `bomf bo` exposes the
+//! Bayesian-optimisation engine so that any language can drive it through JSON files. Models:
+//! BERT/RoBERTa classifiers ([`model`]) and T5 / LLaMA generators ([`generative`]).
 
 mod bo;
 mod eval;
 mod fuse;
+mod generative;
 mod model;
 mod predict;
 mod run;
@@ -46,9 +49,10 @@ enum Command {
     Train(train::TrainArgs),
     /// Weighted sum of fine-tuned checkpoints, written as a Hugging Face folder.
     Fuse(fuse::FuseArgs),
-    /// Loss and metrics of a classifier folder on one split, as JSON.
+    /// Loss and metrics of a fine-tuned model (classifier, T5 or LLaMA) on one split, as JSON.
     Eval(eval::EvalArgs),
-    /// Per-example labels, probabilities and logits of a classifier folder for a JSONL file.
+    /// Per-example outputs for a JSONL file: labels, probabilities and logits of a classifier,
+    /// generated text of a T5 or LLaMA model.
     Predict(predict::PredictArgs),
 }
 

@@ -1,8 +1,9 @@
 //! Opening a Hugging Face model folder as a sequence classifier on the CPU, with its tokenizer.
 //!
 //! A folder is `config.json` + weights (`model.safetensors`, shards, or `pytorch_model.bin`) +
-//! `tokenizer.json`, as `save_pretrained` writes it. Only the BERT/RoBERTa family is supported
-//! today; any other `model_type` is an error that says so. The label set comes from the config's
+//! `tokenizer.json`, as `save_pretrained` writes it. This module covers the BERT/RoBERTa family;
+//! T5 and LLaMA models are opened by [`crate::generative`], and any other `model_type` is an
+//! error that says so. The label set comes from the config's
 //! `id2label`; [`align_labels`] puts a dataset's classes in that order so that class `i` of the
 //! data is output `i` of the model.
 
@@ -32,7 +33,8 @@ pub fn read_config(dir: &Path) -> Result<BertConfig> {
     }
     BertConfig::from_file(&path).with_context(|| {
         format!(
-            "{}: only BERT/RoBERTa-family sequence classifiers are supported",
+            "{}: supported models are BERT/RoBERTa-family sequence classifiers, T5 \
+             (model_type \"t5\") and the LLaMA family (model_type \"llama\", or a .gguf file)",
             path.display()
         )
     })

@@ -3,20 +3,29 @@
 //!
 //! Classifiers write `{"label", "probabilities", "logits"}` (probabilities are the softmax of
 //! the logits; `label` is the `id2label` name of the largest logit); regression models write
-//! `{"score", "logits"}`. Every input line must be a JSON object holding the text field(s); a
-//! line that is not is an error naming the file and line, and nothing is written.
+//! `{"score", "logits"}`. Generative models (T5, LLaMA; a folder or a LLaMA `.gguf`) write
+//! `{"generated_text"}`: the continuation of the prompt (the text fields joined by newlines, then
+//! a newline, as in training), greedy or by beam search (`--num-beams`). Every input line must
+//! be a JSON object holding the text field(s); a line that is not is an error naming the file
+//! and line, and nothing is written.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use bomf_core::generative::{decode_generation, default_prompt};
 use bomf_core::model::encoder_input;
 use bomf_data::batch::{BatchConfig, Batcher, Item, ItemTarget};
-use bomf_models::CpuBackend;
+use bomf_data::task::Example;
 use bomf_models::bert::ProblemType;
+use bomf_models::{
+    BeamSearchConfig, CausalLmInput, CpuBackend, LlamaForCausalLM, Seq2SeqInput,
+    T5ForConditionalGeneration,
+};
 use clap::Args;
 use serde_json::{Value, json};
 
+use crate::generative::{Arch, GenerativeModel, GenerativeOptions, family_of, open_generative};
 use crate::model::{model_labels, open_classifier};
 
 #[derive(Debug, Args)]
@@ -25,7 +34,9 @@ use crate::model::{model_labels, open_classifier};
     bomf predict --model my-nli-model --input pairs.jsonl --out out.jsonl --text-field premise --text-field hypothesis\n\n\
     Input: one JSON object per line, e.g. {\"text\": \"a gripping film\"} (other fields are ignored).\n\
     Output: one line per input line, e.g.\n  \
-    {\"label\": \"positive\", \"probabilities\": [0.08, 0.92], \"logits\": [-1.2, 1.24]}")]
+    {\"label\": \"positive\", \"probabilities\": [0.08, 0.92], \"logits\": [-1.2, 1.24]}\n\
+    or, for a generative model (T5, LLaMA),\n  \
+    {\"generated_text\": \"Alpha serves Thai food in the riverside.\"}")]
 pub struct PredictArgs {
     /// A fine-tuned Hugging Face folder (config.json, model.safetensors, tokenizer.json).
     #[arg(long, value_name = "DIR")]
@@ -45,6 +56,12 @@ pub struct PredictArgs {
     /// Maximum input length in tokens; longer inputs are truncated.
     #[arg(long)]
     pub max_len: Option<usize>,
+    /// Generative models: the most tokens a generation may add.
+    #[arg(long, default_value_t = crate::generative::DEFAULT_MAX_NEW_TOKENS)]
+    pub max_new_tokens: usize,
+    /// Generative models: beam search with this many beams (1: greedy decoding).
+    #[arg(long, default_value_t = 1)]
+    pub num_beams: usize,
 }
 
 /// The texts of every line of a JSONL file, or an error naming the first bad line.
@@ -97,6 +114,9 @@ pub fn run(args: PredictArgs) -> Result<()> {
         bail!("--text-field must be given once (single text) or twice (a pair)");
     }
     let rows = read_inputs(&args.input, &args.text_fields)?;
+    if family_of(&args.model).is_generative() {
+        return predict_generative(&args, &rows);
+    }
     let device = Default::default();
     let loaded = open_classifier::<CpuBackend>(&args.model, args.max_len, &device)?;
     let labels = model_labels(&loaded.config);
@@ -155,6 +175,121 @@ pub fn run(args: PredictArgs) -> Result<()> {
     file.write_all(&out)
         .with_context(|| format!("writing {}", args.out.display()))?;
     eprintln!("wrote {} predictions to {}", rows.len(), args.out.display());
+    Ok(())
+}
+
+/// A loaded generative model, for decoding.
+enum Generator {
+    T5(Box<T5ForConditionalGeneration<CpuBackend>>),
+    Llama(Box<LlamaForCausalLM<CpuBackend>>),
+}
+
+/// Rows padded to the longest: on the right for T5's encoder, on the left for a decoder-only
+/// prompt (so every row continues from the last column).
+fn pad_rows(rows: Vec<Vec<i64>>, pad: i64, left: bool) -> (Vec<Vec<i64>>, Vec<Vec<i64>>) {
+    let width = rows.iter().map(Vec::len).max().unwrap_or(0);
+    rows.into_iter()
+        .map(|row| {
+            let n = width - row.len();
+            let fill = std::iter::repeat_n(pad, n);
+            let zeros = std::iter::repeat_n(0, n);
+            let ones = std::iter::repeat_n(1, row.len());
+            if left {
+                (fill.chain(row).collect(), zeros.chain(ones).collect())
+            } else {
+                (
+                    row.into_iter().chain(fill).collect(),
+                    ones.chain(zeros).collect(),
+                )
+            }
+        })
+        .unzip()
+}
+
+/// `bomf predict` for a T5 or LLaMA model: one `{"generated_text"}` line per input line.
+fn predict_generative(args: &PredictArgs, rows: &[Vec<String>]) -> Result<()> {
+    if args.max_new_tokens == 0 || args.num_beams == 0 {
+        bail!("--max-new-tokens and --num-beams must be at least 1");
+    }
+    let model: GenerativeModel = open_generative(
+        &args.model,
+        GenerativeOptions {
+            max_len: args.max_len,
+            max_target_len: None,
+            max_new_tokens: Some(args.max_new_tokens),
+        },
+    )?;
+    let device = Default::default();
+    let generator = match &model.arch {
+        Arch::T5(_) => Generator::T5(Box::new(model.t5::<CpuBackend>(false, &device)?)),
+        Arch::Llama(_) => Generator::Llama(Box::new(model.llama::<CpuBackend>(&device)?)),
+    };
+    let config = &model.generation;
+    let beam = BeamSearchConfig::new(args.num_beams, args.max_new_tokens);
+    let mut out = Vec::new();
+    for (chunk_index, chunk) in rows.chunks(args.batch_size).enumerate() {
+        let mut ids = Vec::with_capacity(chunk.len());
+        for (j, texts) in chunk.iter().enumerate() {
+            let line = chunk_index * args.batch_size + j + 1;
+            let example = Example {
+                id: line.to_string(),
+                inputs: texts.clone(),
+                options: Vec::new(),
+                target: None,
+            };
+            let encoded = model
+                .encoder
+                .encode(&[default_prompt(&example)])
+                .with_context(|| format!("{}:{line}: tokenising", args.input.display()))?;
+            ids.push(encoded.ids.iter().map(|&t| i64::from(t)).collect());
+        }
+        let generated = match &generator {
+            Generator::T5(m) => {
+                let (input_ids, attention_mask) = pad_rows(ids, config.pad_token_id, false);
+                let input = Seq2SeqInput {
+                    input_ids,
+                    attention_mask,
+                };
+                if args.num_beams > 1 {
+                    m.generate_beam(&input, &beam, &config.eos_token_ids)?
+                } else {
+                    m.generate_greedy(
+                        &input,
+                        config.max_new_tokens,
+                        &config.eos_token_ids,
+                        config.pad_token_id,
+                    )?
+                }
+            }
+            Generator::Llama(m) => {
+                let (input_ids, attention_mask) = pad_rows(ids, config.pad_token_id, true);
+                let input = CausalLmInput {
+                    input_ids,
+                    attention_mask,
+                };
+                if args.num_beams > 1 {
+                    m.generate_beam(&input, &beam, &config.eos_token_ids, config.pad_token_id)?
+                } else {
+                    m.generate_greedy(
+                        &input,
+                        config.max_new_tokens,
+                        &config.eos_token_ids,
+                        config.pad_token_id,
+                    )?
+                }
+            }
+        };
+        for tokens in &generated {
+            let text = decode_generation(&model.encoder, tokens, config)?;
+            serde_json::to_writer(&mut out, &json!({ "generated_text": text }))?;
+            out.push(b'\n');
+        }
+    }
+    let mut file = std::fs::File::create(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    file.write_all(&out)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    eprintln!("wrote {} generations to {}", rows.len(), args.out.display());
     Ok(())
 }
 

@@ -6,6 +6,13 @@
 //! (`checkpoints/`), the chosen fused model (`fused/`, an HF folder), `results.json` and the
 //! report (`report/report.md` + SVG plots). `--resume` continues where a crash, `kill -9` or
 //! Ctrl-C left it and repeats no completed evaluation; a lock file keeps two runs apart.
+//!
+//! The model family decides what is trained and exported ([`crate::generative::family_of`]):
+//! BERT/RoBERTa sequence classifiers on classification/regression data; T5 and LLaMA-family
+//! models (an HF folder or a `.gguf` file) on generation or multiple-choice data, the LLaMA
+//! family optionally through LoRA adapters (`[model.lora]`). For LoRA, `fused/` holds the fused
+//! adapters merged into the base model (a plain HF LLaMA folder) and `fused-adapter/` the fused
+//! adapters alone in peft's format.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +22,7 @@ use anyhow::{Context, Result, bail};
 use bomf_core::eval::EvalSet;
 use bomf_core::fusion_bo::FusionBoConfig;
 use bomf_core::hpbo::HpboConfig;
+use bomf_core::model::TaskModel;
 use bomf_core::pipeline::{
     BaselinesConfig, BomfConfig, BomfReport, DirStore, PipelineData, RunHooks, run_bomf_with,
     run_stage1,
@@ -29,12 +37,18 @@ use bomf_core::train::{Budget, TrainConfig};
 use bomf_core::trajectory::TrajectoryConfig;
 use bomf_data::batch::items_for_dataset;
 use bomf_data::spec::DataSpec;
-use bomf_models::CpuAutodiffBackend;
 use bomf_models::export::export_bert;
+use bomf_models::lora::LoraConfig;
+use bomf_models::{CpuAutodiffBackend, CpuBackend, HfNamed};
+use burn::module::AutodiffModule;
 use burn::tensor::backend::Backend;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
+use crate::generative::{
+    Arch, Family, GenerationSection, GenerativeModel, GenerativeOptions, LoraSection, family_of,
+    generative_spec, open_generative,
+};
 use crate::model::{classifier_from, read_config, read_weights, text_encoder};
 use crate::train::labelled_config;
 
@@ -57,16 +71,27 @@ pub struct RunConfig {
     pub fusion: FusionBoConfig,
     #[serde(default)]
     pub baselines: BaselinesConfig,
+    /// Generative models: how generations are produced for scoring.
+    #[serde(default)]
+    pub generation: GenerationSection,
 }
 
 /// The pretrained model.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
-    /// An HF folder (config.json, weights, tokenizer.json); relative to the config file.
+    /// An HF folder (config.json, weights, tokenizer.json) or, for the LLaMA family, a `.gguf`
+    /// file (its embedded tokenizer is used); relative to the config file.
     pub path: PathBuf,
-    /// Maximum input length in tokens.
+    /// Maximum input length in tokens (classifiers: 128 by default; generative models: 256,
+    /// prompt and target together for the LLaMA family).
     pub max_len: Option<usize>,
+    /// T5 only: maximum target length in tokens (64 by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_target_len: Option<usize>,
+    /// LLaMA family only: train LoRA adapters on the frozen model instead of every weight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraSection>,
 }
 
 /// Fine-tuning settings (stage 2, and the base of stage 1's trials).
@@ -145,10 +170,14 @@ impl RunConfig {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
     bomf run configs/multiemo-minilm.toml --out runs/multiemo\n  \
-    bomf run configs/multiemo-minilm.toml --out runs/multiemo --resume   # after a crash or Ctrl-C\n\n\
+    bomf run configs/multiemo-minilm.toml --out runs/multiemo --resume   # after a crash or Ctrl-C\n  \
+    bomf run configs/e2e-smollm2-lora.toml --out runs/e2e               # LLaMA-family + LoRA\n\n\
     The run directory gets config.toml, evaluations.jsonl (one line per evaluation), state/,\n\
-    checkpoints/, fused/ (the chosen model as an HF folder), results.json and\n\
-    report/report.md with SVG plots. See configs/ for commented examples.")]
+    checkpoints/, fused/ (the chosen model as an HF folder; with LoRA, the fused adapters merged\n\
+    into the base model, and fused-adapter/ in peft's format), results.json and\n\
+    report/report.md with SVG plots. The model decides the task family: BERT/RoBERTa classify,\n\
+    T5 and LLaMA (HF folder or .gguf) generate or answer multiple choice. See configs/ for\n\
+    commented examples.")]
 pub struct RunArgs {
     /// The run configuration (TOML).
     pub config: PathBuf,
@@ -165,13 +194,32 @@ struct Prepared {
     config: RunConfig,
     text: String,
     out: PathBuf,
-    model_config: bomf_models::BertConfig,
-    checkpoint: bomf_models::weights::Checkpoint,
+    model: PreparedModel,
     train_items: Vec<bomf_data::batch::Item>,
     validation: EvalSet,
     test: EvalSet,
     pad_id: u32,
     metric: String,
+}
+
+/// The pretrained model of a run, by family.
+enum PreparedModel {
+    /// A sequence classifier: the config labelled for the data, and the weights (without the
+    /// head when the data's labels differ from it).
+    Classifier {
+        config: bomf_models::BertConfig,
+        checkpoint: bomf_models::weights::Checkpoint,
+    },
+    /// T5 or LLaMA, with its peft config when `[model.lora]` is set.
+    Generative {
+        model: Box<GenerativeModel>,
+        lora: Option<LoraConfig>,
+    },
+}
+
+/// An error of the CLI's model building, as the engine's error type.
+fn core_err(e: anyhow::Error) -> bomf_core::CoreError {
+    bomf_core::CoreError::InvalidInput(format!("{e:#}"))
 }
 
 impl Prepared {
@@ -184,20 +232,22 @@ impl Prepared {
         })
     }
 
-    /// A fresh pretrained model with the task's head, the head seeded by the run's seed.
-    fn make_model<B: Backend>(
+    /// A fresh pretrained classifier with the task's head, the head seeded by the run's seed.
+    fn make_classifier<B: Backend>(
         &self,
         dropout: bool,
         device: &B::Device,
     ) -> bomf_core::Result<bomf_models::BertWithHead<B>> {
+        let PreparedModel::Classifier { config, checkpoint } = &self.model else {
+            return Err(core_err(anyhow::anyhow!("not a classifier run")));
+        };
         let config = if dropout {
-            self.model_config.clone()
+            config.clone()
         } else {
-            self.model_config.clone().without_dropout()
+            config.clone().without_dropout()
         };
         B::seed(device, self.config.seed);
-        classifier_from::<B>(&config, self.checkpoint.clone(), false, device)
-            .map_err(|e| bomf_core::CoreError::InvalidInput(format!("{e:#}")))
+        classifier_from::<B>(&config, checkpoint.clone(), false, device).map_err(core_err)
     }
 
     fn bomf_config(&self) -> BomfConfig {
@@ -219,7 +269,7 @@ impl Prepared {
 }
 
 fn prepare(args: &RunArgs) -> Result<Prepared> {
-    let (config, text) = RunConfig::from_file(&args.config)?;
+    let (mut config, text) = RunConfig::from_file(&args.config)?;
     let out = args.out.clone().unwrap_or_else(|| {
         let stem = args
             .config
@@ -228,6 +278,23 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
             .unwrap_or_else(|| "run".into());
         PathBuf::from("runs").join(stem)
     });
+    let family = family_of(&config.model.path);
+    if family.is_generative() {
+        config.data = generative_spec(config.data.clone());
+    } else if config.model.lora.is_some() || config.model.max_target_len.is_some() {
+        bail!(
+            "{}: [model] lora and max_target_len apply to T5/LLaMA-family models only, and {} \
+             is not one (config.json model_type, or a .gguf file)",
+            args.config.display(),
+            config.model.path.display()
+        );
+    }
+    if family == Family::T5 && config.model.lora.is_some() {
+        bail!(
+            "{}: [model.lora] is supported for the LLaMA family only",
+            args.config.display()
+        );
+    }
     let splits = config.data.load().context("loading the data")?;
     for (name, split) in [
         ("train", &splits.train),
@@ -240,28 +307,69 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
             );
         }
     }
-    let base = read_config(&config.model.path)?;
-    let (model_config, keep_head) = labelled_config(&base, &splits.train.task.kind)?;
-    let encoder = text_encoder(&config.model.path, &model_config, config.model.max_len)?;
-    let mut checkpoint = read_weights(&config.model.path)?;
-    if !keep_head {
-        checkpoint
-            .tensors
-            .retain(|name, _| !name.starts_with("classifier."));
-    }
     let eval_batch = config.train.eval_batch_size.max(1);
-    let validation = EvalSet::new(
-        splits.validation.task.clone(),
-        items_for_dataset(&encoder, &splits.validation)?,
-        encoder.pad_id(),
-        eval_batch,
-    )?;
-    let test = EvalSet::new(
-        splits.test.task.clone(),
-        items_for_dataset(&encoder, &splits.test)?,
-        encoder.pad_id(),
-        eval_batch,
-    )?;
+    let (model, train_items, validation, test, pad_id) = if family.is_generative() {
+        let model = open_generative(
+            &config.model.path,
+            GenerativeOptions {
+                max_len: config.model.max_len,
+                max_target_len: config.model.max_target_len,
+                max_new_tokens: Some(config.generation.max_new_tokens),
+            },
+        )?;
+        let lora = config
+            .model
+            .lora
+            .as_ref()
+            .map(|l| l.to_lora_config(&config.model.path))
+            .transpose()?;
+        let train_items = model.train_items(&splits.train)?;
+        let validation = model.eval_set(&splits.validation, eval_batch)?;
+        let test = model.eval_set(&splits.test, eval_batch)?;
+        let pad_id = model.encoder.pad_id();
+        (
+            PreparedModel::Generative {
+                model: Box::new(model),
+                lora,
+            },
+            train_items,
+            validation,
+            test,
+            pad_id,
+        )
+    } else {
+        let base = read_config(&config.model.path)?;
+        let (model_config, keep_head) = labelled_config(&base, &splits.train.task.kind)?;
+        let encoder = text_encoder(&config.model.path, &model_config, config.model.max_len)?;
+        let mut checkpoint = read_weights(&config.model.path)?;
+        if !keep_head {
+            checkpoint
+                .tensors
+                .retain(|name, _| !name.starts_with("classifier."));
+        }
+        let validation = EvalSet::new(
+            splits.validation.task.clone(),
+            items_for_dataset(&encoder, &splits.validation)?,
+            encoder.pad_id(),
+            eval_batch,
+        )?;
+        let test = EvalSet::new(
+            splits.test.task.clone(),
+            items_for_dataset(&encoder, &splits.test)?,
+            encoder.pad_id(),
+            eval_batch,
+        )?;
+        (
+            PreparedModel::Classifier {
+                config: model_config,
+                checkpoint,
+            },
+            items_for_dataset(&encoder, &splits.train)?,
+            validation,
+            test,
+            encoder.pad_id(),
+        )
+    };
     let metric = validation
         .task
         .metrics
@@ -269,19 +377,17 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
         .map(|m| m.name().to_string())
         .unwrap_or_default();
     Ok(Prepared {
-        train_items: items_for_dataset(&encoder, &splits.train)?,
-        pad_id: encoder.pad_id(),
+        train_items,
+        pad_id,
         config,
         text,
         out,
-        model_config,
-        checkpoint,
+        model,
         validation,
         test,
         metric,
     })
 }
-
 /// Ctrl-C sets the flag; the run stops after the current evaluation with its state saved.
 fn install_ctrl_c() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
@@ -326,8 +432,154 @@ fn progress_bars() -> impl Fn(&str, usize, usize) {
     }
 }
 
+/// A device of the CPU training backend.
+type Device = burn::tensor::Device<CpuAutodiffBackend>;
+
+/// What `bomf run` and `bomf hpo` do once the model family is known; [`with_model`] hands it
+/// the family's model builder and the export of a fused model to `fused/`.
+trait ModelStage {
+    fn apply<M>(
+        self,
+        make_model: &dyn Fn(bool) -> bomf_core::Result<M>,
+        export: &dyn Fn(&M::InnerModule, &RunDir) -> Result<()>,
+    ) -> Result<()>
+    where
+        M: AutodiffModule<CpuAutodiffBackend>
+            + TaskModel<CpuAutodiffBackend>
+            + HfNamed<CpuAutodiffBackend>
+            + Clone,
+        M::InnerModule: TaskModel<CpuBackend> + HfNamed<CpuBackend> + Clone;
+}
+
+/// Calls `stage` with the run's model family: fresh pretrained models (the backend seeded by
+/// the run's seed, which draws a classifier's new head and LoRA's `A` matrices) and the export
+/// of the chosen fusion. LoRA exports the fused adapters merged into the base model (`fused/`)
+/// and alone, in peft's format ([`FUSED_ADAPTER_DIR`]).
+fn with_model(p: &Prepared, device: &Device, stage: impl ModelStage) -> Result<()> {
+    let seed = || CpuAutodiffBackend::seed(device, p.config.seed);
+    match &p.model {
+        PreparedModel::Classifier { config, .. } => stage.apply(
+            &|dropout| p.make_classifier::<CpuAutodiffBackend>(dropout, device),
+            &|fused, dir| {
+                export_bert(fused, config, dir.fused_dir(), Some(&p.config.model.path))?;
+                Ok(())
+            },
+        ),
+        PreparedModel::Generative { model, lora: None } => match model.arch {
+            Arch::T5(_) => stage.apply(
+                &|dropout| {
+                    seed();
+                    model.t5(dropout, device).map_err(core_err)
+                },
+                &|fused, dir| model.export_t5(fused, &dir.fused_dir()),
+            ),
+            Arch::Llama(_) => stage.apply(
+                &|_dropout| {
+                    seed();
+                    model.llama(device).map_err(core_err)
+                },
+                &|fused, dir| model.export_llama(fused, &dir.fused_dir()),
+            ),
+        },
+        PreparedModel::Generative {
+            model,
+            lora: Some(lora),
+        } => stage.apply(
+            &|dropout| {
+                seed();
+                model.lora(lora, dropout, device).map_err(core_err)
+            },
+            &|fused, dir| {
+                model.export_llama(&fused.merged()?, &dir.fused_dir())?;
+                let adapter_dir = dir.root().join(FUSED_ADAPTER_DIR);
+                fused
+                    .adapters
+                    .save(&adapter_dir)
+                    .with_context(|| format!("writing {}", adapter_dir.display()))?;
+                Ok(())
+            },
+        ),
+    }
+}
+
+/// Where a LoRA run writes the fused adapters alone (peft's format), next to `fused/`.
+pub const FUSED_ADAPTER_DIR: &str = "fused-adapter";
+
+/// `bomf run` as a [`ModelStage`].
+struct RunStage<'a> {
+    args: &'a RunArgs,
+    p: &'a Prepared,
+    device: &'a Device,
+}
+
+impl ModelStage for RunStage<'_> {
+    fn apply<M>(
+        self,
+        make_model: &dyn Fn(bool) -> bomf_core::Result<M>,
+        export: &dyn Fn(&M::InnerModule, &RunDir) -> Result<()>,
+    ) -> Result<()>
+    where
+        M: AutodiffModule<CpuAutodiffBackend>
+            + TaskModel<CpuAutodiffBackend>
+            + HfNamed<CpuAutodiffBackend>
+            + Clone,
+        M::InnerModule: TaskModel<CpuBackend> + HfNamed<CpuBackend> + Clone,
+    {
+        execute(self.args, self.p, make_model, export, self.device)
+    }
+}
+
+/// `bomf hpo` as a [`ModelStage`] (nothing is exported).
+struct HpoStage<'a> {
+    args: &'a RunArgs,
+    p: &'a Prepared,
+    device: &'a Device,
+}
+
+impl ModelStage for HpoStage<'_> {
+    fn apply<M>(
+        self,
+        make_model: &dyn Fn(bool) -> bomf_core::Result<M>,
+        _export: &dyn Fn(&M::InnerModule, &RunDir) -> Result<()>,
+    ) -> Result<()>
+    where
+        M: AutodiffModule<CpuAutodiffBackend>
+            + TaskModel<CpuAutodiffBackend>
+            + HfNamed<CpuAutodiffBackend>
+            + Clone,
+        M::InnerModule: TaskModel<CpuBackend> + HfNamed<CpuBackend> + Clone,
+    {
+        hpo_with(self.args, self.p, make_model, self.device)
+    }
+}
+
 pub fn run(args: RunArgs) -> Result<()> {
     let p = prepare(&args)?;
+    let device = Default::default();
+    let stage = RunStage {
+        args: &args,
+        p: &p,
+        device: &device,
+    };
+    with_model(&p, &device, stage)
+}
+
+/// The model-independent part of `bomf run`: the pipeline in the run directory, then the chosen
+/// fusion exported by `export` (into `dir.fused_dir()`), `results.json`, the report and the table.
+fn execute<M>(
+    args: &RunArgs,
+    p: &Prepared,
+    make_model: &dyn Fn(bool) -> bomf_core::Result<M>,
+    export: &dyn Fn(&M::InnerModule, &RunDir) -> Result<()>,
+    device: &Device,
+) -> Result<()>
+where
+    M: AutodiffModule<CpuAutodiffBackend>
+        + TaskModel<CpuAutodiffBackend>
+        + HfNamed<CpuAutodiffBackend>
+        + Clone,
+    M::InnerModule: TaskModel<CpuBackend> + HfNamed<CpuBackend> + Clone,
+{
     let dir = p.open_run_dir(args.resume)?;
     eprintln!("run directory: {}", dir.root().display());
     let mut store = DirStore::new(&dir)?;
@@ -337,19 +589,11 @@ pub fn run(args: RunArgs) -> Result<()> {
         stop: Some(&stop),
         progress: Some(&bars),
     };
-    let device = Default::default();
-    let make_model = |dropout: bool| p.make_model::<CpuAutodiffBackend>(dropout, &device);
     let bomf = p.bomf_config();
     let data = p.data();
     let started = std::time::Instant::now();
-    let report = run_bomf_with::<CpuAutodiffBackend, _>(
-        &make_model,
-        data,
-        &bomf,
-        &mut store,
-        hooks,
-        &device,
-    );
+    let report =
+        run_bomf_with::<CpuAutodiffBackend, M>(make_model, data, &bomf, &mut store, hooks, device);
     let report = match report {
         Err(bomf_core::CoreError::Interrupted) => {
             eprintln!(
@@ -370,17 +614,11 @@ pub fn run(args: RunArgs) -> Result<()> {
         .context("the run produced no result")?;
     let template = make_model(false)?;
     let fused = {
-        use burn::module::AutodiffModule;
         let set = bomf_core::trajectory::Trajectory::load(&dir.checkpoints_dir())?.checkpoints;
-        set.fused_model(template.valid(), &chosen.weights, &device)?
+        set.fused_model(template.valid(), &chosen.weights, device)?
     };
+    export(&fused, &dir)?;
     let fused_dir = dir.fused_dir();
-    export_bert(
-        &fused,
-        &p.model_config,
-        &fused_dir,
-        Some(&p.config.model.path),
-    )?;
     let report_files = write_report(&dir.report_dir(), &report_of(&report, &p.metric, &p.config))?;
 
     print_table(&report, &p.metric);
@@ -396,6 +634,27 @@ pub fn run(args: RunArgs) -> Result<()> {
 /// `bomf hpo`: stage 1 alone; prints the best hyperparameters as JSON.
 pub fn hpo(args: RunArgs) -> Result<()> {
     let p = prepare(&args)?;
+    let device = Default::default();
+    let stage = HpoStage {
+        args: &args,
+        p: &p,
+        device: &device,
+    };
+    with_model(&p, &device, stage)
+}
+
+fn hpo_with<M>(
+    args: &RunArgs,
+    p: &Prepared,
+    make_model: &dyn Fn(bool) -> bomf_core::Result<M>,
+    device: &Device,
+) -> Result<()>
+where
+    M: AutodiffModule<CpuAutodiffBackend>
+        + TaskModel<CpuAutodiffBackend>
+        + HfNamed<CpuAutodiffBackend>,
+    M::InnerModule: TaskModel<CpuBackend>,
+{
     let Some(hpbo) = p.config.hpbo.clone() else {
         bail!("{} has no [hpbo] section", args.config.display());
     };
@@ -403,11 +662,9 @@ pub fn hpo(args: RunArgs) -> Result<()> {
     let mut store = DirStore::new(&dir)?;
     let stop = install_ctrl_c();
     let bars = progress_bars();
-    let device = Default::default();
-    let make_model = |dropout: bool| p.make_model::<CpuAutodiffBackend>(dropout, &device);
     let bomf = p.bomf_config();
-    let (train, batch_size, trials) = run_stage1::<CpuAutodiffBackend, _>(
-        &make_model,
+    let (train, batch_size, trials) = run_stage1::<CpuAutodiffBackend, M>(
+        make_model,
         p.data(),
         &bomf,
         &hpbo,
@@ -416,7 +673,7 @@ pub fn hpo(args: RunArgs) -> Result<()> {
             stop: Some(&stop),
             progress: Some(&bars),
         },
-        &device,
+        device,
     )?;
     let out = serde_json::json!({
         "learning_rate": train.learning_rate,

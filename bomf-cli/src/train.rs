@@ -200,6 +200,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
     }
 
+    if crate::generative::family_of(&args.model).is_generative() {
+        bail!(
+            "`bomf train` fine-tunes BERT/RoBERTa classifiers; {} is a T5/LLaMA model: run its \
+             trajectory with `bomf run` (a config with [trajectory]), which keeps the checkpoints \
+             in RUNDIR/checkpoints/",
+            args.model.display()
+        );
+    }
     let base_config = read_config(&args.model)?;
     let (config, keep_head) = labelled_config(&base_config, &splits.train.task.kind)?;
     let encoder = text_encoder(&args.model, &config, args.max_len)?;

@@ -7,6 +7,7 @@
 //! ```text
 //! cargo run -p bomf-core --release --example multiemo_finetune -- [--lr 5e-5] [--batch 32]
 //!     [--max-len 128] [--seed 0] [--epochs 1] [--val 1000] [--dump-split DIR]
+//!     [--bucketing megabatch|none]
 //! ```
 //! Constant schedule with 10% warmup, reference AdamW (0.9, 0.98, 1e-6, wd 0.1), clipping at
 //! 1.0. The split (by hash rank, seed 0) is 3,000 train / `--val` validation / 1,000 test
@@ -16,7 +17,7 @@ use anyhow::Context;
 use bomf_core::eval::EvalSet;
 use bomf_core::schedule::{ScheduleKind, Warmup};
 use bomf_core::train::{Budget, Control, TrainConfig, train};
-use bomf_data::batch::{BatchConfig, Batcher, items_for_dataset};
+use bomf_data::batch::{BatchConfig, Batcher, Bucketing, items_for_dataset};
 use bomf_data::readers::bigbench::read_bigbench;
 use bomf_data::split::split_by_rank;
 use bomf_data::task::Target;
@@ -36,6 +37,8 @@ struct Args {
     epochs: usize,
     val: usize,
     dump_split: Option<PathBuf>,
+    /// Group similar lengths into batches (faster) or keep random batches (HF Trainer's default).
+    bucketing: bool,
 }
 
 fn parse() -> anyhow::Result<Args> {
@@ -47,6 +50,7 @@ fn parse() -> anyhow::Result<Args> {
         epochs: 1,
         val: 1000,
         dump_split: None,
+        bucketing: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -60,6 +64,13 @@ fn parse() -> anyhow::Result<Args> {
             "--epochs" => a.epochs = value.parse().with_context(bad)?,
             "--val" => a.val = value.parse().with_context(bad)?,
             "--dump-split" => a.dump_split = Some(PathBuf::from(value)),
+            "--bucketing" => {
+                a.bucketing = match value.as_str() {
+                    "megabatch" => true,
+                    "none" => false,
+                    _ => anyhow::bail!("--bucketing takes megabatch or none"),
+                }
+            }
             _ => anyhow::bail!("unknown option {flag}"),
         }
     }
@@ -112,7 +123,14 @@ fn main() -> anyhow::Result<()> {
     let batcher = Batcher::new(
         train_items,
         encoder.pad_id(),
-        BatchConfig::train(batch_size, seed),
+        BatchConfig {
+            bucketing: if args.bucketing {
+                Bucketing::MegaBatch { factor: 50 }
+            } else {
+                Bucketing::None
+            },
+            ..BatchConfig::train(batch_size, seed)
+        },
     )?;
     let val = EvalSet::new(
         splits.validation.task.clone(),
@@ -178,7 +196,7 @@ fn main() -> anyhow::Result<()> {
     );
     if let Some(e) = last {
         let line = serde_json::json!({
-            "impl": "bomf", "lr": lr, "batch": batch_size, "seed": seed,
+            "impl": "bomf", "lr": lr, "batch": batch_size, "seed": seed, "bucketing": args.bucketing,
             "steps": run.steps_done, "accuracy": e.metrics.get("accuracy"), "loss": e.loss,
         });
         println!("{line}");

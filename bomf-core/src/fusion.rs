@@ -6,8 +6,11 @@
 //! cache, rayon spreads the chunks over threads, and each chunk is written once
 //! (`out = w_0·x_0`) then updated in cache for the other K−1 inputs. Memory traffic is the
 //! minimum, K reads and one write per value, which is what the bench compares to `memcpy`.
+//! Checkpoints past the memory budget are memory-mapped files ([`crate::spill`]); the kernel
+//! reads them the same way.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bomf_models::HfNamed;
 use bomf_models::HfTensor;
@@ -16,6 +19,7 @@ use burn::tensor::backend::Backend;
 use rayon::prelude::*;
 
 use crate::error::{CoreError, Result};
+use crate::spill::{FlatCheckpoint, SpillPolicy};
 
 /// Values per chunk of the fusion kernel: 16 Ki f32 = 64 KiB of output, which stays in L2 while
 /// the K inputs stream past it.
@@ -81,16 +85,66 @@ impl Layout {
     }
 }
 
-/// K checkpoints of one architecture, each a flat f32 buffer in a shared [`Layout`].
-#[derive(Debug, Clone, Default)]
+/// K checkpoints of one architecture, each a flat f32 buffer in a shared [`Layout`], in memory
+/// or memory-mapped from disk as its [`SpillPolicy`] decides.
+#[derive(Debug, Clone)]
 pub struct CheckpointSet {
     layout: Option<Layout>,
-    checkpoints: Vec<Vec<f32>>,
+    checkpoints: Vec<Arc<FlatCheckpoint>>,
+    policy: Arc<SpillPolicy>,
+}
+
+impl Default for CheckpointSet {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl CheckpointSet {
+    /// An empty set under the process-wide [`SpillPolicy::global`].
     pub fn new() -> Self {
-        Self::default()
+        Self::with_policy(SpillPolicy::global())
+    }
+
+    /// An empty set whose checkpoints stay in memory within `policy`'s budget.
+    pub fn with_policy(policy: Arc<SpillPolicy>) -> Self {
+        Self {
+            layout: None,
+            checkpoints: Vec::new(),
+            policy,
+        }
+    }
+
+    /// How many checkpoints live in memory-mapped files.
+    pub fn spilled(&self) -> usize {
+        self.checkpoints.iter().filter(|c| c.is_mapped()).count()
+    }
+
+    /// Removes checkpoint `k` (its memory returns to the policy's budget).
+    pub fn remove(&mut self, k: usize) {
+        if k < self.checkpoints.len() {
+            self.checkpoints.remove(k);
+        }
+    }
+
+    /// A set of the checkpoints at `indices`, in that order, sharing their buffers.
+    pub fn select(&self, indices: &[usize]) -> Result<Self> {
+        let checkpoints = indices
+            .iter()
+            .map(|&i| {
+                self.checkpoints.get(i).cloned().ok_or_else(|| {
+                    CoreError::InvalidInput(format!(
+                        "checkpoint {i} of a set of {}",
+                        self.checkpoints.len()
+                    ))
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            layout: self.layout.clone(),
+            checkpoints,
+            policy: self.policy.clone(),
+        })
     }
 
     /// Adds a checkpoint given as `(HF name, tensor)` in module order. The first one fixes the
@@ -101,12 +155,8 @@ impl CheckpointSet {
             Some(layout) => layout.check(index, tensors)?,
             None => self.layout = Some(Layout::from_tensors(tensors)),
         }
-        let total = self.layout.as_ref().map_or(0, Layout::num_params);
-        let mut flat = Vec::with_capacity(total);
-        for (_, t) in tensors {
-            flat.extend_from_slice(&t.data);
-        }
-        self.checkpoints.push(flat);
+        self.checkpoints
+            .push(Arc::new(self.policy.flatten(tensors)?));
         Ok(())
     }
 
@@ -129,7 +179,7 @@ impl CheckpointSet {
 
     /// Checkpoint `k` as a flat buffer.
     pub fn checkpoint(&self, k: usize) -> Option<&[f32]> {
-        self.checkpoints.get(k).map(Vec::as_slice)
+        self.checkpoints.get(k).map(|c| c.as_slice())
     }
 
     /// θ(w) as a flat buffer in the set's layout.
@@ -157,7 +207,7 @@ impl CheckpointSet {
                 "fusion weight {w} is not finite"
             )));
         }
-        let inputs: Vec<&[f32]> = self.checkpoints.iter().map(Vec::as_slice).collect();
+        let inputs: Vec<&[f32]> = self.checkpoints.iter().map(|c| c.as_slice()).collect();
         let weights: Vec<f32> = weights.iter().map(|&w| w as f32).collect();
         weighted_sum_into(out, &inputs, &weights)
     }

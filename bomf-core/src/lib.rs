@@ -13,8 +13,9 @@
 //! - [`train`]: the training loop (accumulation, evaluation every N steps with a callback,
 //!   layer freezing for the stage-1 proxy, divergence as a typed outcome).
 //! - [`eval`]: one pass over a split → mean loss and every metric of the task.
-//! - [`fusion`]: θ(w) = Σ_k w_k θ_k over K checkpoints held in memory as flat f32, with a
-//!   streaming multi-threaded CPU kernel, and loading θ(w) back into a model.
+//! - [`fusion`]: θ(w) = Σ_k w_k θ_k over K checkpoints held as flat f32, with a streaming
+//!   multi-threaded CPU kernel, and loading θ(w) back into a model.
+//! - [`spill`]: checkpoints in memory within a budget, memory-mapped files beyond it.
 //! - [`hpbo`]: stage 1, qLogEI over learning rate and batch size on a frozen-layer proxy.
 //! - [`trajectory`]: stage 2, one fine-tune keeping K checkpoints around the best step; saved
 //!   to and loaded from a folder with a manifest.
@@ -40,6 +41,7 @@ pub mod pipeline;
 pub mod report;
 pub mod rundir;
 pub mod schedule;
+pub mod spill;
 pub mod train;
 pub mod trajectory;
 

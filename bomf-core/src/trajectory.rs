@@ -136,10 +136,25 @@ pub fn better(a: &Evaluation, b: &Evaluation, metric: &str) -> bool {
 }
 
 /// A snapshot taken during training, before the keep rule decides.
+/// A candidate checkpoint of the window; its parameters are the same index of the pool's
+/// [`CheckpointSet`] (which spills to disk past the memory budget).
 struct Snapshot {
     step: usize,
-    tensors: Vec<(String, HfTensor)>,
     evaluation: Evaluation,
+}
+
+/// Drops the snapshots (and their parameters) that fail `keep`.
+fn retain_pool(
+    pool: &mut Vec<Snapshot>,
+    params: &mut CheckpointSet,
+    keep: impl Fn(&Snapshot) -> bool,
+) {
+    for i in (0..pool.len()).rev() {
+        if !keep(&pool[i]) {
+            pool.remove(i);
+            params.remove(i);
+        }
+    }
 }
 
 /// `k` indices spread evenly over `0..n` (first and last included).
@@ -184,6 +199,7 @@ where
     train_config.eval_every = Some(config.every);
 
     let mut pool: Vec<Snapshot> = Vec::new();
+    let mut pool_params = CheckpointSet::new();
     let mut best: Option<(usize, Evaluation)> = None;
     let mut error: Option<CoreError> = None;
     let run = train(
@@ -207,21 +223,23 @@ where
                 }
             };
             if keep_now {
-                match named_tensors(event.model) {
-                    Ok(tensors) => pool.push(Snapshot {
-                        step: event.step,
-                        tensors,
-                        evaluation: event.evaluation.clone(),
-                    }),
-                    Err(e) => {
-                        error = Some(e.into());
-                        return Control::Stop;
-                    }
+                let pushed = named_tensors(event.model)
+                    .map_err(CoreError::from)
+                    .and_then(|tensors| pool_params.push_tensors(&tensors));
+                if let Err(e) = pushed {
+                    error = Some(e);
+                    return Control::Stop;
                 }
+                pool.push(Snapshot {
+                    step: event.step,
+                    evaluation: event.evaluation.clone(),
+                });
             }
             match config.rule {
                 KeepRule::BestStepWindow { low, high } => {
-                    pool.retain(|s| s.step as f64 >= low * best_step as f64);
+                    retain_pool(&mut pool, &mut pool_params, |s| {
+                        s.step as f64 >= low * best_step as f64
+                    });
                     let waited = (event.step - best_step) / config.every;
                     if event.step as f64 >= high * best_step as f64
                         && event.step > best_step
@@ -233,6 +251,7 @@ where
                 KeepRule::LastK => {
                     if pool.len() > config.k {
                         pool.remove(0);
+                        pool_params.remove(0);
                     }
                 }
                 KeepRule::AfterFraction { .. } => {}
@@ -246,7 +265,9 @@ where
     if let KeepRule::BestStepWindow { high, .. } = config.rule
         && let Some((s, _)) = &best
     {
-        pool.retain(|snap| snap.step as f64 <= high * *s as f64);
+        retain_pool(&mut pool, &mut pool_params, |snap| {
+            snap.step as f64 <= high * *s as f64
+        });
     }
     if pool.is_empty() {
         return Err(match run.outcome {
@@ -263,16 +284,15 @@ where
             "fewer checkpoints than asked for in the window; evaluate more often (trajectory.every)"
         );
     }
-    let mut checkpoints = CheckpointSet::new();
-    let mut kept = Vec::new();
-    for i in evenly_spaced(pool.len(), config.k) {
-        let snap = &pool[i];
-        checkpoints.push_tensors(&snap.tensors)?;
-        kept.push(KeptCheckpoint {
-            step: snap.step,
-            validation: snap.evaluation.clone(),
-        });
-    }
+    let chosen = evenly_spaced(pool.len(), config.k);
+    let checkpoints = pool_params.select(&chosen)?;
+    let kept = chosen
+        .iter()
+        .map(|&i| KeptCheckpoint {
+            step: pool[i].step,
+            validation: pool[i].evaluation.clone(),
+        })
+        .collect();
     Ok(Trajectory {
         checkpoints,
         kept,

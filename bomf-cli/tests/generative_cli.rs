@@ -1,0 +1,520 @@
+//! `bomf run`, `eval`, `predict` and `fuse` on generative models: a tiny random LLaMA (with and
+//! without LoRA) and a tiny random T5, on a tiny E2E-style generation set and a tiny
+//! multiple-choice set (fixtures from `fixtures/gen_tiny_generative.py`).
+//!
+//! Checked against transformers (the script's `expected.json`): `bomf eval` losses and accuracy
+//! of the untrained models, and the texts `bomf predict` generates (greedy and beam search).
+//! Checked for consistency: a run writes every method's row, `fused/` is an HF folder whose
+//! `bomf eval` test loss equals the chosen method's in `results.json`, and a LoRA run also
+//! writes the fused adapters in peft's format; `kill -9` + `--resume` of a LoRA run repeats no
+//! evaluation.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_gen")
+}
+
+fn expected() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(fixtures().join("expected.json")).unwrap())
+        .unwrap()
+}
+
+fn bomf(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bomf"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the bomf binary runs")
+}
+
+fn succeed(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "bomf failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fail(out: &Output) -> String {
+    assert!(!out.status.success(), "bomf should have failed");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn close(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol * (1.0 + b.abs())
+}
+
+#[derive(Clone, Copy)]
+enum Data {
+    Generation,
+    Choice,
+}
+
+impl Data {
+    /// The `format` line and the three split files.
+    fn spec_body(self) -> String {
+        let (format, prefix, ext) = match self {
+            Data::Generation => ("e2e", "gen", "csv"),
+            Data::Choice => ("mcqa", "mc", "jsonl"),
+        };
+        let f = |split: &str| {
+            fixtures()
+                .join(format!("{prefix}_{split}.{ext}"))
+                .display()
+                .to_string()
+        };
+        format!(
+            "format = \"{format}\"\n\n[{{split}}]\nkind = \"files\"\ntrain = {:?}\nvalidation = {:?}\ntest = {:?}\n",
+            f("train"),
+            f("validation"),
+            f("test"),
+        )
+    }
+
+    /// A data spec file for `bomf eval --data`.
+    fn write_spec(self, dir: &Path) -> PathBuf {
+        let path = dir.join(match self {
+            Data::Generation => "gen.toml",
+            Data::Choice => "mc.toml",
+        });
+        std::fs::write(&path, self.spec_body().replace("{split}", "split")).unwrap();
+        path
+    }
+}
+
+const MAX_NEW_TOKENS: usize = 6;
+const FUSION_BUDGET: usize = 5;
+
+/// A run config; `model_extra` is appended to `[model]` (e.g. a `[model.lora]` table).
+fn write_run_config(dir: &Path, model: &str, model_extra: &str, data: Data) -> PathBuf {
+    let path = dir.join("run.toml");
+    let data_table = data.spec_body().replace("{split}", "data.split");
+    std::fs::write(
+        &path,
+        format!(
+            r#"seed = 3
+
+[model]
+path = "{model}"
+max_len = 64
+{model_extra}
+
+[generation]
+max_new_tokens = {MAX_NEW_TOKENS}
+
+[data]
+{data_table}
+[train]
+learning_rate = 0.02
+batch_size = 4
+epochs = 4
+warmup_ratio = 0.1
+
+[trajectory]
+k = 3
+every = 2
+rule = {{ rule = "last_k" }}
+
+[fusion]
+budget = {FUSION_BUDGET}
+
+[baselines]
+greedy_soup = true
+learned_soup = {{ epochs = 1, learning_rate = 0.05 }}
+"#,
+            model = fixtures().join(model).display(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+const LORA: &str =
+    "\n[model.lora]\nr = 4\nlora_alpha = 8.0\ntarget_modules = [\"q_proj\", \"v_proj\"]\n";
+
+/// Runs `bomf run`, checks the table and the run folder, and returns the chosen method's test
+/// loss and metrics as `results.json` reports them.
+fn run_and_check(dir: &Path, config: &Path, metric: &str) -> Value {
+    let stdout = succeed(&bomf(
+        &["run", config.to_str().unwrap(), "--out", "run"],
+        dir,
+    ));
+    assert!(
+        stdout.contains(&format!("validation and test {metric} and loss")),
+        "{stdout}"
+    );
+    let run = dir.join("run");
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
+    let methods = results["methods"].as_array().unwrap();
+    let names: Vec<&str> = methods
+        .iter()
+        .map(|m| m["method"].as_str().unwrap())
+        .collect();
+    for m in [
+        "BOMF (posterior mean)",
+        "best checkpoint",
+        "last checkpoint",
+        "SWA",
+        "greedy soup",
+        "learned soup",
+    ] {
+        assert!(names.contains(&m), "{m} missing from {names:?}");
+    }
+    for m in methods {
+        let test = &m["test"];
+        assert!(test["loss"].as_f64().unwrap().is_finite(), "{m}");
+        assert!(test["metrics"][metric].is_number(), "{metric} missing: {m}");
+    }
+    for f in [
+        "config.toml",
+        "checkpoints/manifest.json",
+        "fused/config.json",
+        "fused/model.safetensors",
+        "fused/tokenizer.json",
+        "report/report.md",
+    ] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    methods[0]["test"].clone()
+}
+
+/// `bomf eval` of `model` on the test split of `data`, as JSON.
+fn eval(dir: &Path, model: &Path, data: Data) -> Value {
+    let spec = data.write_spec(dir);
+    let stdout = succeed(&bomf(
+        &[
+            "eval",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            spec.to_str().unwrap(),
+            "--split",
+            "test",
+            "--batch-size",
+            "64",
+            "--max-len",
+            "64",
+            "--max-new-tokens",
+            &MAX_NEW_TOKENS.to_string(),
+        ],
+        dir,
+    ));
+    serde_json::from_str(&stdout).unwrap()
+}
+
+/// The fused model reloads through `bomf eval` with the test numbers the run reported.
+fn assert_fused_reproduces(dir: &Path, chosen_test: &Value, data: Data) {
+    let again = eval(dir, &dir.join("run/fused"), data);
+    let (ours, reported) = (
+        again["loss"].as_f64().unwrap(),
+        chosen_test["loss"].as_f64().unwrap(),
+    );
+    assert!(close(ours, reported, 1e-5), "{ours} vs {reported}");
+    assert_eq!(again["metrics"], chosen_test["metrics"]);
+}
+
+#[test]
+fn lora_llama_run_on_generation_writes_merged_model_and_adapter() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_run_config(dir.path(), "llama", LORA, Data::Generation);
+    let chosen = run_and_check(dir.path(), &config, "bleu");
+    for m in ["rouge1", "rouge2", "rougeL", "rougeLsum"] {
+        assert!(chosen["metrics"][m].is_number(), "{m} missing: {chosen}");
+    }
+    let adapter = dir.path().join("run/fused-adapter");
+    let adapter_config: Value = serde_json::from_str(
+        &std::fs::read_to_string(adapter.join("adapter_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(adapter_config["r"], 4);
+    assert_eq!(adapter_config["peft_type"], "LORA");
+    assert!(adapter.join("adapter_model.safetensors").is_file());
+    // The merged model is a plain LLaMA folder.
+    let fused_config: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("run/fused/config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(fused_config["model_type"], "llama");
+    assert_fused_reproduces(dir.path(), &chosen, Data::Generation);
+
+    // Resuming the finished run reloads the LoRA checkpoints and the searches from the run
+    // folder: nothing is evaluated again and the results are the same.
+    let run = dir.path().join("run");
+    let read = |f: &str| std::fs::read_to_string(run.join(f)).unwrap();
+    let (evaluations, results) = (read("evaluations.jsonl"), read("results.json"));
+    succeed(&bomf(
+        &["run", config.to_str().unwrap(), "--out", "run", "--resume"],
+        dir.path(),
+    ));
+    assert_eq!(read("evaluations.jsonl"), evaluations);
+    // Equal up to wall times.
+    let without_times = |text: &str| -> Vec<Value> {
+        let v: Value = serde_json::from_str(text).unwrap();
+        v["methods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                let mut m = m.clone();
+                m.as_object_mut().unwrap().remove("seconds");
+                m
+            })
+            .collect()
+    };
+    assert_eq!(
+        without_times(&read("results.json")),
+        without_times(&results)
+    );
+}
+
+#[test]
+fn lora_llama_run_on_multiple_choice_scores_accuracy() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_run_config(dir.path(), "llama", LORA, Data::Choice);
+    let chosen = run_and_check(dir.path(), &config, "accuracy");
+    assert_fused_reproduces(dir.path(), &chosen, Data::Choice);
+}
+
+#[test]
+fn t5_run_on_generation_exports_a_t5_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_run_config(dir.path(), "t5", "", Data::Generation);
+    let chosen = run_and_check(dir.path(), &config, "bleu");
+    let fused_config: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("run/fused/config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(fused_config["model_type"], "t5");
+    assert_fused_reproduces(dir.path(), &chosen, Data::Generation);
+}
+
+#[test]
+fn eval_matches_transformers_on_the_untrained_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let want = expected();
+    for (model, data, loss, accuracy) in [
+        (
+            "llama",
+            Data::Generation,
+            &want["llama"]["generation_test_loss"],
+            None,
+        ),
+        (
+            "t5",
+            Data::Generation,
+            &want["t5"]["generation_test_loss"],
+            None,
+        ),
+        (
+            "llama",
+            Data::Choice,
+            &want["llama"]["choice_test"]["loss"],
+            Some(&want["llama"]["choice_test"]["accuracy"]),
+        ),
+    ] {
+        let got = eval(dir.path(), &fixtures().join(model), data);
+        let (ours, theirs) = (got["loss"].as_f64().unwrap(), loss.as_f64().unwrap());
+        assert!(close(ours, theirs, 1e-5), "{model}: {ours} vs {theirs}");
+        if let Some(acc) = accuracy {
+            assert_eq!(got["metrics"]["accuracy"].as_f64(), acc.as_f64(), "{model}");
+        } else {
+            assert!(got["metrics"]["bleu"].is_number(), "{got}");
+        }
+    }
+}
+
+fn predict(dir: &Path, model: &str, extra: &[&str]) -> Vec<String> {
+    let want = expected();
+    let max_new = want["predict_max_new_tokens"].to_string();
+    let out = dir.join(format!("{model}-predictions.jsonl"));
+    let input = fixtures().join("predict.jsonl");
+    let mut args = vec![
+        "predict",
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--max-new-tokens",
+        &max_new,
+        "--batch-size",
+        "2",
+    ];
+    let model_dir = fixtures().join(model);
+    args.extend(["--model", model_dir.to_str().unwrap()]);
+    args.extend(extra);
+    succeed(&bomf(&args, dir));
+    std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            v["generated_text"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn predict_generates_what_transformers_generates() {
+    let dir = tempfile::tempdir().unwrap();
+    let want = expected();
+    // Batches of 2 over 3 lines: padding (left for LLaMA, right for T5) must not change them.
+    assert_eq!(
+        predict(dir.path(), "llama", &[]),
+        strings(&want["llama"]["greedy"])
+    );
+    assert_eq!(
+        predict(dir.path(), "llama", &["--num-beams", "2"]),
+        strings(&want["llama"]["beam2"])
+    );
+    assert_eq!(
+        predict(dir.path(), "t5", &[]),
+        strings(&want["t5"]["greedy"])
+    );
+}
+
+#[test]
+fn fuse_of_one_generative_checkpoint_reexports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for model in ["llama", "t5"] {
+        let source = fixtures().join(model);
+        let out = dir.path().join(format!("{model}-fused"));
+        succeed(&bomf(
+            &[
+                "fuse",
+                "--checkpoints",
+                source.to_str().unwrap(),
+                source.to_str().unwrap(),
+                "--weights",
+                "0.5,0.5",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            dir.path(),
+        ));
+        assert!(out.join("tokenizer.json").is_file());
+        let a = eval(dir.path(), &source, Data::Generation);
+        let b = eval(dir.path(), &out, Data::Generation);
+        let (a, b) = (a["loss"].as_f64().unwrap(), b["loss"].as_f64().unwrap());
+        assert!(close(a, b, 1e-5), "{model}: {a} vs {b}");
+    }
+}
+
+#[test]
+fn config_errors_name_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    // LoRA on T5.
+    let config = write_run_config(dir.path(), "t5", LORA, Data::Generation);
+    let err = fail(&bomf(
+        &["run", config.to_str().unwrap(), "--out", "x"],
+        dir.path(),
+    ));
+    assert!(err.contains("LLaMA family only"), "{err}");
+    // A misspelt LoRA key.
+    let config = write_run_config(
+        dir.path(),
+        "llama",
+        "\n[model.lora]\nr = 4\nlora_alpha = 8.0\nalpha = 3\n",
+        Data::Generation,
+    );
+    let err = fail(&bomf(
+        &["run", config.to_str().unwrap(), "--out", "x"],
+        dir.path(),
+    ));
+    assert!(err.contains("unknown field `alpha`"), "{err}");
+    // A generative model on classification data.
+    let path = dir.path().join("cls.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("alpha = 3\n", "");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny/train.jsonl");
+    let start = text.find("[data]").unwrap();
+    let end = text.find("[train]").unwrap();
+    let text = format!(
+        "{}[data]\nformat = \"jsonl\"\npath = {:?}\ntext_fields = [\"text\"]\nlabel_field = \"label\"\n\n[data.split]\nkind = \"by_rank\"\ntrain = 24\nvalidation = 12\ntest = 12\n\n{}",
+        &text[..start],
+        data.display().to_string(),
+        &text[end..]
+    );
+    std::fs::write(&path, text).unwrap();
+    let err = fail(&bomf(
+        &["run", path.to_str().unwrap(), "--out", "y"],
+        dir.path(),
+    ));
+    assert!(err.contains("generation or multiple-choice"), "{err}");
+}
+
+fn events(run: &Path) -> Vec<Value> {
+    std::fs::read_to_string(run.join("evaluations.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn fusion_indices(run: &Path) -> Vec<u64> {
+    events(run)
+        .iter()
+        .filter(|e| e["event"] == "fusion" && e["search"] == "bomf")
+        .map(|e| e["index"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn lora_run_killed_then_resumed_repeats_no_evaluation() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_run_config(dir.path(), "llama", LORA, Data::Generation);
+    let run = dir.path().join("run");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bomf"))
+        .args(["run", config.to_str().unwrap(), "--out", "run"])
+        .current_dir(dir.path())
+        .env("BOMF_TEST_EVAL_DELAY_MS", "200")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while fusion_indices(&run).len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the run made no progress"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = fusion_indices(&run);
+    assert!(before.len() < FUSION_BUDGET, "killed too late: {before:?}");
+
+    succeed(&bomf(
+        &["run", config.to_str().unwrap(), "--out", "run", "--resume"],
+        dir.path(),
+    ));
+    assert_eq!(
+        fusion_indices(&run),
+        (0..FUSION_BUDGET as u64).collect::<Vec<_>>()
+    );
+    let trajectories = events(&run)
+        .iter()
+        .filter(|e| e["event"] == "checkpoints")
+        .count();
+    assert_eq!(trajectories, 1, "stage 2 ran again");
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
+    assert_fused_reproduces(dir.path(), &results["methods"][0]["test"], Data::Generation);
+}
