@@ -339,12 +339,14 @@ fn config_for_assets(
 ) -> Result<PathBuf> {
     let text = std::fs::read_to_string(template)
         .with_context(|| format!("reading {}", template.display()))?;
-    let minilm = assets_dir.join("minilm");
     let mut lines: Vec<String> = Vec::new();
     for line in text.lines() {
         let trimmed = line.trim_start();
-        if trimmed.starts_with("path = ") && trimmed.trim_end().ends_with(".bomf/assets/minilm\"") {
-            lines.push(format!("path = {:?}", minilm.to_string_lossy()));
+        if let Some(rest) = asset_path(trimmed) {
+            lines.push(format!(
+                "path = {:?}",
+                assets_dir.join(rest).to_string_lossy()
+            ));
         } else if let (Some(seed), true) = (seed, line.starts_with("seed = ")) {
             lines.push(format!("seed = {seed}"));
         } else {
@@ -364,6 +366,35 @@ fn config_for_assets(
     std::fs::write(&path, lines.join("\n") + "\n")
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
+}
+
+/// The part after `.bomf/assets/` of a config line `path = "…/.bomf/assets/<rest>"` (a model
+/// in the default assets folder), so that it can point at the installed assets instead.
+fn asset_path(line: &str) -> Option<&str> {
+    const MARK: &str = ".bomf/assets/";
+    let value = line.strip_prefix("path = \"")?;
+    let value = &value[..value.find('"')?];
+    Some(&value[value.find(MARK)? + MARK.len()..])
+}
+
+/// The asset packages the configs at `paths` need (BIG-bench data always).
+fn packages_for(paths: &[PathBuf]) -> Result<Vec<PackageKey>> {
+    let mut keys = vec![PackageKey::Bigbench];
+    for path in paths {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        for line in text.lines() {
+            let key = match asset_path(line.trim_start()) {
+                Some(rest) if rest.starts_with("minilm") => PackageKey::Minilm,
+                Some(rest) if rest.starts_with("smollm2") => PackageKey::Smollm2,
+                _ => continue,
+            };
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+    }
+    Ok(keys)
 }
 
 /// `cargo xtask demo`.
@@ -443,7 +474,11 @@ fn reproduce(tasks: &[String], seeds: u64, out: &Path, device: &str) -> Result<(
         }
         tasks.to_vec()
     };
-    let assets_dir = assets(&[PackageKey::Minilm, PackageKey::Bigbench])?;
+    let templates: Vec<PathBuf> = chosen
+        .iter()
+        .map(|t| dir.join(format!("{t}.toml")))
+        .collect();
+    let assets_dir = assets(&packages_for(&templates)?)?;
     let bomf = build_bomf()?;
     let out = if out.is_relative() {
         root.join(out)
@@ -691,6 +726,22 @@ mod tests {
         .unwrap();
         let text = std::fs::read_to_string(seeded).unwrap();
         assert!(text.starts_with("#") && text.contains("\nseed = 2\n"));
+        // Any model of the default assets folder is pointed at the installed one.
+        let lora = config_for_assets(
+            &root.join("configs/e2e-smollm2-lora.toml"),
+            assets,
+            None,
+            dir.path(),
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(lora).unwrap();
+        assert!(
+            text.contains("path = \"/opt/assets/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf\""),
+            "{text}"
+        );
+        assert_eq!(asset_path(r#"path = "elsewhere/model""#), None);
+        let keys = packages_for(&[root.join("configs/e2e-smollm2-lora.toml")]).unwrap();
+        assert_eq!(keys, vec![PackageKey::Bigbench, PackageKey::Smollm2]);
     }
 
     #[test]
