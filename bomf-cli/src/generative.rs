@@ -87,18 +87,24 @@ pub fn family_of(path: &Path) -> Family {
 }
 
 /// `[generation]` of a run config: how generations are produced when a generation task is
-/// scored (greedy decoding; beam search is available in `bomf predict`).
+/// scored (greedy decoding unless `num_beams > 1`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GenerationSection {
     /// The most tokens a generation may add.
     pub max_new_tokens: usize,
+    /// 1: greedy; more: beam search with this many beams.
+    pub num_beams: usize,
+    /// Beam search ranks hypotheses by `sum of log-probs / length^length_penalty` (HF's 1.0).
+    pub length_penalty: f64,
 }
 
 impl Default for GenerationSection {
     fn default() -> Self {
         Self {
             max_new_tokens: DEFAULT_MAX_NEW_TOKENS,
+            num_beams: 1,
+            length_penalty: 1.0,
         }
     }
 }
@@ -251,6 +257,7 @@ pub fn open_generative(path: &Path, options: GenerativeOptions) -> Result<Genera
                 max_new_tokens: options.max_new_tokens.unwrap_or(DEFAULT_MAX_NEW_TOKENS),
                 eos_token_ids: eos,
                 pad_token_id: c.pad_token_id.unwrap_or(0),
+                ..GenerationConfig::default()
             };
             (enc, generation)
         }
@@ -276,6 +283,7 @@ pub fn open_generative(path: &Path, options: GenerativeOptions) -> Result<Genera
                 max_new_tokens: options.max_new_tokens.unwrap_or(DEFAULT_MAX_NEW_TOKENS),
                 eos_token_ids: eos,
                 pad_token_id: 0, // set to the encoder's pad id below
+                ..GenerationConfig::default()
             };
             (enc, generation)
         }

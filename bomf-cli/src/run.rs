@@ -309,7 +309,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
     }
     let eval_batch = config.train.eval_batch_size.max(1);
     let (model, train_items, validation, test, pad_id) = if family.is_generative() {
-        let model = open_generative(
+        let mut model = open_generative(
             &config.model.path,
             GenerativeOptions {
                 max_len: config.model.max_len,
@@ -317,6 +317,11 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
                 max_new_tokens: Some(config.generation.max_new_tokens),
             },
         )?;
+        if config.generation.num_beams == 0 {
+            bail!("generation.num_beams must be at least 1 (1 is greedy decoding)");
+        }
+        model.generation.num_beams = config.generation.num_beams;
+        model.generation.length_penalty = config.generation.length_penalty;
         let lora = config
             .model
             .lora

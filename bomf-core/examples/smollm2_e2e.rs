@@ -90,6 +90,7 @@ fn main() -> anyhow::Result<()> {
         max_new_tokens: 32,
         pad_token_id: eos.first().copied().unwrap_or(0),
         eos_token_ids: eos,
+        ..GenerationConfig::default()
     };
     let train_items = generation_items(&encoder, &splits.train, default_prompt)?;
     let val_items = generation_items(&encoder, &splits.validation, default_prompt)?;

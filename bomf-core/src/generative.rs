@@ -211,12 +211,15 @@ impl<B: Backend> TaskModel<B> for T5ForConditionalGeneration<B> {
             input_ids,
             attention_mask,
         };
-        Ok(self.generate_greedy(
-            &input,
-            config.max_new_tokens,
-            &config.eos_token_ids,
-            config.pad_token_id,
-        )?)
+        Ok(match config.beam() {
+            Some(beam) => self.generate_beam(&input, &beam, &config.eos_token_ids)?,
+            None => self.generate_greedy(
+                &input,
+                config.max_new_tokens,
+                &config.eos_token_ids,
+                config.pad_token_id,
+            )?,
+        })
     }
 }
 
@@ -233,12 +236,17 @@ impl<B: Backend> TaskModel<B> for LlamaForCausalLM<B> {
         _device: &B::Device,
     ) -> Result<Vec<Vec<i64>>> {
         let prompts = causal_prompts(batch, config.pad_token_id)?;
-        Ok(self.generate_greedy(
-            &prompts,
-            config.max_new_tokens,
-            &config.eos_token_ids,
-            config.pad_token_id,
-        )?)
+        Ok(match config.beam() {
+            Some(beam) => {
+                self.generate_beam(&prompts, &beam, &config.eos_token_ids, config.pad_token_id)?
+            }
+            None => self.generate_greedy(
+                &prompts,
+                config.max_new_tokens,
+                &config.eos_token_ids,
+                config.pad_token_id,
+            )?,
+        })
     }
 }
 
@@ -356,12 +364,21 @@ impl<B: Backend> TaskModel<B> for LoraLlama<B> {
         _device: &B::Device,
     ) -> Result<Vec<Vec<i64>>> {
         let prompts = causal_prompts(batch, config.pad_token_id)?;
-        Ok(self.adapters.attach(&self.base)?.generate_greedy(
-            &prompts,
-            config.max_new_tokens,
-            &config.eos_token_ids,
-            config.pad_token_id,
-        )?)
+        let adapted = self.adapters.attach(&self.base)?;
+        Ok(match config.beam() {
+            Some(beam) => adapted.generate_beam(
+                &prompts,
+                &beam,
+                &config.eos_token_ids,
+                config.pad_token_id,
+            )?,
+            None => adapted.generate_greedy(
+                &prompts,
+                config.max_new_tokens,
+                &config.eos_token_ids,
+                config.pad_token_id,
+            )?,
+        })
     }
 }
 

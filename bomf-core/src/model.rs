@@ -23,24 +23,53 @@ pub struct BatchOutput<B: Backend> {
     pub logits: Tensor<B, 2>,
 }
 
-/// Greedy generation during evaluation: how many tokens at most, and which ids end a row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Generation during evaluation: how many tokens at most, which ids end a row, and greedy
+/// decoding or beam search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GenerationConfig {
     pub max_new_tokens: usize,
     /// A row stops at the first of these ids (the model's `eos_token_id`, one or several).
     pub eos_token_ids: Vec<i64>,
     /// Fills finished rows and left-pads decoder-only prompts (masked out).
     pub pad_token_id: i64,
+    /// 1: greedy; more: beam search with this many beams (HF's `num_beams`; the paper's
+    /// SAMSum setting decodes with beams).
+    #[serde(default = "one_beam")]
+    pub num_beams: usize,
+    /// Beam search ranks finished hypotheses by `sum of log-probs / length^length_penalty`.
+    #[serde(default = "unit_length_penalty")]
+    pub length_penalty: f64,
+}
+
+fn one_beam() -> usize {
+    1
+}
+
+fn unit_length_penalty() -> f64 {
+    1.0
 }
 
 impl Default for GenerationConfig {
-    /// 64 new tokens (an E2E NLG reference is ~25 tokens, a SAMSum summary ~30), no eos known.
+    /// 64 new tokens (an E2E NLG reference is ~25 tokens, a SAMSum summary ~30), no eos known,
+    /// greedy.
     fn default() -> Self {
         Self {
             max_new_tokens: 64,
             eos_token_ids: Vec::new(),
             pad_token_id: 0,
+            num_beams: 1,
+            length_penalty: 1.0,
         }
+    }
+}
+
+impl GenerationConfig {
+    /// The beam-search settings, when `num_beams > 1` (HF's defaults otherwise).
+    pub fn beam(&self) -> Option<bomf_models::BeamSearchConfig> {
+        (self.num_beams > 1).then(|| bomf_models::BeamSearchConfig {
+            length_penalty: self.length_penalty,
+            ..bomf_models::BeamSearchConfig::new(self.num_beams, self.max_new_tokens)
+        })
     }
 }
 
@@ -48,7 +77,7 @@ impl Default for GenerationConfig {
 pub trait TaskModel<B: Backend>: HfNamed<B> {
     fn forward_batch(&self, batch: &Batch, device: &B::Device) -> Result<BatchOutput<B>>;
 
-    /// Greedy continuation of every row's prompt, new tokens only (eos included, then
+    /// Continuation of every row's prompt (greedy, or beam search per `config`), new tokens only (eos included, then
     /// `pad_token_id` up to the longest row). The prompt of a row is its encoder input
     /// (seq2seq) or its tokens before the first labelled position (decoder-only).
     /// Classification models cannot generate: the default is an error.

@@ -88,6 +88,7 @@ fn generation(max_new_tokens: usize) -> GenerationConfig {
         max_new_tokens,
         eos_token_ids: vec![EOS],
         pad_token_id: PAD,
+        ..GenerationConfig::default()
     }
 }
 
@@ -372,6 +373,60 @@ fn llama_generation_continues_each_prompt_like_the_model_alone() {
         let decoded = encoder.tokenizer().decode(&ids, true).unwrap();
         assert_eq!(texts[i], decoded.trim(), "example {i}");
     }
+}
+
+#[test]
+fn beam_search_in_evaluation_is_the_models_beam_search() {
+    let _rng = common::rng_lock();
+    let device = Default::default();
+    let model = lora_model::<B>(4);
+    let encoder = llama_encoder();
+    let data = e2e_dataset(5, 0);
+    let mut set = generative_set(&encoder, &data, 5);
+    let Scoring::Generation { config, .. } = &mut set.scoring else {
+        panic!("a generation set")
+    };
+    config.num_beams = 3;
+    config.length_penalty = 0.5;
+    let beam = config.beam().unwrap();
+    assert_eq!((beam.num_beams, beam.max_new_tokens), (3, 5));
+    let eval_config = config.clone();
+    let adapted = model.adapters.attach(&model.base).unwrap();
+    for batch in &set.batches {
+        let ours = model.generate_batch(batch, &eval_config, &device).unwrap();
+        // Each prompt alone (unpadded) through the model's own beam search: the same tokens,
+        // whatever the batching and left padding.
+        let w = batch.seq_len;
+        let bomf_data::batch::BatchTargets::Tokens { labels, len } = &batch.targets else {
+            panic!("token targets expected")
+        };
+        let strip = |row: &[i64]| {
+            let end = row.iter().rposition(|&t| t != PAD).map_or(0, |i| i + 1);
+            row[..end].to_vec()
+        };
+        for (r, (ids, l)) in batch
+            .input_ids
+            .chunks(w)
+            .zip(labels.chunks(*len))
+            .enumerate()
+        {
+            let end = l.iter().position(|&t| t != -100).unwrap();
+            let alone = adapted
+                .generate_beam(
+                    &CausalLmInput::unpadded(vec![ids[..end].to_vec()]),
+                    &beam,
+                    &[EOS],
+                    PAD,
+                )
+                .unwrap();
+            assert_eq!(strip(&ours[r]), strip(&alone[0]), "row {r}");
+        }
+    }
+    let greedy = GenerationConfig {
+        num_beams: 1,
+        ..eval_config
+    };
+    assert!(greedy.beam().is_none());
 }
 
 #[test]
