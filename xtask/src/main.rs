@@ -552,7 +552,7 @@ fn results_markdown(results: &[(String, u64, serde_json::Value)]) -> String {
                 }
             }
         }
-        for name in methods {
+        for name in &methods {
             let pick = |split: &str, key: Option<&str>| -> Vec<f64> {
                 runs.iter()
                     .filter_map(|v| {
@@ -573,6 +573,34 @@ fn results_markdown(results: &[(String, u64, serde_json::Value)]) -> String {
                 mean_std(&pick("validation", Some(&metric))),
                 mean_std(&pick("test", None))
             );
+        }
+        // The same numbers seed by seed: the methods share each seed's trajectory, so the
+        // comparison that matters is within a column (e.g. which selection rule wins).
+        let seeds: Vec<u64> = results
+            .iter()
+            .filter(|(t, _, _)| t == task)
+            .map(|(_, s, _)| *s)
+            .collect();
+        md += &format!("\nTest {metric} per seed:\n\n| method |");
+        for s in &seeds {
+            md += &format!(" seed {s} |");
+        }
+        md += "\n|---|";
+        md += &"---|".repeat(seeds.len());
+        md += "\n";
+        for name in &methods {
+            md += &format!("| {name} |");
+            for v in &runs {
+                let value = v["methods"]
+                    .as_array()
+                    .and_then(|ms| ms.iter().find(|m| m["method"] == name.as_str()))
+                    .and_then(|m| m["test"]["metrics"][metric.as_str()].as_f64());
+                md += &match value {
+                    Some(x) => format!(" {x:.4} |"),
+                    None => " — |".into(),
+                };
+            }
+            md += "\n";
         }
     }
     md
@@ -761,5 +789,7 @@ mod tests {
         assert!(md.contains("| BOMF | 0.6500 ± 0.0707 |"), "{md}");
         assert!(md.contains("| SWA | 0.5000 ± 0.0000 |"), "{md}");
         assert!(md.contains("## multiemo (2 seeds)"));
+        assert!(md.contains("| method | seed 0 | seed 1 |"), "{md}");
+        assert!(md.contains("| BOMF | 0.6000 | 0.7000 |"), "{md}");
     }
 }
