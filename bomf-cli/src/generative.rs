@@ -11,7 +11,8 @@
 //! Tasks: generation (E2E NLG, SAMSum, BIG-bench generative tasks; the model continues the
 //! prompt, scored by ROUGE/BLEU on greedy or beam-search generations, `[generation]`) and
 //! multiple choice (every option scored as a continuation; accuracy). The prompt is
-//! bomf-core's [`default_prompt`]: the inputs joined by newlines, then a newline. Multiple-choice training uses the correct option as the target.
+//! bomf-core's [`default_prompt`]: the inputs joined by newlines, then a newline.
+//! Multiple-choice training uses the correct option as the target.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
