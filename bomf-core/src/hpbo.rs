@@ -242,6 +242,24 @@ impl HpSearch {
     }
 }
 
+/// The training settings and batches of one trial: `base` with `hyperparams` applied, batched at
+/// the trial's batch size (or `default_batch_size` when it is not searched).
+fn trial_setup(
+    train_items: &[Item],
+    pad_id: u32,
+    default_batch_size: usize,
+    base: &TrainConfig,
+    hyperparams: &HyperParams,
+) -> Result<(TrainConfig, Batcher)> {
+    let batch_size = hyperparams.batch_size.unwrap_or(default_batch_size).max(1);
+    let batcher = Batcher::new(
+        train_items.to_vec(),
+        pad_id,
+        BatchConfig::train(batch_size, base.seed),
+    )?;
+    Ok((hyperparams.apply(base), batcher))
+}
+
 /// Trains a model made by `make_model` with `hyperparams` on `train_items` and returns the best
 /// validation metric along the run. `base.freeze_lower_layers` selects the proxy; evaluation
 /// follows `base.eval_every`; `default_batch_size` applies when the batch size is not searched.
@@ -261,13 +279,8 @@ where
     M: AutodiffModule<B> + TaskModel<B> + HfNamed<B>,
     M::InnerModule: TaskModel<B::InnerBackend>,
 {
-    let config = hyperparams.apply(base);
-    let batch_size = hyperparams.batch_size.unwrap_or(default_batch_size).max(1);
-    let batcher = Batcher::new(
-        train_items.to_vec(),
-        pad_id,
-        BatchConfig::train(batch_size, base.seed),
-    )?;
+    let (config, batcher) =
+        trial_setup(train_items, pad_id, default_batch_size, base, hyperparams)?;
     let metric = validation
         .task
         .metrics
@@ -323,13 +336,8 @@ where
     M: AutodiffModule<B> + TaskModel<B> + HfNamed<B>,
     M::InnerModule: TaskModel<B::InnerBackend> + Clone,
 {
-    let config = hyperparams.apply(base);
-    let batch_size = hyperparams.batch_size.unwrap_or(default_batch_size).max(1);
-    let batcher = Batcher::new(
-        train_items.to_vec(),
-        pad_id,
-        BatchConfig::train(batch_size, base.seed),
-    )?;
+    let (config, batcher) =
+        trial_setup(train_items, pad_id, default_batch_size, base, hyperparams)?;
     let mut captured = None;
     train(
         make_model()?,

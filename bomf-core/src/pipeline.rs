@@ -394,18 +394,29 @@ where
     M: AutodiffModule<B> + TaskModel<B> + HfNamed<B>,
     M::InnerModule: TaskModel<B::InnerBackend>,
 {
-    let search =
-        run_hp_search::<B, M>(STAGE1, make_model, data, config, hpbo, store, hooks, device)?;
+    let search = run_hp_search::<B, M>(
+        STAGE1,
+        STAGE1_STATE,
+        make_model,
+        data,
+        config,
+        hpbo,
+        store,
+        hooks,
+        device,
+    )?;
     let best = search.best()?.hyperparams.clone();
     let train = best.apply(&config.train);
     let batch_size = best.batch_size.unwrap_or(config.batch_size);
     Ok((train, batch_size, search.trials))
 }
 
-/// Name of stage 1's hyperparameter search (state `state/hpbo.json`).
+/// Stage 1's hyperparameter search: its name in progress reports and its saved state.
 const STAGE1: &str = "hpbo";
-/// Name of the HPBO-full baseline's search and of its row in the table.
+const STAGE1_STATE: &str = "hpbo";
+/// The HPBO-full baseline: its row in the table and its saved search.
 const HPBO_FULL: &str = "HPBO (full)";
+const HPBO_FULL_STATE: &str = "hpbo-full";
 
 /// The fine-tuning base of a hyperparameter search: the run's settings with `hpbo`'s frozen
 /// layers, evaluated at least every trajectory interval (the objective is the best evaluation).
@@ -418,11 +429,12 @@ fn hp_search_base(config: &BomfConfig, hpbo: &HpboConfig) -> TrainConfig {
     base
 }
 
-/// Runs (or resumes) the hyperparameter search named `name` until its budget is spent: stage 1
-/// on the proxy (state `hpbo`), or the HPBO-full baseline on the full model (`hpbo-full`).
+/// Runs (or resumes from its saved state `state_name`) the hyperparameter search named `name`
+/// until its budget is spent: stage 1 on the proxy, or the HPBO-full baseline on the full model.
 #[allow(clippy::too_many_arguments)]
 fn run_hp_search<B, M>(
     name: &str,
+    state_name: &str,
     make_model: &dyn Fn(bool) -> Result<M>,
     data: PipelineData<'_>,
     config: &BomfConfig,
@@ -436,7 +448,6 @@ where
     M: AutodiffModule<B> + TaskModel<B> + HfNamed<B>,
     M::InnerModule: TaskModel<B::InnerBackend>,
 {
-    let state_name = if name == STAGE1 { STAGE1 } else { "hpbo-full" };
     let mut search = match store.load_state(state_name)? {
         Some(v) => from_value::<HpSearch>(v, name)?,
         None => HpSearch::new(hpbo.clone())?,
@@ -822,7 +833,15 @@ where
         };
         // A finished search comes back from its saved state without running anything.
         let search = run_hp_search::<B, M>(
-            HPBO_FULL, make_model, data, config, &hpbo, store, hooks, device,
+            HPBO_FULL,
+            HPBO_FULL_STATE,
+            make_model,
+            data,
+            config,
+            &hpbo,
+            store,
+            hooks,
+            device,
         )?;
         if !done(&methods, HPBO_FULL) {
             let best = search.best()?;

@@ -174,11 +174,11 @@ pub struct LowRankBlock {
 impl CachedBaseline {
     /// Factorise the posterior covariance of `gp` at `baseline` (user units, row-major).
     pub fn new(gp: &GaussianProcess, baseline: &[f64]) -> Result<Self> {
-        let joint = gp.posterior_joint(baseline)?;
         let points = gp.normalize_inputs(baseline)?;
         let nb = points.len() / gp.d;
+        let (k_b, v_b) = gp.cross_terms(&points);
+        let joint = gp.joint_from_cross(&points, &k_b, &v_b);
         let (chol, _) = linalg::cholesky_jittered(&joint.cov, nb)?;
-        let (_, v_b) = gp.cross_terms(&points);
         let mut w_b = vec![0.0; gp.n * nb];
         for b in 0..nb {
             let mut col: Vec<f64> = (0..gp.n).map(|i| v_b[i * nb + b]).collect();
