@@ -12,7 +12,8 @@
 //! count (default: one per core). Run it optimised:
 //! `RAYON_NUM_THREADS=2 cargo run --release -p bomf-models --example models_anchor`.
 //! The assets folder (holding `minilm/`) comes from `BOMF_ASSETS`, else `<workspace>/.bomf/assets`.
-//! `BENCH_REPEATS` (default 7) and `BENCH_WARMUP` (default 2) set the sample counts.
+//! `BENCH_REPEATS` (default 7) and `BENCH_WARMUP` (default 2) set the sample counts;
+//! `BENCH_ONLY=forward` or `BENCH_ONLY=train` runs one of the two (for a profiler).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,7 +25,7 @@ use bomf_models::{
 };
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 const BATCH: usize = 32;
 const SEQ_LEN: usize = 64;
@@ -145,14 +146,37 @@ fn run() -> Result<(), String> {
     let warmup = env_count("BENCH_WARMUP", 2)?;
     let repeats = env_count("BENCH_REPEATS", 7)?.max(1);
     eprintln!(
-        "burn Flex backend, rayon threads {}, avx512 feature {}",
+        "burn Flex backend, rayon threads {}, CPU kernels {} (BOMF_CPU_KERNELS)",
         std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default (one per core)".into()),
-        cfg!(feature = "avx512")
+        if std::env::var("BOMF_CPU_KERNELS").is_ok_and(|v| v == "0") {
+            "off"
+        } else {
+            "on"
+        }
     );
 
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    if !matches!(only.as_str(), "" | "forward" | "train") {
+        return Err(format!("BENCH_ONLY={only}: expected `forward` or `train`"));
+    }
     let device = Default::default();
-    let model = load_model::<CpuBackend>(&dir, &device)?;
-    let input = batch::<CpuBackend>(&device)?;
+    if only != "train" {
+        forward_bench(&dir, &device, warmup, repeats)?;
+    }
+    if only != "forward" {
+        train_bench(&dir, &device, warmup, repeats)?;
+    }
+    Ok(())
+}
+
+fn forward_bench(
+    dir: &std::path::Path,
+    device: &Device<CpuBackend>,
+    warmup: usize,
+    repeats: usize,
+) -> Result<(), String> {
+    let model = load_model::<CpuBackend>(dir, device)?;
+    let input = batch::<CpuBackend>(device)?;
     let mut failure = None;
     let samples = timed(warmup, repeats, || {
         match model.sequence_logits(&input) {
@@ -165,12 +189,21 @@ fn run() -> Result<(), String> {
         return Err(e);
     }
     report("minilm_forward_b32_l64", &samples);
+    Ok(())
+}
 
-    let model = load_model::<CpuAutodiffBackend>(&dir, &device)?;
-    let input = batch::<CpuAutodiffBackend>(&device)?;
+fn train_bench(
+    dir: &std::path::Path,
+    device: &Device<CpuBackend>,
+    warmup: usize,
+    repeats: usize,
+) -> Result<(), String> {
+    let model = load_model::<CpuAutodiffBackend>(dir, device)?;
+    let input = batch::<CpuAutodiffBackend>(device)?;
+    let mut failure = None;
     let labels: Tensor<CpuAutodiffBackend, 1, Int> = Tensor::from_data(
         TensorData::new((0..BATCH as i64).map(|i| i % 2).collect(), [BATCH]),
-        &device,
+        device,
     );
     let mut optim = AdamWConfig::new()
         .with_epsilon(1e-8)

@@ -86,7 +86,7 @@ impl HiddenAct {
 
     fn apply<B: Backend, const D: usize>(self, x: Tensor<B, D>) -> Tensor<B, D> {
         match self {
-            HiddenAct::Gelu => activation::gelu(x),
+            HiddenAct::Gelu => crate::kernels::gelu(x),
             HiddenAct::GeluTanh => activation::gelu_approximate(x),
             HiddenAct::Relu => activation::relu(x),
             HiddenAct::Silu => activation::silu(x),
@@ -689,15 +689,23 @@ impl<B: Backend> BertSelfAttention<B> {
         let [batch, seq_len, hidden] = x.dims();
         let heads = self.num_heads;
         let head_dim = hidden / heads;
+        let q = linear3(&self.query, x.clone());
+        let k = linear3(&self.key, x.clone());
+        let v = linear3(&self.value, x);
+        let training_dropout = self.attention_dropout > 0.0 && B::ad_enabled(&q.device());
+        if !training_dropout {
+            if let Some(context) = crate::kernels::encoder_attention(&q, &k, &v, key_padding, heads)
+            {
+                return context;
+            }
+        }
         let split = |t: Tensor<B, 3>| t.reshape([batch, seq_len, heads, head_dim]).swap_dims(1, 2);
-        let q = split(linear3(&self.query, x.clone()));
-        let k = split(linear3(&self.key, x.clone()));
-        let v = split(linear3(&self.value, x));
+        let (q, k, v) = (split(q), split(k), split(v));
         let mask = key_padding
             .clone()
             .reshape([batch, 1, 1, seq_len])
             .expand([batch, heads, seq_len, seq_len]);
-        let context = if self.attention_dropout > 0.0 && B::ad_enabled(&q.device()) {
+        let context = if training_dropout {
             // Training with attention dropout: the fused kernel has no dropout, so spell it out.
             let scores = q
                 .matmul(k.swap_dims(2, 3))

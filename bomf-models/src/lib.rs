@@ -25,6 +25,7 @@ pub mod bert;
 pub mod error;
 pub mod export;
 pub mod gguf;
+mod kernels;
 pub mod llama;
 pub mod lora;
 pub mod loss;
