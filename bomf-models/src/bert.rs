@@ -644,7 +644,7 @@ impl<B: Backend> BertEmbeddings<B> {
         };
         let x = words + self.token_type_embeddings.forward(token_types);
         let x = x + positions;
-        self.dropout.forward(self.layer_norm.forward(x))
+        crate::kernels::dropout(&self.dropout, self.layer_norm.forward(x))
     }
 }
 
@@ -711,7 +711,7 @@ impl<B: Backend> BertSelfAttention<B> {
                 .matmul(k.swap_dims(2, 3))
                 .div_scalar((head_dim as f64).sqrt());
             let scores = scores.mask_fill(mask, f32::MIN);
-            let probs = self.dropout.forward(activation::softmax(scores, 3));
+            let probs = crate::kernels::dropout(&self.dropout, activation::softmax(scores, 3));
             probs.matmul(v)
         } else {
             attention(q, k, v, Some(mask), None, AttentionModuleOptions::default())
@@ -738,7 +738,7 @@ impl<B: Backend> BertResidualOutput<B> {
     }
 
     fn forward(&self, x: Tensor<B, 3>, residual: Tensor<B, 3>) -> Tensor<B, 3> {
-        let x = self.dropout.forward(linear3(&self.dense, x));
+        let x = crate::kernels::dropout(&self.dropout, linear3(&self.dense, x));
         self.layer_norm.forward(x + residual)
     }
 }
@@ -1027,11 +1027,11 @@ impl<B: Backend> BertWithHead<B> {
                 let pooled = out
                     .pooled
                     .ok_or_else(|| self.wrong_task(Task::SequenceClassification))?;
-                Ok(linear.forward(self.dropout.forward(pooled)))
+                Ok(linear.forward(crate::kernels::dropout(&self.dropout, pooled)))
             }
             (Some(Classifier::Roberta(head)), Task::SequenceClassification) => {
-                let x = self.dropout.forward(first_token(out.last_hidden_state));
-                let x = self.dropout.forward(head.dense.forward(x).tanh());
+                let x = crate::kernels::dropout(&self.dropout, first_token(out.last_hidden_state));
+                let x = crate::kernels::dropout(&self.dropout, head.dense.forward(x).tanh());
                 Ok(head.out_proj.forward(x))
             }
             _ => Err(self.wrong_task(Task::SequenceClassification)),
@@ -1061,7 +1061,7 @@ impl<B: Backend> BertWithHead<B> {
             .forward(input)
             .pooled
             .ok_or_else(|| self.wrong_task(Task::MultipleChoice))?;
-        let scores = linear.forward(self.dropout.forward(pooled));
+        let scores = linear.forward(crate::kernels::dropout(&self.dropout, pooled));
         Ok(scores.reshape([rows / num_choices, num_choices]))
     }
 

@@ -18,8 +18,9 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, Flex};
+use burn::nn::Dropout;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, DType, Tensor, TensorData, TensorPrimitive, activation};
+use burn::tensor::{Bool, DType, Distribution, Tensor, TensorData, TensorPrimitive, activation};
 use rayon::prelude::*;
 
 /// Elements per parallel work item of the elementwise kernels: large enough that rayon's
@@ -120,6 +121,98 @@ fn autodiff_gelu<const D: usize>(x: Tensor<Autodiff<Flex>, D>) -> Tensor<Autodif
         OpsKind::UnTracked(prep) => prep.finish(forward(&x.primitive)),
     };
     Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
+/// Dropout exactly as burn's [`Dropout::forward`] defines it (active only when autodiff is on:
+/// zero with probability `p`, scale the rest by `1 / (1 - p)`), with the mask drawn by a
+/// counter-based hash in parallel instead of one ChaCha draw per element, and applied in one
+/// multiply instead of two. The hash's seed comes from the backend's seeded RNG, so
+/// `Backend::seed` still makes training reproducible.
+pub(crate) fn dropout<B: Backend, const D: usize>(
+    module: &Dropout,
+    x: Tensor<B, D>,
+) -> Tensor<B, D> {
+    if !enabled() || module.prob == 0.0 || x.dtype() != DType::F32 || !B::ad_enabled(&x.device()) {
+        return module.forward(x);
+    }
+    match same_type::<_, Tensor<Autodiff<Flex>, D>>(x) {
+        Ok(x) => back(autodiff_dropout(module.prob, x)),
+        Err(x) => module.forward(x),
+    }
+}
+
+fn autodiff_dropout<const D: usize>(
+    prob: f64,
+    x: Tensor<Autodiff<Flex>, D>,
+) -> Tensor<Autodiff<Flex>, D> {
+    let seed = draw_seed();
+    let shape = x.shape();
+    let mut mask = vec![0.0f32; shape.num_elements()];
+    let threshold = (prob * 4_294_967_296.0) as u64;
+    let scale = (1.0 / (1.0 - prob)) as f32;
+    mask.par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(chunk, values)| {
+            pulp::Arch::new().dispatch(DropoutMask {
+                values,
+                first_index: (chunk * CHUNK) as u64,
+                seed,
+                threshold,
+                scale,
+            })
+        });
+    let mask = Tensor::<Autodiff<Flex>, D>::from_data(TensorData::new(mask, shape), &x.device());
+    x * mask
+}
+
+/// 48 random bits from the backend's (seedable) RNG.
+fn draw_seed() -> u64 {
+    let draws = Tensor::<Flex, 1>::random(
+        [2],
+        Distribution::Uniform(0.0, 16_777_216.0),
+        &Default::default(),
+    )
+    .into_data()
+    .to_vec::<f32>()
+    .unwrap_or_default();
+    draws
+        .iter()
+        .fold(0u64, |bits, &draw| (bits << 24) | (draw as u64 & 0xFF_FFFF))
+}
+
+/// SplitMix64's output function: a good 64-bit hash of a counter, and branch-free, so a loop of
+/// it vectorises (the stream `hash(seed + i·γ)` is SplitMix64 itself).
+#[inline(always)]
+fn splitmix64(x: u64) -> u64 {
+    let x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    let x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+struct DropoutMask<'a> {
+    values: &'a mut [f32],
+    first_index: u64,
+    seed: u64,
+    /// Drop when the hash's top 32 bits fall below `p · 2³²`.
+    threshold: u64,
+    scale: f32,
+}
+
+impl pulp::WithSimd for DropoutMask<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+        for (i, value) in self.values.iter_mut().enumerate() {
+            let counter = self.first_index + i as u64 + 1;
+            let bits = splitmix64(self.seed.wrapping_add(counter.wrapping_mul(GAMMA))) >> 32;
+            *value = if bits >= self.threshold {
+                self.scale
+            } else {
+                0.0
+            };
+        }
+    }
 }
 
 /// `grad · gelu'(x)`, written into the gradient's buffer when it owns it.
@@ -426,22 +519,31 @@ fn strided_gemm(
 
 /// `e^x` for `f32`, branch-free so loops over it vectorise: `x = n·ln 2 + r`, a degree-6 Taylor
 /// polynomial on |r| ≤ ln 2 / 2 (relative error ≈ 1e-7), and `2^n` built from the exponent bits.
-/// Inputs are clamped to the finite range (`e^-87.3` ≈ 1e-38 stands in for 0).
+/// Inputs are clamped to [-87.3, 88] (`e^-87.3` ≈ 1e-38 stands in for 0); the kernels only ever
+/// take it of non-positive numbers.
 #[inline(always)]
 pub(crate) fn exp_f32(x: f32) -> f32 {
     const LOG2_E: f32 = std::f32::consts::LOG2_E;
     // ln 2 split in two so that `n · LN2_HI` is exact for the n that occur.
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
-    let x = x.clamp(-87.3, 88.7);
-    let n = (x * LOG2_E).round_ties_even();
+    // Adding 1.5·2²³ rounds to an integer that then sits in the low mantissa bits: the rounding
+    // and the float-to-int conversion without Rust's saturating `as` (which does not vectorise).
+    const ROUNDER: f32 = 12_582_912.0;
+    const ROUNDER_BITS: u32 = 0x4B40_0000;
+    let x = x.clamp(-87.3, 88.0);
+    let shifted = x * LOG2_E + ROUNDER;
+    let n = shifted - ROUNDER;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    let two_to_n = f32::from_bits(((n as i32 + 127) as u32) << 23);
-    p * two_to_n
+    let biased_exponent = shifted
+        .to_bits()
+        .wrapping_sub(ROUNDER_BITS)
+        .wrapping_add(127);
+    p * f32::from_bits(biased_exponent << 23)
 }
 
 /// `erf(x)` by Abramowitz & Stegun 7.1.26 (absolute error ≤ 1.5e-7, ≤ 5e-7 in f32), branch-free.
@@ -567,6 +669,42 @@ mod tests {
         fast.into_data().assert_approx_eq::<f32>(
             &reference.into_data(),
             burn::tensor::Tolerance::absolute(1e-5),
+        );
+    }
+
+    #[test]
+    fn dropout_drops_about_p_scales_the_rest_and_is_reproducible() {
+        use burn::nn::DropoutConfig;
+        let device = Default::default();
+        let module = DropoutConfig::new(0.25).init();
+        let run = |seed: u64| {
+            <CpuAutodiffBackend as Backend>::seed(&device, seed);
+            let x = Tensor::<CpuAutodiffBackend, 2>::ones([300, 700], &device).require_grad();
+            let y = dropout(&module, x.clone());
+            let grads = (y.clone() * 3.0).sum().backward();
+            let values = y.into_data().to_vec::<f32>().unwrap();
+            let grad = x.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
+            (values, grad)
+        };
+        let (values, grad) = run(7);
+        let dropped = values.iter().filter(|&&v| v == 0.0).count() as f64 / values.len() as f64;
+        assert!((dropped - 0.25).abs() < 0.005, "dropped fraction {dropped}");
+        assert!(
+            values
+                .iter()
+                .all(|&v| v == 0.0 || (v - 1.0 / 0.75).abs() < 1e-6)
+        );
+        // The gradient flows through the kept entries only, with the same scale.
+        for (&v, &g) in values.iter().zip(&grad) {
+            assert!((g - 3.0 * v).abs() < 1e-5);
+        }
+        assert_eq!(run(7).0, values, "same seed, same mask");
+        assert_ne!(run(8).0, values, "another seed, another mask");
+        // Without autodiff (inference), dropout is the identity.
+        let x = Tensor::<CpuBackend, 2>::ones([3, 4], &device);
+        assert_eq!(
+            dropout(&module, x).into_data().to_vec::<f32>().unwrap(),
+            vec![1.0; 12]
         );
     }
 
