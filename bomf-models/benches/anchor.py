@@ -64,7 +64,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--assets", help="assets folder holding minilm/ (default: BOMF_ASSETS or <workspace>/.bomf/assets)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=int(os.environ.get("BOMF_BENCH_REPS", "7")))
     parser.add_argument("--warmup", type=int, default=2)
     args = parser.parse_args()
 

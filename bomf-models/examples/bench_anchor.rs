@@ -12,7 +12,7 @@
 //! count (default: one per core). Run it optimised:
 //! `RAYON_NUM_THREADS=2 cargo run --release -p bomf-models --example models_anchor`.
 //! The assets folder (holding `minilm/`) comes from `BOMF_ASSETS`, else `<workspace>/.bomf/assets`.
-//! `BENCH_REPEATS` (default 7) and `BENCH_WARMUP` (default 2) set the sample counts;
+//! `BOMF_BENCH_REPS` (default 7) and `BENCH_WARMUP` (default 2) set the sample counts;
 //! `BENCH_ONLY=forward` or `BENCH_ONLY=train` runs one of the two (for a profiler).
 
 use std::path::PathBuf;
@@ -148,7 +148,7 @@ fn run() -> Result<(), String> {
         ));
     }
     let warmup = env_count("BENCH_WARMUP", 2)?;
-    let repeats = env_count("BENCH_REPEATS", 7)?.max(1);
+    let repeats = env_count("BOMF_BENCH_REPS", 7)?.max(1);
     eprintln!(
         "burn Flex backend, rayon threads {}, CPU kernels {} (BOMF_CPU_KERNELS)",
         std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default (one per core)".into()),

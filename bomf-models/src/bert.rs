@@ -693,11 +693,10 @@ impl<B: Backend> BertSelfAttention<B> {
         let k = linear3(&self.key, x.clone());
         let v = linear3(&self.value, x);
         let training_dropout = self.attention_dropout > 0.0 && B::ad_enabled(&q.device());
-        if !training_dropout {
-            if let Some(context) = crate::kernels::encoder_attention(&q, &k, &v, key_padding, heads)
-            {
-                return context;
-            }
+        if !training_dropout
+            && let Some(context) = crate::kernels::encoder_attention(&q, &k, &v, key_padding, heads)
+        {
+            return context;
         }
         let split = |t: Tensor<B, 3>| t.reshape([batch, seq_len, heads, head_dim]).swap_dims(1, 2);
         let (q, k, v) = (split(q), split(k), split(v));

@@ -236,11 +236,9 @@ fn with_owned_buffer(t: FlexTensor, f: impl FnOnce(&mut [f32])) -> FlexTensor {
         contiguous
     };
     let exact = t.layout().start_offset() == 0 && t.bytes().len() == n * 4;
-    if exact {
-        if let Some(values) = t.try_storage_mut::<f32>() {
-            f(values);
-            return t;
-        }
+    if exact && let Some(values) = t.try_storage_mut::<f32>() {
+        f(values);
+        return t;
     }
     let mut values = t.as_slice::<f32>().expect("contiguous f32").to_vec();
     f(&mut values);
