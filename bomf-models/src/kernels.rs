@@ -68,12 +68,16 @@ pub(crate) fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> 
 }
 
 fn flex_gelu<const D: usize>(x: Tensor<Flex, D>) -> Tensor<Flex, D> {
-    let x = x.into_primitive().tensor();
-    let out = with_owned_buffer(x, |xs| {
+    let out = gelu_values(x.into_primitive().tensor());
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
+/// GELU of every value, in the tensor's own buffer when it is not shared.
+fn gelu_values(x: FlexTensor) -> FlexTensor {
+    with_owned_buffer(x, |xs| {
         xs.par_chunks_mut(CHUNK)
             .for_each(|xs| pulp::Arch::new().dispatch(Gelu { xs }))
-    });
-    Tensor::from_primitive(TensorPrimitive::Float(out))
+    })
 }
 
 /// GELU on `Autodiff<Flex>`: the forward as [`flex_gelu`] (keeping the input for the backward
@@ -99,26 +103,17 @@ fn autodiff_gelu<const D: usize>(x: Tensor<Autodiff<Flex>, D>) -> Tensor<Autodif
     }
 
     let x = x.into_primitive().tensor();
-    let forward = |input: &FlexTensor| {
-        let input = input.to_contiguous();
-        let src = input.as_slice::<f32>().expect("contiguous f32");
-        let mut out = vec![0.0f32; src.len()];
-        out.par_chunks_mut(CHUNK)
-            .zip(src.par_chunks(CHUNK))
-            .for_each(|(out, src)| pulp::Arch::new().dispatch(GeluInto { src, out }));
-        let shape = input.layout().shape().clone();
-        FlexTensor::from_data(TensorData::new(out, shape))
-    };
     let out = match GeluBackward
         .prepare::<burn::backend::autodiff::checkpoint::strategy::NoCheckpointing>([x.node.clone()])
         .compute_bound()
         .stateful()
     {
         OpsKind::Tracked(prep) => {
-            let output = forward(&x.primitive);
+            // The input stays shared with the backward state, so the output gets its own buffer.
+            let output = gelu_values(x.primitive.clone());
             prep.finish(x.primitive, output)
         }
-        OpsKind::UnTracked(prep) => prep.finish(forward(&x.primitive)),
+        OpsKind::UnTracked(prep) => prep.finish(gelu_values(x.primitive)),
     };
     Tensor::from_primitive(TensorPrimitive::Float(out))
 }
@@ -333,21 +328,6 @@ impl pulp::WithSimd for Gelu<'_> {
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _: S) {
         self.xs.iter_mut().for_each(|v| *v = gelu_f32(*v));
-    }
-}
-
-struct GeluInto<'a> {
-    src: &'a [f32],
-    out: &'a mut [f32],
-}
-
-impl pulp::WithSimd for GeluInto<'_> {
-    type Output = ();
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) {
-        for (o, &v) in self.out.iter_mut().zip(self.src) {
-            *o = gelu_f32(v);
-        }
     }
 }
 
