@@ -113,7 +113,8 @@ impl DataSource {
     bomf eval --model runs/mrpc/fused --data configs/data/mrpc.toml --split test\n  \
     bomf eval --model my-model --bigbench multiemo/all_sentence_en --counts 3000,400,1000 --split validation\n  \
     bomf eval --model my-model --file held_out.jsonl --text-field review --label-field stars\n\n\
-    bomf eval --model runs/e2e/fused --data configs/e2e-smollm2-lora.toml --split test\n\n\
+    bomf eval --model runs/e2e/fused --data configs/e2e-smollm2-lora.toml --split test\n  \
+    bomf eval --model smollm2.gguf --adapter runs/e2e/fused-adapter --data e2e.toml --split test\n\n\
     Prints one JSON object on stdout: {\"loss\": 0.41, \"metrics\": {\"accuracy\": 0.87, ...}, \"num_examples\": 408}.\n\
     The loss is the mean cross-entropy (MSE for regression) over examples; metrics are computed\n\
     over the whole split. The model's id2label decides which output is which class.\n\
@@ -125,6 +126,10 @@ pub struct EvalArgs {
     /// the output of `bomf fuse`.
     #[arg(long, value_name = "DIR")]
     pub model: PathBuf,
+    /// A peft LoRA adapter folder (adapter_config.json + adapter_model.safetensors) to apply to
+    /// --model, a LLaMA-family base (e.g. a run's fused-adapter/, or one saved by peft).
+    #[arg(long, value_name = "DIR")]
+    pub adapter: Option<PathBuf>,
     #[command(flatten)]
     pub source: DataSource,
     #[command(flatten)]
@@ -154,6 +159,13 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let spec = args.source.to_spec(&args.options)?;
     if family_of(&args.model).is_generative() {
         return run_generative(&args, spec);
+    }
+    if let Some(adapter) = &args.adapter {
+        bail!(
+            "--adapter {}: LoRA adapters apply to LLaMA-family models, and {} is a classifier",
+            adapter.display(),
+            args.model.display()
+        );
     }
     let device = Default::default();
     let loaded = open_classifier::<CpuBackend>(&args.model, args.max_len, &device)?;
@@ -195,9 +207,14 @@ fn run_generative(args: &EvalArgs, spec: DataSpec) -> Result<()> {
         .with_context(|| format!("loading the {} split", args.split))?;
     let set = model.eval_set(&dataset, args.batch_size)?;
     let device = Default::default();
-    let evaluation = match &model.arch {
-        Arch::T5(_) => evaluate(&model.t5::<CpuBackend>(false, &device)?, &set, &device)?,
-        Arch::Llama(_) => evaluate(&model.llama::<CpuBackend>(&device)?, &set, &device)?,
+    let evaluation = match (&model.arch, &args.adapter) {
+        (_, Some(adapter)) => evaluate(
+            &model.llama_with_adapter::<CpuBackend>(adapter, &device)?,
+            &set,
+            &device,
+        )?,
+        (Arch::T5(_), None) => evaluate(&model.t5::<CpuBackend>(false, &device)?, &set, &device)?,
+        (Arch::Llama(_), None) => evaluate(&model.llama::<CpuBackend>(&device)?, &set, &device)?,
     };
     println!("{}", serde_json::to_string(&evaluation)?);
     Ok(())

@@ -6,29 +6,38 @@
 //! error naming the checkpoint and the tensor before anything is written. The sum itself is the
 //! engine's fusion kernel (`bomf_core::fusion::CheckpointSet`). Every family the CLI knows is
 //! fused the same way: BERT/RoBERTa classifiers, T5 and LLaMA (dense weights; a LLaMA config may
-//! come from a `.gguf` file, then the output gets its embedded tokenizer).
+//! come from a `.gguf` file, then the output gets its embedded tokenizer). peft LoRA adapter
+//! folders are fused tensor by tensor (`lora_A` and `lora_B` alike, as BOMF fuses LoRA
+//! checkpoints) into an adapter folder; `--base` names the model they adapt.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use bomf_core::fusion::CheckpointSet;
 use bomf_models::export::export_bert;
+use bomf_models::lora::{ADAPTER_CONFIG_FILE, LlamaLoraAdapters, LoraConfig};
 use bomf_models::{BertWithHead, CpuBackend};
 use clap::Args;
 
-use crate::generative::{Arch, GenerativeOptions, family_of, open_generative};
+use crate::generative::{
+    Arch, GenerativeOptions, family_of, open_generative, open_generative_config,
+};
 use crate::model::{classifier_from, config_dir_of, read_config, read_weights};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
     bomf fuse --checkpoints ckpt-a ckpt-b ckpt-c --weights 0.2,0.3,0.5 --out fused\n  \
     bomf fuse --checkpoints runs/x/checkpoints/checkpoint-000040.safetensors \\\n             \
-    runs/x/checkpoints/checkpoint-000050.safetensors --weights 0.5,0.5 --out fused\n\n\
+    runs/x/checkpoints/checkpoint-000050.safetensors --weights 0.5,0.5 --out fused\n  \
+    bomf fuse --checkpoints adapter-a adapter-b --weights 0.3,0.7 --base smollm2.gguf --out fused-adapter\n\n\
     Checkpoints are Hugging Face folders (config.json + weights, e.g. PyTorch fine-tunes saved\n\
     with save_pretrained) or .safetensors files of a `bomf train` run, whose folder holds the\n\
     config. The output folder gets config.json, model.safetensors and the tokenizer files of\n\
     the config folder. Weights are usually on the simplex (>= 0, summing to 1); other finite\n\
-    weights are allowed with a warning.")]
+    weights are allowed with a warning.\n\n\
+    peft LoRA adapter folders (adapter_config.json + adapter_model.safetensors) of one base model\n\
+    fuse into an adapter folder: use it with `bomf eval/predict --model BASE --adapter DIR`, or\n\
+    PeftModel.from_pretrained. The adapters must share rank, scale and target modules.")]
 pub struct FuseArgs {
     /// The checkpoints to fuse (two or more make sense; one just re-exports it).
     #[arg(long, value_name = "CKPT", num_args = 1.., required = true)]
@@ -49,6 +58,10 @@ pub struct FuseArgs {
     /// first checkpoint's folder).
     #[arg(long, value_name = "DIR")]
     pub config: Option<PathBuf>,
+    /// Adapter folders: the base model they adapt (a LLaMA-family folder or .gguf file; default:
+    /// the adapters' base_model_name_or_path when that is a local path).
+    #[arg(long, value_name = "MODEL")]
+    pub base: Option<PathBuf>,
     /// Write into a non-empty output folder, replacing its model files.
     #[arg(long)]
     pub force: bool,
@@ -103,6 +116,16 @@ pub fn run(args: FuseArgs) -> Result<()> {
         eprintln!("warning: {warning}");
     }
     ensure_empty_or_forced(&args.out, args.force)?;
+    if is_adapter_folder(&args.checkpoints[0]) {
+        return fuse_adapters(&args);
+    }
+    if let Some(base) = &args.base {
+        bail!(
+            "--base {} is for fusing LoRA adapter folders, and {} is not one (no {ADAPTER_CONFIG_FILE})",
+            base.display(),
+            args.checkpoints[0].display()
+        );
+    }
     let config_dir = args
         .config
         .clone()
@@ -145,7 +168,8 @@ pub fn run(args: FuseArgs) -> Result<()> {
 
 /// `bomf fuse` for T5 and LLaMA checkpoints.
 fn fuse_generative(args: &FuseArgs, config_dir: &Path) -> Result<()> {
-    let model = open_generative(config_dir, GenerativeOptions::default())?;
+    // The folder describes the checkpoints; their weights come from each checkpoint.
+    let model = open_generative_config(config_dir, GenerativeOptions::default())?;
     let device = Default::default();
     let mut set = CheckpointSet::new();
     let mut t5_template = None;
@@ -192,6 +216,94 @@ fn fuse_generative(args: &FuseArgs, config_dir: &Path) -> Result<()> {
         args.checkpoints.len(),
         args.out.display()
     );
+    Ok(())
+}
+
+fn is_adapter_folder(path: &Path) -> bool {
+    path.join(ADAPTER_CONFIG_FILE).is_file()
+}
+
+/// `bomf fuse` of peft LoRA adapter folders: θ = Σ_k w_k θ_k over the adapter tensors, written
+/// as a peft adapter folder with the first adapter's config.
+fn fuse_adapters(args: &FuseArgs) -> Result<()> {
+    if let Some(config) = &args.config {
+        bail!(
+            "--config {} describes dense checkpoints; for adapter folders give the model they \
+             adapt with --base",
+            config.display()
+        );
+    }
+    let first_config = LoraConfig::from_file(args.checkpoints[0].join(ADAPTER_CONFIG_FILE))
+        .with_context(|| format!("checkpoint 1 ({})", args.checkpoints[0].display()))?;
+    let base = match (&args.base, &first_config.base_model_name_or_path) {
+        (Some(base), _) => base.clone(),
+        (None, Some(named)) if Path::new(named).exists() => PathBuf::from(named),
+        (None, named) => bail!(
+            "fusing adapter folders needs the model they adapt: give it with --base (their \
+             base_model_name_or_path {} is not a local path)",
+            named
+                .as_deref()
+                .map_or("is empty".to_string(), |n| format!("`{n}`"))
+        ),
+    };
+    let model = open_generative(&base, GenerativeOptions::default())
+        .with_context(|| format!("opening the base model {}", base.display()))?;
+    let Arch::Llama(config) = &model.arch else {
+        bail!(
+            "--base {}: LoRA adapters apply to LLaMA-family models only",
+            base.display()
+        );
+    };
+    let device = Default::default();
+    let mut set = CheckpointSet::new();
+    let mut template: Option<LlamaLoraAdapters<CpuBackend>> = None;
+    for (i, path) in args.checkpoints.iter().enumerate() {
+        let which = format!("checkpoint {} ({})", i + 1, path.display());
+        if !is_adapter_folder(path) {
+            bail!(
+                "{which} is not a peft adapter folder (no {ADAPTER_CONFIG_FILE}) while checkpoint \
+                 1 is: adapters fuse only with adapters"
+            );
+        }
+        let adapters = LlamaLoraAdapters::<CpuBackend>::load(path, config, &device)
+            .with_context(|| format!("{which} does not fit the base model {}", base.display()))?;
+        if let Some(first) = &template {
+            same_adapter_kind(first.config(), adapters.config(), config.num_hidden_layers)
+                .with_context(|| format!("{which} differs from checkpoint 1"))?;
+        }
+        set.push_model(&adapters).with_context(|| which.clone())?;
+        template.get_or_insert(adapters);
+    }
+    let template = template.context("no checkpoint given")?;
+    let fused = set.fused_model(template, &args.weights, &device)?;
+    fused
+        .save(&args.out)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    let params = set.layout().map_or(0, |l| l.num_params());
+    eprintln!(
+        "fused {} adapters ({params} parameters each) into {}",
+        args.checkpoints.len(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// Two adapters can be fused when they adapt the same projections at the same rank and scale
+/// (a weighted sum of adapters with different scales would not be the fusion of their updates).
+fn same_adapter_kind(first: &LoraConfig, other: &LoraConfig, num_layers: usize) -> Result<()> {
+    if first.r != other.r {
+        bail!("rank {} vs {}", other.r, first.r);
+    }
+    if (first.scaling() - other.scaling()).abs() > 1e-12 * first.scaling().abs() {
+        bail!(
+            "update scale (lora_alpha / r) {} vs {}",
+            other.scaling(),
+            first.scaling()
+        );
+    }
+    if first.targets(num_layers)? != other.targets(num_layers)? {
+        bail!("the adapted projections differ (target_modules / layers_to_transform)");
+    }
     Ok(())
 }
 

@@ -192,6 +192,17 @@ fn first_id(value: Option<&Value>) -> Option<i64> {
 
 /// Opens a T5 or LLaMA folder, or a LLaMA-architecture `.gguf` file.
 pub fn open_generative(path: &Path, options: GenerativeOptions) -> Result<GenerativeModel> {
+    open(path, options, true)
+}
+
+/// Like [`open_generative`] without reading the folder's weights (`checkpoint` stays empty): for
+/// a folder that only describes checkpoints stored elsewhere, as `bomf train` writes
+/// `RUNDIR/checkpoints/` (config.json, tokenizer.json, one `.safetensors` per checkpoint).
+pub fn open_generative_config(path: &Path, options: GenerativeOptions) -> Result<GenerativeModel> {
+    open(path, options, false)
+}
+
+fn open(path: &Path, options: GenerativeOptions, with_weights: bool) -> Result<GenerativeModel> {
     let family = family_of(path);
     let (arch, checkpoint, tokenizer_json, folder) = if family == Family::Llama && path.is_file() {
         let file = GgufFile::open(path).with_context(|| format!("opening {}", path.display()))?;
@@ -234,8 +245,11 @@ pub fn open_generative(path: &Path, options: GenerativeOptions) -> Result<Genera
                 tokenizer_path.display()
             )
         })?;
-        let checkpoint =
-            read_checkpoint(path).with_context(|| format!("reading {}", path.display()))?;
+        let checkpoint = if with_weights {
+            read_checkpoint(path).with_context(|| format!("reading {}", path.display()))?
+        } else {
+            Checkpoint::default()
+        };
         (arch, checkpoint, tokenizer, Some(path.to_path_buf()))
     };
     let tokenizer = Tokenizer::from_bytes(tokenizer_json.as_bytes())
@@ -359,6 +373,29 @@ impl GenerativeModel {
         Ok(load_llama_checkpoint::<B>(config, checkpoint, device)?)
     }
 
+    /// The LLaMA with a peft adapter folder merged into its weights (`W + s·B·A`, what peft's
+    /// `merge_and_unload` gives): the adapted model for evaluation and generation.
+    pub fn llama_with_adapter<B: Backend>(
+        &self,
+        adapter_dir: &Path,
+        device: &B::Device,
+    ) -> Result<LlamaForCausalLM<B>> {
+        let Arch::Llama(config) = &self.arch else {
+            bail!(
+                "--adapter {}: LoRA adapters apply to LLaMA-family models only (this one is T5)",
+                adapter_dir.display()
+            );
+        };
+        let adapters =
+            LlamaLoraAdapters::<B>::load(adapter_dir, config, device).with_context(|| {
+                format!(
+                    "loading the peft adapter folder {} for this model",
+                    adapter_dir.display()
+                )
+            })?;
+        Ok(adapters.merge_into(self.llama(device)?)?)
+    }
+
     /// A frozen LLaMA with fresh adapters (drawn from the backend's RNG: seed it first).
     pub fn lora<B: Backend>(
         &self,
@@ -446,7 +483,7 @@ impl GenerativeModel {
 
     /// Writes the tokenizer next to an exported model: the source folder's tokenizer files, or
     /// the GGUF's embedded tokenizer as `tokenizer.json`.
-    fn write_tokenizer(&self, out_dir: &Path) -> Result<()> {
+    pub fn write_tokenizer(&self, out_dir: &Path) -> Result<()> {
         match &self.folder {
             Some(folder) => {
                 copy_tokenizer_files(folder, out_dir)?;

@@ -31,7 +31,8 @@ use crate::model::{model_labels, open_classifier};
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
     bomf predict --model runs/sst2/fused --input reviews.jsonl --out predictions.jsonl\n  \
-    bomf predict --model my-nli-model --input pairs.jsonl --out out.jsonl --text-field premise --text-field hypothesis\n\n\
+    bomf predict --model my-nli-model --input pairs.jsonl --out out.jsonl --text-field premise --text-field hypothesis\n  \
+    bomf predict --model smollm2.gguf --adapter runs/e2e/fused-adapter --input mrs.jsonl --out out.jsonl\n\n\
     Input: one JSON object per line, e.g. {\"text\": \"a gripping film\"} (other fields are ignored).\n\
     Output: one line per input line, e.g.\n  \
     {\"label\": \"positive\", \"probabilities\": [0.08, 0.92], \"logits\": [-1.2, 1.24]}\n\
@@ -41,6 +42,10 @@ pub struct PredictArgs {
     /// A fine-tuned Hugging Face folder (config.json, model.safetensors, tokenizer.json).
     #[arg(long, value_name = "DIR")]
     pub model: PathBuf,
+    /// A peft LoRA adapter folder (adapter_config.json + adapter_model.safetensors) to apply to
+    /// --model, a LLaMA-family base.
+    #[arg(long, value_name = "DIR")]
+    pub adapter: Option<PathBuf>,
     /// JSONL input, one object per line.
     #[arg(long, value_name = "FILE.jsonl")]
     pub input: PathBuf,
@@ -116,6 +121,13 @@ pub fn run(args: PredictArgs) -> Result<()> {
     let rows = read_inputs(&args.input, &args.text_fields)?;
     if family_of(&args.model).is_generative() {
         return predict_generative(&args, &rows);
+    }
+    if let Some(adapter) = &args.adapter {
+        bail!(
+            "--adapter {}: LoRA adapters apply to LLaMA-family models, and {} is a classifier",
+            adapter.display(),
+            args.model.display()
+        );
     }
     let device = Default::default();
     let loaded = open_classifier::<CpuBackend>(&args.model, args.max_len, &device)?;
@@ -220,9 +232,12 @@ fn predict_generative(args: &PredictArgs, rows: &[Vec<String>]) -> Result<()> {
         },
     )?;
     let device = Default::default();
-    let generator = match &model.arch {
-        Arch::T5(_) => Generator::T5(Box::new(model.t5::<CpuBackend>(false, &device)?)),
-        Arch::Llama(_) => Generator::Llama(Box::new(model.llama::<CpuBackend>(&device)?)),
+    let generator = match (&model.arch, &args.adapter) {
+        (_, Some(adapter)) => Generator::Llama(Box::new(
+            model.llama_with_adapter::<CpuBackend>(adapter, &device)?,
+        )),
+        (Arch::T5(_), None) => Generator::T5(Box::new(model.t5::<CpuBackend>(false, &device)?)),
+        (Arch::Llama(_), None) => Generator::Llama(Box::new(model.llama::<CpuBackend>(&device)?)),
     };
     let config = &model.generation;
     let beam = BeamSearchConfig::new(args.num_beams, args.max_new_tokens);

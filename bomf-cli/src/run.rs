@@ -24,8 +24,8 @@ use bomf_core::fusion_bo::FusionBoConfig;
 use bomf_core::hpbo::HpboConfig;
 use bomf_core::model::TaskModel;
 use bomf_core::pipeline::{
-    BaselinesConfig, BomfConfig, BomfReport, DirStore, PipelineData, RunHooks, run_bomf_with,
-    run_stage1,
+    BaselinesConfig, BomfConfig, BomfReport, DirStore, ModelRequest, PipelineData, RunHooks,
+    run_bomf_with, run_stage1,
 };
 use bomf_core::report::{
     ChosenWeights, EvalOrigin, FusionPoint, HypervolumeTrace, LabelledPoint, LearningCurve,
@@ -295,6 +295,14 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
             args.config.display()
         );
     }
+    if let Some(rank) = config.hpbo.as_ref().and_then(|h| h.lora_rank)
+        && config.model.lora.is_none()
+    {
+        bail!(
+            "{}: [hpbo] lora_rank = {rank} makes stage 1's proxy a LoRA model of that rank, and              needs [model.lora] (for other models use freeze_lower_layers)",
+            args.config.display()
+        );
+    }
     let splits = config.data.load().context("loading the data")?;
     for (name, split) in [
         ("train", &splits.train),
@@ -445,7 +453,7 @@ type Device = burn::tensor::Device<CpuAutodiffBackend>;
 trait ModelStage {
     fn apply<M>(
         self,
-        make_model: &dyn Fn(bool) -> bomf_core::Result<M>,
+        make_model: &dyn Fn(ModelRequest) -> bomf_core::Result<M>,
         export: &dyn Fn(&M::InnerModule, &RunDir) -> Result<()>,
     ) -> Result<()>
     where
@@ -464,7 +472,10 @@ fn with_model(p: &Prepared, device: &Device, stage: impl ModelStage) -> Result<(
     let seed = || CpuAutodiffBackend::seed(device, p.config.seed);
     match &p.model {
         PreparedModel::Classifier { config, .. } => stage.apply(
-            &|dropout| p.make_classifier::<CpuAutodiffBackend>(dropout, device),
+            &|request| {
+                request.reject_lora_rank()?;
+                p.make_classifier::<CpuAutodiffBackend>(request.dropout, device)
+            },
             &|fused, dir| {
                 export_bert(fused, config, dir.fused_dir(), Some(&p.config.model.path))?;
                 Ok(())
@@ -472,14 +483,16 @@ fn with_model(p: &Prepared, device: &Device, stage: impl ModelStage) -> Result<(
         ),
         PreparedModel::Generative { model, lora: None } => match model.arch {
             Arch::T5(_) => stage.apply(
-                &|dropout| {
+                &|request| {
+                    request.reject_lora_rank()?;
                     seed();
-                    model.t5(dropout, device).map_err(core_err)
+                    model.t5(request.dropout, device).map_err(core_err)
                 },
                 &|fused, dir| model.export_t5(fused, &dir.fused_dir()),
             ),
             Arch::Llama(_) => stage.apply(
-                &|_dropout| {
+                &|request| {
+                    request.reject_lora_rank()?;
                     seed();
                     model.llama(device).map_err(core_err)
                 },
@@ -490,9 +503,13 @@ fn with_model(p: &Prepared, device: &Device, stage: impl ModelStage) -> Result<(
             model,
             lora: Some(lora),
         } => stage.apply(
-            &|dropout| {
+            &|request| {
                 seed();
-                model.lora(lora, dropout, device).map_err(core_err)
+                let lora = match request.lora_rank {
+                    Some(rank) => lora.clone().with_rank(rank),
+                    None => lora.clone(),
+                };
+                model.lora(&lora, request.dropout, device).map_err(core_err)
             },
             &|fused, dir| {
                 model.export_llama(&fused.merged()?, &dir.fused_dir())?;
@@ -520,7 +537,7 @@ struct RunStage<'a> {
 impl ModelStage for RunStage<'_> {
     fn apply<M>(
         self,
-        make_model: &dyn Fn(bool) -> bomf_core::Result<M>,
+        make_model: &dyn Fn(ModelRequest) -> bomf_core::Result<M>,
         export: &dyn Fn(&M::InnerModule, &RunDir) -> Result<()>,
     ) -> Result<()>
     where
@@ -544,7 +561,7 @@ struct HpoStage<'a> {
 impl ModelStage for HpoStage<'_> {
     fn apply<M>(
         self,
-        make_model: &dyn Fn(bool) -> bomf_core::Result<M>,
+        make_model: &dyn Fn(ModelRequest) -> bomf_core::Result<M>,
         _export: &dyn Fn(&M::InnerModule, &RunDir) -> Result<()>,
     ) -> Result<()>
     where
@@ -574,7 +591,7 @@ pub fn run(args: RunArgs) -> Result<()> {
 fn execute<M>(
     args: &RunArgs,
     p: &Prepared,
-    make_model: &dyn Fn(bool) -> bomf_core::Result<M>,
+    make_model: &dyn Fn(ModelRequest) -> bomf_core::Result<M>,
     export: &dyn Fn(&M::InnerModule, &RunDir) -> Result<()>,
     device: &Device,
 ) -> Result<()>
@@ -617,7 +634,7 @@ where
         .methods
         .first()
         .context("the run produced no result")?;
-    let template = make_model(false)?;
+    let template = make_model(ModelRequest::FROZEN)?;
     let fused = {
         let set = bomf_core::trajectory::Trajectory::load(&dir.checkpoints_dir())?.checkpoints;
         set.fused_model(template.valid(), &chosen.weights, device)?
@@ -651,7 +668,7 @@ pub fn hpo(args: RunArgs) -> Result<()> {
 fn hpo_with<M>(
     args: &RunArgs,
     p: &Prepared,
-    make_model: &dyn Fn(bool) -> bomf_core::Result<M>,
+    make_model: &dyn Fn(ModelRequest) -> bomf_core::Result<M>,
     device: &Device,
 ) -> Result<()>
 where

@@ -7,7 +7,8 @@
 //! Checked for consistency: a run writes every method's row, `fused/` is an HF folder whose
 //! `bomf eval` test loss equals the chosen method's in `results.json`, and a LoRA run also
 //! writes the fused adapters in peft's format; `kill -9` + `--resume` of a LoRA run repeats no
-//! evaluation.
+//! evaluation. Checked against peft (`expected_adapters.json` from `gen_tiny_adapters.py`):
+//! `--adapter` in `bomf eval`/`predict`, and `bomf fuse` of adapter folders.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -39,6 +40,11 @@ fn succeed(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn succeed_stderr(out: &Output) -> String {
+    succeed(out);
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn fail(out: &Output) -> String {
@@ -187,25 +193,30 @@ fn run_and_check(dir: &Path, config: &Path, metric: &str) -> Value {
 
 /// `bomf eval` of `model` on the test split of `data`, as JSON.
 fn eval(dir: &Path, model: &Path, data: Data) -> Value {
+    eval_with(dir, model, data, &[])
+}
+
+/// `bomf eval` on the test split with `extra` flags (e.g. `--adapter DIR`).
+fn eval_with(dir: &Path, model: &Path, data: Data, extra: &[&str]) -> Value {
     let spec = data.write_spec(dir);
-    let stdout = succeed(&bomf(
-        &[
-            "eval",
-            "--model",
-            model.to_str().unwrap(),
-            "--data",
-            spec.to_str().unwrap(),
-            "--split",
-            "test",
-            "--batch-size",
-            "64",
-            "--max-len",
-            "64",
-            "--max-new-tokens",
-            &MAX_NEW_TOKENS.to_string(),
-        ],
-        dir,
-    ));
+    let max_new = MAX_NEW_TOKENS.to_string();
+    let mut args = vec![
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        spec.to_str().unwrap(),
+        "--split",
+        "test",
+        "--batch-size",
+        "64",
+        "--max-len",
+        "64",
+        "--max-new-tokens",
+        &max_new,
+    ];
+    args.extend(extra);
+    let stdout = succeed(&bomf(&args, dir));
     serde_json::from_str(&stdout).unwrap()
 }
 
@@ -274,12 +285,21 @@ fn lora_llama_run_on_generation_writes_merged_model_and_adapter() {
     );
 }
 
+/// Stage 1 on the LoRA-rank proxy (`[hpbo] lora_rank`, at rank 2 of the run's 4).
+const LORA_RANK_PROXY: &str = "\n[hpbo]\nn_initial = 1\nbudget = 2\nfreeze_lower_layers = 0\nlora_rank = 2\n\n[hpbo.space]\nlearning_rate = [0.005, 0.05]\nbatch_size = [2, 8]\n";
+
 #[test]
 fn lora_llama_run_on_multiple_choice_scores_accuracy() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_run_config(dir.path(), "llama", LORA, Data::Choice);
+    let extra = format!("{LORA}{LORA_RANK_PROXY}");
+    let config = write_run_config(dir.path(), "llama", &extra, Data::Choice);
     let chosen = run_and_check(dir.path(), &config, "accuracy");
     assert_fused_reproduces(dir.path(), &chosen, Data::Choice);
+    let trials = events(&dir.path().join("run"))
+        .into_iter()
+        .filter(|e| e["event"] == "hp_trial")
+        .count();
+    assert_eq!(trials, 2);
 }
 
 #[test]
@@ -414,6 +434,114 @@ fn fuse_of_one_generative_checkpoint_reexports_it() {
     }
 }
 
+fn expected_adapters() -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("expected_adapters.json")).unwrap(),
+    )
+    .unwrap()
+}
+
+/// peft adapter folders (fixtures from `gen_tiny_adapters.py`): `bomf eval` and `bomf predict`
+/// with `--adapter` give peft's loss and greedy texts, and `bomf fuse` of two adapters gives the
+/// adapter whose loss and texts peft computes for the fused tensors.
+#[test]
+fn adapters_evaluate_predict_and_fuse_like_peft() {
+    let dir = tempfile::tempdir().unwrap();
+    let want = expected_adapters();
+    let base = fixtures().join("llama");
+    let adapter_a = fixtures().join("adapter_a");
+    let adapter_b = fixtures().join("adapter_b");
+    let fused = dir.path().join("fused-adapter");
+    let weights = want["fusion_weights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let stderr = succeed_stderr(&bomf(
+        &[
+            "fuse",
+            "--checkpoints",
+            adapter_a.to_str().unwrap(),
+            adapter_b.to_str().unwrap(),
+            "--weights",
+            &weights,
+            "--base",
+            base.to_str().unwrap(),
+            "--out",
+            fused.to_str().unwrap(),
+        ],
+        dir.path(),
+    ));
+    assert!(stderr.contains("fused 2 adapters"), "{stderr}");
+    assert!(fused.join("adapter_config.json").is_file());
+    for (name, adapter) in [("adapter_a", &adapter_a), ("fused", &fused)] {
+        let flag = ["--adapter", adapter.to_str().unwrap()];
+        let got = eval_with(dir.path(), &base, Data::Generation, &flag);
+        let (ours, theirs) = (
+            got["loss"].as_f64().unwrap(),
+            want[name]["generation_test_loss"].as_f64().unwrap(),
+        );
+        assert!(close(ours, theirs, 1e-5), "{name}: {ours} vs peft {theirs}");
+        assert_eq!(
+            predict(dir.path(), "llama", &flag),
+            strings(&want[name]["greedy"]),
+            "{name}"
+        );
+    }
+
+    // Mistakes: a dense folder among adapters, no base model, an adapter on T5.
+    let err = fail(&bomf(
+        &[
+            "fuse",
+            "--checkpoints",
+            adapter_a.to_str().unwrap(),
+            base.to_str().unwrap(),
+            "--weights",
+            "0.5,0.5",
+            "--base",
+            base.to_str().unwrap(),
+            "--out",
+            "bad1",
+        ],
+        dir.path(),
+    ));
+    assert!(
+        err.contains("checkpoint 2") && err.contains("not a peft adapter folder"),
+        "{err}"
+    );
+    let err = fail(&bomf(
+        &[
+            "fuse",
+            "--checkpoints",
+            adapter_a.to_str().unwrap(),
+            adapter_b.to_str().unwrap(),
+            "--weights",
+            "0.5,0.5",
+            "--out",
+            "bad2",
+        ],
+        dir.path(),
+    ));
+    assert!(err.contains("--base"), "{err}");
+    let spec = Data::Generation.write_spec(dir.path());
+    let t5 = fixtures().join("t5");
+    let err = fail(&bomf(
+        &[
+            "eval",
+            "--model",
+            t5.to_str().unwrap(),
+            "--adapter",
+            adapter_a.to_str().unwrap(),
+            "--data",
+            spec.to_str().unwrap(),
+        ],
+        dir.path(),
+    ));
+    assert!(err.contains("LLaMA-family models only"), "{err}");
+}
+
 #[test]
 fn config_errors_name_the_problem() {
     let dir = tempfile::tempdir().unwrap();
@@ -436,6 +564,19 @@ fn config_errors_name_the_problem() {
         dir.path(),
     ));
     assert!(err.contains("unknown field `alpha`"), "{err}");
+    // A LoRA-rank proxy for a model without LoRA.
+    let config = write_run_config(dir.path(), "llama", LORA_RANK_PROXY, Data::Generation);
+    let err = fail(&bomf(
+        &["run", config.to_str().unwrap(), "--out", "x"],
+        dir.path(),
+    ));
+    assert!(err.contains("needs [model.lora]"), "{err}");
+    let config = write_run_config(
+        dir.path(),
+        "llama",
+        "\n[model.lora]\nr = 4\nlora_alpha = 8.0\nalpha = 3\n",
+        Data::Generation,
+    );
     // A generative model on classification data.
     let path = dir.path().join("cls.toml");
     let text = std::fs::read_to_string(&config)

@@ -17,7 +17,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use bomf_core::eval::EvalSet;
 use bomf_core::fusion_bo::FusionBoConfig;
-use bomf_core::pipeline::{BaselinesConfig, BomfConfig, PipelineData, run_bomf};
+use bomf_core::pipeline::{BaselinesConfig, BomfConfig, ModelRequest, PipelineData, run_bomf};
 use bomf_core::schedule::{ScheduleKind, Warmup};
 use bomf_core::train::{Budget, TrainConfig};
 use bomf_core::trajectory::{KeepRule, TrajectoryConfig};
@@ -123,8 +123,9 @@ fn main() -> anyhow::Result<()> {
     let device = Default::default();
     let model_config = BertConfig::from_file(minilm.join("config.json"))?.with_labels(&labels);
     let seed = args.seed;
-    let make_model = |dropout: bool| {
-        let config = if dropout {
+    let make_model = |request: ModelRequest| {
+        request.reject_lora_rank()?;
+        let config = if request.dropout {
             model_config.clone()
         } else {
             model_config.clone().without_dropout()

@@ -1,7 +1,8 @@
 //! Stage 1: hyperparameter BO (qLogEI) on a cheap proxy of the model.
 //!
 //! The search space is the learning rate (log scale) and the batch size (integer), optionally the
-//! warmup ratio and the weight decay. Each trial fine-tunes the proxy (lower layers frozen) and
+//! warmup ratio and the weight decay. Each trial fine-tunes the proxy (lower layers frozen, or
+//! for LoRA runs adapters of a smaller rank, see [`crate::pipeline::ModelRequest`]) and
 //! reports the **best validation metric along the run** — the reference's code returns 0.0 here,
 //! which makes its stage 1 a random search. A diverged run reports a failed evaluation, which the
 //! optimiser records and steers away from.
@@ -116,6 +117,10 @@ pub struct HpboConfig {
     pub budget: usize,
     /// Proxy: freeze the embeddings and this many lower layers (the reference: 6 of 12).
     pub freeze_lower_layers: usize,
+    /// Proxy of LoRA runs: adapters of this (smaller) rank, at the run's update scale (the
+    /// paper's proxy for LLMs). Usually with `freeze_lower_layers = 0`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lora_rank: Option<usize>,
     pub seed: u64,
 }
 
@@ -126,6 +131,7 @@ impl Default for HpboConfig {
             n_initial: 4,
             budget: 10,
             freeze_lower_layers: 6,
+            lora_rank: None,
             seed: 0,
         }
     }
@@ -162,6 +168,12 @@ impl HpSearch {
             return Err(CoreError::config(
                 "hpbo",
                 "budget and n_initial must be at least 1",
+            ));
+        }
+        if config.lora_rank == Some(0) {
+            return Err(CoreError::config(
+                "hpbo.lora_rank",
+                "the proxy's LoRA rank must be at least 1",
             ));
         }
         let settings = OptimizerSettings {

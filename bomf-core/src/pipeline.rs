@@ -164,6 +164,43 @@ impl Default for BomfConfig {
     }
 }
 
+/// What the pipeline asks its model builder for: models to train (dropout on), frozen ones (the
+/// learned soup's parametrisation and the evaluation template; dropout off), and stage 1's
+/// LoRA-rank proxies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelRequest {
+    /// Dropout active (models that will be trained).
+    pub dropout: bool,
+    /// Build the LoRA adapters at this rank instead of the configured one, with the same update
+    /// scale (`[hpbo] lora_rank`, the proxy of LoRA runs). `None`: as configured.
+    pub lora_rank: Option<usize>,
+}
+
+impl ModelRequest {
+    /// A model to fine-tune.
+    pub const TRAIN: Self = Self {
+        dropout: true,
+        lora_rank: None,
+    };
+    /// A model that is not trained, or trained without dropout (the learned soup).
+    pub const FROZEN: Self = Self {
+        dropout: false,
+        lora_rank: None,
+    };
+
+    /// For builders of models without LoRA adapters: an error when a LoRA rank is requested (a
+    /// LoRA-rank proxy configured for a model that has no adapters).
+    pub fn reject_lora_rank(&self) -> Result<()> {
+        match self.lora_rank {
+            Some(r) => Err(CoreError::config(
+                "hpbo.lora_rank",
+                format!("a LoRA-rank proxy (rank {r}) needs a model with LoRA adapters"),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The data of a run: tokenised training items and the two evaluation splits.
 #[derive(Debug, Clone, Copy)]
 pub struct PipelineData<'a> {
@@ -381,7 +418,7 @@ fn from_value<T: serde::de::DeserializeOwned>(v: serde_json::Value, what: &str) 
 /// Resumes from the store's `hpbo` state.
 #[allow(clippy::too_many_arguments)]
 pub fn run_stage1<B, M>(
-    make_model: &dyn Fn(bool) -> Result<M>,
+    make_model: &dyn Fn(ModelRequest) -> Result<M>,
     data: PipelineData<'_>,
     config: &BomfConfig,
     hpbo: &HpboConfig,
@@ -435,7 +472,7 @@ fn hp_search_base(config: &BomfConfig, hpbo: &HpboConfig) -> TrainConfig {
 fn run_hp_search<B, M>(
     name: &str,
     state_name: &str,
-    make_model: &dyn Fn(bool) -> Result<M>,
+    make_model: &dyn Fn(ModelRequest) -> Result<M>,
     data: PipelineData<'_>,
     config: &BomfConfig,
     hpbo: &HpboConfig,
@@ -453,7 +490,11 @@ where
         None => HpSearch::new(hpbo.clone())?,
     };
     let base = hp_search_base(config, hpbo);
-    let model = || make_model(true);
+    let request = ModelRequest {
+        dropout: true,
+        lora_rank: hpbo.lora_rank,
+    };
+    let model = || make_model(request);
     while !search.is_done() {
         hooks.check_stop()?;
         let trial = search
@@ -526,11 +567,10 @@ fn run_search<B: Backend, M: TaskModel<B> + Clone>(
     Ok(search)
 }
 
-/// The whole pipeline on one model family, in memory. `make_model(dropout)` builds a fresh
-/// pretrained model (with a new head) on an autodiff backend; `dropout = false` serves the
-/// learned soup and the evaluation template.
+/// The whole pipeline on one model family, in memory. `make_model(request)` builds a fresh
+/// pretrained model (with a new head) on an autodiff backend, as [`ModelRequest`] describes.
 pub fn run_bomf<B, M>(
-    make_model: &dyn Fn(bool) -> Result<M>,
+    make_model: &dyn Fn(ModelRequest) -> Result<M>,
     data: PipelineData<'_>,
     config: &BomfConfig,
     device: &B::Device,
@@ -554,7 +594,7 @@ where
 /// run repeats no completed evaluation: stage 1 and stage 3 continue from their saved searches,
 /// stage 2 is reloaded from its saved checkpoints, and finished methods are not rerun.
 pub fn run_bomf_with<B, M>(
-    make_model: &dyn Fn(bool) -> Result<M>,
+    make_model: &dyn Fn(ModelRequest) -> Result<M>,
     data: PipelineData<'_>,
     config: &BomfConfig,
     store: &mut dyn RunStore,
@@ -602,7 +642,7 @@ where
                 BatchConfig::train(batch_size, train_config.seed),
             )?;
             let trajectory = collect_trajectory(
-                make_model(true)?,
+                make_model(ModelRequest::TRAIN)?,
                 &batcher,
                 data.validation,
                 &train_config,
@@ -626,7 +666,7 @@ where
     );
     hooks.progress("trajectory", 1, 1);
 
-    let template = make_model(false)?.valid();
+    let template = make_model(ModelRequest::FROZEN)?.valid();
     let mut evaluator = FusedEvaluator::<B::InnerBackend, _>::new(
         &trajectory.checkpoints,
         template,
@@ -781,7 +821,7 @@ where
             &mut |_, _| {
                 let w = baselines::learned_soup(
                     &trajectory.checkpoints,
-                    make_model(false)?,
+                    make_model(ModelRequest::FROZEN)?,
                     data.validation,
                     ls,
                     device,
@@ -829,6 +869,7 @@ where
         let started = Instant::now();
         let hpbo = HpboConfig {
             freeze_lower_layers: 0,
+            lora_rank: None,
             ..config.hpbo.clone().unwrap_or_default()
         };
         // A finished search comes back from its saved state without running anything.
@@ -849,7 +890,7 @@ where
                 CoreError::InvalidInput("the best HPBO-full trial has no best step".into())
             })?;
             let (model, validation) = retrain_to_step::<B, M>(
-                &|| make_model(true),
+                &|| make_model(ModelRequest::TRAIN),
                 data.train_items,
                 data.pad_id,
                 config.batch_size,

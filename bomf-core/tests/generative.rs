@@ -22,7 +22,7 @@ use bomf_core::generative::{
 use bomf_core::hpbo::{HpSpace, HpboConfig};
 use bomf_core::model::{GenerationConfig, TaskModel};
 use bomf_core::optim::AdamWConfig;
-use bomf_core::pipeline::{BaselinesConfig, BomfConfig, PipelineData, run_bomf};
+use bomf_core::pipeline::{BaselinesConfig, BomfConfig, ModelRequest, PipelineData, run_bomf};
 use bomf_core::schedule::{ScheduleKind, Warmup};
 use bomf_core::train::{Budget, Control, TrainConfig, train};
 use bomf_core::trajectory::{KeepRule, TrajectoryConfig, collect_trajectory};
@@ -145,10 +145,19 @@ fn steps(n: usize, lr: f64) -> TrainConfig {
 }
 
 fn lora_model<BK: Backend>(seed: u64) -> LoraLlama<BK> {
+    lora_model_of_rank(seed, None)
+}
+
+/// Rank 4 unless `rank` is given (at rank 4's update scale, as a LoRA-rank proxy builds it).
+fn lora_model_of_rank<BK: Backend>(seed: u64, rank: Option<usize>) -> LoraLlama<BK> {
     let device = Default::default();
     BK::seed(&device, seed);
     let base = LlamaForCausalLM::<BK>::new(&llama_config(), &device).unwrap();
     let lora = LoraConfig::new(4, 8.0, &["q_proj", "v_proj"]).without_dropout();
+    let lora = match rank {
+        Some(r) => lora.with_rank(r),
+        None => lora,
+    };
     let adapters = LlamaLoraAdapters::new(&lora, &llama_config(), &device).unwrap();
     LoraLlama::new(base, adapters).unwrap()
 }
@@ -884,6 +893,8 @@ fn t5_training_through_core_matches_transformers() {
     }
 }
 
+/// Stage 1 on a rank-1 proxy (`[hpbo] lora_rank`), everything else (the trajectory, the
+/// HPBO-full baseline, the soups) at the configured rank.
 #[test]
 fn the_whole_pipeline_runs_on_a_lora_model() {
     let _rng = common::rng_lock();
@@ -907,6 +918,7 @@ fn the_whole_pipeline_runs_on_a_lora_model() {
             n_initial: 2,
             budget: 2,
             freeze_lower_layers: 0,
+            lora_rank: Some(1),
             seed: 0,
         }),
         trajectory: TrajectoryConfig {
@@ -927,10 +939,17 @@ fn the_whole_pipeline_runs_on_a_lora_model() {
             }),
             loss_only_bo: false,
             metric_only_bo: false,
-            hpbo_full: false,
+            hpbo_full: true,
         },
     };
-    let make = |_dropout: bool| -> bomf_core::Result<LoraLlama<AB>> { Ok(lora_model::<AB>(17)) };
+    let requests = std::cell::RefCell::new(Vec::new());
+    let make = |request: ModelRequest| -> bomf_core::Result<LoraLlama<AB>> {
+        requests.borrow_mut().push(request);
+        let model = lora_model_of_rank::<AB>(17, request.lora_rank);
+        let rank = model.adapters.config().r;
+        assert_eq!(rank, request.lora_rank.unwrap_or(4));
+        Ok(model)
+    };
     let report = run_bomf::<AB, _>(
         &make,
         PipelineData {
@@ -945,6 +964,18 @@ fn the_whole_pipeline_runs_on_a_lora_model() {
     .unwrap();
     assert_eq!(report.kept.len(), 3);
     assert_eq!(report.fusion_records.len(), 4);
+    let requests = requests.into_inner();
+    let proxy = ModelRequest {
+        dropout: true,
+        lora_rank: Some(1),
+    };
+    // The two stage-1 trials, and nothing else, on the proxy.
+    assert_eq!(requests.iter().filter(|r| **r == proxy).count(), 2);
+    assert_eq!(&requests[..2], &[proxy, proxy]);
+    // HPBO-full's two trials, its retrained best, and the trajectory at full rank.
+    assert!(requests.iter().filter(|r| **r == ModelRequest::TRAIN).count() >= 4);
+    assert_eq!(report.hpbo_trials.len(), 2);
+    assert_eq!(report.hpbo_full_trials.len(), 2);
     for m in &report.methods {
         assert!(m.test.metrics.contains_key("bleu"), "{}", m.method);
         assert!(m.test.loss.is_finite(), "{}", m.method);

@@ -9,7 +9,7 @@ use bomf_core::baselines::{self, LearnedSoupConfig, fusion_weight_gradient, gree
 use bomf_core::eval::{Evaluation, evaluate};
 use bomf_core::fusion_bo::{FusionBoConfig, FusionSearch, SelectionRule};
 use bomf_core::hpbo::{HpSearch, HpSpace, HpboConfig, ProxyOutcome};
-use bomf_core::pipeline::{BaselinesConfig, BomfConfig, PipelineData, run_bomf};
+use bomf_core::pipeline::{BaselinesConfig, BomfConfig, ModelRequest, PipelineData, run_bomf};
 use bomf_core::train::{Budget, TrainConfig, TrainOutcome};
 use bomf_core::trajectory::{
     KeepRule, KeptCheckpoint, Trajectory, TrajectoryConfig, collect_trajectory, evenly_spaced,
@@ -256,6 +256,7 @@ fn hp_search_finds_the_good_learning_rate_and_survives_divergence() {
         n_initial: 5,
         budget: 14,
         freeze_lower_layers: 0,
+        lora_rank: None,
         seed: 1,
     };
     let mut search = HpSearch::new(config).unwrap();
@@ -486,6 +487,45 @@ fn learned_soup_moves_weight_to_the_trained_checkpoint() {
     assert!(w[0] > 0.6, "weights {w:?}");
 }
 
+/// A LoRA-rank proxy asked of a model without adapters stops stage 1 with an error naming the
+/// key, before any training.
+#[test]
+fn a_lora_rank_proxy_needs_a_lora_model() {
+    let _rng = common::rng_lock();
+    let device = Default::default();
+    let train_items = common::items(16, 0);
+    let val = common::eval_set(8);
+    let config = BomfConfig {
+        train: tiny_train_config(4),
+        batch_size: 8,
+        hpbo: Some(HpboConfig {
+            lora_rank: Some(2),
+            ..HpboConfig::default()
+        }),
+        ..BomfConfig::default()
+    };
+    let make = |request: ModelRequest| -> Result<_> {
+        request.reject_lora_rank()?;
+        Ok(common::tiny_model::<AB>(request.dropout, 11))
+    };
+    let err = run_bomf::<AB, _>(
+        &make,
+        PipelineData {
+            train_items: &train_items,
+            pad_id: 0,
+            validation: &val,
+            test: &val,
+        },
+        &config,
+        &device,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, CoreError::InvalidConfig { field, .. } if field == "hpbo.lora_rank"),
+        "{err}"
+    );
+}
+
 #[test]
 fn whole_pipeline_on_a_tiny_model() {
     let _rng = common::rng_lock();
@@ -507,6 +547,7 @@ fn whole_pipeline_on_a_tiny_model() {
             n_initial: 2,
             budget: 3,
             freeze_lower_layers: 1,
+            lora_rank: None,
             seed: 0,
         }),
         trajectory: TrajectoryConfig {
@@ -530,7 +571,10 @@ fn whole_pipeline_on_a_tiny_model() {
             hpbo_full: true,
         },
     };
-    let make = |dropout: bool| -> Result<_> { Ok(common::tiny_model::<AB>(dropout, 11)) };
+    let make = |request: ModelRequest| -> Result<_> {
+        request.reject_lora_rank()?;
+        Ok(common::tiny_model::<AB>(request.dropout, 11))
+    };
     let report = run_bomf::<AB, _>(
         &make,
         PipelineData {

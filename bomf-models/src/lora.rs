@@ -359,6 +359,20 @@ impl LoraConfig {
         }
     }
 
+    /// The same adapters at rank `r` with the same [`scaling`](Self::scaling) (`lora_alpha` moves
+    /// with the rank): a smaller rank makes a cheaper stage-1 proxy, and keeping the factor of
+    /// the update fixed keeps the learning rates it finds comparable with the full rank's.
+    pub fn with_rank(mut self, r: usize) -> Self {
+        let factor = self.scaling();
+        self.r = r;
+        self.lora_alpha = if self.use_rslora {
+            factor * (r as f64).sqrt()
+        } else {
+            factor * r as f64
+        };
+        self
+    }
+
     /// The same config with `lora_dropout = 0` (deterministic training, e.g. parity checks).
     pub fn without_dropout(mut self) -> Self {
         self.lora_dropout = 0.0;
@@ -879,6 +893,16 @@ mod tests {
         assert_eq!(c.scaling(), 2.0);
         c.use_rslora = true;
         assert_eq!(c.scaling(), 4.0);
+    }
+
+    #[test]
+    fn a_lower_rank_keeps_the_scaling() {
+        let plain = LoraConfig::new(8, 16.0, &["q_proj"]).with_rank(2);
+        assert_eq!((plain.r, plain.lora_alpha, plain.scaling()), (2, 4.0, 2.0));
+        let mut rs = LoraConfig::new(16, 8.0, &["q_proj"]);
+        rs.use_rslora = true;
+        let rs = rs.with_rank(4);
+        assert_eq!((rs.r, rs.lora_alpha, rs.scaling()), (4, 4.0, 2.0));
     }
 
     #[test]

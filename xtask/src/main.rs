@@ -93,6 +93,10 @@ enum Task {
         /// Backend device: `cpu` (a `cuda:N` build needs `--features cuda`, see issue 7).
         #[arg(long, default_value = "cpu")]
         device: String,
+        /// Run this `bomf` binary instead of building one (keeps a long reproduction on one
+        /// binary while the workspace is rebuilt).
+        #[arg(long)]
+        bomf: Option<PathBuf>,
     },
     /// Run the criterion benchmarks of one crate (or of all three), then the crate's anchors:
     /// the same measurement by `examples/bench_anchor.rs` (release) and by the Python reference
@@ -165,7 +169,8 @@ fn main() {
             seeds,
             out,
             device,
-        } => reproduce(&tasks, seeds, &out, &device),
+            bomf,
+        } => reproduce(&tasks, seeds, &out, &device, bomf),
         Task::Bench {
             suite,
             anchors_only,
@@ -444,7 +449,13 @@ fn demo(out: Option<PathBuf>, resume: bool) -> Result<()> {
 }
 
 /// `cargo xtask reproduce`.
-fn reproduce(tasks: &[String], seeds: u64, out: &Path, device: &str) -> Result<()> {
+fn reproduce(
+    tasks: &[String],
+    seeds: u64,
+    out: &Path,
+    device: &str,
+    bomf: Option<PathBuf>,
+) -> Result<()> {
     if device != "cpu" {
         bail!(
             "--device {device}: this build runs on the CPU; GPU runs need a `--features cuda` \
@@ -479,7 +490,11 @@ fn reproduce(tasks: &[String], seeds: u64, out: &Path, device: &str) -> Result<(
         .map(|t| dir.join(format!("{t}.toml")))
         .collect();
     let assets_dir = assets(&packages_for(&templates)?)?;
-    let bomf = build_bomf()?;
+    let bomf = match bomf {
+        Some(path) if path.is_file() => path,
+        Some(path) => bail!("--bomf {}: no such file", path.display()),
+        None => build_bomf()?,
+    };
     let out = if out.is_relative() {
         root.join(out)
     } else {
