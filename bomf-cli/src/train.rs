@@ -2,26 +2,32 @@
 //! checkpoints of its trajectory, saved to `RUNDIR/checkpoints/` for `bomf fuse` (or stage 3).
 //!
 //! The folder written is the engine's trajectory layout (`checkpoint-<step>.safetensors` +
-//! `manifest.json`, written last), plus the labelled `config.json` and the tokenizer files, so
-//! that every `.safetensors` file there can be handed to `bomf fuse` as it is.
+//! `manifest.json`, written last), plus the (labelled) `config.json` and the tokenizer files, so
+//! that every `.safetensors` file there can be handed to `bomf fuse` as it is. Every family
+//! trains: BERT/RoBERTa classifiers, T5 and LLaMA (every weight), and LLaMA with LoRA adapters
+//! (`--lora-r`), whose kept checkpoints are also written as peft adapter folders
+//! (`adapter-<step>/`) for `bomf fuse` and `--adapter`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use bomf_core::eval::EvalSet;
 use bomf_core::schedule::{ScheduleKind, Warmup};
 use bomf_core::train::{Budget, TrainConfig, TrainOutcome};
-use bomf_core::trajectory::{KeepRule, TrajectoryConfig, collect_trajectory};
+use bomf_core::trajectory::{KeepRule, Trajectory, TrajectoryConfig, collect_trajectory};
 use bomf_data::batch::{BatchConfig, Batcher, items_for_dataset};
 use bomf_data::spec::SplitName;
+use bomf_data::split::Splits;
 use bomf_data::task::TaskKind;
 use bomf_models::bert::BertConfig;
 use bomf_models::export::copy_tokenizer_files;
-use bomf_models::{CpuAutodiffBackend, Task};
+use bomf_models::lora::LoraConfig;
+use bomf_models::{CpuAutodiffBackend, CpuBackend, Task};
 use burn::tensor::backend::Backend;
 use clap::{Args, ValueEnum};
 
 use crate::eval::{DataOptions, DataSource};
+use crate::generative::{Arch, GenerativeOptions, open_generative};
 use crate::model::{classifier_from, model_labels, read_config, read_weights, text_encoder};
 
 /// Which checkpoints of the run are kept.
@@ -48,7 +54,12 @@ pub enum RuleArg {
     for the data's labels; one whose head has other labels gets a fresh head too, with a warning.\n\
     Writes RUNDIR/checkpoints/{checkpoint-<step>.safetensors, manifest.json, config.json,\n\
     tokenizer.json}; then e.g.\n  \
-    bomf fuse --checkpoints runs/x/checkpoints/checkpoint-*.safetensors --weights ... --out fused")]
+    bomf fuse --checkpoints runs/x/checkpoints/checkpoint-*.safetensors --weights ... --out fused\n\n\
+    T5 and LLaMA-family models (a folder or a .gguf file) train on generation or multiple-choice\n\
+    data; with --lora-r only LoRA adapters train, and each kept checkpoint is also a peft adapter\n\
+    folder:\n  \
+    bomf train --model smollm2.gguf --data e2e.toml --out runs/e2e --lr 1e-3 --batch-size 8 --lora-r 8\n  \
+    bomf fuse --checkpoints runs/e2e/checkpoints/adapter-* --weights ... --out fused-adapter")]
 pub struct TrainArgs {
     /// The Hugging Face folder to fine-tune (config.json, weights, tokenizer.json).
     #[arg(long, value_name = "DIR")]
@@ -105,6 +116,25 @@ pub struct TrainArgs {
     /// Examples per forward pass when evaluating.
     #[arg(long, default_value_t = 64)]
     pub eval_batch_size: usize,
+    /// T5: maximum target length in tokens (default 64).
+    #[arg(long)]
+    pub max_target_len: Option<usize>,
+    /// Generative models: the most tokens a validation generation may add.
+    #[arg(long, default_value_t = crate::generative::DEFAULT_MAX_NEW_TOKENS)]
+    pub max_new_tokens: usize,
+    /// LLaMA family: train LoRA adapters of this rank on the frozen model instead of every
+    /// weight.
+    #[arg(long, value_name = "R")]
+    pub lora_r: Option<usize>,
+    /// LoRA: updates are scaled by lora_alpha / r.
+    #[arg(long, default_value_t = 16.0, requires = "lora_r")]
+    pub lora_alpha: f64,
+    /// LoRA: dropout on the adapters' input during training.
+    #[arg(long, default_value_t = 0.0, requires = "lora_r")]
+    pub lora_dropout: f64,
+    /// LoRA: a projection to adapt (repeat it; default q_proj and v_proj).
+    #[arg(long = "lora-target", value_name = "MODULE", requires = "lora_r")]
+    pub lora_targets: Vec<String>,
     /// Replace the checkpoints of a finished run in RUNDIR.
     #[arg(long)]
     pub force: bool,
@@ -189,7 +219,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         );
     }
 
+    let generative = crate::generative::family_of(&args.model).is_generative();
     let spec = args.source.to_spec(&args.options)?;
+    let spec = if generative {
+        crate::generative::generative_spec(spec)
+    } else {
+        spec
+    };
     let splits = spec.load().context("loading the data")?;
     for (name, split) in [
         (SplitName::Train, &splits.train),
@@ -200,11 +236,18 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
     }
 
-    if crate::generative::family_of(&args.model).is_generative() {
+    if generative {
+        return train_generative(
+            &args,
+            &splits,
+            &train_config,
+            &trajectory_config,
+            &checkpoints_dir,
+        );
+    }
+    if args.lora_r.is_some() {
         bail!(
-            "`bomf train` fine-tunes BERT/RoBERTa classifiers; {} is a T5/LLaMA model: run its \
-             trajectory with `bomf run` (a config with [trajectory]), which keeps the checkpoints \
-             in RUNDIR/checkpoints/",
+            "--lora-r: LoRA adapters apply to LLaMA-family models, and {} is a classifier",
             args.model.display()
         );
     }
@@ -276,7 +319,154 @@ pub fn run(args: TrainArgs) -> Result<()> {
     std::fs::write(&config_path, config_json + "\n")
         .with_context(|| format!("writing {}", config_path.display()))?;
     copy_tokenizer_files(&args.model, &checkpoints_dir)?;
+    report(&trajectory, &validation, &checkpoints_dir, seconds);
+    Ok(())
+}
 
+/// `bomf train` for T5 and LLaMA-family models, optionally through LoRA adapters.
+fn train_generative(
+    args: &TrainArgs,
+    splits: &Splits,
+    train_config: &TrainConfig,
+    trajectory_config: &TrajectoryConfig,
+    checkpoints_dir: &Path,
+) -> Result<()> {
+    let model = open_generative(
+        &args.model,
+        GenerativeOptions {
+            max_len: args.max_len,
+            max_target_len: args.max_target_len,
+            max_new_tokens: Some(args.max_new_tokens),
+        },
+    )?;
+    let lora = match (&model.arch, args.lora_r) {
+        (_, None) => None,
+        (Arch::T5(_), Some(_)) => {
+            bail!("--lora-r: LoRA adapters apply to LLaMA-family models only (this one is T5)")
+        }
+        (Arch::Llama(_), Some(r)) => {
+            let targets: Vec<&str> = if args.lora_targets.is_empty() {
+                vec!["q_proj", "v_proj"]
+            } else {
+                args.lora_targets.iter().map(String::as_str).collect()
+            };
+            let mut lora = LoraConfig::new(r, args.lora_alpha, &targets);
+            lora.lora_dropout = args.lora_dropout;
+            lora.base_model_name_or_path = Some(absolute(&args.model).display().to_string());
+            lora.validate().context("in the --lora-* flags")?;
+            Some(lora)
+        }
+    };
+    let train_items = model.train_items(&splits.train)?;
+    let validation = model.eval_set(&splits.validation, args.eval_batch_size)?;
+    let batcher = Batcher::new(
+        train_items,
+        model.encoder.pad_id(),
+        BatchConfig::train(args.batch_size, args.seed),
+    )?;
+    let device = Default::default();
+    // LoRA's `A` matrices are drawn from the backend RNG: seed it so runs repeat.
+    CpuAutodiffBackend::seed(&device, args.seed);
+    eprintln!(
+        "training on {} examples ({} batches per epoch), validating on {} every {} steps",
+        splits.train.len(),
+        batcher.epoch(0).len(),
+        splits.validation.len(),
+        args.every
+    );
+    let started = std::time::Instant::now();
+    let trajectory = match (&model.arch, &lora) {
+        (Arch::T5(_), _) => collect_trajectory(
+            model.t5::<CpuAutodiffBackend>(true, &device)?,
+            &batcher,
+            &validation,
+            train_config,
+            trajectory_config,
+            &device,
+        )?,
+        (Arch::Llama(_), None) => collect_trajectory(
+            model.llama::<CpuAutodiffBackend>(&device)?,
+            &batcher,
+            &validation,
+            train_config,
+            trajectory_config,
+            &device,
+        )?,
+        (Arch::Llama(_), Some(lora)) => collect_trajectory(
+            model.lora::<CpuAutodiffBackend>(lora, true, &device)?,
+            &batcher,
+            &validation,
+            train_config,
+            trajectory_config,
+            &device,
+        )?,
+    };
+    let seconds = started.elapsed().as_secs_f64();
+
+    trajectory
+        .save(checkpoints_dir)
+        .with_context(|| format!("saving to {}", checkpoints_dir.display()))?;
+    let cpu = Default::default();
+    match (&model.arch, &lora) {
+        (Arch::T5(_), _) => {
+            let template = model.t5::<CpuBackend>(false, &cpu)?;
+            write_description(checkpoints_dir, |dir| model.export_t5(&template, dir))?;
+        }
+        (Arch::Llama(_), None) => {
+            let template = model.llama::<CpuBackend>(&cpu)?;
+            write_description(checkpoints_dir, |dir| model.export_llama(&template, dir))?;
+        }
+        (Arch::Llama(_), Some(lora)) => {
+            // Each kept checkpoint as a peft adapter folder (the adapters are small).
+            let template = model.lora::<CpuBackend>(lora, false, &cpu)?;
+            for (k, kept) in trajectory.kept.iter().enumerate() {
+                let mut one_hot = vec![0.0; trajectory.kept.len()];
+                one_hot[k] = 1.0;
+                let adapters = trajectory
+                    .checkpoints
+                    .fused_model(template.clone(), &one_hot, &cpu)?
+                    .adapters;
+                let dir = checkpoints_dir.join(format!("adapter-{:06}", kept.step));
+                adapters
+                    .save(&dir)
+                    .with_context(|| format!("writing {}", dir.display()))?;
+            }
+            model.write_tokenizer(checkpoints_dir)?;
+        }
+    }
+    report(&trajectory, &validation, checkpoints_dir, seconds);
+    Ok(())
+}
+
+/// Writes the `config.json` and tokenizer files that describe a dense generative trajectory's
+/// checkpoints into `checkpoints_dir`, through the same export as a fused model (into a scratch
+/// folder whose weights are dropped), so `bomf fuse` reads them like any model folder.
+fn write_description(
+    checkpoints_dir: &Path,
+    export: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
+    let scratch = checkpoints_dir.join(".export");
+    export(&scratch)?;
+    for entry in std::fs::read_dir(&scratch)? {
+        let path = entry?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        if let Some(name) = name
+            && (name == "config.json" || name.starts_with("tokenizer") || name.ends_with(".model"))
+        {
+            std::fs::rename(&path, checkpoints_dir.join(&name))
+                .with_context(|| format!("moving {} into {}", name, checkpoints_dir.display()))?;
+        }
+    }
+    std::fs::remove_dir_all(&scratch).with_context(|| format!("removing {}", scratch.display()))?;
+    Ok(())
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Prints how the run ended and the kept checkpoints with their validation loss and metric.
+fn report(trajectory: &Trajectory, validation: &EvalSet, checkpoints_dir: &Path, seconds: f64) {
     let metric = validation
         .task
         .metrics
@@ -315,5 +505,4 @@ pub fn run(args: TrainArgs) -> Result<()> {
             kept.step, kept.validation.loss, value
         );
     }
-    Ok(())
 }

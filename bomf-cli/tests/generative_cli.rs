@@ -542,6 +542,120 @@ fn adapters_evaluate_predict_and_fuse_like_peft() {
     assert!(err.contains("LLaMA-family models only"), "{err}");
 }
 
+/// `bomf train` of a generative model, then `bomf fuse` of its checkpoints: a one-hot fusion of
+/// kept checkpoint k is that checkpoint, so `bomf eval` on validation must give the validation
+/// loss the manifest recorded for it. `extra` adds flags; `adapters`: fuse the adapter folders.
+fn train_then_refuse(model: &str, extra: &[&str], adapters: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = Data::Generation.write_spec(dir.path());
+    let model_dir = fixtures().join(model);
+    let max_new = MAX_NEW_TOKENS.to_string();
+    let mut args = vec![
+        "train",
+        "--model",
+        model_dir.to_str().unwrap(),
+        "--data",
+        spec.to_str().unwrap(),
+        "--out",
+        "t",
+        "--lr",
+        "0.02",
+        "--batch-size",
+        "4",
+        "--epochs",
+        "2",
+        "--every",
+        "2",
+        "--k",
+        "2",
+        "--rule",
+        "last-k",
+        "--max-len",
+        "64",
+        "--max-new-tokens",
+        &max_new,
+    ];
+    args.extend(extra);
+    let stdout = succeed(&bomf(&args, dir.path()));
+    assert!(stdout.contains("kept 2 checkpoints"), "{stdout}");
+    let checkpoints = dir.path().join("t/checkpoints");
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(checkpoints.join("manifest.json")).unwrap())
+            .unwrap();
+    let entries = manifest["checkpoints"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    let inputs: Vec<PathBuf> = entries
+        .iter()
+        .map(|e| {
+            let step = e["step"].as_u64().unwrap();
+            if adapters {
+                checkpoints.join(format!("adapter-{step:06}"))
+            } else {
+                checkpoints.join(e["file"].as_str().unwrap())
+            }
+        })
+        .collect();
+    let fused = dir.path().join("fused");
+    let mut fuse = vec!["fuse", "--checkpoints"];
+    fuse.extend(inputs.iter().map(|p| p.to_str().unwrap()));
+    fuse.extend(["--weights", "0,1", "--out", fused.to_str().unwrap()]);
+    succeed(&bomf(&fuse, dir.path()));
+    let (model_arg, adapter_arg) = if adapters {
+        (model_dir.clone(), Some(fused.clone()))
+    } else {
+        (fused.clone(), None)
+    };
+    let mut eval = vec![
+        "eval",
+        "--model",
+        model_arg.to_str().unwrap(),
+        "--data",
+        spec.to_str().unwrap(),
+        "--split",
+        "validation",
+        "--batch-size",
+        "64",
+        "--max-len",
+        "64",
+        "--max-new-tokens",
+        &max_new,
+    ];
+    if let Some(adapter) = &adapter_arg {
+        eval.extend(["--adapter", adapter.to_str().unwrap()]);
+    }
+    let got: Value = serde_json::from_str(&succeed(&bomf(&eval, dir.path()))).unwrap();
+    let recorded = &entries[1]["validation"];
+    let (ours, theirs) = (
+        got["loss"].as_f64().unwrap(),
+        recorded["loss"].as_f64().unwrap(),
+    );
+    assert!(close(ours, theirs, 1e-5), "{model}: {ours} vs {theirs}");
+    assert_eq!(got["metrics"], recorded["metrics"], "{model}");
+}
+
+#[test]
+fn train_lora_adapters_then_fuse_them() {
+    train_then_refuse(
+        "llama",
+        &[
+            "--lora-r",
+            "4",
+            "--lora-alpha",
+            "8",
+            "--lora-target",
+            "q_proj",
+            "--lora-target",
+            "v_proj",
+        ],
+        true,
+    );
+}
+
+#[test]
+fn train_t5_then_fuse_its_checkpoints() {
+    train_then_refuse("t5", &[], false);
+}
+
 #[test]
 fn config_errors_name_the_problem() {
     let dir = tempfile::tempdir().unwrap();
@@ -571,6 +685,24 @@ fn config_errors_name_the_problem() {
         dir.path(),
     ));
     assert!(err.contains("needs [model.lora]"), "{err}");
+    // LoRA training of a T5.
+    let spec = Data::Generation.write_spec(dir.path());
+    let t5 = fixtures().join("t5");
+    let err = fail(&bomf(
+        &[
+            "train",
+            "--model",
+            t5.to_str().unwrap(),
+            "--data",
+            spec.to_str().unwrap(),
+            "--out",
+            "z",
+            "--lora-r",
+            "4",
+        ],
+        dir.path(),
+    ));
+    assert!(err.contains("LLaMA-family models only"), "{err}");
     let config = write_run_config(
         dir.path(),
         "llama",

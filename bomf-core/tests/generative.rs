@@ -973,7 +973,13 @@ fn the_whole_pipeline_runs_on_a_lora_model() {
     assert_eq!(requests.iter().filter(|r| **r == proxy).count(), 2);
     assert_eq!(&requests[..2], &[proxy, proxy]);
     // HPBO-full's two trials, its retrained best, and the trajectory at full rank.
-    assert!(requests.iter().filter(|r| **r == ModelRequest::TRAIN).count() >= 4);
+    assert!(
+        requests
+            .iter()
+            .filter(|r| **r == ModelRequest::TRAIN)
+            .count()
+            >= 4
+    );
     assert_eq!(report.hpbo_trials.len(), 2);
     assert_eq!(report.hpbo_full_trials.len(), 2);
     for m in &report.methods {
