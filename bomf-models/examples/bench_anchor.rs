@@ -31,6 +31,18 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// As the `bomf` binary's `keep_freed_pages` (see there): freed pages are kept for a second
+/// (option 15 = mimalloc v3's purge delay, default 10 ms) unless `MIMALLOC_PURGE_DELAY` is set.
+#[allow(unsafe_code)]
+fn keep_freed_pages() {
+    // SAFETY: plain C calls on mimalloc's option table, which is initialised before main.
+    unsafe {
+        if libmimalloc_sys::mi_option_get(15) == 10 {
+            libmimalloc_sys::mi_option_set(15, 1000);
+        }
+    }
+}
+
 const BATCH: usize = 32;
 const SEQ_LEN: usize = 64;
 
@@ -233,6 +245,7 @@ fn train_bench(
 }
 
 fn main() -> ExitCode {
+    keep_freed_pages();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
