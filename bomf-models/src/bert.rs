@@ -693,9 +693,19 @@ impl<B: Backend> BertSelfAttention<B> {
         let k = linear3(&self.key, x.clone());
         let v = linear3(&self.value, x);
         let training_dropout = self.attention_dropout > 0.0 && B::ad_enabled(&q.device());
-        if !training_dropout
-            && let Some(context) = crate::kernels::encoder_attention(&q, &k, &v, key_padding, heads)
-        {
+        let fast = if training_dropout {
+            crate::kernels::encoder_attention_train(
+                &q,
+                &k,
+                &v,
+                key_padding,
+                heads,
+                self.attention_dropout,
+            )
+        } else {
+            crate::kernels::encoder_attention(&q, &k, &v, key_padding, heads)
+        };
+        if let Some(context) = fast {
             return context;
         }
         let split = |t: Tensor<B, 3>| t.reshape([batch, seq_len, heads, head_dim]).swap_dims(1, 2);
@@ -705,7 +715,7 @@ impl<B: Backend> BertSelfAttention<B> {
             .reshape([batch, 1, 1, seq_len])
             .expand([batch, heads, seq_len, seq_len]);
         let context = if training_dropout {
-            // Training with attention dropout: the fused kernel has no dropout, so spell it out.
+            // Training with attention dropout on backends without the fused training kernel.
             let scores = q
                 .matmul(k.swap_dims(2, 3))
                 .div_scalar((head_dim as f64).sqrt());

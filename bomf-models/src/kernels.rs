@@ -6,10 +6,11 @@
 //! there; these kernels work on contiguous `f32` buffers with a vectorisable `exp`/`erf` and read
 //! the heads in place, so nothing is transposed.
 //!
-//! They apply only where the backend *is* `Flex` (or `Autodiff<Flex>` for GELU): a `TypeId`
-//! check through [`Any`], safe code with no extra trait bound on the models. Every other backend,
-//! every other dtype and the training path with attention dropout run burn's composed ops, so
-//! CUDA is untouched. The parity tests against `transformers` run through these kernels.
+//! They apply only where the backend *is* `Flex` or `Autodiff<Flex>` (GELU, dropout, and the
+//! training attention with its own backward pass): a `TypeId` check through [`Any`], safe code
+//! with no extra trait bound on the models. Every other backend and dtype runs burn's composed
+//! ops, so CUDA is untouched. The parity tests against `transformers` run through these kernels,
+//! and each kernel is tested against burn's ops, gradients included.
 
 use std::any::Any;
 
@@ -306,7 +307,387 @@ pub(crate) fn encoder_attention<B: Backend>(
     )))
 }
 
-#[derive(Clone, Copy)]
+/// Encoder self-attention *with dropout on the attention probabilities*, for training on
+/// `Autodiff<Flex>`: scores, masked softmax, dropout and `P·V` as one autodiff op with its own
+/// backward, reading the heads in place like [`encoder_attention`]. burn's composed version
+/// splits and merges the heads with copies in both passes and runs the mask, softmax and
+/// dropout as separate elementwise passes.
+///
+/// The dropout mask is [`DropoutMask`]'s hash of the element's index in `[batch, heads, seq,
+/// seq]`, seeded from the backend RNG per call (so `Backend::seed` keeps runs reproducible); the
+/// backward pass recomputes it instead of storing it. Returns `None` when the backend is not
+/// `Autodiff<Flex>` or the dtype not `f32` (the caller runs burn's ops).
+pub(crate) fn encoder_attention_train<B: Backend>(
+    q: &Tensor<B, 3>,
+    k: &Tensor<B, 3>,
+    v: &Tensor<B, 3>,
+    key_padding: &Tensor<B, 2, Bool>,
+    heads: usize,
+    dropout_prob: f64,
+) -> Option<Tensor<B, 3>> {
+    if !enabled() || q.dtype() != DType::F32 || !(0.0..1.0).contains(&dropout_prob) {
+        return None;
+    }
+    let ad = |t: &Tensor<B, 3>| same_type::<_, Tensor<Autodiff<Flex>, 3>>(t.clone()).ok();
+    let (q, k, v) = (ad(q)?, ad(k)?, ad(v)?);
+    let [batch, seq, hidden] = q.dims();
+    if hidden % heads != 0 || k.dims() != q.dims() || v.dims() != q.dims() {
+        return None;
+    }
+    let keep: Vec<bool> = key_padding
+        .clone()
+        .into_data()
+        .iter::<bool>()
+        .map(|padded| !padded)
+        .collect();
+    if keep.len() != batch * seq {
+        return None;
+    }
+    let state = AttentionTrainState {
+        shape: AttentionShape {
+            seq,
+            hidden,
+            heads,
+            head_dim: hidden / heads,
+        },
+        batch,
+        keep: keep.into(),
+        dropout: DropoutParams::new(dropout_prob, draw_seed()),
+        q: q.clone()
+            .into_primitive()
+            .tensor()
+            .primitive
+            .to_contiguous(),
+        k: k.clone()
+            .into_primitive()
+            .tensor()
+            .primitive
+            .to_contiguous(),
+        v: v.clone()
+            .into_primitive()
+            .tensor()
+            .primitive
+            .to_contiguous(),
+        probs: std::sync::Arc::new(Vec::new()),
+    };
+    let (out, probs) = attention_train_forward(&state);
+    let state = AttentionTrainState {
+        probs: std::sync::Arc::new(probs),
+        ..state
+    };
+    let out = FlexTensor::from_data(TensorData::new(out, [batch, seq, hidden]));
+    let nodes = [
+        q.into_primitive().tensor().node,
+        k.into_primitive().tensor().node,
+        v.into_primitive().tensor().node,
+    ];
+    let out = match AttentionTrainBackward
+        .prepare::<burn::backend::autodiff::checkpoint::strategy::NoCheckpointing>(nodes)
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(state, out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    };
+    Some(back(Tensor::<Autodiff<Flex>, 3>::from_primitive(
+        TensorPrimitive::Float(out),
+    )))
+}
+
+/// The dropout of [`encoder_attention_train`]: [`DropoutMask`]'s parameters.
+#[derive(Clone, Copy, Debug)]
+struct DropoutParams {
+    seed: u64,
+    threshold: u64,
+    scale: f32,
+}
+
+impl DropoutParams {
+    fn new(prob: f64, seed: u64) -> Self {
+        Self {
+            seed,
+            threshold: (prob * 4_294_967_296.0) as u64,
+            scale: (1.0 / (1.0 - prob)) as f32,
+        }
+    }
+
+    /// The mask (0 or `1/(1-p)`) of the `values.len()` elements from `first_index` on.
+    fn fill(&self, values: &mut [f32], first_index: usize) {
+        pulp::Arch::new().dispatch(DropoutMask {
+            values,
+            first_index: first_index as u64,
+            seed: self.seed,
+            threshold: self.threshold,
+            scale: self.scale,
+        });
+    }
+}
+
+/// What the backward pass of [`encoder_attention_train`] needs: the inputs and the softmax
+/// probabilities before dropout (`[batch, heads, seq, seq]`).
+#[derive(Clone, Debug)]
+struct AttentionTrainState {
+    shape: AttentionShape,
+    batch: usize,
+    keep: std::sync::Arc<[bool]>,
+    dropout: DropoutParams,
+    q: FlexTensor,
+    k: FlexTensor,
+    v: FlexTensor,
+    probs: std::sync::Arc<Vec<f32>>,
+}
+
+/// The keys a row attends to (1) or not (0); a sequence without any real token attends
+/// uniformly, as adding a large negative number to every score does in transformers.
+fn keep_weights(keep: &[bool]) -> Vec<f32> {
+    let any_kept = keep.iter().any(|&kept| kept);
+    keep.iter()
+        .map(|&kept| if kept || !any_kept { 1.0 } else { 0.0 })
+        .collect()
+}
+
+/// Returns the context `[batch, seq, hidden]` and the probabilities before dropout.
+fn attention_train_forward(state: &AttentionTrainState) -> (Vec<f32>, Vec<f32>) {
+    let AttentionShape {
+        seq,
+        hidden,
+        heads,
+        head_dim: d,
+    } = state.shape;
+    let (qs, ks, vs) = (
+        state.q.as_slice::<f32>().expect("contiguous f32"),
+        state.k.as_slice::<f32>().expect("contiguous f32"),
+        state.v.as_slice::<f32>().expect("contiguous f32"),
+    );
+    let scale = 1.0 / (d as f32).sqrt();
+    let block = seq * seq;
+    let mut out = vec![0.0f32; state.batch * seq * hidden];
+    let mut probs = vec![0.0f32; state.batch * heads * block];
+    out.par_chunks_mut(seq * hidden)
+        .zip(probs.par_chunks_mut(heads * block))
+        .enumerate()
+        .for_each(|(b, (out, probs))| {
+            let rows = b * seq * hidden..(b + 1) * seq * hidden;
+            let (q, k, v) = (&qs[rows.clone()], &ks[rows.clone()], &vs[rows]);
+            let keep_weight = keep_weights(&state.keep[b * seq..(b + 1) * seq]);
+            let mut dropped = vec![0.0f32; block];
+            for (h, p) in probs.chunks_exact_mut(block).enumerate() {
+                let col = h * d;
+                strided_gemm(
+                    GemmShape {
+                        m: seq,
+                        n: seq,
+                        k: d,
+                    },
+                    (p, seq, 1),
+                    (&q[col..], hidden, 1),
+                    (&k[col..], 1, hidden),
+                    scale,
+                    false,
+                );
+                for row in p.chunks_exact_mut(seq) {
+                    pulp::Arch::new().dispatch(MaskedSoftmax {
+                        row,
+                        keep_weight: &keep_weight,
+                    });
+                }
+                state.dropout.fill(&mut dropped, (b * heads + h) * block);
+                dropped.iter_mut().zip(p.iter()).for_each(|(m, &p)| *m *= p);
+                strided_gemm(
+                    GemmShape {
+                        m: seq,
+                        n: d,
+                        k: seq,
+                    },
+                    (&mut out[col..], hidden, 1),
+                    (&dropped, seq, 1),
+                    (&v[col..], hidden, 1),
+                    1.0,
+                    false,
+                );
+            }
+        });
+    (out, probs)
+}
+
+#[derive(Debug)]
+struct AttentionTrainBackward;
+
+impl Backward<Flex, 3> for AttentionTrainBackward {
+    type State = AttentionTrainState;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let grad = grads.consume::<Flex>(&ops.node).to_contiguous();
+        let [dq, dk, dv] =
+            attention_train_backward(&ops.state, grad.as_slice::<f32>().expect("contiguous f32"));
+        let [batch, seq, hidden] = [ops.state.batch, ops.state.shape.seq, ops.state.shape.hidden];
+        for (parent, values) in ops.parents.into_iter().zip([dq, dk, dv]) {
+            if let Some(node) = parent {
+                let t = FlexTensor::from_data(TensorData::new(values, [batch, seq, hidden]));
+                grads.register::<Flex>(node.id, t);
+            }
+        }
+    }
+}
+
+/// The gradients of Q, K and V given the context's gradient `grad` (`[batch, seq, hidden]`).
+/// With `P` the probabilities, `M` the dropout mask and `D = P∘M`: `dV = Dᵀ dO`,
+/// `dP = (dO Vᵀ)∘M`, `dS = P∘(dP − rowsum(dP∘P))` (zero at padded keys), `dQ = s·dS K`,
+/// `dK = s·dSᵀ Q` with `s = 1/√d`.
+fn attention_train_backward(state: &AttentionTrainState, grad: &[f32]) -> [Vec<f32>; 3] {
+    let AttentionShape {
+        seq,
+        hidden,
+        heads,
+        head_dim: d,
+    } = state.shape;
+    let (qs, ks, vs) = (
+        state.q.as_slice::<f32>().expect("contiguous f32"),
+        state.k.as_slice::<f32>().expect("contiguous f32"),
+        state.v.as_slice::<f32>().expect("contiguous f32"),
+    );
+    let scale = 1.0 / (d as f32).sqrt();
+    let block = seq * seq;
+    let n = state.batch * seq * hidden;
+    let (mut dq, mut dk, mut dv) = (vec![0.0f32; n], vec![0.0f32; n], vec![0.0f32; n]);
+    dq.par_chunks_mut(seq * hidden)
+        .zip(dk.par_chunks_mut(seq * hidden))
+        .zip(dv.par_chunks_mut(seq * hidden))
+        .enumerate()
+        .for_each(|(b, ((dq, dk), dv))| {
+            let rows = b * seq * hidden..(b + 1) * seq * hidden;
+            let (q, k, v, d_out) = (
+                &qs[rows.clone()],
+                &ks[rows.clone()],
+                &vs[rows.clone()],
+                &grad[rows],
+            );
+            let keep = &state.keep[b * seq..(b + 1) * seq];
+            let (mut mask, mut dropped, mut dp) = (
+                vec![0.0f32; block],
+                vec![0.0f32; block],
+                vec![0.0f32; block],
+            );
+            for h in 0..heads {
+                let col = h * d;
+                let first = (b * heads + h) * block;
+                let p = &state.probs[first..first + block];
+                state.dropout.fill(&mut mask, first);
+                dropped
+                    .iter_mut()
+                    .zip(mask.iter().zip(p))
+                    .for_each(|(x, (&m, &p))| *x = m * p);
+                // dV_h = Dᵀ dO_h
+                strided_gemm(
+                    GemmShape {
+                        m: seq,
+                        n: d,
+                        k: seq,
+                    },
+                    (&mut dv[col..], hidden, 1),
+                    (&dropped, 1, seq),
+                    (&d_out[col..], hidden, 1),
+                    1.0,
+                    false,
+                );
+                // dP = (dO_h V_hᵀ) ∘ M
+                strided_gemm(
+                    GemmShape {
+                        m: seq,
+                        n: seq,
+                        k: d,
+                    },
+                    (&mut dp, seq, 1),
+                    (&d_out[col..], hidden, 1),
+                    (&v[col..], 1, hidden),
+                    1.0,
+                    false,
+                );
+                for ((dp_row, p_row), mask_row) in dp
+                    .chunks_exact_mut(seq)
+                    .zip(p.chunks_exact(seq))
+                    .zip(mask.chunks_exact(seq))
+                {
+                    pulp::Arch::new().dispatch(SoftmaxGrad {
+                        dp: dp_row,
+                        p: p_row,
+                        mask: mask_row,
+                        keep,
+                    });
+                }
+                // dQ_h = s·dS K_h, dK_h = s·dSᵀ Q_h
+                strided_gemm(
+                    GemmShape {
+                        m: seq,
+                        n: d,
+                        k: seq,
+                    },
+                    (&mut dq[col..], hidden, 1),
+                    (&dp, seq, 1),
+                    (&k[col..], hidden, 1),
+                    scale,
+                    false,
+                );
+                strided_gemm(
+                    GemmShape {
+                        m: seq,
+                        n: d,
+                        k: seq,
+                    },
+                    (&mut dk[col..], hidden, 1),
+                    (&dp, 1, seq),
+                    (&q[col..], hidden, 1),
+                    scale,
+                    false,
+                );
+            }
+        });
+    [dq, dk, dv]
+}
+
+struct MaskedSoftmax<'a> {
+    row: &'a mut [f32],
+    keep_weight: &'a [f32],
+}
+
+impl pulp::WithSimd for MaskedSoftmax<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        masked_softmax(self.row, self.keep_weight);
+    }
+}
+
+/// One row of the softmax-and-dropout backward, in place: `dp ← P∘(dp∘M − Σ(dp∘M∘P))`, zero
+/// at padded keys (their scores were a constant fill, which has no gradient).
+struct SoftmaxGrad<'a> {
+    dp: &'a mut [f32],
+    p: &'a [f32],
+    mask: &'a [f32],
+    keep: &'a [bool],
+}
+
+impl pulp::WithSimd for SoftmaxGrad<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let mut dot = 0.0f32;
+        for ((dp, &m), &p) in self.dp.iter_mut().zip(self.mask).zip(self.p) {
+            *dp *= m;
+            dot += *dp * p;
+        }
+        for ((dp, &p), &kept) in self.dp.iter_mut().zip(self.p).zip(self.keep) {
+            *dp = if kept { p * (*dp - dot) } else { 0.0 };
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
 struct AttentionShape {
     seq: usize,
     hidden: usize,
@@ -372,13 +753,7 @@ impl pulp::WithSimd for AttendOneSequence<'_> {
         } = self;
         let (seq, hidden, d) = (s.seq, s.hidden, s.head_dim);
         let scale = 1.0 / (d as f32).sqrt();
-        // A sequence with no real token attends uniformly, as adding a large negative number to
-        // every score does in transformers.
-        let any_kept = keep.iter().any(|&kept| kept);
-        let keep_weight: Vec<f32> = keep
-            .iter()
-            .map(|&kept| if kept || !any_kept { 1.0 } else { 0.0 })
-            .collect();
+        let keep_weight = keep_weights(keep);
         let mut scores = vec![0.0f32; seq * seq];
         for h in 0..s.heads {
             let col = h * d;
@@ -648,6 +1023,81 @@ mod tests {
             &reference.into_data(),
             burn::tensor::Tolerance::absolute(1e-5),
         );
+    }
+
+    /// The training attention (scores, masked softmax, dropout, P·V as one op) against burn's
+    /// composed ops with the same dropout mask: the context and the gradients of Q, K and V.
+    #[test]
+    fn training_attention_and_its_gradients_match_burn() {
+        type AB = CpuAutodiffBackend;
+        let device = Default::default();
+        let (batch, seq, heads, d) = (3, 7, 2, 4);
+        let hidden = heads * d;
+        let prob = 0.3;
+        let data = |offset: usize| {
+            let v: Vec<f32> = (0..batch * seq * hidden)
+                .map(|i| (((i * 37 + offset * 11) % 23) as f32 - 11.0) / 7.0)
+                .collect();
+            TensorData::new(v, [batch, seq, hidden])
+        };
+        let leaf = |offset| Tensor::<AB, 3>::from_data(data(offset), &device).require_grad();
+        // Sequence lengths 7, 4 and 1.
+        let padded: Vec<bool> = (0..batch * seq)
+            .map(|i| i % seq >= [7, 4, 1][i / seq])
+            .collect();
+        let key_padding =
+            Tensor::<AB, 2, Bool>::from_data(TensorData::new(padded, [batch, seq]), &device);
+        let weights = Tensor::<AB, 3>::from_data(
+            TensorData::new(
+                (0..batch * seq * hidden)
+                    .map(|i| (i % 5) as f32 - 2.0)
+                    .collect::<Vec<_>>(),
+                [batch, seq, hidden],
+            ),
+            &device,
+        );
+
+        let (q, k, v) = (leaf(1), leaf(2), leaf(3));
+        <AB as Backend>::seed(&device, 5);
+        let fast =
+            encoder_attention_train(&q, &k, &v, &key_padding, heads, prob).expect("Autodiff<Flex>");
+        let grads = (fast.clone() * weights.clone()).sum().backward();
+
+        // The same mask: the same seed, drawn the same way.
+        <AB as Backend>::seed(&device, 5);
+        let params = DropoutParams::new(prob, draw_seed());
+        let mut mask = vec![0.0f32; batch * heads * seq * seq];
+        params.fill(&mut mask, 0);
+        assert!(mask.contains(&0.0));
+        let mask =
+            Tensor::<AB, 4>::from_data(TensorData::new(mask, [batch, heads, seq, seq]), &device);
+        let (q2, k2, v2) = (leaf(1), leaf(2), leaf(3));
+        let split = |t: Tensor<AB, 3>| t.reshape([batch, seq, heads, d]).swap_dims(1, 2);
+        let fill = key_padding
+            .reshape([batch, 1, 1, seq])
+            .expand([batch, heads, seq, seq]);
+        let scores = split(q2.clone())
+            .matmul(split(k2.clone()).swap_dims(2, 3))
+            .div_scalar((d as f64).sqrt())
+            .mask_fill(fill, f32::MIN);
+        let reference = (activation::softmax(scores, 3) * mask)
+            .matmul(split(v2.clone()))
+            .swap_dims(1, 2)
+            .reshape([batch, seq, hidden]);
+        let grads_ref = (reference.clone() * weights).sum().backward();
+
+        let tolerance = burn::tensor::Tolerance::absolute(1e-5);
+        fast.into_data()
+            .assert_approx_eq::<f32>(&reference.into_data(), tolerance);
+        for (ours, theirs) in [(q, q2), (k, k2), (v, v2)] {
+            ours.grad(&grads)
+                .expect("requires grad")
+                .into_data()
+                .assert_approx_eq::<f32>(
+                    &theirs.grad(&grads_ref).expect("requires grad").into_data(),
+                    tolerance,
+                );
+        }
     }
 
     #[test]
