@@ -310,15 +310,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
     )?;
     let seconds = started.elapsed().as_secs_f64();
 
-    trajectory
-        .save(&checkpoints_dir)
-        .with_context(|| format!("saving to {}", checkpoints_dir.display()))?;
+    // The config and tokenizer first: the manifest, written last by `Trajectory::save`, marks a
+    // finished folder.
+    std::fs::create_dir_all(&checkpoints_dir)
+        .with_context(|| format!("creating {}", checkpoints_dir.display()))?;
     let config_path = checkpoints_dir.join("config.json");
     let config_json =
         serde_json::to_string_pretty(&config.to_hf_json(Task::SequenceClassification))?;
     std::fs::write(&config_path, config_json + "\n")
         .with_context(|| format!("writing {}", config_path.display()))?;
     copy_tokenizer_files(&args.model, &checkpoints_dir)?;
+    trajectory
+        .save(&checkpoints_dir)
+        .with_context(|| format!("saving to {}", checkpoints_dir.display()))?;
     report(&trajectory, &validation, &checkpoints_dir, seconds);
     Ok(())
 }
@@ -403,9 +407,10 @@ fn train_generative(
     };
     let seconds = started.elapsed().as_secs_f64();
 
-    trajectory
-        .save(checkpoints_dir)
-        .with_context(|| format!("saving to {}", checkpoints_dir.display()))?;
+    // The files that describe the checkpoints first: the manifest, written last by
+    // `Trajectory::save`, marks a finished folder.
+    std::fs::create_dir_all(checkpoints_dir)
+        .with_context(|| format!("creating {}", checkpoints_dir.display()))?;
     let cpu = Default::default();
     match (&model.arch, &lora) {
         (Arch::T5(_), _) => {
@@ -434,13 +439,16 @@ fn train_generative(
             model.write_tokenizer(checkpoints_dir)?;
         }
     }
+    trajectory
+        .save(checkpoints_dir)
+        .with_context(|| format!("saving to {}", checkpoints_dir.display()))?;
     report(&trajectory, &validation, checkpoints_dir, seconds);
     Ok(())
 }
 
 /// Writes the `config.json` and tokenizer files that describe a dense generative trajectory's
 /// checkpoints into `checkpoints_dir`, through the same export as a fused model (into a scratch
-/// folder whose weights are dropped), so `bomf fuse` reads them like any model folder.
+/// folder whose weights files are dropped), so `bomf fuse` reads them like any model folder.
 fn write_description(
     checkpoints_dir: &Path,
     export: impl FnOnce(&Path) -> Result<()>,
@@ -451,7 +459,8 @@ fn write_description(
         let path = entry?.path();
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
         if let Some(name) = name
-            && (name == "config.json" || name.starts_with("tokenizer") || name.ends_with(".model"))
+            && !name.ends_with(".safetensors")
+            && !name.ends_with(".bin")
         {
             std::fs::rename(&path, checkpoints_dir.join(&name))
                 .with_context(|| format!("moving {} into {}", name, checkpoints_dir.display()))?;
