@@ -239,11 +239,11 @@ fn fuse_adapters(args: &FuseArgs) -> Result<()> {
         (Some(base), _) => base.clone(),
         (None, Some(named)) if Path::new(named).exists() => PathBuf::from(named),
         (None, named) => bail!(
-            "fusing adapter folders needs the model they adapt: give it with --base (their \
-             base_model_name_or_path {} is not a local path)",
-            named
-                .as_deref()
-                .map_or("is empty".to_string(), |n| format!("`{n}`"))
+            "fusing adapter folders needs the model they adapt: give it with --base ({})",
+            named.as_deref().map_or(
+                "their adapter_config.json names no base model".to_string(),
+                |n| format!("their base_model_name_or_path `{n}` is not a local path")
+            )
         ),
     };
     let model = open_generative(&base, GenerativeOptions::default())

@@ -299,7 +299,8 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
         && config.model.lora.is_none()
     {
         bail!(
-            "{}: [hpbo] lora_rank = {rank} makes stage 1's proxy a LoRA model of that rank, and              needs [model.lora] (for other models use freeze_lower_layers)",
+            "{}: [hpbo] lora_rank = {rank} makes stage 1's proxy a LoRA model of that rank, and \
+             needs [model.lora] (for other models use freeze_lower_layers)",
             args.config.display()
         );
     }
