@@ -292,13 +292,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let model = classifier_from::<CpuAutodiffBackend>(&config, checkpoint, false, &device)
         .with_context(|| format!("loading {}", args.model.display()))?;
 
-    eprintln!(
-        "training on {} examples ({} batches per epoch), validating on {} every {} steps",
-        splits.train.len(),
-        batcher.epoch(0).len(),
-        splits.validation.len(),
-        args.every
-    );
+    announce(&splits, &batcher, args.every);
     let started = std::time::Instant::now();
     let trajectory = collect_trajectory(
         model,
@@ -371,13 +365,7 @@ fn train_generative(
     let device = Default::default();
     // LoRA's `A` matrices are drawn from the backend RNG: seed it so runs repeat.
     CpuAutodiffBackend::seed(&device, args.seed);
-    eprintln!(
-        "training on {} examples ({} batches per epoch), validating on {} every {} steps",
-        splits.train.len(),
-        batcher.epoch(0).len(),
-        splits.validation.len(),
-        args.every
-    );
+    announce(splits, &batcher, args.every);
     let started = std::time::Instant::now();
     let trajectory = match (&model.arch, &lora) {
         (Arch::T5(_), _) => collect_trajectory(
@@ -468,6 +456,16 @@ fn write_description(
     }
     std::fs::remove_dir_all(&scratch).with_context(|| format!("removing {}", scratch.display()))?;
     Ok(())
+}
+
+fn announce(splits: &Splits, batcher: &Batcher, every: usize) {
+    eprintln!(
+        "training on {} examples ({} batches per epoch), validating on {} every {} steps",
+        splits.train.len(),
+        batcher.epoch(0).len(),
+        splits.validation.len(),
+        every
+    );
 }
 
 fn absolute(path: &Path) -> PathBuf {

@@ -193,11 +193,11 @@ fn run_and_check(dir: &Path, config: &Path, metric: &str) -> Value {
 
 /// `bomf eval` of `model` on the test split of `data`, as JSON.
 fn eval(dir: &Path, model: &Path, data: Data) -> Value {
-    eval_with(dir, model, data, &[])
+    eval_with(dir, model, data, "test", &[])
 }
 
-/// `bomf eval` on the test split with `extra` flags (e.g. `--adapter DIR`).
-fn eval_with(dir: &Path, model: &Path, data: Data, extra: &[&str]) -> Value {
+/// `bomf eval` on `split` with `extra` flags (e.g. `--adapter DIR`).
+fn eval_with(dir: &Path, model: &Path, data: Data, split: &str, extra: &[&str]) -> Value {
     let spec = data.write_spec(dir);
     let max_new = MAX_NEW_TOKENS.to_string();
     let mut args = vec![
@@ -207,7 +207,7 @@ fn eval_with(dir: &Path, model: &Path, data: Data, extra: &[&str]) -> Value {
         "--data",
         spec.to_str().unwrap(),
         "--split",
-        "test",
+        split,
         "--batch-size",
         "64",
         "--max-len",
@@ -478,7 +478,7 @@ fn adapters_evaluate_predict_and_fuse_like_peft() {
     assert!(fused.join("adapter_config.json").is_file());
     for (name, adapter) in [("adapter_a", &adapter_a), ("fused", &fused)] {
         let flag = ["--adapter", adapter.to_str().unwrap()];
-        let got = eval_with(dir.path(), &base, Data::Generation, &flag);
+        let got = eval_with(dir.path(), &base, Data::Generation, "test", &flag);
         let (ours, theirs) = (
             got["loss"].as_f64().unwrap(),
             want[name]["generation_test_loss"].as_f64().unwrap(),
@@ -605,25 +605,17 @@ fn train_then_refuse(model: &str, extra: &[&str], adapters: bool) {
     } else {
         (fused.clone(), None)
     };
-    let mut eval = vec![
-        "eval",
-        "--model",
-        model_arg.to_str().unwrap(),
-        "--data",
-        spec.to_str().unwrap(),
-        "--split",
+    let adapter_flag: Vec<&str> = adapter_arg
+        .iter()
+        .flat_map(|adapter| ["--adapter", adapter.to_str().unwrap()])
+        .collect();
+    let got = eval_with(
+        dir.path(),
+        &model_arg,
+        Data::Generation,
         "validation",
-        "--batch-size",
-        "64",
-        "--max-len",
-        "64",
-        "--max-new-tokens",
-        &max_new,
-    ];
-    if let Some(adapter) = &adapter_arg {
-        eval.extend(["--adapter", adapter.to_str().unwrap()]);
-    }
-    let got: Value = serde_json::from_str(&succeed(&bomf(&eval, dir.path()))).unwrap();
+        &adapter_flag,
+    );
     let recorded = &entries[1]["validation"];
     let (ours, theirs) = (
         got["loss"].as_f64().unwrap(),

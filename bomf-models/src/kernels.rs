@@ -437,6 +437,13 @@ struct AttentionTrainState {
     probs: std::sync::Arc<Vec<f32>>,
 }
 
+impl AttentionTrainState {
+    /// Q, K and V as `f32` slices (made contiguous when the state was built).
+    fn inputs(&self) -> [&[f32]; 3] {
+        [&self.q, &self.k, &self.v].map(|t| t.as_slice::<f32>().expect("contiguous f32"))
+    }
+}
+
 /// The keys a row attends to (1) or not (0); a sequence without any real token attends
 /// uniformly, as adding a large negative number to every score does in transformers.
 fn keep_weights(keep: &[bool]) -> Vec<f32> {
@@ -454,11 +461,7 @@ fn attention_train_forward(state: &AttentionTrainState) -> (Vec<f32>, Vec<f32>) 
         heads,
         head_dim: d,
     } = state.shape;
-    let (qs, ks, vs) = (
-        state.q.as_slice::<f32>().expect("contiguous f32"),
-        state.k.as_slice::<f32>().expect("contiguous f32"),
-        state.v.as_slice::<f32>().expect("contiguous f32"),
-    );
+    let [qs, ks, vs] = state.inputs();
     let scale = 1.0 / (d as f32).sqrt();
     let block = seq * seq;
     let mut out = vec![0.0f32; state.batch * seq * hidden];
@@ -546,11 +549,7 @@ fn attention_train_backward(state: &AttentionTrainState, grad: &[f32]) -> [Vec<f
         heads,
         head_dim: d,
     } = state.shape;
-    let (qs, ks, vs) = (
-        state.q.as_slice::<f32>().expect("contiguous f32"),
-        state.k.as_slice::<f32>().expect("contiguous f32"),
-        state.v.as_slice::<f32>().expect("contiguous f32"),
-    );
+    let [qs, ks, vs] = state.inputs();
     let scale = 1.0 / (d as f32).sqrt();
     let block = seq * seq;
     let n = state.batch * seq * hidden;
