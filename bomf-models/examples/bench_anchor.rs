@@ -226,13 +226,20 @@ fn train_bench(
         .with_weight_decay(0.01)
         .init();
     let mut current = Some(model);
+    // Wall seconds of each phase (forward + loss, backward, optimiser step), per step.
+    let mut phases: Vec<[f64; 3]> = Vec::new();
     let samples = timed(warmup, repeats, || {
         let Some(model) = current.take() else { return };
+        let start = Instant::now();
         match model.sequence_logits(&input) {
             Ok(logits) => {
                 let loss = model.classification_loss(logits, labels.clone());
+                let forward = start.elapsed().as_secs_f64();
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
+                let backward = start.elapsed().as_secs_f64();
                 current = Some(optim.step(2e-5, model, grads));
+                let step = start.elapsed().as_secs_f64();
+                phases.push([forward, backward - forward, step - backward]);
             }
             Err(e) => failure = Some(e.to_string()),
         }
@@ -240,6 +247,14 @@ fn train_bench(
     if let Some(e) = failure {
         return Err(e);
     }
+    let timed_phases = &phases[phases.len().saturating_sub(repeats)..];
+    let phase = |i: usize| median(&timed_phases.iter().map(|p| p[i]).collect::<Vec<_>>());
+    eprintln!(
+        "train step phases (median s): forward+loss {:.3}, backward {:.3}, AdamW step {:.3}",
+        phase(0),
+        phase(1),
+        phase(2)
+    );
     report("minilm_train_step_b32_l64", &samples);
     Ok(())
 }

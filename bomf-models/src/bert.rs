@@ -30,6 +30,7 @@ use burn::tensor::{Bool, Int, Tensor};
 use serde_json::{Map, Value};
 
 use crate::error::{ModelError, Result};
+use crate::kernels::{Activation, layer_norm};
 use crate::loss;
 
 // ---------------------------------------------------------------------------------------------
@@ -578,6 +579,8 @@ pub struct BertEmbeddings<B: Backend> {
     pub token_type_embeddings: Embedding<B>,
     pub layer_norm: LayerNorm<B>,
     dropout: Dropout,
+    /// burn's LayerNorm keeps its epsilon private; the fused kernel needs it.
+    layer_norm_eps: f64,
     /// RoBERTa: positions are offset past this padding index. `usize::MAX` for BERT.
     roberta_padding_idx: usize,
     /// `padding_idx` of the word embeddings (no gradient reaches that row).
@@ -602,6 +605,7 @@ impl<B: Backend> BertEmbeddings<B> {
             ),
             layer_norm: hf_layer_norm(c.hidden_size, c.layer_norm_eps, device),
             dropout: DropoutConfig::new(c.hidden_dropout_prob).init(),
+            layer_norm_eps: c.layer_norm_eps,
             pad_token_id: c.pad_token_id,
             roberta_padding_idx: match c.flavor {
                 EncoderFlavor::Bert => usize::MAX,
@@ -643,16 +647,25 @@ impl<B: Backend> BertEmbeddings<B> {
             no_grad_where(positions, &is_pad)
         };
         let x = words + self.token_type_embeddings.forward(token_types);
-        let x = x + positions;
-        crate::kernels::dropout(&self.dropout, self.layer_norm.forward(x))
+        let x = layer_norm(&self.layer_norm, self.layer_norm_eps, x, Some(positions));
+        crate::kernels::dropout(&self.dropout, x)
     }
 }
 
 /// Applies a Linear layer to `[batch, seq, d]` as one `[batch·seq, d]` matrix product: the CPU
 /// backend runs that as a single large GEMM instead of one small GEMM per sequence.
 fn linear3<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    linear3_then(layer, x, Activation::Identity)
+}
+
+/// [`linear3`] followed by `activation`, fused where the backend allows.
+fn linear3_then<B: Backend>(
+    layer: &Linear<B>,
+    x: Tensor<B, 3>,
+    activation: Activation,
+) -> Tensor<B, 3> {
     let [batch, seq_len, d] = x.dims();
-    let y = layer.forward(x.reshape([batch * seq_len, d]));
+    let y = crate::kernels::linear(layer, x.reshape([batch * seq_len, d]), activation);
     let [_, d_out] = y.dims();
     y.reshape([batch, seq_len, d_out])
 }
@@ -735,6 +748,7 @@ pub struct BertResidualOutput<B: Backend> {
     pub dense: Linear<B>,
     pub layer_norm: LayerNorm<B>,
     dropout: Dropout,
+    layer_norm_eps: f64,
 }
 
 impl<B: Backend> BertResidualOutput<B> {
@@ -743,12 +757,13 @@ impl<B: Backend> BertResidualOutput<B> {
             dense: hf_linear(d_in, c.hidden_size, c.initializer_range, device),
             layer_norm: hf_layer_norm(c.hidden_size, c.layer_norm_eps, device),
             dropout: DropoutConfig::new(c.hidden_dropout_prob).init(),
+            layer_norm_eps: c.layer_norm_eps,
         }
     }
 
     fn forward(&self, x: Tensor<B, 3>, residual: Tensor<B, 3>) -> Tensor<B, 3> {
         let x = crate::kernels::dropout(&self.dropout, linear3(&self.dense, x));
-        self.layer_norm.forward(x + residual)
+        layer_norm(&self.layer_norm, self.layer_norm_eps, x, Some(residual))
     }
 }
 
@@ -799,10 +814,11 @@ impl<B: Backend> BertLayer<B> {
     fn forward(&self, x: Tensor<B, 3>, key_padding: &Tensor<B, 2, Bool>) -> Tensor<B, 3> {
         let attn = self.attention.self_attn.forward(x.clone(), key_padding);
         let attn = self.attention.output.forward(attn, x);
-        let inner = self
-            .intermediate
-            .act
-            .apply(linear3(&self.intermediate.dense, attn.clone()));
+        let dense = &self.intermediate.dense;
+        let inner = match self.intermediate.act {
+            HiddenAct::Gelu => linear3_then(dense, attn.clone(), Activation::Gelu),
+            act => act.apply(linear3(dense, attn.clone())),
+        };
         self.output.forward(inner, attn)
     }
 }

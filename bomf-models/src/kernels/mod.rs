@@ -4,11 +4,15 @@
 //! time in scalar `libm::erff` (exact GELU), ~12% in strided copies that split and merge attention
 //! heads, and ~7% in softmax's scalar `expf`. burn's CPU ops are generic and element-by-element
 //! there; these kernels work on contiguous `f32` buffers with a vectorisable `exp`/`erf` and read
-//! the heads in place, so nothing is transposed.
+//! the heads in place, so nothing is transposed. A later profile found one of the two cores idle
+//! for a fifth of a step in burn's single-threaded elementwise ops (bias adds, residual adds,
+//! LayerNorm under autodiff, the dropout multiply): [`linear`] and [`layer_norm`] fuse those
+//! into parallel passes.
 //!
-//! They apply only where the backend *is* `Flex` or `Autodiff<Flex>` (GELU, dropout, and the
-//! training attention with its own backward pass): a `TypeId` check through [`Any`], safe code
-//! with no extra trait bound on the models. Every other backend and dtype runs burn's composed
+//! They apply only where the backend *is* `Flex` or `Autodiff<Flex>` (GELU, dropout, Linear with
+//! its bias and activation, residual + LayerNorm, and the training attention, each with its own
+//! backward pass): a `TypeId` check through [`Any`], safe code with no extra trait bound on the
+//! models. Every other backend and dtype runs burn's composed
 //! ops, so CUDA is untouched. The parity tests against `transformers` run through these kernels,
 //! and each kernel is tested against burn's ops, gradients included.
 
@@ -24,6 +28,12 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, DType, Distribution, Tensor, TensorData, TensorPrimitive, activation};
 use rayon::prelude::*;
 
+mod layer_norm;
+mod linear;
+
+pub(crate) use layer_norm::layer_norm;
+pub(crate) use linear::{Activation, linear};
+
 /// Elements per parallel work item of the elementwise kernels: large enough that rayon's
 /// scheduling is noise, small enough that both cores get work on a `[32, 64, 1536]` activation.
 const CHUNK: usize = 1 << 14;
@@ -33,6 +43,20 @@ const CHUNK: usize = 1 << 14;
 fn enabled() -> bool {
     static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ENABLED.get_or_init(|| std::env::var("BOMF_CPU_KERNELS").map_or(true, |v| v != "0"))
+}
+
+/// `len` zeros, written in parallel. A large `vec![0.0; len]` is one single-threaded memset
+/// whenever the allocator reuses memory (it does, step after step), which left a core idle.
+#[allow(unsafe_code)]
+fn zeros(len: usize) -> Vec<f32> {
+    let mut values = Vec::with_capacity(len);
+    values.spare_capacity_mut()[..len]
+        .par_chunks_mut(CHUNK)
+        .for_each(|chunk| chunk.fill(std::mem::MaybeUninit::new(0.0)));
+    // SAFETY: the first `len` elements of the capacity were all just written (the chunks cover
+    // the whole range), and `len` ≤ capacity.
+    unsafe { values.set_len(len) };
+    values
 }
 
 /// Moves `value` into type `U` when `T` and `U` are the same type (a safe, allocation-free
@@ -121,9 +145,9 @@ fn autodiff_gelu<const D: usize>(x: Tensor<Autodiff<Flex>, D>) -> Tensor<Autodif
 
 /// Dropout exactly as burn's [`Dropout::forward`] defines it (active only when autodiff is on:
 /// zero with probability `p`, scale the rest by `1 / (1 - p)`), with the mask drawn by a
-/// counter-based hash in parallel instead of one ChaCha draw per element, and applied in one
-/// multiply instead of two. The hash's seed comes from the backend's seeded RNG, so
-/// `Backend::seed` still makes training reproducible.
+/// counter-based hash in parallel instead of one ChaCha draw per element, applied in one
+/// parallel pass, and recomputed (not stored) for the backward pass. The hash's seed comes from
+/// the backend's seeded RNG, so `Backend::seed` still makes training reproducible.
 pub(crate) fn dropout<B: Backend, const D: usize>(
     module: &Dropout,
     x: Tensor<B, D>,
@@ -141,24 +165,54 @@ fn autodiff_dropout<const D: usize>(
     prob: f64,
     x: Tensor<Autodiff<Flex>, D>,
 ) -> Tensor<Autodiff<Flex>, D> {
-    let seed = draw_seed();
-    let shape = x.shape();
-    let mut mask = vec![0.0f32; shape.num_elements()];
-    let threshold = (prob * 4_294_967_296.0) as u64;
-    let scale = (1.0 / (1.0 - prob)) as f32;
-    mask.par_chunks_mut(CHUNK)
-        .enumerate()
-        .for_each(|(chunk, values)| {
-            pulp::Arch::new().dispatch(DropoutMask {
-                values,
-                first_index: (chunk * CHUNK) as u64,
-                seed,
-                threshold,
-                scale,
+    /// The backward pass recomputes the mask from its parameters instead of storing it.
+    #[derive(Debug)]
+    struct DropoutBackward;
+
+    impl Backward<Flex, 1> for DropoutBackward {
+        type State = DropoutParams;
+
+        fn backward(
+            self,
+            ops: Ops<Self::State, 1>,
+            grads: &mut Gradients,
+            _checkpointer: &mut Checkpointer,
+        ) {
+            let params = ops.state;
+            unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
+                apply_dropout(grad, params)
+            });
+        }
+    }
+
+    let params = DropoutParams::new(prob, draw_seed());
+    let x = x.into_primitive().tensor();
+    let out = match DropoutBackward
+        .prepare::<burn::backend::autodiff::checkpoint::strategy::NoCheckpointing>([x.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(params, apply_dropout(x.primitive, params)),
+        OpsKind::UnTracked(prep) => prep.finish(apply_dropout(x.primitive, params)),
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
+/// `values · mask` in parallel, the mask element `i` being [`DropoutParams::scale_at`]`(i)`.
+fn apply_dropout(t: FlexTensor, params: DropoutParams) -> FlexTensor {
+    with_owned_buffer(t, |values| {
+        values
+            .par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(chunk, values)| {
+                pulp::Arch::new().dispatch(DropoutMask {
+                    values,
+                    first_index: chunk * CHUNK,
+                    params,
+                    multiply: true,
+                })
             })
-        });
-    let mask = Tensor::<Autodiff<Flex>, D>::from_data(TensorData::new(mask, shape), &x.device());
-    x * mask
+    })
 }
 
 /// 48 random bits from the backend's (seedable) RNG.
@@ -185,28 +239,28 @@ fn splitmix64(x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+/// Writes the dropout mask of elements `first_index..` into `values`, or with `multiply`
+/// scales `values` by it.
 struct DropoutMask<'a> {
     values: &'a mut [f32],
-    first_index: u64,
-    seed: u64,
-    /// Drop when the hash's top 32 bits fall below `p · 2³²`.
-    threshold: u64,
-    scale: f32,
+    first_index: usize,
+    params: DropoutParams,
+    multiply: bool,
 }
 
 impl pulp::WithSimd for DropoutMask<'_> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _: S) {
-        const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
-        for (i, value) in self.values.iter_mut().enumerate() {
-            let counter = self.first_index + i as u64 + 1;
-            let bits = splitmix64(self.seed.wrapping_add(counter.wrapping_mul(GAMMA))) >> 32;
-            *value = if bits >= self.threshold {
-                self.scale
-            } else {
-                0.0
-            };
+        let first = self.first_index as u64;
+        if self.multiply {
+            for (i, value) in self.values.iter_mut().enumerate() {
+                *value *= self.params.scale_at(first + i as u64);
+            }
+        } else {
+            for (i, value) in self.values.iter_mut().enumerate() {
+                *value = self.params.scale_at(first + i as u64);
+            }
         }
     }
 }
@@ -236,7 +290,12 @@ fn with_owned_buffer(t: FlexTensor, f: impl FnOnce(&mut [f32])) -> FlexTensor {
         f(values);
         return t;
     }
-    let mut values = t.as_slice::<f32>().expect("contiguous f32").to_vec();
+    let source = t.as_slice::<f32>().expect("contiguous f32");
+    let mut values = zeros(n);
+    values
+        .par_chunks_mut(CHUNK)
+        .zip(source.par_chunks(CHUNK))
+        .for_each(|(dst, src)| dst.copy_from_slice(src));
     f(&mut values);
     FlexTensor::from_data(TensorData::new(values, t.layout().shape().clone()))
 }
@@ -280,7 +339,7 @@ pub(crate) fn encoder_attention<B: Backend>(
         k.as_slice::<f32>()?,
         v.as_slice::<f32>()?,
     );
-    let mut out = vec![0.0f32; batch * seq * hidden];
+    let mut out = zeros(batch * seq * hidden);
     let shape = AttentionShape {
         seq,
         hidden,
@@ -394,10 +453,12 @@ pub(crate) fn encoder_attention_train<B: Backend>(
     )))
 }
 
-/// The dropout of [`encoder_attention_train`]: [`DropoutMask`]'s parameters.
+/// A dropout mask as a function of the element index: a counter-based hash, so the mask is
+/// drawn in parallel and the backward pass recomputes it instead of storing it.
 #[derive(Clone, Copy, Debug)]
 struct DropoutParams {
     seed: u64,
+    /// Drop when the hash's top 32 bits fall below `p · 2³²`.
     threshold: u64,
     scale: f32,
 }
@@ -411,14 +472,26 @@ impl DropoutParams {
         }
     }
 
-    /// The mask (0 or `1/(1-p)`) of the `values.len()` elements from `first_index` on.
+    /// The mask value (0 or `1/(1-p)`) of element `index`.
+    #[inline(always)]
+    fn scale_at(&self, index: u64) -> f32 {
+        const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+        let counter = index + 1;
+        let bits = splitmix64(self.seed.wrapping_add(counter.wrapping_mul(GAMMA))) >> 32;
+        if bits >= self.threshold {
+            self.scale
+        } else {
+            0.0
+        }
+    }
+
+    /// The mask of the `values.len()` elements from `first_index` on.
     fn fill(&self, values: &mut [f32], first_index: usize) {
         pulp::Arch::new().dispatch(DropoutMask {
             values,
-            first_index: first_index as u64,
-            seed: self.seed,
-            threshold: self.threshold,
-            scale: self.scale,
+            first_index,
+            params: *self,
+            multiply: false,
         });
     }
 }
@@ -464,8 +537,8 @@ fn attention_train_forward(state: &AttentionTrainState) -> (Vec<f32>, Vec<f32>) 
     let [qs, ks, vs] = state.inputs();
     let scale = 1.0 / (d as f32).sqrt();
     let block = seq * seq;
-    let mut out = vec![0.0f32; state.batch * seq * hidden];
-    let mut probs = vec![0.0f32; state.batch * heads * block];
+    let mut out = zeros(state.batch * seq * hidden);
+    let mut probs = zeros(state.batch * heads * block);
     out.par_chunks_mut(seq * hidden)
         .zip(probs.par_chunks_mut(heads * block))
         .enumerate()
@@ -553,7 +626,7 @@ fn attention_train_backward(state: &AttentionTrainState, grad: &[f32]) -> [Vec<f
     let scale = 1.0 / (d as f32).sqrt();
     let block = seq * seq;
     let n = state.batch * seq * hidden;
-    let (mut dq, mut dk, mut dv) = (vec![0.0f32; n], vec![0.0f32; n], vec![0.0f32; n]);
+    let (mut dq, mut dk, mut dv) = (zeros(n), zeros(n), zeros(n));
     dq.par_chunks_mut(seq * hidden)
         .zip(dk.par_chunks_mut(seq * hidden))
         .zip(dv.par_chunks_mut(seq * hidden))
@@ -699,6 +772,22 @@ struct AttentionShape {
 // in there, where the compiler vectorises it. (A closure passed to `dispatch` may stay out of
 // line and then runs as baseline SSE2.)
 
+/// `dst += src`, elementwise.
+struct AddInto<'a> {
+    dst: &'a mut [f32],
+    src: &'a [f32],
+}
+
+impl pulp::WithSimd for AddInto<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        for (d, &s) in self.dst.iter_mut().zip(self.src) {
+            *d += s;
+        }
+    }
+}
+
 struct Gelu<'a> {
     xs: &'a mut [f32],
 }
@@ -813,12 +902,47 @@ struct GemmShape {
 /// `dst[m×n] = beta · lhs[m×k] · rhs[k×n]` (or `dst += …` with `accumulate`) on strided views:
 /// each operand is `(slice, row_stride, col_stride)` and element `(r, c)` sits at
 /// `r · row_stride + c · col_stride`. Single-threaded: callers parallelise over sequences.
+fn strided_gemm(
+    shape: GemmShape,
+    dst: (&mut [f32], usize, usize),
+    lhs: (&[f32], usize, usize),
+    rhs: (&[f32], usize, usize),
+    beta: f32,
+    accumulate: bool,
+) {
+    gemm_on(
+        gemm::Parallelism::None,
+        shape,
+        dst,
+        lhs,
+        rhs,
+        beta,
+        accumulate,
+    );
+}
+
+/// [`strided_gemm`] spread over rayon's threads: for one large product (a Linear layer over the
+/// whole batch) rather than many small ones.
+fn parallel_gemm(
+    shape: GemmShape,
+    dst: (&mut [f32], usize, usize),
+    lhs: (&[f32], usize, usize),
+    rhs: (&[f32], usize, usize),
+    beta: f32,
+    accumulate: bool,
+) {
+    let threads = gemm::Parallelism::Rayon(rayon::current_num_threads());
+    gemm_on(threads, shape, dst, lhs, rhs, beta, accumulate);
+}
+
+/// The GEMM behind [`strided_gemm`] and [`parallel_gemm`].
 ///
 /// Why unsafe: the `gemm` crate (the kernel burn's CPU backend itself uses) takes raw pointers
 /// and strides. The asserts below check that every element the strides reach lies inside its
 /// slice, which is all `gemm::gemm` needs; `dst` is a unique borrow, so nothing aliases it.
 #[allow(unsafe_code)]
-fn strided_gemm(
+fn gemm_on(
+    parallelism: gemm::Parallelism,
     GemmShape { m, n, k }: GemmShape,
     (dst, dst_rs, dst_cs): (&mut [f32], usize, usize),
     (lhs, lhs_rs, lhs_cs): (&[f32], usize, usize),
@@ -864,7 +988,7 @@ fn strided_gemm(
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         );
     }
 }
