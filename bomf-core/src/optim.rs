@@ -8,11 +8,13 @@
 //!
 //! The update is PyTorch's `torch.optim.AdamW`:
 //! `θ ← θ·(1 − lr·wd)`, `m ← β1·m + (1−β1)·g`, `v ← β2·v + (1−β2)·g²`,
-//! `θ ← θ − lr/(1−β1^t) · m / (√v/√(1−β2^t) + ε)`.
+//! `θ ← θ − lr/(1−β1^t) · m / (√v/√(1−β2^t) + ε)`, one fused parallel pass per parameter on the
+//! CPU ([`bomf_models::ops::adamw_update`]).
 
 use std::collections::HashMap;
 
 use bomf_models::HfNamed;
+use bomf_models::ops::{AdamWStep, Moments, adamw_update, squared_sum};
 use bomf_models::params::param_shapes;
 use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
@@ -68,9 +70,6 @@ impl AdamWConfig {
 pub fn is_no_decay(hf_name: &str) -> bool {
     hf_name.ends_with("bias") || hf_name.contains("LayerNorm") || hf_name.contains("layer_norm")
 }
-
-/// First and second moments of one parameter, flattened.
-type Moments<B> = (Tensor<B, 1>, Tensor<B, 1>);
 
 /// AdamW state: first and second moments per parameter, flattened.
 pub struct AdamW<B: AutodiffBackend> {
@@ -150,34 +149,23 @@ impl<B: AutodiffBackend> ModuleMapper<B> for AdamWMapper<'_, B> {
             beta1, beta2, eps, ..
         } = self.optimizer.config;
         let t = self.optimizer.steps as i32;
-        let (lr, scale) = (self.lr, self.grad_scale);
+        let step = AdamWStep {
+            lr: self.lr,
+            beta1,
+            beta2,
+            eps,
+            weight_decay: decay,
+            grad_scale: self.grad_scale,
+            bias_correction1: 1.0 - beta1.powi(t),
+            bias_correction2: 1.0 - beta2.powi(t),
+        };
         let moments = &mut self.optimizer.moments;
         param.map(|tensor| {
             let dims = tensor.dims();
             let n: usize = dims.iter().product();
             let theta = tensor.inner().reshape([n]);
-            let g = grad.reshape([n]);
-            let g = if scale == 1.0 { g } else { g.mul_scalar(scale) };
-            let (m, v) = match moments.remove(&id) {
-                Some((m, v)) => (
-                    m.mul_scalar(beta1) + g.clone().mul_scalar(1.0 - beta1),
-                    v.mul_scalar(beta2) + g.square().mul_scalar(1.0 - beta2),
-                ),
-                None => (
-                    g.clone().mul_scalar(1.0 - beta1),
-                    g.square().mul_scalar(1.0 - beta2),
-                ),
-            };
-            let bias1 = 1.0 - beta1.powi(t);
-            let bias2_sqrt = (1.0 - beta2.powi(t)).sqrt();
-            let theta = if decay > 0.0 {
-                theta.mul_scalar(1.0 - lr * decay)
-            } else {
-                theta
-            };
-            let denom = v.clone().sqrt().div_scalar(bias2_sqrt).add_scalar(eps);
-            let theta = theta - m.clone().div(denom).mul_scalar(lr / bias1);
-            moments.insert(id, (m, v));
+            let (theta, state) = adamw_update(theta, grad.reshape([n]), moments.remove(&id), &step);
+            moments.insert(id, state);
             Tensor::from_inner(theta.reshape(dims)).require_grad()
         })
     }
@@ -191,7 +179,7 @@ struct SquaredNorm<'a, B: AutodiffBackend> {
 impl<B: AutodiffBackend> ModuleVisitor<B> for SquaredNorm<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
-            let s = g.square().sum();
+            let s = squared_sum(g);
             self.total = Some(match self.total.take() {
                 Some(t) => t + s,
                 None => s,

@@ -2,7 +2,8 @@
 //!
 //! Measures, on the CPU backend, the same two things on the same inputs as the Python script:
 //! - `minilm_forward_b32_l64`: forward of MiniLM with a fresh 2-label classification head,
-//! - `minilm_train_step_b32_l64`: forward + cross-entropy + backward + AdamW step (dropout on).
+//! - `minilm_train_step_b32_l64`: forward + cross-entropy + backward + AdamW step (dropout on;
+//!   the AdamW update is `bomf_models::ops::adamw_update`, the one `bomf-core` trains with).
 //!
 //! The batch is 32 rows padded to the longest row (64 tokens), rows shortened by `(row * 7) % 24`
 //! tokens. Each measurement prints one JSON line `{"name": ..., "seconds": median}` on stdout
@@ -23,7 +24,11 @@ use bomf_models::bert::Task;
 use bomf_models::{
     BertConfig, BertWithHead, CpuAutodiffBackend, CpuBackend, EncoderInput, weights,
 };
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use std::collections::HashMap;
+
+use bomf_models::ops::{AdamWStep, Moments, adamw_update};
+use burn::module::{AutodiffModule, ModuleMapper, Param, ParamId};
+use burn::optim::GradientsParams;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
@@ -221,10 +226,7 @@ fn train_bench(
         TensorData::new((0..BATCH as i64).map(|i| i % 2).collect(), [BATCH]),
         device,
     );
-    let mut optim = AdamWConfig::new()
-        .with_epsilon(1e-8)
-        .with_weight_decay(0.01)
-        .init();
+    let mut optim = FusedAdamW::default();
     let mut current = Some(model);
     // Wall seconds of each phase (forward + loss, backward, optimiser step), per step.
     let mut phases: Vec<[f64; 3]> = Vec::new();
@@ -257,6 +259,70 @@ fn train_bench(
     );
     report("minilm_train_step_b32_l64", &samples);
     Ok(())
+}
+
+/// `torch.optim.AdamW(lr, eps=1e-8, weight_decay=0.01)` as `anchor.py` configures it (one decay
+/// for every parameter), through the fused update `bomf-core`'s optimiser runs.
+#[derive(Default)]
+struct FusedAdamW {
+    moments: HashMap<ParamId, Moments<Flex>>,
+    steps: i32,
+}
+
+type Flex = CpuBackend;
+
+impl FusedAdamW {
+    fn step<M: AutodiffModule<CpuAutodiffBackend>>(
+        &mut self,
+        lr: f64,
+        model: M,
+        mut grads: GradientsParams,
+    ) -> M {
+        self.steps += 1;
+        let (beta1, beta2) = (0.9f64, 0.999f64);
+        let step = AdamWStep {
+            lr,
+            beta1,
+            beta2,
+            eps: 1e-8,
+            weight_decay: 0.01,
+            grad_scale: 1.0,
+            bias_correction1: 1.0 - beta1.powi(self.steps),
+            bias_correction2: 1.0 - beta2.powi(self.steps),
+        };
+        model.map(&mut Update {
+            moments: &mut self.moments,
+            grads: &mut grads,
+            step,
+        })
+    }
+}
+
+struct Update<'a> {
+    moments: &'a mut HashMap<ParamId, Moments<Flex>>,
+    grads: &'a mut GradientsParams,
+    step: AdamWStep,
+}
+
+impl ModuleMapper<CpuAutodiffBackend> for Update<'_> {
+    fn map_float<const D: usize>(
+        &mut self,
+        param: Param<Tensor<CpuAutodiffBackend, D>>,
+    ) -> Param<Tensor<CpuAutodiffBackend, D>> {
+        let id = param.id;
+        let Some(grad) = self.grads.remove::<Flex, D>(id) else {
+            return param;
+        };
+        param.map(|tensor| {
+            let dims = tensor.dims();
+            let n: usize = dims.iter().product();
+            let theta = tensor.inner().reshape([n]);
+            let previous = self.moments.remove(&id);
+            let (theta, moments) = adamw_update(theta, grad.reshape([n]), previous, &self.step);
+            self.moments.insert(id, moments);
+            Tensor::from_inner(theta.reshape(dims)).require_grad()
+        })
+    }
 }
 
 fn main() -> ExitCode {

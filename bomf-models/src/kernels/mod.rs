@@ -28,8 +28,11 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, DType, Distribution, Tensor, TensorData, TensorPrimitive, activation};
 use rayon::prelude::*;
 
+mod adamw;
 mod layer_norm;
 mod linear;
+
+pub use adamw::{AdamWStep, Moments, adamw_update, squared_sum};
 
 pub(crate) use layer_norm::layer_norm;
 pub(crate) use linear::{Activation, linear};
