@@ -3,6 +3,9 @@
 
 Measures, on the CPU with a fixed thread count, the same two things on the same inputs:
 - `minilm_forward_b32_l64`: eval-mode forward of a 2-label `BertForSequenceClassification`,
+- `smollm2_greedy_32_tokens`: SmolLM2-135M loaded from the same GGUF file (`gguf_file=`,
+  dequantised to f32) generating exactly 32 tokens greedily after `The capital of France is`
+  (skipped when the file or the `gguf` package is absent),
 - `minilm_train_step_b32_l64`: train-mode forward + cross-entropy + backward + AdamW step.
 
 The batch is 32 rows padded to the longest row (64 tokens: dynamic padding), rows shortened by
@@ -92,6 +95,30 @@ def main():
             model(input_ids=ids, attention_mask=mask).logits.sum().item()
 
     results = {"minilm_forward_b32_l64": timed(forward, args.warmup, args.repeats)}
+
+    smollm2 = model_dir.parent / "smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    try:
+        import gguf  # noqa: F401  (transformers needs it for `gguf_file=`)
+    except ImportError:
+        gguf = None
+    if smollm2.is_file() and gguf is not None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(smollm2.parent), gguf_file=smollm2.name)
+        decoder = AutoModelForCausalLM.from_pretrained(
+            str(smollm2.parent), gguf_file=smollm2.name, torch_dtype=torch.float32
+        ).eval()
+        prompt = tokenizer("The capital of France is", return_tensors="pt", add_special_tokens=False).input_ids
+
+        def generate():
+            with torch.inference_mode():
+                out = decoder.generate(prompt, max_new_tokens=32, min_new_tokens=32, do_sample=False)
+            assert out.shape[1] - prompt.shape[1] == 32
+
+        results["smollm2_greedy_32_tokens"] = timed(generate, args.warmup, args.repeats)
+        del decoder
+    else:
+        print(f"skipped smollm2_greedy_32_tokens: {smollm2} or the gguf package is missing", file=sys.stderr)
 
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5, eps=1e-8, weight_decay=0.01)

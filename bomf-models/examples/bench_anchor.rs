@@ -2,6 +2,9 @@
 //!
 //! Measures, on the CPU backend, the same two things on the same inputs as the Python script:
 //! - `minilm_forward_b32_l64`: forward of MiniLM with a fresh 2-label classification head,
+//! - `smollm2_greedy_32_tokens`: SmolLM2-135M (the GGUF from the assets, dequantised to f32)
+//!   generating 32 tokens greedily with its KV cache after the prompt `The capital of France is`
+//!   (skipped when the file is absent),
 //! - `minilm_train_step_b32_l64`: forward + cross-entropy + backward + AdamW step (dropout on;
 //!   the AdamW update is `bomf_models::ops::adamw_update`, the one `bomf-core` trains with).
 //!
@@ -14,7 +17,7 @@
 //! `RAYON_NUM_THREADS=2 cargo run --release -p bomf-models --example models_anchor`.
 //! The assets folder (holding `minilm/`) comes from `BOMF_ASSETS`, else `<workspace>/.bomf/assets`.
 //! `BOMF_BENCH_REPS` (default 7) and `BENCH_WARMUP` (default 2) set the sample counts;
-//! `BENCH_ONLY=forward` or `BENCH_ONLY=train` runs one of the two (for a profiler).
+//! `BENCH_ONLY=forward`, `generate` or `train` runs one of them (for a profiler).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,7 +25,7 @@ use std::time::Instant;
 
 use bomf_models::bert::Task;
 use bomf_models::{
-    BertConfig, BertWithHead, CpuAutodiffBackend, CpuBackend, EncoderInput, weights,
+    BertConfig, BertWithHead, CausalLmInput, CpuAutodiffBackend, CpuBackend, EncoderInput, weights,
 };
 use std::collections::HashMap;
 
@@ -177,14 +180,19 @@ fn run() -> Result<(), String> {
     );
 
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
-    if !matches!(only.as_str(), "" | "forward" | "train") {
-        return Err(format!("BENCH_ONLY={only}: expected `forward` or `train`"));
+    if !matches!(only.as_str(), "" | "forward" | "generate" | "train") {
+        return Err(format!(
+            "BENCH_ONLY={only}: expected `forward`, `generate` or `train`"
+        ));
     }
     let device = Default::default();
-    if only != "train" {
+    if matches!(only.as_str(), "" | "forward") {
         forward_bench(&dir, &device, warmup, repeats)?;
     }
-    if only != "forward" {
+    if matches!(only.as_str(), "" | "generate") {
+        generate_bench(&device, warmup, repeats)?;
+    }
+    if matches!(only.as_str(), "" | "train") {
         train_bench(&dir, &device, warmup, repeats)?;
     }
     Ok(())
@@ -210,6 +218,56 @@ fn forward_bench(
         return Err(e);
     }
     report("minilm_forward_b32_l64", &samples);
+    Ok(())
+}
+
+/// The SmolLM2 GGUF of the assets, if fetched.
+const SMOLLM2: &str = "smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+const GENERATE_PROMPT: &str = "The capital of France is";
+const GENERATE_TOKENS: usize = 32;
+
+fn generate_bench(
+    device: &Device<CpuBackend>,
+    warmup: usize,
+    repeats: usize,
+) -> Result<(), String> {
+    let path = assets_dir().join(SMOLLM2);
+    if !path.is_file() {
+        eprintln!(
+            "skipped smollm2_greedy_32_tokens: {} not found",
+            path.display()
+        );
+        return Ok(());
+    }
+    let (model, _, file) = bomf_models::gguf::load_llama_gguf::<CpuBackend>(&path, device)
+        .map_err(|e| e.to_string())?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let tokenizer_path = dir.path().join("tokenizer.json");
+    file.write_tokenizer_json(&tokenizer_path)
+        .map_err(|e| e.to_string())?;
+    let tokenizer = tokenizers::Tokenizer::from_file(&tokenizer_path).map_err(|e| e.to_string())?;
+    let ids: Vec<i64> = tokenizer
+        .encode(GENERATE_PROMPT, false)
+        .map_err(|e| e.to_string())?
+        .get_ids()
+        .iter()
+        .map(|&id| i64::from(id))
+        .collect();
+    let prompt = CausalLmInput::unpadded(vec![ids]);
+    let mut failure = None;
+    let samples = timed(warmup, repeats, || {
+        // No end-of-sequence ids: exactly `GENERATE_TOKENS` new tokens, as `min_new_tokens` on
+        // the Python side.
+        match model.generate_greedy(&prompt, GENERATE_TOKENS, &[], 0) {
+            Ok(tokens) if tokens[0].len() == GENERATE_TOKENS => {}
+            Ok(tokens) => failure = Some(format!("generated {} tokens", tokens[0].len())),
+            Err(e) => failure = Some(e.to_string()),
+        }
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    report("smollm2_greedy_32_tokens", &samples);
     Ok(())
 }
 

@@ -30,7 +30,7 @@ use burn::tensor::{Bool, Int, Tensor};
 use serde_json::{Map, Value};
 
 use crate::error::{ModelError, Result};
-use crate::kernels::{Activation, layer_norm};
+use crate::kernels::{Activation, layer_norm, linear3, linear3_then};
 use crate::loss;
 
 // ---------------------------------------------------------------------------------------------
@@ -650,24 +650,6 @@ impl<B: Backend> BertEmbeddings<B> {
         let x = layer_norm(&self.layer_norm, self.layer_norm_eps, x, Some(positions));
         crate::kernels::dropout(&self.dropout, x)
     }
-}
-
-/// Applies a Linear layer to `[batch, seq, d]` as one `[batch·seq, d]` matrix product: the CPU
-/// backend runs that as a single large GEMM instead of one small GEMM per sequence.
-fn linear3<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
-    linear3_then(layer, x, Activation::Identity)
-}
-
-/// [`linear3`] followed by `activation`, fused where the backend allows.
-fn linear3_then<B: Backend>(
-    layer: &Linear<B>,
-    x: Tensor<B, 3>,
-    activation: Activation,
-) -> Tensor<B, 3> {
-    let [batch, seq_len, d] = x.dims();
-    let y = crate::kernels::linear(layer, x.reshape([batch * seq_len, d]), activation);
-    let [_, d_out] = y.dims();
-    y.reshape([batch, seq_len, d_out])
 }
 
 /// PyTorch's `nn.Embedding(padding_idx=...)` never updates the padding row: its gradient is zero.

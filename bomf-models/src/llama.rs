@@ -739,9 +739,7 @@ impl<B: Backend> LlamaForCausalLM<B> {
             None => {
                 let [batch, seq, h] = hidden.dims();
                 let weight = self.base.embed_tokens.weight.val();
-                hidden
-                    .reshape([batch * seq, h])
-                    .matmul(weight.transpose())
+                crate::kernels::matmul_transposed(hidden.reshape([batch * seq, h]), weight)
                     .reshape([batch, seq, self.vocab_size()])
             }
         }

@@ -524,8 +524,8 @@ pub(crate) fn adapted_forward<B: Backend>(
     x: Tensor<B, 3>,
 ) -> Tensor<B, 3> {
     match adapter {
-        Some(a) => linear.forward(x.clone()) + a.delta(x),
-        None => linear.forward(x),
+        Some(a) => crate::kernels::linear3(linear, x.clone()) + a.delta(x),
+        None => crate::kernels::linear3(linear, x),
     }
 }
 

@@ -35,7 +35,7 @@ mod linear;
 pub use adamw::{AdamWStep, Moments, adamw_update, squared_sum};
 
 pub(crate) use layer_norm::layer_norm;
-pub(crate) use linear::{Activation, linear};
+pub(crate) use linear::{Activation, linear3, linear3_then, matmul_transposed};
 
 /// Elements per parallel work item of the elementwise kernels: large enough that rayon's
 /// scheduling is noise, small enough that both cores get work on a `[32, 64, 1536]` activation.
