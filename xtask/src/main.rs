@@ -97,6 +97,10 @@ enum Task {
         /// binary while the workspace is rebuilt).
         #[arg(long)]
         bomf: Option<PathBuf>,
+        /// Start nothing: tabulate the runs that have finished into RESULTS.md (a look at a long
+        /// reproduction while it runs).
+        #[arg(long)]
+        report_only: bool,
     },
     /// Run the criterion benchmarks of one crate (or of all three), then the crate's anchors:
     /// the same measurement by `examples/bench_anchor.rs` (release) and by the Python reference
@@ -170,7 +174,15 @@ fn main() {
             out,
             device,
             bomf,
-        } => reproduce(&tasks, seeds, &out, &device, bomf),
+            report_only,
+        } => {
+            let runs = if report_only {
+                Runs::FinishedOnly
+            } else {
+                Runs::Start(bomf)
+            };
+            reproduce(&tasks, seeds, &out, &device, runs)
+        }
         Task::Bench {
             suite,
             anchors_only,
@@ -449,13 +461,15 @@ fn demo(out: Option<PathBuf>, resume: bool) -> Result<()> {
 }
 
 /// `cargo xtask reproduce`.
-fn reproduce(
-    tasks: &[String],
-    seeds: u64,
-    out: &Path,
-    device: &str,
-    bomf: Option<PathBuf>,
-) -> Result<()> {
+/// What `reproduce` does with a run that has not finished.
+enum Runs {
+    /// Start or resume it, with this `bomf` binary (else one built now).
+    Start(Option<PathBuf>),
+    /// Leave it out of RESULTS.md.
+    FinishedOnly,
+}
+
+fn reproduce(tasks: &[String], seeds: u64, out: &Path, device: &str, runs: Runs) -> Result<()> {
     if device != "cpu" {
         bail!(
             "--device {device}: this build runs on the CPU; GPU runs need a `--features cuda` \
@@ -490,10 +504,11 @@ fn reproduce(
         .map(|t| dir.join(format!("{t}.toml")))
         .collect();
     let assets_dir = assets(&packages_for(&templates)?)?;
-    let bomf = match bomf {
-        Some(path) if path.is_file() => path,
-        Some(path) => bail!("--bomf {}: no such file", path.display()),
-        None => build_bomf()?,
+    let bomf = match runs {
+        Runs::FinishedOnly => None,
+        Runs::Start(Some(path)) if path.is_file() => Some(path),
+        Runs::Start(Some(path)) => bail!("--bomf {}: no such file", path.display()),
+        Runs::Start(None) => Some(build_bomf()?),
     };
     let out = if out.is_relative() {
         root.join(out)
@@ -511,7 +526,11 @@ fn reproduce(
                 &out.join("configs"),
             )?;
             if !run_dir.join("results.json").is_file() {
-                let mut command = Command::new(&bomf);
+                let Some(bomf) = &bomf else {
+                    println!("not finished yet, left out: {}", run_dir.display());
+                    continue;
+                };
+                let mut command = Command::new(bomf);
                 command
                     .arg("run")
                     .arg(&config)
@@ -554,8 +573,9 @@ fn results_markdown(results: &[(String, u64, serde_json::Value)]) -> String {
             .and_then(|m| m.keys().next().cloned())
             .unwrap_or_else(|| "metric".into());
         md += &format!(
-            "\n## {task} ({} seeds)\n\n| method | test {metric} | validation {metric} | test loss |\n|---|---|---|---|\n",
-            runs.len()
+            "\n## {task} ({} seed{})\n\n| method | test {metric} | validation {metric} | test loss |\n|---|---|---|---|\n",
+            runs.len(),
+            if runs.len() == 1 { "" } else { "s" }
         );
         let mut methods: Vec<String> = Vec::new();
         for v in &runs {
