@@ -481,17 +481,13 @@ impl<B: Backend> LlamaAttention<B> {
             });
         }
         let total = k.dims()[2];
+        // Grouped-query attention without a per-head copy of K and V (HF's `repeat_kv`): query
+        // head `kv·group + g` uses key/value head `kv`, so the `group` query heads sharing one
+        // are stacked along the sequence axis and attend to it in one product. (Copying the
+        // growing KV cache per head dominated a generation step.)
         let group = heads / kv_heads;
-        let repeat = |t: Tensor<B, 4>| {
-            if group == 1 {
-                t
-            } else {
-                t.unsqueeze_dim::<5>(2)
-                    .expand([batch, kv_heads, group, total, hd])
-                    .reshape([batch, heads, total, hd])
-            }
-        };
-        let (k, v) = (repeat(k), repeat(v));
+        let q = q.reshape([batch, kv_heads, group * seq, hd]);
+        let mask = mask.reshape([batch, kv_heads, group * seq, total]);
         let scores = q
             .matmul(k.swap_dims(2, 3))
             .div_scalar((hd as f64).sqrt())
@@ -499,6 +495,7 @@ impl<B: Backend> LlamaAttention<B> {
         let probs = activation::softmax(scores, 3);
         let context = probs
             .matmul(v)
+            .reshape([batch, heads, seq, hd])
             .swap_dims(1, 2)
             .reshape([batch, seq, heads * hd]);
         adapted_forward(&self.o_proj, o_lora, context)
