@@ -30,7 +30,7 @@ use burn::tensor::{Bool, Int, Tensor};
 use serde_json::{Map, Value};
 
 use crate::error::{ModelError, Result};
-use crate::kernels::{Activation, layer_norm, linear3, linear3_then};
+use crate::kernels::{Activation, Packing, layer_norm, linear, linear3, linear3_then};
 use crate::loss;
 
 // ---------------------------------------------------------------------------------------------
@@ -747,6 +747,13 @@ impl<B: Backend> BertResidualOutput<B> {
         let x = crate::kernels::dropout(&self.dropout, linear3(&self.dense, x));
         layer_norm(&self.layer_norm, self.layer_norm_eps, x, Some(residual))
     }
+
+    /// [`Self::forward`] on packed `[tokens, d]` rows.
+    fn forward_rows(&self, x: Tensor<B, 2>, residual: Tensor<B, 2>) -> Tensor<B, 2> {
+        let x = linear(&self.dense, x, Activation::Identity);
+        let x = crate::kernels::dropout(&self.dropout, x);
+        layer_norm(&self.layer_norm, self.layer_norm_eps, x, Some(residual))
+    }
 }
 
 #[derive(Module, Debug)]
@@ -802,6 +809,21 @@ impl<B: Backend> BertLayer<B> {
             act => act.apply(linear3(dense, attn.clone())),
         };
         self.output.forward(inner, attn)
+    }
+
+    /// [`Self::forward`] on the real tokens only, packed as `[tokens, hidden]` rows.
+    fn forward_packed(&self, x: Tensor<B, 2>, packing: &Packing) -> Tensor<B, 2> {
+        let sa = &self.attention.self_attn;
+        let project = |layer: &Linear<B>| linear(layer, x.clone(), Activation::Identity);
+        let (q, k, v) = (project(&sa.query), project(&sa.key), project(&sa.value));
+        let context = packing.attention(&q, &k, &v, sa.num_heads);
+        let attn = self.attention.output.forward_rows(context, x);
+        let dense = &self.intermediate.dense;
+        let inner = match self.intermediate.act {
+            HiddenAct::Gelu => linear(dense, attn.clone(), Activation::Gelu),
+            act => act.apply(linear(dense, attn.clone(), Activation::Identity)),
+        };
+        self.output.forward_rows(inner, attn)
     }
 }
 
@@ -866,11 +888,35 @@ impl<B: Backend> BertModel<B> {
     }
 
     pub fn forward(&self, input: &EncoderInput<B>) -> BertOutput<B> {
-        let key_padding = input.attention_mask.clone().equal_elem(0);
-        let mut x = self.embeddings.forward(input);
-        for layer in &self.encoder.layer {
-            x = layer.forward(x, &key_padding);
-        }
+        self.encode(input, None)
+    }
+
+    /// [`Self::forward`] for heads that read only the first token: on the CPU backend (without
+    /// autodiff) the layers run on the real tokens only, and padded positions of
+    /// `last_hidden_state` are zero instead of what `transformers` computes there.
+    pub fn forward_first_token(&self, input: &EncoderInput<B>) -> BertOutput<B> {
+        self.encode(input, Packing::of(&input.attention_mask))
+    }
+
+    fn encode(&self, input: &EncoderInput<B>, packing: Option<Packing>) -> BertOutput<B> {
+        let x = self.embeddings.forward(input);
+        let x = match packing {
+            Some(packing) => {
+                let mut rows = packing.pack(x);
+                for layer in &self.encoder.layer {
+                    rows = layer.forward_packed(rows, &packing);
+                }
+                packing.unpack(rows)
+            }
+            None => {
+                let key_padding = input.attention_mask.clone().equal_elem(0);
+                let mut x = x;
+                for layer in &self.encoder.layer {
+                    x = layer.forward(x, &key_padding);
+                }
+                x
+            }
+        };
         let pooled = self.pooler.as_ref().map(|p| p.forward(x.clone()));
         BertOutput {
             last_hidden_state: x,
@@ -1028,7 +1074,7 @@ impl<B: Backend> BertWithHead<B> {
 
     /// Sequence classification/regression logits `[batch, num_labels]`.
     pub fn sequence_logits(&self, input: &EncoderInput<B>) -> Result<Tensor<B, 2>> {
-        let out = self.base.forward(input);
+        let out = self.base.forward_first_token(input);
         match (&self.classifier, self.task) {
             (Some(Classifier::Linear(linear)), Task::SequenceClassification) => {
                 let pooled = out
@@ -1065,7 +1111,7 @@ impl<B: Backend> BertWithHead<B> {
         };
         let pooled = self
             .base
-            .forward(input)
+            .forward_first_token(input)
             .pooled
             .ok_or_else(|| self.wrong_task(Task::MultipleChoice))?;
         let scores = linear.forward(crate::kernels::dropout(&self.dropout, pooled));

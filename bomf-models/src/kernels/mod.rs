@@ -31,11 +31,13 @@ use rayon::prelude::*;
 mod adamw;
 mod layer_norm;
 mod linear;
+mod packed;
 
 pub use adamw::{AdamWStep, Moments, adamw_update, squared_sum};
 
 pub(crate) use layer_norm::layer_norm;
-pub(crate) use linear::{Activation, linear3, linear3_then, matmul_transposed};
+pub(crate) use linear::{Activation, linear, linear3, linear3_then, matmul_transposed};
+pub(crate) use packed::Packing;
 
 /// Elements per parallel work item of the elementwise kernels: large enough that rayon's
 /// scheduling is noise, small enough that both cores get work on a `[32, 64, 1536]` activation.
