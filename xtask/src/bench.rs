@@ -10,6 +10,9 @@
 //! `BOMF_PYTHON`, else `python3`. When that interpreter is missing or lacks a module the script
 //! imports, the table shows "-" and a note says how to point at a suitable one.
 //! Both sides read `BOMF_BENCH_REPS` (repetitions per measurement) from the environment.
+//! `BOMF_BENCH_ROUNDS=N` (default 1) runs the pair N times, alternating sides, and reports the
+//! median of each side's per-round medians: on a shared machine the load drifts within minutes,
+//! and alternating gives both sides the same share of it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -158,12 +161,43 @@ pub fn missing_module(stderr: &str) -> Option<String> {
 pub fn run_anchors(
     anchors: &Anchors,
     root: &Path,
-    cargo: Command,
+    cargo: impl Fn() -> Command,
     envs: &[(String, String)],
 ) -> Result<()> {
-    let ours = run_rust(anchors, cargo, envs)?;
-    let python = run_python(anchors, root, envs)?;
-    println!("\n{} anchors (median seconds per call):", anchors.package);
+    let rounds = match std::env::var("BOMF_BENCH_ROUNDS") {
+        Err(_) => 1,
+        Ok(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n > 0)
+            .with_context(|| format!("BOMF_BENCH_ROUNDS={v} is not a positive integer"))?,
+    };
+    let (mut ours_rounds, mut python_rounds) = (Vec::new(), Vec::new());
+    let mut python = PythonOutcome::Ran(Timings::default());
+    for round in 1..=rounds {
+        if rounds > 1 {
+            eprintln!("round {round} of {rounds}");
+        }
+        ours_rounds.push(run_rust(anchors, cargo(), envs)?);
+        python = run_python(anchors, root, envs)?;
+        match &python {
+            PythonOutcome::Ran(timings) => python_rounds.push(timings.clone()),
+            PythonOutcome::Skipped(_) => {}
+        }
+    }
+    let ours = median_of_rounds(&ours_rounds);
+    if let PythonOutcome::Ran(_) = python {
+        python = PythonOutcome::Ran(median_of_rounds(&python_rounds));
+    }
+    println!(
+        "\n{} anchors (median seconds per call{}):",
+        anchors.package,
+        if rounds > 1 {
+            format!(", median of {rounds} alternating rounds")
+        } else {
+            String::new()
+        }
+    );
     match &python {
         PythonOutcome::Ran(timings) => print!("{}", table(&ours, timings)),
         PythonOutcome::Skipped(why) => {
@@ -172,6 +206,33 @@ pub fn run_anchors(
         }
     }
     Ok(())
+}
+
+/// Per name, the median of the rounds' values (names in the first round's order).
+pub fn median_of_rounds(rounds: &[Timings]) -> Timings {
+    let mut out = Timings::default();
+    for round in rounds {
+        for name in &round.order {
+            if !out.order.contains(name) {
+                out.order.push(name.clone());
+            }
+        }
+    }
+    for name in &out.order {
+        let mut values: Vec<f64> = rounds
+            .iter()
+            .filter_map(|r| r.seconds.get(name).copied())
+            .collect();
+        values.sort_by(f64::total_cmp);
+        let n = values.len();
+        let median = if n % 2 == 1 {
+            values[n / 2]
+        } else {
+            (values[n / 2 - 1] + values[n / 2]) / 2.0
+        };
+        out.seconds.insert(name.clone(), median);
+    }
+    out
 }
 
 fn run_rust(anchors: &Anchors, mut cargo: Command, envs: &[(String, String)]) -> Result<Timings> {
@@ -309,5 +370,25 @@ mod tests {
         assert_eq!(format_seconds(2.5e-5), "25.0 µs");
         assert_eq!(format_seconds(0.0123), "12.3 ms");
         assert_eq!(format_seconds(4.0), "4.00 s");
+    }
+
+    #[test]
+    fn rounds_combine_by_median_per_name() {
+        let round = |pairs: &[(&str, f64)]| {
+            parse_timings(
+                &pairs
+                    .iter()
+                    .map(|(n, s)| format!("{{\"name\": \"{n}\", \"seconds\": {s}}}\n"))
+                    .collect::<String>(),
+            )
+        };
+        let combined = median_of_rounds(&[
+            round(&[("a", 3.0), ("b", 1.0)]),
+            round(&[("a", 1.0)]),
+            round(&[("a", 2.0), ("b", 5.0)]),
+        ]);
+        assert_eq!(combined.order, vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(combined.seconds["a"], 2.0);
+        assert_eq!(combined.seconds["b"], 3.0);
     }
 }

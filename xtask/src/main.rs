@@ -319,7 +319,7 @@ fn bench(
     for suite in &suites {
         let anchors = suite.anchors();
         if anchors.exist_in(&root) {
-            bench::run_anchors(&anchors, &root, cargo(), &envs)?;
+            bench::run_anchors(&anchors, &root, cargo, &envs)?;
         } else if anchors_only {
             println!(
                 "note: {} has no side-by-side anchors (examples/bench_anchor.rs)",
