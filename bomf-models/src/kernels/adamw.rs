@@ -12,7 +12,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 use rayon::prelude::*;
 
-use super::{CHUNK, back, enabled, same_type, with_owned_buffer, zeros};
+use super::{CHUNK, back, enabled, flex_values, same_type, with_owned_buffer, zeros};
 
 /// The scalars of one AdamW step (PyTorch's `torch.optim.AdamW`):
 /// `θ ← θ·(1 − lr·wd)`, `g ← grad_scale·g`, `m ← β1·m + (1−β1)·g`, `v ← β2·v + (1−β2)·g²`,
@@ -227,10 +227,7 @@ pub fn squared_sum<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, 1> 
                 .par_chunks(CHUNK)
                 .map(|chunk| pulp::Arch::new().dispatch(SquaredSum { xs: chunk }))
                 .sum();
-            let out = FlexTensor::from_data(TensorData::new(vec![total as f32], [1]));
-            back(Tensor::<Flex, 1>::from_primitive(TensorPrimitive::Float(
-                out,
-            )))
+            flex_values(vec![total as f32], [1])
         }
         Err(x) => x.square().sum(),
     }

@@ -20,8 +20,8 @@ use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 use rayon::prelude::*;
 
 use super::{
-    AddInto, GemmShape, back, enabled, gelu, gelu_backward, gelu_values, parallel_gemm, same_type,
-    strided_gemm, zeros,
+    AddInto, GemmShape, back, enabled, flex_values, gelu, gelu_backward, gelu_values,
+    parallel_gemm, same_type, strided_gemm, zeros,
 };
 
 /// What follows the affine map in [`linear`].
@@ -230,10 +230,7 @@ pub(crate) fn matmul_transposed<B: Backend>(x: Tensor<B, 2>, e: Tensor<B, 2>) ->
                 );
                 out
             };
-            let out = FlexTensor::from_data(TensorData::new(out, [rows, n]));
-            back(Tensor::<Flex, 2>::from_primitive(TensorPrimitive::Float(
-                out,
-            )))
+            flex_values(out, [rows, n])
         }
         Err(x) => x.matmul(e.transpose()),
     }

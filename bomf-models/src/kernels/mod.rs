@@ -64,6 +64,12 @@ fn zeros(len: usize) -> Vec<f32> {
     values
 }
 
+/// `values` as a `[shape]` tensor of `B`, which the caller has found to be `Flex`.
+fn flex_values<B: Backend, const D: usize>(values: Vec<f32>, shape: [usize; D]) -> Tensor<B, D> {
+    let t = FlexTensor::from_data(TensorData::new(values, shape));
+    back(Tensor::<Flex, D>::from_primitive(TensorPrimitive::Float(t)))
+}
+
 /// Moves `value` into type `U` when `T` and `U` are the same type (a safe, allocation-free
 /// downcast); gives it back otherwise.
 fn same_type<T: 'static, U: 'static>(value: T) -> Result<U, T> {
@@ -365,10 +371,7 @@ pub(crate) fn encoder_attention<B: Backend>(
                 out,
             });
         });
-    let out = FlexTensor::from_data(TensorData::new(out, [batch, seq, hidden]));
-    Some(back(Tensor::<Flex, 3>::from_primitive(
-        TensorPrimitive::Float(out),
-    )))
+    Some(flex_values(out, [batch, seq, hidden]))
 }
 
 /// Encoder self-attention *with dropout on the attention probabilities*, for training on

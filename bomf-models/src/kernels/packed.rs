@@ -10,12 +10,11 @@
 use std::any::Any;
 
 use burn::backend::Flex;
-use burn::backend::flex::FlexTensor;
 use burn::tensor::backend::Backend;
-use burn::tensor::{DType, Int, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{DType, Int, Tensor};
 use rayon::prelude::*;
 
-use super::{AttendOneSequence, AttentionShape, back, enabled, zeros};
+use super::{AttendOneSequence, AttentionShape, back, enabled, flex_values, zeros};
 
 /// Where the real tokens of a padded batch are.
 #[derive(Debug, Clone)]
@@ -70,10 +69,7 @@ impl Packing {
         out.par_chunks_mut(hidden)
             .zip(self.positions.par_iter())
             .for_each(|(row, &p)| row.copy_from_slice(&xs[p * hidden..(p + 1) * hidden]));
-        let out = FlexTensor::from_data(TensorData::new(out, [self.positions.len(), hidden]));
-        back(Tensor::<Flex, 2>::from_primitive(TensorPrimitive::Float(
-            out,
-        )))
+        flex_values(out, [self.positions.len(), hidden])
     }
 
     /// `[tokens, hidden]` → `[batch, seq, hidden]`, zero at padded positions.
@@ -86,10 +82,7 @@ impl Packing {
         for (i, &p) in self.positions.iter().enumerate() {
             out[p * hidden..(p + 1) * hidden].copy_from_slice(&xs[i * hidden..(i + 1) * hidden]);
         }
-        let out = FlexTensor::from_data(TensorData::new(out, [self.batch, self.seq, hidden]));
-        back(Tensor::<Flex, 3>::from_primitive(TensorPrimitive::Float(
-            out,
-        )))
+        flex_values(out, [self.batch, self.seq, hidden])
     }
 
     /// Self-attention of each packed sequence over its own tokens: `q`, `k`, `v` are
@@ -139,16 +132,13 @@ impl Packing {
                 out,
             });
         });
-        let out = FlexTensor::from_data(TensorData::new(out, [tokens, hidden]));
-        back(Tensor::<Flex, 2>::from_primitive(TensorPrimitive::Float(
-            out,
-        )))
+        flex_values(out, [tokens, hidden])
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use burn::tensor::{Bool, Tolerance};
+    use burn::tensor::{Bool, TensorData, Tolerance};
 
     use super::*;
     use crate::CpuAutodiffBackend;
