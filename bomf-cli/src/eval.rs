@@ -13,9 +13,10 @@ use bomf_core::eval::{EvalSet, evaluate};
 use bomf_data::batch::items_for_dataset;
 use bomf_data::readers::tabular::TabularFormat;
 use bomf_data::spec::{DataFormat, DataSpec, SplitName, SplitSpec};
-use bomf_models::CpuBackend;
+use burn::tensor::backend::AutodiffBackend;
 use clap::Args;
 
+use crate::device::{DeviceSpec, with_backend};
 use crate::generative::{Arch, GenerativeOptions, family_of, generative_spec, open_generative};
 use crate::model::{align_labels, open_classifier};
 
@@ -150,6 +151,9 @@ pub struct EvalArgs {
     /// T5: maximum target length in tokens (default 64).
     #[arg(long)]
     pub max_target_len: Option<usize>,
+    /// `cpu` or `cuda:N` (a build with `--features cuda`).
+    #[arg(long, value_name = "cpu|cuda:N", default_value = "cpu")]
+    pub device: DeviceSpec,
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
@@ -167,8 +171,18 @@ pub fn run(args: EvalArgs) -> Result<()> {
             args.model.display()
         );
     }
-    let device = Default::default();
-    let loaded = open_classifier::<CpuBackend>(&args.model, args.max_len, &device)?;
+    with_backend!(args.device, |B, device| {
+        eval_classifier::<<B as AutodiffBackend>::InnerBackend>(&args, &spec, &device)
+    })
+}
+
+/// `bomf eval` for a classifier, on `device`.
+fn eval_classifier<B: burn::tensor::backend::Backend>(
+    args: &EvalArgs,
+    spec: &DataSpec,
+    device: &B::Device,
+) -> Result<()> {
+    let loaded = open_classifier::<B>(&args.model, args.max_len, device)?;
     let dataset = spec
         .load_split(args.split)
         .with_context(|| format!("loading the {} split", args.split))?;
@@ -187,7 +201,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         loaded.encoder.pad_id(),
         args.batch_size,
     )?;
-    let evaluation = evaluate(&loaded.model, &set, &device)?;
+    let evaluation = evaluate(&loaded.model, &set, device)?;
     println!("{}", serde_json::to_string(&evaluation)?);
     Ok(())
 }
@@ -206,16 +220,18 @@ fn run_generative(args: &EvalArgs, spec: DataSpec) -> Result<()> {
         .load_split(args.split)
         .with_context(|| format!("loading the {} split", args.split))?;
     let set = model.eval_set(&dataset, args.batch_size)?;
-    let device = Default::default();
-    let evaluation = match (&model.arch, &args.adapter) {
-        (_, Some(adapter)) => evaluate(
-            &model.llama_with_adapter::<CpuBackend>(adapter, &device)?,
-            &set,
-            &device,
-        )?,
-        (Arch::T5(_), None) => evaluate(&model.t5::<CpuBackend>(false, &device)?, &set, &device)?,
-        (Arch::Llama(_), None) => evaluate(&model.llama::<CpuBackend>(&device)?, &set, &device)?,
-    };
+    let evaluation = with_backend!(args.device, |B, device| {
+        type I = <B as AutodiffBackend>::InnerBackend;
+        Ok(match (&model.arch, &args.adapter) {
+            (_, Some(adapter)) => evaluate(
+                &model.llama_with_adapter::<I>(adapter, &device)?,
+                &set,
+                &device,
+            )?,
+            (Arch::T5(_), None) => evaluate(&model.t5::<I>(false, &device)?, &set, &device)?,
+            (Arch::Llama(_), None) => evaluate(&model.llama::<I>(&device)?, &set, &device)?,
+        })
+    })?;
     println!("{}", serde_json::to_string(&evaluation)?);
     Ok(())
 }

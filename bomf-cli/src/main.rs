@@ -6,6 +6,7 @@
 //! BERT/RoBERTa classifiers ([`model`]) and T5 / LLaMA generators ([`generative`]).
 
 mod bo;
+mod device;
 mod eval;
 mod fuse;
 mod generative;

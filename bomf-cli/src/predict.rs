@@ -19,12 +19,13 @@ use bomf_data::batch::{BatchConfig, Batcher, Item, ItemTarget};
 use bomf_data::task::Example;
 use bomf_models::bert::ProblemType;
 use bomf_models::{
-    BeamSearchConfig, CausalLmInput, CpuBackend, LlamaForCausalLM, Seq2SeqInput,
-    T5ForConditionalGeneration,
+    BeamSearchConfig, CausalLmInput, LlamaForCausalLM, Seq2SeqInput, T5ForConditionalGeneration,
 };
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use clap::Args;
 use serde_json::{Value, json};
 
+use crate::device::{DeviceSpec, with_backend};
 use crate::generative::{Arch, GenerativeModel, GenerativeOptions, family_of, open_generative};
 use crate::model::{model_labels, open_classifier};
 
@@ -67,6 +68,9 @@ pub struct PredictArgs {
     /// Generative models: beam search with this many beams (1: greedy decoding).
     #[arg(long, default_value_t = 1)]
     pub num_beams: usize,
+    /// `cpu` or `cuda:N` (a build with `--features cuda`).
+    #[arg(long, value_name = "cpu|cuda:N", default_value = "cpu")]
+    pub device: DeviceSpec,
 }
 
 /// The texts of every line of a JSONL file, or an error naming the first bad line.
@@ -129,8 +133,18 @@ pub fn run(args: PredictArgs) -> Result<()> {
             args.model.display()
         );
     }
-    let device = Default::default();
-    let loaded = open_classifier::<CpuBackend>(&args.model, args.max_len, &device)?;
+    with_backend!(args.device, |B, device| {
+        predict_classifier::<<B as AutodiffBackend>::InnerBackend>(&args, &rows, &device)
+    })
+}
+
+/// `bomf predict` for a classifier, on `device`.
+fn predict_classifier<B: Backend>(
+    args: &PredictArgs,
+    rows: &[Vec<String>],
+    device: &B::Device,
+) -> Result<()> {
+    let loaded = open_classifier::<B>(&args.model, args.max_len, device)?;
     let labels = model_labels(&loaded.config);
     let regression = loaded.model.problem_type() == ProblemType::Regression;
 
@@ -149,7 +163,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
     )?;
     let mut logits_by_row: Vec<Option<Vec<f32>>> = vec![None; rows.len()];
     for batch in batcher.epoch(0) {
-        let input = encoder_input(&batch, &device)?;
+        let input = encoder_input(&batch, device)?;
         let logits = loaded.model.sequence_logits(&input)?;
         let [n, width] = logits.dims();
         let flat = logits
@@ -191,9 +205,9 @@ pub fn run(args: PredictArgs) -> Result<()> {
 }
 
 /// A loaded generative model, for decoding.
-enum Generator {
-    T5(Box<T5ForConditionalGeneration<CpuBackend>>),
-    Llama(Box<LlamaForCausalLM<CpuBackend>>),
+enum Generator<B: Backend> {
+    T5(Box<T5ForConditionalGeneration<B>>),
+    Llama(Box<LlamaForCausalLM<B>>),
 }
 
 /// Rows padded to the longest: on the right for T5's encoder, on the left for a decoder-only
@@ -231,13 +245,24 @@ fn predict_generative(args: &PredictArgs, rows: &[Vec<String>]) -> Result<()> {
             max_new_tokens: Some(args.max_new_tokens),
         },
     )?;
-    let device = Default::default();
+    with_backend!(args.device, |B, device| {
+        generate_on::<<B as AutodiffBackend>::InnerBackend>(args, rows, &model, &device)
+    })
+}
+
+/// The generations of `rows` on `device`, written to `--out`.
+fn generate_on<B: Backend>(
+    args: &PredictArgs,
+    rows: &[Vec<String>],
+    model: &GenerativeModel,
+    device: &B::Device,
+) -> Result<()> {
     let generator = match (&model.arch, &args.adapter) {
-        (_, Some(adapter)) => Generator::Llama(Box::new(
-            model.llama_with_adapter::<CpuBackend>(adapter, &device)?,
-        )),
-        (Arch::T5(_), None) => Generator::T5(Box::new(model.t5::<CpuBackend>(false, &device)?)),
-        (Arch::Llama(_), None) => Generator::Llama(Box::new(model.llama::<CpuBackend>(&device)?)),
+        (_, Some(adapter)) => {
+            Generator::Llama(Box::new(model.llama_with_adapter::<B>(adapter, device)?))
+        }
+        (Arch::T5(_), None) => Generator::T5(Box::new(model.t5::<B>(false, device)?)),
+        (Arch::Llama(_), None) => Generator::Llama(Box::new(model.llama::<B>(device)?)),
     };
     let config = &model.generation;
     let beam = BeamSearchConfig::new(args.num_beams, args.max_new_tokens);

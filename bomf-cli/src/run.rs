@@ -37,14 +37,15 @@ use bomf_core::train::{Budget, TrainConfig};
 use bomf_core::trajectory::TrajectoryConfig;
 use bomf_data::batch::items_for_dataset;
 use bomf_data::spec::DataSpec;
+use bomf_models::HfNamed;
 use bomf_models::export::export_bert;
 use bomf_models::lora::LoraConfig;
-use bomf_models::{CpuAutodiffBackend, CpuBackend, HfNamed};
 use burn::module::AutodiffModule;
-use burn::tensor::backend::Backend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
+use crate::device::{DeviceSpec, with_backend};
 use crate::generative::{
     Arch, Family, GenerationSection, GenerativeModel, GenerativeOptions, LoraSection, family_of,
     generative_spec, open_generative,
@@ -59,6 +60,10 @@ pub struct RunConfig {
     /// Seeds the new head, dropout, batch order and both optimisers.
     #[serde(default)]
     pub seed: u64,
+    /// Where the run trains and evaluates: `cpu` (default) or `cuda:N` (a `cuda` build);
+    /// `--device` overrides it.
+    #[serde(default)]
+    pub device: DeviceSpec,
     pub model: ModelSection,
     pub data: DataSpec,
     #[serde(default)]
@@ -187,6 +192,9 @@ pub struct RunArgs {
     /// Continue the run in --out (the config must be unchanged).
     #[arg(long)]
     pub resume: bool,
+    /// `cpu` or `cuda:N` (a build with `--features cuda`); overrides the config's `device`.
+    #[arg(long, value_name = "cpu|cuda:N")]
+    pub device: Option<DeviceSpec>,
 }
 
 /// Everything a run needs, loaded from a config.
@@ -248,6 +256,11 @@ impl Prepared {
         };
         B::seed(device, self.config.seed);
         classifier_from::<B>(&config, checkpoint.clone(), false, device).map_err(core_err)
+    }
+
+    /// The device of this run: `--device`, else the config's.
+    fn device(&self, args: &RunArgs) -> DeviceSpec {
+        args.device.unwrap_or(self.config.device)
     }
 
     fn bomf_config(&self) -> BomfConfig {
@@ -446,36 +459,34 @@ fn progress_bars() -> impl Fn(&str, usize, usize) {
     }
 }
 
-/// A device of the CPU training backend.
-type Device = burn::tensor::Device<CpuAutodiffBackend>;
-
 /// What `bomf run` and `bomf hpo` do once the model family is known; [`with_model`] hands it
 /// the family's model builder and the export of a fused model to `fused/`.
-trait ModelStage {
+trait ModelStage<B: AutodiffBackend> {
     fn apply<M>(
         self,
         make_model: &dyn Fn(ModelRequest) -> bomf_core::Result<M>,
         export: &dyn Fn(&M::InnerModule, &RunDir) -> Result<()>,
     ) -> Result<()>
     where
-        M: AutodiffModule<CpuAutodiffBackend>
-            + TaskModel<CpuAutodiffBackend>
-            + HfNamed<CpuAutodiffBackend>
-            + Clone,
-        M::InnerModule: TaskModel<CpuBackend> + HfNamed<CpuBackend> + Clone;
+        M: AutodiffModule<B> + TaskModel<B> + HfNamed<B> + Clone,
+        M::InnerModule: TaskModel<B::InnerBackend> + HfNamed<B::InnerBackend> + Clone;
 }
 
 /// Calls `stage` with the run's model family: fresh pretrained models (the backend seeded by
 /// the run's seed, which draws a classifier's new head and LoRA's `A` matrices) and the export
 /// of the chosen fusion. LoRA exports the fused adapters merged into the base model (`fused/`)
 /// and alone, in peft's format ([`FUSED_ADAPTER_DIR`]).
-fn with_model(p: &Prepared, device: &Device, stage: impl ModelStage) -> Result<()> {
-    let seed = || CpuAutodiffBackend::seed(device, p.config.seed);
+fn with_model<B: AutodiffBackend>(
+    p: &Prepared,
+    device: &B::Device,
+    stage: impl ModelStage<B>,
+) -> Result<()> {
+    let seed = || B::seed(device, p.config.seed);
     match &p.model {
         PreparedModel::Classifier { config, .. } => stage.apply(
             &|request| {
                 request.reject_lora_rank()?;
-                p.make_classifier::<CpuAutodiffBackend>(request.dropout, device)
+                p.make_classifier::<B>(request.dropout, device)
             },
             &|fused, dir| {
                 export_bert(fused, config, dir.fused_dir(), Some(&p.config.model.path))?;
@@ -529,48 +540,42 @@ fn with_model(p: &Prepared, device: &Device, stage: impl ModelStage) -> Result<(
 pub const FUSED_ADAPTER_DIR: &str = "fused-adapter";
 
 /// `bomf run` as a [`ModelStage`].
-struct RunStage<'a> {
+struct RunStage<'a, B: AutodiffBackend> {
     args: &'a RunArgs,
     p: &'a Prepared,
-    device: &'a Device,
+    device: &'a B::Device,
 }
 
-impl ModelStage for RunStage<'_> {
+impl<B: AutodiffBackend> ModelStage<B> for RunStage<'_, B> {
     fn apply<M>(
         self,
         make_model: &dyn Fn(ModelRequest) -> bomf_core::Result<M>,
         export: &dyn Fn(&M::InnerModule, &RunDir) -> Result<()>,
     ) -> Result<()>
     where
-        M: AutodiffModule<CpuAutodiffBackend>
-            + TaskModel<CpuAutodiffBackend>
-            + HfNamed<CpuAutodiffBackend>
-            + Clone,
-        M::InnerModule: TaskModel<CpuBackend> + HfNamed<CpuBackend> + Clone,
+        M: AutodiffModule<B> + TaskModel<B> + HfNamed<B> + Clone,
+        M::InnerModule: TaskModel<B::InnerBackend> + HfNamed<B::InnerBackend> + Clone,
     {
         execute(self.args, self.p, make_model, export, self.device)
     }
 }
 
 /// `bomf hpo` as a [`ModelStage`] (nothing is exported).
-struct HpoStage<'a> {
+struct HpoStage<'a, B: AutodiffBackend> {
     args: &'a RunArgs,
     p: &'a Prepared,
-    device: &'a Device,
+    device: &'a B::Device,
 }
 
-impl ModelStage for HpoStage<'_> {
+impl<B: AutodiffBackend> ModelStage<B> for HpoStage<'_, B> {
     fn apply<M>(
         self,
         make_model: &dyn Fn(ModelRequest) -> bomf_core::Result<M>,
         _export: &dyn Fn(&M::InnerModule, &RunDir) -> Result<()>,
     ) -> Result<()>
     where
-        M: AutodiffModule<CpuAutodiffBackend>
-            + TaskModel<CpuAutodiffBackend>
-            + HfNamed<CpuAutodiffBackend>
-            + Clone,
-        M::InnerModule: TaskModel<CpuBackend> + HfNamed<CpuBackend> + Clone,
+        M: AutodiffModule<B> + TaskModel<B> + HfNamed<B> + Clone,
+        M::InnerModule: TaskModel<B::InnerBackend> + HfNamed<B::InnerBackend> + Clone,
     {
         hpo_with(self.args, self.p, make_model, self.device)
     }
@@ -578,30 +583,29 @@ impl ModelStage for HpoStage<'_> {
 
 pub fn run(args: RunArgs) -> Result<()> {
     let p = prepare(&args)?;
-    let device = Default::default();
-    let stage = RunStage {
-        args: &args,
-        p: &p,
-        device: &device,
-    };
-    with_model(&p, &device, stage)
+    with_backend!(p.device(&args), |B, device| {
+        let stage = RunStage::<B> {
+            args: &args,
+            p: &p,
+            device: &device,
+        };
+        with_model(&p, &device, stage)
+    })
 }
 
 /// The model-independent part of `bomf run`: the pipeline in the run directory, then the chosen
 /// fusion exported by `export` (into `dir.fused_dir()`), `results.json`, the report and the table.
-fn execute<M>(
+fn execute<B, M>(
     args: &RunArgs,
     p: &Prepared,
     make_model: &dyn Fn(ModelRequest) -> bomf_core::Result<M>,
     export: &dyn Fn(&M::InnerModule, &RunDir) -> Result<()>,
-    device: &Device,
+    device: &B::Device,
 ) -> Result<()>
 where
-    M: AutodiffModule<CpuAutodiffBackend>
-        + TaskModel<CpuAutodiffBackend>
-        + HfNamed<CpuAutodiffBackend>
-        + Clone,
-    M::InnerModule: TaskModel<CpuBackend> + HfNamed<CpuBackend> + Clone,
+    B: AutodiffBackend,
+    M: AutodiffModule<B> + TaskModel<B> + HfNamed<B> + Clone,
+    M::InnerModule: TaskModel<B::InnerBackend> + HfNamed<B::InnerBackend> + Clone,
 {
     let dir = p.open_run_dir(args.resume)?;
     eprintln!("run directory: {}", dir.root().display());
@@ -615,8 +619,7 @@ where
     let bomf = p.bomf_config();
     let data = p.data();
     let started = std::time::Instant::now();
-    let report =
-        run_bomf_with::<CpuAutodiffBackend, M>(make_model, data, &bomf, &mut store, hooks, device);
+    let report = run_bomf_with::<B, M>(make_model, data, &bomf, &mut store, hooks, device);
     let report = match report {
         Err(bomf_core::CoreError::Interrupted) => {
             eprintln!(
@@ -657,26 +660,26 @@ where
 /// `bomf hpo`: stage 1 alone; prints the best hyperparameters as JSON.
 pub fn hpo(args: RunArgs) -> Result<()> {
     let p = prepare(&args)?;
-    let device = Default::default();
-    let stage = HpoStage {
-        args: &args,
-        p: &p,
-        device: &device,
-    };
-    with_model(&p, &device, stage)
+    with_backend!(p.device(&args), |B, device| {
+        let stage = HpoStage::<B> {
+            args: &args,
+            p: &p,
+            device: &device,
+        };
+        with_model(&p, &device, stage)
+    })
 }
 
-fn hpo_with<M>(
+fn hpo_with<B, M>(
     args: &RunArgs,
     p: &Prepared,
     make_model: &dyn Fn(ModelRequest) -> bomf_core::Result<M>,
-    device: &Device,
+    device: &B::Device,
 ) -> Result<()>
 where
-    M: AutodiffModule<CpuAutodiffBackend>
-        + TaskModel<CpuAutodiffBackend>
-        + HfNamed<CpuAutodiffBackend>,
-    M::InnerModule: TaskModel<CpuBackend>,
+    B: AutodiffBackend,
+    M: AutodiffModule<B> + TaskModel<B> + HfNamed<B>,
+    M::InnerModule: TaskModel<B::InnerBackend>,
 {
     let Some(hpbo) = p.config.hpbo.clone() else {
         bail!("{} has no [hpbo] section", args.config.display());
@@ -686,7 +689,7 @@ where
     let stop = install_ctrl_c();
     let bars = progress_bars();
     let bomf = p.bomf_config();
-    let (train, batch_size, trials) = run_stage1::<CpuAutodiffBackend, M>(
+    let (train, batch_size, trials) = run_stage1::<B, M>(
         make_model,
         p.data(),
         &bomf,

@@ -22,10 +22,11 @@ use bomf_data::task::TaskKind;
 use bomf_models::bert::BertConfig;
 use bomf_models::export::copy_tokenizer_files;
 use bomf_models::lora::LoraConfig;
-use bomf_models::{CpuAutodiffBackend, CpuBackend, Task};
+use bomf_models::{CpuBackend, Task};
 use burn::tensor::backend::Backend;
 use clap::{Args, ValueEnum};
 
+use crate::device::{DeviceSpec, with_backend};
 use crate::eval::{DataOptions, DataSource};
 use crate::generative::{Arch, GenerativeOptions, open_generative};
 use crate::model::{classifier_from, model_labels, read_config, read_weights, text_encoder};
@@ -138,6 +139,9 @@ pub struct TrainArgs {
     /// Replace the checkpoints of a finished run in RUNDIR.
     #[arg(long)]
     pub force: bool,
+    /// `cpu` or `cuda:N` (a build with `--features cuda`).
+    #[arg(long, value_name = "cpu|cuda:N", default_value = "cpu")]
+    pub device: DeviceSpec,
 }
 
 impl TrainArgs {
@@ -286,22 +290,22 @@ pub fn run(args: TrainArgs) -> Result<()> {
         encoder.pad_id(),
         BatchConfig::train(args.batch_size, args.seed),
     )?;
-    let device = Default::default();
-    // A fresh head is drawn from the backend RNG: seed it so runs repeat.
-    CpuAutodiffBackend::seed(&device, args.seed);
-    let model = classifier_from::<CpuAutodiffBackend>(&config, checkpoint, false, &device)
-        .with_context(|| format!("loading {}", args.model.display()))?;
-
     announce(&splits, &batcher, args.every);
     let started = std::time::Instant::now();
-    let trajectory = collect_trajectory(
-        model,
-        &batcher,
-        &validation,
-        &train_config,
-        &trajectory_config,
-        &device,
-    )?;
+    let trajectory = with_backend!(args.device, |B, device| {
+        // A fresh head is drawn from the backend RNG: seed it so runs repeat.
+        B::seed(&device, args.seed);
+        let model = classifier_from::<B>(&config, checkpoint, false, &device)
+            .with_context(|| format!("loading {}", args.model.display()))?;
+        Ok(collect_trajectory(
+            model,
+            &batcher,
+            &validation,
+            &train_config,
+            &trajectory_config,
+            &device,
+        )?)
+    })?;
     let seconds = started.elapsed().as_secs_f64();
 
     // The config and tokenizer first: the manifest, written last by `Trajectory::save`, marks a
@@ -362,37 +366,38 @@ fn train_generative(
         model.encoder.pad_id(),
         BatchConfig::train(args.batch_size, args.seed),
     )?;
-    let device = Default::default();
-    // LoRA's `A` matrices are drawn from the backend RNG: seed it so runs repeat.
-    CpuAutodiffBackend::seed(&device, args.seed);
     announce(splits, &batcher, args.every);
     let started = std::time::Instant::now();
-    let trajectory = match (&model.arch, &lora) {
-        (Arch::T5(_), _) => collect_trajectory(
-            model.t5::<CpuAutodiffBackend>(true, &device)?,
-            &batcher,
-            &validation,
-            train_config,
-            trajectory_config,
-            &device,
-        )?,
-        (Arch::Llama(_), None) => collect_trajectory(
-            model.llama::<CpuAutodiffBackend>(&device)?,
-            &batcher,
-            &validation,
-            train_config,
-            trajectory_config,
-            &device,
-        )?,
-        (Arch::Llama(_), Some(lora)) => collect_trajectory(
-            model.lora::<CpuAutodiffBackend>(lora, true, &device)?,
-            &batcher,
-            &validation,
-            train_config,
-            trajectory_config,
-            &device,
-        )?,
-    };
+    let trajectory = with_backend!(args.device, |B, device| {
+        // LoRA's `A` matrices are drawn from the backend RNG: seed it so runs repeat.
+        B::seed(&device, args.seed);
+        Ok(match (&model.arch, &lora) {
+            (Arch::T5(_), _) => collect_trajectory(
+                model.t5::<B>(true, &device)?,
+                &batcher,
+                &validation,
+                train_config,
+                trajectory_config,
+                &device,
+            )?,
+            (Arch::Llama(_), None) => collect_trajectory(
+                model.llama::<B>(&device)?,
+                &batcher,
+                &validation,
+                train_config,
+                trajectory_config,
+                &device,
+            )?,
+            (Arch::Llama(_), Some(lora)) => collect_trajectory(
+                model.lora::<B>(lora, true, &device)?,
+                &batcher,
+                &validation,
+                train_config,
+                trajectory_config,
+                &device,
+            )?,
+        })
+    })?;
     let seconds = started.elapsed().as_secs_f64();
 
     // The files that describe the checkpoints first: the manifest, written last by

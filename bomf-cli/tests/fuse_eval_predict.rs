@@ -90,6 +90,64 @@ fn eval_of_a_folder_matches_transformers() {
     check_eval(&got, &expected()["a"]);
 }
 
+/// `--device cpu` is the default; `cuda:N` in a build without CUDA is an error that says how to
+/// build with it, for every command that takes `--device`.
+#[test]
+fn device_flag_is_parsed_and_cuda_needs_the_feature() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny().join("a");
+    let file = tiny().join("eval.jsonl");
+    let eval = |device: &str| {
+        bomf(
+            &[
+                "eval".as_ref(),
+                "--model".as_ref(),
+                model.as_os_str(),
+                "--file".as_ref(),
+                file.as_os_str(),
+                "--device".as_ref(),
+                device.as_ref(),
+            ],
+            dir.path(),
+        )
+    };
+    let got: Value = serde_json::from_str(&succeed(&eval("cpu"))).unwrap();
+    check_eval(&got, &expected()["a"]);
+    let err = fail(&eval("cuda:x"));
+    assert!(err.contains("cuda:x") && err.contains("cuda:N"), "{err}");
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    let err = fail(&eval("cuda:1"));
+    assert!(
+        err.contains("cuda:1") && err.contains("--features cuda"),
+        "{err}"
+    );
+    let out = dir.path().join("out.jsonl");
+    let err = fail(&bomf(
+        &[
+            "predict".as_ref(),
+            "--model".as_ref(),
+            model.as_os_str(),
+            "--input".as_ref(),
+            file.as_os_str(),
+            "--out".as_ref(),
+            out.as_os_str(),
+            "--device".as_ref(),
+            "cuda".as_ref(),
+        ],
+        dir.path(),
+    ));
+    assert!(
+        err.contains("cuda:0") && err.contains("--features cuda"),
+        "{err}"
+    );
+    assert!(
+        !out.exists(),
+        "nothing is written when the device is missing"
+    );
+}
+
 #[test]
 fn eval_of_a_roberta_folder_matches_transformers() {
     let dir = tempfile::tempdir().unwrap();

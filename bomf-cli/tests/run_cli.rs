@@ -291,3 +291,45 @@ fn hpo_finds_settings_and_writes_them() {
         .count();
     assert_eq!(trials, 3);
 }
+
+#[test]
+fn device_key_is_checked_and_cuda_needs_the_feature() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("seed = 1", "seed = 1\ndevice = \"tpu\""),
+    )
+    .unwrap();
+    let out = bomf(&["run", config.to_str().unwrap()], dir.path());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("tpu") && err.contains("line 2") && err.contains("cuda:N"),
+        "{err}"
+    );
+
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    std::fs::write(
+        &config,
+        text.replace("seed = 1", "seed = 1\ndevice = \"cuda:0\""),
+    )
+    .unwrap();
+    let out = bomf(&["run", config.to_str().unwrap()], dir.path());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cuda:0") && err.contains("--features cuda"),
+        "{err}"
+    );
+    // `--device` overrides the config's key (here to another GPU, named in the error).
+    let out = bomf(
+        &["run", config.to_str().unwrap(), "--device", "cuda:2"],
+        dir.path(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("cuda:2"), "{err}");
+}

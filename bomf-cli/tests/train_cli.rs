@@ -159,3 +159,29 @@ fn train_needs_a_validation_split() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("validation split is empty"), "{err}");
 }
+
+/// `--device cpu` trains as the default does (same seed, same checkpoints); `cuda:N` in a build
+/// without CUDA stops before writing anything.
+#[test]
+fn train_device_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    succeed(&train(dir.path(), "default", &["--rule", "last_k"]));
+    succeed(&train(
+        dir.path(),
+        "cpu",
+        &["--rule", "last_k", "--device", "cpu"],
+    ));
+    let manifest = |run: &str| -> Value {
+        let path = dir.path().join(run).join("checkpoints/manifest.json");
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    assert_eq!(manifest("default")["curve"], manifest("cpu")["curve"]);
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    let out = train(dir.path(), "gpu", &["--device", "cuda:0"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--features cuda"), "{err}");
+    assert!(!dir.path().join("gpu/checkpoints/manifest.json").exists());
+}

@@ -54,3 +54,9 @@ pub use t5::{Seq2SeqInput, T5Config, T5ForConditionalGeneration};
 pub type CpuBackend = burn::backend::Flex;
 /// The CPU backend with automatic differentiation, for training.
 pub type CpuAutodiffBackend = burn::backend::Autodiff<CpuBackend>;
+/// The CUDA backend (fp32), for GPU runs.
+#[cfg(feature = "cuda")]
+pub type CudaBackend = burn::backend::Cuda;
+/// The CUDA backend with automatic differentiation, for training on a GPU.
+#[cfg(feature = "cuda")]
+pub type CudaAutodiffBackend = burn::backend::Autodiff<CudaBackend>;

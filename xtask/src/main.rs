@@ -90,7 +90,8 @@ enum Task {
         /// Where runs and RESULTS.md go.
         #[arg(long, default_value = "runs/reproduce")]
         out: PathBuf,
-        /// Backend device: `cpu` (a `cuda:N` build needs `--features cuda`, see issue 7).
+        /// Backend device of every run: `cpu`, or `cuda:N` (the `bomf` built here then has the
+        /// `cuda` feature; with `--bomf`, that binary must have it).
         #[arg(long, default_value = "cpu")]
         device: String,
         /// Run this `bomf` binary instead of building one (keeps a long reproduction on one
@@ -331,9 +332,14 @@ fn bench(
 }
 
 /// Builds the release `bomf` binary and returns its path.
-fn build_bomf() -> Result<PathBuf> {
+/// The release `bomf`, built now (with the `cuda` feature when asked: burn's CUDA backend needs
+/// no toolkit at build time, cudarc loads the driver when the run starts).
+fn build_bomf(cuda: bool) -> Result<PathBuf> {
     let mut command = cargo();
     command.args(["build", "--release", "-p", "bomf-cli"]);
+    if cuda {
+        command.args(["--features", "cuda"]);
+    }
     run(command)?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -417,7 +423,7 @@ fn packages_for(paths: &[PathBuf]) -> Result<Vec<PackageKey>> {
 /// `cargo xtask demo`.
 fn demo(out: Option<PathBuf>, resume: bool) -> Result<()> {
     let assets_dir = assets(&[PackageKey::Minilm, PackageKey::Bigbench])?;
-    let bomf = build_bomf()?;
+    let bomf = build_bomf(false)?;
     let root = workspace_root();
     let runs = root.join("runs");
     let out = match out {
@@ -470,11 +476,9 @@ enum Runs {
 }
 
 fn reproduce(tasks: &[String], seeds: u64, out: &Path, device: &str, runs: Runs) -> Result<()> {
-    if device != "cpu" {
-        bail!(
-            "--device {device}: this build runs on the CPU; GPU runs need a `--features cuda` \
-             build of bomf (issue 7)"
-        );
+    let cuda = device.starts_with("cuda") || device == "gpu";
+    if !cuda && device != "cpu" {
+        bail!("--device {device}: expected `cpu`, `cuda` or `cuda:N`");
     }
     let root = workspace_root();
     let dir = root.join("configs/reproduce");
@@ -508,7 +512,7 @@ fn reproduce(tasks: &[String], seeds: u64, out: &Path, device: &str, runs: Runs)
         Runs::FinishedOnly => None,
         Runs::Start(Some(path)) if path.is_file() => Some(path),
         Runs::Start(Some(path)) => bail!("--bomf {}: no such file", path.display()),
-        Runs::Start(None) => Some(build_bomf()?),
+        Runs::Start(None) => Some(build_bomf(cuda)?),
     };
     let out = if out.is_relative() {
         root.join(out)
@@ -536,6 +540,8 @@ fn reproduce(tasks: &[String], seeds: u64, out: &Path, device: &str, runs: Runs)
                     .arg(&config)
                     .arg("--out")
                     .arg(&run_dir)
+                    .arg("--device")
+                    .arg(device)
                     .env(layout::ASSETS_ENV, &assets_dir)
                     .current_dir(&root);
                 if run_dir.join("config.toml").is_file() {
