@@ -41,7 +41,9 @@ pub mod ops {
 pub mod t5;
 pub mod weights;
 
-pub use bert::{BertConfig, BertModel, BertWithHead, EncoderFlavor, EncoderInput, Task};
+pub use bert::{
+    BertConfig, BertModel, BertWithHead, EncoderFlavor, EncoderInput, FirstTokenOutput, Task,
+};
 pub use error::{ModelError, Result};
 pub use llama::{
     BeamSearchConfig, CausalLmInput, EarlyStopping, LlamaConfig, LlamaForCausalLM, SamplingConfig,

@@ -364,6 +364,7 @@ pub(crate) fn encoder_attention<B: Backend>(
             let keep = &keep[b * seq..(b + 1) * seq];
             pulp::Arch::new().dispatch(AttendOneSequence {
                 shape,
+                queries: seq,
                 q: &qs[rows.clone()],
                 k: &ks[rows.clone()],
                 v: &vs[rows],
@@ -823,11 +824,14 @@ impl pulp::WithSimd for GeluGrad<'_> {
     }
 }
 
-/// Attention of one sequence, all heads: `q`, `k`, `v`, `out` are `[seq, hidden]` row-major and
-/// each head is a column block of them. The two products per head run as strided GEMMs straight
-/// on those blocks; the softmax in between is vectorised.
+/// Attention of one sequence, all heads: `k`, `v` are `[seq, hidden]` row-major, `q` and `out`
+/// `[queries, hidden]` (the queries are usually the same `seq` tokens; one for a layer whose
+/// output is read at the first token only), and each head is a column block of them. The two
+/// products per head run as strided GEMMs straight on those blocks; the softmax in between is
+/// vectorised.
 struct AttendOneSequence<'a> {
     shape: AttentionShape,
+    queries: usize,
     q: &'a [f32],
     k: &'a [f32],
     v: &'a [f32],
@@ -841,6 +845,7 @@ impl pulp::WithSimd for AttendOneSequence<'_> {
     fn with_simd<S: pulp::Simd>(self, _: S) {
         let Self {
             shape: s,
+            queries,
             q,
             k,
             v,
@@ -850,13 +855,13 @@ impl pulp::WithSimd for AttendOneSequence<'_> {
         let (seq, hidden, d) = (s.seq, s.hidden, s.head_dim);
         let scale = 1.0 / (d as f32).sqrt();
         let keep_weight = keep_weights(keep);
-        let mut scores = vec![0.0f32; seq * seq];
+        let mut scores = vec![0.0f32; queries * seq];
         for h in 0..s.heads {
             let col = h * d;
             // scores = scale · Q_h K_hᵀ: K_h read transposed through its strides.
             strided_gemm(
                 GemmShape {
-                    m: seq,
+                    m: queries,
                     n: seq,
                     k: d,
                 },
@@ -872,7 +877,7 @@ impl pulp::WithSimd for AttendOneSequence<'_> {
             // out_h = P V_h, written into the head's column block of `out`.
             strided_gemm(
                 GemmShape {
-                    m: seq,
+                    m: queries,
                     n: d,
                     k: seq,
                 },

@@ -72,7 +72,9 @@ impl Packing {
         flex_values(out, [self.positions.len(), hidden])
     }
 
-    /// `[tokens, hidden]` → `[batch, seq, hidden]`, zero at padded positions.
+    /// `[tokens, hidden]` → `[batch, seq, hidden]`, zero at padded positions (the tests compare
+    /// packed results with padded ones through it).
+    #[cfg(test)]
     pub(crate) fn unpack<B: Backend>(&self, x: Tensor<B, 2>) -> Tensor<B, 3> {
         let x: Tensor<Flex, 2> = back(x);
         let hidden = x.dims()[1];
@@ -85,6 +87,28 @@ impl Packing {
         flex_values(out, [self.batch, self.seq, hidden])
     }
 
+    /// Whether every sequence starts at position 0 (right padding): then a sequence's first
+    /// packed row is the position-0 token that classification heads read.
+    pub(crate) fn starts_at_position_zero(&self) -> bool {
+        self.starts[..self.batch]
+            .iter()
+            .enumerate()
+            .all(|(b, &first)| self.positions[first] == b * self.seq)
+    }
+
+    /// The first packed row of each sequence: `[tokens, hidden]` → `[batch, hidden]`.
+    pub(crate) fn first_rows<B: Backend>(&self, x: &Tensor<B, 2>) -> Tensor<B, 2> {
+        let firsts: Vec<i64> = self.starts[..self.batch]
+            .iter()
+            .map(|&s| s as i64)
+            .collect();
+        let index = Tensor::<B, 1, Int>::from_data(
+            burn::tensor::TensorData::new(firsts, [self.batch]),
+            &x.device(),
+        );
+        x.clone().select(0, index)
+    }
+
     /// Self-attention of each packed sequence over its own tokens: `q`, `k`, `v` are
     /// `[tokens, hidden]` (heads side by side); returns the context, the same shape.
     pub(crate) fn attention<B: Backend>(
@@ -94,46 +118,90 @@ impl Packing {
         v: &Tensor<B, 2>,
         heads: usize,
     ) -> Tensor<B, 2> {
+        self.attend(q, k, v, heads, Queries::EveryToken)
+    }
+
+    /// The attention of each sequence's first token only: `q` is `[batch, hidden]` (from
+    /// [`Self::first_rows`]), `k` and `v` `[tokens, hidden]`; returns `[batch, hidden]`. What a
+    /// last layer needs when only the first token is read.
+    pub(crate) fn first_token_attention<B: Backend>(
+        &self,
+        q: &Tensor<B, 2>,
+        k: &Tensor<B, 2>,
+        v: &Tensor<B, 2>,
+        heads: usize,
+    ) -> Tensor<B, 2> {
+        self.attend(q, k, v, heads, Queries::FirstToken)
+    }
+
+    fn attend<B: Backend>(
+        &self,
+        q: &Tensor<B, 2>,
+        k: &Tensor<B, 2>,
+        v: &Tensor<B, 2>,
+        heads: usize,
+        queries: Queries,
+    ) -> Tensor<B, 2> {
         let flex = |t: &Tensor<B, 2>| {
             let t: Tensor<Flex, 2> = back(t.clone());
             assert_eq!(t.dtype(), DType::F32, "packing is only built for f32 Flex");
             t.into_primitive().tensor().to_contiguous()
         };
         let (q, k, v) = (flex(q), flex(k), flex(v));
-        let [tokens, hidden] = q.layout().shape().dims::<2>();
+        let [tokens, hidden] = k.layout().shape().dims::<2>();
         let (qs, ks, vs) = (
             q.as_slice::<f32>().expect("contiguous f32"),
             k.as_slice::<f32>().expect("contiguous f32"),
             v.as_slice::<f32>().expect("contiguous f32"),
         );
-        let mut out = zeros(tokens * hidden);
+        let out_rows = match queries {
+            Queries::EveryToken => tokens,
+            Queries::FirstToken => self.batch,
+        };
+        assert_eq!(qs.len(), out_rows * hidden, "queries of the wrong shape");
+        let mut out = zeros(out_rows * hidden);
         // Split `out` into one slice per sequence, then attend to each in parallel.
         let mut pieces = Vec::with_capacity(self.batch);
         let mut rest = out.as_mut_slice();
-        for w in self.starts.windows(2) {
-            let (piece, tail) = rest.split_at_mut((w[1] - w[0]) * hidden);
-            pieces.push((w[0], w[1] - w[0], piece));
+        for (b, w) in self.starts.windows(2).enumerate() {
+            let (query_rows, n) = match queries {
+                Queries::EveryToken => (w[0]..w[1], w[1] - w[0]),
+                Queries::FirstToken => (b..b + 1, 1),
+            };
+            let (piece, tail) = rest.split_at_mut(n * hidden);
+            pieces.push((w[0]..w[1], query_rows, piece));
             rest = tail;
         }
-        pieces.into_par_iter().for_each(|(first, len, out)| {
-            let rows = first * hidden..(first + len) * hidden;
-            let keep = vec![true; len];
-            pulp::Arch::new().dispatch(AttendOneSequence {
-                shape: AttentionShape {
-                    seq: len,
-                    hidden,
-                    heads,
-                    head_dim: hidden / heads,
-                },
-                q: &qs[rows.clone()],
-                k: &ks[rows.clone()],
-                v: &vs[rows],
-                keep: &keep,
-                out,
+        pieces
+            .into_par_iter()
+            .for_each(|(key_rows, query_rows, out)| {
+                let len = key_rows.len();
+                let keys = key_rows.start * hidden..key_rows.end * hidden;
+                let keep = vec![true; len];
+                pulp::Arch::new().dispatch(AttendOneSequence {
+                    shape: AttentionShape {
+                        seq: len,
+                        hidden,
+                        heads,
+                        head_dim: hidden / heads,
+                    },
+                    queries: query_rows.len(),
+                    q: &qs[query_rows.start * hidden..query_rows.end * hidden],
+                    k: &ks[keys.clone()],
+                    v: &vs[keys],
+                    keep: &keep,
+                    out,
+                });
             });
-        });
-        flex_values(out, [tokens, hidden])
+        flex_values(out, [out_rows, hidden])
     }
+}
+
+/// Which tokens of each sequence attend.
+#[derive(Debug, Clone, Copy)]
+enum Queries {
+    EveryToken,
+    FirstToken,
 }
 
 #[cfg(test)]
