@@ -2,7 +2,10 @@
 """PyTorch side of `bomf-models/examples/gpu_bench.rs` (issue 7): the same RoBERTa-base-sized
 encoder (random init), the same inputs, the same two measurements:
 - `train_step_b32_l128`: forward + cross-entropy + backward + AdamW step, batch 32, length 128;
-- `eval_277_l128`: forward over 277 examples of length 128 in batches of 32 (no grad).
+- `eval_277_l128`: forward over 277 examples of length 128 in batches of 32 (no grad);
+- `fusion_host_k10` (f32, eager): θ(w) of 10 checkpoints as the authors' code does it, summed
+  on the CPU from state dicts and loaded into the model on the device; `fusion_device_k10`: the
+  same with the checkpoints stacked on the device (one matmul per tensor), like bomf's.
 
     python torch_bench.py [--device cuda|cpu] [--dtype f32|bf16] [--compile] [--tiny]
 
@@ -80,6 +83,8 @@ def main():
         if i >= a.warmup:
             samples.append(time.perf_counter() - start)
     emit(f"eval_{eval_rows}_l{length}", samples)
+    if a.dtype == "f32" and not a.compile:
+        fusion(cfg, model, a, emit)
 
     model.train()
     ids, mask = batch(rows, length, 0, cfg.vocab_size, a.device)
@@ -98,6 +103,41 @@ def main():
         if i >= a.warmup:
             samples.append(time.perf_counter() - start)
     emit(f"train_step_b{rows}_l{length}", samples)
+
+
+def fusion(cfg, model, a, emit, k=10):
+    checkpoints = []
+    for j in range(k):
+        torch.manual_seed(100 + j)
+        checkpoints.append(RobertaForSequenceClassification(cfg).state_dict())
+    weights = [(j + 1) / 55.0 for j in range(k)]
+    samples = []
+    for i in range(a.warmup + a.repeats):
+        start = time.perf_counter()
+        fused = {name: sum(w * c[name] for w, c in zip(weights, checkpoints))
+                 for name in checkpoints[0]}
+        model.load_state_dict(fused)
+        sync(a.device)
+        if i >= a.warmup:
+            samples.append(time.perf_counter() - start)
+    emit(f"fusion_host_k{k}", samples)
+
+    stacks = {name: torch.stack([c[name].reshape(-1) for c in checkpoints]).to(a.device)
+              for name in checkpoints[0] if checkpoints[0][name].is_floating_point()}
+    w = torch.tensor([weights], device=a.device)
+    params = dict(model.named_parameters())
+    params.update(dict(model.named_buffers()))
+    samples = []
+    for i in range(a.warmup + a.repeats):
+        start = time.perf_counter()
+        with torch.no_grad():
+            for name, stack in stacks.items():
+                if name in params:
+                    params[name].copy_((w @ stack).reshape(params[name].shape))
+        sync(a.device)
+        if i >= a.warmup:
+            samples.append(time.perf_counter() - start)
+    emit(f"fusion_device_k{k}", samples)
 
 
 if __name__ == "__main__":

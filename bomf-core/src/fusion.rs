@@ -12,9 +12,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use bomf_models::HfNamed;
-use bomf_models::HfTensor;
-use bomf_models::params::{Coverage, named_tensors, set_tensors};
+use bomf_models::params::{Coverage, named_tensors, param_shapes, set_tensors};
+use bomf_models::{HfNamed, HfTensor, StackedParams};
 use burn::tensor::backend::Backend;
 use rayon::prelude::*;
 
@@ -192,21 +191,7 @@ impl CheckpointSet {
 
     /// θ(w) written into `out` (reused across evaluations to avoid reallocating a model).
     pub fn fuse_into(&self, weights: &[f64], out: &mut [f32]) -> Result<()> {
-        if self.checkpoints.is_empty() {
-            return Err(CoreError::InvalidInput("no checkpoints to fuse".into()));
-        }
-        if weights.len() != self.checkpoints.len() {
-            return Err(CoreError::InvalidInput(format!(
-                "{} fusion weights for {} checkpoints",
-                weights.len(),
-                self.checkpoints.len()
-            )));
-        }
-        if let Some(w) = weights.iter().find(|w| !w.is_finite()) {
-            return Err(CoreError::InvalidInput(format!(
-                "fusion weight {w} is not finite"
-            )));
-        }
+        check_weights(weights, self.checkpoints.len())?;
         let inputs: Vec<&[f32]> = self.checkpoints.iter().map(|c| c.as_slice()).collect();
         let weights: Vec<f32> = weights.iter().map(|&w| w as f32).collect();
         weighted_sum_into(out, &inputs, &weights)
@@ -248,6 +233,44 @@ impl CheckpointSet {
         )?)
     }
 
+    /// The checkpoints uploaded to `device` as one `[K, n]` tensor per parameter of
+    /// `template`'s architecture, for fusion on the device ([`StackedParams::fused`]).
+    pub fn stacked<B: Backend, M: HfNamed<B>>(
+        &self,
+        template: &M,
+        device: &B::Device,
+    ) -> Result<StackedParams<B>> {
+        let layout = self
+            .layout
+            .as_ref()
+            .ok_or_else(|| CoreError::InvalidInput("no checkpoints to stack".into()))?;
+        let index: BTreeMap<&str, usize> = layout
+            .names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i))
+            .collect();
+        let values = |name: &str| {
+            let i = *index.get(name)?;
+            let range = layout.offsets[i]..layout.offsets[i + 1];
+            Some(
+                self.checkpoints
+                    .iter()
+                    .map(|c| &c.as_slice()[range.clone()])
+                    .collect(),
+            )
+        };
+        let stacked = StackedParams::new(template, self.checkpoints.len(), values, device)?;
+        if stacked_names(template) != layout.names.len() {
+            return Err(CoreError::InvalidInput(format!(
+                "the checkpoints have {} tensors, the model {}",
+                layout.names.len(),
+                stacked_names(template)
+            )));
+        }
+        Ok(stacked)
+    }
+
     /// θ(w) loaded into `model` (which gives the architecture; its values are replaced).
     pub fn fused_model<B: Backend, M: HfNamed<B>>(
         &self,
@@ -258,6 +281,30 @@ impl CheckpointSet {
         let flat = self.fuse(weights)?;
         self.load_into(model, &flat, device)
     }
+}
+
+/// Fusion weights must be finite, one per checkpoint (of at least one).
+pub(crate) fn check_weights(weights: &[f64], checkpoints: usize) -> Result<()> {
+    if checkpoints == 0 {
+        return Err(CoreError::InvalidInput("no checkpoints to fuse".into()));
+    }
+    if weights.len() != checkpoints {
+        return Err(CoreError::InvalidInput(format!(
+            "{} fusion weights for {checkpoints} checkpoints",
+            weights.len(),
+        )));
+    }
+    if let Some(w) = weights.iter().find(|w| !w.is_finite()) {
+        return Err(CoreError::InvalidInput(format!(
+            "fusion weight {w} is not finite"
+        )));
+    }
+    Ok(())
+}
+
+/// How many parameters `model` has (to check a stack covers every checkpoint tensor).
+fn stacked_names<B: Backend, M: HfNamed<B>>(model: &M) -> usize {
+    param_shapes(model).len()
 }
 
 /// `out = Σ_k weights[k] · inputs[k]`, streaming over cache-sized chunks in parallel.

@@ -78,6 +78,23 @@ pub struct FusionBoConfig {
     pub selection: SelectionRule,
     pub seed: u64,
     pub mc_samples: usize,
+    /// Where θ(w) is computed for each evaluation.
+    pub fuse_on: FuseOn,
+}
+
+/// Where θ(w) = Σ_k w_k θ_k is computed for each evaluation of stage 3 and the baselines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FuseOn {
+    /// `host` on the CPU backend, `device` on any other (a GPU).
+    #[default]
+    Auto,
+    /// Streamed on the CPU from the checkpoints in memory (or memory-mapped), then loaded
+    /// into the model: near two model copies of memory, and the fastest on the CPU.
+    Host,
+    /// The K checkpoints uploaded once and kept on the device; θ(w) is one product per
+    /// parameter there (no per-evaluation upload). K model copies of device memory.
+    Device,
 }
 
 impl Default for FusionBoConfig {
@@ -91,6 +108,7 @@ impl Default for FusionBoConfig {
             selection: SelectionRule::default(),
             seed: 0,
             mc_samples: 128,
+            fuse_on: FuseOn::Auto,
         }
     }
 }

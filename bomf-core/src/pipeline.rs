@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use bomf_data::batch::{BatchConfig, Batcher, Item};
-use bomf_models::HfNamed;
+use bomf_models::{HfNamed, StackedParams};
 use burn::module::AutodiffModule;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use serde::{Deserialize, Serialize};
@@ -18,7 +18,7 @@ use crate::error::{CoreError, Result};
 use crate::eval::{EvalSet, Evaluation, evaluate};
 use crate::fusion::CheckpointSet;
 use crate::fusion_bo::{
-    FusionBoConfig, FusionObjective, FusionRecord, FusionSearch, SelectionRule,
+    FuseOn, FusionBoConfig, FusionObjective, FusionRecord, FusionSearch, SelectionRule,
 };
 use crate::hpbo::{HpSearch, HpTrial, HpboConfig, HyperParams, proxy_run, retrain_to_step};
 use crate::model::TaskModel;
@@ -31,7 +31,10 @@ use crate::trajectory::{KeptCheckpoint, Trajectory, TrajectoryConfig, collect_tr
 pub struct FusedEvaluator<'a, B: Backend, M> {
     checkpoints: &'a CheckpointSet,
     template: M,
+    /// θ(w) on the host, reused across evaluations (empty when fusing on the device).
     buffer: Vec<f32>,
+    /// The checkpoints resident on the device, when fusing there.
+    stacked: Option<StackedParams<B>>,
     device: B::Device,
     /// Seconds spent computing θ(w) and loading it into the model.
     pub fuse_seconds: f64,
@@ -43,16 +46,33 @@ pub struct FusedEvaluator<'a, B: Backend, M> {
 }
 
 impl<'a, B: Backend, M: TaskModel<B> + Clone> FusedEvaluator<'a, B, M> {
-    /// `template` gives the architecture (an inference model); its values are replaced.
-    pub fn new(checkpoints: &'a CheckpointSet, template: M, device: B::Device) -> Result<Self> {
+    /// `template` gives the architecture (an inference model); its values are replaced. θ(w)
+    /// is fused on the host, or on the device per `fuse_on` (see [`FuseOn`]).
+    pub fn new(
+        checkpoints: &'a CheckpointSet,
+        template: M,
+        device: B::Device,
+        fuse_on: FuseOn,
+    ) -> Result<Self> {
         let n = checkpoints
             .layout()
             .ok_or_else(|| CoreError::InvalidInput("no checkpoints to fuse".into()))?
             .num_params();
+        let on_device = match fuse_on {
+            FuseOn::Host => false,
+            FuseOn::Device => true,
+            FuseOn::Auto => !is_cpu_backend::<B>(),
+        };
+        let stacked = if on_device {
+            Some(checkpoints.stacked(&template, &device)?)
+        } else {
+            None
+        };
         Ok(Self {
             checkpoints,
             template,
-            buffer: vec![0.0; n],
+            buffer: if on_device { Vec::new() } else { vec![0.0; n] },
+            stacked,
             device,
             fuse_seconds: 0.0,
             eval_seconds: 0.0,
@@ -63,13 +83,25 @@ impl<'a, B: Backend, M: TaskModel<B> + Clone> FusedEvaluator<'a, B, M> {
         })
     }
 
+    /// Whether θ(w) is computed on the device (the checkpoints resident there).
+    pub fn fuses_on_device(&self) -> bool {
+        self.stacked.is_some()
+    }
+
     /// θ(w) as a model.
     pub fn model(&mut self, weights: &[f64]) -> Result<M> {
         let t = Instant::now();
-        self.checkpoints.fuse_into(weights, &mut self.buffer)?;
-        let model =
-            self.checkpoints
-                .load_into(self.template.clone(), &self.buffer, &self.device)?;
+        let model = match &self.stacked {
+            Some(stacked) => {
+                crate::fusion::check_weights(weights, stacked.len())?;
+                stacked.fused(self.template.clone(), weights)?
+            }
+            None => {
+                self.checkpoints.fuse_into(weights, &mut self.buffer)?;
+                self.checkpoints
+                    .load_into(self.template.clone(), &self.buffer, &self.device)?
+            }
+        };
         self.fuse_seconds += t.elapsed().as_secs_f64();
         Ok(model)
     }
@@ -85,6 +117,11 @@ impl<'a, B: Backend, M: TaskModel<B> + Clone> FusedEvaluator<'a, B, M> {
         self.eval_seconds += t.elapsed().as_secs_f64();
         e
     }
+}
+
+/// Whether `B` is the CPU backend (`Flex`), where fusing on the host is the faster choice.
+fn is_cpu_backend<B: Backend>() -> bool {
+    std::any::TypeId::of::<B>() == std::any::TypeId::of::<burn::backend::Flex>()
 }
 
 /// Which baselines to run besides BOMF (the cheap ones always run: best, last, SWA).
@@ -671,6 +708,7 @@ where
         &trajectory.checkpoints,
         template,
         device.clone(),
+        config.fusion.fuse_on,
     )?;
     let k = trajectory.kept.len();
 

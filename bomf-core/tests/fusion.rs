@@ -129,3 +129,67 @@ proptest! {
         }
     }
 }
+
+/// Fusion with the checkpoints resident on the device (one `[1, K] × [K, n]` product per
+/// parameter) gives the host's streamed fusion, tensor by tensor (Linear weights are stored
+/// transposed on both sides), and the evaluator gives the same loss and metrics either way.
+#[test]
+fn fusing_on_the_device_matches_the_host_fusion() {
+    use bomf_core::fusion_bo::FuseOn;
+    use bomf_core::pipeline::FusedEvaluator;
+
+    let _rng = common::rng_lock();
+    let device = Default::default();
+    let models: Vec<_> = (0..3).map(|s| common::tiny_model::<B>(false, s)).collect();
+    let mut set = CheckpointSet::new();
+    for m in &models {
+        set.push_model(m).unwrap();
+    }
+    let template = common::tiny_model::<B>(false, 99);
+    let stacked = set.stacked(&template, &device).unwrap();
+    assert_eq!(stacked.len(), 3);
+    for w in [[0.2, 0.5, 0.3], [0.0, 1.0, 0.0], [-0.5, 1.0, 0.5]] {
+        let on_device = named_tensors(&stacked.fused(template.clone(), &w).unwrap()).unwrap();
+        let on_host =
+            named_tensors(&set.fused_model(template.clone(), &w, &device).unwrap()).unwrap();
+        assert_eq!(on_device.len(), on_host.len());
+        for ((n1, a), (n2, b)) in on_device.iter().zip(&on_host) {
+            assert_eq!((n1, &a.shape), (n2, &b.shape));
+            for (x, y) in a.data.iter().zip(&b.data) {
+                assert!((x - y).abs() <= 1e-6 * (1.0 + y.abs()), "{n1}: {x} vs {y}");
+            }
+        }
+    }
+    assert!(stacked.fused(template.clone(), &[0.5, 0.5]).is_err());
+
+    let val = common::eval_set(24);
+    let mut host =
+        FusedEvaluator::<B, _>::new(&set, template.clone(), device, FuseOn::Host).unwrap();
+    let mut resident =
+        FusedEvaluator::<B, _>::new(&set, template.clone(), device, FuseOn::Device).unwrap();
+    let auto = FusedEvaluator::<B, _>::new(&set, template, device, FuseOn::Auto).unwrap();
+    assert!(!host.fuses_on_device() && resident.fuses_on_device());
+    assert!(!auto.fuses_on_device(), "the CPU backend fuses on the host");
+    let w = [0.1, 0.6, 0.3];
+    let (a, b) = (
+        host.evaluate(&w, &val).unwrap(),
+        resident.evaluate(&w, &val).unwrap(),
+    );
+    assert!((a.loss - b.loss).abs() < 1e-6, "{} vs {}", a.loss, b.loss);
+    assert_eq!(a.metrics, b.metrics);
+    assert!(resident.evaluate(&[f64::NAN, 0.5, 0.5], &val).is_err());
+}
+
+/// A stack needs every parameter of the model from the checkpoints.
+#[test]
+fn stacking_checkpoints_of_another_architecture_names_the_tensor() {
+    let _rng = common::rng_lock();
+    let device = Default::default();
+    let mut set = CheckpointSet::new();
+    set.push_tensors(&tensors(0.0, &shapes())).unwrap();
+    let err = set
+        .stacked(&common::tiny_model::<B>(false, 1), &device)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("embeddings"), "{err}");
+}

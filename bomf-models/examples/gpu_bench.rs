@@ -2,7 +2,10 @@
 //! FFN 3072, vocabulary 50,265) for issue 7's side-by-side with PyTorch on the same GPU
 //! (`benches/gpu/torch_bench.py` measures the same two things on the same inputs):
 //! - `train_step_b32_l128`: forward + cross-entropy + backward + AdamW step, batch 32, length 128;
-//! - `eval_277_l128`: forward over 277 examples (RTE's validation size) of length 128, batch 32.
+//! - `eval_277_l128`: forward over 277 examples (RTE's validation size) of length 128, batch 32;
+//! - `fusion_host_k10` / `fusion_device_k10` (f32 only): θ(w) for 10 checkpoints of the model
+//!   as the reference does it (fused on the host, then copied into the model on the device) and
+//!   with the checkpoints resident on the device ([`StackedParams`], one product per tensor).
 //!
 //! ```text
 //! cargo run --release -p bomf-models --example gpu_bench -- [--device cpu|cuda] [--dtype f32|bf16]
@@ -16,7 +19,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use bomf_models::bert::Task;
-use bomf_models::{BertConfig, BertWithHead, EncoderInput};
+use bomf_models::params::{Coverage, named_tensors, set_tensors};
+use bomf_models::{BertConfig, BertWithHead, EncoderInput, HfTensor, StackedParams};
 use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
@@ -141,6 +145,9 @@ fn run<B: AutodiffBackend>(args: &Args, device: B::Device) -> Result<(), String>
         }
     }
     emit(&format!("eval_{eval_rows}_l{len}"), args, samples);
+    if args.dtype == "f32" {
+        fusion::<B::InnerBackend>(args, &config, &device)?;
+    }
 
     // Training step.
     let input = batch::<B>(rows, len, 0, config.vocab_size, &device)?;
@@ -166,6 +173,80 @@ fn run<B: AutodiffBackend>(args: &Args, device: B::Device) -> Result<(), String>
         }
     }
     emit(&format!("train_step_b{rows}_l{len}"), args, samples);
+    Ok(())
+}
+
+/// θ(w) of K = 10 checkpoints (random models of the config): host fusion + upload against
+/// fusion on the device from resident checkpoints.
+fn fusion<B: Backend>(args: &Args, config: &BertConfig, device: &B::Device) -> Result<(), String> {
+    const K: usize = 10;
+    let err = |e: bomf_models::ModelError| e.to_string();
+    let template = BertWithHead::<B>::new(config, Task::SequenceClassification, device);
+    let checkpoints: Vec<Vec<(String, HfTensor)>> = (0..K)
+        .map(|k| {
+            B::seed(device, 100 + k as u64);
+            named_tensors(&BertWithHead::<B>::new(
+                config,
+                Task::SequenceClassification,
+                device,
+            ))
+        })
+        .collect::<Result<_, _>>()
+        .map_err(err)?;
+    let weights: Vec<f64> = (0..K).map(|k| (k + 1) as f64 / 55.0).collect();
+
+    let mut samples = Vec::new();
+    for i in 0..args.warmup + args.repeats {
+        let start = Instant::now();
+        let fused: std::collections::BTreeMap<String, HfTensor> = (0..checkpoints[0].len())
+            .map(|t| {
+                let (name, first) = &checkpoints[0][t];
+                let mut data = vec![0.0f32; first.data.len()];
+                for (ckpt, &w) in checkpoints.iter().zip(&weights) {
+                    for (o, &x) in data.iter_mut().zip(&ckpt[t].1.data) {
+                        *o += w as f32 * x;
+                    }
+                }
+                (name.clone(), HfTensor::new(first.shape.clone(), data))
+            })
+            .map(|(n, t)| t.map(|t| (n, t)))
+            .collect::<Result<_, _>>()
+            .map_err(err)?;
+        let model = set_tensors(template.clone(), &fused, Coverage::All, device).map_err(err)?;
+        sync::<B>(device)?;
+        drop(model);
+        if i >= args.warmup {
+            samples.push(start.elapsed().as_secs_f64());
+        }
+    }
+    emit(&format!("fusion_host_k{K}"), args, samples);
+
+    let by_name: std::collections::BTreeMap<&str, usize> = checkpoints[0]
+        .iter()
+        .enumerate()
+        .map(|(i, (n, _))| (n.as_str(), i))
+        .collect();
+    let stacked = StackedParams::new(
+        &template,
+        K,
+        |name| {
+            let t = *by_name.get(name)?;
+            Some(checkpoints.iter().map(|c| c[t].1.data.as_slice()).collect())
+        },
+        device,
+    )
+    .map_err(err)?;
+    let mut samples = Vec::new();
+    for i in 0..args.warmup + args.repeats {
+        let start = Instant::now();
+        let model = stacked.fused(template.clone(), &weights).map_err(err)?;
+        sync::<B>(device)?;
+        drop(model);
+        if i >= args.warmup {
+            samples.push(start.elapsed().as_secs_f64());
+        }
+    }
+    emit(&format!("fusion_device_k{K}"), args, samples);
     Ok(())
 }
 

@@ -49,7 +49,7 @@ pub use llama::{
     BeamSearchConfig, CausalLmInput, EarlyStopping, LlamaConfig, LlamaForCausalLM, SamplingConfig,
 };
 pub use lora::{AdaptedLlama, LlamaLoraAdapters, LoraConfig};
-pub use params::{HfNamed, HfTensor};
+pub use params::{HfNamed, HfTensor, StackedParams};
 pub use t5::{Seq2SeqInput, T5Config, T5ForConditionalGeneration};
 
 /// The CPU backend used by tests, benchmarks and CPU runs.

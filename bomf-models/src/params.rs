@@ -396,6 +396,168 @@ pub fn weighted_sum<B: Backend, M: HfNamed<B>>(models: &[M], weights: &[f64]) ->
     Ok(models[0].clone().map(&mut combiner))
 }
 
+/// K checkpoints of one architecture resident on the device, one `[K, n]` tensor per parameter
+/// (burn's layout, flattened), so that θ(w) = Σ_k w_k θ_k is a single `[1, K] × [K, n]` product
+/// per parameter on the device instead of K host buffers fused on the CPU and uploaded at every
+/// evaluation. Costs K model copies of device memory; on the CPU the streaming fusion of
+/// `bomf-core` is faster (it reads each value once and writes the model once).
+#[derive(Debug, Clone)]
+pub struct StackedParams<B: Backend> {
+    by_name: BTreeMap<String, Tensor<B, 2>>,
+    k: usize,
+    device: B::Device,
+}
+
+struct ParamLayouts<'a> {
+    path: PathTracker,
+    prefix: &'a str,
+    /// (HF name, burn shape, stored transposed).
+    out: Vec<(String, Vec<usize>, bool)>,
+}
+
+impl<B: Backend> ModuleVisitor<B> for ParamLayouts<'_> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let (name, transposed) = self.path.hf_name(self.prefix);
+        self.out
+            .push((name, param.lazy_shape().to_vec(), transposed));
+    }
+}
+
+impl<B: Backend> StackedParams<B> {
+    /// Uploads `k` checkpoints of `template`'s architecture: `values(name)` gives the K values
+    /// of a parameter in HF's layout (checkpoint order), `None` when it has none (an error
+    /// naming the tensor, as is a wrong length).
+    pub fn new<'v, M: HfNamed<B>>(
+        template: &M,
+        k: usize,
+        values: impl Fn(&str) -> Option<Vec<&'v [f32]>>,
+        device: &B::Device,
+    ) -> Result<Self> {
+        if k == 0 {
+            return Err(ModelError::InvalidInput("no checkpoints to stack".into()));
+        }
+        let mut layouts = ParamLayouts {
+            path: PathTracker::default(),
+            prefix: template.hf_base_prefix(),
+            out: Vec::new(),
+        };
+        template.visit(&mut layouts);
+        let mut by_name = BTreeMap::new();
+        for (name, shape, transposed) in layouts.out {
+            let n: usize = shape.iter().product();
+            let sources = values(&name).ok_or_else(|| ModelError::MissingTensors {
+                names: vec![name.clone()],
+            })?;
+            if sources.len() != k {
+                return Err(ModelError::InvalidInput(format!(
+                    "`{name}`: {} checkpoints given, {k} expected",
+                    sources.len()
+                )));
+            }
+            let mut stacked = Vec::with_capacity(k * n);
+            for (j, src) in sources.iter().enumerate() {
+                if src.len() != n {
+                    return Err(ModelError::InvalidInput(format!(
+                        "`{name}` of checkpoint {j} has {} values, the model {n} ({shape:?})",
+                        src.len()
+                    )));
+                }
+                if transposed {
+                    // HF stores a Linear weight [out, in]; burn [in, out].
+                    let (rows, cols) = (shape[1], shape[0]);
+                    stacked.extend((0..n).map(|i| src[(i % rows) * cols + i / rows]));
+                } else {
+                    stacked.extend_from_slice(src);
+                }
+            }
+            let tensor = Tensor::<B, 2>::from_data(TensorData::new(stacked, [k, n]), device);
+            by_name.insert(name, tensor);
+        }
+        Ok(Self {
+            by_name,
+            k,
+            device: device.clone(),
+        })
+    }
+
+    /// The number of checkpoints.
+    pub fn len(&self) -> usize {
+        self.k
+    }
+
+    /// Always false: a stack holds at least one checkpoint.
+    pub fn is_empty(&self) -> bool {
+        self.k == 0
+    }
+
+    /// θ(w) written into `template` (its structure and parameter ids are kept).
+    pub fn fused<M: HfNamed<B>>(&self, template: M, weights: &[f64]) -> Result<M> {
+        if weights.len() != self.k {
+            return Err(ModelError::InvalidInput(format!(
+                "{} fusion weights for {} checkpoints",
+                weights.len(),
+                self.k
+            )));
+        }
+        let row: Vec<f32> = weights.iter().map(|&w| w as f32).collect();
+        let weights = Tensor::<B, 2>::from_data(TensorData::new(row, [1, self.k]), &self.device);
+        let mut mapper = StackFuser {
+            path: PathTracker::default(),
+            prefix: template.hf_base_prefix().to_string(),
+            stacks: &self.by_name,
+            weights,
+            missing: Vec::new(),
+        };
+        let model = template.map(&mut mapper);
+        if !mapper.missing.is_empty() {
+            return Err(ModelError::MissingTensors {
+                names: mapper.missing,
+            });
+        }
+        Ok(model)
+    }
+}
+
+struct StackFuser<'a, B: Backend> {
+    path: PathTracker,
+    prefix: String,
+    stacks: &'a BTreeMap<String, Tensor<B, 2>>,
+    weights: Tensor<B, 2>,
+    missing: Vec<String>,
+}
+
+impl<B: Backend> ModuleMapper<B> for StackFuser<'_, B> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (name, _) = self.path.hf_name(&self.prefix);
+        let Some(stack) = self.stacks.get(&name) else {
+            self.missing.push(name);
+            return param;
+        };
+        let fused = self.weights.clone().matmul(stack.clone());
+        param.map(|old| {
+            let dims = old.dims();
+            let require_grad = old.is_require_grad();
+            fused.reshape(dims).set_require_grad(require_grad)
+        })
+    }
+}
+
 struct Trainability<'a, F: Fn(&str) -> bool> {
     path: PathTracker,
     prefix: &'a str,
