@@ -117,11 +117,12 @@ pub fn score_tokens<B: Backend>(
 // Decoder-only helpers (plain and LoRA)
 // ---------------------------------------------------------------------------------------------
 
-/// The causal-LM forward of a batch through `logits_of` (plain or adapted model): logits at `t`
-/// predict the label at `t + 1`.
+/// The causal-LM forward of a batch through `logits_at` (plain or adapted model's logits at the
+/// given flat positions): logits at `t` predict the label at `t + 1`, and only the positions
+/// followed by a label are projected onto the vocabulary (the prompt's are not).
 fn causal_forward<B: Backend>(
     batch: &Batch,
-    logits_of: impl FnOnce(&CausalLmInput) -> bomf_models::Result<Tensor<B, 3>>,
+    logits_at: impl FnOnce(&CausalLmInput, &[usize]) -> bomf_models::Result<Tensor<B, 2>>,
 ) -> Result<BatchOutput<B>> {
     let labels = label_rows(batch)?;
     if batch.seq_len < 2 || labels.first().is_some_and(|r| r.len() != batch.seq_len) {
@@ -132,14 +133,66 @@ fn causal_forward<B: Backend>(
             labels.first().map_or(0, Vec::len)
         )));
     }
+    let seq = batch.seq_len;
+    let (mut index, mut targets, mut row_of) = (Vec::new(), Vec::new(), Vec::new());
+    for (r, row) in labels.iter().enumerate() {
+        for (t, &label) in row.iter().enumerate().skip(1) {
+            if label != IGNORE_INDEX {
+                index.push(r * seq + t - 1);
+                targets.push(label);
+                row_of.push(r);
+            }
+        }
+    }
+    if index.is_empty() {
+        return Err(CoreError::InvalidInput(
+            "every label of the batch is -100: the mean loss is undefined".into(),
+        ));
+    }
     let (input_ids, attention_mask) = input_rows(batch);
-    let logits = logits_of(&CausalLmInput {
-        input_ids,
-        attention_mask,
-    })?;
-    let seq = logits.dims()[1];
-    let shifted: Vec<Vec<i64>> = labels.iter().map(|r| r[1..].to_vec()).collect();
-    score_tokens(logits.narrow(1, 0, seq - 1), &shifted)
+    let logits = logits_at(
+        &CausalLmInput {
+            input_ids,
+            attention_mask,
+        },
+        &index,
+    )?;
+    score_positions(logits, &targets, &row_of, labels.len())
+}
+
+/// [`score_tokens`] on logits `[n, vocab]` already gathered at the labelled positions:
+/// `targets[i]` is position `i`'s label, `row_of[i]` its row among `rows`.
+fn score_positions<B: Backend>(
+    logits: Tensor<B, 2>,
+    targets: &[i64],
+    row_of: &[usize],
+    rows: usize,
+) -> Result<BatchOutput<B>> {
+    let [n, vocab] = logits.dims();
+    if let Some(t) = targets.iter().find(|&&t| t < 0 || t as usize >= vocab) {
+        return Err(CoreError::InvalidInput(format!(
+            "label {t} is neither a token id (vocabulary {vocab}) nor -100"
+        )));
+    }
+    let device = logits.device();
+    let index = Tensor::<B, 2, Int>::from_data(TensorData::new(targets.to_vec(), [n, 1]), &device);
+    let picked = log_softmax(logits, 1).gather(1, index); // [n, 1]
+    // Per-row sums as a product with the rows' one-hot membership `[rows, n]`.
+    let mut membership = vec![0.0f32; rows * n];
+    let mut counts = vec![0.0f32; rows];
+    for (i, &r) in row_of.iter().enumerate() {
+        membership[r * n + i] = 1.0;
+        counts[r] += 1.0;
+    }
+    let membership = Tensor::<B, 2>::from_data(TensorData::new(membership, [rows, n]), &device);
+    let row_sums = membership.matmul(picked.clone()); // [rows, 1]
+    let loss = picked.sum().div_scalar(n as f32).neg();
+    let counts: Vec<f32> = counts.into_iter().map(|c| c.max(1.0)).collect();
+    let counts = Tensor::<B, 2>::from_data(TensorData::new(counts, [rows, 1]), &device);
+    Ok(BatchOutput {
+        loss,
+        logits: row_sums.detach() / counts,
+    })
 }
 
 /// Left-padded prompts of a causal batch: each row's tokens before its first labelled position
@@ -226,7 +279,7 @@ impl<B: Backend> TaskModel<B> for T5ForConditionalGeneration<B> {
 impl<B: Backend> TaskModel<B> for LlamaForCausalLM<B> {
     /// Causal-LM loss over the labelled (target) positions; the prompt is labelled `-100`.
     fn forward_batch(&self, batch: &Batch, _device: &B::Device) -> Result<BatchOutput<B>> {
-        causal_forward(batch, |input| self.logits(input))
+        causal_forward(batch, |input, index| self.logits_at(input, index))
     }
 
     fn generate_batch(
@@ -354,7 +407,7 @@ impl<B: Backend> HfNamed<B> for LoraLlama<B> {
 impl<B: Backend> TaskModel<B> for LoraLlama<B> {
     fn forward_batch(&self, batch: &Batch, _device: &B::Device) -> Result<BatchOutput<B>> {
         let adapted = self.adapters.attach(&self.base)?;
-        causal_forward(batch, |input| adapted.logits(input))
+        causal_forward(batch, |input, index| adapted.logits_at(input, index))
     }
 
     fn generate_batch(

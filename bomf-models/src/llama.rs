@@ -764,6 +764,50 @@ impl<B: Backend> LlamaForCausalLM<B> {
         Ok(self.project(hidden))
     }
 
+    /// Logits `[index.len(), vocab]` at the flat positions `index` (`row · seq + t`) of a plain
+    /// forward: [`Self::logits`] gathered, but the LM head (a fifth of a small model's forward)
+    /// and anything after it run on those positions only — a loss over a short target, or a
+    /// multiple-choice option after a long prompt, needs few of them.
+    pub fn logits_at(&self, input: &CausalLmInput, index: &[usize]) -> Result<Tensor<B, 2>> {
+        self.logits_at_adapted(input, index, None)
+    }
+
+    pub(crate) fn logits_at_adapted(
+        &self,
+        input: &CausalLmInput,
+        index: &[usize],
+        adapters: Option<&LlamaLoraAdapters<B>>,
+    ) -> Result<Tensor<B, 2>> {
+        let (batch, seq) = input.check(self.vocab_size())?;
+        if let Some(&bad) = index.iter().find(|&&i| i >= batch * seq) {
+            return Err(ModelError::InvalidInput(format!(
+                "position {bad} is outside the batch ({batch} rows of {seq})"
+            )));
+        }
+        let positions = vec![(0..seq as i64).collect::<Vec<_>>(); batch];
+        let hidden = self.hidden_states(
+            &input.input_ids,
+            &positions,
+            &input.attention_mask,
+            None,
+            adapters,
+        );
+        let h = hidden.dims()[2];
+        let device = hidden.device();
+        let index = Tensor::<B, 1, Int>::from_data(
+            TensorData::new(
+                index.iter().map(|&i| i as i64).collect::<Vec<_>>(),
+                [index.len()],
+            ),
+            &device,
+        );
+        let picked = hidden.reshape([batch * seq, h]).select(0, index);
+        let n = picked.dims()[0];
+        Ok(self
+            .project(picked.reshape([1, n, h]))
+            .reshape([n, self.vocab_size()]))
+    }
+
     /// HF's causal-LM loss: logits at `t` predict `labels[t + 1]`; `-100` labels are ignored; mean
     /// over the rest.
     pub fn causal_lm_loss(

@@ -802,6 +802,12 @@ impl<B: Backend> AdaptedLlama<'_, B> {
         self.model.logits_adapted(input, Some(self.adapters))
     }
 
+    /// Logits at selected positions, as [`LlamaForCausalLM::logits_at`] with the adapters.
+    pub fn logits_at(&self, input: &CausalLmInput, index: &[usize]) -> Result<Tensor<B, 2>> {
+        self.model
+            .logits_at_adapted(input, index, Some(self.adapters))
+    }
+
     /// Greedy decoding, as [`LlamaForCausalLM::generate_greedy`] with the adapters.
     pub fn generate_greedy(
         &self,

@@ -58,6 +58,27 @@ fn check(name: &str) {
         }
     }
     assert!(diff <= TOL, "{name}: logits max abs diff {diff:e}");
+    // The same logits gathered at the real positions only (the LM head on those rows alone).
+    let seq = input.attention_mask[0].len();
+    let index: Vec<usize> = (0..input.attention_mask.len() * seq)
+        .filter(|&i| input.attention_mask[i / seq][i % seq] == 1)
+        .collect();
+    let (_, at) = to_vec(model.logits_at(&input, &index).unwrap());
+    for (j, &i) in index.iter().enumerate() {
+        let d = max_abs_diff(
+            &at[j * vocab..(j + 1) * vocab],
+            &want[i * vocab..(i + 1) * vocab],
+        );
+        assert!(
+            d <= TOL,
+            "{name}: logits_at position {i}: max abs diff {d:e}"
+        );
+    }
+    assert!(
+        model
+            .logits_at(&input, &[input.attention_mask.len() * seq])
+            .is_err()
+    );
     let loss = model
         .causal_lm_loss(logits, &rows(&e["inputs"]["labels"]))
         .unwrap();
