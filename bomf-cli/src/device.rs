@@ -62,6 +62,9 @@ impl fmt::Display for DeviceSpec {
     }
 }
 
+/// The inference backend (no autodiff) on the same device as the autodiff backend `B`.
+pub type Inference<B> = <B as burn::tensor::backend::AutodiffBackend>::InnerBackend;
+
 /// The error for `cuda:N` in a build without the `cuda` feature.
 #[cfg_attr(feature = "cuda", allow(dead_code))]
 pub fn no_cuda(device: DeviceSpec) -> anyhow::Error {

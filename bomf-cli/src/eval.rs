@@ -13,10 +13,10 @@ use bomf_core::eval::{EvalSet, evaluate};
 use bomf_data::batch::items_for_dataset;
 use bomf_data::readers::tabular::TabularFormat;
 use bomf_data::spec::{DataFormat, DataSpec, SplitName, SplitSpec};
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::Backend;
 use clap::Args;
 
-use crate::device::{DeviceSpec, with_backend};
+use crate::device::{DeviceSpec, Inference, with_backend};
 use crate::generative::{Arch, GenerativeOptions, family_of, generative_spec, open_generative};
 use crate::model::{align_labels, open_classifier};
 
@@ -172,16 +172,12 @@ pub fn run(args: EvalArgs) -> Result<()> {
         );
     }
     with_backend!(args.device, |B, device| {
-        eval_classifier::<<B as AutodiffBackend>::InnerBackend>(&args, &spec, &device)
+        eval_classifier::<Inference<B>>(&args, &spec, &device)
     })
 }
 
 /// `bomf eval` for a classifier, on `device`.
-fn eval_classifier<B: burn::tensor::backend::Backend>(
-    args: &EvalArgs,
-    spec: &DataSpec,
-    device: &B::Device,
-) -> Result<()> {
+fn eval_classifier<B: Backend>(args: &EvalArgs, spec: &DataSpec, device: &B::Device) -> Result<()> {
     let loaded = open_classifier::<B>(&args.model, args.max_len, device)?;
     let dataset = spec
         .load_split(args.split)
@@ -221,7 +217,7 @@ fn run_generative(args: &EvalArgs, spec: DataSpec) -> Result<()> {
         .with_context(|| format!("loading the {} split", args.split))?;
     let set = model.eval_set(&dataset, args.batch_size)?;
     let evaluation = with_backend!(args.device, |B, device| {
-        type I = <B as AutodiffBackend>::InnerBackend;
+        type I = Inference<B>;
         Ok(match (&model.arch, &args.adapter) {
             (_, Some(adapter)) => evaluate(
                 &model.llama_with_adapter::<I>(adapter, &device)?,

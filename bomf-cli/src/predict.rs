@@ -21,11 +21,11 @@ use bomf_models::bert::ProblemType;
 use bomf_models::{
     BeamSearchConfig, CausalLmInput, LlamaForCausalLM, Seq2SeqInput, T5ForConditionalGeneration,
 };
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use clap::Args;
 use serde_json::{Value, json};
 
-use crate::device::{DeviceSpec, with_backend};
+use crate::device::{DeviceSpec, Inference, with_backend};
 use crate::generative::{Arch, GenerativeModel, GenerativeOptions, family_of, open_generative};
 use crate::model::{model_labels, open_classifier};
 
@@ -134,7 +134,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
         );
     }
     with_backend!(args.device, |B, device| {
-        predict_classifier::<<B as AutodiffBackend>::InnerBackend>(&args, &rows, &device)
+        predict_classifier::<Inference<B>>(&args, &rows, &device)
     })
 }
 
@@ -246,7 +246,7 @@ fn predict_generative(args: &PredictArgs, rows: &[Vec<String>]) -> Result<()> {
         },
     )?;
     with_backend!(args.device, |B, device| {
-        generate_on::<<B as AutodiffBackend>::InnerBackend>(args, rows, &model, &device)
+        generate_on::<Inference<B>>(args, rows, &model, &device)
     })
 }
 
