@@ -724,6 +724,42 @@ impl<B: Backend> BertSelfAttention<B> {
     }
 }
 
+impl<B: Backend> BertSelfAttention<B> {
+    /// [`Self::forward`] for the first position's query only: keys and values of every
+    /// position, `[batch, 1, hidden]` out. Composed burn ops (one query row per head is cheap),
+    /// so it runs on every backend, with autodiff and attention dropout.
+    fn forward_first_query(
+        &self,
+        x: Tensor<B, 3>,
+        key_padding: &Tensor<B, 2, Bool>,
+    ) -> Tensor<B, 3> {
+        let [batch, seq_len, hidden] = x.dims();
+        let heads = self.num_heads;
+        let head_dim = hidden / heads;
+        let q = linear3(&self.query, x.clone().slice([0..batch, 0..1, 0..hidden]));
+        let k = linear3(&self.key, x.clone());
+        let v = linear3(&self.value, x);
+        let split =
+            |t: Tensor<B, 3>, len: usize| t.reshape([batch, len, heads, head_dim]).swap_dims(1, 2);
+        let (q, k, v) = (split(q, 1), split(k, seq_len), split(v, seq_len));
+        let mask = key_padding
+            .clone()
+            .reshape([batch, 1, 1, seq_len])
+            .expand([batch, heads, 1, seq_len]);
+        let scores = q
+            .matmul(k.swap_dims(2, 3))
+            .div_scalar((head_dim as f64).sqrt())
+            .mask_fill(mask, f32::MIN);
+        let probs = activation::softmax(scores, 3);
+        let probs = if self.attention_dropout > 0.0 && B::ad_enabled(&probs.device()) {
+            crate::kernels::dropout(&self.dropout, probs)
+        } else {
+            probs
+        };
+        probs.matmul(v).swap_dims(1, 2).reshape([batch, 1, hidden])
+    }
+}
+
 /// HF's `attention.output` / `output`: `LayerNorm(residual + Dropout(Dense(x)))`.
 #[derive(Module, Debug)]
 pub struct BertResidualOutput<B: Backend> {
@@ -809,6 +845,25 @@ impl<B: Backend> BertLayer<B> {
             act => act.apply(linear3(dense, attn.clone())),
         };
         self.output.forward(inner, attn)
+    }
+
+    /// [`Self::forward`] read at the first position only (`[batch, hidden]`): keys and values of
+    /// every position, the query, attention output and feed-forward of the first alone.
+    fn forward_first_token(
+        &self,
+        x: Tensor<B, 3>,
+        key_padding: &Tensor<B, 2, Bool>,
+    ) -> Tensor<B, 2> {
+        let [batch, _, hidden] = x.dims();
+        let first = x.clone().slice([0..batch, 0..1, 0..hidden]);
+        let context = self.attention.self_attn.forward_first_query(x, key_padding);
+        let attn = self.attention.output.forward(context, first);
+        let dense = &self.intermediate.dense;
+        let inner = match self.intermediate.act {
+            HiddenAct::Gelu => linear3_then(dense, attn.clone(), Activation::Gelu),
+            act => act.apply(linear3(dense, attn.clone())),
+        };
+        self.output.forward(inner, attn).reshape([batch, hidden])
     }
 
     /// [`Self::forward`] on the real tokens only, packed as `[tokens, hidden]` rows.
@@ -924,18 +979,30 @@ impl<B: Backend> BertModel<B> {
     }
 
     /// What [`Self::forward`] gives at the first token (position 0), which is all that the
-    /// classification and multiple-choice heads read. On the CPU backend without autodiff, for
-    /// right-padded batches, the layers run on the real tokens only (see [`Packing`]) and the
-    /// last layer computes its queries, feed-forward and pooler for the first token alone (its
-    /// keys and values still cover every token): a sixth less work for a 6-layer model.
+    /// classification and multiple-choice heads read. The last layer computes its query,
+    /// feed-forward and the pooler for the first token alone (its keys and values still cover
+    /// every token): a sixth less work for a 6-layer model, in training too (the gradients are
+    /// the same: nothing else reaches the loss). On the CPU backend without autodiff, for
+    /// right-padded batches, the layers also run on the real tokens only (see [`Packing`]).
     pub fn forward_first_token(&self, input: &EncoderInput<B>) -> FirstTokenOutput<B> {
         let packing = Packing::of(&input.attention_mask).filter(Packing::starts_at_position_zero);
         let Some(packing) = packing else {
-            let out = self.forward(input);
-            return FirstTokenOutput {
-                hidden: first_token(out.last_hidden_state),
-                pooled: out.pooled,
+            let key_padding = input.attention_mask.clone().equal_elem(0);
+            let mut x = self.embeddings.forward(input);
+            let hidden = match self.encoder.layer.split_last() {
+                Some((last, lower)) => {
+                    for layer in lower {
+                        x = layer.forward(x, &key_padding);
+                    }
+                    last.forward_first_token(x, &key_padding)
+                }
+                None => first_token(x),
             };
+            let pooled = self
+                .pooler
+                .as_ref()
+                .map(|p| p.forward_first(hidden.clone()));
+            return FirstTokenOutput { hidden, pooled };
         };
         let mut rows = packing.pack(self.embeddings.forward(input));
         let Some((last, lower)) = self.encoder.layer.split_last() else {
@@ -1314,6 +1381,51 @@ mod tests {
                     burn::tensor::Tolerance::absolute(1e-5),
                 );
             }
+        }
+    }
+
+    /// In training (autodiff, padded path) the first-token forward gives the full forward's
+    /// gradients: the last layer's other positions never reach a loss read at position 0.
+    #[test]
+    fn first_token_training_gradients_equal_the_full_forward() {
+        use crate::CpuAutodiffBackend as AD;
+        let device = Default::default();
+        let mut config = roberta_config(1);
+        config.num_hidden_layers = 2;
+        config.hidden_size = 16;
+        config.num_attention_heads = 4;
+        config.intermediate_size = 24;
+        let config = config.without_dropout();
+        AD::seed(&device, 3);
+        let model = BertModel::<AD>::new(&config, true, &device);
+        let (batch, seq) = (3, 6);
+        let ids: Vec<i64> = (0..batch * seq).map(|i| (i * 5 % 17 + 2) as i64).collect();
+        let mask: Vec<i64> = (0..batch * seq)
+            .map(|i| i64::from(i % seq < [6, 3, 4][i / seq]))
+            .collect();
+        let input = EncoderInput::<AD>::from_rows(&ids, &mask, None, batch, seq, &device).unwrap();
+        let weights = |x: Tensor<AD, 2>| {
+            let w: Vec<f32> = (0..16).map(|j| (j as f32 - 7.5) / 8.0).collect();
+            x * Tensor::<AD, 1>::from_floats(w.as_slice(), &device).reshape([1, 16])
+        };
+        let full = weights(model.forward(&input).pooled.unwrap()).sum();
+        let first = weights(model.forward_first_token(&input).pooled.unwrap()).sum();
+        full.clone().into_data().assert_approx_eq::<f32>(
+            &first.clone().into_data(),
+            burn::tensor::Tolerance::absolute(1e-5),
+        );
+        let (g_full, g_first) = (full.backward(), first.backward());
+        let params = [
+            &model.encoder.layer[1].attention.self_attn.query.weight,
+            &model.encoder.layer[1].attention.self_attn.key.weight,
+            &model.encoder.layer[0].intermediate.dense.weight,
+            &model.embeddings.word_embeddings.weight,
+        ];
+        for p in params {
+            let a = p.grad(&g_full).unwrap();
+            let b = p.grad(&g_first).unwrap();
+            a.into_data()
+                .assert_approx_eq::<f32>(&b.into_data(), burn::tensor::Tolerance::absolute(1e-5));
         }
     }
 }
