@@ -136,7 +136,8 @@ fn to_hf_layout<B: Backend, const D: usize>(
 struct NameCollector<'a> {
     path: PathTracker,
     prefix: &'a str,
-    out: Vec<(String, Vec<usize>)>,
+    /// (HF name, burn shape, stored transposed relative to HF).
+    out: Vec<(String, Vec<usize>, bool)>,
 }
 
 impl<B: Backend> ModuleVisitor<B> for NameCollector<'_> {
@@ -150,17 +151,14 @@ impl<B: Backend> ModuleVisitor<B> for NameCollector<'_> {
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         let (name, transposed) = self.path.hf_name(self.prefix);
-        let mut shape = param.lazy_shape().to_vec();
-        if transposed {
-            shape.reverse();
-        }
-        self.out.push((name, shape));
+        self.out
+            .push((name, param.lazy_shape().to_vec(), transposed));
     }
 }
 
-/// `(HF name, HF shape)` of every parameter, in module order. Does not materialise lazy
-/// parameters.
-pub fn param_shapes<B: Backend, M: HfNamed<B>>(model: &M) -> Vec<(String, Vec<usize>)> {
+/// `(HF name, burn shape, transposed)` of every parameter, in module order, without
+/// materialising lazy parameters.
+fn param_layouts<B: Backend, M: HfNamed<B>>(model: &M) -> Vec<(String, Vec<usize>, bool)> {
     let mut v = NameCollector {
         path: PathTracker::default(),
         prefix: model.hf_base_prefix(),
@@ -168,6 +166,20 @@ pub fn param_shapes<B: Backend, M: HfNamed<B>>(model: &M) -> Vec<(String, Vec<us
     };
     model.visit(&mut v);
     v.out
+}
+
+/// `(HF name, HF shape)` of every parameter, in module order. Does not materialise lazy
+/// parameters.
+pub fn param_shapes<B: Backend, M: HfNamed<B>>(model: &M) -> Vec<(String, Vec<usize>)> {
+    param_layouts(model)
+        .into_iter()
+        .map(|(name, mut shape, transposed)| {
+            if transposed {
+                shape.reverse();
+            }
+            (name, shape)
+        })
+        .collect()
 }
 
 struct DataCollector<'a> {
@@ -408,29 +420,6 @@ pub struct StackedParams<B: Backend> {
     device: B::Device,
 }
 
-struct ParamLayouts<'a> {
-    path: PathTracker,
-    prefix: &'a str,
-    /// (HF name, burn shape, stored transposed).
-    out: Vec<(String, Vec<usize>, bool)>,
-}
-
-impl<B: Backend> ModuleVisitor<B> for ParamLayouts<'_> {
-    fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.enter(name, container_type);
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.exit();
-    }
-
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        let (name, transposed) = self.path.hf_name(self.prefix);
-        self.out
-            .push((name, param.lazy_shape().to_vec(), transposed));
-    }
-}
-
 impl<B: Backend> StackedParams<B> {
     /// Uploads `k` checkpoints of `template`'s architecture: `values(name)` gives the K values
     /// of a parameter in HF's layout (checkpoint order), `None` when it has none (an error
@@ -444,14 +433,8 @@ impl<B: Backend> StackedParams<B> {
         if k == 0 {
             return Err(ModelError::InvalidInput("no checkpoints to stack".into()));
         }
-        let mut layouts = ParamLayouts {
-            path: PathTracker::default(),
-            prefix: template.hf_base_prefix(),
-            out: Vec::new(),
-        };
-        template.visit(&mut layouts);
         let mut by_name = BTreeMap::new();
-        for (name, shape, transposed) in layouts.out {
+        for (name, shape, transposed) in param_layouts(template) {
             let n: usize = shape.iter().product();
             let sources = values(&name).ok_or_else(|| ModelError::MissingTensors {
                 names: vec![name.clone()],
