@@ -273,10 +273,10 @@ impl<B: Backend> ModuleMapper<B> for Assigner<'_, B> {
             value
         };
         self.assigned.insert(name);
-        param.map(|old| {
-            let require_grad = old.is_require_grad();
-            value.set_require_grad(require_grad)
-        })
+        // Keeps the id, device and trainable flag without initialising a lazy parameter (a
+        // loaded model draws no random values it would overwrite).
+        let id = param.id;
+        param.transform_for_load(value, id)
     }
 }
 

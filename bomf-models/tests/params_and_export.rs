@@ -212,3 +212,20 @@ fn clones_of_a_fresh_model_are_identical() {
         params::named_tensors(&model).unwrap()
     );
 }
+
+/// Loading a complete checkpoint draws no random initial values it would overwrite: the backend
+/// RNG is where the seed left it (a fresh head, absent from the file, is what draws).
+#[test]
+fn loading_a_full_checkpoint_draws_nothing_from_the_rng() {
+    use burn::tensor::{Distribution, Tensor, backend::Backend};
+    let device = Default::default();
+    let draw = || Tensor::<B, 1>::random([8], Distribution::Default, &device).into_data();
+    B::seed(&device, 11);
+    let expected = draw();
+    B::seed(&device, 11);
+    let (model, _) = roberta_seqcls::<B>();
+    assert_eq!(draw(), expected, "the load drew from the RNG");
+    // Still the values of the file, every parameter initialised.
+    let names = params::named_tensors(&model).unwrap();
+    assert!(!names.is_empty());
+}
