@@ -261,11 +261,13 @@ impl CheckpointSet {
             )
         };
         let stacked = StackedParams::new(template, self.checkpoints.len(), values, device)?;
-        if stacked_names(template) != layout.names.len() {
+        // Every model tensor was found by name (else `new` named it); equal counts then mean
+        // the checkpoints hold no tensor the model lacks.
+        let model_tensors = param_shapes(template).len();
+        if model_tensors != layout.names.len() {
             return Err(CoreError::InvalidInput(format!(
-                "the checkpoints have {} tensors, the model {}",
+                "the checkpoints have {} tensors, the model {model_tensors}",
                 layout.names.len(),
-                stacked_names(template)
             )));
         }
         Ok(stacked)
@@ -300,11 +302,6 @@ pub(crate) fn check_weights(weights: &[f64], checkpoints: usize) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// How many parameters `model` has (to check a stack covers every checkpoint tensor).
-fn stacked_names<B: Backend, M: HfNamed<B>>(model: &M) -> usize {
-    param_shapes(model).len()
 }
 
 /// `out = Σ_k weights[k] · inputs[k]`, streaming over cache-sized chunks in parallel.

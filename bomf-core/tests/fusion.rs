@@ -5,8 +5,8 @@ mod common;
 use bomf_core::CoreError;
 use bomf_core::fusion::{CheckpointSet, weighted_sum_into};
 use bomf_models::CpuBackend as B;
-use bomf_models::HfTensor;
 use bomf_models::params::named_tensors;
+use bomf_models::{BertWithHead, HfTensor};
 use proptest::prelude::*;
 
 fn tensors(seed: f32, shapes: &[(&str, Vec<usize>)]) -> Vec<(String, HfTensor)> {
@@ -63,8 +63,13 @@ fn fusing_tiny_models_and_loading_by_name_round_trips() {
         .unwrap();
     // The reference: bomf-models' on-device weighted sum.
     let reference = bomf_models::params::weighted_sum(&models, &w).unwrap();
-    let got = named_tensors(&fused).unwrap();
-    let want = named_tensors(&reference).unwrap();
+    assert_same_tensors(&fused, &reference);
+}
+
+/// Same names, shapes and values (relative 1e-6) of every parameter.
+fn assert_same_tensors(got: &BertWithHead<B>, want: &BertWithHead<B>) {
+    let got = named_tensors(got).unwrap();
+    let want = named_tensors(want).unwrap();
     assert_eq!(got.len(), want.len());
     for ((n1, a), (n2, b)) in got.iter().zip(&want) {
         assert_eq!(n1, n2);
@@ -140,25 +145,18 @@ fn fusing_on_the_device_matches_the_host_fusion() {
 
     let _rng = common::rng_lock();
     let device = Default::default();
-    let models: Vec<_> = (0..3).map(|s| common::tiny_model::<B>(false, s)).collect();
     let mut set = CheckpointSet::new();
-    for m in &models {
-        set.push_model(m).unwrap();
+    for s in 0..3 {
+        set.push_model(&common::tiny_model::<B>(false, s)).unwrap();
     }
     let template = common::tiny_model::<B>(false, 99);
     let stacked = set.stacked(&template, &device).unwrap();
     assert_eq!(stacked.len(), 3);
     for w in [[0.2, 0.5, 0.3], [0.0, 1.0, 0.0], [-0.5, 1.0, 0.5]] {
-        let on_device = named_tensors(&stacked.fused(template.clone(), &w).unwrap()).unwrap();
-        let on_host =
-            named_tensors(&set.fused_model(template.clone(), &w, &device).unwrap()).unwrap();
-        assert_eq!(on_device.len(), on_host.len());
-        for ((n1, a), (n2, b)) in on_device.iter().zip(&on_host) {
-            assert_eq!((n1, &a.shape), (n2, &b.shape));
-            for (x, y) in a.data.iter().zip(&b.data) {
-                assert!((x - y).abs() <= 1e-6 * (1.0 + y.abs()), "{n1}: {x} vs {y}");
-            }
-        }
+        assert_same_tensors(
+            &stacked.fused(template.clone(), &w).unwrap(),
+            &set.fused_model(template.clone(), &w, &device).unwrap(),
+        );
     }
     assert!(stacked.fused(template.clone(), &[0.5, 0.5]).is_err());
 

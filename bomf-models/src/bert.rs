@@ -839,12 +839,7 @@ impl<B: Backend> BertLayer<B> {
     fn forward(&self, x: Tensor<B, 3>, key_padding: &Tensor<B, 2, Bool>) -> Tensor<B, 3> {
         let attn = self.attention.self_attn.forward(x.clone(), key_padding);
         let attn = self.attention.output.forward(attn, x);
-        let dense = &self.intermediate.dense;
-        let inner = match self.intermediate.act {
-            HiddenAct::Gelu => linear3_then(dense, attn.clone(), Activation::Gelu),
-            act => act.apply(linear3(dense, attn.clone())),
-        };
-        self.output.forward(inner, attn)
+        self.feed_forward(attn)
     }
 
     /// [`Self::forward`] read at the first position only (`[batch, hidden]`): keys and values of
@@ -858,12 +853,27 @@ impl<B: Backend> BertLayer<B> {
         let first = x.clone().slice([0..batch, 0..1, 0..hidden]);
         let context = self.attention.self_attn.forward_first_query(x, key_padding);
         let attn = self.attention.output.forward(context, first);
+        self.feed_forward(attn).reshape([batch, hidden])
+    }
+
+    /// The feed-forward block after attention: `output(act(intermediate(attn)), attn)`.
+    fn feed_forward(&self, attn: Tensor<B, 3>) -> Tensor<B, 3> {
         let dense = &self.intermediate.dense;
         let inner = match self.intermediate.act {
             HiddenAct::Gelu => linear3_then(dense, attn.clone(), Activation::Gelu),
             act => act.apply(linear3(dense, attn.clone())),
         };
-        self.output.forward(inner, attn).reshape([batch, hidden])
+        self.output.forward(inner, attn)
+    }
+
+    /// [`Self::feed_forward`] on `[tokens, hidden]` rows.
+    fn feed_forward_rows(&self, attn: Tensor<B, 2>) -> Tensor<B, 2> {
+        let dense = &self.intermediate.dense;
+        let inner = match self.intermediate.act {
+            HiddenAct::Gelu => linear(dense, attn.clone(), Activation::Gelu),
+            act => act.apply(linear(dense, attn.clone(), Activation::Identity)),
+        };
+        self.output.forward_rows(inner, attn)
     }
 
     /// [`Self::forward`] on the real tokens only, packed as `[tokens, hidden]` rows.
@@ -873,12 +883,7 @@ impl<B: Backend> BertLayer<B> {
         let (q, k, v) = (project(&sa.query), project(&sa.key), project(&sa.value));
         let context = packing.attention(&q, &k, &v, sa.num_heads);
         let attn = self.attention.output.forward_rows(context, x);
-        let dense = &self.intermediate.dense;
-        let inner = match self.intermediate.act {
-            HiddenAct::Gelu => linear(dense, attn.clone(), Activation::Gelu),
-            act => act.apply(linear(dense, attn.clone(), Activation::Identity)),
-        };
-        self.output.forward_rows(inner, attn)
+        self.feed_forward_rows(attn)
     }
 
     /// [`Self::forward_packed`] read at each sequence's first token only: keys and values of
@@ -891,12 +896,7 @@ impl<B: Backend> BertLayer<B> {
         let v = linear(&sa.value, x, Activation::Identity);
         let context = packing.first_token_attention(&q, &k, &v, sa.num_heads);
         let attn = self.attention.output.forward_rows(context, first);
-        let dense = &self.intermediate.dense;
-        let inner = match self.intermediate.act {
-            HiddenAct::Gelu => linear(dense, attn.clone(), Activation::Gelu),
-            act => act.apply(linear(dense, attn.clone(), Activation::Identity)),
-        };
-        self.output.forward_rows(inner, attn)
+        self.feed_forward_rows(attn)
     }
 }
 
@@ -985,38 +985,26 @@ impl<B: Backend> BertModel<B> {
     /// the same: nothing else reaches the loss). On the CPU backend without autodiff, for
     /// right-padded batches, the layers also run on the real tokens only (see [`Packing`]).
     pub fn forward_first_token(&self, input: &EncoderInput<B>) -> FirstTokenOutput<B> {
+        let x = self.embeddings.forward(input);
         let packing = Packing::of(&input.attention_mask).filter(Packing::starts_at_position_zero);
-        let Some(packing) = packing else {
-            let key_padding = input.attention_mask.clone().equal_elem(0);
-            let mut x = self.embeddings.forward(input);
-            let hidden = match self.encoder.layer.split_last() {
-                Some((last, lower)) => {
-                    for layer in lower {
-                        x = layer.forward(x, &key_padding);
-                    }
-                    last.forward_first_token(x, &key_padding)
+        let hidden = match (packing, self.encoder.layer.split_last()) {
+            (_, None) => first_token(x),
+            (Some(packing), Some((last, lower))) => {
+                let mut rows = packing.pack(x);
+                for layer in lower {
+                    rows = layer.forward_packed(rows, &packing);
                 }
-                None => first_token(x),
-            };
-            let pooled = self
-                .pooler
-                .as_ref()
-                .map(|p| p.forward_first(hidden.clone()));
-            return FirstTokenOutput { hidden, pooled };
+                last.forward_packed_first_token(rows, &packing)
+            }
+            (None, Some((last, lower))) => {
+                let key_padding = input.attention_mask.clone().equal_elem(0);
+                let mut x = x;
+                for layer in lower {
+                    x = layer.forward(x, &key_padding);
+                }
+                last.forward_first_token(x, &key_padding)
+            }
         };
-        let mut rows = packing.pack(self.embeddings.forward(input));
-        let Some((last, lower)) = self.encoder.layer.split_last() else {
-            let hidden = packing.first_rows(&rows);
-            let pooled = self
-                .pooler
-                .as_ref()
-                .map(|p| p.forward_first(hidden.clone()));
-            return FirstTokenOutput { hidden, pooled };
-        };
-        for layer in lower {
-            rows = layer.forward_packed(rows, &packing);
-        }
-        let hidden = last.forward_packed_first_token(rows, &packing);
         let pooled = self
             .pooler
             .as_ref()

@@ -752,16 +752,24 @@ impl<B: Backend> LlamaForCausalLM<B> {
         input: &CausalLmInput,
         adapters: Option<&LlamaLoraAdapters<B>>,
     ) -> Result<Tensor<B, 3>> {
+        Ok(self.project(self.full_hidden_states(input, adapters)?))
+    }
+
+    /// Final hidden states of a plain forward of `input` (positions `0..seq`, no cache).
+    fn full_hidden_states(
+        &self,
+        input: &CausalLmInput,
+        adapters: Option<&LlamaLoraAdapters<B>>,
+    ) -> Result<Tensor<B, 3>> {
         let (batch, seq) = input.check(self.vocab_size())?;
         let positions = vec![(0..seq as i64).collect::<Vec<_>>(); batch];
-        let hidden = self.hidden_states(
+        Ok(self.hidden_states(
             &input.input_ids,
             &positions,
             &input.attention_mask,
             None,
             adapters,
-        );
-        Ok(self.project(hidden))
+        ))
     }
 
     /// Logits `[index.len(), vocab]` at the flat positions `index` (`row · seq + t`) of a plain
@@ -784,14 +792,7 @@ impl<B: Backend> LlamaForCausalLM<B> {
                 "position {bad} is outside the batch ({batch} rows of {seq})"
             )));
         }
-        let positions = vec![(0..seq as i64).collect::<Vec<_>>(); batch];
-        let hidden = self.hidden_states(
-            &input.input_ids,
-            &positions,
-            &input.attention_mask,
-            None,
-            adapters,
-        );
+        let hidden = self.full_hidden_states(input, adapters)?;
         let h = hidden.dims()[2];
         let device = hidden.device();
         let index = Tensor::<B, 1, Int>::from_data(
