@@ -554,8 +554,14 @@ fn reproduce(tasks: &[String], seeds: u64, out: &Path, device: &str, runs: Runs)
             results.push((task.clone(), seed, value));
         }
     }
-    let md = results_markdown(&results);
-    std::fs::write(out.join("RESULTS.md"), &md)?;
+    let path = out.join("RESULTS.md");
+    let mut md = results_markdown(&results);
+    // A reproduction of some tasks must not erase the others' tables (runs of other tasks may
+    // live on another machine, or be older than this checkout).
+    if let Ok(previous) = std::fs::read_to_string(&path) {
+        md += &sections_not_rerun(&previous, &results);
+    }
+    std::fs::write(&path, &md)?;
     println!("{md}\nwritten to {}", out.join("RESULTS.md").display());
     Ok(())
 }
@@ -645,6 +651,28 @@ fn results_markdown(results: &[(String, u64, serde_json::Value)]) -> String {
         }
     }
     md
+}
+
+/// The `## task` sections of an earlier RESULTS.md whose task has no run in `results`, each
+/// marked as kept from the earlier file.
+fn sections_not_rerun(previous: &str, results: &[(String, u64, serde_json::Value)]) -> String {
+    const KEPT: &str =
+        "_Kept from the previous RESULTS.md: no run of this task in this reproduction._";
+    let mut kept = String::new();
+    for section in previous.split("\n## ").skip(1) {
+        let task = section.split_whitespace().next().unwrap_or_default();
+        if results.iter().any(|(t, _, _)| t == task) {
+            continue;
+        }
+        let (heading, body) = section.split_once('\n').unwrap_or((section, ""));
+        let body = body.trim_start_matches('\n');
+        let body = body
+            .strip_prefix(KEPT)
+            .map_or(body, |rest| rest.trim_start_matches('\n'));
+        kept += &format!("\n## {heading}\n\n{KEPT}\n\n{}", body.trim_end());
+        kept.push('\n');
+    }
+    kept
 }
 
 fn mean_std(values: &[f64]) -> String {
@@ -832,5 +860,21 @@ mod tests {
         assert!(md.contains("## multiemo (2 seeds)"));
         assert!(md.contains("| method | seed 0 | seed 1 |"), "{md}");
         assert!(md.contains("| BOMF | 0.6000 | 0.7000 |"), "{md}");
+
+        // Rerunning another task keeps this one's section, marked, once.
+        let other = results_markdown(&[("vitaminc".into(), 0, run(0.4))]);
+        let merged = other.clone() + &sections_not_rerun(&md, &[("vitaminc".into(), 0, run(0.4))]);
+        assert!(merged.contains("## vitaminc (1 seed)"), "{merged}");
+        assert!(
+            merged.contains("## multiemo (2 seeds)\n\n_Kept from"),
+            "{merged}"
+        );
+        assert!(merged.contains("| BOMF | 0.6500 ± 0.0707 |"), "{merged}");
+        let again = other + &sections_not_rerun(&merged, &[("vitaminc".into(), 1, run(0.5))]);
+        assert_eq!(again.matches("_Kept from").count(), 1, "{again}");
+        assert_eq!(again.matches("## multiemo").count(), 1, "{again}");
+        // A rerun of the task replaces its section.
+        let rerun = sections_not_rerun(&merged, &[("multiemo".into(), 0, run(0.6))]);
+        assert!(!rerun.contains("## multiemo"), "{rerun}");
     }
 }
