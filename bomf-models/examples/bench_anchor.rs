@@ -39,15 +39,14 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// As the `bomf` binary's `keep_freed_pages` (see there): freed pages are kept for a second
-/// (option 15 = mimalloc v3's purge delay, default 10 ms) unless `MIMALLOC_PURGE_DELAY` is set.
+/// As the `bomf` binary's `keep_freed_pages` (see there): freed pages are never returned to the
+/// OS (option 15 = mimalloc v3's purge delay, default 1000 ms) unless `MIMALLOC_PURGE_DELAY` is
+/// set.
 #[allow(unsafe_code)]
 fn keep_freed_pages() {
-    // SAFETY: plain C calls on mimalloc's option table, which is initialised before main.
-    unsafe {
-        if libmimalloc_sys::mi_option_get(15) == 10 {
-            libmimalloc_sys::mi_option_set(15, 1000);
-        }
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: a plain C call on mimalloc's option table, initialised before main.
+        unsafe { libmimalloc_sys::mi_option_set(15, -1) };
     }
 }
 
