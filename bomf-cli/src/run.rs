@@ -431,10 +431,16 @@ fn install_ctrl_c() -> Arc<AtomicBool> {
     flag
 }
 
-/// A progress bar per stage, on stderr (hidden when stderr is not a terminal).
-fn progress_bars() -> impl Fn(&str, usize, usize) {
+/// Progress on stderr: a bar per stage on a terminal; otherwise (a log file, `nohup`, CI) a
+/// plain line at each tenth of a stage and at least once a minute, so that a long run's log
+/// says where it is.
+fn progress_bars() -> Box<dyn Fn(&str, usize, usize)> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return Box::new(progress_lines());
+    }
     let current: Mutex<Option<(String, indicatif::ProgressBar)>> = Mutex::new(None);
-    move |stage: &str, done: usize, total: usize| {
+    Box::new(move |stage: &str, done: usize, total: usize| {
         let Ok(mut guard) = current.lock() else {
             return;
         };
@@ -456,6 +462,73 @@ fn progress_bars() -> impl Fn(&str, usize, usize) {
             bar.set_length(total as u64);
             bar.set_position(done as u64);
         }
+    })
+}
+
+/// The plain-line progress of [`progress_bars`]: `stage: done/total (elapsed, eta)`.
+fn progress_lines() -> impl Fn(&str, usize, usize) {
+    struct Current {
+        stage: String,
+        started: std::time::Instant,
+        last_line: std::time::Instant,
+        last_tenth: usize,
+    }
+    let current: Mutex<Option<Current>> = Mutex::new(None);
+    move |stage: &str, done: usize, total: usize| {
+        let Ok(mut guard) = current.lock() else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        if guard.as_ref().is_none_or(|c| c.stage != stage) {
+            *guard = Some(Current {
+                stage: stage.to_string(),
+                started: now,
+                last_line: now,
+                last_tenth: 0,
+            });
+        }
+        let Some(c) = guard.as_mut() else {
+            return;
+        };
+        let tenth = tenths(done, total);
+        if done == 0 || !line_due(tenth, c.last_tenth, now - c.last_line, done == total) {
+            return;
+        }
+        c.last_tenth = tenth;
+        c.last_line = now;
+        let elapsed = now - c.started;
+        let eta = elapsed.mul_f64((total.saturating_sub(done)) as f64 / done as f64);
+        eprintln!(
+            "{stage}: {done}/{total} ({} elapsed, eta {})",
+            short_duration(elapsed),
+            short_duration(eta)
+        );
+    }
+}
+
+/// How many whole tenths of `total` are `done`.
+fn tenths(done: usize, total: usize) -> usize {
+    (done * 10).checked_div(total).unwrap_or(10)
+}
+
+/// Whether a progress line is due: the stage has finished, reached a new tenth, or gone a
+/// minute without one.
+fn line_due(
+    tenth: usize,
+    last_tenth: usize,
+    since_last: std::time::Duration,
+    finished: bool,
+) -> bool {
+    finished || tenth > last_tenth || since_last >= std::time::Duration::from_secs(60)
+}
+
+/// `42s`, `3m05s`, `2h07m`.
+fn short_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
     }
 }
 
@@ -853,6 +926,22 @@ fn report_of(report: &BomfReport, metric: &str, config: &RunConfig) -> Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_lines_come_at_each_tenth_each_minute_and_at_the_end() {
+        use std::time::Duration;
+        let quick = Duration::from_secs(5);
+        assert_eq!(tenths(3, 29), 1);
+        assert_eq!(tenths(29, 29), 10);
+        assert_eq!(tenths(0, 0), 10);
+        assert!(line_due(tenths(3, 29), 0, quick, false));
+        assert!(!line_due(tenths(4, 29), 1, quick, false));
+        assert!(line_due(tenths(4, 29), 1, Duration::from_secs(61), false));
+        assert!(line_due(tenths(29, 29), 10, quick, true));
+        assert_eq!(short_duration(Duration::from_secs(42)), "42s");
+        assert_eq!(short_duration(Duration::from_secs(185)), "3m05s");
+        assert_eq!(short_duration(Duration::from_secs(7620)), "2h07m");
+    }
 
     /// Every example config in `configs/` parses and passes validation.
     #[test]

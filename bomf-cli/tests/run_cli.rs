@@ -109,6 +109,13 @@ fn run_writes_results_fused_model_and_report() {
     let stdout = succeed(&out);
     let run = dir.path().join("run1");
     assert!(stdout.contains("BOMF (posterior mean)") && stdout.contains("greedy soup"));
+    // stderr is a pipe here: progress comes as plain lines, stage 2's and stage 3's included.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("trajectory: "), "{stderr}");
+    assert!(
+        stderr.contains(&format!("bomf: {FUSION_BUDGET}/{FUSION_BUDGET} (")),
+        "{stderr}"
+    );
     let results: Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
     let methods: Vec<&str> = results["methods"]

@@ -24,7 +24,9 @@ use crate::hpbo::{HpSearch, HpTrial, HpboConfig, HyperParams, proxy_run, retrain
 use crate::model::TaskModel;
 use crate::rundir::{EventLog, RunDir};
 use crate::train::TrainConfig;
-use crate::trajectory::{KeptCheckpoint, Trajectory, TrajectoryConfig, collect_trajectory};
+use crate::trajectory::{
+    KeptCheckpoint, Trajectory, TrajectoryConfig, collect_trajectory_observed,
+};
 
 /// Evaluates fusions θ(w) of a checkpoint set with one reusable buffer and model, and keeps the
 /// time split between fusing and evaluating (stage 3 should spend it evaluating).
@@ -669,6 +671,7 @@ where
     let trajectory = match store.load_trajectory()? {
         Some(t) => {
             tracing::info!(kept = t.kept.len(), "stage 2: checkpoints reloaded");
+            hooks.progress("trajectory", 1, 1);
             t
         }
         None => {
@@ -678,13 +681,14 @@ where
                 data.pad_id,
                 BatchConfig::train(batch_size, train_config.seed),
             )?;
-            let trajectory = collect_trajectory(
+            let trajectory = collect_trajectory_observed(
                 make_model(ModelRequest::TRAIN)?,
                 &batcher,
                 data.validation,
                 &train_config,
                 &config.trajectory,
                 device,
+                |step, total| hooks.progress("trajectory", step, total),
             )?;
             store.save_trajectory(&trajectory)?;
             store.record(&RunEvent::Checkpoints {
@@ -701,7 +705,6 @@ where
         best_step = ?trajectory.best_step,
         "stage 2 done"
     );
-    hooks.progress("trajectory", 1, 1);
 
     let template = make_model(ModelRequest::FROZEN)?.valid();
     let mut evaluator = FusedEvaluator::<B::InnerBackend, _>::new(

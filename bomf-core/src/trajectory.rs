@@ -188,6 +188,33 @@ where
     M: AutodiffModule<B> + TaskModel<B> + HfNamed<B>,
     M::InnerModule: TaskModel<B::InnerBackend> + HfNamed<B::InnerBackend>,
 {
+    collect_trajectory_observed(
+        model,
+        train_batches,
+        validation,
+        train_config,
+        config,
+        device,
+        |_, _| {},
+    )
+}
+
+/// [`collect_trajectory`], calling `on_evaluation(step, total_steps)` after each validation
+/// evaluation (a progress report: training may stop before `total_steps`).
+pub fn collect_trajectory_observed<B, M>(
+    model: M,
+    train_batches: &Batcher,
+    validation: &EvalSet,
+    train_config: &TrainConfig,
+    config: &TrajectoryConfig,
+    device: &B::Device,
+    mut on_evaluation: impl FnMut(usize, usize),
+) -> Result<Trajectory>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B> + TaskModel<B> + HfNamed<B>,
+    M::InnerModule: TaskModel<B::InnerBackend> + HfNamed<B::InnerBackend>,
+{
     config.validate()?;
     let metric = validation
         .task
@@ -209,6 +236,7 @@ where
         &train_config,
         device,
         |event| {
+            on_evaluation(event.step, event.total_steps);
             if best
                 .as_ref()
                 .is_none_or(|(_, b)| better(event.evaluation, b, &metric))
