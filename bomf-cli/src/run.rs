@@ -434,7 +434,7 @@ fn install_ctrl_c() -> Arc<AtomicBool> {
 /// Progress on stderr: a bar per stage on a terminal; otherwise (a log file, `nohup`, CI) a
 /// plain line at each tenth of a stage and at least once a minute, so that a long run's log
 /// says where it is.
-fn progress_bars() -> Box<dyn Fn(&str, usize, usize)> {
+fn progress_reporter() -> Box<dyn Fn(&str, usize, usize)> {
     use std::io::IsTerminal;
     if !std::io::stderr().is_terminal() {
         return Box::new(progress_lines());
@@ -465,7 +465,7 @@ fn progress_bars() -> Box<dyn Fn(&str, usize, usize)> {
     })
 }
 
-/// The plain-line progress of [`progress_bars`]: `stage: done/total (elapsed, eta)`.
+/// The plain-line progress of [`progress_reporter`]: `stage: done/total (elapsed, eta)`.
 fn progress_lines() -> impl Fn(&str, usize, usize) {
     struct Current {
         stage: String,
@@ -684,7 +684,7 @@ where
     eprintln!("run directory: {}", dir.root().display());
     let mut store = DirStore::new(&dir)?;
     let stop = install_ctrl_c();
-    let bars = progress_bars();
+    let bars = progress_reporter();
     let hooks = RunHooks {
         stop: Some(&stop),
         progress: Some(&bars),
@@ -760,7 +760,7 @@ where
     let dir = p.open_run_dir(args.resume)?;
     let mut store = DirStore::new(&dir)?;
     let stop = install_ctrl_c();
-    let bars = progress_bars();
+    let bars = progress_reporter();
     let bomf = p.bomf_config();
     let (train, batch_size, trials) = run_stage1::<B, M>(
         make_model,
