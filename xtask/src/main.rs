@@ -363,14 +363,18 @@ fn config_for_assets(
     let text = std::fs::read_to_string(template)
         .with_context(|| format!("reading {}", template.display()))?;
     let mut lines: Vec<String> = Vec::new();
+    // Only the run's own `seed`, above the first table: `[data.split] seed` keeps the split
+    // the same for every seed.
+    let mut in_table = false;
     for line in text.lines() {
         let trimmed = line.trim_start();
+        in_table |= trimmed.starts_with('[');
         if let Some(rest) = asset_path(trimmed) {
             lines.push(format!(
                 "path = {:?}",
                 assets_dir.join(rest).to_string_lossy()
             ));
-        } else if let (Some(seed), true) = (seed, line.starts_with("seed = ")) {
+        } else if let (Some(seed), true, false) = (seed, line.starts_with("seed = "), in_table) {
             lines.push(format!("seed = {seed}"));
         } else {
             lines.push(line.to_string());
@@ -823,6 +827,15 @@ mod tests {
         .unwrap();
         let text = std::fs::read_to_string(seeded).unwrap();
         assert!(text.starts_with("#") && text.contains("\nseed = 2\n"));
+        // The split's seed is the template's, whatever the run's seed.
+        for task in ["multiemo", "social-iqa-smollm2"] {
+            let template = root.join(format!("configs/reproduce/{task}.toml"));
+            let seeded = config_for_assets(&template, assets, Some(2), dir.path()).unwrap();
+            let text = std::fs::read_to_string(seeded).unwrap();
+            let split = text.split("[data.split]").nth(1).unwrap();
+            assert!(split.contains("\nseed = 0\n"), "{task}: {text}");
+            assert_eq!(text.matches("\nseed = 2\n").count(), 1, "{task}: {text}");
+        }
         // Any model of the default assets folder is pointed at the installed one.
         let lora = config_for_assets(
             &root.join("configs/e2e-smollm2-lora.toml"),
