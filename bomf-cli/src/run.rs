@@ -434,7 +434,7 @@ fn install_ctrl_c() -> Arc<AtomicBool> {
 /// Progress on stderr: a bar per stage on a terminal; otherwise (a log file, `nohup`, CI) a
 /// plain line at each tenth of a stage and at least once a minute, so that a long run's log
 /// says where it is.
-fn progress_reporter() -> Box<dyn Fn(&str, usize, usize)> {
+fn progress_reporter() -> Box<bomf_core::pipeline::ProgressFn> {
     use std::io::IsTerminal;
     if !std::io::stderr().is_terminal() {
         return Box::new(progress_lines());
