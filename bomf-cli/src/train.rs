@@ -304,6 +304,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             &train_config,
             &trajectory_config,
             &device,
+            |_, _| {},
         )?)
     })?;
     let seconds = started.elapsed().as_secs_f64();
@@ -379,6 +380,7 @@ fn train_generative(
                 train_config,
                 trajectory_config,
                 &device,
+                |_, _| {},
             )?,
             (Arch::Llama(_), None) => collect_trajectory(
                 model.llama::<B>(&device)?,
@@ -387,6 +389,7 @@ fn train_generative(
                 train_config,
                 trajectory_config,
                 &device,
+                |_, _| {},
             )?,
             (Arch::Llama(_), Some(lora)) => collect_trajectory(
                 model.lora::<B>(lora, true, &device)?,
@@ -395,6 +398,7 @@ fn train_generative(
                 train_config,
                 trajectory_config,
                 &device,
+                |_, _| {},
             )?,
         })
     })?;

@@ -24,9 +24,7 @@ use crate::hpbo::{HpSearch, HpTrial, HpboConfig, HyperParams, proxy_run, retrain
 use crate::model::TaskModel;
 use crate::rundir::{EventLog, RunDir};
 use crate::train::TrainConfig;
-use crate::trajectory::{
-    KeptCheckpoint, Trajectory, TrajectoryConfig, collect_trajectory_observed,
-};
+use crate::trajectory::{KeptCheckpoint, Trajectory, TrajectoryConfig, collect_trajectory};
 
 /// Evaluates fusions θ(w) of a checkpoint set with one reusable buffer and model, and keeps the
 /// time split between fusing and evaluating (stage 3 should spend it evaluating).
@@ -681,7 +679,7 @@ where
                 data.pad_id,
                 BatchConfig::train(batch_size, train_config.seed),
             )?;
-            let trajectory = collect_trajectory_observed(
+            let trajectory = collect_trajectory(
                 make_model(ModelRequest::TRAIN)?,
                 &batcher,
                 data.validation,

@@ -174,34 +174,10 @@ pub fn evenly_spaced(n: usize, k: usize) -> Vec<usize> {
 
 /// Fine-tunes `model` under `train_config` (its `eval_every` is replaced by `config.every`) and
 /// keeps checkpoints by `config.rule`. The validation split drives s* and labels every
-/// checkpoint with its evaluation, which the baselines and stage 3 reuse.
+/// checkpoint with its evaluation, which the baselines and stage 3 reuse. `on_evaluation(step,
+/// total_steps)` is called after each validation evaluation (a progress report: training may
+/// stop before `total_steps`).
 pub fn collect_trajectory<B, M>(
-    model: M,
-    train_batches: &Batcher,
-    validation: &EvalSet,
-    train_config: &TrainConfig,
-    config: &TrajectoryConfig,
-    device: &B::Device,
-) -> Result<Trajectory>
-where
-    B: AutodiffBackend,
-    M: AutodiffModule<B> + TaskModel<B> + HfNamed<B>,
-    M::InnerModule: TaskModel<B::InnerBackend> + HfNamed<B::InnerBackend>,
-{
-    collect_trajectory_observed(
-        model,
-        train_batches,
-        validation,
-        train_config,
-        config,
-        device,
-        |_, _| {},
-    )
-}
-
-/// [`collect_trajectory`], calling `on_evaluation(step, total_steps)` after each validation
-/// evaluation (a progress report: training may stop before `total_steps`).
-pub fn collect_trajectory_observed<B, M>(
     model: M,
     train_batches: &Batcher,
     validation: &EvalSet,

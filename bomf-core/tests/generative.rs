@@ -570,6 +570,7 @@ fn collect_trajectory_keeps_adapter_checkpoints() {
             patience: 5,
         },
         &device,
+        |_, _| {},
     )
     .unwrap();
     assert_eq!(trajectory.checkpoints.len(), 3);

@@ -322,6 +322,7 @@ fn trajectory_keeps_the_window_around_the_best_step_and_round_trips() {
         &tiny_train_config(240),
         &config,
         &device,
+        |_, _| {},
     )
     .unwrap();
     let s = traj.best_step.unwrap();
@@ -399,6 +400,7 @@ fn last_k_and_after_fraction_rules() {
                 patience: 5,
             },
             &device,
+            |_, _| {},
         )
         .unwrap()
     };

@@ -36,6 +36,7 @@ fn a_zero_budget_spills_every_checkpoint_and_fuses_the_same_model() {
         &train,
         &config,
         &device,
+        |_, _| {},
     )
     .unwrap();
     assert_eq!(traj.kept.len(), 3);
