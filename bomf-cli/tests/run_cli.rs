@@ -103,14 +103,17 @@ fn run_writes_results_fused_model_and_report() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "");
     let out = bomf(
-        &["run", config.to_str().unwrap(), "--out", "run1"],
+        &["-v", "run", config.to_str().unwrap(), "--out", "run1"],
         dir.path(),
     );
     let stdout = succeed(&out);
     let run = dir.path().join("run1");
     assert!(stdout.contains("BOMF (posterior mean)") && stdout.contains("greedy soup"));
-    // stderr is a pipe here: progress comes as plain lines, stage 2's and stage 3's included.
+    // stderr is a pipe here: progress comes as plain lines, stage 2's and stage 3's included,
+    // and the logs (`-v`) carry no colour codes.
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("stage 2 done"), "{stderr}");
+    assert!(!stderr.contains('\x1b'), "colour codes in a log: {stderr}");
     assert!(stderr.contains("trajectory: "), "{stderr}");
     assert!(
         stderr.contains(&format!("bomf: {FUSION_BUDGET}/{FUSION_BUDGET} (")),
