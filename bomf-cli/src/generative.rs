@@ -9,8 +9,9 @@
 //! from it whenever the pipeline asks for a fresh copy.
 //!
 //! Tasks: generation (E2E NLG, SAMSum, BIG-bench generative tasks; the model continues the
-//! prompt, scored by ROUGE/BLEU on greedy or beam-search generations, `[generation]`) and
-//! multiple choice (every option scored as a continuation; accuracy). The prompt is
+//! prompt, scored by ROUGE/BLEU on greedy or beam-search generations, `[generation]`),
+//! extractive QA (SQuAD v1.1/v2.0: the answer is generated and scored by exact match and F1, see
+//! [`span_qa_as_generation`]) and multiple choice (every option scored as a continuation; accuracy). The prompt is
 //! bomf-core's [`default_prompt`]: the inputs joined by newlines, then a newline.
 //! Multiple-choice training uses the correct option as the target.
 
@@ -19,7 +20,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use bomf_core::eval::EvalSet;
-use bomf_core::generative::{LoraLlama, choice_items, default_prompt, generation_items};
+use bomf_core::generative::{
+    LoraLlama, choice_items, default_prompt, generation_items, span_qa_as_generation,
+};
 use bomf_core::model::GenerationConfig;
 use bomf_data::batch::Item;
 use bomf_data::spec::{DataFormat, DataSpec};
@@ -415,12 +418,16 @@ impl GenerativeModel {
         Ok(LoraLlama::new(self.llama(device)?, adapters)?)
     }
 
-    /// Items to train on: generation targets (the first reference), or the correct option of
-    /// each multiple-choice question.
+    /// Items to train on: generation targets (the first reference), extractive QA's first gold
+    /// answer, or the correct option of each multiple-choice question.
     pub fn train_items(&self, dataset: &Dataset) -> Result<Vec<Item>> {
         match &dataset.task.kind {
             TaskKind::Generation => {
                 Ok(generation_items(&self.encoder, dataset, default_prompt)?.items)
+            }
+            TaskKind::SpanQa { .. } => {
+                let as_generation = span_qa_as_generation(dataset)?;
+                Ok(generation_items(&self.encoder, &as_generation, default_prompt)?.items)
             }
             TaskKind::MultipleChoice => {
                 let mut as_generation = dataset.clone();
@@ -440,18 +447,25 @@ impl GenerativeModel {
                 Ok(generation_items(&self.encoder, &as_generation, default_prompt)?.items)
             }
             other => bail!(
-                "a generative model needs a generation or multiple-choice task, not {} ({other:?}); \
-                 use a BERT/RoBERTa model for classification",
+                "a generative model needs a generation, extractive QA or multiple-choice task, not \
+                 {} ({other:?}); use a BERT/RoBERTa model for classification",
                 dataset.task.name
             ),
         }
     }
 
-    /// A split ready for evaluation: generation (loss + ROUGE/BLEU of greedy generations) or
-    /// multiple choice (loss over every option + accuracy).
+    /// A split ready for evaluation: generation and extractive QA (loss + the task's metrics and
+    /// ROUGE/BLEU of greedy generations) or multiple choice (loss over every option + accuracy).
     pub fn eval_set(&self, dataset: &Dataset, batch_size: usize) -> Result<EvalSet> {
         Ok(match &dataset.task.kind {
-            TaskKind::Generation => {
+            TaskKind::Generation | TaskKind::SpanQa { .. } => {
+                let span_qa;
+                let dataset = if matches!(dataset.task.kind, TaskKind::SpanQa { .. }) {
+                    span_qa = span_qa_as_generation(dataset)?;
+                    &span_qa
+                } else {
+                    dataset
+                };
                 let g = generation_items(&self.encoder, dataset, default_prompt)?;
                 EvalSet::generative(
                     dataset.task.clone(),
@@ -474,8 +488,8 @@ impl GenerativeModel {
                 )?
             }
             other => bail!(
-                "a generative model needs a generation or multiple-choice task, not {} ({other:?}); \
-                 use a BERT/RoBERTa model for classification",
+                "a generative model needs a generation, extractive QA or multiple-choice task, not \
+                 {} ({other:?}); use a BERT/RoBERTa model for classification",
                 dataset.task.name
             ),
         })

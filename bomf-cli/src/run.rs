@@ -181,8 +181,8 @@ impl RunConfig {
     checkpoints/, fused/ (the chosen model as an HF folder; with LoRA, the fused adapters merged\n\
     into the base model, and fused-adapter/ in peft's format), results.json and\n\
     report/report.md with SVG plots. The model decides the task family: BERT/RoBERTa classify,\n\
-    T5 and LLaMA (HF folder or .gguf) generate or answer multiple choice. See configs/ for\n\
-    commented examples.")]
+    T5 and LLaMA (HF folder or .gguf) generate, answer SQuAD questions by generation, or answer\n\
+    multiple choice. See configs/ for commented examples.")]
 pub struct RunArgs {
     /// The run configuration (TOML).
     pub config: PathBuf,

@@ -7,7 +7,10 @@
 //! Checked for consistency: a run writes every method's row, `fused/` is an HF folder whose
 //! `bomf eval` test loss equals the chosen method's in `results.json`, and a LoRA run also
 //! writes the fused adapters in peft's format; `kill -9` + `--resume` of a LoRA run repeats no
-//! evaluation. Checked against peft (`expected_adapters.json` from `gen_tiny_adapters.py`):
+//! evaluation. Extractive QA (SQuAD v2.0, `gen_tiny_squad.py`) is answered by generation:
+//! `bomf eval` losses, `bomf predict` texts and the official script's exact match and F1 of
+//! those texts, against transformers; a T5 run on it, against its own `bomf predict`. Checked
+//! against peft (`expected_adapters.json` from `gen_tiny_adapters.py`):
 //! `--adapter` in `bomf eval`/`predict`, and `bomf fuse` of adapter folders.
 
 use std::path::{Path, PathBuf};
@@ -60,6 +63,8 @@ fn close(a: f64, b: f64, tol: f64) -> bool {
 enum Data {
     Generation,
     Choice,
+    /// SQuAD v2.0 files (`gen_tiny_squad.py`), answered by generation.
+    Squad,
 }
 
 impl Data {
@@ -68,6 +73,7 @@ impl Data {
         let (format, prefix, ext) = match self {
             Data::Generation => ("e2e", "gen", "csv"),
             Data::Choice => ("mcqa", "mc", "jsonl"),
+            Data::Squad => ("squad", "squad", "json"),
         };
         let f = |split: &str| {
             fixtures()
@@ -88,6 +94,7 @@ impl Data {
         let path = dir.join(match self {
             Data::Generation => "gen.toml",
             Data::Choice => "mc.toml",
+            Data::Squad => "squad.toml",
         });
         std::fs::write(&path, self.spec_body().replace("{split}", "split")).unwrap();
         path
@@ -407,6 +414,133 @@ fn predict_generates_what_transformers_generates() {
     );
 }
 
+fn expected_squad() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(fixtures().join("expected_squad.json")).unwrap())
+        .unwrap()
+}
+
+/// The SQuAD test file's questions as `bomf predict` input lines (`question`, `context`) and
+/// their gold answers (empty: unanswerable).
+fn squad_test_questions(dir: &Path) -> (PathBuf, Vec<Vec<String>>) {
+    let squad: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("squad_test.json")).unwrap())
+            .unwrap();
+    let (mut lines, mut golds) = (String::new(), Vec::new());
+    for article in squad["data"].as_array().unwrap() {
+        for paragraph in article["paragraphs"].as_array().unwrap() {
+            for qa in paragraph["qas"].as_array().unwrap() {
+                let line = serde_json::json!({
+                    "question": qa["question"],
+                    "context": paragraph["context"],
+                });
+                lines += &format!("{line}\n");
+                golds.push(
+                    qa["answers"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|a| a["text"].as_str().unwrap().to_string())
+                        .collect(),
+                );
+            }
+        }
+    }
+    let path = dir.join("squad_questions.jsonl");
+    std::fs::write(&path, lines).unwrap();
+    (path, golds)
+}
+
+/// `bomf predict` of `model` on the SQuAD test questions, asked as training asks them.
+fn predict_squad(dir: &Path, model: &Path) -> Vec<String> {
+    let (input, _) = squad_test_questions(dir);
+    let out = dir.join("squad-predictions.jsonl");
+    let max_new = MAX_NEW_TOKENS.to_string();
+    succeed(&bomf(
+        &[
+            "predict",
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--text-field",
+            "question",
+            "--text-field",
+            "context",
+            "--max-new-tokens",
+            &max_new,
+            "--max-len",
+            "64",
+        ],
+        dir,
+    ));
+    std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            v["generated_text"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn squad_is_answered_by_generation_like_transformers() {
+    let dir = tempfile::tempdir().unwrap();
+    let want = expected_squad();
+    assert_eq!(want["max_new_tokens"].as_u64(), Some(MAX_NEW_TOKENS as u64));
+    for model in ["llama", "t5"] {
+        let got = eval(dir.path(), &fixtures().join(model), Data::Squad);
+        let (ours, theirs) = (
+            got["loss"].as_f64().unwrap(),
+            want[model]["test_loss"].as_f64().unwrap(),
+        );
+        assert!(close(ours, theirs, 1e-5), "{model}: {ours} vs {theirs}");
+        for metric in ["exact_match", "squad_f1"] {
+            assert_eq!(
+                got["metrics"][metric].as_f64(),
+                want[model]["test_metrics"][metric].as_f64(),
+                "{model} {metric}"
+            );
+        }
+        assert_eq!(
+            predict_squad(dir.path(), &fixtures().join(model)),
+            strings(&want[model]["greedy"]),
+            "{model}"
+        );
+    }
+}
+
+#[test]
+fn t5_run_on_squad_selects_by_exact_match() {
+    use bomf_data::metrics::{Metric, MetricInput};
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_run_config(dir.path(), "t5", "", Data::Squad);
+    let chosen = run_and_check(dir.path(), &config, "exact_match");
+    assert!(chosen["metrics"]["squad_f1"].is_number(), "{chosen}");
+    assert_fused_reproduces(dir.path(), &chosen, Data::Squad);
+    // The run's test scores are the official metrics of what the fused model generates.
+    let (_, golds) = squad_test_questions(dir.path());
+    let predicted = predict_squad(dir.path(), &dir.path().join("run/fused"));
+    for (metric, name) in [
+        (Metric::SquadExactMatch, "exact_match"),
+        (Metric::SquadF1, "squad_f1"),
+    ] {
+        let score = metric
+            .compute(MetricInput::Texts {
+                references: &golds,
+                predicted: &predicted,
+            })
+            .unwrap();
+        let reported = chosen["metrics"][name].as_f64().unwrap();
+        assert!(
+            close(score, reported, 1e-9),
+            "{name}: {score} vs {reported}"
+        );
+    }
+}
+
 #[test]
 fn fuse_of_one_generative_checkpoint_reexports_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -720,7 +854,10 @@ fn config_errors_name_the_problem() {
         &["run", path.to_str().unwrap(), "--out", "y"],
         dir.path(),
     ));
-    assert!(err.contains("generation or multiple-choice"), "{err}");
+    assert!(
+        err.contains("a generation, extractive QA or multiple-choice task"),
+        "{err}"
+    );
 }
 
 fn events(run: &Path) -> Vec<Value> {

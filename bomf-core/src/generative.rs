@@ -516,6 +516,41 @@ pub fn generation_items(
     Ok(GenerationItems { items, references })
 }
 
+/// Extractive QA (SQuAD) as generation, the way the paper fine-tunes T5 on SQuAD 2.0: the model
+/// reads the question and the context ([`default_prompt`], so `bomf predict` with the same two
+/// fields asks the same way) and writes the answer. It trains on the first gold answer, or on the
+/// empty text for an unanswerable question (the model learns to stop at once), and is scored with
+/// the task's own metrics (exact match and F1 of the official script) against every gold answer;
+/// the empty reference of an unanswerable question is the script's `[""]`.
+pub fn span_qa_as_generation(dataset: &Dataset) -> Result<Dataset> {
+    if !matches!(dataset.task.kind, TaskKind::SpanQa { .. }) {
+        return Err(CoreError::InvalidInput(format!(
+            "{} is not an extractive QA task",
+            dataset.task.name
+        )));
+    }
+    let mut generation = dataset.clone();
+    generation.task.kind = TaskKind::Generation;
+    for example in &mut generation.examples {
+        let answers = match &example.target {
+            Some(Target::Span(answers)) => answers,
+            _ => {
+                return Err(CoreError::InvalidInput(format!(
+                    "example {} of {} has no gold answers",
+                    example.id, dataset.task.name
+                )));
+            }
+        };
+        let references = if answers.is_empty() {
+            vec![String::new()]
+        } else {
+            answers.iter().map(|a| a.text.clone()).collect()
+        };
+        example.target = Some(Target::Text(references));
+    }
+    Ok(generation)
+}
+
 /// Items of a multiple-choice dataset: each option is scored as the continuation of the prompt
 /// (its mean token log-likelihood); the answer is the option with the highest gold score.
 pub fn choice_items(

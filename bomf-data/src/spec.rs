@@ -23,7 +23,8 @@
 //!
 //! Splits are deterministic: `by_rank` and `fractions` rank examples by a seeded hash of their
 //! inputs ([`crate::split`]), so the same file and seed always give the same splits whatever the
-//! file order; `files` takes the splits as given; `glue_protocol` is the paper's GLUE protocol.
+//! file order; `files` takes the splits as given; `hold_out` cuts validation from a train file
+//! and tests on a second file; `glue_protocol` is the paper's GLUE protocol.
 //!
 //! Labels stay consistent across split files: when the label set is inferred, it is the sorted
 //! union over every file, so class `i` means the same label in train, validation and test.
@@ -130,6 +131,17 @@ pub enum SplitSpec {
         train: f64,
         validation: f64,
         test: f64,
+        #[serde(default)]
+        seed: u64,
+    },
+    /// A train file and a test file, with `validation` examples of the train file held out by
+    /// hash rank: for data released as train + dev only (SQuAD: train on `train-v2.0.json`,
+    /// choose on a held-out part of it, test on `dev-v2.0.json`), as the GLUE protocol does for
+    /// its large tasks.
+    HoldOut {
+        train: PathBuf,
+        test: PathBuf,
+        validation: usize,
         #[serde(default)]
         seed: u64,
     },
@@ -312,15 +324,21 @@ impl DataSpec {
         if let Some(p) = &mut self.path {
             fix(p);
         }
-        if let SplitSpec::Files {
-            train,
-            validation,
-            test,
-        } = &mut self.split
-        {
-            for p in [train, validation, test].into_iter().flatten() {
-                fix(p);
+        match &mut self.split {
+            SplitSpec::Files {
+                train,
+                validation,
+                test,
+            } => {
+                for p in [train, validation, test].into_iter().flatten() {
+                    fix(p);
+                }
             }
+            SplitSpec::HoldOut { train, test, .. } => {
+                fix(train);
+                fix(test);
+            }
+            _ => {}
         }
     }
 
@@ -426,6 +444,17 @@ impl DataSpec {
                     SplitConfig::new(train, validation, test, seed)?;
                 }
             }
+            SplitSpec::HoldOut { validation, .. } => {
+                if has_source {
+                    return bad(
+                        if self.path.is_some() { "path" } else { "asset" },
+                        "with `kind = \"hold_out\"` the files are given in [split]; remove it",
+                    );
+                }
+                if *validation == 0 {
+                    return bad("split.validation", "must hold out at least one example");
+                }
+            }
             SplitSpec::GlueProtocol { .. } => {
                 if self.format != DataFormat::Glue {
                     return bad(
@@ -484,6 +513,31 @@ impl DataSpec {
             } => {
                 let config = SplitConfig::new(*train, *validation, *test, *seed)?;
                 split_exact(&self.read_source()?, &config)?
+            }
+            SplitSpec::HoldOut {
+                train,
+                test,
+                validation,
+                seed,
+            } => {
+                let files = self.assemble_files(vec![
+                    Some(self.read_file(train)?),
+                    None,
+                    Some(self.read_file(test)?),
+                ])?;
+                let n = files.train.len();
+                if *validation >= n {
+                    return Err(DataError::InvalidConfig(format!(
+                        "cannot hold out {validation} of the {n} examples of {} as validation",
+                        train.display()
+                    )));
+                }
+                let cut = split_by_rank(&files.train, [n - validation, *validation, 0], *seed)?;
+                Splits {
+                    train: cut.train,
+                    validation: cut.validation,
+                    test: files.test,
+                }
             }
             SplitSpec::GlueProtocol {
                 seed,
@@ -895,6 +949,61 @@ mod tests {
         assert_eq!(v, s.validation);
         let err = spec.load_split(SplitName::Test).unwrap_err().to_string();
         assert!(err.contains("test split"), "{err}");
+    }
+
+    #[test]
+    fn hold_out_cuts_validation_from_the_train_file_and_tests_on_the_other() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "train.jsonl", &jsonl_lines(20));
+        write(
+            dir.path(),
+            "dev.jsonl",
+            "{\"text\": \"held out\", \"label\": \"other\"}\n",
+        );
+        let toml = |validation: usize| {
+            format!(
+                "format = \"jsonl\"\ntext_fields = [\"text\"]\nlabel_field = \"label\"\n\
+                 [split]\nkind = \"hold_out\"\ntrain = \"train.jsonl\"\ntest = \"dev.jsonl\"\n\
+                 validation = {validation}\nseed = 1\n"
+            )
+        };
+        let spec = |validation: usize| {
+            let mut s = DataSpec::from_toml_str(&toml(validation), "inline").unwrap();
+            s.resolve_paths(dir.path());
+            s
+        };
+        let s = spec(5).load().unwrap();
+        assert_eq!(
+            (s.train.len(), s.validation.len(), s.test.len()),
+            (15, 5, 1)
+        );
+        // The two parts of the train file are disjoint and cover it.
+        let mut seen: Vec<&str> = s
+            .train
+            .examples
+            .iter()
+            .chain(&s.validation.examples)
+            .map(|e| e.inputs[0].as_str())
+            .collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 20);
+        // One label set over both files (the dev file's label is new to the train file).
+        assert_eq!(s.train.task.labels(), ["neg", "neutral", "other", "pos"]);
+        assert_eq!(s.test.task.labels(), s.train.task.labels());
+        assert_eq!(class_label(&s.test, 0), "other");
+        assert_eq!(spec(5).load_split(SplitName::Test).unwrap(), s.test);
+        // Holding out all (or none) of the train file is an error that says so.
+        let err = spec(20).load().unwrap_err().to_string();
+        assert!(err.contains("cannot hold out 20 of the 20"), "{err}");
+        let err = DataSpec::from_toml_str(&toml(0), "inline")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("split.validation"), "{err}");
+        // The files are given in [split]: a `path` too is a mistake.
+        let mut both = spec(5);
+        both.path = Some(dir.path().join("train.jsonl"));
+        assert!(both.validate().unwrap_err().to_string().contains("path"));
     }
 
     #[test]
