@@ -9,7 +9,7 @@
 //!
 //! The model family decides what is trained and exported ([`crate::generative::family_of`]):
 //! BERT/RoBERTa sequence classifiers on classification/regression data; T5 and LLaMA-family
-//! models (an HF folder or a `.gguf` file) on generation or multiple-choice data, the LLaMA
+//! models (an HF folder or a `.gguf` file) on generation, SQuAD or multiple-choice data, the LLaMA
 //! family optionally through LoRA adapters (`[model.lora]`). For LoRA, `fused/` holds the fused
 //! adapters merged into the base model (a plain HF LLaMA folder) and `fused-adapter/` the fused
 //! adapters alone in peft's format.

@@ -56,9 +56,9 @@ pub enum RuleArg {
     Writes RUNDIR/checkpoints/{checkpoint-<step>.safetensors, manifest.json, config.json,\n\
     tokenizer.json}; then e.g.\n  \
     bomf fuse --checkpoints runs/x/checkpoints/checkpoint-*.safetensors --weights ... --out fused\n\n\
-    T5 and LLaMA-family models (a folder or a .gguf file) train on generation or multiple-choice\n\
-    data; with --lora-r only LoRA adapters train, and each kept checkpoint is also a peft adapter\n\
-    folder:\n  \
+    T5 and LLaMA-family models (a folder or a .gguf file) train on generation, SQuAD or\n\
+    multiple-choice data; with --lora-r only LoRA adapters train, and each kept checkpoint is also\n\
+    a peft adapter folder:\n  \
     bomf train --model smollm2.gguf --data e2e.toml --out runs/e2e --lr 1e-3 --batch-size 8 --lora-r 8\n  \
     bomf fuse --checkpoints runs/e2e/checkpoints/adapter-* --weights ... --out fused-adapter")]
 pub struct TrainArgs {
