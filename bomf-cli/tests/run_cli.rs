@@ -243,6 +243,67 @@ fn kill_9_then_resume_repeats_no_evaluation() {
     assert!(run.join("results.json").is_file());
 }
 
+/// Ctrl-C (SIGINT) stops a run after the evaluation in flight, saying how to continue; while
+/// it runs, a second `bomf run` on the same folder is refused (the lock); `--resume` then
+/// finishes with every evaluation exactly once.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_cleanly_and_a_second_run_is_locked_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let run = dir.path().join("run4");
+    let args = ["run", config.to_str().unwrap(), "--out", "run4"];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bomf"))
+        .args(args)
+        .current_dir(dir.path())
+        .env("BOMF_TEST_EVAL_DELAY_MS", "300")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while fusion_indices(&run, "bomf").len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the run made no progress"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = bomf(&[&args[..], &["--resume"]].concat(), dir.path());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        !second.status.success() && err.contains("in use by another process"),
+        "{err}"
+    );
+
+    let before = fusion_indices(&run, "bomf").len();
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("stopped; continue with: bomf run"), "{err}");
+    // It stopped early: at most the evaluation in flight when `before` was read and the one in
+    // flight when the signal landed finished after it; no results yet.
+    let after = fusion_indices(&run, "bomf").len();
+    assert!(
+        after <= before + 2 && after < FUSION_BUDGET,
+        "{before} then {after}: {err}"
+    );
+    assert!(!run.join("results.json").exists());
+
+    succeed(&bomf(&[&args[..], &["--resume"]].concat(), dir.path()));
+    assert_eq!(
+        fusion_indices(&run, "bomf"),
+        (0..FUSION_BUDGET as u64).collect::<Vec<_>>()
+    );
+    assert!(run.join("results.json").is_file());
+}
+
 #[test]
 fn resume_refuses_a_changed_config() {
     let dir = tempfile::tempdir().unwrap();
