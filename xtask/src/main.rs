@@ -81,7 +81,9 @@ enum Task {
     /// The paper's protocol on the real tasks we can run: every config of `--tasks` for each seed,
     /// then RESULTS.md with mean ± std of every method's test metric.
     Reproduce {
-        /// Task configs (names in configs/reproduce/ without `.toml`); all of them by default.
+        /// Task configs: names in configs/reproduce/ without `.toml`, or paths to your own run
+        /// configs (`my-task.toml`: its runs are `my-task-seedN`); all of configs/reproduce/ by
+        /// default.
         #[arg(long, value_delimiter = ',')]
         tasks: Vec<String>,
         /// Seeds per task.
@@ -352,8 +354,9 @@ fn build_bomf(cuda: bool) -> Result<PathBuf> {
     Ok(target.join("release").join("bomf"))
 }
 
-/// A config from `configs/` with its model path pointed at the installed assets (so the run
-/// works whatever BOMF_ASSETS says), written next to the run directories.
+/// A config from `configs/` (or a user's) with its model path pointed at the installed assets
+/// (so the run works whatever BOMF_ASSETS says) and its other relative paths made absolute,
+/// written next to the run directories.
 fn config_for_assets(
     template: &Path,
     assets_dir: &Path,
@@ -373,6 +376,13 @@ fn config_for_assets(
             lines.push(format!(
                 "path = {:?}",
                 assets_dir.join(rest).to_string_lossy()
+            ));
+        } else if let Some((key, value)) = relative_path_value(trimmed) {
+            // The copy lives elsewhere: a path relative to the template must stay the same file.
+            let folder = template.parent().unwrap_or(Path::new("."));
+            lines.push(format!(
+                "{key} = {:?}",
+                std::path::absolute(folder.join(value))?.to_string_lossy()
             ));
         } else if let (Some(seed), true, false) = (seed, line.starts_with("seed = "), in_table) {
             lines.push(format!("seed = {seed}"));
@@ -397,6 +407,19 @@ fn config_for_assets(
 
 /// The part after `.bomf/assets/` of a config line `path = "…/.bomf/assets/<rest>"` (a model
 /// in the default assets folder), so that it can point at the installed assets instead.
+/// `key = "relative/path"` for the config keys that hold paths (`path`, and the split files
+/// `train`, `validation`, `test`): the key and the path.
+fn relative_path_value(line: &str) -> Option<(&str, &str)> {
+    let (key, value) = line.split_once('=')?;
+    let key = key.trim();
+    if !["path", "train", "validation", "test"].contains(&key) {
+        return None;
+    }
+    let value = value.trim().strip_prefix('"')?;
+    let value = &value[..value.find('"')?];
+    Path::new(value).is_relative().then_some((key, value))
+}
+
 fn asset_path(line: &str) -> Option<&str> {
     const MARK: &str = ".bomf/assets/";
     let value = line.strip_prefix("path = \"")?;
@@ -497,20 +520,7 @@ fn reproduce(tasks: &[String], seeds: u64, out: &Path, device: &str, runs: Runs)
         })
         .collect();
     available.sort();
-    let chosen: Vec<String> = if tasks.is_empty() {
-        available.clone()
-    } else {
-        for t in tasks {
-            if !available.contains(t) {
-                bail!("unknown task {t:?}; available: {}", available.join(", "));
-            }
-        }
-        tasks.to_vec()
-    };
-    let templates: Vec<PathBuf> = chosen
-        .iter()
-        .map(|t| dir.join(format!("{t}.toml")))
-        .collect();
+    let (chosen, templates) = task_templates(tasks, &available, &dir)?;
     let assets_dir = assets(&packages_for(&templates)?)?;
     let bomf = match runs {
         Runs::FinishedOnly => None,
@@ -524,15 +534,11 @@ fn reproduce(tasks: &[String], seeds: u64, out: &Path, device: &str, runs: Runs)
         out.to_path_buf()
     };
     let mut results = Vec::new();
-    for task in &chosen {
+    for (task, template) in chosen.iter().zip(&templates) {
         for seed in 0..seeds {
             let run_dir = out.join(format!("{task}-seed{seed}"));
-            let config = config_for_assets(
-                &dir.join(format!("{task}.toml")),
-                &assets_dir,
-                Some(seed),
-                &out.join("configs"),
-            )?;
+            let config =
+                config_for_assets(template, &assets_dir, Some(seed), &out.join("configs"))?;
             if !run_dir.join("results.json").is_file() {
                 let Some(bomf) = &bomf else {
                     println!("not finished yet, left out: {}", run_dir.display());
@@ -568,6 +574,53 @@ fn reproduce(tasks: &[String], seeds: u64, out: &Path, device: &str, runs: Runs)
     std::fs::write(&path, &md)?;
     println!("{md}\nwritten to {}", out.join("RESULTS.md").display());
     Ok(())
+}
+
+/// The task names and config templates of `--tasks`: names of `configs/reproduce/` (`dir`), or
+/// paths to a user's own `.toml` run configs (named by their file stem).
+fn task_templates(
+    tasks: &[String],
+    available: &[String],
+    dir: &Path,
+) -> Result<(Vec<String>, Vec<PathBuf>)> {
+    if tasks.is_empty() {
+        let templates = available
+            .iter()
+            .map(|t| dir.join(format!("{t}.toml")))
+            .collect();
+        return Ok((available.to_vec(), templates));
+    }
+    let (mut names, mut templates) = (Vec::new(), Vec::new());
+    for t in tasks {
+        if t.ends_with(".toml") {
+            let path = PathBuf::from(t);
+            if !path.is_file() {
+                bail!("--tasks {t}: no such config file");
+            }
+            let name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            names.push(name);
+            templates.push(std::path::absolute(&path)?);
+        } else if available.contains(t) {
+            names.push(t.clone());
+            templates.push(dir.join(format!("{t}.toml")));
+        } else {
+            bail!(
+                "unknown task {t:?}; available: {} (or the path of a run config, `*.toml`)",
+                available.join(", ")
+            );
+        }
+    }
+    if let Some(twice) = names
+        .iter()
+        .enumerate()
+        .find_map(|(i, n)| names[..i].contains(n).then_some(n))
+    {
+        bail!("two tasks are named {twice:?}: their runs would share folders");
+    }
+    Ok((names, templates))
 }
 
 /// RESULTS.md: per task, each method's test and validation metric, mean ± std over seeds.
@@ -852,6 +905,80 @@ mod tests {
         assert_eq!(asset_path(r#"path = "elsewhere/model""#), None);
         let keys = packages_for(&[root.join("configs/e2e-smollm2-lora.toml")]).unwrap();
         assert_eq!(keys, vec![PackageKey::Bigbench, PackageKey::Smollm2]);
+    }
+
+    #[test]
+    fn a_user_config_keeps_its_files_and_gets_the_seed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mine = dir.path().join("mine");
+        std::fs::create_dir_all(&mine).unwrap();
+        let template = mine.join("rte.toml");
+        std::fs::write(
+            &template,
+            "seed = 0\n[model]\npath = \"models/roberta\"\n# path = \"a comment\"\n[data]\n\
+             format = \"glue\"\n[data.split]\nkind = \"files\"\ntrain = \"data/train.tsv\"\n\
+             validation = \"/abs/dev.tsv\"\ntest = \"data/test.tsv\"\n",
+        )
+        .unwrap();
+        let out = dir.path().join("out");
+        let seeded = config_for_assets(&template, Path::new("/opt/assets"), Some(1), &out).unwrap();
+        assert_eq!(seeded, out.join("rte-seed1.toml"));
+        let text = std::fs::read_to_string(seeded).unwrap();
+        let abs = |rel: &str| format!("{:?}", mine.join(rel).to_string_lossy());
+        assert!(text.starts_with("seed = 1\n"), "{text}");
+        assert!(
+            text.contains(&format!("path = {}", abs("models/roberta"))),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("train = {}", abs("data/train.tsv"))),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("test = {}", abs("data/test.tsv"))),
+            "{text}"
+        );
+        assert!(text.contains("validation = \"/abs/dev.tsv\"\n"), "{text}");
+        assert!(text.contains("# path = \"a comment\""), "{text}");
+
+        // --tasks takes names and config paths; a missing file or a name used twice is an error.
+        let available = vec!["multiemo".to_string()];
+        let (names, templates) = task_templates(
+            &["multiemo".into(), template.to_string_lossy().into_owned()],
+            &available,
+            Path::new("/repo/configs/reproduce"),
+        )
+        .unwrap();
+        assert_eq!(names, ["multiemo", "rte"]);
+        assert_eq!(
+            templates,
+            [
+                Path::new("/repo/configs/reproduce/multiemo.toml"),
+                template.as_path()
+            ]
+        );
+        let missing = task_templates(&["nope.toml".into()], &available, Path::new("."));
+        assert!(
+            missing
+                .unwrap_err()
+                .to_string()
+                .contains("no such config file")
+        );
+        let unknown = task_templates(&["nope".into()], &available, Path::new("."));
+        assert!(
+            unknown
+                .unwrap_err()
+                .to_string()
+                .contains("available: multiemo")
+        );
+        let path = template.to_string_lossy().into_owned();
+        let twice = task_templates(&[path.clone(), path], &available, Path::new("."));
+        assert!(
+            twice
+                .unwrap_err()
+                .to_string()
+                .contains("two tasks are named \"rte\"")
+        );
     }
 
     #[test]
