@@ -11,8 +11,9 @@
 //! Tasks: generation (E2E NLG, SAMSum, BIG-bench generative tasks; the model continues the
 //! prompt, scored by ROUGE/BLEU on greedy or beam-search generations, `[generation]`),
 //! extractive QA (SQuAD v1.1/v2.0: the answer is generated and scored by exact match and F1, see
-//! [`span_qa_as_generation`]) and multiple choice (every option scored as a continuation; accuracy). The prompt is
-//! bomf-core's [`default_prompt`]: the inputs joined by newlines, then a newline.
+//! [`span_qa_as_generation`]) and multiple choice (every option scored as a continuation;
+//! accuracy). The prompt is bomf-core's [`default_prompt`]: the inputs joined by newlines, then a
+//! newline.
 //! Multiple-choice training uses the correct option as the target.
 
 use std::path::{Path, PathBuf};
