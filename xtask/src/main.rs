@@ -405,8 +405,6 @@ fn config_for_assets(
     Ok(path)
 }
 
-/// The part after `.bomf/assets/` of a config line `path = "…/.bomf/assets/<rest>"` (a model
-/// in the default assets folder), so that it can point at the installed assets instead.
 /// `key = "relative/path"` for the config keys that hold paths (`path`, and the split files
 /// `train`, `validation`, `test`): the key and the path.
 fn relative_path_value(line: &str) -> Option<(&str, &str)> {
@@ -420,6 +418,8 @@ fn relative_path_value(line: &str) -> Option<(&str, &str)> {
     Path::new(value).is_relative().then_some((key, value))
 }
 
+/// The part after `.bomf/assets/` of a config line `path = "…/.bomf/assets/<rest>"` (a model
+/// in the default assets folder), so that it can point at the installed assets instead.
 fn asset_path(line: &str) -> Option<&str> {
     const MARK: &str = ".bomf/assets/";
     let value = line.strip_prefix("path = \"")?;
