@@ -6,7 +6,7 @@
 //! - `bench`: runs a crate's criterion benchmarks, then its side-by-side anchors against the
 //!   Python reference ([`bench`] module: `examples/bench_anchor.rs` vs `benches/anchor.py`).
 //! - `demo`: assets, a release build of `bomf`, then `bomf run` on the demo config
-//!   (`configs/demo-multiemo-minilm.toml`): MiniLM on multiemo, about 10 minutes on 2 cores.
+//!   (`configs/demo-multiemo-minilm.toml`): MiniLM on multiemo, a few minutes on 2 cores.
 //! - `reproduce`: the paper's protocol over tasks × seeds with `bomf run`, summarised in
 //!   `RESULTS.md` (mean ± std per method).
 //!
@@ -66,7 +66,8 @@ enum Task {
         args: Vec<String>,
     },
     /// BOMF end to end on real data: MiniLM fine-tuned on BIG-bench multiemo, fused by BO, against
-    /// the best checkpoint, SWA, greedy soup and learned soup (about 10 minutes on 2 CPU cores).
+    /// the best checkpoint, SWA, greedy soup and learned soup (about 3 minutes on 2 CPU cores,
+    /// after the release build).
     ///
     /// Fetches the assets if needed, builds `bomf` (release) and runs
     /// `bomf run configs/demo-multiemo-minilm.toml`; prints the final table and the report's path.
