@@ -17,7 +17,7 @@ use bomf_core::eval::{EvalSet, Scoring, evaluate, generate_texts};
 use bomf_core::fusion::CheckpointSet;
 use bomf_core::fusion_bo::FusionBoConfig;
 use bomf_core::generative::{
-    LoraLlama, choice_items, default_prompt, generation_items, score_tokens,
+    LoraLlama, choice_items, default_prompt, generation_items, score_tokens, span_qa_as_generation,
 };
 use bomf_core::hpbo::{HpSpace, HpboConfig};
 use bomf_core::model::{GenerationConfig, TaskModel};
@@ -28,7 +28,7 @@ use bomf_core::train::{Budget, Control, TrainConfig, train};
 use bomf_core::trajectory::{KeepRule, TrajectoryConfig, collect_trajectory};
 use bomf_data::batch::{BatchConfig, Batcher, Item, ItemTarget};
 use bomf_data::metrics::{Metric, corpus_bleu, rouge};
-use bomf_data::task::{Dataset, Example, Target, Task as DataTask};
+use bomf_data::task::{Dataset, Example, SpanAnswer, Target, Task as DataTask, TaskKind};
 use bomf_data::tokenize::{EncoderConfig, ModelFamily, TextEncoder};
 use bomf_models::llama::load_llama;
 use bomf_models::lora::LoraConfig;
@@ -1037,4 +1037,65 @@ proptest::proptest! {
             }
         }
     }
+}
+
+/// SQuAD as generation: every gold answer is a reference (the first is the training target), an
+/// unanswerable question has the single empty reference, and the task keeps its own metrics.
+#[test]
+fn squad_questions_become_generation_targets() {
+    let answer = |text: &str, start_char| SpanAnswer {
+        text: text.into(),
+        start_char,
+    };
+    let question = |id: &str, answers: Vec<SpanAnswer>| Example {
+        id: id.into(),
+        inputs: vec!["Where?".into(), "In the riverside.".into()],
+        options: Vec::new(),
+        target: Some(Target::Span(answers)),
+    };
+    let squad = Dataset {
+        task: DataTask::squad(true),
+        examples: vec![
+            question(
+                "a",
+                vec![answer("the riverside", 3), answer("riverside", 7)],
+            ),
+            question("b", vec![]),
+        ],
+    };
+    let generation = span_qa_as_generation(&squad).unwrap();
+    assert_eq!(generation.task.kind, TaskKind::Generation);
+    assert_eq!(
+        generation.task.metrics,
+        vec![Metric::SquadExactMatch, Metric::SquadF1]
+    );
+    let references: Vec<_> = generation
+        .examples
+        .iter()
+        .map(|e| e.target.clone())
+        .collect();
+    assert_eq!(
+        references,
+        [
+            Some(Target::Text(vec![
+                "the riverside".into(),
+                "riverside".into()
+            ])),
+            Some(Target::Text(vec![String::new()])),
+        ]
+    );
+    assert_eq!(
+        default_prompt(&generation.examples[0]),
+        "Where?\nIn the riverside.\n"
+    );
+    // Anything but extractive QA, or a question without its answers, is refused.
+    let mut unlabelled = squad.clone();
+    unlabelled.examples[1].target = None;
+    let err = span_qa_as_generation(&unlabelled).unwrap_err().to_string();
+    assert!(
+        err.contains("example b") && err.contains("no gold answers"),
+        "{err}"
+    );
+    let err = span_qa_as_generation(&generation).unwrap_err().to_string();
+    assert!(err.contains("not an extractive QA task"), "{err}");
 }
