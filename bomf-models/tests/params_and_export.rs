@@ -4,6 +4,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
 
 use bomf_models::bert::Task;
 use bomf_models::params::{self, Coverage};
@@ -22,8 +23,17 @@ fn roberta_seqcls<Bk: burn::tensor::backend::Backend>() -> (BertWithHead<Bk>, Be
     (m, c)
 }
 
+/// The backend's RNG is one per process and the tests of this file run in parallel: a fresh model
+/// (or dropout) in one test would move the RNG under `loading_a_full_checkpoint_draws_nothing_…`.
+/// Every test holds this lock.
+fn rng_lock() -> MutexGuard<'static, ()> {
+    static RNG: Mutex<()> = Mutex::new(());
+    RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 #[test]
 fn names_and_shapes_are_exactly_the_checkpoints() {
+    let _rng = rng_lock();
     let (model, _) = roberta_seqcls::<B>();
     let ours: BTreeMap<String, Vec<usize>> = params::param_shapes(&model).into_iter().collect();
     let stored: BTreeMap<String, Vec<usize>> =
@@ -47,6 +57,7 @@ fn names_and_shapes_are_exactly_the_checkpoints() {
 
 #[test]
 fn named_tensors_equal_the_checkpoint_data() {
+    let _rng = rng_lock();
     let (model, _) = roberta_seqcls::<B>();
     let stored = weights::read_checkpoint(fixtures().join("roberta_seqcls"))
         .unwrap()
@@ -58,6 +69,7 @@ fn named_tensors_equal_the_checkpoint_data() {
 
 #[test]
 fn set_tensors_round_trips_and_rejects_bad_input() {
+    let _rng = rng_lock();
     let (model, config) = roberta_seqcls::<B>();
     let tensors: BTreeMap<_, _> = params::named_tensors(&model).unwrap().into_iter().collect();
     let device = Default::default();
@@ -92,6 +104,7 @@ fn set_tensors_round_trips_and_rejects_bad_input() {
 
 #[test]
 fn weighted_sum_mixes_every_tensor() {
+    let _rng = rng_lock();
     let device = Default::default();
     let (a, config) = roberta_seqcls::<B>();
     let (b, _) = weights::load_bert_with_config::<B>(
@@ -126,6 +139,7 @@ fn weighted_sum_mixes_every_tensor() {
 
 #[test]
 fn frozen_parameters_do_not_move_in_an_optimiser_step() {
+    let _rng = rng_lock();
     let device = Default::default();
     let (model, _) = roberta_seqcls::<AB>();
     // Stage-1 proxy: freeze embeddings and the lowest layer.
@@ -171,6 +185,7 @@ fn frozen_parameters_do_not_move_in_an_optimiser_step() {
 
 #[test]
 fn exported_folder_reloads_identically() {
+    let _rng = rng_lock();
     let device = Default::default();
     let (model, config) = roberta_seqcls::<B>();
     let config = config.with_labels(&["negative", "neutral", "positive"]);
@@ -203,6 +218,7 @@ fn exported_folder_reloads_identically() {
 
 #[test]
 fn clones_of_a_fresh_model_are_identical() {
+    let _rng = rng_lock();
     let device = Default::default();
     let (_, config) = roberta_seqcls::<B>();
     let model = BertWithHead::<B>::new(&config, Task::MultipleChoice, &device);
@@ -217,6 +233,7 @@ fn clones_of_a_fresh_model_are_identical() {
 /// RNG is where the seed left it (a fresh head, absent from the file, is what draws).
 #[test]
 fn loading_a_full_checkpoint_draws_nothing_from_the_rng() {
+    let _rng = rng_lock();
     use burn::tensor::{Distribution, Tensor, backend::Backend};
     let device = Default::default();
     let draw = || Tensor::<B, 1>::random([8], Distribution::Default, &device).into_data();
