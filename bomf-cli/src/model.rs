@@ -191,6 +191,11 @@ pub fn align_labels(dataset: Dataset, config: &BertConfig) -> Result<Dataset> {
             }
             Ok(dataset)
         }
+        TaskKind::SpanQa { .. } => bail!(
+            "a sequence classifier cannot answer {} (extractive QA): bomf answers SQuAD by \
+             generation, with a T5 or LLaMA-family model (see configs/squad-t5.toml)",
+            dataset.task.name
+        ),
         other => bail!(
             "a sequence classifier cannot score {} ({other:?}); use a classification or \
              regression dataset",

@@ -513,6 +513,24 @@ fn squad_is_answered_by_generation_like_transformers() {
 }
 
 #[test]
+fn a_classifier_on_squad_is_told_to_use_a_generative_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = Data::Squad.write_spec(dir.path());
+    let bert = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny/a");
+    let err = fail(&bomf(
+        &[
+            "eval",
+            "--model",
+            bert.to_str().unwrap(),
+            "--data",
+            spec.to_str().unwrap(),
+        ],
+        dir.path(),
+    ));
+    assert!(err.contains("T5 or LLaMA-family"), "{err}");
+}
+
+#[test]
 fn t5_run_on_squad_selects_by_exact_match() {
     use bomf_data::metrics::{Metric, MetricInput};
     let dir = tempfile::tempdir().unwrap();
