@@ -377,7 +377,12 @@ fn predict(dir: &Path, model: &str, extra: &[&str]) -> Vec<String> {
     args.extend(["--model", model_dir.to_str().unwrap()]);
     args.extend(extra);
     succeed(&bomf(&args, dir));
-    std::fs::read_to_string(&out)
+    generated_texts(&out)
+}
+
+/// The `generated_text` of each line `bomf predict` wrote to `out`.
+fn generated_texts(out: &Path) -> Vec<String> {
+    std::fs::read_to_string(out)
         .unwrap()
         .lines()
         .map(|l| {
@@ -475,14 +480,7 @@ fn predict_squad(dir: &Path, model: &Path) -> Vec<String> {
         ],
         dir,
     ));
-    std::fs::read_to_string(&out)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            v["generated_text"].as_str().unwrap().to_string()
-        })
-        .collect()
+    generated_texts(&out)
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! `--resume` finishes the run without repeating a completed evaluation, and config errors.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -197,21 +197,23 @@ fn run_writes_results_fused_model_and_report() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
 }
 
-#[test]
-fn kill_9_then_resume_repeats_no_evaluation() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "");
-    let run = dir.path().join("run2");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bomf"))
-        .args(["run", config.to_str().unwrap(), "--out", "run2"])
-        .current_dir(dir.path())
+/// `bomf ARGS` in the background, each evaluation slowed down (300 ms) so that a test can
+/// interrupt it mid-search.
+fn slow_run(dir: &Path, args: &[&str], stderr: Stdio) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_bomf"))
+        .args(args)
+        .current_dir(dir)
         .env("BOMF_TEST_EVAL_DELAY_MS", "300")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Waits until the run in `run` has logged `n` fusion evaluations (at most a minute).
+fn wait_for_fusions(child: &mut Child, run: &Path, n: usize) {
     let started = Instant::now();
-    while fusion_indices(&run, "bomf").len() < 3 {
+    while fusion_indices(run, "bomf").len() < n {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "the run made no progress"
@@ -219,6 +221,19 @@ fn kill_9_then_resume_repeats_no_evaluation() {
         assert!(child.try_wait().unwrap().is_none(), "the run ended early");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn kill_9_then_resume_repeats_no_evaluation() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let run = dir.path().join("run2");
+    let mut child = slow_run(
+        dir.path(),
+        &["run", config.to_str().unwrap(), "--out", "run2"],
+        Stdio::null(),
+    );
+    wait_for_fusions(&mut child, &run, 3);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let before = fusion_indices(&run, "bomf");
@@ -253,23 +268,8 @@ fn ctrl_c_stops_cleanly_and_a_second_run_is_locked_out() {
     let config = write_config(dir.path(), "");
     let run = dir.path().join("run4");
     let args = ["run", config.to_str().unwrap(), "--out", "run4"];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bomf"))
-        .args(args)
-        .current_dir(dir.path())
-        .env("BOMF_TEST_EVAL_DELAY_MS", "300")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while fusion_indices(&run, "bomf").len() < 2 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the run made no progress"
-        );
-        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = slow_run(dir.path(), &args, Stdio::piped());
+    wait_for_fusions(&mut child, &run, 2);
     let second = bomf(&[&args[..], &["--resume"]].concat(), dir.path());
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(

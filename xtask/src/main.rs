@@ -409,22 +409,26 @@ fn config_for_assets(
 /// `key = "relative/path"` for the config keys that hold paths (`path`, and the split files
 /// `train`, `validation`, `test`): the key and the path.
 fn relative_path_value(line: &str) -> Option<(&str, &str)> {
+    let (key, value) = string_setting(line)?;
+    (["path", "train", "validation", "test"].contains(&key) && Path::new(value).is_relative())
+        .then_some((key, value))
+}
+
+/// A config line `key = "value"`: the key and the string (no escapes: paths and names).
+fn string_setting(line: &str) -> Option<(&str, &str)> {
     let (key, value) = line.split_once('=')?;
-    let key = key.trim();
-    if !["path", "train", "validation", "test"].contains(&key) {
-        return None;
-    }
     let value = value.trim().strip_prefix('"')?;
-    let value = &value[..value.find('"')?];
-    Path::new(value).is_relative().then_some((key, value))
+    Some((key.trim(), &value[..value.find('"')?]))
 }
 
 /// The part after `.bomf/assets/` of a config line `path = "…/.bomf/assets/<rest>"` (a model
 /// in the default assets folder), so that it can point at the installed assets instead.
 fn asset_path(line: &str) -> Option<&str> {
     const MARK: &str = ".bomf/assets/";
-    let value = line.strip_prefix("path = \"")?;
-    let value = &value[..value.find('"')?];
+    let (key, value) = string_setting(line)?;
+    if key != "path" {
+        return None;
+    }
     Some(&value[value.find(MARK)? + MARK.len()..])
 }
 
