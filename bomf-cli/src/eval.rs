@@ -28,10 +28,10 @@ pub struct DataSource {
     /// it are relative to the file.
     #[arg(long, value_name = "SPEC.toml", group = "source")]
     pub data: Option<PathBuf>,
-    /// A BIG-bench task: an installed one (`multiemo/all_sentence_en`, see `cargo xtask assets`)
-    /// or a task folder. Split 80/10/10 by hash rank unless `--counts` is given.
-    #[arg(long, value_name = "NAME|DIR", group = "source")]
-    pub bigbench: Option<String>,
+    /// A BIG-bench task of your own: its folder or its `task.json`. Split 80/10/10 by hash rank
+    /// unless `--counts` is given.
+    #[arg(long, value_name = "DIR|task.json", group = "source")]
+    pub bigbench: Option<PathBuf>,
     /// One labelled JSONL/CSV/TSV file, scored as a whole (the format comes from the extension).
     #[arg(long, value_name = "FILE", group = "source")]
     pub file: Option<PathBuf>,
@@ -61,7 +61,7 @@ impl DataSource {
             return DataSpec::from_file(path)
                 .with_context(|| format!("reading the data spec {}", path.display()));
         }
-        if let Some(name) = &self.bigbench {
+        if let Some(task) = &self.bigbench {
             let split = match &options.counts {
                 Some(c) if c.len() == 3 => SplitSpec::ByRank {
                     train: c[0],
@@ -78,12 +78,7 @@ impl DataSource {
                 },
             };
             let mut spec = DataSpec::new(DataFormat::Bigbench, split);
-            let as_path = PathBuf::from(name);
-            if as_path.exists() {
-                spec.path = Some(as_path);
-            } else {
-                spec.asset = Some(name.clone());
-            }
+            spec.path = Some(task.clone());
             return Ok(spec);
         }
         if let Some(file) = &self.file {
@@ -105,14 +100,14 @@ impl DataSource {
             spec.label_field = Some(options.label_field.clone());
             return Ok(spec);
         }
-        bail!("give the data with --data SPEC.toml, --bigbench NAME or --file FILE")
+        bail!("give the data with --data SPEC.toml, --bigbench DIR or --file FILE")
     }
 }
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
     bomf eval --model runs/mrpc/fused --data configs/data/mrpc.toml --split test\n  \
-    bomf eval --model my-model --bigbench multiemo/all_sentence_en --counts 3000,400,1000 --split validation\n  \
+    bomf eval --model my-model --bigbench bigbench/multiemo/all_sentence_en --counts 3000,400,1000 --split validation\n  \
     bomf eval --model my-model --file held_out.jsonl --text-field review --label-field stars\n\n\
     bomf eval --model runs/e2e/fused --data configs/e2e-smollm2-lora.toml --split test\n  \
     bomf eval --model smollm2.gguf --adapter runs/e2e/fused-adapter --data e2e.toml --split test\n\n\

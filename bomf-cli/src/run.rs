@@ -174,8 +174,8 @@ impl RunConfig {
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
-    bomf run configs/multiemo-minilm.toml --out runs/multiemo\n  \
-    bomf run configs/multiemo-minilm.toml --out runs/multiemo --resume   # after a crash or Ctrl-C\n  \
+    bomf run configs/banking77-minilm.toml --out runs/banking77\n  \
+    bomf run configs/banking77-minilm.toml --out runs/banking77 --resume   # after a crash or Ctrl-C\n  \
     bomf run configs/e2e-smollm2-lora.toml --out runs/e2e               # LLaMA-family + LoRA\n\n\
     The run directory gets config.toml, evaluations.jsonl (one line per evaluation), state/,\n\
     checkpoints/, fused/ (the chosen model as an HF folder; with LoRA, the fused adapters merged\n\
@@ -943,7 +943,8 @@ mod tests {
         assert_eq!(short_duration(Duration::from_secs(7620)), "2h07m");
     }
 
-    /// Every example config in `configs/` parses and passes validation.
+    /// Every example config in `configs/` parses and passes validation; one whose data are
+    /// installed assets loads them (with `BOMF_REQUIRE_ASSETS=1`, missing assets fail the test).
     #[test]
     fn example_configs_are_valid() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
@@ -958,9 +959,48 @@ mod tests {
                     .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
                 config.bomf_config(10).train.validate().unwrap();
                 config.trajectory.validate().unwrap();
+                load_served_data(&config.data, &path);
                 n += 1;
             }
         }
         assert!(n >= 8, "only {n} configs found");
+    }
+
+    /// Loads a config's data when its files are in the assets folder: every split non-empty.
+    fn load_served_data(data: &DataSpec, config: &Path) {
+        use bomf_data::spec::SplitSpec;
+        let mut files: Vec<&Path> = data.path.iter().map(PathBuf::as_path).collect();
+        if let SplitSpec::Files {
+            train,
+            validation,
+            test,
+        } = &data.split
+        {
+            files.extend(
+                [train, validation, test]
+                    .into_iter()
+                    .flatten()
+                    .map(|p| p.as_path()),
+            );
+        }
+        let served: Vec<&Path> = files
+            .into_iter()
+            .filter(|f| f.to_string_lossy().contains(".bomf/assets/"))
+            .collect();
+        if served.is_empty() {
+            return;
+        }
+        for file in &served {
+            let installed = std::path::absolute(file).unwrap();
+            if bomf_data::assets::require(installed).unwrap().is_none() {
+                return;
+            }
+        }
+        let splits = data
+            .load()
+            .unwrap_or_else(|e| panic!("{}: {e:#}", config.display()));
+        for split in [&splits.train, &splits.validation, &splits.test] {
+            assert!(!split.is_empty(), "{}", config.display());
+        }
     }
 }

@@ -47,8 +47,8 @@ pub enum RuleArg {
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
-    bomf train --model models/minilm --data configs/data/multiemo.toml --out runs/multiemo --epochs 2\n  \
-    bomf train --model bert-tiny --bigbench multiemo/all_sentence_en --counts 3000,400,1000 \\\n             \
+    bomf train --model models/minilm --data configs/banking77-minilm.toml --out runs/banking77 --epochs 2\n  \
+    bomf train --model bert-tiny --bigbench my-tasks/multiemo/all_sentence_en --counts 3000,400,1000 \\\n             \
     --out runs/x --lr 5e-5 --k 8 --every 10 --rule window\n\n\
     The data needs a train and a validation split (validation picks the window and labels each\n\
     checkpoint). A model folder without a classification head (a base model) gets a fresh head\n\

@@ -65,6 +65,9 @@ enum Data {
     Choice,
     /// SQuAD v2.0 files (`gen_tiny_squad.py`), answered by generation.
     Squad,
+    /// The generation files read as classification of each sentence into its MR, cast as
+    /// text-to-text (`as_generation`): the model writes the label.
+    Labels,
 }
 
 impl Data {
@@ -74,6 +77,11 @@ impl Data {
             Data::Generation => ("e2e", "gen", "csv"),
             Data::Choice => ("mcqa", "mc", "jsonl"),
             Data::Squad => ("squad", "squad", "json"),
+            Data::Labels => ("csv", "gen", "csv"),
+        };
+        let columns = match self {
+            Data::Labels => "text_fields = [\"ref\"]\nlabel_field = \"mr\"\nas_generation = true\n",
+            _ => "",
         };
         let f = |split: &str| {
             fixtures()
@@ -82,7 +90,7 @@ impl Data {
                 .to_string()
         };
         format!(
-            "format = \"{format}\"\n\n[{{split}}]\nkind = \"files\"\ntrain = {:?}\nvalidation = {:?}\ntest = {:?}\n",
+            "format = \"{format}\"\n{columns}\n[{{split}}]\nkind = \"files\"\ntrain = {:?}\nvalidation = {:?}\ntest = {:?}\n",
             f("train"),
             f("validation"),
             f("test"),
@@ -95,6 +103,7 @@ impl Data {
             Data::Generation => "gen.toml",
             Data::Choice => "mc.toml",
             Data::Squad => "squad.toml",
+            Data::Labels => "labels.toml",
         });
         std::fs::write(&path, self.spec_body().replace("{split}", "split")).unwrap();
         path
@@ -290,6 +299,15 @@ fn lora_llama_run_on_generation_writes_merged_model_and_adapter() {
         without_times(&read("results.json")),
         without_times(&results)
     );
+}
+
+#[test]
+fn lora_llama_run_writes_class_labels_as_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_run_config(dir.path(), "llama", LORA, Data::Labels);
+    let chosen = run_and_check(dir.path(), &config, "exact_match");
+    assert_eq!(chosen["metrics"].as_object().unwrap().len(), 1, "{chosen}");
+    assert_fused_reproduces(dir.path(), &chosen, Data::Labels);
 }
 
 /// Stage 1 on the LoRA-rank proxy (`[hpbo] lora_rank`, at rank 2 of the run's 4).

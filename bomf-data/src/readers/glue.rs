@@ -302,6 +302,7 @@ pub fn read_glue_export(
         regression: task == GlueTask::Stsb,
         labels: None,
         format: Some(format),
+        keep: None,
     };
     let examples = rows_to_examples(&rows, &mapping, &glue_task)?;
     finish(path, glue_task, examples)

@@ -1,8 +1,9 @@
 //! Multiple-choice QA JSONL reader (KorMedMCQA-style).
 //!
 //! Each line is an object with a question, its options and the correct answer. Options come
-//! either as a list field (`"options": ["…", "…"]`) or as letter fields `"A"`, `"B"`, … (as in
-//! KorMedMCQA), read from `A` until the first missing letter. The answer may be a letter
+//! as a list field (`"options": ["…", "…"]`), as named fields in order (`option_fields`, e.g.
+//! MMLU's `answer_a` … `answer_d`), or as letter fields `"A"`, `"B"`, … (as in KorMedMCQA), read
+//! from `A` until the first missing letter. The answer may be a letter
 //! (`"C"`), or an integer counted from [`McqaConfig::answer_base`] (KorMedMCQA counts from 1).
 
 use std::path::Path;
@@ -11,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{DataError, Location, Result};
-use crate::readers::tabular::{TabularFormat, read_rows};
+use crate::readers::tabular::{RowFilter, TabularFormat, default_id, read_rows_kept};
 use crate::readers::{json_scalar_text, json_str, json_type_name};
 use crate::task::{Dataset, Example, Target, Task};
 
@@ -23,6 +24,9 @@ pub struct McqaConfig {
     pub question_field: String,
     /// List-valued options field; when absent from a record, letter fields `A`, `B`, … are used.
     pub options_field: String,
+    /// The options in these fields, in order (the answer letter `A` is the first): for files
+    /// that spell each option as its own field, such as MMLU's `answer_a` … `answer_d`.
+    pub option_fields: Option<Vec<String>>,
     pub answer_field: String,
     /// What integer answers count from: 0 (`answer: 0` is the first option) or 1 (KorMedMCQA).
     pub answer_base: u8,
@@ -36,6 +40,7 @@ impl Default for McqaConfig {
             name: "mcqa".into(),
             question_field: "question".into(),
             options_field: "options".into(),
+            option_fields: None,
             answer_field: "answer".into(),
             answer_base: 0,
             id_field: None,
@@ -56,15 +61,19 @@ impl McqaConfig {
 
 const LETTERS: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
-/// Reads an MCQA JSONL file.
-pub fn read_mcqa_jsonl(path: &Path, config: &McqaConfig) -> Result<Dataset> {
+/// Reads an MCQA JSONL file: the questions that `keep` keeps (all of them without a filter).
+pub fn read_mcqa_jsonl(
+    path: &Path,
+    config: &McqaConfig,
+    keep: Option<&RowFilter>,
+) -> Result<Dataset> {
     if config.answer_base > 1 {
         return Err(DataError::InvalidConfig(format!(
             "answer_base must be 0 or 1, got {}",
             config.answer_base
         )));
     }
-    let rows = read_rows(path, TabularFormat::Jsonl)?;
+    let rows = read_rows_kept(path, TabularFormat::Jsonl, keep)?;
     let mut examples = Vec::with_capacity(rows.len());
     for row in &rows {
         let at = &row.at;
@@ -89,7 +98,7 @@ pub fn read_mcqa_jsonl(path: &Path, config: &McqaConfig) -> Result<Dataset> {
                 })?;
                 json_scalar_text(v, f, at)?
             }
-            None => format!("line{}", at.line.unwrap_or(0)),
+            None => default_id(at),
         };
         examples.push(Example {
             id,
@@ -109,6 +118,19 @@ fn read_options(
     config: &McqaConfig,
     at: &Location,
 ) -> Result<Vec<String>> {
+    if let Some(names) = &config.option_fields {
+        let options = names
+            .iter()
+            .map(|name| match fields.get(name) {
+                Some(v) => json_scalar_text(v, name, at),
+                None => Err(DataError::MissingColumn {
+                    at: at.clone(),
+                    column: name.clone(),
+                }),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        return at_least_two(options, at);
+    }
     let options: Vec<String> = match fields.get(&config.options_field) {
         Some(Value::Array(items)) => items
             .iter()
@@ -140,6 +162,10 @@ fn read_options(
             letters
         }
     };
+    at_least_two(options, at)
+}
+
+fn at_least_two(options: Vec<String>, at: &Location) -> Result<Vec<String>> {
     if options.len() < 2 {
         return Err(DataError::malformed(
             at.clone(),

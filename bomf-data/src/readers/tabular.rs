@@ -5,6 +5,14 @@
 //! values (numerically sorted when every label is an integer), so the same file always gives the
 //! same class indices. JSONL and CSV share one code path: every row is first turned into a JSON
 //! object (CSV cells become strings), then the mapping is applied.
+//!
+//! Two conventions, both explicit:
+//! - A `.json`/`.jsonl` file whose first character (after a UTF-8 BOM and white space) is `[` is
+//!   one JSON array of objects (what `json.dump(list_of_dicts)` and the `datasets` JSON loader
+//!   read), not JSON lines.
+//! - A [`RowFilter`] (`keep = { field = "...", values = [...] }` in a data spec) keeps only the
+//!   rows whose field is one of the listed values; the others are left out on purpose (e.g. the
+//!   `plot` rows of a review corpus, or the subjects of MMLU that a task does not use).
 
 use std::path::Path;
 
@@ -71,6 +79,9 @@ pub struct ColumnMapping {
     /// File format; `None` guesses from the extension.
     #[serde(default)]
     pub format: Option<TabularFormat>,
+    /// Only the rows this filter keeps; every row when `None`.
+    #[serde(default)]
+    pub keep: Option<RowFilter>,
 }
 
 fn default_name() -> String {
@@ -88,6 +99,7 @@ impl ColumnMapping {
             regression: false,
             labels: None,
             format: None,
+            keep: None,
         }
     }
 
@@ -117,6 +129,71 @@ impl ColumnMapping {
     }
 }
 
+/// Keeps the rows whose `field` has one of `values`, compared as text: a string (trimmed), an
+/// integer or a boolean as written; `null` matches nothing. A row without the field is an error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RowFilter {
+    /// The column (tabular) or field (JSON) compared.
+    pub field: String,
+    /// The values whose rows are kept.
+    pub values: Vec<String>,
+}
+
+impl RowFilter {
+    /// Refuses a filter that could keep nothing.
+    pub fn validate(&self) -> Result<()> {
+        if self.field.trim().is_empty() || self.values.is_empty() {
+            return Err(DataError::InvalidConfig(format!(
+                "`keep` needs a field and at least one value, got field {:?} and values {:?}",
+                self.field, self.values
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether `row` is kept.
+    fn keeps(&self, row: &Row) -> Result<bool> {
+        let text = match row.field(&self.field)? {
+            Value::String(s) => s.trim().to_string(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            Value::Null => return Ok(false),
+            other => {
+                return Err(DataError::WrongType {
+                    at: row.at.clone(),
+                    field: self.field.clone(),
+                    expected: "a string, number or boolean to filter on",
+                    found: json_type_name(other),
+                });
+            }
+        };
+        Ok(self.values.iter().any(|v| v.trim() == text))
+    }
+
+    /// The rows kept; an error when none is.
+    fn apply(&self, rows: Vec<Row>, path: &Path) -> Result<Vec<Row>> {
+        self.validate()?;
+        let mut kept = Vec::with_capacity(rows.len());
+        for row in rows {
+            if self.keeps(&row)? {
+                kept.push(row);
+            }
+        }
+        if kept.is_empty() {
+            return Err(DataError::Empty {
+                what: format!(
+                    "{} after keeping the rows whose `{}` is one of {:?}",
+                    path.display(),
+                    self.field,
+                    self.values
+                ),
+            });
+        }
+        Ok(kept)
+    }
+}
+
 /// One parsed row and where it came from.
 pub(crate) struct Row {
     pub at: Location,
@@ -132,6 +209,28 @@ impl Row {
                 at: self.at.clone(),
                 column: column.to_string(),
             })
+    }
+}
+
+/// The id of a row without an id column: its line, or its index in a JSON array.
+pub(crate) fn default_id(at: &Location) -> String {
+    match (&at.line, &at.record) {
+        (Some(line), _) => format!("line{line}"),
+        (None, Some(record)) => format!("item{record}"),
+        (None, None) => "item".to_string(),
+    }
+}
+
+/// Reads the rows of a JSONL/CSV/TSV file that `keep` keeps (every row without a filter).
+pub(crate) fn read_rows_kept(
+    path: &Path,
+    format: TabularFormat,
+    keep: Option<&RowFilter>,
+) -> Result<Vec<Row>> {
+    let rows = read_rows(path, format)?;
+    match keep {
+        Some(filter) => filter.apply(rows, path),
+        None => Ok(rows),
     }
 }
 
@@ -152,6 +251,10 @@ pub(crate) fn read_rows(path: &Path, format: TabularFormat) -> Result<Vec<Row>> 
 
 fn read_jsonl_rows(path: &Path) -> Result<Vec<Row>> {
     let text = read_text(path)?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    if text.trim_start().starts_with('[') {
+        return read_json_array_rows(path, text);
+    }
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let at = Location::line(path, i + 1);
@@ -177,6 +280,31 @@ fn read_jsonl_rows(path: &Path) -> Result<Vec<Row>> {
         }
     }
     Ok(rows)
+}
+
+/// A JSON array of objects; each element's location is its index (`[3]`).
+fn read_json_array_rows(path: &Path, text: &str) -> Result<Vec<Row>> {
+    let items: Vec<Value> = serde_json::from_str(text).map_err(|source| DataError::Json {
+        at: Location::line(path, 1),
+        source,
+    })?;
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let at = Location::record(path, format!("[{i}]"));
+            match item {
+                Value::Object(fields) => Ok(Row { at, fields }),
+                other => Err(DataError::malformed(
+                    at,
+                    format!(
+                        "each element of a JSON array file must be an object, found {}",
+                        json_type_name(&other)
+                    ),
+                )),
+            }
+        })
+        .collect()
 }
 
 fn read_csv_rows(path: &Path, delimiter: u8) -> Result<Vec<Row>> {
@@ -225,7 +353,7 @@ pub fn read_tabular(path: &Path, mapping: &ColumnMapping) -> Result<Dataset> {
         Some(f) => f,
         None => TabularFormat::from_path(path)?,
     };
-    let rows = read_rows(path, format)?;
+    let rows = read_rows_kept(path, format, mapping.keep.as_ref())?;
 
     let kind = if mapping.regression {
         TaskKind::Regression
@@ -272,7 +400,7 @@ pub(crate) fn rows_to_examples(
                 let value = row.field(column)?;
                 json_scalar_text(value, column, at)?
             }
-            None => format!("line{}", at.line.unwrap_or(0)),
+            None => default_id(at),
         };
         let target = match &mapping.label_column {
             None => None,
