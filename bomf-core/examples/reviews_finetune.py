@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
-"""PyTorch/transformers side of `multiemo_finetune.rs`: the same fine-tune on the same split.
+"""PyTorch/transformers side of `reviews_finetune.rs`: the same fine-tune on the same split.
 
-MiniLM + a fresh 4-class head (BertForSequenceClassification), AdamW with the reference's
-settings (betas 0.9/0.98, eps 1e-6, weight decay 0.1 except biases and LayerNorm weights),
-constant learning rate after 10% linear warmup, gradient clipping at 1.0, dynamic padding,
-max length 128, then accuracy and mean cross-entropy on the validation split.
+MiniLM + a fresh classification head (BertForSequenceClassification) with one output per label
+of the dumped split's `labels.json` (fresh/rotten for the Rotten Tomatoes snippets), AdamW with
+the reference's settings (betas 0.9/0.98, eps 1e-6, weight decay 0.1 except biases and LayerNorm
+weights), constant learning rate after 10% linear warmup, gradient clipping at 1.0, dynamic
+padding, max length 128, then accuracy and mean cross-entropy on the validation split, next to the
+majority-class rate of that split.
 
-    cargo run -p bomf-core --release --example multiemo_finetune -- --dump-split DIR
-    python multiemo_finetune.py --split DIR --model .bomf/assets/minilm [--lr 5e-5] \
+    cargo run -p bomf-core --release --example reviews_finetune -- --dump-split DIR
+    python reviews_finetune.py --split DIR --model .bomf/assets/minilm [--lr 5e-5] \
         [--batch 32] [--seed 0] [--epochs 1] [--threads 2]
 
 The last line is JSON like the Rust example's, with "impl": "pytorch".
@@ -17,7 +19,9 @@ import json
 import math
 import os
 import random
+import sys
 import time
+from collections import Counter
 
 import torch
 from transformers import (
@@ -77,9 +81,22 @@ def main():
 
     train = read(os.path.join(a.split, "train.jsonl"))
     val = read(os.path.join(a.split, "validation.jsonl"))
-    n_labels = 1 + max(r["label"] for r in train + val)
+    with open(os.path.join(a.split, "labels.json")) as f:
+        labels = json.load(f)
+    bad = [r["label"] for r in train + val if not 0 <= r["label"] < len(labels)]
+    if bad:
+        sys.exit(f"labels.json names {len(labels)} labels, the split has class {bad[0]}")
+    counts = Counter(r["label"] for r in val)
+    majority = max(counts.values()) / len(val)
+    print(f"labels {labels}: train {len(train)} validation {len(val)}; "
+          f"majority class of the validation split {majority:.4f}")
     tokenizer = AutoTokenizer.from_pretrained(a.model)
-    model = BertForSequenceClassification.from_pretrained(a.model, num_labels=n_labels)
+    model = BertForSequenceClassification.from_pretrained(
+        a.model,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)},
+    )
     model.train()
 
     no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
@@ -109,7 +126,7 @@ def main():
     acc, loss = evaluate(model, val, tokenizer, a.max_len)
     print(f"trained {step} steps in {time.time() - start:.0f}s")
     print(json.dumps({"impl": "pytorch", "lr": a.lr, "batch": a.batch, "seed": a.seed,
-                      "steps": step, "accuracy": acc, "loss": loss}))
+                      "steps": step, "accuracy": acc, "loss": loss, "majority": majority}))
 
 
 if __name__ == "__main__":
