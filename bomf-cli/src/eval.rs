@@ -2,7 +2,7 @@
 //! classifier folder on classification/regression data, or a T5/LLaMA folder (or LLaMA `.gguf`)
 //! on generation data (ROUGE/BLEU of greedy generations) or multiple-choice data (accuracy).
 //!
-//! The data comes from a [`DataSpec`] (a TOML file), an installed or local BIG-bench task, or a
+//! The data comes from a [`DataSpec`] (a TOML file), a BIG-bench task folder of your own, or a
 //! single labelled file; [`DataArgs`] turns the flags into a spec so every command reads data
 //! the same way.
 

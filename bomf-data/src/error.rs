@@ -164,7 +164,7 @@ pub enum DataError {
     #[error(transparent)]
     Metric(#[from] crate::metrics::MetricError),
 
-    /// A required asset (model, tokenizer, BIG-bench task) is not installed.
+    /// A required asset (model, tokenizer, dataset) is not installed.
     #[error(transparent)]
     Asset(#[from] crate::assets::AssetError),
 }
