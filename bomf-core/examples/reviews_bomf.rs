@@ -11,6 +11,9 @@
 //! loss-only and metric-only BO), `--max-len` [128]. The report (`report-seed<S>.json`) and a
 //! Markdown table go to `--out` [target/reviews-bomf].
 
+#[path = "common/reviews.rs"]
+mod common;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -22,8 +25,6 @@ use bomf_core::schedule::{ScheduleKind, Warmup};
 use bomf_core::train::{Budget, TrainConfig};
 use bomf_core::trajectory::{KeepRule, TrajectoryConfig};
 use bomf_data::batch::items_for_dataset;
-use bomf_data::metrics::Metric;
-use bomf_data::readers::tabular::{ColumnMapping, RowFilter, read_tabular};
 use bomf_data::split::split_by_rank;
 use bomf_data::tokenize::{EncoderConfig, ModelFamily, TextEncoder};
 use bomf_models::bert::BertConfig;
@@ -98,16 +99,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     let args = parse()?;
     let minilm = bomf_data::assets::minilm_dir();
-    let mut mapping = ColumnMapping::classification(&["text"], "category");
-    mapping.name = "rotten_tomatoes".into();
-    // The corpus also holds plot summaries (`plot`); only the review snippets are kept.
-    mapping.keep = Some(RowFilter {
-        field: "category".into(),
-        values: vec!["fresh".into(), "rotten".into()],
-    });
-    let mut dataset = read_tabular(&bomf_data::assets::rotten_tomatoes_csv(), &mapping)?;
-    // A tabular file carries no metrics: score the snippets by accuracy.
-    dataset.task.metrics = vec![Metric::Accuracy];
+    let dataset = common::rotten_tomatoes()?;
     let labels = dataset.task.labels().to_vec();
     // One split for every seed: seeds vary training and BO, not the data.
     let splits = split_by_rank(&dataset, [args.train, args.val, args.test], 0)?;

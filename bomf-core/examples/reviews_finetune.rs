@@ -15,13 +15,14 @@
 //! snippets; a smaller `--train` is only for a quick smoke run. The last line is JSON:
 //! `{"impl", "lr", "batch", "seed", "bucketing", "steps", "accuracy", "loss", "majority"}`.
 
+#[path = "common/reviews.rs"]
+mod common;
+
 use anyhow::Context;
 use bomf_core::eval::EvalSet;
 use bomf_core::schedule::{ScheduleKind, Warmup};
 use bomf_core::train::{Budget, Control, TrainConfig, train};
 use bomf_data::batch::{BatchConfig, Batcher, Bucketing, items_for_dataset};
-use bomf_data::metrics::Metric;
-use bomf_data::readers::tabular::{ColumnMapping, RowFilter, read_tabular};
 use bomf_data::split::split_by_rank;
 use bomf_data::task::Target;
 use bomf_data::tokenize::{EncoderConfig, ModelFamily, TextEncoder};
@@ -117,16 +118,7 @@ fn main() -> anyhow::Result<()> {
     let (lr, batch_size, max_len, seed) = (args.lr, args.batch, args.max_len, args.seed);
 
     let minilm = bomf_data::assets::minilm_dir();
-    let mut mapping = ColumnMapping::classification(&["text"], "category");
-    mapping.name = "rotten_tomatoes".into();
-    // The corpus also holds plot summaries (`plot`); only the review snippets are kept.
-    mapping.keep = Some(RowFilter {
-        field: "category".into(),
-        values: vec!["fresh".into(), "rotten".into()],
-    });
-    let mut dataset = read_tabular(&bomf_data::assets::rotten_tomatoes_csv(), &mapping)?;
-    // A tabular file carries no metrics: score the snippets by accuracy.
-    dataset.task.metrics = vec![Metric::Accuracy];
+    let dataset = common::rotten_tomatoes()?;
     let labels = dataset.task.labels().to_vec();
     let splits = split_by_rank(&dataset, [args.train, args.val, 1000], 0)?;
     let majority = majority_rate(&splits.validation, labels.len())?;
