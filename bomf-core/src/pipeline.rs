@@ -275,6 +275,10 @@ pub struct StageTimes {
 /// What [`run_bomf`] found.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BomfReport {
+    /// The metric stage 3 optimises together with the validation loss: the task's first. Every
+    /// comparison of methods (tables, `cargo xtask reproduce`) is on it.
+    #[serde(default)]
+    pub metric: String,
     pub hpbo_trials: Vec<HpTrial>,
     /// The HPBO-full baseline's trials (empty when it is off).
     #[serde(default)]
@@ -960,6 +964,7 @@ where
     store.save_state("times", &to_value(&times, "timing")?)?;
 
     Ok(BomfReport {
+        metric,
         hpbo_trials,
         hpbo_full_trials,
         train: train_config,
