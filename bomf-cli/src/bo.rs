@@ -31,8 +31,9 @@ pub struct SuggestArgs {
     /// "domain": "box"|"simplex"}`.
     #[arg(long, value_name = "SPACE.json")]
     space: PathBuf,
-    /// One evaluation per line: `{"x": [...], "y": [...]}` in user units; a non-finite or null
-    /// `y` entry marks a failed evaluation. A missing file is an empty history.
+    /// One evaluation per line: `{"x": [...], "y": [...]}` in user units; a `null`, `NaN` or
+    /// `Infinity` `y` entry (what Python's `json.dumps` writes for a non-finite float) marks a
+    /// failed evaluation. A missing file is an empty history.
     #[arg(long, value_name = "HISTORY.jsonl")]
     history: Option<PathBuf>,
     /// Acquisition function (default: qlogei for one objective, qnehvi for several).
@@ -150,7 +151,7 @@ fn replay_history(optimizer: &mut Optimizer, path: &Path, config: &SpaceConfig) 
         if line.trim().is_empty() {
             continue;
         }
-        let entry: HistoryLine = serde_json::from_str(line)
+        let entry: HistoryLine = serde_json::from_str(&non_finite_as_null(line))
             .with_context(|| format!("{}:{line_no}: not a history line", path.display()))?;
         if entry.y.len() != config.objectives.len() {
             bail!(
@@ -166,6 +167,39 @@ fn replay_history(optimizer: &mut Optimizer, path: &Path, config: &SpaceConfig) 
             .with_context(|| format!("{}:{line_no}: rejected", path.display()))?;
     }
     Ok(())
+}
+
+/// `line` with Python's non-finite float literals (`NaN`, `Infinity`, `-Infinity`, which
+/// `json.dumps` writes and strict JSON lacks) outside strings replaced by `null`. Written here
+/// because serde_json has no lenient mode; the scan only tracks strings and their escapes.
+fn non_finite_as_null(line: &str) -> std::borrow::Cow<'_, str> {
+    const LITERALS: [&str; 3] = ["-Infinity", "Infinity", "NaN"];
+    if !LITERALS.iter().any(|l| line.contains(l)) {
+        return line.into();
+    }
+    let mut out = String::with_capacity(line.len());
+    let (mut in_string, mut escaped) = (false, false);
+    let mut rest = line;
+    while let Some(c) = rest.chars().next() {
+        if !in_string && let Some(literal) = LITERALS.iter().find(|l| rest.starts_with(**l)) {
+            out.push_str("null");
+            rest = &rest[literal.len()..];
+            continue;
+        }
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out.into()
 }
 
 fn hypervolume_of_file(args: &HypervolumeArgs) -> Result<f64> {
@@ -257,6 +291,20 @@ fn read(path: &Path) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn python_non_finite_literals_become_null_outside_strings() {
+        assert_eq!(
+            non_finite_as_null(r#"{"x": [1.0], "y": [NaN, -Infinity, Infinity, 2]}"#),
+            r#"{"x": [1.0], "y": [null, null, null, 2]}"#
+        );
+        let quoted = r#"{"note": "NaN \" Infinity", "y": [NaN]}"#;
+        assert_eq!(
+            non_finite_as_null(quoted),
+            r#"{"note": "NaN \" Infinity", "y": [null]}"#
+        );
+        assert_eq!(non_finite_as_null(r#"{"y": [0.5]}"#), r#"{"y": [0.5]}"#);
+    }
 
     #[test]
     fn goal_signs_negate_minimised_objectives() {
