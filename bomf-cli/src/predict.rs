@@ -9,12 +9,12 @@
 //! be a JSON object holding the text field(s); a line that is not is an error naming the file
 //! and line, and nothing is written.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use bomf_core::generative::{decode_generation, default_prompt};
 use bomf_core::model::encoder_input;
+use bomf_core::rundir::write_atomic;
 use bomf_data::batch::{BatchConfig, Batcher, Item, ItemTarget};
 use bomf_data::task::Example;
 use bomf_models::bert::ProblemType;
@@ -104,6 +104,33 @@ fn read_inputs(path: &Path, fields: &[String]) -> Result<Vec<Vec<String>>> {
     Ok(rows)
 }
 
+/// `--out` naming the `--input` file (by another path or a hard link too) would replace the
+/// inputs with the predictions.
+fn refuse_overwriting_the_input(input: &Path, out: &Path) -> Result<()> {
+    let (Ok(a), Ok(b)) = (std::fs::metadata(input), std::fs::metadata(out)) else {
+        return Ok(()); // `--out` does not exist yet (or the input is missing: said when read)
+    };
+    #[cfg(unix)]
+    let same = {
+        use std::os::unix::fs::MetadataExt;
+        (a.dev(), a.ino()) == (b.dev(), b.ino())
+    };
+    #[cfg(not(unix))]
+    let same = {
+        let _ = (a, b);
+        std::fs::canonicalize(input).ok() == std::fs::canonicalize(out).ok()
+    };
+    if same {
+        bail!(
+            "--out {} is the input file {}: the predictions would replace the inputs; write them \
+             to another file",
+            out.display(),
+            input.display()
+        );
+    }
+    Ok(())
+}
+
 /// Softmax in f64 with the maximum subtracted (no overflow for large logits).
 pub fn softmax(logits: &[f32]) -> Vec<f64> {
     let max = logits
@@ -122,6 +149,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
     if args.text_fields.is_empty() || args.text_fields.len() > 2 {
         bail!("--text-field must be given once (single text) or twice (a pair)");
     }
+    refuse_overwriting_the_input(&args.input, &args.out)?;
     let rows = read_inputs(&args.input, &args.text_fields)?;
     if family_of(&args.model).is_generative() {
         return predict_generative(&args, &rows);
@@ -196,10 +224,7 @@ fn predict_classifier<B: Backend>(
         serde_json::to_writer(&mut out, &record)?;
         out.push(b'\n');
     }
-    let mut file = std::fs::File::create(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    file.write_all(&out)
-        .with_context(|| format!("writing {}", args.out.display()))?;
+    write_atomic(&args.out, &out).with_context(|| format!("writing {}", args.out.display()))?;
     eprintln!("wrote {} predictions to {}", rows.len(), args.out.display());
     Ok(())
 }
@@ -325,10 +350,7 @@ fn generate_on<B: Backend>(
             out.push(b'\n');
         }
     }
-    let mut file = std::fs::File::create(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    file.write_all(&out)
-        .with_context(|| format!("writing {}", args.out.display()))?;
+    write_atomic(&args.out, &out).with_context(|| format!("writing {}", args.out.display()))?;
     eprintln!("wrote {} generations to {}", rows.len(), args.out.display());
     Ok(())
 }

@@ -285,6 +285,34 @@ fn unsupported_model_type_is_named() {
 }
 
 #[test]
+fn predict_refuses_to_write_over_its_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::copy(tiny().join("eval.jsonl"), &input).unwrap();
+    let before = std::fs::read(&input).unwrap();
+    // The same file by another path, and by a hard link.
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    let link = dir.path().join("link.jsonl");
+    std::fs::hard_link(&input, &link).unwrap();
+    for out in [Path::new("sub/../in.jsonl"), link.as_path()] {
+        let err = fail(&bomf(
+            &[
+                "predict".as_ref(),
+                "--model".as_ref(),
+                tiny().join("a").as_os_str(),
+                "--input".as_ref(),
+                input.as_os_str(),
+                "--out".as_ref(),
+                out.as_os_str(),
+            ],
+            dir.path(),
+        ));
+        assert!(err.contains("is the input file"), "{err}");
+        assert_eq!(std::fs::read(&input).unwrap(), before);
+    }
+}
+
+#[test]
 fn predict_writes_one_line_per_input_with_reference_logits() {
     let dir = tempfile::tempdir().unwrap();
     let out_file = dir.path().join("pred.jsonl");
