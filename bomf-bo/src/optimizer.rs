@@ -58,6 +58,11 @@ use crate::space::{Goal, Objective, Space, SpaceConfig};
 /// Version of the serialised state; bumped on incompatible changes.
 const STATE_VERSION: u32 = 1;
 
+/// The most candidates one ask returns. Each becomes a pending point that every later
+/// acquisition conditions on (its cost grows with their number), so a larger batch is refused
+/// before anything is allocated for it; ask in several smaller batches instead.
+pub const MAX_ASK: usize = 1000;
+
 /// Seed streams (second argument of [`derive_seed`]).
 const STREAM_DESIGN: u64 = 1;
 const STREAM_ASK: u64 = 2;
@@ -516,6 +521,12 @@ impl Optimizer {
         n: usize,
         surrogate: &dyn SurrogateBuilder,
     ) -> Result<Vec<Vec<f64>>> {
+        if n > MAX_ASK {
+            return Err(BoError::InvalidInput(format!(
+                "asked for {n} candidates at once; one ask proposes at most {MAX_ASK} (each \
+                 becomes a pending point of every later acquisition): ask in smaller batches"
+            )));
+        }
         // Work on a copy so a failed ask leaves the state untouched.
         let mut next = self.clone();
         let out = next.ask_inner(n, surrogate)?;

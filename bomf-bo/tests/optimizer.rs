@@ -5,7 +5,7 @@
 use bomf_bo::acquisition::Acquisition;
 use bomf_bo::optim::AcquisitionFactory;
 use bomf_bo::optimizer::{
-    AcquisitionKind, AcquisitionRequest, Optimizer, OptimizerSettings, SurrogateBuilder,
+    AcquisitionKind, AcquisitionRequest, MAX_ASK, Optimizer, OptimizerSettings, SurrogateBuilder,
     TrainingData,
 };
 use bomf_bo::space::{Objective, Param, SimplexMap, Space, SpaceConfig};
@@ -111,6 +111,19 @@ fn initial_design_is_sobol_in_user_space_and_seeded() {
     // The design spreads out: the two halves of each axis are both used.
     let low_lr = xs.iter().filter(|x| x[0] < 10f64.powf(-4.5)).count();
     assert!((1..=3).contains(&low_lr), "{xs:?}");
+}
+
+#[test]
+fn an_ask_too_large_to_hold_is_refused_before_allocating() {
+    let mut a = Optimizer::new(box_space(), vec![Objective::maximize("acc")], settings(1)).unwrap();
+    for n in [MAX_ASK + 1, 1_000_000_000_000, usize::MAX] {
+        let err = a.ask(n).unwrap_err();
+        assert!(matches!(err, BoError::InvalidInput(_)), "{err}");
+        assert!(err.to_string().contains(&MAX_ASK.to_string()), "{err}");
+    }
+    // Nothing became pending, and an ask within the limit still works.
+    assert!(a.pending().is_empty());
+    assert_eq!(a.ask(MAX_ASK).unwrap().len(), MAX_ASK);
 }
 
 #[test]

@@ -156,6 +156,20 @@ fn bad_history_names_the_line() {
     std::fs::write(dir.path().join("h.jsonl"), "not json\n").unwrap();
     let err = stderr(&bomf(&args, dir.path()));
     assert!(err.contains("h.jsonl:1"), "{err}");
+    // A batch too large to hold is refused, saying the limit, not an allocation failure.
+    let huge = [
+        "bo",
+        "suggest",
+        "--space",
+        "space.json",
+        "--q",
+        "1000000000000",
+    ];
+    let err = stderr(&bomf(&huge, dir.path()));
+    assert!(
+        err.contains("1000000000000") && err.contains("at most 1000"),
+        "{err}"
+    );
 }
 
 #[test]
