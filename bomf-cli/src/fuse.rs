@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use bomf_core::fusion::CheckpointSet;
+use bomf_models::bert::BertConfig;
 use bomf_models::export::export_bert;
 use bomf_models::lora::{ADAPTER_CONFIG_FILE, LlamaLoraAdapters, LoraConfig};
 use bomf_models::{BertWithHead, CpuBackend};
@@ -22,7 +23,7 @@ use clap::Args;
 use crate::generative::{
     Arch, GenerativeOptions, family_of, open_generative, open_generative_config,
 };
-use crate::model::{classifier_from, config_dir_of, read_config, read_weights};
+use crate::model::{classifier_from, config_dir_of, model_labels, read_config, read_weights};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
@@ -140,6 +141,7 @@ pub fn run(args: FuseArgs) -> Result<()> {
     let mut template: Option<BertWithHead<CpuBackend>> = None;
     for (i, path) in args.checkpoints.iter().enumerate() {
         let which = format!("checkpoint {} ({})", i + 1, path.display());
+        same_label_order(&config, &config_dir, path).with_context(|| which.clone())?;
         let weights = read_weights(path).with_context(|| which.clone())?;
         let model =
             classifier_from::<CpuBackend>(&config, weights, true, &device).with_context(|| {
@@ -163,6 +165,25 @@ pub fn run(args: FuseArgs) -> Result<()> {
         args.checkpoints.len(),
         args.out.display()
     );
+    Ok(())
+}
+
+/// A checkpoint folder with its own config must order its classes as `config` does: the same
+/// architecture with another `id2label` would average the rows of different classes.
+fn same_label_order(config: &BertConfig, config_dir: &Path, checkpoint: &Path) -> Result<()> {
+    let own_dir = config_dir_of(checkpoint);
+    if own_dir == config_dir || !own_dir.join("config.json").is_file() {
+        return Ok(());
+    }
+    let (own, expected) = (model_labels(&read_config(&own_dir)?), model_labels(config));
+    if own != expected {
+        bail!(
+            "its id2label orders the classes {own:?}, the config of {} orders them {expected:?}: \
+             fusing would average the rows of different classes; export the checkpoints with \
+             one label order",
+            config_dir.display()
+        );
+    }
     Ok(())
 }
 

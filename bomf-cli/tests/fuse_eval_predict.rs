@@ -227,6 +227,42 @@ fn fuse_of_mismatched_checkpoints_names_the_checkpoint_and_tensor() {
 }
 
 #[test]
+fn fuse_refuses_checkpoints_whose_classes_are_in_another_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let swapped = dir.path().join("b-swapped");
+    std::fs::create_dir(&swapped).unwrap();
+    for f in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(tiny().join("b").join(f), swapped.join(f)).unwrap();
+    }
+    let config = std::fs::read_to_string(tiny().join("b/config.json"))
+        .unwrap()
+        .replace("\"0\": \"neg\"", "\"0\": \"POS\"")
+        .replace("\"1\": \"pos\"", "\"1\": \"neg\"")
+        .replace("\"0\": \"POS\"", "\"0\": \"pos\"");
+    std::fs::write(swapped.join("config.json"), config).unwrap();
+    let out_dir = dir.path().join("fused");
+    let err = fail(&bomf(
+        &[
+            "fuse".as_ref(),
+            "--checkpoints".as_ref(),
+            tiny().join("a").as_os_str(),
+            swapped.as_os_str(),
+            "--weights".as_ref(),
+            "0.5,0.5".as_ref(),
+            "--out".as_ref(),
+            out_dir.as_os_str(),
+        ],
+        dir.path(),
+    ));
+    assert!(
+        err.contains("checkpoint 2") && err.contains("id2label"),
+        "{err}"
+    );
+    assert!(err.contains(r#"["pos", "neg"]"#), "{err}");
+    assert!(!out_dir.join("model.safetensors").exists());
+}
+
+#[test]
 fn fuse_checks_the_weights() {
     let dir = tempfile::tempdir().unwrap();
     let t = tiny();
