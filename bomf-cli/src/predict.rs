@@ -53,7 +53,9 @@ pub struct PredictArgs {
     /// JSONL output (overwritten).
     #[arg(long, value_name = "FILE.jsonl")]
     pub out: PathBuf,
-    /// The field holding the text; repeat it for a text pair (in the model's input order).
+    /// The field holding the text; repeat it for a text pair (in the model's input order). With
+    /// the one field `text`, a line that also has `text_pair` is a sentence pair, line by line
+    /// (the input convention of transformers' pipelines).
     #[arg(long = "text-field", value_name = "NAME", default_value = "text")]
     pub text_fields: Vec<String>,
     /// Examples per forward pass.
@@ -73,10 +75,15 @@ pub struct PredictArgs {
     pub device: DeviceSpec,
 }
 
+/// The field that makes a `text` line a sentence pair (transformers' pipeline convention).
+const TEXT_PAIR: &str = "text_pair";
+
 /// The texts of every line of a JSONL file, or an error naming the first bad line.
 fn read_inputs(path: &Path, fields: &[String]) -> Result<Vec<Vec<String>>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let pipeline_pairs = fields == ["text"];
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let at = format!("{}:{}", path.display(), i + 1);
@@ -88,7 +95,12 @@ fn read_inputs(path: &Path, fields: &[String]) -> Result<Vec<Vec<String>>> {
         let Value::Object(obj) = value else {
             bail!("{at}: expected a JSON object, found {value}");
         };
-        let mut texts = Vec::with_capacity(fields.len());
+        let mut texts = Vec::with_capacity(fields.len() + 1);
+        let pair = pipeline_pairs && obj.contains_key(TEXT_PAIR);
+        let pair_field = [TEXT_PAIR.to_string()];
+        let fields = fields
+            .iter()
+            .chain(pair.then_some(&pair_field).into_iter().flatten());
         for field in fields {
             match obj.get(field) {
                 Some(Value::String(s)) => texts.push(s.clone()),

@@ -348,6 +348,52 @@ fn predict_refuses_to_write_over_its_input() {
     }
 }
 
+/// `bomf predict` of `input` with `extra` flags: the logits of each line.
+fn predict_logits(dir: &Path, input: &str, extra: &[&str]) -> Vec<Value> {
+    let path = dir.join("in.jsonl");
+    std::fs::write(&path, input).unwrap();
+    let mut args = vec!["predict", "--model"];
+    let model = tiny().join("a");
+    args.push(model.to_str().unwrap());
+    args.extend(["--input", "in.jsonl", "--out", "out.jsonl"]);
+    args.extend(extra);
+    succeed(&bomf(&args, dir));
+    std::fs::read_to_string(dir.join("out.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["logits"].clone())
+        .collect()
+}
+
+#[test]
+fn predict_reads_text_pair_lines_as_pairs_line_by_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mixed = "{\"text\": \"a good film\", \"text_pair\": \"it was fine\"}\n\
+                 {\"text\": \"a bad film\"}\n";
+    let logits = predict_logits(dir.path(), mixed, &[]);
+    let pair = predict_logits(
+        dir.path(),
+        "{\"text\": \"a good film\", \"text_pair\": \"it was fine\"}\n",
+        &["--text-field", "text", "--text-field", "text_pair"],
+    );
+    let single = predict_logits(dir.path(), "{\"text\": \"a bad film\"}\n", &[]);
+    // Equal up to the batch's padding (another batch shape, other rounding).
+    let near = |a: &Value, b: &Value| {
+        let (a, b) = (a.as_array().unwrap(), b.as_array().unwrap());
+        a.iter()
+            .zip(b)
+            .all(|(x, y)| (x.as_f64().unwrap() - y.as_f64().unwrap()).abs() < 1e-5)
+    };
+    assert!(near(&logits[0], &pair[0]), "{logits:?} vs {pair:?}");
+    assert!(near(&logits[1], &single[0]), "{logits:?} vs {single:?}");
+    // The pair is not read as its first sentence alone.
+    let first_only = predict_logits(dir.path(), "{\"text\": \"a good film\"}\n", &[]);
+    assert!(
+        !near(&logits[0], &first_only[0]),
+        "{logits:?} vs {first_only:?}"
+    );
+}
+
 #[test]
 fn predict_writes_one_line_per_input_with_reference_logits() {
     let dir = tempfile::tempdir().unwrap();
