@@ -43,6 +43,23 @@ pub enum ModelError {
     #[error("tensor `{name}`: unsupported dtype {dtype}")]
     UnsupportedDtype { name: String, dtype: String },
 
+    /// A weight stored with an integer dtype (only buffers such as `position_ids` are integers).
+    #[error(
+        "tensor `{name}` is stored as {dtype}: only buffers such as `embeddings.position_ids` \
+         may be integers, a weight must be F32, F16, BF16 or F64 (a mislabelled or corrupt file?)"
+    )]
+    IntegerWeight { name: String, dtype: String },
+
+    /// A weight holds NaN or infinity: a diverged or corrupt checkpoint.
+    #[error(
+        "tensor `{name}` holds a non-finite value ({value} at flat index {index}): the checkpoint diverged or is corrupt"
+    )]
+    NonFinite {
+        name: String,
+        index: usize,
+        value: f32,
+    },
+
     /// The model needs a tensor the checkpoint does not have.
     #[error("missing tensor(s) in checkpoint: {}", names.join(", "))]
     MissingTensors { names: Vec<String> },

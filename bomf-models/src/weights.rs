@@ -6,7 +6,8 @@
 //! assigned by name through [`crate::params::set_tensors`].
 //!
 //! Strictness is the point: a tensor the model needs but the checkpoint lacks, one the checkpoint
-//! has but the model has no place for, or one with the wrong shape is an error naming it. The only
+//! has but the model has no place for, one with the wrong shape, a weight stored with an integer
+//! dtype, or one holding NaN or infinity is an error naming it. The only
 //! tolerated differences are the ones `transformers` itself expects and are listed in the
 //! returned [`LoadReport`]:
 //! - buffers (`embeddings.position_ids`, `embeddings.token_type_ids`), which are not parameters;
@@ -57,6 +58,30 @@ pub fn read_checkpoint(dir: impl AsRef<Path>) -> Result<Checkpoint> {
     }
 }
 
+/// `data` of tensor `name` as read: an error at its first NaN or infinity.
+fn check_finite(name: &str, data: &[f32]) -> Result<()> {
+    match data.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(index) => Err(ModelError::NonFinite {
+            name: name.to_string(),
+            index,
+            value: data[index],
+        }),
+    }
+}
+
+/// Refuses an integer `dtype` for a tensor that is not a buffer.
+fn check_integer_is_buffer(name: &str, dtype: impl std::fmt::Debug) -> Result<()> {
+    if is_buffer(name) {
+        Ok(())
+    } else {
+        Err(ModelError::IntegerWeight {
+            name: name.to_string(),
+            dtype: format!("{dtype:?}"),
+        })
+    }
+}
+
 fn to_f32(name: &str, dtype: Dtype, bytes: &[u8]) -> Result<Vec<f32>> {
     fn chunks<const N: usize>(bytes: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
         bytes.chunks_exact(N).map(|c| {
@@ -65,7 +90,10 @@ fn to_f32(name: &str, dtype: Dtype, bytes: &[u8]) -> Result<Vec<f32>> {
             a
         })
     }
-    Ok(match dtype {
+    if matches!(dtype, Dtype::I64 | Dtype::I32) {
+        check_integer_is_buffer(name, dtype)?;
+    }
+    let data: Vec<f32> = match dtype {
         Dtype::F32 => chunks::<4>(bytes).map(f32::from_le_bytes).collect(),
         Dtype::F16 => chunks::<2>(bytes)
             .map(|b| half::f16::from_le_bytes(b).to_f32())
@@ -89,7 +117,9 @@ fn to_f32(name: &str, dtype: Dtype, bytes: &[u8]) -> Result<Vec<f32>> {
                 dtype: format!("{other:?}"),
             });
         }
-    })
+    };
+    check_finite(name, &data)?;
+    Ok(data)
 }
 
 /// Reads one `.safetensors` file.
@@ -166,6 +196,9 @@ pub fn read_pytorch(path: &Path) -> Result<Checkpoint> {
     let reader = burn_store::pytorch::PytorchReader::new(path).map_err(|e| err(e.to_string()))?;
     let mut tensors = BTreeMap::new();
     for (name, snapshot) in reader.into_tensors() {
+        if snapshot.dtype.is_int() {
+            check_integer_is_buffer(&name, snapshot.dtype)?;
+        }
         let shape = snapshot.shape.to_vec();
         let data = snapshot
             .to_data()
@@ -173,6 +206,7 @@ pub fn read_pytorch(path: &Path) -> Result<Checkpoint> {
             .convert::<f32>()
             .into_vec::<f32>()
             .map_err(|e| err(format!("tensor `{name}`: {e:?}")))?;
+        check_finite(&name, &data)?;
         tensors.insert(name, HfTensor::new(shape, data)?);
     }
     Ok(Checkpoint { tensors })

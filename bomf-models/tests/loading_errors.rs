@@ -186,6 +186,65 @@ fn half_precision_weights_are_converted_to_f32() {
 }
 
 #[test]
+fn integer_weights_and_non_finite_values_are_errors_naming_the_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, dtype: Dtype, bytes: &[u8], len: usize| {
+        let path = dir.path().join(format!("{name}.safetensors"));
+        let view = TensorView::new(dtype, vec![len], bytes).unwrap();
+        safetensors::serialize_to_file(vec![(name.to_string(), view)], None, &path).unwrap();
+        path
+    };
+    // An integer weight (values that cast to plausible floats) is refused, not cast.
+    let ints: Vec<u8> = [1_000_000_000i32, -7]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let path = write(
+        "encoder.layer.0.attention.self.query.weight",
+        Dtype::I32,
+        &ints,
+        2,
+    );
+    match weights::read_safetensors(&path) {
+        Err(ModelError::IntegerWeight { name, dtype }) => {
+            assert_eq!(name, "encoder.layer.0.attention.self.query.weight");
+            assert_eq!(dtype, "I32");
+        }
+        other => panic!("{other:?}"),
+    }
+    // An integer buffer is still read (and ignored when loading).
+    let ids: Vec<u8> = [0i64, 1, 2].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let path = write("embeddings.position_ids", Dtype::I64, &ids, 3);
+    let buffer = weights::read_safetensors(&path).unwrap();
+    assert_eq!(
+        buffer.tensors["embeddings.position_ids"].data,
+        [0.0, 1.0, 2.0]
+    );
+    // NaN or infinity anywhere in a weight is refused with its name and place.
+    for (bad, shown) in [(f32::NAN, "NaN"), (f32::INFINITY, "inf")] {
+        let values: Vec<u8> = [0.5f32, bad].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let path = write("classifier.weight", Dtype::F32, &values, 2);
+        let err = weights::read_safetensors(&path).unwrap_err();
+        assert!(
+            matches!(err, ModelError::NonFinite { index: 1, .. }),
+            "{err}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains("classifier.weight") && message.contains(shown),
+            "{message}"
+        );
+    }
+    // A whole model folder with one NaN weight does not load.
+    let dir = edited_base(|t| {
+        let bias = t.get_mut("encoder.layer.1.output.dense.bias").unwrap();
+        bias.data[3] = f32::NAN;
+    });
+    let err = load_err(dir.path(), Task::Base).to_string();
+    assert!(err.contains("encoder.layer.1.output.dense.bias"), "{err}");
+}
+
+#[test]
 fn folder_without_weights_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     assert!(matches!(
