@@ -966,35 +966,30 @@ mod tests {
         assert!(n >= 8, "only {n} configs found");
     }
 
-    /// Loads a config's data when its files are in the assets folder: every split non-empty.
+    /// Loads a config's data when its files are in the assets folder (the default one in the
+    /// config, wherever `BOMF_ASSETS` puts it): every split non-empty.
     fn load_served_data(data: &DataSpec, config: &Path) {
         use bomf_data::spec::SplitSpec;
-        let mut files: Vec<&Path> = data.path.iter().map(PathBuf::as_path).collect();
+        const MARK: &str = ".bomf/assets/";
+        let installed = |path: &mut PathBuf| -> Option<bool> {
+            let text = path.to_string_lossy().into_owned();
+            let rest = &text[text.find(MARK)? + MARK.len()..];
+            *path = bomf_data::assets::assets_dir().join(rest);
+            Some(bomf_data::assets::require(path.clone()).unwrap().is_some())
+        };
+        let mut data = data.clone();
+        let mut files: Vec<&mut PathBuf> = data.path.iter_mut().collect();
         if let SplitSpec::Files {
             train,
             validation,
             test,
-        } = &data.split
+        } = &mut data.split
         {
-            files.extend(
-                [train, validation, test]
-                    .into_iter()
-                    .flatten()
-                    .map(|p| p.as_path()),
-            );
+            files.extend([train, validation, test].into_iter().flatten());
         }
-        let served: Vec<&Path> = files
-            .into_iter()
-            .filter(|f| f.to_string_lossy().contains(".bomf/assets/"))
-            .collect();
-        if served.is_empty() {
-            return;
-        }
-        for file in &served {
-            let installed = std::path::absolute(file).unwrap();
-            if bomf_data::assets::require(installed).unwrap().is_none() {
-                return;
-            }
+        let found: Vec<bool> = files.into_iter().filter_map(installed).collect();
+        if found.is_empty() || found.contains(&false) {
+            return; // not on served data, or skipped: assets not installed
         }
         let splits = data
             .load()
