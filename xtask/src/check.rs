@@ -441,7 +441,7 @@ mod tests {
     #[test]
     fn pip_failures_become_one_line() {
         let unknown = "WARNING: pip index is currently an experimental command.\n\
-            ERROR: No matching distribution found for bigbench-typo\n";
+            ERROR: No matching distribution found for kheops-typo\n";
         assert_eq!(
             pip_failure("", unknown),
             "the registry does not serve this version (it lists: none)"

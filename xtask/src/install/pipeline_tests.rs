@@ -310,8 +310,8 @@ fn the_uci_sentences_come_from_the_npm_tarball() {
 fn retired_packages_are_removed_with_their_manifest_entry() {
     let work = tempfile::tempdir().unwrap();
     let assets = work.path();
-    std::fs::create_dir_all(assets.join("bigbench/gem")).unwrap();
-    std::fs::write(assets.join("bigbench/gem/task.json"), b"{}").unwrap();
+    std::fs::create_dir_all(assets.join("retired/sub")).unwrap();
+    std::fs::write(assets.join("retired/sub/task.json"), b"{}").unwrap();
     std::fs::create_dir_all(assets.join("minilm")).unwrap();
     let entry = InstalledPackage {
         package: "p".into(),
@@ -325,11 +325,11 @@ fn retired_packages_are_removed_with_their_manifest_entry() {
         content_sha256: "11".into(),
     };
     let mut manifest = Manifest::default();
-    for dir in ["bigbench", "minilm", "../outside"] {
+    for dir in ["retired", "minilm", "../outside"] {
         manifest.packages.insert(dir.into(), entry.clone());
     }
     let removed = remove_retired(assets, &mut manifest).unwrap();
-    assert_eq!(removed, ["../outside", "bigbench"]);
+    assert_eq!(removed, ["../outside", "retired"]);
     assert_eq!(dir_names(assets), ["manifest.json", "minilm"]);
     assert_eq!(manifest.packages.keys().collect::<Vec<_>>(), ["minilm"]);
     assert_eq!(Manifest::load(assets).packages.len(), 1);
