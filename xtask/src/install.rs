@@ -488,24 +488,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(Manifest::load(dir.path()).packages.is_empty());
         let mut manifest = Manifest::default();
-        manifest.packages.insert(
-            "minilm".into(),
-            InstalledPackage {
-                package: "p".into(),
-                version: "1".into(),
-                client: "pip".into(),
-                archive: "p-1.whl".into(),
-                archive_sha256: "00".into(),
-                archive_bytes: 3,
-                files: 1,
-                bytes: 2,
-                content_sha256: "11".into(),
-            },
-        );
+        manifest
+            .packages
+            .insert("minilm".into(), sample_installed());
         manifest.save(dir.path()).unwrap();
         assert_eq!(Manifest::load(dir.path()).packages, manifest.packages);
         std::fs::write(dir.path().join(layout::MANIFEST_FILE), b"{not json").unwrap();
         assert!(Manifest::load(dir.path()).packages.is_empty());
+    }
+}
+
+/// A manifest entry for tests that only need one to exist.
+#[cfg(test)]
+fn sample_installed() -> InstalledPackage {
+    InstalledPackage {
+        package: "p".into(),
+        version: "1".into(),
+        client: "pip".into(),
+        archive: "p-1.whl".into(),
+        archive_sha256: "00".into(),
+        archive_bytes: 3,
+        files: 1,
+        bytes: 2,
+        content_sha256: "11".into(),
     }
 }
 

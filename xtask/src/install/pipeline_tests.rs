@@ -313,17 +313,7 @@ fn retired_packages_are_removed_with_their_manifest_entry() {
     std::fs::create_dir_all(assets.join("retired/sub")).unwrap();
     std::fs::write(assets.join("retired/sub/task.json"), b"{}").unwrap();
     std::fs::create_dir_all(assets.join("minilm")).unwrap();
-    let entry = InstalledPackage {
-        package: "p".into(),
-        version: "1".into(),
-        client: "pip".into(),
-        archive: "p-1.whl".into(),
-        archive_sha256: "00".into(),
-        archive_bytes: 3,
-        files: 1,
-        bytes: 2,
-        content_sha256: "11".into(),
-    };
+    let entry = sample_installed();
     let mut manifest = Manifest::default();
     for dir in ["retired", "minilm", "../outside"] {
         manifest.packages.insert(dir.into(), entry.clone());
