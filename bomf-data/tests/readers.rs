@@ -377,6 +377,33 @@ fn generic_tabular_with_column_mapping() {
 }
 
 #[test]
+fn a_utf8_byte_order_mark_is_read_past_in_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let with_bom = |name: &str| {
+        let mut bytes = b"\xef\xbb\xbf".to_vec();
+        bytes.extend(std::fs::read(fixtures().join(name)).unwrap());
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    let plain = read_squad(&fixtures().join("squad_v1.json")).unwrap();
+    assert_eq!(
+        read_squad(&with_bom("squad_v1.json")).unwrap().examples,
+        plain.examples
+    );
+    let jsonl = write(
+        &dir,
+        "b.jsonl",
+        "\u{feff}{\"text\": \"hi\", \"label\": \"a\"}\n",
+    );
+    let mapping = ColumnMapping::classification(&["text"], "label");
+    assert_eq!(
+        read_tabular(&jsonl, &mapping).unwrap().examples[0].inputs,
+        ["hi"]
+    );
+}
+
+#[test]
 fn squad_v1_and_v2() {
     let v1 = read_squad(&fixtures().join("squad_v1.json")).unwrap();
     assert_eq!(v1.task.name, "squad_v1.1");

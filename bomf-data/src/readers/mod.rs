@@ -29,9 +29,16 @@ use serde_json::Value;
 
 use crate::error::{DataError, Location, Result};
 
-/// Reads a whole file as UTF-8 text.
+/// The UTF-8 byte-order mark.
+const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
+
+/// Reads a whole file as UTF-8 text, without the byte-order mark that some editors write first
+/// (for every format: JSON, JSON lines, CSV, TSV, as the TOML reader does).
 pub(crate) fn read_text(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let mut bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    if bytes.starts_with(UTF8_BOM) {
+        bytes.drain(..UTF8_BOM.len());
+    }
     String::from_utf8(bytes).map_err(|e| {
         // Find the line of the first invalid byte so the user can locate it.
         let valid = e.utf8_error().valid_up_to();

@@ -251,9 +251,8 @@ pub(crate) fn read_rows(path: &Path, format: TabularFormat) -> Result<Vec<Row>> 
 
 fn read_jsonl_rows(path: &Path) -> Result<Vec<Row>> {
     let text = read_text(path)?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     if text.trim_start().starts_with('[') {
-        return read_json_array_rows(path, text);
+        return read_json_array_rows(path, &text);
     }
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -309,7 +308,6 @@ fn read_json_array_rows(path: &Path, text: &str) -> Result<Vec<Row>> {
 
 fn read_csv_rows(path: &Path, delimiter: u8) -> Result<Vec<Row>> {
     let text = read_text(path)?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .flexible(false)
