@@ -320,6 +320,21 @@ fn unsupported_model_type_is_named() {
     assert!(err.contains("model_type") && err.contains("gpt2"), "{err}");
 }
 
+/// `bomf predict` of tiny model `a` from `input` to `out`.
+fn predict_args(input: &Path, out: &Path) -> Vec<std::ffi::OsString> {
+    let model = tiny().join("a");
+    let args: [&std::ffi::OsStr; 7] = [
+        "predict".as_ref(),
+        "--model".as_ref(),
+        model.as_os_str(),
+        "--input".as_ref(),
+        input.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ];
+    args.into_iter().map(Into::into).collect()
+}
+
 #[test]
 fn predict_refuses_to_write_over_its_input() {
     let dir = tempfile::tempdir().unwrap();
@@ -331,18 +346,7 @@ fn predict_refuses_to_write_over_its_input() {
     let link = dir.path().join("link.jsonl");
     std::fs::hard_link(&input, &link).unwrap();
     for out in [Path::new("sub/../in.jsonl"), link.as_path()] {
-        let err = fail(&bomf(
-            &[
-                "predict".as_ref(),
-                "--model".as_ref(),
-                tiny().join("a").as_os_str(),
-                "--input".as_ref(),
-                input.as_os_str(),
-                "--out".as_ref(),
-                out.as_os_str(),
-            ],
-            dir.path(),
-        ));
+        let err = fail(&bomf(&predict_args(&input, out), dir.path()));
         assert!(err.contains("is the input file"), "{err}");
         assert_eq!(std::fs::read(&input).unwrap(), before);
     }
@@ -399,20 +403,9 @@ fn predict_writes_one_line_per_input_with_reference_logits() {
     let dir = tempfile::tempdir().unwrap();
     let out_file = dir.path().join("pred.jsonl");
     let input = tiny().join("eval.jsonl");
-    let out = bomf(
-        &[
-            "predict".as_ref(),
-            "--model".as_ref(),
-            tiny().join("a").as_os_str(),
-            "--input".as_ref(),
-            input.as_os_str(),
-            "--out".as_ref(),
-            out_file.as_os_str(),
-            "--batch-size".as_ref(),
-            "4".as_ref(),
-        ],
-        dir.path(),
-    );
+    let mut args = predict_args(&input, &out_file);
+    args.extend(["--batch-size".into(), "4".into()]);
+    let out = bomf(&args, dir.path());
     succeed(&out);
     let reference = &expected()["a"];
     let text = std::fs::read_to_string(&out_file).unwrap();
