@@ -108,6 +108,12 @@ pub struct TrainSection {
     /// The most stage 2 may train (the window rule usually stops earlier).
     pub epochs: usize,
     pub warmup_ratio: f64,
+    /// Learning-rate shape after warm-up: `constant` (the paper's GLUE setting), `linear` decay
+    /// to 0 (its T5/LLM setting) or `cosine`; transformers' schedules.
+    pub schedule: ScheduleKind,
+    /// Micro-batches per optimiser step: the effective batch is `batch_size ×
+    /// grad_accum_steps`, for memory that does not fit the whole batch.
+    pub grad_accum_steps: usize,
     pub weight_decay: f64,
     pub max_grad_norm: Option<f64>,
     pub eval_batch_size: usize,
@@ -120,6 +126,8 @@ impl Default for TrainSection {
             batch_size: 32,
             epochs: 2,
             warmup_ratio: 0.05,
+            schedule: ScheduleKind::Constant,
+            grad_accum_steps: 1,
             weight_decay: 0.1,
             max_grad_norm: Some(1.0),
             eval_batch_size: 64,
@@ -140,16 +148,25 @@ impl RunConfig {
         }
         config.data.resolve_paths(base);
         config.data.validate()?;
+        if config.train.grad_accum_steps == 0 {
+            anyhow::bail!(
+                "in {}: [train] grad_accum_steps must be at least 1",
+                path.display()
+            );
+        }
         Ok((config, text))
     }
 
-    fn bomf_config(&self, steps_per_epoch: usize) -> BomfConfig {
+    /// The library's settings. The budget is in epochs, so a stage-1 trial at another batch size
+    /// sees the same data (and takes a different number of steps), as the authors' trials do.
+    fn bomf_config(&self) -> BomfConfig {
         let t = &self.train;
         let mut train = TrainConfig {
             learning_rate: t.learning_rate,
-            schedule: ScheduleKind::Constant,
+            schedule: t.schedule,
             warmup: Warmup::Ratio(t.warmup_ratio),
-            budget: Budget::Steps(steps_per_epoch * t.epochs.max(1)),
+            budget: Budget::Epochs(t.epochs.max(1)),
+            grad_accumulation: t.grad_accum_steps,
             max_grad_norm: t.max_grad_norm,
             seed: self.seed,
             ..TrainConfig::default()
@@ -264,11 +281,7 @@ impl Prepared {
     }
 
     fn bomf_config(&self) -> BomfConfig {
-        let steps_per_epoch = self
-            .train_items
-            .len()
-            .div_ceil(self.config.train.batch_size.max(1));
-        self.config.bomf_config(steps_per_epoch)
+        self.config.bomf_config()
     }
 
     fn data(&self) -> PipelineData<'_> {
@@ -711,10 +724,11 @@ where
         .methods
         .first()
         .context("the run produced no result")?;
-    let template = make_model(ModelRequest::FROZEN)?;
     let fused = {
         let set = bomf_core::trajectory::Trajectory::load(&dir.checkpoints_dir())?.checkpoints;
-        set.fused_model(template.valid(), &chosen.weights, device)?
+        // Fused as stage 3 fused it (`[fusion] lora`), into a model of that architecture.
+        let (set, request) = bomf.fusion.fusion_set(&set)?;
+        set.fused_model(make_model(request)?.valid(), &chosen.weights, device)?
     };
     export(&fused, &dir)?;
     let fused_dir = dir.fused_dir();
@@ -943,6 +957,39 @@ mod tests {
         assert_eq!(short_duration(Duration::from_secs(7620)), "2h07m");
     }
 
+    /// `[train]` reaches the trainer: the schedule, gradient accumulation, and a budget in
+    /// epochs (so a stage-1 trial at another batch size trains on the same data).
+    #[test]
+    fn train_section_sets_schedule_accumulation_and_an_epoch_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.toml");
+        let write = |train: &str| {
+            std::fs::write(
+                &path,
+                format!(
+                    "[model]\npath = \"m\"\n[data]\nformat = \"jsonl\"\npath = \"d.jsonl\"\n\
+                     text_fields = [\"t\"]\nlabel_field = \"l\"\n\
+                     [data.split]\nkind = \"fractions\"\ntrain = 0.8\nvalidation = 0.1\n\
+                     test = 0.1\n[train]\n{train}"
+                ),
+            )
+            .unwrap();
+        };
+        write("schedule = \"cosine\"\ngrad_accum_steps = 4\nepochs = 3\nwarmup_ratio = 0.1\n");
+        let (config, _) = RunConfig::from_file(&path).unwrap();
+        let train = config.bomf_config().train;
+        assert_eq!(train.schedule, ScheduleKind::Cosine);
+        assert_eq!(train.grad_accumulation, 4);
+        assert_eq!(train.budget, Budget::Epochs(3));
+        assert_eq!(train.warmup, Warmup::Ratio(0.1));
+        write("grad_accum_steps = 0\n");
+        let err = format!("{:#}", RunConfig::from_file(&path).unwrap_err());
+        assert!(err.contains("grad_accum_steps must be at least 1"), "{err}");
+        write("schedule = \"step\"\n");
+        let err = format!("{:#}", RunConfig::from_file(&path).unwrap_err());
+        assert!(err.contains("unknown variant `step`"), "{err}");
+    }
+
     /// Every example config in `configs/` parses and passes validation; one whose data are
     /// installed assets loads them (with `BOMF_REQUIRE_ASSETS=1`, missing assets fail the test).
     #[test]
@@ -957,7 +1004,7 @@ mod tests {
             if path.extension().is_some_and(|e| e == "toml") {
                 let (config, _) = RunConfig::from_file(&path)
                     .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
-                config.bomf_config(10).train.validate().unwrap();
+                config.bomf_config().train.validate().unwrap();
                 config.trajectory.validate().unwrap();
                 load_served_data(&config.data, &path);
                 n += 1;

@@ -176,7 +176,7 @@ where
         .collect::<Result<_>>()?;
     let mut flat = vec![0.0f32; n];
     for _ in 0..config.epochs {
-        for batch in &validation.batches {
+        for batch in validation.loss_batches() {
             let w = softmax(&alpha);
             let (loss_value, dw) = fusion_weight_gradient(
                 checkpoints,

@@ -12,8 +12,11 @@
 //! - multiple choice ([`EvalSet::multiple_choice`]): each option is an item, the model's row score
 //!   (mean token log-likelihood of the option) picks the answer; accuracy over examples.
 //!
-//! The loss is always the mean over items of each batch's mean loss (weighted by its rows), as
-//! HF's `Trainer` reports `eval_loss`; for token targets that is the mean token cross-entropy.
+//! The loss is the mean over items of each batch's mean loss (weighted by its rows), as HF's
+//! `Trainer` reports `eval_loss`; for token targets that is the mean token cross-entropy. For
+//! multiple choice it is the mean over questions of the correct option's mean token negative
+//! log-likelihood, `L = -(1/N) Σ_e s_e[a_e]` — what training minimises; the wrong options'
+//! likelihoods never enter it (they only decide the accuracy).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -51,10 +54,12 @@ pub enum Scoring {
         config: GenerationConfig,
     },
     /// Item `i` is an option of example `item_examples[i]`; `answers[e]` is the correct option
-    /// of example `e`, counted among its items in order.
+    /// of example `e`, counted among its items in order. `correct_batches` hold the correct
+    /// options only: what the loss is, and what loss-driven methods (the learned soup) train on.
     Choices {
         item_examples: Vec<usize>,
         answers: Vec<usize>,
+        correct_batches: Vec<Batch>,
     },
 }
 
@@ -156,12 +161,34 @@ impl EvalSet {
                 "example {e}: answer {a} but {n} options"
             )));
         }
+        let mut seen = vec![0usize; answers.len()];
+        let mut correct = Vec::with_capacity(answers.len());
+        for (item, &e) in items.iter().zip(&item_examples) {
+            if seen[e] == answers[e] {
+                correct.push(item.clone());
+            }
+            seen[e] += 1;
+        }
+        let correct_batches =
+            Batcher::new(correct, pad_id, BatchConfig::eval(batch_size))?.epoch(0);
         let mut set = Self::new(task, items, pad_id, batch_size)?;
         set.scoring = Scoring::Choices {
             item_examples,
             answers,
+            correct_batches,
         };
         Ok(set)
+    }
+
+    /// The batches whose mean loss is this set's loss: every batch, except for multiple choice,
+    /// where only the correct options count (the training loss; see [`evaluate`]).
+    pub fn loss_batches(&self) -> &[Batch] {
+        match &self.scoring {
+            Scoring::Choices {
+                correct_batches, ..
+            } => correct_batches,
+            _ => &self.batches,
+        }
     }
 
     /// The metrics [`evaluate`] reports for this set, in order, without repeats.
@@ -205,6 +232,7 @@ pub fn evaluate<B: Backend, M: TaskModel<B>>(
     device: &B::Device,
 ) -> Result<Evaluation> {
     let n = set.num_examples;
+    let mut examples = n;
     let mut loss_sum = 0.0;
     let mut class_truth = vec![usize::MAX; n];
     let mut class_pred = vec![usize::MAX; n];
@@ -282,7 +310,10 @@ pub fn evaluate<B: Backend, M: TaskModel<B>>(
         Scoring::Choices {
             item_examples,
             answers,
+            ..
         } => {
+            loss_sum = correct_option_nll(&row_score, item_examples, answers);
+            examples = answers.len();
             let predicted = choose_options(&row_score, item_examples, answers.len())?;
             let num_classes = predicted
                 .iter()
@@ -301,10 +332,24 @@ pub fn evaluate<B: Backend, M: TaskModel<B>>(
         }
     }
     Ok(Evaluation {
-        loss: loss_sum / n as f64,
+        loss: loss_sum / examples as f64,
         metrics,
-        num_examples: n,
+        num_examples: examples,
     })
+}
+
+/// Σ over examples of the correct option's mean token negative log-likelihood (`-row score`):
+/// the multiple-choice loss, the quantity training minimises, without the wrong options.
+fn correct_option_nll(row_score: &[f64], item_examples: &[usize], answers: &[usize]) -> f64 {
+    let mut seen = vec![0usize; answers.len()];
+    let mut sum = 0.0;
+    for (&e, &score) in item_examples.iter().zip(row_score) {
+        if seen[e] == answers[e] {
+            sum -= score;
+        }
+        seen[e] += 1;
+    }
+    sum
 }
 
 /// Greedy generations of every item of a generation set, decoded, in item order.

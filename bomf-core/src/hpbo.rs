@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{CoreError, Result};
 use crate::eval::{EvalSet, Evaluation};
 use crate::model::TaskModel;
-use crate::train::{Control, TrainConfig, TrainOutcome, train};
+use crate::train::{Budget, Control, LayerCount, TrainConfig, TrainOutcome, train};
 use crate::trajectory::better;
 
 /// Ranges of the searched hyperparameters (`None`: not searched, the base config's value).
@@ -115,8 +115,11 @@ pub struct HpboConfig {
     pub n_initial: usize,
     /// Total trials, initial ones included.
     pub budget: usize,
-    /// Proxy: freeze the embeddings and this many lower layers (the reference: 6 of 12).
-    pub freeze_lower_layers: usize,
+    /// Proxy: freeze this many lower layers, or `"half"` of them (the default; the reference
+    /// freezes 6 of BERT-base's 12). `0` for LoRA-rank proxies.
+    pub freeze_lower_layers: LayerCount,
+    /// Proxy: freeze the embeddings too (not by default; the reference trains them).
+    pub freeze_embeddings: bool,
     /// Proxy of LoRA runs: adapters of this (smaller) rank, at the run's update scale (the
     /// paper's proxy for LLMs). Usually with `freeze_lower_layers = 0`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -130,7 +133,8 @@ impl Default for HpboConfig {
             space: HpSpace::default(),
             n_initial: 4,
             budget: 10,
-            freeze_lower_layers: 6,
+            freeze_lower_layers: LayerCount::Half,
+            freeze_embeddings: false,
             lora_rank: None,
             seed: 0,
         }
@@ -256,24 +260,50 @@ impl HpSearch {
 
 /// The training settings and batches of one trial: `base` with `hyperparams` applied, batched at
 /// the trial's batch size (or `default_batch_size` when it is not searched).
-fn trial_setup(
+///
+/// Every trial sees the same data: a budget in epochs is kept as it is, a budget in steps (at
+/// `default_batch_size`) becomes the steps that cover the same number of examples at the trial's
+/// batch size, and the evaluation interval scales the same way — a trial at batch 8 takes four
+/// times the steps of one at 32 and is evaluated after the same examples, not four times as
+/// early. Warm-up, a ratio of the trial's own step count, follows.
+pub fn trial_setup(
     train_items: &[Item],
     pad_id: u32,
     default_batch_size: usize,
     base: &TrainConfig,
     hyperparams: &HyperParams,
 ) -> Result<(TrainConfig, Batcher)> {
+    let default_batch_size = default_batch_size.max(1);
     let batch_size = hyperparams.batch_size.unwrap_or(default_batch_size).max(1);
     let batcher = Batcher::new(
         train_items.to_vec(),
         pad_id,
         BatchConfig::train(batch_size, base.seed),
     )?;
-    Ok((hyperparams.apply(base), batcher))
+    let config = at_batch_size(&hyperparams.apply(base), default_batch_size, batch_size);
+    Ok((config, batcher))
+}
+
+/// Optimiser steps at batch size `to` that cover the examples `steps` cover at batch size `from`
+/// (at least 1).
+pub fn steps_at_batch_size(steps: usize, from: usize, to: usize) -> usize {
+    ((steps as f64 * from.max(1) as f64 / to.max(1) as f64).round() as usize).max(1)
+}
+
+/// `config`, written for batch size `from`, moved to batch size `to` at equal data: a budget in
+/// steps and the evaluation interval are rescaled ([`steps_at_batch_size`]); a budget in epochs
+/// and a warm-up ratio already are.
+pub fn at_batch_size(config: &TrainConfig, from: usize, to: usize) -> TrainConfig {
+    let mut config = config.clone();
+    if let Budget::Steps(s) = config.budget {
+        config.budget = Budget::Steps(steps_at_batch_size(s, from, to));
+    }
+    config.eval_every = config.eval_every.map(|n| steps_at_batch_size(n, from, to));
+    config
 }
 
 /// Trains a model made by `make_model` with `hyperparams` on `train_items` and returns the best
-/// validation metric along the run. `base.freeze_lower_layers` selects the proxy; evaluation
+/// validation metric along the run. `base.freeze` selects the proxy; evaluation
 /// follows `base.eval_every`; `default_batch_size` applies when the batch size is not searched.
 #[allow(clippy::too_many_arguments)]
 pub fn proxy_run<B, M>(

@@ -209,7 +209,8 @@ pub struct ModelRequest {
     /// Dropout active (models that will be trained).
     pub dropout: bool,
     /// Build the LoRA adapters at this rank instead of the configured one, with the same update
-    /// scale (`[hpbo] lora_rank`, the proxy of LoRA runs). `None`: as configured.
+    /// scale (`[hpbo] lora_rank`, the proxy of LoRA runs; K·r for `[fusion] lora = "delta"`).
+    /// `None`: as configured.
     pub lora_rank: Option<usize>,
 }
 
@@ -484,8 +485,9 @@ where
         device,
     )?;
     let best = search.best()?.hyperparams.clone();
-    let train = best.apply(&config.train);
     let batch_size = best.batch_size.unwrap_or(config.batch_size);
+    let train =
+        crate::hpbo::at_batch_size(&best.apply(&config.train), config.batch_size, batch_size);
     Ok((train, batch_size, search.trials))
 }
 
@@ -500,7 +502,10 @@ const HPBO_FULL_STATE: &str = "hpbo-full";
 /// layers, evaluated at least every trajectory interval (the objective is the best evaluation).
 fn hp_search_base(config: &BomfConfig, hpbo: &HpboConfig) -> TrainConfig {
     let mut base = config.train.clone();
-    base.freeze_lower_layers = hpbo.freeze_lower_layers;
+    base.freeze = crate::train::Freeze {
+        lower_layers: hpbo.freeze_lower_layers,
+        embeddings: hpbo.freeze_embeddings,
+    };
     if base.eval_every.is_none() {
         base.eval_every = Some(config.trajectory.every);
     }
@@ -683,12 +688,19 @@ where
                 data.pad_id,
                 BatchConfig::train(batch_size, train_config.seed),
             )?;
+            // Stage 1 may pick another batch size: evaluate after the same examples.
+            let mut trajectory_config = config.trajectory;
+            trajectory_config.every = crate::hpbo::steps_at_batch_size(
+                trajectory_config.every,
+                config.batch_size,
+                batch_size,
+            );
             let trajectory = collect_trajectory(
                 make_model(ModelRequest::TRAIN)?,
                 &batcher,
                 data.validation,
                 &train_config,
-                &config.trajectory,
+                &trajectory_config,
                 device,
                 |step, total| hooks.progress("trajectory", step, total),
             )?;
@@ -708,9 +720,11 @@ where
         "stage 2 done"
     );
 
-    let template = make_model(ModelRequest::FROZEN)?.valid();
+    // The checkpoints as fused under `[fusion] lora`, and a model of their architecture.
+    let (fusion_set, fusion_request) = config.fusion.fusion_set(&trajectory.checkpoints)?;
+    let template = make_model(fusion_request)?.valid();
     let mut evaluator = FusedEvaluator::<B::InnerBackend, _>::new(
-        &trajectory.checkpoints,
+        &fusion_set,
         template,
         device.clone(),
         config.fusion.fuse_on,
@@ -863,8 +877,8 @@ where
             &mut evaluator,
             &mut |_, _| {
                 let w = baselines::learned_soup(
-                    &trajectory.checkpoints,
-                    make_model(ModelRequest::FROZEN)?,
+                    &fusion_set,
+                    make_model(fusion_request)?,
                     data.validation,
                     ls,
                     device,
@@ -911,7 +925,8 @@ where
     if config.baselines.hpbo_full {
         let started = Instant::now();
         let hpbo = HpboConfig {
-            freeze_lower_layers: 0,
+            freeze_lower_layers: crate::train::LayerCount::Count(0),
+            freeze_embeddings: false,
             lora_rank: None,
             ..config.hpbo.clone().unwrap_or_default()
         };

@@ -8,7 +8,7 @@
 
 use bomf_data::batch::{Batch, Batcher};
 use bomf_models::HfNamed;
-use bomf_models::params::set_trainable;
+use bomf_models::params::{param_shapes, set_trainable};
 use burn::module::AutodiffModule;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::backend::AutodiffBackend;
@@ -45,8 +45,99 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Evaluate every this many optimiser steps (and always after the last one).
     pub eval_every: Option<usize>,
-    /// Freeze the embeddings and the lower N encoder layers (the stage-1 proxy; 0 = none).
-    pub freeze_lower_layers: usize,
+    /// What stays frozen (the stage-1 proxy; nothing by default).
+    pub freeze: Freeze,
+}
+
+/// How many of the lowest layers a proxy freezes: a count, or half of the model's layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerCount {
+    Count(usize),
+    /// `⌊L/2⌋` of the model's `L` layers (the reference freezes 6 of BERT-base's 12).
+    Half,
+}
+
+impl LayerCount {
+    /// The number of layers for a model whose parameters are named `names`.
+    pub fn resolve<'a>(self, names: impl IntoIterator<Item = &'a str>) -> usize {
+        match self {
+            Self::Count(n) => n,
+            Self::Half => {
+                let layers = names
+                    .into_iter()
+                    .filter_map(lower_layer_index)
+                    .max()
+                    .map_or(0, |i| i + 1);
+                layers / 2
+            }
+        }
+    }
+}
+
+/// In TOML a count (`3`) or `"half"`.
+impl Serialize for LayerCount {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Self::Count(n) => s.serialize_u64(*n as u64),
+            Self::Half => s.serialize_str("half"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for LayerCount {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = LayerCount;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number of layers or \"half\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<LayerCount, E> {
+                usize::try_from(v)
+                    .map(LayerCount::Count)
+                    .map_err(|_| E::custom(format!("{v} layers is too many")))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<LayerCount, E> {
+                u64::try_from(v)
+                    .map_err(|_| E::custom(format!("{v}: the number of layers cannot be negative")))
+                    .and_then(|v| self.visit_u64(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<LayerCount, E> {
+                match v {
+                    "half" => Ok(LayerCount::Half),
+                    other => Err(E::custom(format!(
+                        "`{other}` is neither a number of layers nor \"half\""
+                    ))),
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// The frozen part of a model during fine-tuning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Freeze {
+    /// The lowest encoder (decoder-only: transformer) layers.
+    pub lower_layers: LayerCount,
+    /// The token (and position, type) embeddings too.
+    pub embeddings: bool,
+}
+
+impl Default for Freeze {
+    fn default() -> Self {
+        Self {
+            lower_layers: LayerCount::Count(0),
+            embeddings: false,
+        }
+    }
+}
+
+impl Freeze {
+    /// Whether anything is frozen at all.
+    pub fn is_none(&self) -> bool {
+        self.lower_layers == LayerCount::Count(0) && !self.embeddings
+    }
 }
 
 impl Default for TrainConfig {
@@ -62,7 +153,7 @@ impl Default for TrainConfig {
             max_grad_norm: Some(1.0),
             seed: 0,
             eval_every: None,
-            freeze_lower_layers: 0,
+            freeze: Freeze::default(),
         }
     }
 }
@@ -166,18 +257,25 @@ impl<M> TrainRun<M> {
     }
 }
 
-/// Whether `hf_name` belongs to the embeddings or to encoder layer `< n` (the frozen part of a
-/// proxy with `n` frozen layers; the reference freezes the embeddings with the lower layers).
+/// Whether `hf_name` belongs to encoder layer `< n` (the frozen part of a proxy with `n` frozen
+/// layers; embeddings are [`is_embedding`]).
 pub fn is_in_lower_layers(hf_name: &str, n: usize) -> bool {
-    if n == 0 {
-        return false;
-    }
+    lower_layer_index(hf_name).is_some_and(|i| i < n)
+}
+
+/// Whether `hf_name` is an embedding table: BERT/RoBERTa `embeddings.*`, T5 `shared`, LLaMA
+/// `model.embed_tokens`.
+pub fn is_embedding(hf_name: &str) -> bool {
+    hf_name
+        .split('.')
+        .enumerate()
+        .any(|(i, p)| p == "embeddings" || p == "embed_tokens" || (i == 0 && p == "shared"))
+}
+
+/// The layer index of `hf_name` among the lower layers a proxy may freeze: `encoder.layer.N`
+/// (BERT), `encoder.block.N` (T5's encoder), `model.layers.N` (LLaMA).
+fn lower_layer_index(hf_name: &str) -> Option<usize> {
     let parts: Vec<&str> = hf_name.split('.').collect();
-    // BERT/RoBERTa `embeddings.*`, T5 `shared`, LLaMA `model.embed_tokens`.
-    if parts.contains(&"embeddings") || parts.contains(&"embed_tokens") || parts[0] == "shared" {
-        return true;
-    }
-    // `encoder.layer.N` (BERT), `encoder.block.N` (T5), `model.layers.N` (LLaMA).
     parts
         .windows(3)
         .find(|w| {
@@ -185,7 +283,6 @@ pub fn is_in_lower_layers(hf_name: &str, n: usize) -> bool {
                 || (w[0] == "model" && w[1] == "layers")
         })
         .and_then(|w| w[2].parse::<usize>().ok())
-        .is_some_and(|i| i < n)
 }
 
 /// The optimiser steps of the run: each a list of micro-batches `(epoch, index in epoch)`.
@@ -225,11 +322,19 @@ where
         return Err(CoreError::InvalidInput("the training set is empty".into()));
     }
     B::seed(device, config.seed);
-    let mut model = if config.freeze_lower_layers > 0 {
-        let n = config.freeze_lower_layers;
-        set_trainable(model, move |name| !is_in_lower_layers(name, n))
-    } else {
+    let mut model = if config.freeze.is_none() {
         model
+    } else {
+        let names = param_shapes(&model);
+        let n = config
+            .freeze
+            .lower_layers
+            .resolve(names.iter().map(|(name, _)| name.as_str()));
+        let embeddings = config.freeze.embeddings;
+        tracing::debug!(layers = n, embeddings, "freezing the proxy's lower part");
+        set_trainable(model, move |name| {
+            !(is_in_lower_layers(name, n) || embeddings && is_embedding(name))
+        })
     };
 
     let batches_per_epoch = train_batches.plan(0).len();

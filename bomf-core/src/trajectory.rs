@@ -55,7 +55,8 @@ impl Default for KeepRule {
 #[serde(deny_unknown_fields, default)]
 pub struct TrajectoryConfig {
     pub rule: KeepRule,
-    /// Number of checkpoints to keep (evenly spaced over the candidates when there are more).
+    /// Number of checkpoints to keep (evenly spaced over the candidates when there are more,
+    /// the best validation step s* always among them).
     pub k: usize,
     /// Evaluate and snapshot every this many optimiser steps.
     pub every: usize,
@@ -86,10 +87,13 @@ impl TrajectoryConfig {
         }
         match self.rule {
             KeepRule::BestStepWindow { low, high } => {
-                if !(low >= 0.0 && high >= low && high.is_finite()) {
+                if !(low >= 0.0 && low <= 1.0 && high >= 1.0 && high.is_finite()) {
                     return Err(CoreError::config(
                         "trajectory.rule",
-                        format!("window [{low}, {high}] must satisfy 0 <= low <= high < inf"),
+                        format!(
+                            "window [{low}, {high}] must contain s* itself: \
+                             0 <= low <= 1 <= high < inf"
+                        ),
                     ));
                 }
             }
@@ -155,6 +159,22 @@ fn retain_pool(
             params.remove(i);
         }
     }
+}
+
+/// `k` indices spread evenly over `0..n` (first and last included), always including `must`
+/// when given: the evenly spaced index nearest to it is replaced by it. The stage-2 window keeps
+/// s* this way, so the best validation checkpoint is always among the fused ones and the
+/// best-checkpoint baseline is the best over every evaluated step, not only over those kept.
+pub fn evenly_spaced_with(n: usize, k: usize, must: Option<usize>) -> Vec<usize> {
+    let mut out = evenly_spaced(n, k);
+    if let Some(m) = must.filter(|&m| m < n && !out.contains(&m))
+        && let Some(nearest) = out.iter_mut().min_by_key(|i| i.abs_diff(m))
+    {
+        *nearest = m;
+        out.sort_unstable();
+        out.dedup();
+    }
+    out
 }
 
 /// `k` indices spread evenly over `0..n` (first and last included).
@@ -288,7 +308,10 @@ where
             "fewer checkpoints than asked for in the window; evaluate more often (trajectory.every)"
         );
     }
-    let chosen = evenly_spaced(pool.len(), config.k);
+    let best_index = best
+        .as_ref()
+        .and_then(|(s, _)| pool.iter().position(|snap| snap.step == *s));
+    let chosen = evenly_spaced_with(pool.len(), config.k, best_index);
     let checkpoints = pool_params.select(&chosen)?;
     let kept = chosen
         .iter()

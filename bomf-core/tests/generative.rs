@@ -24,7 +24,7 @@ use bomf_core::model::{GenerationConfig, TaskModel};
 use bomf_core::optim::AdamWConfig;
 use bomf_core::pipeline::{BaselinesConfig, BomfConfig, ModelRequest, PipelineData, run_bomf};
 use bomf_core::schedule::{ScheduleKind, Warmup};
-use bomf_core::train::{Budget, Control, TrainConfig, train};
+use bomf_core::train::{Budget, Control, LayerCount, TrainConfig, train};
 use bomf_core::trajectory::{KeepRule, TrajectoryConfig, collect_trajectory};
 use bomf_data::batch::{BatchConfig, Batcher, Item, ItemTarget};
 use bomf_data::metrics::{Metric, corpus_bleu, rouge};
@@ -655,6 +655,7 @@ fn multiple_choice_accuracy_picks_the_most_likely_option() {
     // Independently: each option alone through the merged plain model's `causal_lm_loss`
     // (mean NLL of the option tokens); the predicted option has the lowest.
     let mut correct = 0;
+    let mut correct_option_loss = 0.0;
     for (example, &answer) in c.answers.iter().enumerate() {
         let losses: Vec<f32> = c
             .items
@@ -677,15 +678,29 @@ fn multiple_choice_accuracy_picks_the_most_likely_option() {
             .min_by(|&i, &j| losses[i].total_cmp(&losses[j]))
             .unwrap();
         correct += usize::from(best == answer);
+        correct_option_loss += losses[answer] as f64;
     }
     let want = correct as f64 / c.answers.len() as f64;
     assert_eq!(e.metrics["accuracy"], want);
+    // The loss is the correct option's mean token NLL, averaged over the questions: the wrong
+    // options do not enter it.
+    let want_loss = correct_option_loss / c.answers.len() as f64;
+    assert!(
+        (e.loss - want_loss).abs() < 1e-4 * want_loss.abs().max(1.0),
+        "loss {} vs the correct options' {want_loss}",
+        e.loss
+    );
+    // The learned soup trains on the same quantity: the correct options' batches only.
+    assert_eq!(
+        set.loss_batches().iter().map(|b| b.rows).sum::<usize>(),
+        c.answers.len()
+    );
     assert_eq!(
         Metric::Accuracy.name(),
         "accuracy",
         "the metric key is the task's metric name"
     );
-    assert_eq!(e.num_examples, 12, "one item per option");
+    assert_eq!(e.num_examples, 4, "questions, not options");
 }
 
 #[test]
@@ -918,7 +933,8 @@ fn the_whole_pipeline_runs_on_a_lora_model() {
             },
             n_initial: 2,
             budget: 2,
-            freeze_lower_layers: 0,
+            freeze_lower_layers: LayerCount::Count(0),
+            freeze_embeddings: false,
             lora_rank: Some(1),
             seed: 0,
         }),

@@ -8,11 +8,12 @@ use std::collections::BTreeMap;
 use bomf_core::baselines::{self, LearnedSoupConfig, fusion_weight_gradient, greedy_soup};
 use bomf_core::eval::{Evaluation, evaluate};
 use bomf_core::fusion_bo::{FusionBoConfig, FusionSearch, SelectionRule};
-use bomf_core::hpbo::{HpSearch, HpSpace, HpboConfig, ProxyOutcome};
+use bomf_core::hpbo::{HpSearch, HpSpace, HpboConfig, ProxyOutcome, trial_setup};
 use bomf_core::pipeline::{BaselinesConfig, BomfConfig, ModelRequest, PipelineData, run_bomf};
-use bomf_core::train::{Budget, TrainConfig, TrainOutcome};
+use bomf_core::train::{Budget, LayerCount, TrainConfig, TrainOutcome};
 use bomf_core::trajectory::{
     KeepRule, KeptCheckpoint, Trajectory, TrajectoryConfig, collect_trajectory, evenly_spaced,
+    evenly_spaced_with,
 };
 use bomf_core::{CoreError, Result};
 use bomf_models::CpuAutodiffBackend as AB;
@@ -63,6 +64,24 @@ fn evenly_spaced_keeps_the_ends() {
     assert_eq!(evenly_spaced(10, 4), vec![0, 3, 6, 9]);
     assert_eq!(evenly_spaced(7, 1), vec![6]);
     assert_eq!(evenly_spaced(5, 5), vec![0, 1, 2, 3, 4]);
+}
+
+#[test]
+fn the_kept_checkpoints_always_include_the_best_step() {
+    // Evenly spaced over 10 candidates: 0, 3, 6, 9; s* at 4 replaces its nearest, 3.
+    assert_eq!(evenly_spaced_with(10, 4, Some(4)), vec![0, 4, 6, 9]);
+    assert_eq!(evenly_spaced_with(10, 4, Some(6)), vec![0, 3, 6, 9]);
+    assert_eq!(evenly_spaced_with(10, 1, Some(2)), vec![2]);
+    assert_eq!(evenly_spaced_with(3, 5, Some(1)), vec![0, 1, 2]);
+    assert_eq!(evenly_spaced_with(10, 4, None), evenly_spaced(10, 4));
+    // A window that cannot contain s* is refused.
+    for (low, high) in [(1.5, 2.0), (0.2, 0.8)] {
+        let config = TrajectoryConfig {
+            rule: KeepRule::BestStepWindow { low, high },
+            ..TrajectoryConfig::default()
+        };
+        assert!(config.validate().is_err(), "[{low}, {high}]");
+    }
 }
 
 #[test]
@@ -245,6 +264,45 @@ fn greedy_soup_adds_only_improving_ingredients() {
 }
 
 #[test]
+fn every_trial_sees_the_same_data_whatever_its_batch_size() {
+    let items = common::items(64, 0);
+    let base = TrainConfig {
+        budget: Budget::Steps(40),
+        eval_every: Some(10),
+        ..TrainConfig::default()
+    };
+    let at = |batch_size| {
+        let hp = bomf_core::hpbo::HyperParams {
+            learning_rate: 1e-4,
+            batch_size: Some(batch_size),
+            warmup_ratio: None,
+            weight_decay: None,
+        };
+        let (config, batcher) = trial_setup(&items, 0, 32, &base, &hp).unwrap();
+        assert_eq!(batcher.plan(0)[0].len(), batch_size.min(64));
+        (config.budget, config.eval_every)
+    };
+    // 40 steps of 32 = 1280 examples, evaluated every 320: at batch 8 that is 160 steps, every 40.
+    assert_eq!(at(8), (Budget::Steps(160), Some(40)));
+    assert_eq!(at(32), (Budget::Steps(40), Some(10)));
+    assert_eq!(at(64), (Budget::Steps(20), Some(5)));
+    // A budget in epochs is the same data at any batch size.
+    let epochs = TrainConfig {
+        budget: Budget::Epochs(2),
+        ..base
+    };
+    let hp = bomf_core::hpbo::HyperParams {
+        learning_rate: 1e-4,
+        batch_size: Some(8),
+        warmup_ratio: None,
+        weight_decay: None,
+    };
+    let (config, _) = trial_setup(&items, 0, 32, &epochs, &hp).unwrap();
+    assert_eq!(config.budget, Budget::Epochs(2));
+    assert_eq!(config.learning_rate, 1e-4);
+}
+
+#[test]
 fn hp_search_finds_the_good_learning_rate_and_survives_divergence() {
     let config = HpboConfig {
         space: HpSpace {
@@ -255,7 +313,8 @@ fn hp_search_finds_the_good_learning_rate_and_survives_divergence() {
         },
         n_initial: 5,
         budget: 14,
-        freeze_lower_layers: 0,
+        freeze_lower_layers: LayerCount::Count(0),
+        freeze_embeddings: false,
         lora_rank: None,
         seed: 1,
     };
@@ -340,6 +399,8 @@ fn trajectory_keeps_the_window_around_the_best_step_and_round_trips() {
         let on_curve = traj.curve.iter().find(|(st, _)| *st == c.step).unwrap();
         assert_eq!(on_curve.1, c.validation);
     }
+    // s* is kept, so the best-checkpoint baseline is the best of every evaluated step.
+    assert!(traj.kept.iter().any(|c| c.step == s), "s* = {s} not kept");
     // s* is the best of the curve (accuracy, then loss).
     for (_, e) in &traj.curve {
         assert!(!bomf_core::trajectory::better(
@@ -548,7 +609,8 @@ fn whole_pipeline_on_a_tiny_model() {
             },
             n_initial: 2,
             budget: 3,
-            freeze_lower_layers: 1,
+            freeze_lower_layers: LayerCount::Count(1),
+            freeze_embeddings: true,
             lora_rank: None,
             seed: 0,
         }),

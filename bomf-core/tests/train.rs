@@ -5,9 +5,13 @@ mod common;
 
 use std::collections::BTreeMap;
 
+use bomf_core::hpbo::HpboConfig;
 use bomf_core::model::TaskModel;
 use bomf_core::optim::{AdamW, AdamWConfig, clip_coefficient, global_grad_norm, is_no_decay};
-use bomf_core::train::{Budget, Control, TrainConfig, TrainOutcome, is_in_lower_layers, train};
+use bomf_core::train::{
+    Budget, Control, Freeze, LayerCount, TrainConfig, TrainOutcome, is_embedding,
+    is_in_lower_layers, train,
+};
 use bomf_models::CpuAutodiffBackend as AB;
 use bomf_models::params::{Coverage, named_gradients, named_tensors, set_tensors};
 use burn::optim::GradientsParams;
@@ -229,14 +233,13 @@ fn global_norm_is_the_norm_of_all_gradients_and_clipping_follows_torch() {
     assert!((clip_coefficient(4.0, Some(1.0)) - 1.0 / (4.0 + 1e-6)).abs() < 1e-12);
 }
 
-#[test]
-fn frozen_lower_layers_do_not_move() {
-    let _rng = common::rng_lock();
+/// Trains the tiny model (2 layers) with `freeze` and returns the names that moved.
+fn moved_under(freeze: Freeze) -> Vec<String> {
     let device = Default::default();
     let model = common::tiny_model::<AB>(false, 6);
     let before = values(&model);
     let cfg = TrainConfig {
-        freeze_lower_layers: 1,
+        freeze,
         ..config(3)
     };
     let run = train(
@@ -248,20 +251,68 @@ fn frozen_lower_layers_do_not_move() {
         |_| Control::Continue,
     )
     .unwrap();
-    let after = values(&run.model);
-    for ((name, a), (_, b)) in before.iter().zip(&after) {
-        if is_in_lower_layers(name, 1) {
-            assert_eq!(a, b, "{name} moved although frozen");
-        } else if name.ends_with("weight") && !name.contains("LayerNorm") {
-            assert_ne!(a, b, "{name} did not move");
-        }
-    }
-    assert!(is_in_lower_layers(
-        "bert.embeddings.word_embeddings.weight",
-        1
-    ));
+    before
+        .iter()
+        .zip(&values(&run.model))
+        .filter(|((_, a), (_, b))| a != b)
+        .map(|((name, _), _)| name.clone())
+        .collect()
+}
+
+#[test]
+fn frozen_lower_layers_do_not_move() {
+    let _rng = common::rng_lock();
+    // The stage-1 default: half of the layers (1 of 2), embeddings trained.
+    let default = HpboConfig::default();
+    let moved = moved_under(Freeze {
+        lower_layers: default.freeze_lower_layers,
+        embeddings: default.freeze_embeddings,
+    });
+    let moved_word_embeddings = moved.iter().any(|n| n.contains("word_embeddings"));
+    assert!(
+        moved_word_embeddings,
+        "embeddings frozen by default: {moved:?}"
+    );
+    assert!(
+        moved.iter().any(|n| n.contains("encoder.layer.1.")),
+        "{moved:?}"
+    );
+    assert!(
+        !moved.iter().any(|n| n.contains("encoder.layer.0.")),
+        "{moved:?}"
+    );
+    // Asked for: the embeddings as well.
+    let moved = moved_under(Freeze {
+        lower_layers: LayerCount::Count(1),
+        embeddings: true,
+    });
+    assert!(
+        !moved
+            .iter()
+            .any(|n| is_in_lower_layers(n, 1) || is_embedding(n)),
+        "{moved:?}"
+    );
+    assert!(
+        moved.iter().any(|n| n.contains("encoder.layer.1.")),
+        "{moved:?}"
+    );
+
+    assert_eq!(
+        LayerCount::Half.resolve(["encoder.layer.11.x", "encoder.layer.3.y"]),
+        6
+    );
+    assert_eq!(LayerCount::Half.resolve(["model.layers.29.x"]), 15);
+    assert_eq!(LayerCount::Count(4).resolve(["model.layers.29.x"]), 4);
+    assert!(is_embedding("bert.embeddings.word_embeddings.weight"));
+    assert!(is_embedding("model.embed_tokens.weight"));
+    assert!(is_embedding("shared.weight"));
+    assert!(!is_embedding("bert.encoder.layer.0.output.dense.bias"));
     assert!(is_in_lower_layers(
         "bert.encoder.layer.0.output.dense.bias",
+        1
+    ));
+    assert!(!is_in_lower_layers(
+        "bert.embeddings.word_embeddings.weight",
         1
     ));
     assert!(!is_in_lower_layers(
@@ -273,11 +324,9 @@ fn frozen_lower_layers_do_not_move() {
         0
     ));
     // LLaMA and T5 names.
-    assert!(is_in_lower_layers("model.embed_tokens.weight", 2));
     assert!(is_in_lower_layers("model.layers.1.mlp.up_proj.weight", 2));
     assert!(!is_in_lower_layers("model.layers.2.mlp.up_proj.weight", 2));
     assert!(!is_in_lower_layers("model.norm.weight", 2));
-    assert!(is_in_lower_layers("shared.weight", 1));
     assert!(is_in_lower_layers(
         "encoder.block.0.layer.0.SelfAttention.q.weight",
         1
@@ -286,6 +335,20 @@ fn frozen_lower_layers_do_not_move() {
         "decoder.block.0.layer.0.SelfAttention.q.weight",
         1
     ));
+}
+
+#[test]
+fn layer_counts_parse_from_numbers_or_half() {
+    #[derive(serde::Deserialize)]
+    struct T {
+        n: LayerCount,
+    }
+    let parse = |t: &str| serde_json::from_str::<T>(t).map(|t| t.n);
+    assert_eq!(parse(r#"{"n": 3}"#).unwrap(), LayerCount::Count(3));
+    assert_eq!(parse(r#"{"n": "half"}"#).unwrap(), LayerCount::Half);
+    let err = parse(r#"{"n": "most"}"#).unwrap_err().to_string();
+    assert!(err.contains("`most` is neither"), "{err}");
+    assert!(parse(r#"{"n": -1}"#).is_err());
 }
 
 #[test]
