@@ -16,6 +16,11 @@
 //! candidates of the acquisition optimiser, so that optima on a face of the box next to an
 //! incumbent are found ([`crate::optim::optimize_acqf_with_anchors`]).
 //!
+//! **Coordinates.** The GP is fitted on canonical unit points `x = to_unit(user)`; the
+//! acquisition `α` built on it is maximised as `α ∘ c`, `c = to_unit ∘ from_unit` the canonical
+//! map (for a simplex; a box keeps BoTorch's relaxation), and the proposal is `c(u*)`, the point
+//! where `α` was evaluated and maximised ([`crate::space`], *Coordinates*).
+//!
 //! **Directions.** Objectives with goal `min` are negated internally: the surrogate and the
 //! acquisitions always maximise ([`TrainingData`] is in that orientation, and so is its
 //! reference point).
@@ -49,7 +54,8 @@ use crate::acquisition::nehvi::{NehviOptions, QNehviFactory};
 use crate::error::{BoError, Result};
 use crate::gp::{FitOptions, GaussianProcess};
 use crate::optim::{
-    AcqfOptions, AcquisitionFactory, Bounds, WithPending, derive_seed, optimize_acqf_with_anchors,
+    AcqfOptions, AcquisitionFactory, Bounds, Canonicalized, WithPending, derive_seed,
+    optimize_acqf_with_anchors,
 };
 use crate::partitioning::{infer_reference_point, pareto_front};
 use crate::sampling::{NormalBaseSamples, sobol_design};
@@ -173,7 +179,7 @@ impl Observation {
 /// outputs oriented for maximisation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainingData {
-    /// Row-major `n × d`, in `[0, 1]^d`.
+    /// Row-major `n × d`: the canonical unit points `to_unit(x)` (in `[0, 1]^d`).
     pub x: Vec<f64>,
     /// Row-major `n × m`, every objective to be maximised.
     pub y: Vec<f64>,
@@ -565,8 +571,6 @@ impl Optimizer {
             seed: step_seed,
         };
         let factory = surrogate.build(&data, &request)?;
-        let ud = self.space.unit_dim();
-        let bounds = Bounds::unit(ud);
         // Pending for the acquisition: asked-but-untold points and failed points.
         let mut pending_unit = Vec::new();
         for p in &self.pending {
@@ -588,30 +592,9 @@ impl Optimizer {
         options.nonnegative = options.nonnegative || kind.is_nonnegative();
         let remaining = n - out.len();
         for i in 0..remaining {
-            // Rejected optima (duplicates, neighbours of failures) join the pending points for
-            // a re-optimisation, which lowers the acquisition around them: BO then moves next
-            // to a boundary optimum it has already evaluated instead of giving up.
-            let mut rejected: Vec<f64> = Vec::new();
-            let mut chosen = None;
-            for attempt in 0..=REOPTIMISE_ATTEMPTS {
-                let mut step_pending = pending_unit.clone();
-                step_pending.extend_from_slice(&rejected);
-                let acq = factory.build(&step_pending)?;
-                options.seed = derive_seed(step_seed, (1 + i * 8 + attempt) as u64);
-                let result =
-                    optimize_acqf_with_anchors(acq.as_ref(), 1, &bounds, &options, &anchors)?;
-                for candidate in &result.candidates {
-                    let canonical = self.space.canonical_unit(&candidate.x)?;
-                    if self.is_acceptable(&canonical)? {
-                        chosen = Some(canonical);
-                        break;
-                    }
-                }
-                if chosen.is_some() {
-                    break;
-                }
-                rejected.extend(self.space.canonical_unit(&result.best().x)?);
-            }
+            let seeds = |attempt: usize| derive_seed(step_seed, (1 + i * 8 + attempt) as u64);
+            let chosen =
+                self.propose(factory.as_ref(), &pending_unit, &anchors, &options, seeds)?;
             let point = match chosen {
                 Some(unit) => self.space.from_unit(&unit)?,
                 None => self.next_design_point()?,
@@ -621,6 +604,49 @@ impl Optimizer {
             out.push(point);
         }
         Ok(out)
+    }
+
+    /// One BO candidate, a canonical unit point (GP coordinates), or `None` when every restart
+    /// of every attempt is rejected ([`Self::is_acceptable`]). Attempt `a` optimises with the
+    /// seed `seeds(a)`.
+    ///
+    /// The acquisition `α` is maximised as `α ∘ c` over the cube, `c` the canonical map
+    /// ([`Canonicalized`]; the identity for a box), and the candidate is `c(u*)`: exactly the
+    /// point where `α` was evaluated, in the coordinates the GP was fitted in.
+    ///
+    /// Rejected optima (duplicates, neighbours of failures) join the pending points for a
+    /// re-optimisation, which lowers the acquisition around them: BO then moves next to a
+    /// boundary optimum it has already evaluated instead of giving up.
+    fn propose(
+        &self,
+        factory: &dyn AcquisitionFactory,
+        pending_unit: &[f64],
+        anchors: &[f64],
+        options: &AcqfOptions,
+        seeds: impl Fn(usize) -> u64,
+    ) -> Result<Option<Vec<f64>>> {
+        let bounds = Bounds::unit(self.space.unit_dim());
+        let mut rejected: Vec<f64> = Vec::new();
+        for attempt in 0..=REOPTIMISE_ATTEMPTS {
+            let mut step_pending = pending_unit.to_vec();
+            step_pending.extend_from_slice(&rejected);
+            let acq = Canonicalized::for_space(factory.build(&step_pending)?, &self.space)?;
+            let options = AcqfOptions {
+                seed: seeds(attempt),
+                ..options.clone()
+            };
+            let result = optimize_acqf_with_anchors(acq.as_ref(), 1, &bounds, &options, anchors)?;
+            for candidate in &result.candidates {
+                // For a simplex, the map `acq` applied before evaluating `α`: the very point
+                // whose value `candidate.value` is.
+                let canonical = self.space.canonical_unit(&candidate.x)?;
+                if self.is_acceptable(&canonical)? {
+                    return Ok(Some(canonical));
+                }
+            }
+            rejected.extend(self.space.canonical_unit(&result.best().x)?);
+        }
+        Ok(None)
     }
 
     /// The surrogate's data: successful observations, unit-cube inputs, maximisation outputs.
@@ -787,54 +813,4 @@ fn sup_distance(a: &[f64], b: &[f64]) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// Serde for `Vec<f64>` that keeps non-finite values: written as the strings `"nan"`, `"inf"`,
-/// `"-inf"` (JSON has no such numbers); read back from those strings, from `null` (as NaN), or
-/// from numbers.
-mod non_finite {
-    use serde::de::Error;
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    #[derive(Serialize, Deserialize)]
-    #[serde(untagged)]
-    enum Value {
-        Number(f64),
-        Text(String),
-        Null(()),
-    }
-
-    pub fn serialize<S: Serializer>(values: &[f64], s: S) -> Result<S::Ok, S::Error> {
-        let out: Vec<Value> = values
-            .iter()
-            .map(|&v| {
-                if v.is_finite() {
-                    Value::Number(v)
-                } else if v.is_nan() {
-                    Value::Text("nan".into())
-                } else if v > 0.0 {
-                    Value::Text("inf".into())
-                } else {
-                    Value::Text("-inf".into())
-                }
-            })
-            .collect();
-        out.serialize(s)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
-        let raw: Vec<Value> = Vec::deserialize(d)?;
-        raw.into_iter()
-            .map(|v| match v {
-                Value::Number(x) => Ok(x),
-                Value::Null(()) => Ok(f64::NAN),
-                Value::Text(t) => match t.to_ascii_lowercase().as_str() {
-                    "nan" => Ok(f64::NAN),
-                    "inf" | "+inf" | "infinity" => Ok(f64::INFINITY),
-                    "-inf" | "-infinity" => Ok(f64::NEG_INFINITY),
-                    _ => Err(D::Error::custom(format!(
-                        "expected a number, null, \"nan\", \"inf\" or \"-inf\", got \"{t}\""
-                    ))),
-                },
-            })
-            .collect()
-    }
-}
+mod non_finite;

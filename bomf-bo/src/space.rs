@@ -29,10 +29,41 @@
 //!     faces — once `z_i = 1` the later coordinates no longer matter, so a vertex has a whole
 //!     face of preimages that the GP does not know are equivalent.
 //!
-//!   Measured (`tests/optimizer_simplex.rs`, qLogEI, k = 6, 30 evaluations, 5 seeds) on
-//!   synthetic objectives, `Normalize` found better weights both for an interior optimum and
-//!   near a vertex, where stick-breaking stalls on that collapsed face; hence it stays the
-//!   default. The comparison that matters (qNEHVI on real checkpoints) remains to be run.
+//!   On the synthetic objectives of `tests/optimizer_simplex.rs` (qLogEI, k = 6, 30
+//!   evaluations, 5 seeds; figures in RESULTS.md), `Normalize` finds better weights both for an
+//!   interior optimum and near a vertex; hence it stays the default.
+//!   The comparison that matters (qNEHVI on real checkpoints) remains to be run.
+//!
+//! # Coordinates
+//!
+//! Three sets, and the maps between them (`d` = [`Space::unit_dim`]):
+//!
+//! - the **user space** `U` (values as told and asked; weights `w ∈ Δ^{k−1}`);
+//! - the **search cube** `[0,1]^d`, where the acquisition optimiser moves;
+//! - the **canonical set** `C = to_unit(U) ⊂ [0,1]^d`, the GP's input space: every told point
+//!   reaches the GP as `x = to_unit(user)`.
+//!
+//! `from_unit: [0,1]^d → U` is onto but, for a simplex, not one-to-one; `to_unit: U → C` picks
+//! one preimage, the *canonical* representative. Their composition is the **canonical map**
+//!
+//! ```text
+//! c = to_unit ∘ from_unit : [0,1]^d → C,    c(x) = x for x ∈ C,
+//! ```
+//!
+//! a retraction of the cube onto `C` ([`Space::canonical_unit`]):
+//!
+//! - Box: `c(u) = u` (up to rounding of integer parameters; see below);
+//! - [`SimplexMap::Normalize`]: `c(u) = u / max_i u_i` (and `c(0) = 1`, the uniform weights),
+//!   so `C = {x ∈ [0,1]^k : max_i x_i = 1}`, the `k` faces of the cube that touch `1`;
+//! - [`SimplexMap::StickBreaking`]: `c(z) = z` on the interior; on a collapsed face
+//!   (`z_i = 1`) the later coordinates are set to 0.
+//!
+//! The GP is fitted on `C` only, so an acquisition `α` built on it is meaningful on `C` only.
+//! For a simplex the optimiser therefore maximises `α ∘ c` over the cube and proposes
+//! `x* = c(u*)`, the canonical point where `α` was evaluated and maximised; the gradient it
+//! needs is the pull-back `∇(α ∘ c)(u) = J_c(u)ᵀ ∇α(c(u))` ([`Space::canonical_pullback`],
+//! [`crate::optim::Canonicalized`]). Box domains keep BoTorch's recipe: the acquisition sees
+//! `u` itself, i.e. the continuous relaxation for integer parameters.
 //!
 //! [`SpaceConfig`] is the `SPACE.json` file of the CLI, validated with errors that name the
 //! offending field.
@@ -340,11 +371,101 @@ impl Space {
         })
     }
 
-    /// The unit-cube point the GP will actually see for a candidate: `to_unit(from_unit(u))`
-    /// (rounded integers; the canonical representative of a simplex point).
+    /// The canonical map `c(u) = to_unit(from_unit(u))` (module doc, *Coordinates*): the
+    /// unit-cube point the GP will actually see for a candidate `u` (rounded integers; the
+    /// canonical representative of a simplex point).
     pub fn canonical_unit(&self, unit: &[f64]) -> Result<Vec<f64>> {
         let user = self.from_unit(unit)?;
         self.to_unit(&user)
+    }
+
+    /// Vector–Jacobian product of the canonical map: overwrites `grad`, the gradient
+    /// `∇α(c(u))` of a function of the canonical point, with `∇(α ∘ c)(u) = J_c(u)ᵀ ∇α(c(u))`.
+    ///
+    /// Coordinates that [`Self::from_unit`] clamps (outside `[0, 1]`, or NaN) get 0.
+    ///
+    /// - Box: the identity (the continuous relaxation of integer parameters).
+    /// - [`SimplexMap::Normalize`]: with `M = max_i u_i`, `m` its first index and `g = ∇α(c)`,
+    ///   `∂c_j/∂u_i = (δ_ij − c_j δ_im) / M`, so
+    ///   `∇(α ∘ c)(u) = (g − ⟨g, c⟩ e_m) / M`. It is orthogonal to `u`, as `α ∘ c` is constant
+    ///   along rays. Where several coordinates tie for the maximum, `c` is only piecewise
+    ///   smooth; the gradient of the piece `u ↦ u / u_m` with the first tying `m` is returned,
+    ///   an element of the Clarke subdifferential. At `u = 0` (where `c` jumps to the uniform
+    ///   weights) the gradient is 0.
+    /// - [`SimplexMap::StickBreaking`]: `c` is the identity except on a collapsed face: once
+    ///   the stick is used up (`z_i = 1`), the later coordinates do not move `c`, and their
+    ///   gradient is 0 (the one-sided derivative within the face; `c` is discontinuous across
+    ///   it).
+    pub fn canonical_pullback(&self, unit: &[f64], grad: &mut [f64]) -> Result<()> {
+        let d = self.unit_dim();
+        if unit.len() != d || grad.len() != d {
+            return Err(BoError::DimensionMismatch {
+                what: "unit-cube point and gradient vs space".into(),
+                expected: d,
+                got: if unit.len() != d {
+                    unit.len()
+                } else {
+                    grad.len()
+                },
+            });
+        }
+        match self.domain {
+            Domain::Box => {}
+            Domain::Simplex {
+                map: SimplexMap::Normalize,
+                ..
+            } => normalize_pullback(unit, grad),
+            Domain::Simplex {
+                map: SimplexMap::StickBreaking,
+                ..
+            } => stick_breaking_pullback(unit, grad),
+        }
+        for (g, &u) in grad.iter_mut().zip(unit) {
+            // The clamp (and NaN → 0.5) of `from_unit` is constant there.
+            if !(0.0..=1.0).contains(&u) {
+                *g = 0.0;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// [`Space::canonical_pullback`] for `c(u) = u / max_i u_i` (`u` clamped to the cube).
+fn normalize_pullback(u: &[f64], grad: &mut [f64]) {
+    let u: Vec<f64> = u
+        .iter()
+        .map(|&v| if v.is_nan() { 0.5 } else { v.clamp(0.0, 1.0) })
+        .collect();
+    let (m, max) = u
+        .iter()
+        .copied()
+        .enumerate()
+        .fold((0, f64::NEG_INFINITY), |best, (i, v)| {
+            if v > best.1 { (i, v) } else { best }
+        });
+    if max <= 0.0 {
+        grad.fill(0.0);
+        return;
+    }
+    let g_dot_c: f64 = grad.iter().zip(&u).map(|(g, v)| g * v / max).sum();
+    grad[m] -= g_dot_c;
+    grad.iter_mut().for_each(|g| *g /= max);
+}
+
+/// [`Space::canonical_pullback`] for stick breaking: zero for the coordinates after the stick
+/// is used up (the same recursion as [`stick_breaking`]), the identity before.
+fn stick_breaking_pullback(z: &[f64], grad: &mut [f64]) {
+    let w = stick_breaking(
+        &z.iter()
+            .map(|&v| if v.is_nan() { 0.5 } else { v.clamp(0.0, 1.0) })
+            .collect::<Vec<f64>>(),
+    );
+    let mut remaining = 1.0_f64;
+    for (g, wi) in grad.iter_mut().zip(&w) {
+        if remaining <= 0.0 {
+            *g = 0.0;
+        }
+        remaining = (remaining - wi).max(0.0);
     }
 }
 

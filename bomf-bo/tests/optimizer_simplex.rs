@@ -7,10 +7,13 @@
 //! optimum (a genuine mixture) and an optimum near a vertex (one checkpoint dominates). This is a
 //! proxy: the real comparison runs qNEHVI on real checkpoints.
 //!
-//! Result when written (median regret over 5 seeds after 30 evaluations, test profile):
-//! interior: Normalize 0.085, StickBreaking 0.263; near a vertex: Normalize 0.105,
-//! StickBreaking 0.238 (every seed stalls at the vertex: the stick-breaking face `z_0 = 1`
-//! collapses onto it, so "new" points there are all duplicates).
+//! Result (median regret over 5 seeds after 30 evaluations, test profile), with the acquisition
+//! maximised on the canonical set the GP is fitted on (`bomf_bo::optim::Canonicalized`):
+//! interior: Normalize 0.077, StickBreaking 0.201; near a vertex: Normalize 0.076,
+//! StickBreaking 0.089. Before that fix (acquisition maximised over raw cube points): interior
+//! 0.069 and 0.263; near a vertex 0.098 and 0.238, where every stick-breaking seed stalled at
+//! the vertex (the face `z_0 = 1` collapses onto it, so "new" points there were all
+//! duplicates).
 
 use bomf_bo::optimizer::{Optimizer, OptimizerSettings};
 use bomf_bo::space::{Objective, SimplexMap, Space};
