@@ -7,18 +7,20 @@
 //! engine's fusion kernel (`bomf_core::fusion::CheckpointSet`). Every family the CLI knows is
 //! fused the same way: BERT/RoBERTa classifiers, T5 and LLaMA (dense weights; a LLaMA config may
 //! come from a `.gguf` file, then the output gets its embedded tokenizer). peft LoRA adapter
-//! folders are fused tensor by tensor (`lora_A` and `lora_B` alike, as BOMF fuses LoRA
-//! checkpoints) into an adapter folder; `--base` names the model they adapt.
+//! folders fuse into an adapter folder (`--base` names the model they adapt), as `--lora` says:
+//! `factors` (default) averages every tensor, `lora_A` and `lora_B` alike (rank r, not the
+//! average of the updates); `delta` averages the updates exactly, Σ_k w_k s·B_k A_k, written
+//! losslessly as one adapter of rank K·r (`lora_alpha` scaled so the update scale stays s).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use bomf_core::fusion::CheckpointSet;
+use bomf_core::fusion::{CheckpointSet, LoraFusion};
 use bomf_models::bert::BertConfig;
 use bomf_models::export::export_bert;
 use bomf_models::lora::{ADAPTER_CONFIG_FILE, LlamaLoraAdapters, LoraConfig};
 use bomf_models::{BertWithHead, CpuBackend};
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use crate::generative::{
     Arch, GenerativeOptions, family_of, open_generative, open_generative_config,
@@ -38,7 +40,9 @@ use crate::model::{classifier_from, config_dir_of, model_labels, read_config, re
     weights are allowed with a warning.\n\n\
     peft LoRA adapter folders (adapter_config.json + adapter_model.safetensors) of one base model\n\
     fuse into an adapter folder: use it with `bomf eval/predict --model BASE --adapter DIR`, or\n\
-    PeftModel.from_pretrained. The adapters must share rank, scale and target modules.")]
+    PeftModel.from_pretrained. The adapters must share rank, scale and target modules.\n\
+    --lora delta fuses their updates exactly into one adapter of rank K·r (weights summing to 1):\n  \
+    bomf fuse --checkpoints adapter-a adapter-b --weights 0.3,0.7 --lora delta --out fused-adapter")]
 pub struct FuseArgs {
     /// The checkpoints to fuse (two or more make sense; one just re-exports it).
     #[arg(long, value_name = "CKPT", num_args = 1.., required = true)]
@@ -66,6 +70,26 @@ pub struct FuseArgs {
     /// Write into a non-empty output folder, replacing its model files.
     #[arg(long)]
     pub force: bool,
+    /// Adapter folders: `factors` averages lora_A and lora_B separately (rank r); `delta`
+    /// averages the updates s·B·A exactly, as one adapter of rank K·r (weights summing to 1).
+    #[arg(long, value_enum, default_value_t = LoraMode::Factors)]
+    pub lora: LoraMode,
+}
+
+/// `--lora`: bomf-core's [`LoraFusion`] on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LoraMode {
+    Factors,
+    Delta,
+}
+
+impl From<LoraMode> for LoraFusion {
+    fn from(mode: LoraMode) -> Self {
+        match mode {
+            LoraMode::Factors => LoraFusion::Factors,
+            LoraMode::Delta => LoraFusion::Delta,
+        }
+    }
 }
 
 /// Checks the weights against the checkpoints; returns a warning when they leave the simplex.
@@ -119,6 +143,12 @@ pub fn run(args: FuseArgs) -> Result<()> {
     ensure_empty_or_forced(&args.out, args.force)?;
     if is_adapter_folder(&args.checkpoints[0]) {
         return fuse_adapters(&args);
+    }
+    if args.lora != LoraMode::Factors {
+        bail!(
+            "--lora applies to peft LoRA adapter folders, and {} is not one (no {ADAPTER_CONFIG_FILE})",
+            args.checkpoints[0].display()
+        );
     }
     if let Some(base) = &args.base {
         bail!(
@@ -296,14 +326,27 @@ fn fuse_adapters(args: &FuseArgs) -> Result<()> {
         template.get_or_insert(adapters);
     }
     let template = template.context("no checkpoint given")?;
+    let params = set.layout().map_or(0, |l| l.num_params());
+    let set = set.for_lora_fusion(args.lora.into())?;
+    let template = match set.lora_rank()? {
+        // `delta`: adapters of rank K·r at the same update scale (`lora_alpha` moves with r).
+        Some(rank) if args.lora == LoraMode::Delta => {
+            let lora = template.config().clone().with_rank(rank);
+            LlamaLoraAdapters::<CpuBackend>::new(&lora, config, &device)?
+        }
+        _ => template,
+    };
     let fused = set.fused_model(template, &args.weights, &device)?;
     fused
         .save(&args.out)
         .with_context(|| format!("writing {}", args.out.display()))?;
-    let params = set.layout().map_or(0, |l| l.num_params());
     eprintln!(
-        "fused {} adapters ({params} parameters each) into {}",
+        "fused {} adapters ({params} parameters each, `{}` fusion, rank {}) into {}",
         args.checkpoints.len(),
+        args.lora
+            .to_possible_value()
+            .map_or_else(String::new, |v| v.get_name().to_string()),
+        fused.config().r,
         args.out.display()
     );
     Ok(())

@@ -115,7 +115,9 @@ impl Default for GenerationSection {
 }
 
 /// `[model.lora]` of a run config: train LoRA adapters on a frozen LLaMA-family model. The
-/// names are peft's (`LoraConfig`), so an `adapter_config.json` reads the same.
+/// names are peft's (`LoraConfig`), so an `adapter_config.json` reads the same. How the K kept
+/// adapters are fused is `[fusion] lora` (`factors`: rank r; `delta`: the exact update, rank K·r,
+/// also in `fused-adapter/`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoraSection {

@@ -8,6 +8,15 @@
 //! minimum, K reads and one write per value, which is what the bench compares to `memcpy`.
 //! Checkpoints past the memory budget are memory-mapped files ([`crate::spill`]); the kernel
 //! reads them the same way.
+//!
+//! LoRA checkpoints ([`LoraFusion`]): averaging the factors `A` and `B` of K adapters (the
+//! default, `factors`) is not the average of their updates `s·B_k A_k`. The `delta` mode fuses
+//! the updates exactly, ΔW(w) = Σ_k w_k s·B_k A_k, as one adapter of rank K·r:
+//! `B_cat = [w_1 B_1 | … | w_K B_K]` (`[out, K·r]`) and `A_cat = [A_1; …; A_K]` (`[K·r, in]`),
+//! at the same scale s. [`CheckpointSet::for_lora_fusion`] turns the K checkpoints into K
+//! checkpoints of that rank-K·r layout whose weighted sum on the simplex is this adapter, so
+//! every consumer of a set (host and device fusion, the learned soup's gradient, the export)
+//! fuses updates without knowing it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,6 +25,7 @@ use bomf_models::params::{Coverage, named_tensors, param_shapes, set_tensors};
 use bomf_models::{HfNamed, HfTensor, StackedParams};
 use burn::tensor::backend::Backend;
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
 use crate::spill::{FlatCheckpoint, SpillPolicy};
@@ -84,6 +94,19 @@ impl Layout {
     }
 }
 
+/// How the adapters of LoRA checkpoints are fused (see the module docs). Checkpoints without
+/// LoRA tensors fuse the same way in both modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoraFusion {
+    /// Every tensor averaged on its own, `lora_A` and `lora_B` alike (rank r): what averaging
+    /// the checkpoints' state dicts gives. The fused update is `s·(Σ w_k B_k)(Σ w_k A_k)`.
+    #[default]
+    Factors,
+    /// The updates averaged exactly, `Σ w_k s·B_k A_k`, as one adapter of rank K·r.
+    Delta,
+}
+
 /// K checkpoints of one architecture, each a flat f32 buffer in a shared [`Layout`], in memory
 /// or memory-mapped from disk as its [`SpillPolicy`] decides.
 #[derive(Debug, Clone)]
@@ -91,6 +114,8 @@ pub struct CheckpointSet {
     layout: Option<Layout>,
     checkpoints: Vec<Arc<FlatCheckpoint>>,
     policy: Arc<SpillPolicy>,
+    /// Fusion weights must sum to 1 (a `delta` LoRA set, exact on the simplex only).
+    simplex: bool,
 }
 
 impl Default for CheckpointSet {
@@ -111,6 +136,7 @@ impl CheckpointSet {
             layout: None,
             checkpoints: Vec::new(),
             policy,
+            simplex: false,
         }
     }
 
@@ -143,6 +169,7 @@ impl CheckpointSet {
             layout: self.layout.clone(),
             checkpoints,
             policy: self.policy.clone(),
+            simplex: self.simplex,
         })
     }
 
@@ -192,6 +219,13 @@ impl CheckpointSet {
     /// θ(w) written into `out` (reused across evaluations to avoid reallocating a model).
     pub fn fuse_into(&self, weights: &[f64], out: &mut [f32]) -> Result<()> {
         check_weights(weights, self.checkpoints.len())?;
+        let sum: f64 = weights.iter().sum();
+        if self.simplex && (sum - 1.0).abs() > 1e-6 {
+            return Err(CoreError::InvalidInput(format!(
+                "the `delta` fusion of LoRA adapters is exact for weights summing to 1; these sum \
+                 to {sum}"
+            )));
+        }
         let inputs: Vec<&[f32]> = self.checkpoints.iter().map(|c| c.as_slice()).collect();
         let weights: Vec<f32> = weights.iter().map(|&w| w as f32).collect();
         weighted_sum_into(out, &inputs, &weights)
@@ -283,6 +317,151 @@ impl CheckpointSet {
         let flat = self.fuse(weights)?;
         self.load_into(model, &flat, device)
     }
+}
+
+impl CheckpointSet {
+    /// The rank of the set's LoRA adapters (`None`: no `lora_A`/`lora_B` tensors); an error
+    /// when their ranks differ or a factor lacks its partner.
+    pub fn lora_rank(&self) -> Result<Option<usize>> {
+        let Some(layout) = &self.layout else {
+            return Ok(None);
+        };
+        let mut rank = None;
+        for pair in lora_pairs(layout)? {
+            match rank {
+                Some(r) if r != pair.rank => {
+                    return Err(CoreError::InvalidInput(format!(
+                        "LoRA adapters of ranks {r} and {} (`{}`): one rank is needed",
+                        pair.rank, layout.names[pair.a]
+                    )));
+                }
+                _ => rank = Some(pair.rank),
+            }
+        }
+        Ok(rank)
+    }
+
+    /// The set that fuses as `mode` asks. `Factors`, or a set without LoRA tensors: this set
+    /// (buffers shared). `Delta`: K checkpoints in the layout of rank-K·r adapters, checkpoint
+    /// k holding `A_cat = [A_1; …; A_K]` and `B_k` in the k-th column block of `B` (zeros
+    /// elsewhere), other tensors as they are. With weights summing to 1 their fusion is `A_cat`
+    /// and `[w_1 B_1 | … | w_K B_K]`, whose update at the adapters' scale s is exactly
+    /// Σ_k w_k s·B_k A_k; other weights are refused (they would scale `A_cat` by their sum).
+    /// Memory: K copies of the rank-K·r adapters.
+    pub fn for_lora_fusion(&self, mode: LoraFusion) -> Result<Self> {
+        let Some(layout) = self.layout.as_ref().filter(|_| mode == LoraFusion::Delta) else {
+            return Ok(self.clone());
+        };
+        let pairs = lora_pairs(layout)?;
+        if pairs.is_empty() || self.is_empty() {
+            return Ok(self.clone());
+        }
+        self.lora_rank()?;
+        let mut role = vec![Role::Plain; layout.names.len()];
+        for pair in &pairs {
+            role[pair.a] = Role::A;
+            role[pair.b] = Role::B(pair.rank);
+        }
+        let mut set = Self::with_policy(self.policy.clone());
+        for k in 0..self.len() {
+            let tensors = (0..layout.names.len())
+                .map(|i| Ok((layout.names[i].clone(), self.delta_tensor(k, i, role[i])?)))
+                .collect::<Result<Vec<_>>>()?;
+            set.push_tensors(&tensors)?;
+        }
+        set.simplex = true;
+        Ok(set)
+    }
+
+    /// Tensor `i` of checkpoint `k` of the `delta` set ([`Self::for_lora_fusion`]).
+    fn delta_tensor(&self, k: usize, i: usize, role: Role) -> Result<HfTensor> {
+        let layout = self
+            .layout
+            .as_ref()
+            .ok_or_else(|| CoreError::InvalidInput("no checkpoints".into()))?;
+        let n = self.len();
+        let range = layout.offsets[i]..layout.offsets[i + 1];
+        let slice = |j: usize| &self.checkpoints[j].as_slice()[range.clone()];
+        let shape = &layout.shapes[i];
+        let tensor = match role {
+            Role::Plain => HfTensor::new(shape.clone(), slice(k).to_vec()),
+            Role::A => {
+                let data = (0..n).flat_map(|j| slice(j).iter().copied()).collect();
+                HfTensor::new(vec![n * shape[0], shape[1]], data)
+            }
+            Role::B(r) => {
+                let out = shape[0];
+                let mut data = vec![0.0f32; out * n * r];
+                for (row, src) in data.chunks_mut(n * r).zip(slice(k).chunks(r)) {
+                    row[k * r..(k + 1) * r].copy_from_slice(src);
+                }
+                HfTensor::new(vec![out, n * r], data)
+            }
+        };
+        Ok(tensor?)
+    }
+}
+
+/// What a tensor is to the `delta` LoRA fusion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Not a LoRA factor: fused as it is.
+    Plain,
+    /// `lora_A`, `[r, in]`: stacked over the checkpoints.
+    A,
+    /// `lora_B`, `[out, r]` (the rank): one column block per checkpoint.
+    B(usize),
+}
+
+/// The two factors of one LoRA update, by tensor index in a [`Layout`].
+#[derive(Debug, Clone, Copy)]
+struct LoraPair {
+    /// `….lora_A.weight`, `[r, in]`.
+    a: usize,
+    /// `….lora_B.weight`, `[out, r]`.
+    b: usize,
+    rank: usize,
+}
+
+/// The LoRA factor pairs of a layout (peft's names: `<module>.lora_A.weight` and
+/// `<module>.lora_B.weight`); a factor without its partner, or factors of different inner
+/// sizes, are an error naming them.
+fn lora_pairs(layout: &Layout) -> Result<Vec<LoraPair>> {
+    let index: BTreeMap<&str, usize> = layout
+        .names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+    let mut pairs = Vec::new();
+    for (i, name) in layout.names.iter().enumerate() {
+        if let Some(stem) = name.strip_suffix("lora_A.weight") {
+            let partner = format!("{stem}lora_B.weight");
+            let b = *index.get(partner.as_str()).ok_or_else(|| {
+                CoreError::InvalidInput(format!("LoRA factor `{name}` has no `{partner}`"))
+            })?;
+            let (sa, sb) = (&layout.shapes[i], &layout.shapes[b]);
+            if sa.len() != 2 || sb.len() != 2 || sa[0] != sb[1] {
+                return Err(CoreError::InvalidInput(format!(
+                    "`{name}` {sa:?} and `{partner}` {sb:?} are not the factors [r, in] and \
+                     [out, r] of one update"
+                )));
+            }
+            pairs.push(LoraPair {
+                a: i,
+                b,
+                rank: sa[0],
+            });
+        } else if let Some(stem) = name.strip_suffix("lora_B.weight") {
+            let partner = format!("{stem}lora_A.weight");
+            if !index.contains_key(partner.as_str()) {
+                return Err(CoreError::InvalidInput(format!(
+                    "LoRA factor `{name}` has no `{partner}`"
+                )));
+            }
+        }
+    }
+    Ok(pairs)
 }
 
 /// Fusion weights must be finite, one per checkpoint (of at least one).

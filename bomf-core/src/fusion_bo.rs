@@ -5,7 +5,8 @@
 //! checkpoint and 1 the best in every objective; the reference point is that worst corner. (The
 //! reference takes hand-set constants and flips the loss's sign in one place but not the other.)
 //! The search starts with K Sobol points, then asks the acquisition (qNEHVI by default) for one
-//! point per step.
+//! point per step. Its GPs use the [`GpKernel`] of the config: BoTorch's current RBF preset by
+//! default, or the Matérn-5/2 + Gamma-priors preset of the BoTorch 0.10 the authors pinned.
 //!
 //! [`FusionSearch`] is plain serialisable state: a run persists it after every evaluation and
 //! resumes from it; a point asked but not told (a crash mid-evaluation) is evaluated again first,
@@ -13,12 +14,14 @@
 //! the same for every model family and testable on synthetic functions.
 
 use bomf_bo::gp::{FitOptions, GaussianProcess};
-use bomf_bo::optimizer::{AcquisitionKind, Optimizer, OptimizerSettings};
+use bomf_bo::optimizer::{AcquisitionKind, GpPreset, Optimizer, OptimizerSettings};
 use bomf_bo::space::{Objective, SimplexMap, Space};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
 use crate::eval::Evaluation;
+use crate::fusion::{CheckpointSet, LoraFusion};
+use crate::pipeline::ModelRequest;
 use crate::trajectory::KeptCheckpoint;
 
 /// One quantity the search optimises.
@@ -54,7 +57,9 @@ impl FusionObjective {
 pub enum SelectionRule {
     /// The reference's: the highest observed validation metric, ties broken by the lower loss.
     HighestMetric,
-    /// The Pareto point closest to the ideal corner (1, …, 1) of the normalised objectives.
+    /// The Pareto point closest to the ideal corner (1, …, 1) of the normalised objectives,
+    /// counting only shortfalls (`max(0, 1 − v)` per objective): exceeding the best checkpoint
+    /// costs nothing. Points at distance 0 are ranked by their summed objectives.
     Knee,
     /// The evaluated point with the best GP posterior mean of the (first) metric: smooths out
     /// the noise of a small validation set.
@@ -80,6 +85,35 @@ pub struct FusionBoConfig {
     pub mc_samples: usize,
     /// Where θ(w) is computed for each evaluation.
     pub fuse_on: FuseOn,
+    /// How LoRA adapters are fused (stage 3, the fusing baselines and the export); no effect on
+    /// checkpoints without adapters.
+    pub lora: LoraFusion,
+    /// The GP prior family of the search's surrogates (and of the posterior-mean selection).
+    pub kernel: GpKernel,
+}
+
+/// The GP model family of the fusion search: bomf-bo's two BoTorch presets ([`GpPreset`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GpKernel {
+    /// BoTorch ≥ 0.12's default: RBF with ARD and no outputscale, dimension-scaled LogNormal
+    /// lengthscale priors.
+    #[default]
+    RbfDimScaled,
+    /// BoTorch ≤ 0.11's default, the one the authors' pinned BoTorch 0.10 used: Matérn-5/2 with
+    /// ARD and an outputscale, Gamma priors.
+    #[serde(rename = "matern52_gamma")]
+    Matern52Gamma,
+}
+
+impl GpKernel {
+    /// bomf-bo's preset of this kernel (the optimiser's and the selection GP's).
+    pub fn preset(self) -> GpPreset {
+        match self {
+            Self::RbfDimScaled => GpPreset::RbfDimScaled,
+            Self::Matern52Gamma => GpPreset::MaternGamma,
+        }
+    }
 }
 
 /// Where θ(w) = Σ_k w_k θ_k is computed for each evaluation of stage 3 and the baselines.
@@ -109,7 +143,30 @@ impl Default for FusionBoConfig {
             seed: 0,
             mc_samples: 128,
             fuse_on: FuseOn::Auto,
+            lora: LoraFusion::default(),
+            kernel: GpKernel::default(),
         }
+    }
+}
+
+impl FusionBoConfig {
+    /// The checkpoints as every fusion of the run sees them under [`Self::lora`] (see
+    /// [`CheckpointSet::for_lora_fusion`]), and the request for a model of their architecture:
+    /// with `delta` on K LoRA checkpoints of rank r, adapters of rank K·r at the checkpoints'
+    /// update scale.
+    pub fn fusion_set(&self, checkpoints: &CheckpointSet) -> Result<(CheckpointSet, ModelRequest)> {
+        let set = checkpoints.for_lora_fusion(self.lora)?;
+        let lora_rank = match self.lora {
+            LoraFusion::Delta => set.lora_rank()?,
+            LoraFusion::Factors => None,
+        };
+        Ok((
+            set,
+            ModelRequest {
+                lora_rank,
+                ..ModelRequest::FROZEN
+            },
+        ))
     }
 }
 
@@ -173,6 +230,13 @@ impl Normaliser {
     }
 }
 
+/// Squared distance of normalised objectives `y` to the region at least as good as the ideal
+/// corner (1, …, 1): only shortfalls count, `Σ max(0, 1 − v)²`, so a fusion beyond the best
+/// checkpoint in some objective (v > 1) is not penalised for being better.
+fn knee_distance(y: &[f64]) -> f64 {
+    y.iter().map(|v| (1.0 - v).max(0.0).powi(2)).sum()
+}
+
 /// One evaluated fusion.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FusionRecord {
@@ -231,6 +295,7 @@ impl FusionSearch {
             n_initial: Some(config.n_initial.unwrap_or(k)),
             seed: config.seed,
             mc_samples: config.mc_samples,
+            gp_preset: config.kernel.preset(),
             ..OptimizerSettings::default()
         };
         let mut optimizer = Optimizer::new(space, bo_objectives, settings)?;
@@ -376,9 +441,11 @@ impl FusionSearch {
             SelectionRule::Knee => {
                 let front = self.pareto_indices();
                 front.into_iter().min_by(|&a, &b| {
-                    let da: f64 = normalised(a).iter().map(|v| (1.0 - v).powi(2)).sum();
-                    let db: f64 = normalised(b).iter().map(|v| (1.0 - v).powi(2)).sum();
-                    da.total_cmp(&db).then_with(|| a.cmp(&b))
+                    let (ya, yb) = (normalised(a), normalised(b));
+                    knee_distance(&ya)
+                        .total_cmp(&knee_distance(&yb))
+                        .then_with(|| yb.iter().sum::<f64>().total_cmp(&ya.iter().sum()))
+                        .then_with(|| a.cmp(&b))
                 })
             }
             SelectionRule::PosteriorMean => {
@@ -410,10 +477,108 @@ impl FusionSearch {
         let y: Vec<f64> = ok.iter().map(|&i| primary(i)).collect();
         let d = space.unit_dim();
         let options = FitOptions {
+            preset: self.config.kernel.preset(),
             seed: self.config.seed,
             ..FitOptions::default()
         };
         let gp = GaussianProcess::fit(&x, &y, d, None, &options)?;
         Ok(gp.predict(&x)?.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn evaluation(accuracy: f64, loss: f64) -> Evaluation {
+        Evaluation {
+            loss,
+            metrics: BTreeMap::from([("accuracy".to_string(), accuracy)]),
+            num_examples: 100,
+        }
+    }
+
+    /// Two checkpoints: accuracy 0.5..0.7 and loss 1.0..0.6 normalise to 0..1.
+    fn checkpoints() -> Vec<KeptCheckpoint> {
+        [(0.5, 1.0), (0.7, 0.6)]
+            .into_iter()
+            .enumerate()
+            .map(|(step, (a, l))| KeptCheckpoint {
+                step,
+                validation: evaluation(a, l),
+            })
+            .collect()
+    }
+
+    fn search(config: FusionBoConfig) -> FusionSearch {
+        FusionSearch::new(config, &checkpoints(), "accuracy").unwrap()
+    }
+
+    #[test]
+    fn knee_does_not_penalise_a_fusion_beyond_the_best_checkpoint() {
+        let mut s = search(FusionBoConfig::default());
+        // `worse`: normalised (1.02, 0.8), short of the best checkpoint's loss.
+        // `beyond`: normalised (1.0, 1.5), the best accuracy and a loss below every checkpoint's.
+        // Neither dominates the other, so both are on the front.
+        let worse = evaluation(0.704, 0.68);
+        let beyond = evaluation(0.7, 0.4);
+        s.tell(&[0.4, 0.6], Some(worse)).unwrap();
+        s.tell(&[0.3, 0.7], Some(beyond)).unwrap();
+        assert_eq!(s.pareto_indices().len(), 2);
+        assert_eq!(s.select(SelectionRule::Knee).unwrap(), 1);
+    }
+
+    #[test]
+    fn the_kernel_setting_reaches_the_optimiser() {
+        let default = search(FusionBoConfig::default());
+        assert_eq!(
+            default.optimizer().settings().gp_preset,
+            GpPreset::RbfDimScaled
+        );
+        let config: FusionBoConfig =
+            serde_json::from_value(serde_json::json!({ "kernel": "matern52_gamma" })).unwrap();
+        assert_eq!(config.kernel, GpKernel::Matern52Gamma);
+        let mut s = search(config);
+        assert_eq!(s.optimizer().settings().gp_preset, GpPreset::MaternGamma);
+        // The saved state carries it, and the posterior-mean selection fits with it.
+        let state = serde_json::to_string(&s).unwrap();
+        let resumed: FusionSearch = serde_json::from_str(&state).unwrap();
+        assert_eq!(
+            resumed.optimizer().settings().gp_preset,
+            GpPreset::MaternGamma
+        );
+        for (i, (a, l)) in [(0.6, 0.9), (0.65, 0.7), (0.55, 0.8)]
+            .into_iter()
+            .enumerate()
+        {
+            let w = 0.2 + 0.3 * i as f64;
+            s.tell(&[w, 1.0 - w], Some(evaluation(a, l))).unwrap();
+        }
+        assert_eq!(s.select(SelectionRule::PosteriorMean).unwrap(), 1);
+        let rbf: FusionBoConfig =
+            serde_json::from_value(serde_json::json!({ "kernel": "rbf_dim_scaled" })).unwrap();
+        assert_eq!(rbf.kernel, GpKernel::RbfDimScaled);
+        let err =
+            serde_json::from_value::<FusionBoConfig>(serde_json::json!({ "kernel": "matern" }))
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("unknown variant `matern`"), "{err}");
+    }
+
+    #[test]
+    fn the_lora_fusion_mode_parses() {
+        assert_eq!(FusionBoConfig::default().lora, LoraFusion::Factors);
+        let config: FusionBoConfig =
+            serde_json::from_value(serde_json::json!({ "lora": "delta" })).unwrap();
+        assert_eq!(config.lora, LoraFusion::Delta);
+        let factors: FusionBoConfig =
+            serde_json::from_value(serde_json::json!({ "lora": "factors" })).unwrap();
+        assert_eq!(factors.lora, LoraFusion::Factors);
+        let err = serde_json::from_value::<FusionBoConfig>(serde_json::json!({ "lora": "merged" }))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown variant `merged`"), "{err}");
     }
 }

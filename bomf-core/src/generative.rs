@@ -15,7 +15,10 @@
 //! (`base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`): the base model is a
 //! constant carried along (moved between devices and backends with the adapters, never
 //! enumerated). So training steps only the adapters, a trajectory keeps K copies of the
-//! adapters only, and θ(w) is loaded back into the adapters of the same wrapper.
+//! adapters only, and θ(w) is loaded back into the adapters of the same wrapper: of the same
+//! rank r when the factors are averaged, or of rank K·r at the same update scale when the updates
+//! are (`[fusion] lora = "delta"`, see [`crate::fusion::LoraFusion`]); [`LoraLlama::merged`] and
+//! the peft export then hold exactly Σ_k w_k s·B_k A_k.
 
 use bomf_data::batch::{Batch, BatchTargets, Item, ItemTarget};
 use bomf_data::task::{Dataset, Example, Target, TaskKind};

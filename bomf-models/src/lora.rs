@@ -361,7 +361,8 @@ impl LoraConfig {
 
     /// The same adapters at rank `r` with the same [`scaling`](Self::scaling) (`lora_alpha` moves
     /// with the rank): a smaller rank makes a cheaper stage-1 proxy, and keeping the factor of
-    /// the update fixed keeps the learning rates it finds comparable with the full rank's.
+    /// the update fixed keeps the learning rates it finds comparable with the full rank's. The
+    /// exact fusion of K adapters' updates is one adapter of rank K·r at this same scale.
     pub fn with_rank(mut self, r: usize) -> Self {
         let factor = self.scaling();
         self.r = r;
