@@ -120,6 +120,10 @@ pub struct HpboConfig {
     pub freeze_lower_layers: LayerCount,
     /// Proxy: freeze the embeddings too (not by default; the reference trains them).
     pub freeze_embeddings: bool,
+    /// Epochs of each trial (`None`: the run's `[train] epochs`, as the reference). Fewer is a
+    /// cheaper, lower-fidelity proxy; HPBO-full trains as many, so the two stay comparable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<usize>,
     /// Proxy of LoRA runs: adapters of this (smaller) rank, at the run's update scale (the
     /// paper's proxy for LLMs). Usually with `freeze_lower_layers = 0`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -135,6 +139,7 @@ impl Default for HpboConfig {
             budget: 10,
             freeze_lower_layers: LayerCount::Half,
             freeze_embeddings: false,
+            epochs: None,
             lora_rank: None,
             seed: 0,
         }
@@ -173,6 +178,9 @@ impl HpSearch {
                 "hpbo",
                 "budget and n_initial must be at least 1",
             ));
+        }
+        if config.epochs == Some(0) {
+            return Err(CoreError::config("hpbo.epochs", "must be at least 1"));
         }
         if config.lora_rank == Some(0) {
             return Err(CoreError::config(

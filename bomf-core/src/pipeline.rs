@@ -506,6 +506,9 @@ fn hp_search_base(config: &BomfConfig, hpbo: &HpboConfig) -> TrainConfig {
         lower_layers: hpbo.freeze_lower_layers,
         embeddings: hpbo.freeze_embeddings,
     };
+    if let Some(epochs) = hpbo.epochs {
+        base.budget = crate::train::Budget::Epochs(epochs);
+    }
     if base.eval_every.is_none() {
         base.eval_every = Some(config.trajectory.every);
     }

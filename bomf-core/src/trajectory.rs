@@ -87,7 +87,7 @@ impl TrajectoryConfig {
         }
         match self.rule {
             KeepRule::BestStepWindow { low, high } => {
-                if !(low >= 0.0 && low <= 1.0 && high >= 1.0 && high.is_finite()) {
+                if !((0.0..=1.0).contains(&low) && high >= 1.0 && high.is_finite()) {
                     return Err(CoreError::config(
                         "trajectory.rule",
                         format!(

@@ -935,6 +935,7 @@ fn the_whole_pipeline_runs_on_a_lora_model() {
             budget: 2,
             freeze_lower_layers: LayerCount::Count(0),
             freeze_embeddings: false,
+            epochs: None,
             lora_rank: Some(1),
             seed: 0,
         }),

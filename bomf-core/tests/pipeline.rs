@@ -315,6 +315,7 @@ fn hp_search_finds_the_good_learning_rate_and_survives_divergence() {
         budget: 14,
         freeze_lower_layers: LayerCount::Count(0),
         freeze_embeddings: false,
+        epochs: None,
         lora_rank: None,
         seed: 1,
     };
@@ -611,6 +612,7 @@ fn whole_pipeline_on_a_tiny_model() {
             budget: 3,
             freeze_lower_layers: LayerCount::Count(1),
             freeze_embeddings: true,
+            epochs: None,
             lora_rank: None,
             seed: 0,
         }),

@@ -23,10 +23,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod bench;
 mod check;
+mod comparisons;
 mod fetch;
 mod install;
 mod packages;
 mod results;
+mod variants;
 
 /// The assets layout, compiled from `bomf-data` so writer and readers share one definition.
 #[allow(dead_code)]
@@ -115,6 +117,11 @@ enum Task {
         /// reproduction while it runs).
         #[arg(long)]
         report_only: bool,
+        /// Also rerun stage 3 of every finished run with one setting changed, on the same
+        /// checkpoints, and compare (`matern52_gamma`, `rbf_dim_scaled`: the GP kernel;
+        /// `lora_delta`: LoRA fusion of the updates B·A).
+        #[arg(long)]
+        variant: Option<String>,
     },
     /// Run the criterion benchmarks of one crate (or of all three), then the crate's anchors:
     /// the same measurement by `examples/bench_anchor.rs` (release) and by the Python reference
@@ -190,13 +197,18 @@ fn main() {
             device,
             bomf,
             report_only,
+            variant,
         } => {
             let runs = if report_only {
                 Runs::FinishedOnly
             } else {
                 Runs::Start(bomf)
             };
-            reproduce(&tasks, seeds, &out, &device, runs)
+            variant
+                .as_deref()
+                .map(variants::find)
+                .transpose()
+                .and_then(|variant| reproduce(&tasks, seeds, &out, &device, runs, variant))
         }
         Task::Bench {
             suite,
@@ -530,7 +542,14 @@ enum Runs {
     FinishedOnly,
 }
 
-fn reproduce(tasks: &[String], seeds: u64, out: &Path, device: &str, runs: Runs) -> Result<()> {
+fn reproduce(
+    tasks: &[String],
+    seeds: u64,
+    out: &Path,
+    device: &str,
+    runs: Runs,
+    variant: Option<&variants::Variant>,
+) -> Result<()> {
     let cuda = device.starts_with("cuda") || device == "gpu";
     if !cuda && device != "cpu" {
         bail!("--device {device}: expected `cpu`, `cuda` or `cuda:N`");
@@ -561,31 +580,46 @@ fn reproduce(tasks: &[String], seeds: u64, out: &Path, device: &str, runs: Runs)
     } else {
         out.to_path_buf()
     };
+    let start = |config: &Path, run_dir: &Path| -> Result<bool> {
+        if run_dir.join("results.json").is_file() {
+            return Ok(true);
+        }
+        let Some(bomf) = &bomf else {
+            println!("not finished yet, left out: {}", run_dir.display());
+            return Ok(false);
+        };
+        let mut command = Command::new(bomf);
+        command
+            .arg("run")
+            .arg(config)
+            .arg("--out")
+            .arg(run_dir)
+            .arg("--device")
+            .arg(device)
+            .env(layout::ASSETS_ENV, &assets_dir)
+            .current_dir(&root);
+        if run_dir.join("config.toml").is_file() {
+            command.arg("--resume");
+        }
+        run(command)?;
+        Ok(true)
+    };
     let mut results = Vec::new();
     for (task, template) in chosen.iter().zip(&templates) {
         for seed in 0..seeds {
             let run_dir = out.join(format!("{task}-seed{seed}"));
             let config =
                 config_for_assets(template, &assets_dir, Some(seed), &out.join("configs"))?;
-            if !run_dir.join("results.json").is_file() {
-                let Some(bomf) = &bomf else {
-                    println!("not finished yet, left out: {}", run_dir.display());
-                    continue;
-                };
-                let mut command = Command::new(bomf);
-                command
-                    .arg("run")
-                    .arg(&config)
-                    .arg("--out")
-                    .arg(&run_dir)
-                    .arg("--device")
-                    .arg(device)
-                    .env(layout::ASSETS_ENV, &assets_dir)
-                    .current_dir(&root);
-                if run_dir.join("config.toml").is_file() {
-                    command.arg("--resume");
-                }
-                run(command)?;
+            if !start(&config, &run_dir)? {
+                continue;
+            }
+            if let Some(v) = variant {
+                let text = variants::config_text(&std::fs::read_to_string(&config)?, v)?;
+                let variant_config = out.join(format!("configs/{task}-seed{seed}-{}.toml", v.name));
+                std::fs::write(&variant_config, &text)?;
+                let variant_dir = out.join(format!("{task}-seed{seed}-{}", v.name));
+                variants::prepare(&run_dir, &variant_dir, &text)?;
+                start(&variant_config, &variant_dir)?;
             }
             let text = std::fs::read_to_string(run_dir.join("results.json"))?;
             let value: serde_json::Value = serde_json::from_str(&text)?;
@@ -594,6 +628,7 @@ fn reproduce(tasks: &[String], seeds: u64, out: &Path, device: &str, runs: Runs)
     }
     let path = out.join("RESULTS.md");
     let mut md = results_markdown(&results);
+    md = variants::insert_comparisons(md, &results, &out)?;
     // A reproduction of some tasks must not erase the others' tables (runs of other tasks may
     // live on another machine, or be older than this checkout).
     if let Ok(previous) = std::fs::read_to_string(&path) {

@@ -6,6 +6,7 @@ pub fn results_markdown(results: &[(String, u64, serde_json::Value)]) -> String 
     let mut md = String::from(
         "# BOMF reproduction\n\nMean ± std over seeds of each method's metric (the one stage 3 optimises with the loss) on the held-out test split and on validation; `cargo xtask reproduce`.\n",
     );
+    md += &crate::comparisons::selection_rules(results, primary_metric);
     let mut tasks: Vec<&String> = results.iter().map(|(t, _, _)| t).collect();
     tasks.dedup();
     for task in tasks {
@@ -83,13 +84,17 @@ pub fn results_markdown(results: &[(String, u64, serde_json::Value)]) -> String 
             }
             md += "\n";
         }
+        let seeded: Vec<(u64, &serde_json::Value)> = seeds.iter().copied().zip(runs).collect();
+        if let Some(stage1) = crate::comparisons::proxy_transfer(&seeded) {
+            md += &stage1;
+        }
     }
     md
 }
 
 /// The metric a run's stage 3 optimised (`results.json`'s `metric`); for a run that does not
 /// say, its first reported one.
-fn primary_metric(results: &serde_json::Value) -> String {
+pub fn primary_metric(results: &serde_json::Value) -> String {
     match results["metric"].as_str() {
         Some(metric) if !metric.is_empty() => metric.to_owned(),
         _ => results["methods"][0]["test"]["metrics"]
