@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use bomf_core::fusion::{CheckpointSet, LoraFusion};
+use bomf_core::rundir::StagedDir;
 use bomf_models::bert::BertConfig;
 use bomf_models::export::export_bert;
 use bomf_models::lora::{ADAPTER_CONFIG_FILE, LlamaLoraAdapters, LoraConfig};
@@ -67,7 +68,7 @@ pub struct FuseArgs {
     /// the adapters' base_model_name_or_path when that is a local path).
     #[arg(long, value_name = "MODEL")]
     pub base: Option<PathBuf>,
-    /// Write into a non-empty output folder, replacing its model files.
+    /// Replace a non-empty output folder (the new one is written beside it and swapped in whole).
     #[arg(long)]
     pub force: bool,
     /// Adapter folders: `factors` averages lora_A and lora_B separately (rank r); `delta`
@@ -119,6 +120,16 @@ pub fn check_weights(weights: &[f64], checkpoints: usize) -> Result<Option<Strin
     Ok((!warnings.is_empty()).then(|| warnings.join("; ")))
 }
 
+/// Writes the output folder `out` with `write` into a staging folder and moves it into place
+/// whole ([`StagedDir`]): a killed or failed fuse leaves the previous folder (or none), and
+/// `--force` replaces the folder rather than mixing new files with old ones.
+fn write_out(out: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let staged = StagedDir::new(out)?;
+    write(staged.path()).with_context(|| format!("writing {}", out.display()))?;
+    staged.publish()?;
+    Ok(())
+}
+
 fn ensure_empty_or_forced(out: &Path, force: bool) -> Result<()> {
     if out.is_file() {
         bail!("--out {} is a file, not a folder", out.display());
@@ -129,7 +140,7 @@ fn ensure_empty_or_forced(out: &Path, force: bool) -> Result<()> {
         .unwrap_or(false);
     if non_empty && !force {
         bail!(
-            "--out {} is not empty: choose a new folder or pass --force to overwrite its model files",
+            "--out {} is not empty: choose a new folder or pass --force to replace it",
             out.display()
         );
     }
@@ -187,8 +198,10 @@ pub fn run(args: FuseArgs) -> Result<()> {
     }
     let template = template.context("no checkpoint given")?;
     let fused = set.fused_model(template, &args.weights, &device)?;
-    export_bert(&fused, &config, &args.out, Some(&config_dir))
-        .with_context(|| format!("writing {}", args.out.display()))?;
+    write_out(&args.out, |dir| {
+        export_bert(&fused, &config, dir, Some(&config_dir))?;
+        Ok(())
+    })?;
     let params = set.layout().map_or(0, |l| l.num_params());
     eprintln!(
         "fused {} checkpoints ({params} parameters each) into {}",
@@ -251,16 +264,15 @@ fn fuse_generative(args: &FuseArgs, config_dir: &Path) -> Result<()> {
             }
         }
     }
-    let written = if let Some(template) = t5_template {
+    if let Some(template) = t5_template {
         let fused = set.fused_model(template, &args.weights, &device)?;
-        model.export_t5(&fused, &args.out)
+        write_out(&args.out, |dir| model.export_t5(&fused, dir))?;
     } else if let Some(template) = llama_template {
         let fused = set.fused_model(template, &args.weights, &device)?;
-        model.export_llama(&fused, &args.out)
+        write_out(&args.out, |dir| model.export_llama(&fused, dir))?;
     } else {
         bail!("no checkpoint given");
-    };
-    written.with_context(|| format!("writing {}", args.out.display()))?;
+    }
     let params = set.layout().map_or(0, |l| l.num_params());
     eprintln!(
         "fused {} checkpoints ({params} parameters each) into {}",
@@ -337,9 +349,7 @@ fn fuse_adapters(args: &FuseArgs) -> Result<()> {
         _ => template,
     };
     let fused = set.fused_model(template, &args.weights, &device)?;
-    fused
-        .save(&args.out)
-        .with_context(|| format!("writing {}", args.out.display()))?;
+    write_out(&args.out, |dir| Ok(fused.save(dir)?))?;
     eprintln!(
         "fused {} adapters ({params} parameters each, `{}` fusion, rank {}) into {}",
         args.checkpoints.len(),

@@ -31,7 +31,7 @@ use bomf_core::report::{
     ChosenWeights, EvalOrigin, FusionPoint, HypervolumeTrace, LabelledPoint, LearningCurve,
     ParetoPlot, Report, ResultRow, ResultsTable, ValidationPoint, write_report,
 };
-use bomf_core::rundir::RunDir;
+use bomf_core::rundir::{Inputs, RunDir, StagedDir};
 use bomf_core::schedule::{ScheduleKind, Warmup};
 use bomf_core::train::{Budget, TrainConfig};
 use bomf_core::trajectory::TrajectoryConfig;
@@ -148,13 +148,60 @@ impl RunConfig {
         }
         config.data.resolve_paths(base);
         config.data.validate()?;
-        if config.train.grad_accum_steps == 0 {
-            anyhow::bail!(
-                "in {}: [train] grad_accum_steps must be at least 1",
-                path.display()
+        config
+            .validate()
+            .with_context(|| format!("in {}", path.display()))?;
+        Ok((config, text))
+    }
+
+    /// Every setting that can be checked before a run directory is created or a model loaded:
+    /// a bad value is an error naming its key, and nothing is left behind to block a rerun.
+    fn validate(&self) -> Result<()> {
+        let t = &self.train;
+        let positive = |key: &str, v: usize| -> Result<()> {
+            if v == 0 {
+                bail!("[train] {key} must be at least 1");
+            }
+            Ok(())
+        };
+        positive("batch_size", t.batch_size)?;
+        positive("epochs", t.epochs)?;
+        positive("grad_accum_steps", t.grad_accum_steps)?;
+        positive("eval_batch_size", t.eval_batch_size)?;
+        if !(0.0..=1.0).contains(&t.warmup_ratio) {
+            bail!("[train] warmup_ratio = {} is not in [0, 1]", t.warmup_ratio);
+        }
+        self.bomf_config()
+            .train
+            .validate()
+            .map_err(|e| anyhow::anyhow!("[train] {e}"))?;
+        self.trajectory
+            .validate()
+            .map_err(|e| anyhow::anyhow!("[trajectory] {e}"))?;
+        if self.trajectory.k < 2 {
+            bail!(
+                "[trajectory] k = {} must be at least 2: fusion needs two checkpoints",
+                self.trajectory.k
             );
         }
-        Ok((config, text))
+        if let (Some(n), Some(budget)) = (self.fusion.n_initial, self.fusion.budget)
+            && (n == 0 || budget < n)
+        {
+            bail!("[fusion] n_initial = {n} must be at least 1 and at most budget = {budget}");
+        }
+        if self.fusion.budget == Some(0) {
+            bail!("[fusion] budget must be at least 1");
+        }
+        if let Some(h) = &self.hpbo
+            && (h.n_initial == 0 || h.budget < h.n_initial)
+        {
+            bail!(
+                "[hpbo] n_initial = {} must be at least 1 and at most budget = {}",
+                h.n_initial,
+                h.budget
+            );
+        }
+        Ok(())
     }
 
     /// The library's settings. The budget is in epochs, so a stage-1 trial at another batch size
@@ -165,7 +212,7 @@ impl RunConfig {
             learning_rate: t.learning_rate,
             schedule: t.schedule,
             warmup: Warmup::Ratio(t.warmup_ratio),
-            budget: Budget::Epochs(t.epochs.max(1)),
+            budget: Budget::Epochs(t.epochs),
             grad_accumulation: t.grad_accum_steps,
             max_grad_norm: t.max_grad_norm,
             seed: self.seed,
@@ -248,13 +295,18 @@ fn core_err(e: anyhow::Error) -> bomf_core::CoreError {
 }
 
 impl Prepared {
-    /// A new run directory, or the existing one with `resume` (its config must be unchanged).
+    /// A new run directory, or the existing one with `resume`: its config and its input files
+    /// (data, model, tokenizer; fingerprinted in `inputs.json`) must be unchanged.
     fn open_run_dir(&self, resume: bool) -> Result<RunDir> {
-        Ok(if resume {
+        let dir = if resume {
             RunDir::resume(&self.out, &self.text)?
         } else {
             RunDir::create(&self.out, &self.text)?
-        })
+        };
+        let mut paths = vec![self.config.model.path.clone()];
+        paths.extend(self.config.data.input_paths());
+        dir.check_inputs(&Inputs::of(&paths)?)?;
+        Ok(dir)
     }
 
     /// A fresh pretrained classifier with the task's head, the head seeded by the run's seed.
@@ -551,7 +603,7 @@ trait ModelStage<B: AutodiffBackend> {
     fn apply<M>(
         self,
         make_model: &dyn Fn(ModelRequest) -> bomf_core::Result<M>,
-        export: &dyn Fn(&M::InnerModule, &RunDir) -> Result<()>,
+        export: &dyn Fn(&M::InnerModule, &ExportDirs) -> Result<()>,
     ) -> Result<()>
     where
         M: AutodiffModule<B> + TaskModel<B> + HfNamed<B> + Clone,
@@ -574,8 +626,8 @@ fn with_model<B: AutodiffBackend>(
                 request.reject_lora_rank()?;
                 p.make_classifier::<B>(request.dropout, device)
             },
-            &|fused, dir| {
-                export_bert(fused, config, dir.fused_dir(), Some(&p.config.model.path))?;
+            &|fused, dirs| {
+                export_bert(fused, config, &dirs.fused, Some(&p.config.model.path))?;
                 Ok(())
             },
         ),
@@ -586,7 +638,7 @@ fn with_model<B: AutodiffBackend>(
                     seed();
                     model.t5(request.dropout, device).map_err(core_err)
                 },
-                &|fused, dir| model.export_t5(fused, &dir.fused_dir()),
+                &|fused, dirs| model.export_t5(fused, &dirs.fused),
             ),
             Arch::Llama(_) => stage.apply(
                 &|request| {
@@ -594,7 +646,7 @@ fn with_model<B: AutodiffBackend>(
                     seed();
                     model.llama(device).map_err(core_err)
                 },
-                &|fused, dir| model.export_llama(fused, &dir.fused_dir()),
+                &|fused, dirs| model.export_llama(fused, &dirs.fused),
             ),
         },
         PreparedModel::Generative {
@@ -609,13 +661,12 @@ fn with_model<B: AutodiffBackend>(
                 };
                 model.lora(&lora, request.dropout, device).map_err(core_err)
             },
-            &|fused, dir| {
-                model.export_llama(&fused.merged()?, &dir.fused_dir())?;
-                let adapter_dir = dir.root().join(FUSED_ADAPTER_DIR);
+            &|fused, dirs| {
+                model.export_llama(&fused.merged()?, &dirs.fused)?;
                 fused
                     .adapters
-                    .save(&adapter_dir)
-                    .with_context(|| format!("writing {}", adapter_dir.display()))?;
+                    .save(&dirs.adapter)
+                    .with_context(|| format!("writing {}", dirs.adapter.display()))?;
                 Ok(())
             },
         ),
@@ -624,6 +675,34 @@ fn with_model<B: AutodiffBackend>(
 
 /// Where a LoRA run writes the fused adapters alone (peft's format), next to `fused/`.
 pub const FUSED_ADAPTER_DIR: &str = "fused-adapter";
+
+/// The folders an export writes: the fused model, and for LoRA runs the adapter alone. Both are
+/// staging folders ([`StagedDir`]) that replace `fused/` and `fused-adapter/` once complete.
+struct ExportDirs {
+    fused: PathBuf,
+    adapter: PathBuf,
+}
+
+/// Exports `fused` with `export` into staging folders and moves them into the run directory
+/// whole: a crash or a full disk leaves the previous `fused/` (or none), never a torn one.
+fn export_staged<M>(
+    fused: &M,
+    dir: &RunDir,
+    export: &dyn Fn(&M, &ExportDirs) -> Result<()>,
+) -> Result<()> {
+    let fused_dir = StagedDir::new(&dir.fused_dir())?;
+    let adapter_dir = StagedDir::new(&dir.root().join(FUSED_ADAPTER_DIR))?;
+    let dirs = ExportDirs {
+        fused: fused_dir.path().to_path_buf(),
+        adapter: adapter_dir.path().to_path_buf(),
+    };
+    export(fused, &dirs)?;
+    if !adapter_dir.is_empty()? {
+        adapter_dir.publish()?;
+    }
+    fused_dir.publish()?;
+    Ok(())
+}
 
 /// `bomf run` as a [`ModelStage`].
 struct RunStage<'a, B: AutodiffBackend> {
@@ -636,7 +715,7 @@ impl<B: AutodiffBackend> ModelStage<B> for RunStage<'_, B> {
     fn apply<M>(
         self,
         make_model: &dyn Fn(ModelRequest) -> bomf_core::Result<M>,
-        export: &dyn Fn(&M::InnerModule, &RunDir) -> Result<()>,
+        export: &dyn Fn(&M::InnerModule, &ExportDirs) -> Result<()>,
     ) -> Result<()>
     where
         M: AutodiffModule<B> + TaskModel<B> + HfNamed<B> + Clone,
@@ -657,7 +736,7 @@ impl<B: AutodiffBackend> ModelStage<B> for HpoStage<'_, B> {
     fn apply<M>(
         self,
         make_model: &dyn Fn(ModelRequest) -> bomf_core::Result<M>,
-        _export: &dyn Fn(&M::InnerModule, &RunDir) -> Result<()>,
+        _export: &dyn Fn(&M::InnerModule, &ExportDirs) -> Result<()>,
     ) -> Result<()>
     where
         M: AutodiffModule<B> + TaskModel<B> + HfNamed<B> + Clone,
@@ -685,7 +764,7 @@ fn execute<B, M>(
     args: &RunArgs,
     p: &Prepared,
     make_model: &dyn Fn(ModelRequest) -> bomf_core::Result<M>,
-    export: &dyn Fn(&M::InnerModule, &RunDir) -> Result<()>,
+    export: &dyn Fn(&M::InnerModule, &ExportDirs) -> Result<()>,
     device: &B::Device,
 ) -> Result<()>
 where
@@ -719,7 +798,6 @@ where
     };
     let seconds = started.elapsed().as_secs_f64();
 
-    dir.write_json_atomic("results.json", &report)?;
     let chosen = report
         .methods
         .first()
@@ -730,9 +808,11 @@ where
         let (set, request) = bomf.fusion.fusion_set(&set)?;
         set.fused_model(make_model(request)?.valid(), &chosen.weights, device)?
     };
-    export(&fused, &dir)?;
+    export_staged(&fused, &dir, export)?;
     let fused_dir = dir.fused_dir();
     let report_files = write_report(&dir.report_dir(), &report_of(&report, &p.metric, &p.config))?;
+    // Last: a run directory with `results.json` has every output complete.
+    dir.write_json_atomic("results.json", &report)?;
 
     print_table(&report, &p.metric);
     println!(
@@ -988,6 +1068,28 @@ mod tests {
         write("schedule = \"step\"\n");
         let err = format!("{:#}", RunConfig::from_file(&path).unwrap_err());
         assert!(err.contains("unknown variant `step`"), "{err}");
+        // Every bad value is refused when the config is read, before any run directory exists.
+        for (text, says) in [
+            ("learning_rate = nan\n", "learning_rate"),
+            ("batch_size = 0\n", "batch_size must be at least 1"),
+            ("epochs = 0\n", "epochs must be at least 1"),
+            ("warmup_ratio = 1.5\n", "warmup_ratio = 1.5"),
+            ("[trajectory]\nk = 1\n", "k = 1 must be at least 2"),
+            ("[trajectory]\nk = 0\n", "trajectory.k"),
+            ("[fusion]\nbudget = 0\n", "budget must be at least 1"),
+            (
+                "[fusion]\nbudget = 3\nn_initial = 5\n",
+                "at most budget = 3",
+            ),
+            (
+                "[hpbo]\nbudget = 2\nn_initial = 4\n",
+                "[hpbo] n_initial = 4",
+            ),
+        ] {
+            write(text);
+            let err = format!("{:#}", RunConfig::from_file(&path).unwrap_err());
+            assert!(err.contains(says), "{text}: {err}");
+        }
     }
 
     /// Every example config in `configs/` parses and passes validation; one whose data are

@@ -199,6 +199,35 @@ fn fuse_then_eval_matches_the_pytorch_fusion() {
         dir.path(),
     );
     assert!(fail(&again).contains("not empty"));
+
+    // With --force the folder is replaced whole: a file of the old folder does not survive next
+    // to the new model, and no staging folder is left beside it.
+    std::fs::write(out_dir.join("stale.txt"), "old").unwrap();
+    let forced = bomf(
+        &[
+            "fuse".as_ref(),
+            "--checkpoints".as_ref(),
+            t.join("a").as_os_str(),
+            "--weights".as_ref(),
+            "1".as_ref(),
+            "--out".as_ref(),
+            out_dir.as_os_str(),
+            "--force".as_ref(),
+        ],
+        dir.path(),
+    );
+    succeed(&forced);
+    assert!(out_dir.join("model.safetensors").is_file());
+    assert!(
+        !out_dir.join("stale.txt").exists(),
+        "the old folder was mixed in"
+    );
+    let beside: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".fused"))
+        .collect();
+    assert!(beside.is_empty(), "left beside the output: {beside:?}");
 }
 
 #[test]

@@ -327,6 +327,44 @@ fn resume_refuses_a_changed_config() {
 }
 
 #[test]
+fn resume_refuses_changed_data_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let data = dir.path().join("train.jsonl");
+    let original = tiny().join("train.jsonl");
+    std::fs::copy(&original, &data).unwrap();
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(&original.display().to_string(), &data.display().to_string());
+    std::fs::write(&config, text).unwrap();
+    succeed(&bomf(
+        &["run", config.to_str().unwrap(), "--out", "run4"],
+        dir.path(),
+    ));
+    assert!(dir.path().join("run4/inputs.json").is_file());
+    // Unchanged inputs resume (here: nothing left to do).
+    succeed(&bomf(
+        &["run", config.to_str().unwrap(), "--out", "run4", "--resume"],
+        dir.path(),
+    ));
+    // One example more: the hash-rank split changes, and resuming would mix evaluations on
+    // two validation sets.
+    let mut text = std::fs::read_to_string(&data).unwrap();
+    text += "{\"text\": \"one more review\", \"label\": \"pos\"}\n";
+    std::fs::write(&data, text).unwrap();
+    let out = bomf(
+        &["run", config.to_str().unwrap(), "--out", "run4", "--resume"],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("train.jsonl changed size") && err.contains("start a new run"),
+        "{err}"
+    );
+}
+
+#[test]
 fn unknown_config_key_names_key_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "");

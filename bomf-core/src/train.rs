@@ -285,21 +285,65 @@ fn lower_layer_index(hf_name: &str) -> Option<usize> {
         .and_then(|w| w[2].parse::<usize>().ok())
 }
 
-/// The optimiser steps of the run: each a list of micro-batches `(epoch, index in epoch)`.
-fn plan_steps(batches_per_epoch: usize, config: &TrainConfig) -> Vec<Vec<(u64, usize)>> {
-    let accum = config.grad_accumulation;
-    let micro: Box<dyn Iterator<Item = (u64, usize)>> = match config.budget {
-        Budget::Epochs(e) => {
-            Box::new((0..e as u64).flat_map(move |ep| (0..batches_per_epoch).map(move |b| (ep, b))))
+/// The most optimiser steps a run may plan: the step log alone takes tens of bytes per step, and
+/// a run this long is a mistake in the config (an epoch count meant as steps, or a typo).
+pub const MAX_STEPS: usize = 100_000_000;
+
+/// The optimiser steps of a run, computed on demand: step `i` is the micro-batches
+/// `i·accum .. (i+1)·accum` of the epoch-major sequence `(epoch, index in epoch)` (the last step of
+/// an epoch budget may have fewer). Nothing is materialised, so the plan's size costs nothing.
+#[derive(Debug, Clone, Copy)]
+struct StepPlan {
+    batches_per_epoch: usize,
+    accum: usize,
+    micro_batches: usize,
+}
+
+impl StepPlan {
+    fn new(batches_per_epoch: usize, config: &TrainConfig) -> Result<Self> {
+        let accum = config.grad_accumulation;
+        let micro_batches = match config.budget {
+            Budget::Epochs(e) => e.checked_mul(batches_per_epoch),
+            Budget::Steps(s) => s.checked_mul(accum),
+        };
+        let plan = micro_batches.map(|m| Self {
+            batches_per_epoch,
+            accum,
+            micro_batches: m,
+        });
+        match plan {
+            Some(plan) if plan.total_steps() <= MAX_STEPS => Ok(plan),
+            _ => Err(CoreError::config(
+                "budget",
+                format!(
+                    "{:?} at {batches_per_epoch} batches per epoch and {accum} micro-batches per \
+                     step would take {} optimiser steps; at most {MAX_STEPS} are supported \
+                     (fewer epochs or steps, or a larger batch size)",
+                    config.budget,
+                    plan.map_or_else(
+                        || "more than 2^64".to_string(),
+                        |p| p.total_steps().to_string()
+                    )
+                ),
+            )),
         }
-        Budget::Steps(s) => Box::new(
-            (0u64..)
-                .flat_map(move |ep| (0..batches_per_epoch).map(move |b| (ep, b)))
-                .take(s * accum),
-        ),
-    };
-    let all: Vec<(u64, usize)> = micro.collect();
-    all.chunks(accum).map(<[_]>::to_vec).collect()
+    }
+
+    fn total_steps(&self) -> usize {
+        self.micro_batches.div_ceil(self.accum)
+    }
+
+    /// The micro-batches `(epoch, index in epoch)` of optimiser step `step`.
+    fn step(&self, step: usize) -> impl Iterator<Item = (u64, usize)> + '_ {
+        let start = step * self.accum;
+        let end = (start + self.accum).min(self.micro_batches);
+        (start..end).map(|m| {
+            (
+                (m / self.batches_per_epoch) as u64,
+                m % self.batches_per_epoch,
+            )
+        })
+    }
 }
 
 /// Fine-tunes `model` on the batches of `train_batches` under `config`, evaluating on `eval_set`
@@ -338,22 +382,23 @@ where
     };
 
     let batches_per_epoch = train_batches.plan(0).len();
-    let steps = plan_steps(batches_per_epoch, config);
-    let total_steps = steps.len();
+    let plan = StepPlan::new(batches_per_epoch, config)?;
+    let total_steps = plan.total_steps();
     let schedule = Schedule::new(config.schedule, config.warmup, total_steps)?;
     let mut optimizer = AdamW::<B>::new(config.adamw)?;
-    let mut history = Vec::with_capacity(total_steps);
+    let mut history = Vec::new();
     let mut evaluations = Vec::new();
     let mut epoch_cache: Option<(u64, Vec<Batch>)> = None;
     let mut outcome = TrainOutcome::Completed;
     let mut steps_done = 0;
 
-    for (step, micro_batches) in steps.iter().enumerate() {
+    for step in 0..total_steps {
+        let micro_batches: Vec<(u64, usize)> = plan.step(step).collect();
         let mut accumulator = GradientsAccumulator::<M>::new();
         let weight = 1.0 / micro_batches.len() as f64;
         let mut step_loss = 0.0;
         let mut diverged = None;
-        for &(epoch, index) in micro_batches {
+        for &(epoch, index) in &micro_batches {
             if epoch_cache.as_ref().is_none_or(|(e, _)| *e != epoch) {
                 epoch_cache = Some((epoch, train_batches.epoch(epoch)));
             }

@@ -352,6 +352,36 @@ fn layer_counts_parse_from_numbers_or_half() {
 }
 
 #[test]
+fn absurd_step_counts_are_refused_without_allocating_them() {
+    let device = Default::default();
+    for budget in [
+        Budget::Epochs(1_000_000_000_000),
+        Budget::Steps(1_000_000_000_000),
+        Budget::Steps(usize::MAX),
+    ] {
+        let cfg = TrainConfig {
+            budget,
+            grad_accumulation: 2,
+            ..config(3)
+        };
+        let err = train(
+            common::tiny_model::<AB>(false, 1),
+            &common::batcher(12, 4, 0),
+            None,
+            &cfg,
+            &device,
+            |_| Control::Continue,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("optimiser steps; at most"),
+            "{budget:?}: {err}"
+        );
+    }
+}
+
+#[test]
 fn invalid_configs_are_typed_errors() {
     let _rng = common::rng_lock();
     let device = Default::default();

@@ -322,6 +322,21 @@ impl DataSpec {
     }
 
     /// Makes every relative path absolute against `base` (the folder of the spec file).
+    /// Every file or folder this spec reads: `path` and the split files.
+    pub fn input_paths(&self) -> Vec<PathBuf> {
+        let mut paths: Vec<PathBuf> = self.path.iter().cloned().collect();
+        match &self.split {
+            SplitSpec::Files {
+                train,
+                validation,
+                test,
+            } => paths.extend([train, validation, test].into_iter().flatten().cloned()),
+            SplitSpec::HoldOut { train, test, .. } => paths.extend([train.clone(), test.clone()]),
+            _ => {}
+        }
+        paths
+    }
+
     pub fn resolve_paths(&mut self, base: &Path) {
         let fix = |p: &mut PathBuf| {
             if p.is_relative() {

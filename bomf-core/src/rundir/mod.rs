@@ -1,13 +1,15 @@
 //! A run directory that survives crashes: one folder per run holding the config, every
 //! evaluation, the BO state, the checkpoint manifest, the fused model and the report.
 //!
-//! Three mechanisms make `kill -9` + `--resume` safe:
+//! Four mechanisms make `kill -9` + `--resume` safe:
 //! - **A lock** (`run.lock`, an OS file lock held for the [`RunDir`]'s lifetime): two processes
 //!   never write the same run by accident. The OS drops the lock when the process dies, so a
 //!   crash never leaves a stale lock behind.
 //! - **Atomic writes** ([`RunDir::write_atomic`]): whole-file state (BO state, manifests) is
 //!   written to a temporary file in the same folder, fsynced and renamed over the target, so a
 //!   reader sees the old file or the new one, never half of one.
+//! - **Staged output folders** ([`StagedDir`]): a fused model is written next to its final
+//!   folder and renamed into place, so it appears whole or not at all.
 //! - **An append-only log** ([`EventLog`]): one JSON record per line, fsynced before `append`
 //!   returns. The newline is the commit mark: a torn last line (the process died mid-write) is
 //!   dropped with a warning and cut off before the next append; a corrupt line anywhere else is
@@ -25,6 +27,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use thiserror::Error;
+
+mod inputs;
+mod staged;
+pub use inputs::{FileFingerprint, INPUTS_FILE, Inputs};
+pub use staged::StagedDir;
 
 /// The run's configuration, as the user wrote it (compared byte for byte on resume).
 pub const CONFIG_FILE: &str = "config.toml";
@@ -70,6 +77,14 @@ pub enum RunDirError {
         stored: String,
         given: String,
     },
+
+    /// An input file of the run (data, model, tokenizer) changed since the run started.
+    #[error(
+        "the inputs of the run in {dir} changed since it started: {what}. Resuming would mix \
+         evaluations of different data or models in one search: start a new run, or put the \
+         file back as it was"
+    )]
+    InputsChanged { dir: PathBuf, what: String },
 
     /// A path given to the run directory is absolute or leaves it (`..`).
     #[error("path `{rel}` must be relative and stay inside the run directory")]
@@ -200,6 +215,19 @@ impl RunDir {
             Self::resume(path, config_text)
         } else {
             Self::create(path, config_text)
+        }
+    }
+
+    /// Checks the run's inputs against those it started with (`inputs.json`), or records
+    /// them for a run that has none yet (a new run, or one from before inputs were recorded).
+    /// A difference is [`RunDirError::InputsChanged`], naming the first file that differs.
+    pub fn check_inputs(&self, now: &Inputs) -> Result<()> {
+        match self.read_json::<Inputs>(INPUTS_FILE)? {
+            Some(then) => match then.first_change(now) {
+                Some(what) => Err(inputs::changed(&self.root, what)),
+                None => Ok(()),
+            },
+            None => self.write_json_atomic(INPUTS_FILE, now),
         }
     }
 
