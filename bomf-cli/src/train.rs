@@ -192,6 +192,11 @@ impl TrainArgs {
 pub(crate) fn labelled_config(base: &BertConfig, kind: &TaskKind) -> Result<(BertConfig, bool)> {
     let current = model_labels(base);
     match kind {
+        TaskKind::Classification { labels } if labels.len() < 2 => bail!(
+            "the training data has a single class {labels:?}: a classifier needs at least two \
+             (check label_field, a `keep` filter or the split; for real-valued targets set \
+             `regression = true`)"
+        ),
         TaskKind::Classification { labels } => {
             let placeholders = current
                 .iter()

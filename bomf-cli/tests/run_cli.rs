@@ -365,6 +365,41 @@ fn resume_refuses_changed_data_naming_the_file() {
 }
 
 #[test]
+fn one_class_data_and_bad_settings_fail_before_the_run_directory_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let data = dir.path().join("one-class.jsonl");
+    let original = tiny().join("train.jsonl");
+    let text = std::fs::read_to_string(&original)
+        .unwrap()
+        .replace("\"neg\"", "\"pos\"");
+    std::fs::write(&data, text).unwrap();
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(&original.display().to_string(), &data.display().to_string());
+    std::fs::write(&config, &text).unwrap();
+    let out = bomf(&["run", config.to_str().unwrap(), "--out", "r"], dir.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("single class"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("r").exists(),
+        "a failed validation left a run directory"
+    );
+
+    std::fs::write(&config, text.replace("epochs = 4", "epochs = 0")).unwrap();
+    let out = bomf(&["run", config.to_str().unwrap(), "--out", "r"], dir.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("epochs must be at least 1"),
+        "{err}"
+    );
+    assert!(!dir.path().join("r").exists());
+}
+
+#[test]
 fn unknown_config_key_names_key_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "");

@@ -37,7 +37,11 @@ pub enum CoreError {
     Bo(#[from] bomf_bo::BoError),
 
     /// Training produced a NaN/∞ loss or gradient before anything usable was kept.
-    #[error("training diverged at step {step} (value {value})")]
+    #[error(
+        "training diverged: the loss or gradient norm was {value} at optimiser step {step}, \
+         before any checkpoint worth keeping; try a lower learning rate (or clip gradients with \
+         max_grad_norm)"
+    )]
     Diverged { step: usize, value: f64 },
 
     /// The run was asked to stop (Ctrl-C); its state is saved and `--resume` continues it.

@@ -301,7 +301,14 @@ where
             ),
         });
     }
-    if pool.len() < config.k {
+    if let TrainOutcome::Diverged { step, value } = run.outcome {
+        tracing::warn!(
+            step,
+            value,
+            "training diverged (non-finite loss or gradient): the trajectory ends at the last \
+             finite step; a lower learning rate may give a longer one"
+        );
+    } else if pool.len() < config.k {
         tracing::warn!(
             kept = pool.len(),
             k = config.k,

@@ -352,6 +352,20 @@ fn layer_counts_parse_from_numbers_or_half() {
 }
 
 #[test]
+fn a_diverged_run_suggests_a_lower_learning_rate() {
+    let err = bomf_core::CoreError::Diverged {
+        step: 3,
+        value: f64::NAN,
+    }
+    .to_string();
+    assert!(
+        err.contains("step 3") && err.contains("lower learning rate"),
+        "{err}"
+    );
+    assert!(!err.contains("evaluate more often"), "{err}");
+}
+
+#[test]
 fn absurd_step_counts_are_refused_without_allocating_them() {
     let device = Default::default();
     for budget in [

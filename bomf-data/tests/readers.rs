@@ -377,6 +377,30 @@ fn generic_tabular_with_column_mapping() {
 }
 
 #[test]
+fn a_text_pair_field_makes_that_row_a_sentence_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        "mixed.jsonl",
+        "{\"text\": \"a cat\", \"text_pair\": \"a dog\", \"label\": \"no\"}\n\
+         {\"text\": \"alone\", \"label\": \"yes\"}\n\
+         {\"text\": \"null pair\", \"text_pair\": null, \"label\": \"yes\"}\n",
+    );
+    let data = read_tabular(&path, &ColumnMapping::classification(&["text"], "label")).unwrap();
+    assert_eq!(data.examples[0].inputs, ["a cat", "a dog"]);
+    assert_eq!(data.examples[1].inputs, ["alone"]);
+    assert_eq!(data.examples[2].inputs, ["null pair"]);
+    // Other field names keep their meaning: only `text` + `text_pair` is the convention.
+    let path = write(
+        &dir,
+        "review.jsonl",
+        "{\"review\": \"fine\", \"text_pair\": \"x\", \"label\": \"yes\"}\n",
+    );
+    let data = read_tabular(&path, &ColumnMapping::classification(&["review"], "label")).unwrap();
+    assert_eq!(data.examples[0].inputs, ["fine"]);
+}
+
+#[test]
 fn a_utf8_byte_order_mark_is_read_past_in_every_format() {
     let dir = tempfile::tempdir().unwrap();
     let with_bom = |name: &str| {

@@ -6,10 +6,12 @@
 //! same class indices. JSONL and CSV share one code path: every row is first turned into a JSON
 //! object (CSV cells become strings), then the mapping is applied.
 //!
-//! Two conventions, both explicit:
+//! Three conventions, all explicit:
 //! - A `.json`/`.jsonl` file whose first character (after a UTF-8 BOM and white space) is `[` is
 //!   one JSON array of objects (what `json.dump(list_of_dicts)` and the `datasets` JSON loader
 //!   read), not JSON lines.
+//! - With the single text field `text`, a row that also has `text_pair` is a sentence pair (the
+//!   `transformers` pipeline's input convention), so one file may mix single sentences and pairs.
 //! - A [`RowFilter`] (`keep = { field = "...", values = [...] }` in a data spec) keeps only the
 //!   rows whose field is one of the listed values; the others are left out on purpose (e.g. the
 //!   `plot` rows of a review corpus, or the subjects of MMLU that a task does not use).
@@ -393,6 +395,9 @@ pub(crate) fn rows_to_examples(
             let value = row.field(column)?;
             inputs.push(json_scalar_text(value, column, at)?);
         }
+        if let Some(pair) = implicit_text_pair(row, mapping) {
+            inputs.push(json_scalar_text(pair, TEXT_PAIR, at)?);
+        }
         let id = match &mapping.id_column {
             Some(column) => {
                 let value = row.field(column)?;
@@ -419,6 +424,20 @@ pub(crate) fn rows_to_examples(
         });
     }
     Ok(examples)
+}
+
+/// The second text of a sentence pair in the `transformers` pipeline's convention.
+const TEXT_PAIR: &str = "text_pair";
+
+/// With the single text field `text`, a row that also has a non-null `text_pair` is a sentence
+/// pair (the `transformers` text-classification pipeline's input convention), row by row: a
+/// file may mix single sentences and pairs. Naming both fields in `text_fields` makes every row
+/// a pair instead.
+fn implicit_text_pair<'a>(row: &'a Row, mapping: &ColumnMapping) -> Option<&'a Value> {
+    (mapping.text_columns == ["text"])
+        .then(|| row.fields.get(TEXT_PAIR))
+        .flatten()
+        .filter(|v| !v.is_null())
 }
 
 fn json_score(value: &Value, field: &str, at: &Location) -> Result<f64> {
