@@ -140,8 +140,14 @@ impl RunConfig {
     pub fn from_file(path: &Path) -> Result<(Self, String)> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading the run config {}", path.display()))?;
+        Ok((Self::from_text(&text, path)?, text))
+    }
+
+    /// Parses and validates config `text` as if read from `path` (relative paths are taken
+    /// against its folder).
+    fn from_text(text: &str, path: &Path) -> Result<Self> {
         let mut config: RunConfig =
-            toml::from_str(&text).with_context(|| format!("in {}", path.display()))?;
+            toml::from_str(text).with_context(|| format!("in {}", path.display()))?;
         let base = path.parent().unwrap_or_else(|| Path::new("."));
         if config.model.path.is_relative() {
             config.model.path = base.join(&config.model.path);
@@ -151,7 +157,7 @@ impl RunConfig {
         config
             .validate()
             .with_context(|| format!("in {}", path.display()))?;
-        Ok((config, text))
+        Ok(config)
     }
 
     /// Every setting that can be checked before a run directory is created or a model loaded:
@@ -1090,6 +1096,45 @@ mod tests {
             let err = format!("{:#}", RunConfig::from_file(&path).unwrap_err());
             assert!(err.contains(says), "{text}: {err}");
         }
+    }
+
+    /// Fuzzing the run-config parser: random edits of every example config give a config or an
+    /// error, never a panic (including the validation and the library settings built from it).
+    #[test]
+    fn edited_configs_never_panic() {
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, TestRunner};
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+        let seeds: Vec<String> = [dir.clone(), dir.join("reproduce")]
+            .into_iter()
+            .flat_map(|d| std::fs::read_dir(d).unwrap())
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect();
+        let mut runner = TestRunner::new(Config {
+            cases: 512,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let edit = (0usize..4000, 0usize..16, "[a-z0-9=\\[\\]\"{}., \n_-]{0,16}");
+        let strategy = (0..seeds.len(), prop::collection::vec(edit, 1..6));
+        runner
+            .run(&strategy, |(seed, edits)| {
+                let mut text: Vec<char> = seeds[seed].chars().collect();
+                for (at, len, insert) in &edits {
+                    let at = at % (text.len() + 1);
+                    let end = (at + len).min(text.len());
+                    text.splice(at..end, insert.chars());
+                }
+                let text: String = text.into_iter().collect();
+                if let Ok(config) = RunConfig::from_text(&text, Path::new("/fuzz/run.toml")) {
+                    let _ = config.bomf_config();
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert!(seeds.len() >= 8);
     }
 
     /// Every example config in `configs/` parses and passes validation; one whose data are

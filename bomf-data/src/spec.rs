@@ -321,7 +321,6 @@ impl DataSpec {
         Ok(spec)
     }
 
-    /// Makes every relative path absolute against `base` (the folder of the spec file).
     /// Every file or folder this spec reads: `path` and the split files.
     pub fn input_paths(&self) -> Vec<PathBuf> {
         let mut paths: Vec<PathBuf> = self.path.iter().cloned().collect();
@@ -337,6 +336,7 @@ impl DataSpec {
         paths
     }
 
+    /// Makes every relative path absolute against `base` (the folder of the spec file).
     pub fn resolve_paths(&mut self, base: &Path) {
         let fix = |p: &mut PathBuf| {
             if p.is_relative() {
