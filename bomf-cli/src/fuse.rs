@@ -172,6 +172,12 @@ pub fn run(args: FuseArgs) -> Result<()> {
         .config
         .clone()
         .unwrap_or_else(|| config_dir_of(&args.checkpoints[0]));
+    if args.config.is_none() && !config_dir.join("config.json").is_file() {
+        bail!(
+            "{} has no config.json to describe the checkpoints: pass --config with the model              folder they come from (for the checkpoints/ of a `bomf run`, the run's [model] path;              its config.toml names it)",
+            config_dir.display()
+        );
+    }
     if family_of(&config_dir).is_generative() {
         return fuse_generative(&args, &config_dir);
     }

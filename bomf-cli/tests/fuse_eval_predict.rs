@@ -256,6 +256,39 @@ fn fuse_of_mismatched_checkpoints_names_the_checkpoint_and_tensor() {
 }
 
 #[test]
+fn fusing_bare_checkpoint_files_asks_for_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = tiny();
+    // The checkpoints/ folder of a `bomf run`: weight files and a manifest, no config.json.
+    let run = dir.path().join("checkpoints");
+    std::fs::create_dir(&run).unwrap();
+    for name in [
+        "checkpoint-000010.safetensors",
+        "checkpoint-000020.safetensors",
+    ] {
+        std::fs::copy(t.join("a/model.safetensors"), run.join(name)).unwrap();
+    }
+    let out = bomf(
+        &[
+            "fuse".as_ref(),
+            "--checkpoints".as_ref(),
+            run.join("checkpoint-000010.safetensors").as_os_str(),
+            run.join("checkpoint-000020.safetensors").as_os_str(),
+            "--weights".as_ref(),
+            "0.5,0.5".as_ref(),
+            "--out".as_ref(),
+            dir.path().join("fused").as_os_str(),
+        ],
+        dir.path(),
+    );
+    let err = fail(&out);
+    assert!(
+        err.contains("no config.json") && err.contains("--config"),
+        "{err}"
+    );
+}
+
+#[test]
 fn fuse_refuses_checkpoints_whose_classes_are_in_another_order() {
     let dir = tempfile::tempdir().unwrap();
     let swapped = dir.path().join("b-swapped");
