@@ -5,9 +5,11 @@
 //! summed over PyTorch state dicts, and of a tiny RoBERTa, all on `fixtures/tiny/eval.jsonl`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
+use bomf_tests::cli::{fail, succeed};
 use serde_json::Value;
+
+bomf_tests::bomf_cli!();
 
 fn tiny() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny")
@@ -16,28 +18,6 @@ fn tiny() -> PathBuf {
 fn expected() -> Value {
     let text = std::fs::read_to_string(tiny().join("expected.json")).unwrap();
     serde_json::from_str(&text).unwrap()
-}
-
-fn bomf<S: AsRef<std::ffi::OsStr>>(args: &[S], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bomf"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the bomf binary runs")
-}
-
-fn succeed(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "bomf failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn fail(out: &Output) -> String {
-    assert!(!out.status.success(), "expected a failure");
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn close(a: f64, b: f64, tol: f64, what: &str) {

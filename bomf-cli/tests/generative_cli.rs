@@ -14,10 +14,13 @@
 //! `--adapter` in `bomf eval`/`predict`, and `bomf fuse` of adapter folders.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bomf_tests::cli::{close, fail, succeed, succeed_stderr};
 use serde_json::Value;
+
+bomf_tests::bomf_cli!();
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_gen")
@@ -26,37 +29,6 @@ fn fixtures() -> PathBuf {
 fn expected() -> Value {
     serde_json::from_str(&std::fs::read_to_string(fixtures().join("expected.json")).unwrap())
         .unwrap()
-}
-
-fn bomf(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bomf"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the bomf binary runs")
-}
-
-fn succeed(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "bomf failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn succeed_stderr(out: &Output) -> String {
-    succeed(out);
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn fail(out: &Output) -> String {
-    assert!(!out.status.success(), "bomf should have failed");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn close(a: f64, b: f64, tol: f64) -> bool {
-    (a - b).abs() <= tol * (1.0 + b.abs())
 }
 
 #[derive(Clone, Copy)]

@@ -6,40 +6,16 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use bomf_models::HfTensor;
 use bomf_models::weights::read_safetensors;
+use bomf_tests::cli::{close, fail, json, succeed};
 use serde_json::Value;
+
+bomf_tests::bomf_cli!();
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_gen")
-}
-
-fn bomf(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bomf"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the bomf binary runs")
-}
-
-fn succeed(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "bomf failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn fail(out: &Output) -> String {
-    assert!(!out.status.success(), "bomf should have failed");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 /// The generation split files as a `[data]` body (`table` names the split table).
@@ -79,10 +55,6 @@ fn eval(dir: &Path, model: &Path, extra: &[&str]) -> Value {
     ];
     args.extend(extra);
     serde_json::from_str(&succeed(&bomf(&args, dir))).unwrap()
-}
-
-fn close(a: f64, b: f64, tol: f64) -> bool {
-    (a - b).abs() <= tol * (1.0 + b.abs())
 }
 
 #[test]

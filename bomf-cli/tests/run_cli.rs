@@ -3,30 +3,16 @@
 //! `--resume` finishes the run without repeating a completed evaluation, and config errors.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bomf_tests::cli::succeed;
 use serde_json::Value;
+
+bomf_tests::bomf_cli!();
 
 fn tiny() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny")
-}
-
-fn bomf(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bomf"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the bomf binary runs")
-}
-
-fn succeed(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "bomf failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 const FUSION_BUDGET: usize = 8;

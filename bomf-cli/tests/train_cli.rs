@@ -3,29 +3,15 @@
 //! its checkpoints as they are.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
+use bomf_tests::cli::succeed;
 use serde_json::Value;
+
+bomf_tests::bomf_cli!();
 
 fn tiny() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny")
-}
-
-fn bomf<S: AsRef<std::ffi::OsStr>>(args: &[S], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bomf"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the bomf binary runs")
-}
-
-fn succeed(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "bomf failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn write_spec(dir: &Path) -> PathBuf {
