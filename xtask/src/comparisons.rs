@@ -189,12 +189,16 @@ pub fn selection_rules(
          | rule | wins | mean rank | mean Δ vs posterior mean |\n|---|---|---|---|\n"
     );
     for (i, row) in SELECTION_ROWS.iter().enumerate() {
-        let (rank, diff) = if n == 0 {
-            (f64::NAN, f64::NAN)
+        md += &if n == 0 {
+            format!("| {row} | — | — | — |\n")
         } else {
-            (rank_sum[i] / n as f64, diff_sum[i] / n as f64)
+            format!(
+                "| {row} | {:.1} | {:.2} | {:+.4} |\n",
+                wins[i],
+                rank_sum[i] / n as f64,
+                diff_sum[i] / n as f64
+            )
         };
-        md += &format!("| {row} | {:.1} | {rank:.2} | {diff:+.4} |\n", wins[i]);
     }
     md
 }
