@@ -1,16 +1,16 @@
 //! Every parameter tensor of a model, by its Hugging Face name, in HF's layout.
 //!
 //! Our module trees mirror `transformers`' (same field names, same nesting), so an HF name is the
-//! burn module path with a handful of mechanical renames:
+//! burn module path with a few mechanical renames. This module knows only burn's own:
 //!
 //! | burn path component | HF name |
 //! | --- | --- |
-//! | root field `base` | the model's base prefix (`bert`, `roberta`), or nothing for a bare encoder |
-//! | `self_attn` | `self` (a Rust keyword; LLaMA and its LoRA adapters keep `self_attn`) |
-//! | LoRA `lora_a` / `lora_b` | peft's `lora_A` / `lora_B` |
-//! | `layer_norm` | `LayerNorm` |
+//! | root field `base` | the model's base prefix ([`HfNamed::hf_base_prefix`]: `bert`, `model`, ...) |
 //! | LayerNorm `gamma` / `beta` | `weight` / `bias` |
 //! | enum variant names (e.g. `Classifier::Linear`) | dropped |
+//!
+//! A model family adds its own through [`HfNamed::hf_part`] (BERT's `self_attn` ↔ `self`, for
+//! example), next to the model.
 //!
 //! Linear weights are stored `[d_in, d_out]` by burn and `[d_out, d_in]` by PyTorch; everything
 //! here speaks HF's layout, transposing on the way in and out.
@@ -25,25 +25,30 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 
-use crate::bert::{BertModel, BertWithHead};
 use crate::error::{ModelError, Result};
 
 /// A model whose parameters have Hugging Face names.
 pub trait HfNamed<B: Backend>: Module<B> {
     /// The HF prefix that replaces the root field `base` (empty: drop it).
     fn hf_base_prefix(&self) -> &str;
-}
 
-impl<B: Backend> HfNamed<B> for BertWithHead<B> {
-    fn hf_base_prefix(&self) -> &str {
-        BertWithHead::hf_base_prefix(self)
+    /// HF's spelling of the path component `field` of a module whose burn container type is
+    /// `container` (`Struct:BertAttention`, as `ModuleVisitor::enter_module` gets it). The
+    /// default keeps every component: the field names are HF's.
+    fn hf_part(_field: &str, _container: &str) -> HfPart {
+        HfPart::Keep
     }
 }
 
-impl<B: Backend> HfNamed<B> for BertModel<B> {
-    fn hf_base_prefix(&self) -> &str {
-        ""
-    }
+/// How a model family spells one component of a burn module path in its HF names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HfPart {
+    /// The field name is HF's.
+    Keep,
+    /// HF's name differs (BERT's `self`, which is a Rust keyword).
+    Rename(&'static str),
+    /// A wrapper HF does not have (the field's contents belong to the parent).
+    Skip,
 }
 
 /// A tensor in HF's layout, as f32.
@@ -67,13 +72,21 @@ impl HfTensor {
 }
 
 /// Tracks the module path during a visit and turns it into an HF name.
-#[derive(Default)]
 struct PathTracker {
     /// (field or index, container type of the module owning it).
     stack: Vec<(String, String)>,
+    /// The model family's renames ([`HfNamed::hf_part`]).
+    part: fn(&str, &str) -> HfPart,
 }
 
 impl PathTracker {
+    fn of<B: Backend, M: HfNamed<B>>() -> Self {
+        Self {
+            stack: Vec::new(),
+            part: M::hf_part,
+        }
+    }
+
     fn enter(&mut self, name: &str, container: &str) {
         self.stack.push((name.to_string(), container.to_string()));
     }
@@ -90,30 +103,20 @@ impl PathTracker {
             if container.starts_with("Enum:") {
                 continue;
             }
-            let part = match name.as_str() {
-                "base" if i == 0 => {
-                    if base_prefix.is_empty() {
-                        continue;
-                    }
-                    base_prefix
+            if i == 0 && name == "base" {
+                if !base_prefix.is_empty() {
+                    parts.push(base_prefix);
                 }
-                // BERT's `attention.self`; LLaMA (and its LoRA adapters) keep HF's `self_attn`.
-                "self_attn"
-                    if !matches!(
-                        container.as_str(),
-                        "Struct:LlamaDecoderLayer" | "Struct:LoraDecoderLayer"
-                    ) =>
-                {
-                    "self"
-                }
-                // peft's adapter matrices (`lora_A.weight`, `lora_B.weight`).
-                "lora_a" if container == "Struct:LoraLinear" => "lora_A",
-                "lora_b" if container == "Struct:LoraLinear" => "lora_B",
-                // BERT's `LayerNorm`; T5 keeps HF's own `layer_norm` name.
-                "layer_norm" if !container.starts_with("Struct:T5") => "LayerNorm",
-                "gamma" if container == "Struct:LayerNorm" => "weight",
-                "beta" if container == "Struct:LayerNorm" => "bias",
-                other => other,
+                continue;
+            }
+            let part = match (self.part)(name, container) {
+                HfPart::Skip => continue,
+                HfPart::Rename(hf) => hf,
+                HfPart::Keep => match (name.as_str(), container.as_str()) {
+                    ("gamma", "Struct:LayerNorm") => "weight",
+                    ("beta", "Struct:LayerNorm") => "bias",
+                    (other, _) => other,
+                },
             };
             parts.push(part);
         }
@@ -160,7 +163,7 @@ impl<B: Backend> ModuleVisitor<B> for NameCollector<'_> {
 /// materialising lazy parameters.
 fn param_layouts<B: Backend, M: HfNamed<B>>(model: &M) -> Vec<(String, Vec<usize>, bool)> {
     let mut v = NameCollector {
-        path: PathTracker::default(),
+        path: PathTracker::of::<B, M>(),
         prefix: model.hf_base_prefix(),
         out: Vec::new(),
     };
@@ -215,7 +218,7 @@ impl<B: Backend> ModuleVisitor<B> for DataCollector<'_> {
 /// Every parameter as `(HF name, f32 data in HF layout)`, in module order.
 pub fn named_tensors<B: Backend, M: HfNamed<B>>(model: &M) -> Result<Vec<(String, HfTensor)>> {
     let mut v = DataCollector {
-        path: PathTracker::default(),
+        path: PathTracker::of::<B, M>(),
         prefix: model.hf_base_prefix(),
         out: Vec::new(),
         error: None,
@@ -300,7 +303,7 @@ pub fn set_tensors<B: Backend, M: HfNamed<B>>(
     device: &B::Device,
 ) -> Result<M> {
     let mut mapper = Assigner {
-        path: PathTracker::default(),
+        path: PathTracker::of::<B, M>(),
         prefix: model.hf_base_prefix().to_string(),
         tensors,
         device: device.clone(),
@@ -493,7 +496,7 @@ impl<B: Backend> StackedParams<B> {
         let row: Vec<f32> = weights.iter().map(|&w| w as f32).collect();
         let weights = Tensor::<B, 2>::from_data(TensorData::new(row, [1, self.k]), &self.device);
         let mut mapper = StackFuser {
-            path: PathTracker::default(),
+            path: PathTracker::of::<B, M>(),
             prefix: template.hf_base_prefix().to_string(),
             stacks: &self.by_name,
             weights,
@@ -568,7 +571,7 @@ impl<B: Backend, F: Fn(&str) -> bool> ModuleMapper<B> for Trainability<'_, F> {
 pub fn set_trainable<B: Backend, M: HfNamed<B>>(model: M, trainable: impl Fn(&str) -> bool) -> M {
     let prefix = model.hf_base_prefix().to_string();
     let mut mapper = Trainability {
-        path: PathTracker::default(),
+        path: PathTracker::of::<B, M>(),
         prefix: &prefix,
         trainable,
     };
@@ -616,7 +619,7 @@ pub fn named_gradients<B: AutodiffBackend, M: HfNamed<B>>(
     grads: &B::Gradients,
 ) -> Result<Vec<(String, HfTensor)>> {
     let mut v = GradCollector {
-        path: PathTracker::default(),
+        path: PathTracker::of::<B, M>(),
         prefix: model.hf_base_prefix(),
         grads,
         out: Vec::new(),

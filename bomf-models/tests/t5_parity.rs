@@ -1,13 +1,13 @@
 //! T5 against `transformers`: encoder states, teacher-forced logits and loss, greedy and beam
-//! generations, two AdamW steps, relative-position buckets, strict loading and export, for a
-//! v1.0-style (ReLU, tied) and a v1.1-style (gated-GELU, untied) tiny model from the fixtures
-//! written by `tests/fixtures/gen_t5.py`.
+//! generations (and seeded sampling), two AdamW steps, relative-position buckets, strict loading
+//! and export, for a v1.0-style (ReLU, tied) and a v1.1-style (gated-GELU, untied) tiny model
+//! from the fixtures written by `tests/fixtures/gen_t5.py`.
 
 mod common;
 
 use std::path::PathBuf;
 
-use bomf_models::llama::{BeamSearchConfig, EarlyStopping};
+use bomf_models::generation::{BeamSearchConfig, EarlyStopping};
 use bomf_models::params::{self, named_gradients};
 use bomf_models::t5::{self, load_t5, load_t5_checkpoint};
 use bomf_models::weights::{self, Checkpoint};
@@ -147,6 +147,36 @@ fn v1_0_generations_match_transformers() {
 #[test]
 fn v1_1_generations_match_transformers() {
     check_generation("v1_1");
+}
+
+/// Sampling goes through the same decoding loop as greedy decoding: one seed gives one result,
+/// and keeping only the most likely token is greedy decoding.
+#[test]
+fn seeded_sampling_is_reproducible_and_top_k_one_is_greedy() {
+    let all = expected_all();
+    let e = &all["v1_1"];
+    let g = &e["generation"];
+    let device = Default::default();
+    let (model, _) = load_t5::<B>(t5_fixtures().join("v1_1"), &device).unwrap();
+    let input = input_of(e);
+    let eos = [g["eos_token_id"].as_i64().unwrap()];
+    let pad = g["pad_token_id"].as_i64().unwrap();
+    let sampling = |seed, top_k| bomf_models::SamplingConfig {
+        temperature: 1.0,
+        top_k,
+        top_p: Some(0.95),
+        seed,
+    };
+    let sample = |seed, top_k| {
+        model
+            .generate_sampled(&input, 8, &eos, pad, &sampling(seed, top_k))
+            .unwrap()
+    };
+    let a = sample(7, None);
+    assert_eq!(a, sample(7, None));
+    assert_ne!(a, sample(8, None), "different seeds gave identical samples");
+    let greedy = model.generate_greedy(&input, 8, &eos, pad).unwrap();
+    assert_eq!(sample(3, Some(1)), greedy);
 }
 
 /// Two AdamW steps (no dropout) against PyTorch: losses, first-step gradients and the weights

@@ -20,7 +20,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Shape, Tensor, TensorData, TensorPrimitive};
 use rayon::prelude::*;
 
-use super::{AddInto, back, enabled, same_type, zeros};
+use super::simd::AddInto;
+use super::{back, enabled, same_type, zeros};
 
 /// Rows per parallel work item.
 const ROWS_PER_TASK: usize = 32;

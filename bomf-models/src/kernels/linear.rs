@@ -19,10 +19,10 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 use rayon::prelude::*;
 
-use super::{
-    AddInto, GemmShape, back, enabled, flex_values, gelu, gelu_backward, gelu_values,
-    parallel_gemm, same_type, strided_gemm, zeros,
-};
+use super::gelu::{gelu, gelu_backward, gelu_values};
+use super::gemm::{GemmShape, parallel_gemm, strided_gemm};
+use super::simd::AddInto;
+use super::{back, enabled, flex_values, same_type, zeros};
 
 /// What follows the affine map in [`linear`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

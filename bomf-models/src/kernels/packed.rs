@@ -14,7 +14,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Int, Tensor};
 use rayon::prelude::*;
 
-use super::{AttendOneSequence, AttentionShape, back, enabled, flex_values, zeros};
+use super::attention::{AttendOneSequence, AttentionShape};
+use super::{back, enabled, flex_values, zeros};
 
 /// Where the real tokens of a padded batch are.
 #[derive(Debug, Clone)]
