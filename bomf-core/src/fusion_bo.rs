@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{CoreError, Result};
 use crate::eval::Evaluation;
 use crate::fusion::{CheckpointSet, LoraFusion};
-use crate::pipeline::ModelRequest;
+use crate::model::ModelRequest;
 use crate::trajectory::KeptCheckpoint;
 
 /// One quantity the search optimises.

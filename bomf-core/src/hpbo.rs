@@ -2,7 +2,7 @@
 //!
 //! The search space is the learning rate (log scale) and the batch size (integer), optionally the
 //! warmup ratio and the weight decay. Each trial fine-tunes the proxy (lower layers frozen, or
-//! for LoRA runs adapters of a smaller rank, see [`crate::pipeline::ModelRequest`]) and
+//! for LoRA runs adapters of a smaller rank, see [`crate::model::ModelRequest`]) and
 //! reports the **best validation metric along the run** — the reference's code returns 0.0 here,
 //! which makes its stage 1 a random search. A diverged run reports a failed evaluation, which the
 //! optimiser records and steers away from.

@@ -21,6 +21,7 @@ use crate::fusion_bo::{
     FuseOn, FusionBoConfig, FusionObjective, FusionRecord, FusionSearch, SelectionRule,
 };
 use crate::hpbo::{HpSearch, HpTrial, HpboConfig, HyperParams, proxy_run, retrain_to_step};
+pub use crate::model::ModelRequest;
 use crate::model::TaskModel;
 use crate::rundir::{EventLog, RunDir};
 use crate::train::TrainConfig;
@@ -197,44 +198,6 @@ impl Default for BomfConfig {
             trajectory: TrajectoryConfig::default(),
             fusion: FusionBoConfig::default(),
             baselines: BaselinesConfig::default(),
-        }
-    }
-}
-
-/// What the pipeline asks its model builder for: models to train (dropout on), frozen ones (the
-/// learned soup's parametrisation and the evaluation template; dropout off), and stage 1's
-/// LoRA-rank proxies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ModelRequest {
-    /// Dropout active (models that will be trained).
-    pub dropout: bool,
-    /// Build the LoRA adapters at this rank instead of the configured one, with the same update
-    /// scale (`[hpbo] lora_rank`, the proxy of LoRA runs; K·r for `[fusion] lora = "delta"`).
-    /// `None`: as configured.
-    pub lora_rank: Option<usize>,
-}
-
-impl ModelRequest {
-    /// A model to fine-tune.
-    pub const TRAIN: Self = Self {
-        dropout: true,
-        lora_rank: None,
-    };
-    /// A model that is not trained, or trained without dropout (the learned soup).
-    pub const FROZEN: Self = Self {
-        dropout: false,
-        lora_rank: None,
-    };
-
-    /// For builders of models without LoRA adapters: an error when a LoRA rank is requested (a
-    /// LoRA-rank proxy configured for a model that has no adapters).
-    pub fn reject_lora_rank(&self) -> Result<()> {
-        match self.lora_rank {
-            Some(r) => Err(CoreError::config(
-                "hpbo.lora_rank",
-                format!("a LoRA-rank proxy (rank {r}) needs a model with LoRA adapters"),
-            )),
-            None => Ok(()),
         }
     }
 }

@@ -24,6 +24,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod bench;
 mod check;
 mod comparisons;
+mod cycles;
 mod fetch;
 mod install;
 mod packages;
@@ -71,6 +72,9 @@ enum Task {
     ///
     /// Extra arguments go to `cargo test`, e.g. `cargo xtask test -p bomf-data -- --nocapture`
     /// (with `-p`/`--package`, `--workspace` is left out).
+    /// Fails when a crate's top-level modules depend on each other in a cycle (through
+    /// `crate::` paths in non-test code); CI runs it.
+    Cycles,
     Test {
         /// Arguments passed to `cargo test`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -188,6 +192,7 @@ fn main() {
     let result = match cli.command {
         Task::Assets { only, check: true } => check::check_all(&packages::selected(&only)),
         Task::Assets { only, check: false } => assets(&only).map(|_| ()),
+        Task::Cycles => cycles::check(&workspace_root()),
         Task::Test { args } => test(&args),
         Task::Demo { out, resume } => demo(out, resume),
         Task::Reproduce {
