@@ -1,6 +1,10 @@
 //! GP benchmarks at the sizes of BOMF's loops: MAP fit of both presets for n = 10, 30, 60
 //! observations in d = 10 (default options: 1 + 4 starts), and the joint posterior over
 //! n + 1 points (what qNEHVI's baseline factorisation needs), plus one qLogEI value+gradient.
+//! Long histories (`bomf bo suggest` with hundreds to `MAX_EXACT_GP` observations): the fit
+//! (starts screened on a subset, blocked linear algebra) and the joint posterior over all
+//! training points (qNEHVI's baseline pruning) at n = 300 and 1,000. The whole BO step at
+//! n = 100 / 1,000 / 10,000: `cargo run --release -p bomf-bo --example bo_suggest_scaling`.
 //!
 //! `cargo bench -p bomf-bo --bench gp`
 
@@ -76,5 +80,30 @@ fn bench_qlogei(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_fit, bench_posterior, bench_qlogei);
+fn bench_large(c: &mut Criterion) {
+    let mut group = c.benchmark_group("gp_long_history_d10");
+    group.sample_size(10);
+    for n in [300, 1000] {
+        let (x, y) = data(n);
+        let opts = FitOptions::default();
+        group.bench_with_input(BenchmarkId::new("fit", n), &n, |b, _| {
+            b.iter(|| GaussianProcess::fit(black_box(&x), black_box(&y), D, None, &opts).unwrap())
+        });
+        let gp = GaussianProcess::fit(&x, &y, D, None, &opts).unwrap();
+        group.bench_with_input(
+            BenchmarkId::new("joint_posterior_at_train", n),
+            &n,
+            |b, _| b.iter(|| gp.posterior_joint(black_box(&x)).unwrap()),
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_fit,
+    bench_posterior,
+    bench_qlogei,
+    bench_large
+);
 criterion_main!(benches);

@@ -44,22 +44,17 @@
 //! [`BuiltinSurrogate`], i.e. [`fit_surrogate_and_build_acquisition`], and
 //! [`Optimizer::ask_with`] accepts any other (tests use a cheap analytic one).
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::acquisition::Acquisition;
-use crate::acquisition::ehvi::{HviEstimator, QEhviFactory};
-use crate::acquisition::logei::QLogExpectedImprovement;
-use crate::acquisition::nehvi::{NehviOptions, QNehviFactory};
 use crate::error::{BoError, Result};
-use crate::gp::{FitOptions, GaussianProcess};
 use crate::optim::{
-    AcqfOptions, AcquisitionFactory, Bounds, Canonicalized, WithPending, derive_seed,
-    optimize_acqf_with_anchors,
+    AcqfOptions, AcquisitionFactory, Bounds, Canonicalized, derive_seed, optimize_acqf_with_anchors,
 };
-use crate::partitioning::{infer_reference_point, pareto_front};
-use crate::sampling::{NormalBaseSamples, sobol_design};
+use crate::partitioning::is_non_dominated;
+use crate::sampling::sobol_design;
 use crate::space::{Goal, Objective, Space, SpaceConfig};
+pub use subset::{GpSubset, MAX_EXACT_GP, MAX_FAILED_PENDING};
+pub use surrogate::fit_surrogate_and_build_acquisition;
 
 /// Version of the serialised state; bumped on incompatible changes.
 const STATE_VERSION: u32 = 1;
@@ -72,6 +67,8 @@ pub const MAX_ASK: usize = 1000;
 /// Seed streams (second argument of [`derive_seed`]).
 const STREAM_DESIGN: u64 = 1;
 const STREAM_ASK: u64 = 2;
+/// Seed stream of the GP training subset ([`subset`]).
+const STREAM_SUBSET: u64 = 3;
 
 /// Which acquisition function the BO phase maximises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,6 +140,10 @@ pub struct OptimizerSettings {
     pub acqf: AcqfOptions,
     /// Candidates closer than this (sup-norm, unit cube) to a failed point are rejected.
     pub failure_radius: f64,
+    /// Most successful observations the GP is fitted on; a longer history is subsampled
+    /// around its Pareto front ([`subset`]). Sizes whose exact GP would not fit in
+    /// [`subset::GP_MEMORY_LIMIT`] are refused by [`Optimizer::new`].
+    pub max_gp_points: usize,
 }
 
 impl Default for OptimizerSettings {
@@ -155,6 +156,7 @@ impl Default for OptimizerSettings {
             mc_samples: 128,
             acqf: AcqfOptions::default(),
             failure_radius: 1e-3,
+            max_gp_points: MAX_EXACT_GP,
         }
     }
 }
@@ -224,132 +226,6 @@ impl SurrogateBuilder for BuiltinSurrogate {
     }
 }
 
-/// Fit one GP per objective to `data` (preset `request.gp_preset`) and build the requested
-/// acquisition over them, with `request.mc_samples` fixed QMC base samples. This is the single
-/// place where [`crate::gp`] and [`crate::acquisition`] plug into the ask/tell loop.
-///
-/// - **qLogEI** (wired): one GP fitted by MAP on the unit-cube inputs, `best_f` = the best
-///   observed value (as BOMF's HPBO stage), pending points appended to the batch
-///   ([`WithPending`]), base samples seeded per BO step (column `j` of the base samples does not
-///   depend on how many pending points there are).
-/// - **qEHVI / qNEHVI / qLogNEHVI**: one independent GP per objective (BoTorch's
-///   `ModelListGP`), the reference point from `data.ref_point` or, when none was given,
-///   BoTorch's `infer_reference_point` on the observed front. qNEHVI prunes the baseline
-///   (every observed input) once per step; pending points join its baseline, as BoTorch's
-///   `cache_pending=True`. qEHVI partitions the observed front once and scores pending points
-///   jointly with the candidate.
-///
-/// [`Optimizer::ask_with`] runs the BO branch with any other [`SurrogateBuilder`].
-pub fn fit_surrogate_and_build_acquisition<'a>(
-    data: &'a TrainingData,
-    request: &AcquisitionRequest,
-) -> Result<Box<dyn AcquisitionFactory + 'a>> {
-    match request.kind {
-        AcquisitionKind::QLogEi => {
-            if data.m != 1 {
-                return Err(BoError::DimensionMismatch {
-                    what: "qLogEI objectives".into(),
-                    expected: 1,
-                    got: data.m,
-                });
-            }
-            let options = FitOptions {
-                preset: request.gp_preset,
-                seed: request.seed,
-                ..FitOptions::default()
-            };
-            let gp = GaussianProcess::fit(&data.x, &data.y, data.d, None, &options)?;
-            let best_f = data.y.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            Ok(Box::new(QLogEiFactory {
-                gp,
-                best_f,
-                mc_samples: request.mc_samples,
-                seed: derive_seed(request.seed, 1),
-            }))
-        }
-        kind @ (AcquisitionKind::QEhvi | AcquisitionKind::QNehvi | AcquisitionKind::QLogNehvi) => {
-            if data.m < 2 {
-                return Err(BoError::DimensionMismatch {
-                    what: format!("{kind:?} objectives (at least)"),
-                    expected: 2,
-                    got: data.m,
-                });
-            }
-            let gps = fit_per_objective(data, request)?;
-            let ref_point = match &data.ref_point {
-                Some(r) => r.clone(),
-                None => {
-                    let front = pareto_front(&data.y, data.m)?;
-                    infer_reference_point(&front, data.m, None, 0.1)?
-                }
-            };
-            let seed = derive_seed(request.seed, 1);
-            if kind == AcquisitionKind::QEhvi {
-                return Ok(Box::new(QEhviFactory::new(
-                    gps,
-                    &data.y,
-                    &ref_point,
-                    request.mc_samples,
-                    seed,
-                    HviEstimator::Exact,
-                )?));
-            }
-            let base = if kind == AcquisitionKind::QLogNehvi {
-                NehviOptions::log()
-            } else {
-                NehviOptions::default()
-            };
-            let options = NehviOptions {
-                mc_samples: request.mc_samples,
-                seed,
-                ..base
-            };
-            Ok(Box::new(QNehviFactory::new(
-                gps, &data.x, &ref_point, options,
-            )?))
-        }
-    }
-}
-
-/// One GP per objective on the shared inputs, each with its own hyperparameters (BoTorch's
-/// `ModelListGP` of `SingleTaskGP`s, as BOMF uses for fusion).
-fn fit_per_objective(
-    data: &TrainingData,
-    request: &AcquisitionRequest,
-) -> Result<Vec<GaussianProcess>> {
-    // In parallel: with each fit's restarts also in parallel, rayon balances all of them over
-    // the cores (fitting one GP after the other leaves a core idle at each fit's tail).
-    (0..data.m)
-        .into_par_iter()
-        .map(|j| {
-            let y: Vec<f64> = (0..data.n).map(|i| data.y[i * data.m + j]).collect();
-            let options = FitOptions {
-                preset: request.gp_preset,
-                seed: derive_seed(request.seed, 100 + j as u64),
-                ..FitOptions::default()
-            };
-            GaussianProcess::fit(&data.x, &y, data.d, None, &options)
-        })
-        .collect()
-}
-
-/// qLogEI over one fitted GP; each `build` appends the pending points to the batch.
-struct QLogEiFactory {
-    gp: GaussianProcess,
-    best_f: f64,
-    mc_samples: usize,
-    seed: u64,
-}
-
-impl AcquisitionFactory for QLogEiFactory {
-    fn build(&self, pending: &[f64]) -> Result<Box<dyn Acquisition + '_>> {
-        let n_pending = pending.len() / self.gp.d.max(1);
-        let base = NormalBaseSamples::new(self.mc_samples, 1 + n_pending, self.seed)?;
-        let acq = QLogExpectedImprovement::new(&self.gp, self.best_f, base)?;
-        Ok(Box::new(WithPending::new(Box::new(acq), pending)?))
-    }
-}
-
 /// The ask/tell optimiser (see the module doc). Serialisable: [`Self::to_json`] /
 /// [`Self::from_json`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -395,6 +271,7 @@ impl Optimizer {
         if settings.n_initial == Some(0) {
             return Err(BoError::InvalidInput("n_initial must be at least 1".into()));
         }
+        subset::check_gp_points(settings.max_gp_points, objectives.len())?;
         Ok(Self {
             version: STATE_VERSION,
             space,
@@ -560,7 +437,7 @@ impl Optimizer {
             return Ok(out);
         }
 
-        let data = self.training_data()?;
+        let data = self.surrogate_data()?;
         let step_seed = derive_seed(derive_seed(self.settings.seed, STREAM_ASK), self.bo_steps);
         self.bo_steps += 1;
         let kind = self.acquisition_kind();
@@ -571,12 +448,13 @@ impl Optimizer {
             seed: step_seed,
         };
         let factory = surrogate.build(&data, &request)?;
-        // Pending for the acquisition: asked-but-untold points and failed points.
+        // Pending for the acquisition: asked-but-untold points and the latest failed points.
         let mut pending_unit = Vec::new();
         for p in &self.pending {
             pending_unit.extend(self.space.to_unit(p)?);
         }
-        for o in self.observations.iter().filter(|o| o.failed()) {
+        let failed: Vec<&Observation> = self.observations.iter().filter(|o| o.failed()).collect();
+        for o in &failed[failed.len().saturating_sub(MAX_FAILED_PENDING)..] {
             pending_unit.extend(self.space.to_unit(&o.x)?);
         }
         // The incumbents (observed Pareto-optimal inputs, or the best one) anchor extra raw
@@ -696,20 +574,19 @@ impl Optimizer {
     /// Indices (into [`Self::observations`]) of the successful observations that no other
     /// successful observation dominates.
     pub fn pareto_indices(&self) -> Vec<usize> {
-        let ok: Vec<(usize, Vec<f64>)> = self
+        let (idx, ys): (Vec<usize>, Vec<Vec<f64>>) = self
             .observations
             .iter()
             .enumerate()
             .filter(|(_, o)| !o.failed())
             .map(|(i, o)| (i, self.oriented(&o.y)))
-            .collect();
-        ok.iter()
-            .filter(|(_, a)| {
-                !ok.iter().any(|(_, b)| {
-                    b.iter().zip(a).all(|(p, q)| p >= q) && b.iter().zip(a).any(|(p, q)| p > q)
-                })
-            })
-            .map(|(i, _)| *i)
+            .unzip();
+        let flat: Vec<f64> = ys.concat();
+        // Sort-based (O(n log n)); duplicates are all kept, as none dominates another.
+        let mask = is_non_dominated(&flat, self.objectives.len(), false).unwrap_or_default();
+        idx.into_iter()
+            .zip(mask)
+            .filter_map(|(i, keep)| keep.then_some(i))
             .collect()
     }
 
@@ -814,3 +691,5 @@ fn sup_distance(a: &[f64], b: &[f64]) -> f64 {
 }
 
 mod non_finite;
+pub mod subset;
+mod surrogate;

@@ -225,3 +225,19 @@ const FAR_DEN: [f64; 8] = [
     1.421_511_758_316_445_888_7e-7,
     2.044_263_103_389_939_785_64e-15,
 ];
+
+/// `k` distinct indices of `0..n` (all of them when `k ≥ n`), ascending, chosen uniformly by a
+/// partial Fisher–Yates shuffle seeded with `seed`: the same arguments give the same indices.
+pub fn sample_indices(n: usize, k: usize, seed: u64) -> Vec<usize> {
+    use rand::{RngExt, SeedableRng};
+    let k = k.min(n);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut perm: Vec<usize> = (0..n).collect();
+    for i in 0..k {
+        let j = rng.random_range(i..n);
+        perm.swap(i, j);
+    }
+    perm.truncate(k);
+    perm.sort_unstable();
+    perm
+}

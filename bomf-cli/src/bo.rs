@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use bomf_bo::optimizer::{AcquisitionKind, Optimizer, OptimizerSettings};
+use bomf_bo::optimizer::{AcquisitionKind, MAX_EXACT_GP, Optimizer, OptimizerSettings};
 use bomf_bo::partitioning::hypervolume;
 use bomf_bo::space::SpaceConfig;
 use clap::{Args, Subcommand, ValueEnum};
@@ -48,6 +48,13 @@ pub struct SuggestArgs {
     /// Successful evaluations before the acquisition takes over (default: max(d + 1, 5)).
     #[arg(long)]
     n_initial: Option<usize>,
+    /// Most successful evaluations the GP is fitted on. A longer history is fitted on this
+    /// many, chosen around the Pareto front (every Pareto-optimal evaluation, the best ones
+    /// for one objective, plus a seeded sample of the rest), which stderr reports. A GP's
+    /// time grows as the cube of this number; sizes that would need more than 4 GiB are
+    /// refused.
+    #[arg(long, default_value_t = MAX_EXACT_GP)]
+    max_gp_points: usize,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -127,12 +134,16 @@ fn suggest(args: &SuggestArgs) -> Result<String> {
         acquisition: args.acq.map(Into::into),
         n_initial: args.n_initial,
         seed: args.seed,
+        max_gp_points: args.max_gp_points,
         ..OptimizerSettings::default()
     };
     let mut optimizer = Optimizer::from_config(&config, settings)
         .with_context(|| format!("cannot build an optimiser for {}", args.space.display()))?;
     if let Some(path) = &args.history {
         replay_history(&mut optimizer, path, &config)?;
+    }
+    if let Some(subset) = optimizer.gp_subset() {
+        eprintln!("bomf bo suggest: {subset} (--max-gp-points to change the limit)");
     }
     let candidates = optimizer
         .ask(args.q)

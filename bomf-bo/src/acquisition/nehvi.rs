@@ -32,6 +32,7 @@ use super::Acquisition;
 use super::ehvi::{HviEstimator, check_batch, check_models};
 use super::hvi::LogHviParams;
 use crate::error::{BoError, Result};
+use crate::gp::blocked::{self, BLOCKED_MIN_N, Rows};
 use crate::gp::linalg::cholesky_jittered;
 use crate::gp::posterior::LowRankBlockGrad;
 use crate::gp::{CachedBaseline, GaussianProcess, LowRankBlock};
@@ -92,6 +93,17 @@ fn joint_samples(gps: &[GaussianProcess], x: &[f64], base: &NormalBaseSamples) -
     for (j, gp) in gps.iter().enumerate() {
         let joint = gp.posterior_joint(x)?;
         let (l, _) = cholesky_jittered(&joint.cov, n)?;
+        if n >= BLOCKED_MIN_N {
+            // All samples at once: row k of E Lᵀ is L ε_k.
+            let eps = Rows::new(&base.values[j * n..], base.dim);
+            let draws = blocked::times_lower_t(eps, base.n_samples, &l, n);
+            for (k, row) in draws.chunks_exact(n).enumerate() {
+                for (i, v) in row.iter().enumerate() {
+                    out[(k * n + i) * m + j] = joint.mean[i] + v;
+                }
+            }
+            continue;
+        }
         for k in 0..base.n_samples {
             let eps = &base.row(k)[j * n..(j + 1) * n];
             for i in 0..n {

@@ -1,16 +1,25 @@
 //! MAP fit of the hyperparameters: maximise `(ln N(y | c, K + σ²I) + Σ ln p(θ)) / n` over log
 //! lengthscales, log outputscale and log noise, with the constant mean `c` profiled out.
+//!
+//! Every evaluation of the objective and its gradient costs a Cholesky factorisation and an
+//! inverse of the `n × n` covariance. Up to [`FitOptions::screen_points`] observations, every
+//! start is polished on all of them. Beyond, the starts are polished on a seeded subset of
+//! that many observations (the objective is a mean over observations, so its optimum and
+//! curvature move little), and only the best subset optimum is refined on all observations,
+//! starting from the subset search's L-BFGS memory: a local MAP optimum of the full data, for
+//! one full-size search instead of one per start.
 
 use rand::SeedableRng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::kernel::{Kernel, KernelKind};
-use super::lbfgs::{LbfgsOptions, minimize_box};
+use super::kernel::{Kernel, KernelKind, scaled_sq_dist};
+use super::lbfgs::{LbfgsOptions, LbfgsResult, minimize_box_warm};
 use super::linalg;
 use super::prior::{Preset, PresetSpec};
 use super::{GaussianProcess, Hyperparameters, standardize};
 use crate::error::{BoError, Result};
+use crate::sampling::sample_indices;
 
 /// How the observation noise is treated.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -32,6 +41,17 @@ pub struct FitOptions {
     pub n_prior_starts: usize,
     pub seed: u64,
     pub max_iters: usize,
+    /// With more observations than this, the starts are compared on a seeded subset of this
+    /// size and only the best is refined on all observations (see the module doc).
+    #[serde(default = "default_screen_points")]
+    pub screen_points: usize,
+}
+
+/// Default of [`FitOptions::screen_points`].
+pub const SCREEN_POINTS: usize = 256;
+
+fn default_screen_points() -> usize {
+    SCREEN_POINTS
 }
 
 impl Default for FitOptions {
@@ -42,6 +62,7 @@ impl Default for FitOptions {
             n_prior_starts: 4,
             seed: 0,
             max_iters: 200,
+            screen_points: SCREEN_POINTS,
         }
     }
 }
@@ -56,20 +77,77 @@ pub struct FitReport {
     pub best_start: usize,
     pub starts: usize,
     pub iterations: usize,
+    /// Size of the subset the starts were compared on (`None`: all observations).
+    #[serde(default)]
+    pub screened_on: Option<usize>,
 }
 
 /// The objective over `θ = [ln ℓ_1..d, (ln s), (ln σ²)]` for fixed, standardised data.
+///
+/// Squared coordinate differences are recomputed from `x` at every evaluation rather than
+/// stored: the `n × d` inputs stay in cache, while a table of them would take `n²d/2` values.
 struct MapObjective<'a> {
     n: usize,
     d: usize,
-    y: &'a [f64],
-    /// `sq_diff[k][a*n+b] = (x_ak − x_bk)²`.
-    sq_diff: Vec<Vec<f64>>,
+    /// Standardised inputs, `n × d`.
+    x: Vec<f64>,
+    y: Vec<f64>,
     spec: &'a PresetSpec,
     fixed_noise: Option<Vec<f64>>,
 }
 
-impl MapObjective<'_> {
+/// [`MapObjective::factor`]'s result.
+struct Factor {
+    inv_l2: Vec<f64>,
+    noise: Vec<f64>,
+    /// Lower triangle of `K + diag(noise)`.
+    ktilde: Vec<f64>,
+    /// `s·(−2g′)` of the pairs, packed.
+    m2g: Vec<f64>,
+    /// Cholesky factor of `ktilde`.
+    l: Vec<f64>,
+    /// `K̃⁻¹(y − c)`.
+    alpha: Vec<f64>,
+    /// Profiled constant mean.
+    c: f64,
+    /// Log marginal likelihood (not divided by `n`).
+    mll: f64,
+}
+
+impl<'a> MapObjective<'a> {
+    /// The objective of the standardised inputs `x` (`n × d`) and outputs `y`.
+    fn new(
+        x: Vec<f64>,
+        y: Vec<f64>,
+        d: usize,
+        spec: &'a PresetSpec,
+        fixed_noise: Option<Vec<f64>>,
+    ) -> Self {
+        Self {
+            n: y.len(),
+            d,
+            x,
+            y,
+            spec,
+            fixed_noise,
+        }
+    }
+
+    /// The same objective restricted to the observations `idx`.
+    fn subset(&self, idx: &[usize]) -> Self {
+        let d = self.d;
+        let xs = idx
+            .iter()
+            .flat_map(|&i| self.x[i * d..(i + 1) * d].iter().copied())
+            .collect();
+        let ys = idx.iter().map(|&i| self.y[i]).collect();
+        let noise = self
+            .fixed_noise
+            .as_ref()
+            .map(|v| idx.iter().map(|&i| v[i]).collect());
+        Self::new(xs, ys, d, self.spec, noise)
+    }
+
     fn has_outputscale(&self) -> bool {
         self.spec.outputscale_prior.is_some()
     }
@@ -95,76 +173,250 @@ impl MapObjective<'_> {
         (ls, s, noise)
     }
 
-    /// `(map objective / n, profiled mean)` and its gradient w.r.t. `θ` in `grad`.
-    fn eval(&self, theta: &[f64], grad: &mut [f64]) -> Option<(f64, f64)> {
+    /// The lower triangle of `K + diag(noise)` (the upper one is left zero: the Cholesky
+    /// factorisation reads only the lower one) and `s·(−2g′)` of every pair `a > b`, packed
+    /// in the order `(1, 0), (2, 0), (2, 1), (3, 0), …`.
+    fn covariance(&self, inv_l2: &[f64], s: f64, noise: &[f64]) -> (Vec<f64>, Vec<f64>) {
         let (n, d) = (self.n, self.d);
+        let kind: KernelKind = self.spec.kind;
+        let mut ktilde = vec![0.0; n * n];
+        let mut m2g = Vec::with_capacity(n * n.saturating_sub(1) / 2);
+        for (a, xa) in self.x.chunks_exact(d).enumerate() {
+            for (b, xb) in self.x.chunks_exact(d).take(a).enumerate() {
+                let (g, dg) = kind.eval(scaled_sq_dist(xa, xb, inv_l2));
+                ktilde[a * n + b] = s * g;
+                m2g.push(s * dg);
+            }
+            ktilde[a * n + a] = s * kind.eval(0.0).0 + noise[a];
+        }
+        (ktilde, m2g)
+    }
+
+    /// The covariance at `θ`, factorised, and the log marginal likelihood with the constant
+    /// mean profiled out (`None` when the covariance is not positive definite).
+    fn factor(&self, theta: &[f64]) -> Option<Factor> {
+        let n = self.n;
         let (ls, s, noise) = self.unpack(theta);
         let inv_l2: Vec<f64> = ls.iter().map(|l| 1.0 / (l * l)).collect();
-        let kind: KernelKind = self.spec.kind;
-        let mut kmat = vec![0.0; n * n];
-        let mut m2g = vec![0.0; n * n];
-        for a in 0..n {
-            for b in 0..=a {
-                let rho: f64 = (0..d).map(|k| self.sq_diff[k][a * n + b] * inv_l2[k]).sum();
-                let (g, dg) = kind.eval(rho);
-                kmat[a * n + b] = s * g;
-                kmat[b * n + a] = s * g;
-                m2g[a * n + b] = s * dg;
-                m2g[b * n + a] = s * dg;
-            }
-        }
-        let mut ktilde = kmat.clone();
-        for i in 0..n {
-            ktilde[i * n + i] += noise[i];
-        }
+        let (ktilde, m2g) = self.covariance(&inv_l2, s, &noise);
         let (l, _) = linalg::cholesky_jittered(&ktilde, n).ok()?;
         // Profile the constant mean: c = 1ᵀK⁻¹y / 1ᵀK⁻¹1.
         let kinv_1 = linalg::cho_solve(&l, n, &vec![1.0; n]);
-        let kinv_y = linalg::cho_solve(&l, n, self.y);
+        let kinv_y = linalg::cho_solve(&l, n, &self.y);
         let c = kinv_y.iter().sum::<f64>() / kinv_1.iter().sum::<f64>();
         let alpha: Vec<f64> = (0..n).map(|i| kinv_y[i] - c * kinv_1[i]).collect();
         let quad: f64 = (0..n).map(|i| (self.y[i] - c) * alpha[i]).sum();
         let logdet: f64 = 2.0 * (0..n).map(|i| l[i * n + i].ln()).sum::<f64>();
         let mll = -0.5 * quad - 0.5 * logdet - 0.5 * n as f64 * (2.0 * std::f64::consts::PI).ln();
-        // W = ααᵀ − K⁻¹; ∂mll/∂θ_j = ½ Σ W ∘ ∂K/∂θ_j.
-        let kinv = linalg::cho_inverse(&l, n);
-        let mut w = kinv;
-        for a in 0..n {
-            for b in 0..n {
-                w[a * n + b] = alpha[a] * alpha[b] - w[a * n + b];
-            }
-        }
-        grad.iter_mut().for_each(|g| *g = 0.0);
-        // Symmetric terms counted once (×2, cancelling the ½); the diagonal has Δ = 0, so the
-        // full-matrix dot product with a zero-diagonal, symmetric `sq` counts each pair twice.
-        let wm: Vec<f64> = w.iter().zip(&m2g).map(|(w, m)| w * m).collect();
-        for k in 0..d {
-            grad[k] = 0.5 * linalg::dot(&wm, &self.sq_diff[k]) * inv_l2[k];
-        }
-        let mut value = mll;
-        for k in 0..d {
-            let (lp, dlp) = self.spec.lengthscale_prior.log_pdf_and_grad_log(theta[k]);
+        Some(Factor {
+            inv_l2,
+            noise,
+            ktilde,
+            m2g,
+            l,
+            alpha,
+            c,
+            mll,
+        })
+    }
+
+    /// `value` plus the log priors of `θ`; with `grad`, their derivatives are added to it.
+    fn add_log_prior(&self, theta: &[f64], mut value: f64, mut grad: Option<&mut [f64]>) -> f64 {
+        let d = self.d;
+        let mut add = |i: usize, (lp, dlp): (f64, f64)| {
             value += lp;
-            grad[k] += dlp;
+            if let Some(g) = grad.as_deref_mut() {
+                g[i] += dlp;
+            }
+        };
+        for (k, t) in theta.iter().enumerate().take(d) {
+            add(k, self.spec.lengthscale_prior.log_pdf_and_grad_log(*t));
         }
         let mut i = d;
         if let Some(prior) = self.spec.outputscale_prior {
-            let dk: f64 = w.iter().zip(&kmat).map(|(w, k)| w * k).sum();
-            let (lp, dlp) = prior.log_pdf_and_grad_log(theta[i]);
-            value += lp;
-            grad[i] = 0.5 * dk + dlp;
+            add(i, prior.log_pdf_and_grad_log(theta[i]));
             i += 1;
         }
         if self.fixed_noise.is_none() {
-            let trace: f64 = (0..n).map(|a| w[a * n + a]).sum();
-            let (lp, dlp) = self.spec.noise_prior.log_pdf_and_grad_log(theta[i]);
-            value += lp;
-            grad[i] = 0.5 * noise[0] * trace + dlp;
+            add(i, self.spec.noise_prior.log_pdf_and_grad_log(theta[i]));
         }
+        value
+    }
+
+    /// The map objective / n alone (one factorisation, no inverse).
+    fn value(&self, theta: &[f64]) -> Option<f64> {
+        let f = self.factor(theta)?;
+        Some(self.add_log_prior(theta, f.mll, None) / self.n as f64)
+    }
+
+    /// `(map objective / n, profiled mean)` and its gradient w.r.t. `θ` in `grad`.
+    fn eval(&self, theta: &[f64], grad: &mut [f64]) -> Option<(f64, f64)> {
+        let (n, d) = (self.n, self.d);
+        let f = self.factor(theta)?;
+        // W = ααᵀ − K⁻¹; ∂mll/∂θ_j = ½ Σ W ∘ ∂K/∂θ_j, summed over the pairs a > b (each
+        // counted once, cancelling the ½ of the symmetric pair) plus the diagonal.
+        let kinv = linalg::cho_inverse(&f.l, n);
+        let alpha = &f.alpha;
+        let mut ls_grad = vec![0.0; d];
+        let (mut w_k, mut trace) = (0.0, 0.0);
+        let mut m2g = f.m2g.iter();
+        for (a, xa) in self.x.chunks_exact(d).enumerate() {
+            for (b, (xb, m)) in self.x.chunks_exact(d).zip(&mut m2g).take(a).enumerate() {
+                let w = alpha[a] * alpha[b] - kinv[a * n + b];
+                let wm = w * m;
+                for ((g, p), q) in ls_grad.iter_mut().zip(xa).zip(xb) {
+                    *g += wm * (p - q) * (p - q);
+                }
+                w_k += 2.0 * w * f.ktilde[a * n + b];
+            }
+            let w_aa = alpha[a] * alpha[a] - kinv[a * n + a];
+            trace += w_aa;
+            w_k += w_aa * (f.ktilde[a * n + a] - f.noise[a]);
+        }
+        grad.iter_mut().for_each(|g| *g = 0.0);
+        for k in 0..d {
+            grad[k] = ls_grad[k] * f.inv_l2[k];
+        }
+        let mut i = d;
+        if self.has_outputscale() {
+            grad[i] = 0.5 * w_k;
+            i += 1;
+        }
+        if self.fixed_noise.is_none() {
+            grad[i] = 0.5 * f.noise[0] * trace;
+        }
+        let value = self.add_log_prior(theta, f.mll, Some(grad));
         let nf = n as f64;
         grad.iter_mut().for_each(|g| *g /= nf);
-        Some((value / nf, c))
+        Some((value / nf, f.c))
     }
+
+    /// L-BFGS from `x0` on the negated objective; `None` when it ends infeasible.
+    fn polish(&self, x0: &[f64], opts: LbfgsOptions) -> Option<LbfgsResult> {
+        self.polish_warm(x0, opts, &[])
+    }
+
+    /// [`Self::polish`] with initial curvature pairs.
+    fn polish_warm(
+        &self,
+        x0: &[f64],
+        opts: LbfgsOptions,
+        memory: &[(Vec<f64>, Vec<f64>)],
+    ) -> Option<LbfgsResult> {
+        let (lo, hi) = param_bounds(self);
+        let neg = |t: &[f64], g: &mut [f64]| match self.eval(t, g) {
+            Some((v, _)) => {
+                g.iter_mut().for_each(|gi| *gi = -*gi);
+                -v
+            }
+            None => f64::INFINITY,
+        };
+        let r = minimize_box_warm(neg, x0, &lo, &hi, opts, memory);
+        r.f.is_finite().then_some(r)
+    }
+
+    /// Every start polished (in parallel), in start order.
+    fn polish_all(&self, starts: &[Vec<f64>], opts: LbfgsOptions) -> Vec<Option<LbfgsResult>> {
+        starts.par_iter().map(|x0| self.polish(x0, opts)).collect()
+    }
+}
+
+/// The winning hyperparameters of a search and how they were found.
+struct Search {
+    theta: Vec<f64>,
+    best_start: usize,
+    iterations: usize,
+    screened_on: Option<usize>,
+}
+
+/// Every start polished on all observations; the best wins.
+fn full_search(obj: &MapObjective, starts: &[Vec<f64>], opts: LbfgsOptions) -> Result<Search> {
+    let results = obj.polish_all(starts, opts);
+    let iterations = results.iter().flatten().map(|r| r.iterations).sum();
+    let (best_start, best) = results
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.map(|r| (i, r)))
+        .min_by(|a, b| a.1.f.total_cmp(&b.1.f))
+        .ok_or_else(|| all_starts_failed(starts.len()))?;
+    Ok(Search {
+        theta: best.x,
+        best_start,
+        iterations,
+        screened_on: None,
+    })
+}
+
+/// The starts polished on a seeded subset of `size` observations; then, best subset optimum
+/// first, refined on all observations (with the subset search's L-BFGS memory) until one
+/// succeeds.
+fn screened_search(
+    obj: &MapObjective,
+    starts: &[Vec<f64>],
+    size: usize,
+    seed: u64,
+    opts: LbfgsOptions,
+) -> Result<Search> {
+    let idx = sample_indices(obj.n, size, seed ^ 0x7363_7265_656e);
+    let results = obj.subset(&idx).polish_all(starts, opts);
+    let mut iterations: usize = results.iter().flatten().map(|r| r.iterations).sum();
+    // Rank the subset optima by the full objective (one factorisation each): the subset can
+    // prefer another basin than all the data do.
+    let mut order: Vec<(usize, f64, LbfgsResult)> = results
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            let r = r?;
+            Some((i, obj.value(&r.x)?, r))
+        })
+        .collect();
+    order.sort_by(|a, b| b.1.total_cmp(&a.1));
+    for (best_start, _, r) in order {
+        // The objective is a mean over observations, so the subset search's curvature pairs
+        // are a good first model of the full objective's: they save full-size evaluations.
+        if let Some(full) = obj.polish_warm(&r.x, opts, &r.memory) {
+            iterations += full.iterations;
+            return Ok(Search {
+                theta: full.x,
+                best_start,
+                iterations,
+                screened_on: Some(idx.len()),
+            });
+        }
+    }
+    Err(all_starts_failed(starts.len()))
+}
+
+fn all_starts_failed(starts: usize) -> BoError {
+    BoError::FitFailed(format!(
+        "every one of {starts} starts hit a non-PSD covariance"
+    ))
+}
+
+/// Known noise variances, one per observation, in standardised units.
+fn fixed_noise(spec: &NoiseSpec, n: usize, y_std: f64) -> Result<Option<Vec<f64>>> {
+    let NoiseSpec::Fixed(v) = spec else {
+        return Ok(None);
+    };
+    let v = match v.len() {
+        1 => vec![v[0]; n],
+        l if l == n => v.clone(),
+        l => {
+            return Err(BoError::DimensionMismatch {
+                what: "fixed noise variances".into(),
+                expected: n,
+                got: l,
+            });
+        }
+    };
+    if v.iter().any(|v| !(v.is_finite() && *v >= 0.0)) {
+        return Err(BoError::InvalidInput(
+            "fixed noise variances must be finite and non-negative".into(),
+        ));
+    }
+    Ok(Some(
+        v.iter().map(|v| (v / (y_std * y_std)).max(1e-12)).collect(),
+    ))
 }
 
 impl GaussianProcess {
@@ -180,90 +432,23 @@ impl GaussianProcess {
         let s = standardize(x, y, d, bounds)?;
         let n = s.y.len();
         let spec = opts.preset.spec(d);
-        let fixed_noise = match &opts.noise {
-            NoiseSpec::Learned => None,
-            NoiseSpec::Fixed(v) => {
-                let v = match v.len() {
-                    1 => vec![v[0]; n],
-                    l if l == n => v.clone(),
-                    l => {
-                        return Err(BoError::DimensionMismatch {
-                            what: "fixed noise variances".into(),
-                            expected: n,
-                            got: l,
-                        });
-                    }
-                };
-                if v.iter().any(|v| !(v.is_finite() && *v >= 0.0)) {
-                    return Err(BoError::InvalidInput(
-                        "fixed noise variances must be finite and non-negative".into(),
-                    ));
-                }
-                Some(
-                    v.iter()
-                        .map(|v| (v / (s.y_std * s.y_std)).max(1e-12))
-                        .collect(),
-                )
-            }
-        };
-        let sq_diff = (0..d)
-            .map(|k| {
-                let mut m = vec![0.0; n * n];
-                for a in 0..n {
-                    for b in 0..n {
-                        let diff = s.x[a * d + k] - s.x[b * d + k];
-                        m[a * n + b] = diff * diff;
-                    }
-                }
-                m
-            })
-            .collect();
-        let obj = MapObjective {
-            n,
-            d,
-            y: &s.y,
-            sq_diff,
-            spec: &spec,
-            fixed_noise,
-        };
-        let (lo, hi) = param_bounds(&obj);
+        let noise = fixed_noise(&opts.noise, n, s.y_std)?;
+        let obj = MapObjective::new(s.x.clone(), s.y.clone(), d, &spec, noise);
         let starts = initial_points(&obj, opts);
         let lb_opts = LbfgsOptions {
             max_iters: opts.max_iters,
             ..Default::default()
         };
-        let results: Vec<_> = starts
-            .par_iter()
-            .map(|x0| {
-                // Minimise the negated objective (and negated gradient).
-                let neg = |t: &[f64], g: &mut [f64]| match obj.eval(t, g) {
-                    Some((v, _)) => {
-                        g.iter_mut().for_each(|gi| *gi = -*gi);
-                        -v
-                    }
-                    None => f64::INFINITY,
-                };
-                let r = minimize_box(neg, x0, &lo, &hi, lb_opts);
-                r.f.is_finite().then_some(r)
-            })
-            .collect();
-        let iterations = results.iter().flatten().map(|r| r.iterations).sum();
-        let (best_start, best) = results
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, r)| r.map(|r| (i, r)))
-            .min_by(|a, b| a.1.f.total_cmp(&b.1.f))
-            .ok_or_else(|| {
-                BoError::FitFailed(format!(
-                    "every one of {} starts hit a non-PSD covariance",
-                    starts.len()
-                ))
-            })?;
-        let mut g = vec![0.0; best.x.len()];
-        let (map_objective, mean) = obj.eval(&best.x, &mut g).ok_or_else(|| {
+        let search = if n > opts.screen_points.max(1) && starts.len() > 1 {
+            screened_search(&obj, &starts, opts.screen_points.max(1), opts.seed, lb_opts)?
+        } else {
+            full_search(&obj, &starts, lb_opts)?
+        };
+        let mut g = vec![0.0; search.theta.len()];
+        let (map_objective, mean) = obj.eval(&search.theta, &mut g).ok_or_else(|| {
             BoError::FitFailed("covariance at the optimum is not positive definite".into())
         })?;
-        let (lengthscales, outputscale, noise) = obj.unpack(&best.x);
+        let (lengthscales, outputscale, noise) = obj.unpack(&search.theta);
         let hyper = Hyperparameters {
             kernel: Kernel {
                 kind: spec.kind,
@@ -275,9 +460,10 @@ impl GaussianProcess {
         };
         let report = FitReport {
             map_objective,
-            best_start,
+            best_start: search.best_start,
             starts: starts.len(),
-            iterations,
+            iterations: search.iterations,
+            screened_on: search.screened_on,
         };
         let noise_learned = obj.fixed_noise.is_none();
         drop(obj);
@@ -368,25 +554,7 @@ mod tests {
         for preset in [Preset::MaternGamma, Preset::RbfDimScaled] {
             let spec = preset.spec(d);
             let s = standardize(&x, &y, d, None).unwrap();
-            let sq_diff = (0..d)
-                .map(|k| {
-                    let mut m = vec![0.0; n * n];
-                    for a in 0..n {
-                        for b in 0..n {
-                            m[a * n + b] = (s.x[a * d + k] - s.x[b * d + k]).powi(2);
-                        }
-                    }
-                    m
-                })
-                .collect();
-            let obj = MapObjective {
-                n,
-                d,
-                y: &s.y,
-                sq_diff,
-                spec: &spec,
-                fixed_noise: None,
-            };
+            let obj = MapObjective::new(s.x.clone(), s.y.clone(), d, &spec, None);
             let theta: Vec<f64> = (0..obj.n_params()).map(|i| -0.5 + 0.3 * i as f64).collect();
             let mut g = vec![0.0; theta.len()];
             obj.eval(&theta, &mut g).unwrap();

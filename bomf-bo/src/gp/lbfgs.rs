@@ -32,6 +32,8 @@ pub struct LbfgsResult {
     pub f: f64,
     pub iterations: usize,
     pub evaluations: usize,
+    /// The curvature pairs `(s, y)` held at the end, oldest first.
+    pub memory: Vec<(Vec<f64>, Vec<f64>)>,
 }
 
 fn project(x: &mut [f64], lo: &[f64], hi: &[f64]) {
@@ -47,11 +49,24 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 /// Minimise `f` (which returns the value and writes the gradient; a non-finite value means
 /// "infeasible here") over the box `[lo, hi]` from `x0`.
 pub fn minimize_box(
+    f: impl FnMut(&[f64], &mut [f64]) -> f64,
+    x0: &[f64],
+    lo: &[f64],
+    hi: &[f64],
+    opts: LbfgsOptions,
+) -> LbfgsResult {
+    minimize_box_warm(f, x0, lo, hi, opts, &[])
+}
+
+/// [`minimize_box`] starting with the curvature pairs `memory` (e.g. those a search of a
+/// similar objective ended with) instead of none.
+pub fn minimize_box_warm(
     mut f: impl FnMut(&[f64], &mut [f64]) -> f64,
     x0: &[f64],
     lo: &[f64],
     hi: &[f64],
     opts: LbfgsOptions,
+    memory: &[(Vec<f64>, Vec<f64>)],
 ) -> LbfgsResult {
     let n = x0.len();
     let mut x = x0.to_vec();
@@ -59,8 +74,7 @@ pub fn minimize_box(
     let mut g = vec![0.0; n];
     let mut fx = f(&x, &mut g);
     let mut evaluations = 1;
-    let mut s_hist: Vec<Vec<f64>> = Vec::new();
-    let mut y_hist: Vec<Vec<f64>> = Vec::new();
+    let (mut s_hist, mut y_hist): (Vec<Vec<f64>>, Vec<Vec<f64>>) = memory.iter().cloned().unzip();
     let mut iterations = 0;
     if !fx.is_finite() {
         return LbfgsResult {
@@ -68,6 +82,7 @@ pub fn minimize_box(
             f: fx,
             iterations,
             evaluations,
+            memory: Vec::new(),
         };
     }
     let mut x_new = vec![0.0; n];
@@ -176,6 +191,7 @@ pub fn minimize_box(
         f: fx,
         iterations,
         evaluations,
+        memory: s_hist.into_iter().zip(y_hist).collect(),
     }
 }
 

@@ -1,7 +1,9 @@
 //! The little dense linear algebra a GP needs, on row-major `Vec<f64>` matrices: Cholesky with
-//! jitter retries and triangular solves. Sizes are tens to a few hundred, where plain loops
-//! are as fast as anything and keep the crate free of BLAS.
+//! jitter retries and triangular solves. Up to a few hundred rows plain loops are as fast as
+//! anything; larger factorisations and inverses use the cache-blocked kernels of
+//! `gp::blocked`, which keep the crate free of BLAS too.
 
+use super::blocked::{self, BLOCKED_MIN_N};
 use crate::error::{BoError, Result};
 
 /// Jitter schedule of the retries, relative to the mean diagonal (as GPyTorch's
@@ -10,8 +12,19 @@ const JITTER_START: f64 = 1e-8;
 const JITTER_TRIES: usize = 6;
 
 /// In-place lower Cholesky of the `n × n` row-major `a`; the upper triangle is zeroed.
-/// Returns `false` (with `a` clobbered) if a pivot is not positive.
+/// Returns `false` (with `a` clobbered) if a pivot is not positive. Large matrices go to the
+/// cache-blocked kernel ([`super::blocked`]).
 fn cholesky_in_place(a: &mut [f64], n: usize) -> bool {
+    if n >= BLOCKED_MIN_N {
+        blocked::cholesky_in_place(a, n)
+    } else {
+        cholesky_small(a, n)
+    }
+}
+
+/// [`cholesky_in_place`] with plain loops (small matrices, and the diagonal blocks of the
+/// blocked kernel).
+pub(crate) fn cholesky_small(a: &mut [f64], n: usize) -> bool {
     for j in 0..n {
         // Rows below j are updated against row j, which is final once its diagonal is set.
         let (upto_j, below) = a.split_at_mut((j + 1) * n);
@@ -78,6 +91,9 @@ pub fn cholesky_jittered(a: &[f64], n: usize) -> Result<(Vec<f64>, f64)> {
 
 /// Solve `L x = b` in place for lower-triangular `L` (`n × n`), `b` of length `n`.
 pub fn solve_lower(l: &[f64], n: usize, b: &mut [f64]) {
+    if n >= BLOCKED_MIN_N {
+        return blocked::solve_lower(l, n, b);
+    }
     for i in 0..n {
         b[i] = (b[i] - dot(&l[i * n..i * n + i], &b[..i])) / l[i * n + i];
     }
@@ -85,6 +101,9 @@ pub fn solve_lower(l: &[f64], n: usize, b: &mut [f64]) {
 
 /// Solve `Lᵀ x = b` in place for lower-triangular `L`.
 pub fn solve_upper_t(l: &[f64], n: usize, b: &mut [f64]) {
+    if n >= BLOCKED_MIN_N {
+        return blocked::solve_upper_t(l, n, b);
+    }
     for i in (0..n).rev() {
         let mut s = b[i];
         for k in i + 1..n {
@@ -96,6 +115,13 @@ pub fn solve_upper_t(l: &[f64], n: usize, b: &mut [f64]) {
 
 /// Solve `L X = B` for the `n × m` row-major `B` in place (all columns at once).
 pub fn solve_lower_matrix(l: &[f64], n: usize, b: &mut [f64], m: usize) {
+    // Large factors, several columns: the blocked solve on the transposed right-hand sides.
+    if n >= BLOCKED_MIN_N && m > 1 {
+        let mut rows = blocked::transpose(b, n, m);
+        blocked::solve_lower_rows(l, n, &mut rows);
+        b.copy_from_slice(&blocked::transpose(&rows, m, n));
+        return;
+    }
     // A few columns (the acquisition's q new points): one contiguous solve per column. Many
     // columns (raw-sample scoring): row updates across all columns at once.
     if m <= 4 {
@@ -139,6 +165,9 @@ pub fn cho_solve(l: &[f64], n: usize, b: &[f64]) -> Vec<f64> {
 
 /// `(L Lᵀ)⁻¹` as a dense symmetric matrix.
 pub fn cho_inverse(l: &[f64], n: usize) -> Vec<f64> {
+    if n >= BLOCKED_MIN_N {
+        return blocked::cho_inverse(l, n);
+    }
     // L⁻¹ row by row. It is lower triangular, so row i only involves columns ≤ i: half the work
     // of solving against a dense identity.
     let mut linv = vec![0.0; n * n];

@@ -20,6 +20,7 @@
 //! an unseeded global RNG, and it does not expose its Cholesky factor, which the qNEHVI
 //! low-rank update needs. The model itself is ~500 lines on plain `Vec<f64>`.
 
+pub(crate) mod blocked;
 pub mod fit;
 pub mod kernel;
 pub mod lbfgs;

@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::GaussianProcess;
+use super::blocked::{self, BLOCKED_MIN_N};
 use super::linalg;
 use crate::error::{BoError, Result};
 
@@ -65,8 +66,34 @@ impl GaussianProcess {
     /// Joint posterior mean and covariance over the points `xs` (user units, row-major).
     pub fn posterior_joint(&self, xs: &[f64]) -> Result<JointPosterior> {
         let xq = self.normalize_inputs(xs)?;
+        if xq.len() / self.d >= BLOCKED_MIN_N {
+            return Ok(self.joint_many(&xq));
+        }
         let (kxq, v) = self.cross_terms(&xq);
         Ok(self.joint_from_cross(&xq, &kxq, &v))
+    }
+
+    /// [`Self::posterior_joint`] at many normalised points: the cross terms are computed
+    /// transposed (`K(xq, X)`, one row per query point), so that the solve and the Gram
+    /// matrix `VᵀV` run on contiguous rows in the blocked kernels.
+    fn joint_many(&self, xq: &[f64]) -> JointPosterior {
+        let (n, d) = (self.n, self.d);
+        let q = xq.len() / d;
+        let kqx = self.hyper.kernel.matrix(xq, &self.x, d);
+        let mean = kqx
+            .chunks_exact(n)
+            .map(|k| (linalg::dot(k, &self.alpha) + self.hyper.mean) * self.y_std + self.y_mean)
+            .collect();
+        let mut vt = kqx;
+        blocked::solve_lower_rows(&self.chol, n, &mut vt);
+        let vtv = blocked::gram_rows(&vt, q, n);
+        drop(vt);
+        let s2 = self.y_std * self.y_std;
+        let mut cov = self.hyper.kernel.matrix(xq, xq, d);
+        for (c, v) in cov.iter_mut().zip(&vtv) {
+            *c = (*c - v) * s2;
+        }
+        JointPosterior { mean, cov }
     }
 
     /// The joint posterior at normalised points `xq` from their [`Self::cross_terms`].
