@@ -21,6 +21,17 @@ use sobol_burley::{NUM_DIMENSIONS, parts};
 
 use crate::error::{BoError, Result};
 
+/// Derive an independent 64-bit seed for sub-stream `stream` of `seed` (SplitMix64 finaliser),
+/// so every random choice of a run follows from one user seed without sharing an RNG.
+pub fn derive_seed(seed: u64, stream: u64) -> u64 {
+    let mut z = seed
+        .wrapping_add(stream.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// Largest number of points a Sobol design may have (a limit of `sobol_burley`).
 pub const MAX_SOBOL_POINTS: usize = 1 << 16;
 

@@ -21,10 +21,10 @@
 
 use super::Acquisition;
 use super::hvi::{LogHviParams, hvi, hvi_with_grad, log_hvi, log_hvi_with_grad};
+use crate::acquisition::{AcquisitionFactory, WithPending};
 use crate::error::{BoError, Result};
 use crate::gp::GaussianProcess;
 use crate::gp::linalg::{cholesky_jittered, cholesky_tangent};
-use crate::optim::{AcquisitionFactory, WithPending};
 use crate::partitioning::{Cells, nondominated_cells};
 use crate::safe_math::logmeanexp_grad;
 use crate::sampling::NormalBaseSamples;

@@ -6,6 +6,9 @@ pub mod ehvi;
 pub mod hvi;
 pub mod logei;
 pub mod nehvi;
+pub mod pending;
+
+pub use pending::{AcquisitionFactory, WithPending};
 
 /// A deterministic acquisition function over a batch of `q` candidates in `d` dimensions,
 /// in the model's input space (the unit cube). Larger is better.

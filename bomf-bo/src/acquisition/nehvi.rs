@@ -31,14 +31,15 @@
 use super::Acquisition;
 use super::ehvi::{HviEstimator, check_batch, check_models};
 use super::hvi::LogHviParams;
+use crate::acquisition::AcquisitionFactory;
 use crate::error::{BoError, Result};
 use crate::gp::blocked::{self, BLOCKED_MIN_N, Rows};
 use crate::gp::linalg::cholesky_jittered;
 use crate::gp::posterior::LowRankBlockGrad;
 use crate::gp::{CachedBaseline, GaussianProcess, LowRankBlock};
-use crate::optim::{AcquisitionFactory, derive_seed};
 use crate::partitioning::{Cells, is_non_dominated, nondominated_cells_into};
 use crate::sampling::NormalBaseSamples;
+use crate::sampling::derive_seed;
 
 /// Settings of [`QNoisyExpectedHypervolumeImprovement::new`]; defaults follow BoTorch as used by
 /// Ax and BOMF (128 MC samples, `prune_baseline=True`, `max_frac=1`).

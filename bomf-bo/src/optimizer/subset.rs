@@ -24,8 +24,8 @@ use std::fmt;
 
 use super::{Optimizer, STREAM_SUBSET, TrainingData};
 use crate::error::{BoError, Result};
-use crate::optim::derive_seed;
 use crate::partitioning::is_non_dominated;
+use crate::sampling::derive_seed;
 use crate::sampling::sample_indices;
 
 /// Default of `OptimizerSettings::max_gp_points`: the most successful observations an exact GP

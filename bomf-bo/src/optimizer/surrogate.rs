@@ -8,11 +8,12 @@ use crate::acquisition::Acquisition;
 use crate::acquisition::ehvi::{HviEstimator, QEhviFactory};
 use crate::acquisition::logei::QLogExpectedImprovement;
 use crate::acquisition::nehvi::{NehviOptions, QNehviFactory};
+use crate::acquisition::{AcquisitionFactory, WithPending};
 use crate::error::{BoError, Result};
 use crate::gp::{FitOptions, GaussianProcess};
-use crate::optim::{AcquisitionFactory, WithPending, derive_seed};
 use crate::partitioning::{infer_reference_point, pareto_front};
 use crate::sampling::NormalBaseSamples;
+use crate::sampling::derive_seed;
 
 /// Fit one GP per objective to `data` (preset `request.gp_preset`) and build the requested
 /// acquisition over them, with `request.mc_samples` fixed QMC base samples. This is the single
