@@ -14,7 +14,7 @@
 //!   covariance over any set of points, and the cached-Cholesky low-rank update qNEHVI uses
 //!   to extend the baseline block with new points.
 //!
-//! Why not `egobox-gp` (a workspace dependency, and fast): it has only a fixed nugget (no
+//! Why not `egobox-gp` (the crate the project's design named; fast): it has only a fixed nugget (no
 //! learned noise, no per-observation noise), no hyperparameter priors (so no MAP fit and
 //! neither BoTorch preset), its restarts optimise with COBYLA (no gradients), its sampling uses
 //! an unseeded global RNG, and it does not expose its Cholesky factor, which the qNEHVI
