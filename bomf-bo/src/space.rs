@@ -137,6 +137,13 @@ impl Param {
                 self.low, self.high
             ));
         }
+        if !(self.high - self.low).is_finite() {
+            return bad(format!(
+                "the range [{:e}, {:e}] is too wide: high − low overflows a 64-bit float; \
+                 rescale the parameter (or search it on a log scale)",
+                self.low, self.high
+            ));
+        }
         if self.log && self.low <= 0.0 {
             return bad(format!(
                 "a log-scale parameter needs low > 0, got low = {}",

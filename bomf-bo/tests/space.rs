@@ -58,6 +58,10 @@ fn validation_errors_name_the_field() {
             "params[0] ('lr'): low (1) must be less than high (1)",
         ),
         (
+            r#"{"params": [{"name": "x", "low": -1e308, "high": 1e308}], "objectives": [{"name": "f", "goal": "max"}]}"#,
+            "params[0] ('x'): the range [-1e308, 1e308] is too wide",
+        ),
+        (
             r#"{"params": [{"name": "lr", "low": 0, "high": 1, "log": true}], "objectives": [{"name": "f", "goal": "max"}]}"#,
             "params[0] ('lr'): a log-scale parameter needs low > 0",
         ),
