@@ -1,28 +1,17 @@
 //! `bomf bo suggest` / `bomf bo hypervolume` as a user runs them: files in, JSON out.
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn bomf(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bomf"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the bomf binary runs")
-}
+use bomf_tests::cli::{fail, succeed};
+
+bomf_tests::bomf_cli!();
 
 fn stdout_json(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "bomf failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
+    serde_json::from_str(&succeed(out)).expect("stdout is JSON")
 }
 
 fn stderr(out: &Output) -> String {
-    assert!(!out.status.success(), "expected a failure");
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    fail(out)
 }
 
 const SPACE: &str = r#"{"params": [{"name": "lr", "low": 1e-6, "high": 1e-4, "log": true},

@@ -3,16 +3,7 @@
 //! (Timings at 100 / 1,000 / 10,000 observations: `cargo run --release -p bomf-bo --example
 //! bo_suggest_scaling`; histories of any size: `tests/fixtures/gen_bo_history.py`.)
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn bomf(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bomf"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the bomf binary runs")
-}
+bomf_tests::bomf_cli!();
 
 const SPACE: &str = r#"{"params": [{"name": "lr", "low": 1e-6, "high": 1e-4, "log": true},
                                    {"name": "bs", "low": 4, "high": 32, "integer": true},
