@@ -146,8 +146,8 @@ fn pearson(a: &[f64], b: &[f64]) -> Option<f64> {
 }
 
 /// `### Selection rules` (before the task sections): over every (task, seed), the test metric of each BOMF selection rule's
-/// pick: wins (ties shared), mean rank among the three, and the mean difference to the posterior
-/// mean rule. `metric_of(run)` names the metric a run optimised.
+/// pick: wins (ties shared), mean rank among the three, and the mean relative difference (%) to
+/// the posterior-mean rule. `metric_of(run)` names the metric a run optimised.
 pub fn selection_rules(
     results: &[(String, u64, Value)],
     metric_of: impl Fn(&Value) -> String,
@@ -179,21 +179,22 @@ pub fn selection_rules(
                 wins[i] += 1.0 / winners;
             }
             rank_sum[i] += r;
-            diff_sum[i] += s - scores[0];
+            // Relative to the posterior-mean pick, so accuracies and exact-match points mix.
+            diff_sum[i] += 100.0 * (s - scores[0]) / scores[0].abs().max(f64::MIN_POSITIVE);
         }
     }
     let mut md = format!(
         "\n### Selection rules, all tasks\n\nWhich Pareto point stage 3 returns, judged on test over the \
          {n} (task, seed) runs of this reproduction: wins (ties shared), mean rank among the \
-         three (1 = best) and the mean test-metric difference to the posterior-mean rule.\n\n\
-         | rule | wins | mean rank | mean Δ vs posterior mean |\n|---|---|---|---|\n"
+         three (1 = best) and the mean relative test-metric difference to the posterior-mean rule.\n\n\
+         | rule | wins | mean rank | mean Δ vs posterior mean (%) |\n|---|---|---|---|\n"
     );
     for (i, row) in SELECTION_ROWS.iter().enumerate() {
         md += &if n == 0 {
             format!("| {row} | — | — | — |\n")
         } else {
             format!(
-                "| {row} | {:.1} | {:.2} | {:+.4} |\n",
+                "| {row} | {:.1} | {:.2} | {:+.2} |\n",
                 wins[i],
                 rank_sum[i] / n as f64,
                 diff_sum[i] / n as f64
@@ -284,16 +285,13 @@ mod tests {
         let md = selection_rules(&results, |v| v["metric"].as_str().unwrap().to_string());
         assert!(md.contains("over the 2 (task, seed) runs"), "{md}");
         assert!(
-            md.contains("| BOMF (posterior mean) | 0.5 | 2.25 | +0.0000 |"),
+            md.contains("| BOMF (posterior mean) | 0.5 | 2.25 | +0.00 |"),
             "{md}"
         );
         assert!(
-            md.contains("| BOMF (highest metric) | 1.0 | 2.00 | +0.1000 |"),
+            md.contains("| BOMF (highest metric) | 1.0 | 2.00 | +18.75 |"),
             "{md}"
         );
-        assert!(
-            md.contains("| BOMF (knee) | 0.5 | 1.75 | +0.0500 |"),
-            "{md}"
-        );
+        assert!(md.contains("| BOMF (knee) | 0.5 | 1.75 | +8.33 |"), "{md}");
     }
 }
