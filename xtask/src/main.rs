@@ -21,6 +21,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod archive;
 mod bench;
 mod check;
 mod comparisons;
@@ -586,7 +587,12 @@ fn reproduce(
         out.to_path_buf()
     };
     let start = |config: &Path, run_dir: &Path| -> Result<bool> {
-        if run_dir.join("results.json").is_file() {
+        let name = run_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned());
+        let archived_only =
+            !run_dir.exists() && name.is_some_and(|name| archive::is_archived(&root, &name));
+        if run_dir.join("results.json").is_file() || archived_only {
             return Ok(true);
         }
         let Some(bomf) = &bomf else {
@@ -612,28 +618,43 @@ fn reproduce(
     let mut results = Vec::new();
     for (task, template) in chosen.iter().zip(&templates) {
         for seed in 0..seeds {
-            let run_dir = out.join(format!("{task}-seed{seed}"));
+            let name = format!("{task}-seed{seed}");
+            let run_dir = out.join(&name);
             let config =
                 config_for_assets(template, &assets_dir, Some(seed), &out.join("configs"))?;
             if !start(&config, &run_dir)? {
                 continue;
             }
             if let Some(v) = variant {
-                let text = variants::config_text(&std::fs::read_to_string(&config)?, v)?;
-                let variant_config = out.join(format!("configs/{task}-seed{seed}-{}.toml", v.name));
-                std::fs::write(&variant_config, &text)?;
-                let variant_dir = out.join(format!("{task}-seed{seed}-{}", v.name));
-                variants::prepare(&run_dir, &variant_dir, &text)?;
-                start(&variant_config, &variant_dir)?;
+                let variant_name = format!("{name}-{}", v.name);
+                let variant_dir = out.join(&variant_name);
+                if run_dir.is_dir() {
+                    let text = variants::config_text(&std::fs::read_to_string(&config)?, v)?;
+                    let variant_config = out.join(format!("configs/{variant_name}.toml"));
+                    std::fs::write(&variant_config, &text)?;
+                    variants::prepare(&run_dir, &variant_dir, &text)?;
+                    start(&variant_config, &variant_dir)?;
+                } else if !archive::is_archived(&root, &variant_name) {
+                    println!(
+                        "{name} is archived without its checkpoints: the {} variant needs the run \
+                         directory, left out",
+                        v.name
+                    );
+                }
             }
-            let text = std::fs::read_to_string(run_dir.join("results.json"))?;
-            let value: serde_json::Value = serde_json::from_str(&text)?;
+            for v in &variants::VARIANTS {
+                let variant_name = format!("{name}-{}", v.name);
+                archive::load(&root, &out.join(&variant_name), &variant_name)?;
+            }
+            let Some(value) = archive::load(&root, &run_dir, &name)? else {
+                continue;
+            };
             results.push((task.clone(), seed, value));
         }
     }
     let path = out.join("RESULTS.md");
     let mut md = results_markdown(&results);
-    md = variants::insert_comparisons(md, &results, &out)?;
+    md = variants::insert_comparisons(md, &results, &root)?;
     // A reproduction of some tasks must not erase the others' tables (runs of other tasks may
     // live on another machine, or be older than this checkout).
     if let Ok(previous) = std::fs::read_to_string(&path) {

@@ -85,11 +85,32 @@ pub fn results_markdown(results: &[(String, u64, serde_json::Value)]) -> String 
             md += "\n";
         }
         let seeded: Vec<(u64, &serde_json::Value)> = seeds.iter().copied().zip(runs).collect();
+        md += &provenance_line(&seeded);
         if let Some(stage1) = crate::comparisons::proxy_transfer(&seeded) {
             md += &stage1;
         }
     }
     md
+}
+
+/// Which commit and day made each seed's run (the archive's `provenance`, see
+/// [`crate::archive`]), so a table mixing runs of several binaries says so.
+fn provenance_line(runs: &[(u64, &serde_json::Value)]) -> String {
+    let made: Vec<String> = runs
+        .iter()
+        .filter_map(|(seed, v)| {
+            let p = &v["provenance"];
+            Some(format!(
+                "seed {seed} at `{}` ({})",
+                p["commit"].as_str()?,
+                p["date"].as_str().unwrap_or("?")
+            ))
+        })
+        .collect();
+    if made.is_empty() {
+        return String::new();
+    }
+    format!("\nRuns: {}.\n", made.join(", "))
 }
 
 /// The metric a run's stage 3 optimised (`results.json`'s `metric`); for a run that does not
@@ -185,6 +206,14 @@ mod tests {
         assert!(md.contains("## banking77 (2 seeds)"));
         assert!(md.contains("| method | seed 0 | seed 1 |"), "{md}");
         assert!(md.contains("| BOMF | 0.6000 | 0.7000 |"), "{md}");
+        assert!(!md.contains("Runs:"), "no provenance, no line: {md}");
+        let mut archived = run(0.6);
+        archived["provenance"] = serde_json::json!({"commit": "abc1234", "date": "2026-12-07"});
+        let md_archived = results_markdown(&[("banking77".into(), 2, archived)]);
+        assert!(
+            md_archived.contains("Runs: seed 2 at `abc1234` (2026-12-07)."),
+            "{md_archived}"
+        );
 
         // Rerunning another task keeps this one's section, marked, once.
         let other = results_markdown(&[("rotten-tomatoes".into(), 0, run(0.4))]);

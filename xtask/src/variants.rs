@@ -102,11 +102,11 @@ pub fn config_text(base: &str, variant: &Variant) -> Result<String> {
 }
 
 /// `md` with, at the end of each task's section, the comparison of every variant that has
-/// finished runs next to the task's runs in `out` (`<task>-seed<N>-<variant>/results.json`).
+/// archived runs (`results/reproduce/<task>-seed<N>-<variant>.json`, see [`crate::archive`]).
 pub fn insert_comparisons(
     md: String,
     results: &[(String, u64, Value)],
-    out: &Path,
+    root: &Path,
 ) -> Result<String> {
     let mut md = md;
     let mut tasks: Vec<&String> = results.iter().map(|(t, _, _)| t).collect();
@@ -116,7 +116,8 @@ pub fn insert_comparisons(
         for variant in &VARIANTS {
             let mut runs = Vec::new();
             for (_, seed, base) in results.iter().filter(|(t, _, _)| t == task) {
-                let path = out.join(format!("{task}-seed{seed}-{}/results.json", variant.name));
+                let name = format!("{task}-seed{seed}-{}", variant.name);
+                let path = crate::archive::archived_path(root, &name);
                 if let Ok(text) = std::fs::read_to_string(&path) {
                     let value: Value = serde_json::from_str(&text)
                         .with_context(|| format!("reading {}", path.display()))?;
