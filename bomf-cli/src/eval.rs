@@ -9,16 +9,13 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use bomf_core::eval::{EvalSet, evaluate};
-use bomf_data::batch::items_for_dataset;
+use bomf_core::family::{OpenOptions, open};
+use bomf_core::run_config::{DEFAULT_MAX_NEW_TOKENS, GenerationSection};
 use bomf_data::readers::tabular::TabularFormat;
 use bomf_data::spec::{DataFormat, DataSpec, SplitName, SplitSpec};
-use burn::tensor::backend::Backend;
 use clap::Args;
 
-use crate::device::{DeviceSpec, Inference, with_backend};
-use crate::generative::{Arch, GenerativeOptions, family_of, generative_spec, open_generative};
-use crate::model::{align_labels, open_classifier};
+use crate::device::{DeviceSpec, with_backend};
 
 /// Where the data comes from: exactly one of `--data`, `--bigbench`, `--file`.
 #[derive(Debug, Args)]
@@ -141,7 +138,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub max_len: Option<usize>,
     /// Generative models: the most tokens a generation may add.
-    #[arg(long, default_value_t = crate::generative::DEFAULT_MAX_NEW_TOKENS)]
+    #[arg(long, default_value_t = DEFAULT_MAX_NEW_TOKENS)]
     pub max_new_tokens: usize,
     /// T5: maximum target length in tokens (default 64).
     #[arg(long)]
@@ -151,77 +148,41 @@ pub struct EvalArgs {
     pub device: DeviceSpec,
 }
 
+/// An error opening a model with `--adapter`, naming the flag.
+pub fn adapter_context(err: bomf_core::CoreError, adapter: &Option<PathBuf>) -> anyhow::Error {
+    match adapter {
+        Some(adapter) => {
+            anyhow::Error::from(err).context(format!("--adapter {}", adapter.display()))
+        }
+        None => err.into(),
+    }
+}
+
 pub fn run(args: EvalArgs) -> Result<()> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
     let spec = args.source.to_spec(&args.options)?;
-    if family_of(&args.model).is_generative() {
-        return run_generative(&args, spec);
-    }
-    if let Some(adapter) = &args.adapter {
-        bail!(
-            "--adapter {}: LoRA adapters apply to LLaMA-family models, and {} is a classifier",
-            adapter.display(),
-            args.model.display()
-        );
-    }
-    with_backend!(args.device, |B, device| {
-        eval_classifier::<Inference<B>>(&args, &spec, &device)
-    })
-}
-
-/// `bomf eval` for a classifier, on `device`.
-fn eval_classifier<B: Backend>(args: &EvalArgs, spec: &DataSpec, device: &B::Device) -> Result<()> {
-    let loaded = open_classifier::<B>(&args.model, args.max_len, device)?;
-    let dataset = spec
-        .load_split(args.split)
-        .with_context(|| format!("loading the {} split", args.split))?;
-    let dataset = align_labels(dataset, &loaded.config)?;
-    if let Some(unlabelled) = dataset.examples.iter().find(|e| e.target.is_none()) {
-        bail!(
-            "example {} of the {} split has no label: evaluation needs labelled data",
-            unlabelled.id,
-            args.split
-        );
-    }
-    let items = items_for_dataset(&loaded.encoder, &dataset)?;
-    let set = EvalSet::new(
-        dataset.task.clone(),
-        items,
-        loaded.encoder.pad_id(),
-        args.batch_size,
-    )?;
-    let evaluation = evaluate(&loaded.model, &set, device)?;
-    println!("{}", serde_json::to_string(&evaluation)?);
-    Ok(())
-}
-
-/// `bomf eval` for a T5 or LLaMA model.
-fn run_generative(args: &EvalArgs, spec: DataSpec) -> Result<()> {
-    let model = open_generative(
-        &args.model,
-        GenerativeOptions {
-            max_len: args.max_len,
-            max_target_len: args.max_target_len,
-            max_new_tokens: Some(args.max_new_tokens),
+    let options = OpenOptions {
+        max_len: args.max_len,
+        max_target_len: args.max_target_len,
+        generation: GenerationSection {
+            max_new_tokens: args.max_new_tokens,
+            ..GenerationSection::default()
         },
-    )?;
-    let dataset = generative_spec(spec)
+        adapter: args.adapter.clone(),
+        ..OpenOptions::default()
+    };
+    let model = open(&args.model, &options).map_err(|e| adapter_context(e, &args.adapter))?;
+    let dataset = model
+        .data_spec(spec)
         .load_split(args.split)
         .with_context(|| format!("loading the {} split", args.split))?;
-    let set = model.eval_set(&dataset, args.batch_size)?;
+    let set = model
+        .eval_set(&dataset, args.batch_size)
+        .with_context(|| format!("the {} split", args.split))?;
     let evaluation = with_backend!(args.device, |B, device| {
-        type I = Inference<B>;
-        Ok(match (&model.arch, &args.adapter) {
-            (_, Some(adapter)) => evaluate(
-                &model.llama_with_adapter::<I>(adapter, &device)?,
-                &set,
-                &device,
-            )?,
-            (Arch::T5(_), None) => evaluate(&model.t5::<I>(false, &device)?, &set, &device)?,
-            (Arch::Llama(_), None) => evaluate(&model.llama::<I>(&device)?, &set, &device)?,
-        })
+        Ok(model.evaluate::<B>(&set, &device)?)
     })?;
     println!("{}", serde_json::to_string(&evaluation)?);
     Ok(())

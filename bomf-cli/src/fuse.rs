@@ -15,18 +15,12 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use bomf_core::family::{OpenOptions, OpenedModel, config_dir_of, open};
 use bomf_core::fusion::{CheckpointSet, LoraFusion};
 use bomf_core::rundir::StagedDir;
-use bomf_models::bert::BertConfig;
-use bomf_models::export::export_bert;
 use bomf_models::lora::{ADAPTER_CONFIG_FILE, LlamaLoraAdapters, LoraConfig};
-use bomf_models::{BertWithHead, CpuBackend};
+use bomf_models::{CpuAutodiffBackend, CpuBackend};
 use clap::{Args, ValueEnum};
-
-use crate::generative::{
-    Arch, GenerativeOptions, family_of, open_generative, open_generative_config,
-};
-use crate::model::{classifier_from, config_dir_of, model_labels, read_config, read_weights};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
@@ -120,16 +114,6 @@ pub fn check_weights(weights: &[f64], checkpoints: usize) -> Result<Option<Strin
     Ok((!warnings.is_empty()).then(|| warnings.join("; ")))
 }
 
-/// Writes the output folder `out` with `write` into a staging folder and moves it into place
-/// whole ([`StagedDir`]): a killed or failed fuse leaves the previous folder (or none), and
-/// `--force` replaces the folder rather than mixing new files with old ones.
-fn write_out(out: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let staged = StagedDir::new(out)?;
-    write(staged.path()).with_context(|| format!("writing {}", out.display()))?;
-    staged.publish()?;
-    Ok(())
-}
-
 fn ensure_empty_or_forced(out: &Path, force: bool) -> Result<()> {
     if out.is_file() {
         bail!("--out {} is a file, not a folder", out.display());
@@ -178,37 +162,19 @@ pub fn run(args: FuseArgs) -> Result<()> {
             config_dir.display()
         );
     }
-    if family_of(&config_dir).is_generative() {
-        return fuse_generative(&args, &config_dir);
-    }
-    let config = read_config(&config_dir)?;
-    let device = Default::default();
-
-    let mut set = CheckpointSet::new();
-    let mut template: Option<BertWithHead<CpuBackend>> = None;
-    for (i, path) in args.checkpoints.iter().enumerate() {
-        let which = format!("checkpoint {} ({})", i + 1, path.display());
-        same_label_order(&config, &config_dir, path).with_context(|| which.clone())?;
-        let weights = read_weights(path).with_context(|| which.clone())?;
-        let model =
-            classifier_from::<CpuBackend>(&config, weights, true, &device).with_context(|| {
-                format!(
-                    "{which} does not fit the config of {}",
-                    config_dir.display()
-                )
-            })?;
-        set.push_model(&model).with_context(|| which.clone())?;
-        if template.is_none() {
-            template = Some(model);
-        }
-    }
-    let template = template.context("no checkpoint given")?;
-    let fused = set.fused_model(template, &args.weights, &device)?;
-    write_out(&args.out, |dir| {
-        export_bert(&fused, &config, dir, Some(&config_dir))?;
-        Ok(())
-    })?;
-    let params = set.layout().map_or(0, |l| l.num_params());
+    let model = open(
+        &config_dir,
+        &OpenOptions {
+            config_only: true,
+            ..OpenOptions::default()
+        },
+    )?;
+    let params = model.fuse_checkpoints::<CpuAutodiffBackend>(
+        &args.checkpoints,
+        &args.weights,
+        &args.out,
+        &Default::default(),
+    )?;
     eprintln!(
         "fused {} checkpoints ({params} parameters each) into {}",
         args.checkpoints.len(),
@@ -217,74 +183,13 @@ pub fn run(args: FuseArgs) -> Result<()> {
     Ok(())
 }
 
-/// A checkpoint folder with its own config must order its classes as `config` does: the same
-/// architecture with another `id2label` would average the rows of different classes.
-fn same_label_order(config: &BertConfig, config_dir: &Path, checkpoint: &Path) -> Result<()> {
-    let own_dir = config_dir_of(checkpoint);
-    if own_dir == config_dir || !own_dir.join("config.json").is_file() {
-        return Ok(());
-    }
-    let (own, expected) = (model_labels(&read_config(&own_dir)?), model_labels(config));
-    if own != expected {
-        bail!(
-            "its id2label orders the classes {own:?}, the config of {} orders them {expected:?}: \
-             fusing would average the rows of different classes; export the checkpoints with \
-             one label order",
-            config_dir.display()
-        );
-    }
-    Ok(())
-}
-
-/// `bomf fuse` for T5 and LLaMA checkpoints.
-fn fuse_generative(args: &FuseArgs, config_dir: &Path) -> Result<()> {
-    // The folder describes the checkpoints; their weights come from each checkpoint.
-    let model = open_generative_config(config_dir, GenerativeOptions::default())?;
-    let device = Default::default();
-    let mut set = CheckpointSet::new();
-    let mut t5_template = None;
-    let mut llama_template = None;
-    for (i, path) in args.checkpoints.iter().enumerate() {
-        let which = format!("checkpoint {} ({})", i + 1, path.display());
-        let weights = read_weights(path).with_context(|| which.clone())?;
-        let misfit = || {
-            format!(
-                "{which} does not fit the config of {}",
-                config_dir.display()
-            )
-        };
-        match &model.arch {
-            Arch::T5(_) => {
-                let m = model
-                    .t5_with::<CpuBackend>(weights, false, &device)
-                    .with_context(misfit)?;
-                set.push_model(&m).with_context(|| which.clone())?;
-                t5_template.get_or_insert(m);
-            }
-            Arch::Llama(_) => {
-                let m = model
-                    .llama_with::<CpuBackend>(weights, &device)
-                    .with_context(misfit)?;
-                set.push_model(&m).with_context(|| which.clone())?;
-                llama_template.get_or_insert(m);
-            }
-        }
-    }
-    if let Some(template) = t5_template {
-        let fused = set.fused_model(template, &args.weights, &device)?;
-        write_out(&args.out, |dir| model.export_t5(&fused, dir))?;
-    } else if let Some(template) = llama_template {
-        let fused = set.fused_model(template, &args.weights, &device)?;
-        write_out(&args.out, |dir| model.export_llama(&fused, dir))?;
-    } else {
-        bail!("no checkpoint given");
-    }
-    let params = set.layout().map_or(0, |l| l.num_params());
-    eprintln!(
-        "fused {} checkpoints ({params} parameters each) into {}",
-        args.checkpoints.len(),
-        args.out.display()
-    );
+/// Writes the output folder `out` with `write` into a staging folder and moves it into place
+/// whole ([`StagedDir`]): a killed or failed fuse leaves the previous folder (or none), and
+/// `--force` replaces the folder rather than mixing new files with old ones.
+fn write_out(out: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let staged = StagedDir::new(out)?;
+    write(staged.path()).with_context(|| format!("writing {}", out.display()))?;
+    staged.publish()?;
     Ok(())
 }
 
@@ -315,14 +220,20 @@ fn fuse_adapters(args: &FuseArgs) -> Result<()> {
             )
         ),
     };
-    let model = open_generative(&base, GenerativeOptions::default())
+    let options = OpenOptions {
+        config_only: true,
+        ..OpenOptions::default()
+    };
+    let model = open(&base, &options)
         .with_context(|| format!("opening the base model {}", base.display()))?;
-    let Arch::Llama(config) = &model.arch else {
+    // LoRA adapters are LLaMA-family adapters: their tensors are named by its projections.
+    let OpenedModel::Llama(llama) = &model else {
         bail!(
             "--base {}: LoRA adapters apply to LLaMA-family models only",
             base.display()
         );
     };
+    let config = llama.config();
     let device = Default::default();
     let mut set = CheckpointSet::new();
     let mut template: Option<LlamaLoraAdapters<CpuBackend>> = None;

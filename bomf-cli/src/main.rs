@@ -2,15 +2,17 @@
 //!
 //! `bomf run` is the whole pipeline from a config; `hpo`, `train`, `fuse`, `eval` and `predict`
 //! are its stages alone on the same run-directory layout; `bomf bo` exposes the
-//! Bayesian-optimisation engine so that any language can drive it through JSON files. Models:
-//! BERT/RoBERTa classifiers ([`model`]) and T5 / LLaMA generators ([`generative`]).
+//! Bayesian-optimisation engine so that any language can drive it through JSON files.
+//!
+//! Each command parses its flags, opens the model once with `bomf_core::family::open` (every
+//! family: BERT/RoBERTa classifiers, T5, the LLaMA family), runs the library on the backend
+//! `--device` names ([`device::with_backend!`]) and prints the result; errors are printed once,
+//! by `main`.
 
 mod bo;
 mod device;
 mod eval;
 mod fuse;
-mod generative;
-mod model;
 mod predict;
 mod run;
 mod train;

@@ -12,24 +12,20 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use bomf_core::eval::EvalSet;
+use bomf_core::family::ops::TrainJob;
+use bomf_core::family::{OpenOptions, open};
+use bomf_core::run_config::{DEFAULT_MAX_NEW_TOKENS, GenerationSection};
 use bomf_core::schedule::{ScheduleKind, Warmup};
 use bomf_core::train::{Budget, TrainConfig, TrainOutcome};
-use bomf_core::trajectory::{KeepRule, Trajectory, TrajectoryConfig, collect_trajectory};
-use bomf_data::batch::{BatchConfig, Batcher, items_for_dataset};
+use bomf_core::trajectory::{KeepRule, Trajectory, TrajectoryConfig};
+use bomf_data::batch::{BatchConfig, Batcher};
 use bomf_data::spec::SplitName;
 use bomf_data::split::Splits;
-use bomf_data::task::TaskKind;
-use bomf_models::bert::BertConfig;
-use bomf_models::export::copy_tokenizer_files;
 use bomf_models::lora::LoraConfig;
-use bomf_models::{CpuBackend, Task};
-use burn::tensor::backend::Backend;
 use clap::{Args, ValueEnum};
 
 use crate::device::{DeviceSpec, with_backend};
 use crate::eval::{DataOptions, DataSource};
-use crate::generative::{Arch, GenerativeOptions, open_generative};
-use crate::model::{classifier_from, model_labels, read_config, read_weights, text_encoder};
 
 /// Which checkpoints of the run are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -121,7 +117,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub max_target_len: Option<usize>,
     /// Generative models: the most tokens a validation generation may add.
-    #[arg(long, default_value_t = crate::generative::DEFAULT_MAX_NEW_TOKENS)]
+    #[arg(long, default_value_t = DEFAULT_MAX_NEW_TOKENS)]
     pub max_new_tokens: usize,
     /// LLaMA family: train LoRA adapters of this rank on the frozen model instead of every
     /// weight.
@@ -185,28 +181,36 @@ impl TrainArgs {
         config.validate()?;
         Ok(config)
     }
-}
 
-/// The model config for the data: the folder's, with the data's labels. Whether the folder's
-/// own head can be kept (same labels in the same order, or placeholder names of the same count).
-pub(crate) fn labelled_config(base: &BertConfig, kind: &TaskKind) -> Result<(BertConfig, bool)> {
-    let current = model_labels(base);
-    match kind {
-        TaskKind::Classification { labels } if labels.len() < 2 => bail!(
-            "the training data has a single class {labels:?}: a classifier needs at least two \
-             (check label_field, a `keep` filter or the split; for real-valued targets set \
-             `regression = true`)"
-        ),
-        TaskKind::Classification { labels } => {
-            let placeholders = current
-                .iter()
-                .enumerate()
-                .all(|(i, l)| *l == format!("LABEL_{i}"));
-            let keep = *labels == current || (placeholders && labels.len() == current.len());
-            Ok((base.clone().with_labels(labels), keep))
-        }
-        TaskKind::Regression => Ok((base.clone().with_num_labels(1), current.len() == 1)),
-        other => bail!("`bomf train` fine-tunes sequence classifiers; the data is {other:?}"),
+    /// The LoRA config of the `--lora-*` flags, when `--lora-r` is given.
+    fn lora_config(&self) -> Result<Option<LoraConfig>> {
+        let Some(r) = self.lora_r else {
+            return Ok(None);
+        };
+        let targets: Vec<&str> = if self.lora_targets.is_empty() {
+            vec!["q_proj", "v_proj"]
+        } else {
+            self.lora_targets.iter().map(String::as_str).collect()
+        };
+        let mut lora = LoraConfig::new(r, self.lora_alpha, &targets);
+        lora.lora_dropout = self.lora_dropout;
+        lora.base_model_name_or_path = Some(absolute(&self.model).display().to_string());
+        lora.validate().context("in the --lora-* flags")?;
+        Ok(Some(lora))
+    }
+
+    /// How the model is opened.
+    fn open_options(&self) -> Result<OpenOptions> {
+        Ok(OpenOptions {
+            max_len: self.max_len,
+            max_target_len: self.max_target_len,
+            generation: GenerationSection {
+                max_new_tokens: self.max_new_tokens,
+                ..GenerationSection::default()
+            },
+            lora: self.lora_config()?,
+            ..OpenOptions::default()
+        })
     }
 }
 
@@ -228,13 +232,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
         );
     }
 
-    let generative = crate::generative::family_of(&args.model).is_generative();
-    let spec = args.source.to_spec(&args.options)?;
-    let spec = if generative {
-        crate::generative::generative_spec(spec)
-    } else {
-        spec
-    };
+    let mut model = open(&args.model, &args.open_options()?).map_err(|e| {
+        let err = anyhow::Error::from(e);
+        if args.lora_r.is_some() {
+            err.context("--lora-r")
+        } else {
+            err
+        }
+    })?;
+    let spec = model.data_spec(args.source.to_spec(&args.options)?);
     let splits = spec.load().context("loading the data")?;
     for (name, split) in [
         (SplitName::Train, &splits.train),
@@ -244,231 +250,30 @@ pub fn run(args: TrainArgs) -> Result<()> {
             bail!("the {name} split is empty: `bomf train` needs train and validation examples");
         }
     }
-
-    if generative {
-        return train_generative(
-            &args,
-            &splits,
-            &train_config,
-            &trajectory_config,
-            &checkpoints_dir,
-        );
+    if let Some(warning) = model.fit_task(&splits.train)? {
+        eprintln!("warning: {warning}");
     }
-    if args.lora_r.is_some() {
-        bail!(
-            "--lora-r: LoRA adapters apply to LLaMA-family models, and {} is a classifier",
-            args.model.display()
-        );
-    }
-    let base_config = read_config(&args.model)?;
-    let (config, keep_head) = labelled_config(&base_config, &splits.train.task.kind)?;
-    let encoder = text_encoder(&args.model, &config, args.max_len)?;
-    let mut checkpoint = read_weights(&args.model)?;
-    if !keep_head {
-        let head: Vec<String> = checkpoint
-            .tensors
-            .keys()
-            .filter(|n| n.starts_with("classifier."))
-            .cloned()
-            .collect();
-        if !head.is_empty() {
-            eprintln!(
-                "warning: the model's head has labels {:?}, the data {:?}: training a fresh head",
-                model_labels(&base_config),
-                model_labels(&config)
-            );
-            for name in head {
-                checkpoint.tensors.remove(&name);
-            }
-        }
-    }
-
-    let train_items = items_for_dataset(&encoder, &splits.train)?;
-    let validation = EvalSet::new(
-        splits.validation.task.clone(),
-        items_for_dataset(&encoder, &splits.validation)?,
-        encoder.pad_id(),
-        args.eval_batch_size,
-    )?;
-    let batcher = Batcher::new(
-        train_items,
-        encoder.pad_id(),
-        BatchConfig::train(args.batch_size, args.seed),
-    )?;
-    announce(&splits, &batcher, args.every);
-    let started = std::time::Instant::now();
-    let trajectory = with_backend!(args.device, |B, device| {
-        // A fresh head is drawn from the backend RNG: seed it so runs repeat.
-        B::seed(&device, args.seed);
-        let model = classifier_from::<B>(&config, checkpoint, false, &device)
-            .with_context(|| format!("loading {}", args.model.display()))?;
-        Ok(collect_trajectory(
-            model,
-            &batcher,
-            &validation,
-            &train_config,
-            &trajectory_config,
-            &device,
-            |_, _| {},
-        )?)
-    })?;
-    let seconds = started.elapsed().as_secs_f64();
-
-    // The config and tokenizer first: the manifest, written last by `Trajectory::save`, marks a
-    // finished folder.
-    std::fs::create_dir_all(&checkpoints_dir)
-        .with_context(|| format!("creating {}", checkpoints_dir.display()))?;
-    let config_path = checkpoints_dir.join("config.json");
-    let config_json =
-        serde_json::to_string_pretty(&config.to_hf_json(Task::SequenceClassification))?;
-    std::fs::write(&config_path, config_json + "\n")
-        .with_context(|| format!("writing {}", config_path.display()))?;
-    copy_tokenizer_files(&args.model, &checkpoints_dir)?;
-    trajectory
-        .save(&checkpoints_dir)
-        .with_context(|| format!("saving to {}", checkpoints_dir.display()))?;
-    report(&trajectory, &validation, &checkpoints_dir, seconds);
-    Ok(())
-}
-
-/// `bomf train` for T5 and LLaMA-family models, optionally through LoRA adapters.
-fn train_generative(
-    args: &TrainArgs,
-    splits: &Splits,
-    train_config: &TrainConfig,
-    trajectory_config: &TrajectoryConfig,
-    checkpoints_dir: &Path,
-) -> Result<()> {
-    let model = open_generative(
-        &args.model,
-        GenerativeOptions {
-            max_len: args.max_len,
-            max_target_len: args.max_target_len,
-            max_new_tokens: Some(args.max_new_tokens),
-        },
-    )?;
-    let lora = match (&model.arch, args.lora_r) {
-        (_, None) => None,
-        (Arch::T5(_), Some(_)) => {
-            bail!("--lora-r: LoRA adapters apply to LLaMA-family models only (this one is T5)")
-        }
-        (Arch::Llama(_), Some(r)) => {
-            let targets: Vec<&str> = if args.lora_targets.is_empty() {
-                vec!["q_proj", "v_proj"]
-            } else {
-                args.lora_targets.iter().map(String::as_str).collect()
-            };
-            let mut lora = LoraConfig::new(r, args.lora_alpha, &targets);
-            lora.lora_dropout = args.lora_dropout;
-            lora.base_model_name_or_path = Some(absolute(&args.model).display().to_string());
-            lora.validate().context("in the --lora-* flags")?;
-            Some(lora)
-        }
-    };
-    let train_items = model.train_items(&splits.train)?;
     let validation = model.eval_set(&splits.validation, args.eval_batch_size)?;
-    let batcher = Batcher::new(
-        train_items,
-        model.encoder.pad_id(),
+    let batches = Batcher::new(
+        model.train_items(&splits.train)?,
+        model.pad_id()?,
         BatchConfig::train(args.batch_size, args.seed),
     )?;
-    announce(splits, &batcher, args.every);
+    announce(&splits, &batches, args.every);
+    let job = TrainJob {
+        batches: &batches,
+        validation: &validation,
+        train: &train_config,
+        trajectory: &trajectory_config,
+        seed: args.seed,
+        dir: &checkpoints_dir,
+    };
     let started = std::time::Instant::now();
     let trajectory = with_backend!(args.device, |B, device| {
-        // LoRA's `A` matrices are drawn from the backend RNG: seed it so runs repeat.
-        B::seed(&device, args.seed);
-        Ok(match (&model.arch, &lora) {
-            (Arch::T5(_), _) => collect_trajectory(
-                model.t5::<B>(true, &device)?,
-                &batcher,
-                &validation,
-                train_config,
-                trajectory_config,
-                &device,
-                |_, _| {},
-            )?,
-            (Arch::Llama(_), None) => collect_trajectory(
-                model.llama::<B>(&device)?,
-                &batcher,
-                &validation,
-                train_config,
-                trajectory_config,
-                &device,
-                |_, _| {},
-            )?,
-            (Arch::Llama(_), Some(lora)) => collect_trajectory(
-                model.lora::<B>(lora, true, &device)?,
-                &batcher,
-                &validation,
-                train_config,
-                trajectory_config,
-                &device,
-                |_, _| {},
-            )?,
-        })
+        Ok(model.train_trajectory::<B>(&job, &device)?)
     })?;
     let seconds = started.elapsed().as_secs_f64();
-
-    // The files that describe the checkpoints first: the manifest, written last by
-    // `Trajectory::save`, marks a finished folder.
-    std::fs::create_dir_all(checkpoints_dir)
-        .with_context(|| format!("creating {}", checkpoints_dir.display()))?;
-    let cpu = Default::default();
-    match (&model.arch, &lora) {
-        (Arch::T5(_), _) => {
-            let template = model.t5::<CpuBackend>(false, &cpu)?;
-            write_description(checkpoints_dir, |dir| model.export_t5(&template, dir))?;
-        }
-        (Arch::Llama(_), None) => {
-            let template = model.llama::<CpuBackend>(&cpu)?;
-            write_description(checkpoints_dir, |dir| model.export_llama(&template, dir))?;
-        }
-        (Arch::Llama(_), Some(lora)) => {
-            // Each kept checkpoint as a peft adapter folder (the adapters are small).
-            let template = model.lora::<CpuBackend>(lora, false, &cpu)?;
-            for (k, kept) in trajectory.kept.iter().enumerate() {
-                let mut one_hot = vec![0.0; trajectory.kept.len()];
-                one_hot[k] = 1.0;
-                let adapters = trajectory
-                    .checkpoints
-                    .fused_model(template.clone(), &one_hot, &cpu)?
-                    .adapters;
-                let dir = checkpoints_dir.join(format!("adapter-{:06}", kept.step));
-                adapters
-                    .save(&dir)
-                    .with_context(|| format!("writing {}", dir.display()))?;
-            }
-            model.write_tokenizer(checkpoints_dir)?;
-        }
-    }
-    trajectory
-        .save(checkpoints_dir)
-        .with_context(|| format!("saving to {}", checkpoints_dir.display()))?;
-    report(&trajectory, &validation, checkpoints_dir, seconds);
-    Ok(())
-}
-
-/// Writes the `config.json` and tokenizer files that describe a dense generative trajectory's
-/// checkpoints into `checkpoints_dir`, through the same export as a fused model (into a scratch
-/// folder whose weights files are dropped), so `bomf fuse` reads them like any model folder.
-fn write_description(
-    checkpoints_dir: &Path,
-    export: impl FnOnce(&Path) -> Result<()>,
-) -> Result<()> {
-    let scratch = checkpoints_dir.join(".export");
-    export(&scratch)?;
-    for entry in std::fs::read_dir(&scratch)? {
-        let path = entry?.path();
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-        if let Some(name) = name
-            && !name.ends_with(".safetensors")
-            && !name.ends_with(".bin")
-        {
-            std::fs::rename(&path, checkpoints_dir.join(&name))
-                .with_context(|| format!("moving {} into {}", name, checkpoints_dir.display()))?;
-        }
-    }
-    std::fs::remove_dir_all(&scratch).with_context(|| format!("removing {}", scratch.display()))?;
+    report(&trajectory, &validation, &checkpoints_dir, seconds);
     Ok(())
 }
 

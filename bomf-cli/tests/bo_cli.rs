@@ -2,7 +2,7 @@
 
 use std::process::Output;
 
-use bomf_tests::cli::{fail, succeed};
+use bomf_tests::cli::{bo_suggest, fail, succeed};
 
 bomf_tests::bomf_cli!();
 
@@ -26,16 +26,7 @@ fn candidates(v: &serde_json::Value) -> Vec<Vec<f64>> {
 fn empty_history_gives_a_seeded_design_inside_the_space() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("space.json"), SPACE).unwrap();
-    let args = [
-        "bo",
-        "suggest",
-        "--space",
-        "space.json",
-        "--q",
-        "4",
-        "--seed",
-        "7",
-    ];
+    let args = bo_suggest(&["--q", "4", "--seed", "7"]);
     let first = candidates(&stdout_json(&bomf(&args, dir.path())));
     assert_eq!(first.len(), 4);
     for x in &first {
@@ -47,16 +38,7 @@ fn empty_history_gives_a_seeded_design_inside_the_space() {
     }
     // Same files and seed: same answer; another seed: another design.
     assert_eq!(first, candidates(&stdout_json(&bomf(&args, dir.path()))));
-    let other = [
-        "bo",
-        "suggest",
-        "--space",
-        "space.json",
-        "--q",
-        "4",
-        "--seed",
-        "8",
-    ];
+    let other = bo_suggest(&["--q", "4", "--seed", "8"]);
     assert_ne!(first, candidates(&stdout_json(&bomf(&other, dir.path()))));
 }
 
@@ -68,14 +50,7 @@ fn history_drives_bayesian_optimisation_and_tolerates_failures() {
     let f = |x: &[f64]| -(x[0].log10() + 5.0).powi(2) - (x[1] - 16.0).powi(2) / 100.0;
     let mut history = String::new();
     for i in 0..8 {
-        let args = [
-            "bo",
-            "suggest",
-            "--space",
-            "space.json",
-            "--history",
-            "h.jsonl",
-        ];
+        let args = bo_suggest(&["--history", "h.jsonl"]);
         let x = candidates(&stdout_json(&bomf(&args, dir.path())))[0].clone();
         // Failures as Python's json.dumps writes them, and as null.
         let y = match i {
@@ -88,14 +63,7 @@ fn history_drives_bayesian_optimisation_and_tolerates_failures() {
         std::fs::write(dir.path().join("h.jsonl"), &history).unwrap();
     }
     // Past the initial design the proposal comes from the GP; it must be a new point.
-    let args = [
-        "bo",
-        "suggest",
-        "--space",
-        "space.json",
-        "--history",
-        "h.jsonl",
-    ];
+    let args = bo_suggest(&["--history", "h.jsonl"]);
     let next = candidates(&stdout_json(&bomf(&args, dir.path())))[0].clone();
     assert!(
         !history.contains(&format!("{next:?}")),
@@ -112,14 +80,7 @@ fn bad_history_names_the_line() {
         "{\"x\": [1e-5, 8], \"y\": [0.5]}\n{\"x\": [1e-5], \"y\": [0.5]}\n",
     )
     .unwrap();
-    let args = [
-        "bo",
-        "suggest",
-        "--space",
-        "space.json",
-        "--history",
-        "h.jsonl",
-    ];
+    let args = bo_suggest(&["--history", "h.jsonl"]);
     let err = stderr(&bomf(&args, dir.path()));
     assert!(err.contains("h.jsonl:2"), "{err}");
 
@@ -146,14 +107,7 @@ fn bad_history_names_the_line() {
     let err = stderr(&bomf(&args, dir.path()));
     assert!(err.contains("h.jsonl:1"), "{err}");
     // A batch too large to hold is refused, saying the limit, not an allocation failure.
-    let huge = [
-        "bo",
-        "suggest",
-        "--space",
-        "space.json",
-        "--q",
-        "1000000000000",
-    ];
+    let huge = bo_suggest(&["--q", "1000000000000"]);
     let err = stderr(&bomf(&huge, dir.path()));
     assert!(
         err.contains("1000000000000") && err.contains("at most 1000"),

@@ -3,6 +3,8 @@
 //! (Timings at 100 / 1,000 / 10,000 observations: `cargo run --release -p bomf-bo --example
 //! bo_suggest_scaling`; histories of any size: `tests/fixtures/gen_bo_history.py`.)
 
+use bomf_tests::cli::bo_suggest;
+
 bomf_tests::bomf_cli!();
 
 const SPACE: &str = r#"{"params": [{"name": "lr", "low": 1e-6, "high": 1e-4, "log": true},
@@ -42,16 +44,7 @@ fn a_history_over_the_gp_limit_is_subsampled_with_a_notice() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("space.json"), SPACE).unwrap();
     std::fs::write(dir.path().join("history.jsonl"), history(170)).unwrap();
-    let args = [
-        "bo",
-        "suggest",
-        "--space",
-        "space.json",
-        "--history",
-        "history.jsonl",
-        "--max-gp-points",
-        "60",
-    ];
+    let args = bo_suggest(&["--history", "history.jsonl", "--max-gp-points", "60"]);
     let first = bomf(&args, dir.path());
     let stderr = String::from_utf8_lossy(&first.stderr);
     assert!(first.status.success(), "bomf failed: {stderr}");
@@ -76,17 +69,7 @@ fn a_history_over_the_gp_limit_is_subsampled_with_a_notice() {
 fn a_gp_size_that_cannot_fit_in_memory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("space.json"), SPACE).unwrap();
-    let out = bomf(
-        &[
-            "bo",
-            "suggest",
-            "--space",
-            "space.json",
-            "--max-gp-points",
-            "50000000",
-        ],
-        dir.path(),
-    );
+    let out = bomf(&bo_suggest(&["--max-gp-points", "50000000"]), dir.path());
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("50000000 observations"), "{stderr}");

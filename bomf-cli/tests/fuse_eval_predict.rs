@@ -5,8 +5,10 @@
 //! summed over PyTorch state dicts, and of a tiny RoBERTa, all on `fixtures/tiny/eval.jsonl`.
 
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
-use bomf_tests::cli::{fail, succeed};
+use bomf_tests::cli::config::jsonl_spec;
+use bomf_tests::cli::{fail, fuse_args, json, model_args, succeed};
 use serde_json::Value;
 
 bomf_tests::bomf_cli!();
@@ -16,8 +18,22 @@ fn tiny() -> PathBuf {
 }
 
 fn expected() -> Value {
-    let text = std::fs::read_to_string(tiny().join("expected.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
+    json(&tiny().join("expected.json"))
+}
+
+/// `bomf fuse` of `checkpoints` with `weights` into `out`, then `flags`.
+fn fuse(dir: &Path, checkpoints: &[&Path], weights: &str, out: &Path, flags: &[&str]) -> Output {
+    bomf(&fuse_args(checkpoints, weights, out, flags), dir)
+}
+
+/// `bomf CMD --model MODEL` (`eval`, `predict`) with `flags` after it.
+fn with_model(dir: &Path, cmd: &str, model: &Path, flags: &[&str]) -> Output {
+    bomf(&model_args(cmd, model, flags), dir)
+}
+
+/// The path of `tiny/eval.jsonl`, as a flag value.
+fn eval_file() -> String {
+    tiny().join("eval.jsonl").display().to_string()
 }
 
 fn close(a: f64, b: f64, tol: f64, what: &str) {
@@ -25,21 +41,15 @@ fn close(a: f64, b: f64, tol: f64, what: &str) {
 }
 
 fn eval_json(model: &Path, dir: &Path) -> Value {
-    let file = tiny().join("eval.jsonl");
-    let out = bomf(
-        &[
-            "eval".as_ref(),
-            "--model".as_ref(),
-            model.as_os_str(),
-            "--file".as_ref(),
-            file.as_os_str(),
-            "--max-len".as_ref(),
-            "32".as_ref(),
-            "--batch-size".as_ref(),
-            "5".as_ref(),
-        ],
-        dir,
-    );
+    let flags = [
+        "--file",
+        &eval_file(),
+        "--max-len",
+        "32",
+        "--batch-size",
+        "5",
+    ];
+    let out = with_model(dir, "eval", model, &flags);
     serde_json::from_str(&succeed(&out)).expect("stdout is one JSON object")
 }
 
@@ -63,11 +73,16 @@ fn check_eval(got: &Value, reference: &Value) {
     }
 }
 
+/// `bomf eval` of the fixture folder `name` gives what transformers computed for it.
+fn eval_matches_transformers(name: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let got = eval_json(&tiny().join(name), dir.path());
+    check_eval(&got, &expected()[name]);
+}
+
 #[test]
 fn eval_of_a_folder_matches_transformers() {
-    let dir = tempfile::tempdir().unwrap();
-    let got = eval_json(&tiny().join("a"), dir.path());
-    check_eval(&got, &expected()["a"]);
+    eval_matches_transformers("a");
 }
 
 /// `--device cpu` is the default; `cuda:N` in a build without CUDA is an error that says how to
@@ -76,19 +91,13 @@ fn eval_of_a_folder_matches_transformers() {
 fn device_flag_is_parsed_and_cuda_needs_the_feature() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny().join("a");
-    let file = tiny().join("eval.jsonl");
+    let file = eval_file();
     let eval = |device: &str| {
-        bomf(
-            &[
-                "eval".as_ref(),
-                "--model".as_ref(),
-                model.as_os_str(),
-                "--file".as_ref(),
-                file.as_os_str(),
-                "--device".as_ref(),
-                device.as_ref(),
-            ],
+        with_model(
             dir.path(),
+            "eval",
+            &model,
+            &["--file", &file, "--device", device],
         )
     };
     let got: Value = serde_json::from_str(&succeed(&eval("cpu"))).unwrap();
@@ -104,20 +113,15 @@ fn device_flag_is_parsed_and_cuda_needs_the_feature() {
         "{err}"
     );
     let out = dir.path().join("out.jsonl");
-    let err = fail(&bomf(
-        &[
-            "predict".as_ref(),
-            "--model".as_ref(),
-            model.as_os_str(),
-            "--input".as_ref(),
-            file.as_os_str(),
-            "--out".as_ref(),
-            out.as_os_str(),
-            "--device".as_ref(),
-            "cuda".as_ref(),
-        ],
-        dir.path(),
-    ));
+    let flags = [
+        "--input",
+        &file,
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "cuda",
+    ];
+    let err = fail(&with_model(dir.path(), "predict", &model, &flags));
     assert!(
         err.contains("cuda:0") && err.contains("--features cuda"),
         "{err}"
@@ -130,9 +134,7 @@ fn device_flag_is_parsed_and_cuda_needs_the_feature() {
 
 #[test]
 fn eval_of_a_roberta_folder_matches_transformers() {
-    let dir = tempfile::tempdir().unwrap();
-    let got = eval_json(&tiny().join("roberta"), dir.path());
-    check_eval(&got, &expected()["roberta"]);
+    eval_matches_transformers("roberta");
 }
 
 #[test]
@@ -140,63 +142,29 @@ fn fuse_then_eval_matches_the_pytorch_fusion() {
     let dir = tempfile::tempdir().unwrap();
     let t = tiny();
     let out_dir = dir.path().join("fused");
-    let out = bomf(
-        &[
-            "fuse".as_ref(),
-            "--checkpoints".as_ref(),
-            t.join("a").as_os_str(),
-            t.join("b").as_os_str(),
-            t.join("c").as_os_str(),
-            "--weights".as_ref(),
-            "0.2,0.3,0.5".as_ref(),
-            "--out".as_ref(),
-            out_dir.as_os_str(),
-        ],
+    let (a, b, c) = (t.join("a"), t.join("b"), t.join("c"));
+    succeed(&fuse(
         dir.path(),
-    );
-    succeed(&out);
+        &[&a, &b, &c],
+        "0.2,0.3,0.5",
+        &out_dir,
+        &[],
+    ));
     for file in ["config.json", "model.safetensors", "tokenizer.json"] {
         assert!(out_dir.join(file).is_file(), "fused folder lacks {file}");
     }
-    let config: Value =
-        serde_json::from_str(&std::fs::read_to_string(out_dir.join("config.json")).unwrap())
-            .unwrap();
-    assert_eq!(config["id2label"]["1"], "pos");
+    assert_eq!(json(&out_dir.join("config.json"))["id2label"]["1"], "pos");
     let got = eval_json(&out_dir, dir.path());
     check_eval(&got, &expected()["fused"]);
 
     // A second fuse into the same folder needs --force.
-    let again = bomf(
-        &[
-            "fuse".as_ref(),
-            "--checkpoints".as_ref(),
-            t.join("a").as_os_str(),
-            "--weights".as_ref(),
-            "1".as_ref(),
-            "--out".as_ref(),
-            out_dir.as_os_str(),
-        ],
-        dir.path(),
-    );
+    let again = fuse(dir.path(), &[&a], "1", &out_dir, &[]);
     assert!(fail(&again).contains("not empty"));
 
     // With --force the folder is replaced whole: a file of the old folder does not survive next
     // to the new model, and no staging folder is left beside it.
     std::fs::write(out_dir.join("stale.txt"), "old").unwrap();
-    let forced = bomf(
-        &[
-            "fuse".as_ref(),
-            "--checkpoints".as_ref(),
-            t.join("a").as_os_str(),
-            "--weights".as_ref(),
-            "1".as_ref(),
-            "--out".as_ref(),
-            out_dir.as_os_str(),
-            "--force".as_ref(),
-        ],
-        dir.path(),
-    );
-    succeed(&forced);
+    succeed(&fuse(dir.path(), &[&a], "1", &out_dir, &["--force"]));
     assert!(out_dir.join("model.safetensors").is_file());
     assert!(
         !out_dir.join("stale.txt").exists(),
@@ -215,20 +183,8 @@ fn fuse_of_mismatched_checkpoints_names_the_checkpoint_and_tensor() {
     let dir = tempfile::tempdir().unwrap();
     let t = tiny();
     let out_dir = dir.path().join("fused");
-    let out = bomf(
-        &[
-            "fuse".as_ref(),
-            "--checkpoints".as_ref(),
-            t.join("a").as_os_str(),
-            t.join("wide").as_os_str(),
-            "--weights".as_ref(),
-            "0.5,0.5".as_ref(),
-            "--out".as_ref(),
-            out_dir.as_os_str(),
-        ],
-        dir.path(),
-    );
-    let err = fail(&out);
+    let (a, wide) = (t.join("a"), t.join("wide"));
+    let err = fail(&fuse(dir.path(), &[&a, &wide], "0.5,0.5", &out_dir, &[]));
     assert!(err.contains("checkpoint 2"), "{err}");
     assert!(err.contains("wide"), "{err}");
     assert!(err.contains("bert.") && err.contains("shape"), "{err}");
@@ -248,20 +204,18 @@ fn fusing_bare_checkpoint_files_asks_for_the_config() {
     ] {
         std::fs::copy(t.join("a/model.safetensors"), run.join(name)).unwrap();
     }
-    let out = bomf(
-        &[
-            "fuse".as_ref(),
-            "--checkpoints".as_ref(),
-            run.join("checkpoint-000010.safetensors").as_os_str(),
-            run.join("checkpoint-000020.safetensors").as_os_str(),
-            "--weights".as_ref(),
-            "0.5,0.5".as_ref(),
-            "--out".as_ref(),
-            dir.path().join("fused").as_os_str(),
-        ],
-        dir.path(),
+    let (first, second) = (
+        run.join("checkpoint-000010.safetensors"),
+        run.join("checkpoint-000020.safetensors"),
     );
-    let err = fail(&out);
+    let fused = dir.path().join("fused");
+    let err = fail(&fuse(
+        dir.path(),
+        &[&first, &second],
+        "0.5,0.5",
+        &fused,
+        &[],
+    ));
     assert!(
         err.contains("no config.json") && err.contains("--config"),
         "{err}"
@@ -283,19 +237,8 @@ fn fuse_refuses_checkpoints_whose_classes_are_in_another_order() {
         .replace("\"0\": \"POS\"", "\"0\": \"pos\"");
     std::fs::write(swapped.join("config.json"), config).unwrap();
     let out_dir = dir.path().join("fused");
-    let err = fail(&bomf(
-        &[
-            "fuse".as_ref(),
-            "--checkpoints".as_ref(),
-            tiny().join("a").as_os_str(),
-            swapped.as_os_str(),
-            "--weights".as_ref(),
-            "0.5,0.5".as_ref(),
-            "--out".as_ref(),
-            out_dir.as_os_str(),
-        ],
-        dir.path(),
-    ));
+    let a = tiny().join("a");
+    let err = fail(&fuse(dir.path(), &[&a, &swapped], "0.5,0.5", &out_dir, &[]));
     assert!(
         err.contains("checkpoint 2") && err.contains("id2label"),
         "{err}"
@@ -307,23 +250,10 @@ fn fuse_refuses_checkpoints_whose_classes_are_in_another_order() {
 #[test]
 fn fuse_checks_the_weights() {
     let dir = tempfile::tempdir().unwrap();
-    let t = tiny();
+    let (a, b) = (tiny().join("a"), tiny().join("b"));
     let run = |weights: &str| {
-        bomf(
-            &[
-                "fuse".as_ref(),
-                "--checkpoints".as_ref(),
-                t.join("a").as_os_str(),
-                t.join("b").as_os_str(),
-                "--weights".as_ref(),
-                weights.as_ref(),
-                "--out".as_ref(),
-                dir.path()
-                    .join(format!("out-{}", weights.len()))
-                    .as_os_str(),
-            ],
-            dir.path(),
-        )
+        let out = dir.path().join(format!("out-{}", weights.len()));
+        fuse(dir.path(), &[&a, &b], weights, &out, &[])
     };
     let err = fail(&run("0.2,0.3,0.5"));
     assert!(err.contains("3 weight(s) for 2 checkpoint(s)"), "{err}");
@@ -346,35 +276,21 @@ fn unsupported_model_type_is_named() {
     std::fs::write(model.join("config.json"), config).unwrap();
     let input = dir.path().join("in.jsonl");
     std::fs::write(&input, "{\"text\": \"hi\"}\n").unwrap();
-    let out = bomf(
-        &[
-            "predict".as_ref(),
-            "--model".as_ref(),
-            model.as_os_str(),
-            "--input".as_ref(),
-            input.as_os_str(),
-            "--out".as_ref(),
-            "out.jsonl".as_ref(),
-        ],
-        dir.path(),
-    );
-    let err = fail(&out);
+    let flags = ["--input", input.to_str().unwrap(), "--out", "out.jsonl"];
+    let err = fail(&with_model(dir.path(), "predict", &model, &flags));
     assert!(err.contains("model_type") && err.contains("gpt2"), "{err}");
 }
 
-/// `bomf predict` of tiny model `a` from `input` to `out`.
-fn predict_args(input: &Path, out: &Path) -> Vec<std::ffi::OsString> {
-    let model = tiny().join("a");
-    let args: [&std::ffi::OsStr; 7] = [
-        "predict".as_ref(),
-        "--model".as_ref(),
-        model.as_os_str(),
-        "--input".as_ref(),
-        input.as_os_str(),
-        "--out".as_ref(),
-        out.as_os_str(),
+/// `bomf predict` of tiny model `a` from `input` to `out`, then `flags`.
+fn predict(dir: &Path, input: &Path, out: &Path, flags: &[&str]) -> Output {
+    let mut all = vec![
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
     ];
-    args.into_iter().map(Into::into).collect()
+    all.extend(flags);
+    with_model(dir, "predict", &tiny().join("a"), &all)
 }
 
 #[test]
@@ -388,7 +304,7 @@ fn predict_refuses_to_write_over_its_input() {
     let link = dir.path().join("link.jsonl");
     std::fs::hard_link(&input, &link).unwrap();
     for out in [Path::new("sub/../in.jsonl"), link.as_path()] {
-        let err = fail(&bomf(&predict_args(&input, out), dir.path()));
+        let err = fail(&predict(dir.path(), &input, out, &[]));
         assert!(err.contains("is the input file"), "{err}");
         assert_eq!(std::fs::read(&input).unwrap(), before);
     }
@@ -396,14 +312,9 @@ fn predict_refuses_to_write_over_its_input() {
 
 /// `bomf predict` of `input` with `extra` flags: the logits of each line.
 fn predict_logits(dir: &Path, input: &str, extra: &[&str]) -> Vec<Value> {
-    let path = dir.join("in.jsonl");
-    std::fs::write(&path, input).unwrap();
-    let mut args = vec!["predict", "--model"];
-    let model = tiny().join("a");
-    args.push(model.to_str().unwrap());
-    args.extend(["--input", "in.jsonl", "--out", "out.jsonl"]);
-    args.extend(extra);
-    succeed(&bomf(&args, dir));
+    std::fs::write(dir.join("in.jsonl"), input).unwrap();
+    let (input, out) = (Path::new("in.jsonl"), Path::new("out.jsonl"));
+    succeed(&predict(dir, input, out, extra));
     std::fs::read_to_string(dir.join("out.jsonl"))
         .unwrap()
         .lines()
@@ -445,10 +356,12 @@ fn predict_writes_one_line_per_input_with_reference_logits() {
     let dir = tempfile::tempdir().unwrap();
     let out_file = dir.path().join("pred.jsonl");
     let input = tiny().join("eval.jsonl");
-    let mut args = predict_args(&input, &out_file);
-    args.extend(["--batch-size".into(), "4".into()]);
-    let out = bomf(&args, dir.path());
-    succeed(&out);
+    succeed(&predict(
+        dir.path(),
+        &input,
+        &out_file,
+        &["--batch-size", "4"],
+    ));
     let reference = &expected()["a"];
     let text = std::fs::read_to_string(&out_file).unwrap();
     let lines: Vec<Value> = text
@@ -488,19 +401,8 @@ fn predict_names_the_bad_line() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.jsonl");
     std::fs::write(&input, "{\"text\": \"fine\"}\n{\"text\": oops}\n").unwrap();
-    let model = tiny().join("a");
-    let args = |input: &Path| {
-        vec![
-            "predict".into(),
-            "--model".into(),
-            model.clone().into_os_string(),
-            "--input".into(),
-            input.as_os_str().to_owned(),
-            "--out".into(),
-            "out.jsonl".into(),
-        ]
-    };
-    let err = fail(&bomf(&args(&input), dir.path()));
+    let out = Path::new("out.jsonl");
+    let err = fail(&predict(dir.path(), &input, out, &[]));
     assert!(
         err.contains("in.jsonl:2") && err.contains("invalid JSON"),
         "{err}"
@@ -508,7 +410,7 @@ fn predict_names_the_bad_line() {
     assert!(!dir.path().join("out.jsonl").exists());
 
     std::fs::write(&input, "{\"text\": \"fine\"}\n{\"review\": \"x\"}\n").unwrap();
-    let err = fail(&bomf(&args(&input), dir.path()));
+    let err = fail(&predict(dir.path(), &input, out, &[]));
     assert!(
         err.contains("in.jsonl:2") && err.contains("`text`"),
         "{err}"
@@ -519,31 +421,19 @@ fn predict_names_the_bad_line() {
 fn eval_reads_a_data_spec_and_rejects_a_missing_split() {
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("data.toml");
-    std::fs::write(
-        &spec,
-        format!(
-            "format = \"jsonl\"\ntext_fields = [\"text\"]\nlabel_field = \"label\"\n\
-             [split]\nkind = \"files\"\nvalidation = \"{}\"\n",
-            tiny().join("eval.jsonl").display()
-        ),
-    )
-    .unwrap();
+    let eval = tiny().join("eval.jsonl");
+    std::fs::write(&spec, jsonl_spec(&[("validation", &eval)])).unwrap();
     let model = tiny().join("a");
     let run = |split: &str| {
-        bomf(
-            &[
-                "eval".as_ref(),
-                "--model".as_ref(),
-                model.as_os_str(),
-                "--data".as_ref(),
-                spec.as_os_str(),
-                "--split".as_ref(),
-                split.as_ref(),
-                "--max-len".as_ref(),
-                "32".as_ref(),
-            ],
-            dir.path(),
-        )
+        let flags = [
+            "--data",
+            spec.to_str().unwrap(),
+            "--split",
+            split,
+            "--max-len",
+            "32",
+        ];
+        with_model(dir.path(), "eval", &model, &flags)
     };
     let got: Value = serde_json::from_str(&succeed(&run("validation"))).unwrap();
     check_eval(&got, &expected()["a"]);

@@ -14,123 +14,39 @@
 //! `--adapter` in `bomf eval`/`predict`, and `bomf fuse` of adapter folders.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
 
-use bomf_tests::cli::{close, fail, succeed, succeed_stderr};
+use bomf_tests::cli::config::by_rank_data;
+use bomf_tests::cli::interrupt::{assert_each_evaluation_once, kill_after_fusions, spawn_slow};
+use bomf_tests::cli::{
+    assert_run_outputs, close, count_events, fail, fuse_args, json, model_args, succeed,
+    succeed_stderr,
+};
 use serde_json::Value;
 
 bomf_tests::bomf_cli!();
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_gen")
-}
+mod common;
+
+use common::{Data, LORA, MAX_NEW_TOKENS, eval_with, fixtures};
 
 fn expected() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(fixtures().join("expected.json")).unwrap())
-        .unwrap()
+    json(&fixtures().join("expected.json"))
 }
 
-#[derive(Clone, Copy)]
-enum Data {
-    Generation,
-    Choice,
-    /// SQuAD v2.0 files (`gen_tiny_squad.py`), answered by generation.
-    Squad,
-    /// The generation files read as classification of each sentence into its MR, cast as
-    /// text-to-text (`as_generation`): the model writes the label.
-    Labels,
-}
-
-impl Data {
-    /// The `format` line and the three split files.
-    fn spec_body(self) -> String {
-        let (format, prefix, ext) = match self {
-            Data::Generation => ("e2e", "gen", "csv"),
-            Data::Choice => ("mcqa", "mc", "jsonl"),
-            Data::Squad => ("squad", "squad", "json"),
-            Data::Labels => ("csv", "gen", "csv"),
-        };
-        let columns = match self {
-            Data::Labels => "text_fields = [\"ref\"]\nlabel_field = \"mr\"\nas_generation = true\n",
-            _ => "",
-        };
-        let f = |split: &str| {
-            fixtures()
-                .join(format!("{prefix}_{split}.{ext}"))
-                .display()
-                .to_string()
-        };
-        format!(
-            "format = \"{format}\"\n{columns}\n[{{split}}]\nkind = \"files\"\ntrain = {:?}\nvalidation = {:?}\ntest = {:?}\n",
-            f("train"),
-            f("validation"),
-            f("test"),
-        )
-    }
-
-    /// A data spec file for `bomf eval --data`.
-    fn write_spec(self, dir: &Path) -> PathBuf {
-        let path = dir.join(match self {
-            Data::Generation => "gen.toml",
-            Data::Choice => "mc.toml",
-            Data::Squad => "squad.toml",
-            Data::Labels => "labels.toml",
-        });
-        std::fs::write(&path, self.spec_body().replace("{split}", "split")).unwrap();
-        path
-    }
-}
-
-const MAX_NEW_TOKENS: usize = 6;
 const FUSION_BUDGET: usize = 5;
 
 /// A run config; `model_extra` is appended to `[model]` (e.g. a `[model.lora]` table).
 fn write_run_config(dir: &Path, model: &str, model_extra: &str, data: Data) -> PathBuf {
-    let path = dir.join("run.toml");
-    let data_table = data.spec_body().replace("{split}", "data.split");
-    std::fs::write(
-        &path,
-        format!(
-            r#"seed = 3
-
-[model]
-path = "{model}"
-max_len = 64
-{model_extra}
-
-[generation]
-max_new_tokens = {MAX_NEW_TOKENS}
-
-[data]
-{data_table}
-[train]
-learning_rate = 0.02
-batch_size = 4
-epochs = 4
-warmup_ratio = 0.1
-
-[trajectory]
-k = 3
-every = 2
-rule = {{ rule = "last_k" }}
-
-[fusion]
-budget = {FUSION_BUDGET}
-
-[baselines]
-greedy_soup = true
-learned_soup = {{ epochs = 1, learning_rate = 0.05 }}
-"#,
-            model = fixtures().join(model).display(),
-        ),
+    let fusion = format!("budget = {FUSION_BUDGET}\n");
+    common::write_run_config(
+        dir,
+        (model, model_extra),
+        data,
+        &fusion,
+        "greedy_soup = true\n",
     )
-    .unwrap();
-    path
 }
-
-const LORA: &str =
-    "\n[model.lora]\nr = 4\nlora_alpha = 8.0\ntarget_modules = [\"q_proj\", \"v_proj\"]\n";
 
 /// Runs `bomf run`, checks the table and the run folder, and returns the chosen method's test
 /// loss and metrics as `results.json` reports them.
@@ -143,69 +59,29 @@ fn run_and_check(dir: &Path, config: &Path, metric: &str) -> Value {
         stdout.contains(&format!("validation and test {metric} and loss")),
         "{stdout}"
     );
-    let run = dir.join("run");
-    let results: Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
-    let methods = results["methods"].as_array().unwrap();
-    let names: Vec<&str> = methods
-        .iter()
-        .map(|m| m["method"].as_str().unwrap())
-        .collect();
-    for m in [
-        "BOMF (posterior mean)",
-        "best checkpoint",
-        "last checkpoint",
-        "SWA",
-        "greedy soup",
-        "learned soup",
-    ] {
-        assert!(names.contains(&m), "{m} missing from {names:?}");
-    }
-    for m in methods {
+    let results = assert_run_outputs(
+        &dir.join("run"),
+        &[
+            "BOMF (posterior mean)",
+            "best checkpoint",
+            "last checkpoint",
+            "SWA",
+            "greedy soup",
+            "learned soup",
+        ],
+        &[],
+    );
+    for m in results["methods"].as_array().unwrap() {
         let test = &m["test"];
         assert!(test["loss"].as_f64().unwrap().is_finite(), "{m}");
         assert!(test["metrics"][metric].is_number(), "{metric} missing: {m}");
     }
-    for f in [
-        "config.toml",
-        "checkpoints/manifest.json",
-        "fused/config.json",
-        "fused/model.safetensors",
-        "fused/tokenizer.json",
-        "report/report.md",
-    ] {
-        assert!(run.join(f).is_file(), "{f} missing");
-    }
-    methods[0]["test"].clone()
+    results["methods"][0]["test"].clone()
 }
 
 /// `bomf eval` of `model` on the test split of `data`, as JSON.
 fn eval(dir: &Path, model: &Path, data: Data) -> Value {
     eval_with(dir, model, data, "test", &[])
-}
-
-/// `bomf eval` on `split` with `extra` flags (e.g. `--adapter DIR`).
-fn eval_with(dir: &Path, model: &Path, data: Data, split: &str, extra: &[&str]) -> Value {
-    let spec = data.write_spec(dir);
-    let max_new = MAX_NEW_TOKENS.to_string();
-    let mut args = vec![
-        "eval",
-        "--model",
-        model.to_str().unwrap(),
-        "--data",
-        spec.to_str().unwrap(),
-        "--split",
-        split,
-        "--batch-size",
-        "64",
-        "--max-len",
-        "64",
-        "--max-new-tokens",
-        &max_new,
-    ];
-    args.extend(extra);
-    let stdout = succeed(&bomf(&args, dir));
-    serde_json::from_str(&stdout).unwrap()
 }
 
 /// The fused model reloads through `bomf eval` with the test numbers the run reported.
@@ -228,18 +104,12 @@ fn lora_llama_run_on_generation_writes_merged_model_and_adapter() {
         assert!(chosen["metrics"][m].is_number(), "{m} missing: {chosen}");
     }
     let adapter = dir.path().join("run/fused-adapter");
-    let adapter_config: Value = serde_json::from_str(
-        &std::fs::read_to_string(adapter.join("adapter_config.json")).unwrap(),
-    )
-    .unwrap();
+    let adapter_config = json(&adapter.join("adapter_config.json"));
     assert_eq!(adapter_config["r"], 4);
     assert_eq!(adapter_config["peft_type"], "LORA");
     assert!(adapter.join("adapter_model.safetensors").is_file());
     // The merged model is a plain LLaMA folder.
-    let fused_config: Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join("run/fused/config.json")).unwrap(),
-    )
-    .unwrap();
+    let fused_config = json(&dir.path().join("run/fused/config.json"));
     assert_eq!(fused_config["model_type"], "llama");
     assert_fused_reproduces(dir.path(), &chosen, Data::Generation);
 
@@ -291,11 +161,7 @@ fn lora_llama_run_on_multiple_choice_scores_accuracy() {
     let config = write_run_config(dir.path(), "llama", &extra, Data::Choice);
     let chosen = run_and_check(dir.path(), &config, "accuracy");
     assert_fused_reproduces(dir.path(), &chosen, Data::Choice);
-    let trials = events(&dir.path().join("run"))
-        .into_iter()
-        .filter(|e| e["event"] == "hp_trial")
-        .count();
-    assert_eq!(trials, 2);
+    assert_eq!(count_events(&dir.path().join("run"), "hp_trial"), 2);
 }
 
 #[test]
@@ -303,10 +169,7 @@ fn t5_run_on_generation_exports_a_t5_folder() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_run_config(dir.path(), "t5", "", Data::Generation);
     let chosen = run_and_check(dir.path(), &config, "bleu");
-    let fused_config: Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join("run/fused/config.json")).unwrap(),
-    )
-    .unwrap();
+    let fused_config = json(&dir.path().join("run/fused/config.json"));
     assert_eq!(fused_config["model_type"], "t5");
     assert_fused_reproduces(dir.path(), &chosen, Data::Generation);
 }
@@ -351,8 +214,7 @@ fn predict(dir: &Path, model: &str, extra: &[&str]) -> Vec<String> {
     let max_new = want["predict_max_new_tokens"].to_string();
     let out = dir.join(format!("{model}-predictions.jsonl"));
     let input = fixtures().join("predict.jsonl");
-    let mut args = vec![
-        "predict",
+    let mut flags = vec![
         "--input",
         input.to_str().unwrap(),
         "--out",
@@ -362,10 +224,11 @@ fn predict(dir: &Path, model: &str, extra: &[&str]) -> Vec<String> {
         "--batch-size",
         "2",
     ];
-    let model_dir = fixtures().join(model);
-    args.extend(["--model", model_dir.to_str().unwrap()]);
-    args.extend(extra);
-    succeed(&bomf(&args, dir));
+    flags.extend(extra);
+    succeed(&bomf(
+        &model_args("predict", &fixtures().join(model), &flags),
+        dir,
+    ));
     generated_texts(&out)
 }
 
@@ -409,16 +272,13 @@ fn predict_generates_what_transformers_generates() {
 }
 
 fn expected_squad() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(fixtures().join("expected_squad.json")).unwrap())
-        .unwrap()
+    json(&fixtures().join("expected_squad.json"))
 }
 
 /// The SQuAD test file's questions as `bomf predict` input lines (`question`, `context`) and
 /// their gold answers (empty: unanswerable).
 fn squad_test_questions(dir: &Path) -> (PathBuf, Vec<Vec<String>>) {
-    let squad: Value =
-        serde_json::from_str(&std::fs::read_to_string(fixtures().join("squad_test.json")).unwrap())
-            .unwrap();
+    let squad = json(&fixtures().join("squad_test.json"));
     let (mut lines, mut golds) = (String::new(), Vec::new());
     for article in squad["data"].as_array().unwrap() {
         for paragraph in article["paragraphs"].as_array().unwrap() {
@@ -449,26 +309,21 @@ fn predict_squad(dir: &Path, model: &Path) -> Vec<String> {
     let (input, _) = squad_test_questions(dir);
     let out = dir.join("squad-predictions.jsonl");
     let max_new = MAX_NEW_TOKENS.to_string();
-    succeed(&bomf(
-        &[
-            "predict",
-            "--model",
-            model.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--text-field",
-            "question",
-            "--text-field",
-            "context",
-            "--max-new-tokens",
-            &max_new,
-            "--max-len",
-            "64",
-        ],
-        dir,
-    ));
+    let flags = [
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--text-field",
+        "question",
+        "--text-field",
+        "context",
+        "--max-new-tokens",
+        &max_new,
+        "--max-len",
+        "64",
+    ];
+    succeed(&bomf(&model_args("predict", model, &flags), dir));
     generated_texts(&out)
 }
 
@@ -504,16 +359,8 @@ fn a_classifier_on_squad_is_told_to_use_a_generative_model() {
     let dir = tempfile::tempdir().unwrap();
     let spec = Data::Squad.write_spec(dir.path());
     let bert = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny/a");
-    let err = fail(&bomf(
-        &[
-            "eval",
-            "--model",
-            bert.to_str().unwrap(),
-            "--data",
-            spec.to_str().unwrap(),
-        ],
-        dir.path(),
-    ));
+    let flags = ["--data", spec.to_str().unwrap()];
+    let err = fail(&bomf(&model_args("eval", &bert, &flags), dir.path()));
     assert!(err.contains("T5 or LLaMA-family"), "{err}");
 }
 
@@ -553,16 +400,7 @@ fn fuse_of_one_generative_checkpoint_reexports_it() {
         let source = fixtures().join(model);
         let out = dir.path().join(format!("{model}-fused"));
         succeed(&bomf(
-            &[
-                "fuse",
-                "--checkpoints",
-                source.to_str().unwrap(),
-                source.to_str().unwrap(),
-                "--weights",
-                "0.5,0.5",
-                "--out",
-                out.to_str().unwrap(),
-            ],
+            &fuse_args(&[&source, &source], "0.5,0.5", &out, &[]),
             dir.path(),
         ));
         assert!(out.join("tokenizer.json").is_file());
@@ -574,10 +412,7 @@ fn fuse_of_one_generative_checkpoint_reexports_it() {
 }
 
 fn expected_adapters() -> Value {
-    serde_json::from_str(
-        &std::fs::read_to_string(fixtures().join("expected_adapters.json")).unwrap(),
-    )
-    .unwrap()
+    json(&fixtures().join("expected_adapters.json"))
 }
 
 /// peft adapter folders (fixtures from `gen_tiny_adapters.py`): `bomf eval` and `bomf predict`
@@ -598,19 +433,9 @@ fn adapters_evaluate_predict_and_fuse_like_peft() {
         .map(|w| w.to_string())
         .collect::<Vec<_>>()
         .join(",");
+    let with_base = ["--base", base.to_str().unwrap()];
     let stderr = succeed_stderr(&bomf(
-        &[
-            "fuse",
-            "--checkpoints",
-            adapter_a.to_str().unwrap(),
-            adapter_b.to_str().unwrap(),
-            "--weights",
-            &weights,
-            "--base",
-            base.to_str().unwrap(),
-            "--out",
-            fused.to_str().unwrap(),
-        ],
+        &fuse_args(&[&adapter_a, &adapter_b], &weights, &fused, &with_base),
         dir.path(),
     ));
     assert!(stderr.contains("fused 2 adapters"), "{stderr}");
@@ -632,18 +457,12 @@ fn adapters_evaluate_predict_and_fuse_like_peft() {
 
     // Mistakes: a dense folder among adapters, no base model, an adapter on T5.
     let err = fail(&bomf(
-        &[
-            "fuse",
-            "--checkpoints",
-            adapter_a.to_str().unwrap(),
-            base.to_str().unwrap(),
-            "--weights",
+        &fuse_args(
+            &[&adapter_a, &base],
             "0.5,0.5",
-            "--base",
-            base.to_str().unwrap(),
-            "--out",
-            "bad1",
-        ],
+            Path::new("bad1"),
+            &with_base,
+        ),
         dir.path(),
     ));
     assert!(
@@ -651,33 +470,19 @@ fn adapters_evaluate_predict_and_fuse_like_peft() {
         "{err}"
     );
     let err = fail(&bomf(
-        &[
-            "fuse",
-            "--checkpoints",
-            adapter_a.to_str().unwrap(),
-            adapter_b.to_str().unwrap(),
-            "--weights",
-            "0.5,0.5",
-            "--out",
-            "bad2",
-        ],
+        &fuse_args(&[&adapter_a, &adapter_b], "0.5,0.5", Path::new("bad2"), &[]),
         dir.path(),
     ));
     assert!(err.contains("--base"), "{err}");
     let spec = Data::Generation.write_spec(dir.path());
     let t5 = fixtures().join("t5");
-    let err = fail(&bomf(
-        &[
-            "eval",
-            "--model",
-            t5.to_str().unwrap(),
-            "--adapter",
-            adapter_a.to_str().unwrap(),
-            "--data",
-            spec.to_str().unwrap(),
-        ],
-        dir.path(),
-    ));
+    let flags = [
+        "--adapter",
+        adapter_a.to_str().unwrap(),
+        "--data",
+        spec.to_str().unwrap(),
+    ];
+    let err = fail(&bomf(&model_args("eval", &t5, &flags), dir.path()));
     assert!(err.contains("LLaMA-family models only"), "{err}");
 }
 
@@ -689,10 +494,7 @@ fn train_then_refuse(model: &str, extra: &[&str], adapters: bool) {
     let spec = Data::Generation.write_spec(dir.path());
     let model_dir = fixtures().join(model);
     let max_new = MAX_NEW_TOKENS.to_string();
-    let mut args = vec![
-        "train",
-        "--model",
-        model_dir.to_str().unwrap(),
+    let mut flags = vec![
         "--data",
         spec.to_str().unwrap(),
         "--out",
@@ -714,13 +516,11 @@ fn train_then_refuse(model: &str, extra: &[&str], adapters: bool) {
         "--max-new-tokens",
         &max_new,
     ];
-    args.extend(extra);
-    let stdout = succeed(&bomf(&args, dir.path()));
+    flags.extend(extra);
+    let stdout = succeed(&bomf(&model_args("train", &model_dir, &flags), dir.path()));
     assert!(stdout.contains("kept 2 checkpoints"), "{stdout}");
     let checkpoints = dir.path().join("t/checkpoints");
-    let manifest: Value =
-        serde_json::from_str(&std::fs::read_to_string(checkpoints.join("manifest.json")).unwrap())
-            .unwrap();
+    let manifest = json(&checkpoints.join("manifest.json"));
     let entries = manifest["checkpoints"].as_array().unwrap();
     assert_eq!(entries.len(), 2);
     let inputs: Vec<PathBuf> = entries
@@ -735,10 +535,7 @@ fn train_then_refuse(model: &str, extra: &[&str], adapters: bool) {
         })
         .collect();
     let fused = dir.path().join("fused");
-    let mut fuse = vec!["fuse", "--checkpoints"];
-    fuse.extend(inputs.iter().map(|p| p.to_str().unwrap()));
-    fuse.extend(["--weights", "0,1", "--out", fused.to_str().unwrap()]);
-    succeed(&bomf(&fuse, dir.path()));
+    succeed(&bomf(&fuse_args(&inputs, "0,1", &fused, &[]), dir.path()));
     let (model_arg, adapter_arg) = if adapters {
         (model_dir.clone(), Some(fused.clone()))
     } else {
@@ -790,58 +587,42 @@ fn train_t5_then_fuse_its_checkpoints() {
 #[test]
 fn config_errors_name_the_problem() {
     let dir = tempfile::tempdir().unwrap();
+    let run_fails = |config: &Path| {
+        fail(&bomf(
+            &["run", config.to_str().unwrap(), "--out", "x"],
+            dir.path(),
+        ))
+    };
     // LoRA on T5.
     let config = write_run_config(dir.path(), "t5", LORA, Data::Generation);
-    let err = fail(&bomf(
-        &["run", config.to_str().unwrap(), "--out", "x"],
-        dir.path(),
-    ));
+    let err = run_fails(&config);
     assert!(err.contains("LLaMA family only"), "{err}");
     // A misspelt LoRA key.
-    let config = write_run_config(
-        dir.path(),
-        "llama",
-        "\n[model.lora]\nr = 4\nlora_alpha = 8.0\nalpha = 3\n",
-        Data::Generation,
-    );
-    let err = fail(&bomf(
-        &["run", config.to_str().unwrap(), "--out", "x"],
-        dir.path(),
-    ));
+    let misspelt = "\n[model.lora]\nr = 4\nlora_alpha = 8.0\nalpha = 3\n";
+    let config = write_run_config(dir.path(), "llama", misspelt, Data::Generation);
+    let err = run_fails(&config);
     assert!(err.contains("unknown field `alpha`"), "{err}");
     // A LoRA-rank proxy for a model without LoRA.
     let config = write_run_config(dir.path(), "llama", LORA_RANK_PROXY, Data::Generation);
-    let err = fail(&bomf(
-        &["run", config.to_str().unwrap(), "--out", "x"],
-        dir.path(),
-    ));
+    let err = run_fails(&config);
     assert!(err.contains("needs [model.lora]"), "{err}");
     // LoRA training of a T5.
     let spec = Data::Generation.write_spec(dir.path());
-    let t5 = fixtures().join("t5");
+    let flags = [
+        "--data",
+        spec.to_str().unwrap(),
+        "--out",
+        "z",
+        "--lora-r",
+        "4",
+    ];
     let err = fail(&bomf(
-        &[
-            "train",
-            "--model",
-            t5.to_str().unwrap(),
-            "--data",
-            spec.to_str().unwrap(),
-            "--out",
-            "z",
-            "--lora-r",
-            "4",
-        ],
+        &model_args("train", &fixtures().join("t5"), &flags),
         dir.path(),
     ));
     assert!(err.contains("LLaMA-family models only"), "{err}");
-    let config = write_run_config(
-        dir.path(),
-        "llama",
-        "\n[model.lora]\nr = 4\nlora_alpha = 8.0\nalpha = 3\n",
-        Data::Generation,
-    );
     // A generative model on classification data.
-    let path = dir.path().join("cls.toml");
+    let config = write_run_config(dir.path(), "llama", misspelt, Data::Generation);
     let text = std::fs::read_to_string(&config)
         .unwrap()
         .replace("alpha = 3\n", "");
@@ -849,36 +630,18 @@ fn config_errors_name_the_problem() {
     let start = text.find("[data]").unwrap();
     let end = text.find("[train]").unwrap();
     let text = format!(
-        "{}[data]\nformat = \"jsonl\"\npath = {:?}\ntext_fields = [\"text\"]\nlabel_field = \"label\"\n\n[data.split]\nkind = \"by_rank\"\ntrain = 24\nvalidation = 12\ntest = 12\n\n{}",
+        "{}[data]\n{}\n{}",
         &text[..start],
-        data.display().to_string(),
+        by_rank_data(&data),
         &text[end..]
     );
+    let path = dir.path().join("cls.toml");
     std::fs::write(&path, text).unwrap();
-    let err = fail(&bomf(
-        &["run", path.to_str().unwrap(), "--out", "y"],
-        dir.path(),
-    ));
+    let err = run_fails(&path);
     assert!(
         err.contains("a generation, extractive QA or multiple-choice task"),
         "{err}"
     );
-}
-
-fn events(run: &Path) -> Vec<Value> {
-    std::fs::read_to_string(run.join("evaluations.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn fusion_indices(run: &Path) -> Vec<u64> {
-    events(run)
-        .iter()
-        .filter(|e| e["event"] == "fusion" && e["search"] == "bomf")
-        .map(|e| e["index"].as_u64().unwrap())
-        .collect()
 }
 
 #[test]
@@ -886,42 +649,13 @@ fn lora_run_killed_then_resumed_repeats_no_evaluation() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_run_config(dir.path(), "llama", LORA, Data::Generation);
     let run = dir.path().join("run");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bomf"))
-        .args(["run", config.to_str().unwrap(), "--out", "run"])
-        .current_dir(dir.path())
-        .env("BOMF_TEST_EVAL_DELAY_MS", "200")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while fusion_indices(&run).len() < 2 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the run made no progress"
-        );
-        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    let before = fusion_indices(&run);
-    assert!(before.len() < FUSION_BUDGET, "killed too late: {before:?}");
+    let args = ["run", config.to_str().unwrap(), "--out", "run"];
+    let exe = env!("CARGO_BIN_EXE_bomf");
+    let child = spawn_slow(exe, &args, dir.path(), 200, Stdio::null());
+    kill_after_fusions(child, &run, 2, FUSION_BUDGET);
 
-    succeed(&bomf(
-        &["run", config.to_str().unwrap(), "--out", "run", "--resume"],
-        dir.path(),
-    ));
-    assert_eq!(
-        fusion_indices(&run),
-        (0..FUSION_BUDGET as u64).collect::<Vec<_>>()
-    );
-    let trajectories = events(&run)
-        .iter()
-        .filter(|e| e["event"] == "checkpoints")
-        .count();
-    assert_eq!(trajectories, 1, "stage 2 ran again");
-    let results: Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
+    succeed(&bomf(&[&args[..], &["--resume"]].concat(), dir.path()));
+    assert_each_evaluation_once(&run, FUSION_BUDGET);
+    let results = json(&run.join("results.json"));
     assert_fused_reproduces(dir.path(), &results["methods"][0]["test"], Data::Generation);
 }

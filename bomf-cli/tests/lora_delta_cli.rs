@@ -5,107 +5,34 @@
 //! stage 3 evaluated); `bomf fuse` writes the adapter whose update is Σ_k w_k s·B_k A_k.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bomf_models::HfTensor;
 use bomf_models::weights::read_safetensors;
-use bomf_tests::cli::{close, fail, json, succeed};
+use bomf_tests::cli::{close, fail, fuse_args, json, succeed};
 use serde_json::Value;
 
 bomf_tests::bomf_cli!();
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_gen")
-}
+mod common;
 
-/// The generation split files as a `[data]` body (`table` names the split table).
-fn data_body(table: &str) -> String {
-    let f = |split: &str| {
-        fixtures()
-            .join(format!("gen_{split}.csv"))
-            .display()
-            .to_string()
-    };
-    format!(
-        "format = \"e2e\"\n\n[{table}]\nkind = \"files\"\ntrain = {:?}\nvalidation = {:?}\ntest = {:?}\n",
-        f("train"),
-        f("validation"),
-        f("test")
-    )
-}
+use common::{Data, LORA, eval_with, fixtures};
 
 /// `bomf eval` of `model` (with `extra` flags) on the test split, as JSON.
 fn eval(dir: &Path, model: &Path, extra: &[&str]) -> Value {
-    let spec = dir.join("gen.toml");
-    std::fs::write(&spec, data_body("split")).unwrap();
-    let mut args = vec![
-        "eval",
-        "--model",
-        model.to_str().unwrap(),
-        "--data",
-        spec.to_str().unwrap(),
-        "--split",
-        "test",
-        "--batch-size",
-        "64",
-        "--max-len",
-        "64",
-        "--max-new-tokens",
-        "6",
-    ];
-    args.extend(extra);
-    serde_json::from_str(&succeed(&bomf(&args, dir))).unwrap()
+    eval_with(dir, model, Data::Generation, "test", extra)
 }
 
 #[test]
 fn a_delta_run_exports_the_rank_kr_adapter_and_the_merged_model() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("run.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"seed = 3
-
-[model]
-path = "{model}"
-max_len = 64
-
-[model.lora]
-r = 4
-lora_alpha = 8.0
-target_modules = ["q_proj", "v_proj"]
-
-[generation]
-max_new_tokens = 6
-
-[data]
-{data}
-[train]
-learning_rate = 0.02
-batch_size = 4
-epochs = 4
-warmup_ratio = 0.1
-
-[trajectory]
-k = 3
-every = 2
-rule = {{ rule = "last_k" }}
-
-[fusion]
-budget = 4
-lora = "delta"
-kernel = "matern52_gamma"
-
-[baselines]
-greedy_soup = false
-learned_soup = {{ epochs = 1, learning_rate = 0.05 }}
-loss_only_bo = true
-"#,
-            model = fixtures().join("llama").display(),
-            data = data_body("data.split"),
-        ),
-    )
-    .unwrap();
+    let config = common::write_run_config(
+        dir.path(),
+        ("llama", LORA),
+        Data::Generation,
+        "budget = 4\nlora = \"delta\"\nkernel = \"matern52_gamma\"\n",
+        "greedy_soup = false\nloss_only_bo = true\n",
+    );
     succeed(&bomf(
         &["run", config.to_str().unwrap(), "--out", "run"],
         dir.path(),
@@ -171,21 +98,9 @@ fn bomf_fuse_delta_writes_the_exact_update() {
     let base = fixtures().join("llama");
     let out = dir.path().join("delta");
     let fuse = |weights: &str, lora: &str, out: &Path, first: &Path| {
+        let flags = ["--base", base.to_str().unwrap(), "--lora", lora];
         bomf(
-            &[
-                "fuse",
-                "--checkpoints",
-                first.to_str().unwrap(),
-                b.to_str().unwrap(),
-                "--weights",
-                weights,
-                "--base",
-                base.to_str().unwrap(),
-                "--lora",
-                lora,
-                "--out",
-                out.to_str().unwrap(),
-            ],
+            &fuse_args(&[first, b.as_path()], weights, out, &flags),
             dir.path(),
         )
     };

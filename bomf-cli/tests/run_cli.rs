@@ -3,10 +3,15 @@
 //! `--resume` finishes the run without repeating a completed evaluation, and config errors.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-use bomf_tests::cli::succeed;
+use bomf_tests::cli::config::write_tiny_classifier_run;
+use bomf_tests::cli::interrupt::{
+    assert_each_evaluation_once, kill_after_fusions, spawn_slow, wait_for_fusions,
+};
+use bomf_tests::cli::{
+    assert_run_outputs, count_events, fail, fusion_indices, model_args, succeed,
+};
 use serde_json::Value;
 
 bomf_tests::bomf_cli!();
@@ -19,69 +24,14 @@ const FUSION_BUDGET: usize = 8;
 
 /// A run config over the tiny model; `extra` is appended (e.g. an `[hpbo]` table).
 fn write_config(dir: &Path, extra: &str) -> PathBuf {
-    let path = dir.join("run.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"seed = 1
-
-[model]
-path = "{model}"
-
-[data]
-format = "jsonl"
-path = "{data}"
-text_fields = ["text"]
-label_field = "label"
-
-[data.split]
-kind = "by_rank"
-train = 24
-validation = 12
-test = 12
-seed = 0
-
-[train]
-learning_rate = 0.01
-batch_size = 8
-epochs = 4
-warmup_ratio = 0.1
-
-[trajectory]
-k = 3
-every = 2
-rule = {{ rule = "last_k" }}
-
-[fusion]
-budget = {FUSION_BUDGET}
-
-[baselines]
-greedy_soup = true
-learned_soup = {{ epochs = 1, learning_rate = 0.05 }}
-{extra}
-"#,
-            model = tiny().join("a").display(),
-            data = tiny().join("train.jsonl").display(),
-        ),
-    )
-    .unwrap();
-    path
+    let fusion = format!("budget = {FUSION_BUDGET}\n");
+    write_tiny_classifier_run(dir, &tiny(), (&fusion, "greedy_soup = true\n"), extra)
 }
 
-fn events(run: &Path) -> Vec<Value> {
-    std::fs::read_to_string(run.join("evaluations.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn fusion_indices(run: &Path, search: &str) -> Vec<u64> {
-    events(run)
-        .iter()
-        .filter(|e| e["event"] == "fusion" && e["search"] == search)
-        .map(|e| e["index"].as_u64().unwrap())
-        .collect()
+/// `bomf ARGS` in the background, each evaluation slowed down (300 ms) so that a test can
+/// interrupt it mid-search.
+fn slow_run(dir: &Path, args: &[&str], stderr: Stdio) -> std::process::Child {
+    spawn_slow(env!("CARGO_BIN_EXE_bomf"), args, dir, 300, stderr)
 }
 
 #[test]
@@ -105,40 +55,25 @@ fn run_writes_results_fused_model_and_report() {
         stderr.contains(&format!("bomf: {FUSION_BUDGET}/{FUSION_BUDGET} (")),
         "{stderr}"
     );
-    let results: Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
-    let methods: Vec<&str> = results["methods"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["method"].as_str().unwrap())
-        .collect();
-    for m in [
-        "BOMF (posterior mean)",
-        "best checkpoint",
-        "SWA",
-        "greedy soup",
-        "learned soup",
-    ] {
-        assert!(methods.contains(&m), "{m} missing from {methods:?}");
-    }
+    let results = assert_run_outputs(
+        &run,
+        &[
+            "BOMF (posterior mean)",
+            "best checkpoint",
+            "SWA",
+            "greedy soup",
+            "learned soup",
+        ],
+        &[
+            "report/pareto.svg",
+            "report/hypervolume.svg",
+            "report/learning_curve.svg",
+        ],
+    );
     assert_eq!(
         fusion_indices(&run, "bomf"),
         (0..FUSION_BUDGET as u64).collect::<Vec<_>>()
     );
-    for f in [
-        "config.toml",
-        "checkpoints/manifest.json",
-        "fused/config.json",
-        "fused/model.safetensors",
-        "fused/tokenizer.json",
-        "report/report.md",
-        "report/pareto.svg",
-        "report/hypervolume.svg",
-        "report/learning_curve.svg",
-    ] {
-        assert!(run.join(f).is_file(), "{f} missing");
-    }
     let md = std::fs::read_to_string(run.join("report/report.md")).unwrap();
     assert!(md.contains("greedy soup") && md.contains("pareto.svg"));
 
@@ -154,16 +89,9 @@ fn run_writes_results_fused_model_and_report() {
         .unwrap()
         .replace("[data.split]", "[split]");
     std::fs::write(&spec, data_table).unwrap();
+    let flags = ["--data", spec.to_str().unwrap(), "--split", "test"];
     let eval = succeed(&bomf(
-        &[
-            "eval",
-            "--model",
-            run.join("fused").to_str().unwrap(),
-            "--data",
-            spec.to_str().unwrap(),
-            "--split",
-            "test",
-        ],
+        &model_args("eval", &run.join("fused"), &flags),
         dir.path(),
     ));
     let eval: Value = serde_json::from_str(&eval).unwrap();
@@ -179,34 +107,7 @@ fn run_writes_results_fused_model_and_report() {
         &["run", config.to_str().unwrap(), "--out", "run1"],
         dir.path(),
     );
-    assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
-}
-
-/// `bomf ARGS` in the background, each evaluation slowed down (300 ms) so that a test can
-/// interrupt it mid-search.
-fn slow_run(dir: &Path, args: &[&str], stderr: Stdio) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_bomf"))
-        .args(args)
-        .current_dir(dir)
-        .env("BOMF_TEST_EVAL_DELAY_MS", "300")
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .unwrap()
-}
-
-/// Waits until the run in `run` has logged `n` fusion evaluations (at most a minute).
-fn wait_for_fusions(child: &mut Child, run: &Path, n: usize) {
-    let started = Instant::now();
-    while fusion_indices(run, "bomf").len() < n {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the run made no progress"
-        );
-        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(fail(&again).contains("--resume"));
 }
 
 #[test]
@@ -214,33 +115,14 @@ fn kill_9_then_resume_repeats_no_evaluation() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "");
     let run = dir.path().join("run2");
-    let mut child = slow_run(
-        dir.path(),
-        &["run", config.to_str().unwrap(), "--out", "run2"],
-        Stdio::null(),
-    );
-    wait_for_fusions(&mut child, &run, 3);
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    let before = fusion_indices(&run, "bomf");
-    assert!(before.len() < FUSION_BUDGET, "killed too late: {before:?}");
+    let args = ["run", config.to_str().unwrap(), "--out", "run2"];
+    let child = slow_run(dir.path(), &args, Stdio::null());
+    kill_after_fusions(child, &run, 3, FUSION_BUDGET);
 
-    let out = bomf(
-        &["run", config.to_str().unwrap(), "--out", "run2", "--resume"],
-        dir.path(),
-    );
-    succeed(&out);
-    // Every evaluation of the search exactly once, in order, across the two processes.
-    assert_eq!(
-        fusion_indices(&run, "bomf"),
-        (0..FUSION_BUDGET as u64).collect::<Vec<_>>()
-    );
-    // Stage 2 was not redone: one checkpoints event.
-    let n_ckpt = events(&run)
-        .iter()
-        .filter(|e| e["event"] == "checkpoints")
-        .count();
-    assert_eq!(n_ckpt, 1);
+    succeed(&bomf(&[&args[..], &["--resume"]].concat(), dir.path()));
+    // Every evaluation of the search exactly once, in order, across the two processes, and
+    // stage 2 not redone.
+    assert_each_evaluation_once(&run, FUSION_BUDGET);
     assert!(run.join("results.json").is_file());
 }
 
@@ -256,12 +138,8 @@ fn ctrl_c_stops_cleanly_and_a_second_run_is_locked_out() {
     let args = ["run", config.to_str().unwrap(), "--out", "run4"];
     let mut child = slow_run(dir.path(), &args, Stdio::piped());
     wait_for_fusions(&mut child, &run, 2);
-    let second = bomf(&[&args[..], &["--resume"]].concat(), dir.path());
-    let err = String::from_utf8_lossy(&second.stderr);
-    assert!(
-        !second.status.success() && err.contains("in use by another process"),
-        "{err}"
-    );
+    let err = fail(&bomf(&[&args[..], &["--resume"]].concat(), dir.path()));
+    assert!(err.contains("in use by another process"), "{err}");
 
     let before = fusion_indices(&run, "bomf").len();
     let status = Command::new("kill")
@@ -303,12 +181,10 @@ fn resume_refuses_a_changed_config() {
         .unwrap()
         .replace("seed = 1", "seed = 2");
     std::fs::write(&config, text).unwrap();
-    let out = bomf(
+    let err = fail(&bomf(
         &["run", config.to_str().unwrap(), "--out", "run3", "--resume"],
         dir.path(),
-    );
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    ));
     assert!(err.contains("line 1") && err.contains("seed"), "{err}");
 }
 
@@ -338,12 +214,10 @@ fn resume_refuses_changed_data_naming_the_file() {
     let mut text = std::fs::read_to_string(&data).unwrap();
     text += "{\"text\": \"one more review\", \"label\": \"pos\"}\n";
     std::fs::write(&data, text).unwrap();
-    let out = bomf(
+    let err = fail(&bomf(
         &["run", config.to_str().unwrap(), "--out", "run4", "--resume"],
         dir.path(),
-    );
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    ));
     assert!(
         err.contains("train.jsonl changed size") && err.contains("start a new run"),
         "{err}"
@@ -364,24 +238,22 @@ fn one_class_data_and_bad_settings_fail_before_the_run_directory_exists() {
         .unwrap()
         .replace(&original.display().to_string(), &data.display().to_string());
     std::fs::write(&config, &text).unwrap();
-    let out = bomf(&["run", config.to_str().unwrap(), "--out", "r"], dir.path());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("single class"),
-        "{err}"
-    );
+    let err = fail(&bomf(
+        &["run", config.to_str().unwrap(), "--out", "r"],
+        dir.path(),
+    ));
+    assert!(err.contains("single class"), "{err}");
     assert!(
         !dir.path().join("r").exists(),
         "a failed validation left a run directory"
     );
 
     std::fs::write(&config, text.replace("epochs = 4", "epochs = 0")).unwrap();
-    let out = bomf(&["run", config.to_str().unwrap(), "--out", "r"], dir.path());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("epochs must be at least 1"),
-        "{err}"
-    );
+    let err = fail(&bomf(
+        &["run", config.to_str().unwrap(), "--out", "r"],
+        dir.path(),
+    ));
+    assert!(err.contains("epochs must be at least 1"), "{err}");
     assert!(!dir.path().join("r").exists());
 }
 
@@ -393,9 +265,7 @@ fn unknown_config_key_names_key_and_line() {
         .unwrap()
         .replace("batch_size = 8", "batch_size = 8\nbatchsize = 8");
     std::fs::write(&config, text).unwrap();
-    let out = bomf(&["run", config.to_str().unwrap()], dir.path());
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = fail(&bomf(&["run", config.to_str().unwrap()], dir.path()));
     assert!(err.contains("batchsize") && err.contains("line"), "{err}");
 }
 
@@ -415,11 +285,7 @@ fn hpo_finds_settings_and_writes_them() {
     let lr = v["learning_rate"].as_f64().unwrap();
     assert!((0.001..=0.03).contains(&lr));
     assert_eq!(v["trials"].as_array().unwrap().len(), 3);
-    let trials = events(&dir.path().join("hpo"))
-        .iter()
-        .filter(|e| e["event"] == "hp_trial")
-        .count();
-    assert_eq!(trials, 3);
+    assert_eq!(count_events(&dir.path().join("hpo"), "hp_trial"), 3);
 }
 
 #[test]
@@ -427,14 +293,13 @@ fn device_key_is_checked_and_cuda_needs_the_feature() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "");
     let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        text.replace("seed = 1", "seed = 1\ndevice = \"tpu\""),
-    )
-    .unwrap();
-    let out = bomf(&["run", config.to_str().unwrap()], dir.path());
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    // The config with `device` on line 2, run.
+    let run_on = |device: &str| {
+        let with_device = text.replace("seed = 1", &format!("seed = 1\ndevice = \"{device}\""));
+        std::fs::write(&config, with_device).unwrap();
+        fail(&bomf(&["run", config.to_str().unwrap()], dir.path()))
+    };
+    let err = run_on("tpu");
     assert!(
         err.contains("tpu") && err.contains("line 2") && err.contains("cuda:N"),
         "{err}"
@@ -443,23 +308,15 @@ fn device_key_is_checked_and_cuda_needs_the_feature() {
     if cfg!(feature = "cuda") {
         return;
     }
-    std::fs::write(
-        &config,
-        text.replace("seed = 1", "seed = 1\ndevice = \"cuda:0\""),
-    )
-    .unwrap();
-    let out = bomf(&["run", config.to_str().unwrap()], dir.path());
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = run_on("cuda:0");
     assert!(
         err.contains("cuda:0") && err.contains("--features cuda"),
         "{err}"
     );
     // `--device` overrides the config's key (here to another GPU, named in the error).
-    let out = bomf(
+    let err = fail(&bomf(
         &["run", config.to_str().unwrap(), "--device", "cuda:2"],
         dir.path(),
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("cuda:2"), "{err}");
+    ));
+    assert!(err.contains("cuda:2"), "{err}");
 }

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use bomf_tests::cli::succeed;
-use serde_json::Value;
+use bomf_tests::cli::config::jsonl_spec;
+use bomf_tests::cli::{fail, fuse_args, json, model_args, succeed};
 
 bomf_tests::bomf_cli!();
 
@@ -14,47 +14,38 @@ fn tiny() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny")
 }
 
-fn write_spec(dir: &Path) -> PathBuf {
+/// `data.toml` in `dir`: the tiny training and validation files, or only the training file.
+fn write_spec(dir: &Path, with_validation: bool) -> PathBuf {
+    let (train, validation) = (tiny().join("train.jsonl"), tiny().join("eval.jsonl"));
+    let files = [("train", train.as_path()), ("validation", &validation)];
     let spec = dir.join("data.toml");
-    std::fs::write(
-        &spec,
-        format!(
-            "format = \"jsonl\"\ntext_fields = [\"text\"]\nlabel_field = \"label\"\n\
-             [split]\nkind = \"files\"\ntrain = \"{}\"\nvalidation = \"{}\"\n",
-            tiny().join("train.jsonl").display(),
-            tiny().join("eval.jsonl").display()
-        ),
-    )
-    .unwrap();
+    let n = if with_validation { 2 } else { 1 };
+    std::fs::write(&spec, jsonl_spec(&files[..n])).unwrap();
     spec
 }
 
 fn train(dir: &Path, run: &str, extra: &[&str]) -> Output {
-    let spec = write_spec(dir);
-    let model = tiny().join("a");
-    let mut args: Vec<std::ffi::OsString> = vec![
-        "train".into(),
-        "--model".into(),
-        model.into_os_string(),
-        "--data".into(),
-        spec.into_os_string(),
-        "--out".into(),
-        run.into(),
-        "--batch-size".into(),
-        "8".into(),
-        "--epochs".into(),
-        "2".into(),
-        "--every".into(),
-        "2".into(),
-        "--k".into(),
-        "3".into(),
-        "--lr".into(),
-        "1e-3".into(),
-        "--seed".into(),
-        "7".into(),
+    let spec = write_spec(dir, true);
+    let mut flags = vec![
+        "--data",
+        spec.to_str().unwrap(),
+        "--out",
+        run,
+        "--batch-size",
+        "8",
+        "--epochs",
+        "2",
+        "--every",
+        "2",
+        "--k",
+        "3",
+        "--lr",
+        "1e-3",
+        "--seed",
+        "7",
     ];
-    args.extend(extra.iter().map(Into::into));
-    bomf(&args, dir)
+    flags.extend(extra);
+    bomf(&model_args("train", &tiny().join("a"), &flags), dir)
 }
 
 #[test]
@@ -64,9 +55,7 @@ fn train_keeps_the_last_k_checkpoints_and_they_fuse() {
     assert!(stdout.contains("kept 3 checkpoints"), "{stdout}");
 
     let ckpts = dir.path().join("run/checkpoints");
-    let manifest: Value =
-        serde_json::from_str(&std::fs::read_to_string(ckpts.join("manifest.json")).unwrap())
-            .unwrap();
+    let manifest = json(&ckpts.join("manifest.json"));
     let entries = manifest["checkpoints"].as_array().unwrap();
     // 48 examples / 8 = 6 steps per epoch, 12 steps, evaluated every 2: the last 3 are 8, 10, 12.
     let steps: Vec<u64> = entries
@@ -87,62 +76,34 @@ fn train_keeps_the_last_k_checkpoints_and_they_fuse() {
     }
 
     // The kept files fuse as they are, and the result evaluates.
-    let mut args: Vec<std::ffi::OsString> = vec!["fuse".into(), "--checkpoints".into()];
-    args.extend(files.iter().map(|f| f.clone().into_os_string()));
-    args.extend([
-        "--weights".into(),
-        "0.2,0.3,0.5".into(),
-        "--out".into(),
-        "fused".into(),
-    ]);
-    succeed(&bomf(&args, dir.path()));
+    let fused = Path::new("fused");
+    succeed(&bomf(
+        &fuse_args(&files, "0.2,0.3,0.5", fused, &[]),
+        dir.path(),
+    ));
+    let file = tiny().join("eval.jsonl");
     let eval = bomf(
-        &[
-            "eval".as_ref(),
-            "--model".as_ref(),
-            "fused".as_ref(),
-            "--file".as_ref(),
-            tiny().join("eval.jsonl").as_os_str(),
-        ],
+        &model_args("eval", fused, &["--file", file.to_str().unwrap()]),
         dir.path(),
     );
-    let got: Value = serde_json::from_str(&succeed(&eval)).unwrap();
+    let got: serde_json::Value = serde_json::from_str(&succeed(&eval)).unwrap();
     assert_eq!(got["num_examples"], 12);
     assert!(got["loss"].as_f64().unwrap().is_finite());
 
     // The same run again is refused without --force.
     let again = train(dir.path(), "run", &["--rule", "last_k"]);
-    assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    assert!(fail(&again).contains("--force"));
 }
 
 #[test]
 fn train_needs_a_validation_split() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = dir.path().join("data.toml");
-    std::fs::write(
-        &spec,
-        format!(
-            "format = \"jsonl\"\ntext_fields = [\"text\"]\nlabel_field = \"label\"\n\
-             [split]\nkind = \"files\"\ntrain = \"{}\"\n",
-            tiny().join("train.jsonl").display()
-        ),
-    )
-    .unwrap();
-    let out = bomf(
-        &[
-            "train".as_ref(),
-            "--model".as_ref(),
-            tiny().join("a").as_os_str(),
-            "--data".as_ref(),
-            spec.as_os_str(),
-            "--out".as_ref(),
-            "run".as_ref(),
-        ],
+    let spec = write_spec(dir.path(), false);
+    let flags = ["--data", spec.to_str().unwrap(), "--out", "run"];
+    let err = fail(&bomf(
+        &model_args("train", &tiny().join("a"), &flags),
         dir.path(),
-    );
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    ));
     assert!(err.contains("validation split is empty"), "{err}");
 }
 
@@ -157,17 +118,12 @@ fn train_device_flag() {
         "cpu",
         &["--rule", "last_k", "--device", "cpu"],
     ));
-    let manifest = |run: &str| -> Value {
-        let path = dir.path().join(run).join("checkpoints/manifest.json");
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-    };
+    let manifest = |run: &str| json(&dir.path().join(run).join("checkpoints/manifest.json"));
     assert_eq!(manifest("default")["curve"], manifest("cpu")["curve"]);
     if cfg!(feature = "cuda") {
         return;
     }
-    let out = train(dir.path(), "gpu", &["--device", "cuda:0"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = fail(&train(dir.path(), "gpu", &["--device", "cuda:0"]));
     assert!(err.contains("--features cuda"), "{err}");
     assert!(!dir.path().join("gpu/checkpoints/manifest.json").exists());
 }

@@ -26,6 +26,7 @@ use bomf_core::train::{Budget, TrainConfig};
 use bomf_core::trajectory::{KeepRule, TrajectoryConfig};
 use bomf_data::batch::items_for_dataset;
 use bomf_data::split::split_by_rank;
+use bomf_data::task::Dataset;
 use bomf_data::tokenize::{EncoderConfig, ModelFamily, TextEncoder};
 use bomf_models::bert::BertConfig;
 use bomf_models::weights::load_bert_with_config;
@@ -108,18 +109,16 @@ fn main() -> anyhow::Result<()> {
     enc_config.model_max_length = Some(512);
     let encoder = TextEncoder::from_file(&minilm.join("tokenizer.json"), enc_config)?;
     let train_items = items_for_dataset(&encoder, &splits.train)?;
-    let validation = EvalSet::new(
-        splits.validation.task.clone(),
-        items_for_dataset(&encoder, &splits.validation)?,
-        encoder.pad_id(),
-        64,
-    )?;
-    let test = EvalSet::new(
-        splits.test.task.clone(),
-        items_for_dataset(&encoder, &splits.test)?,
-        encoder.pad_id(),
-        64,
-    )?;
+    let eval_set = |split: &Dataset| -> anyhow::Result<EvalSet> {
+        let items = items_for_dataset(&encoder, split)?;
+        Ok(EvalSet::new(
+            split.task.clone(),
+            items,
+            encoder.pad_id(),
+            64,
+        )?)
+    };
+    let (validation, test) = (eval_set(&splits.validation)?, eval_set(&splits.test)?);
 
     let device = Default::default();
     let model_config = BertConfig::from_file(minilm.join("config.json"))?.with_labels(&labels);

@@ -61,6 +61,32 @@ pub enum CoreError {
     /// Writing `report.md` or drawing one of its plots.
     #[error(transparent)]
     Report(#[from] crate::report::ReportError),
+
+    /// What was asked of a model its family cannot do (LoRA on T5, a task a classifier cannot
+    /// score, a `model_type` no family opens).
+    #[error("{0}")]
+    Unsupported(String),
+
+    /// `source` with what was being done when it happened (which checkpoint, which file).
+    #[error("{context}: {source}")]
+    Context {
+        context: String,
+        source: Box<CoreError>,
+    },
+}
+
+/// [`CoreError::Context`] on results: `result.context(|| format!("checkpoint {i}"))`.
+pub trait ResultExt<T> {
+    fn context<C: Into<String>>(self, context: impl FnOnce() -> C) -> Result<T>;
+}
+
+impl<T, E: Into<CoreError>> ResultExt<T> for std::result::Result<T, E> {
+    fn context<C: Into<String>>(self, context: impl FnOnce() -> C) -> Result<T> {
+        self.map_err(|e| CoreError::Context {
+            context: context().into(),
+            source: Box::new(e.into()),
+        })
+    }
 }
 
 impl CoreError {

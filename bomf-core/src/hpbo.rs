@@ -13,14 +13,12 @@
 use bomf_bo::optimizer::{AcquisitionKind, Optimizer, OptimizerSettings};
 use bomf_bo::space::{Objective, Param, Space};
 use bomf_data::batch::{BatchConfig, Batcher, Item};
-use bomf_models::HfNamed;
-use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
 use crate::eval::{EvalSet, Evaluation};
-use crate::model::TaskModel;
+use crate::model::{InnerModel, TrainableModel};
 use crate::train::{Budget, Control, LayerCount, TrainConfig, TrainOutcome, train};
 use crate::trajectory::better;
 
@@ -310,27 +308,46 @@ pub fn at_batch_size(config: &TrainConfig, from: usize, to: usize) -> TrainConfi
     config
 }
 
-/// Trains a model made by `make_model` with `hyperparams` on `train_items` and returns the best
-/// validation metric along the run. `base.freeze` selects the proxy; evaluation
-/// follows `base.eval_every`; `default_batch_size` applies when the batch size is not searched.
-#[allow(clippy::too_many_arguments)]
-pub fn proxy_run<B, M>(
+/// What a hyperparameter trial trains and evaluates on.
+#[derive(Debug, Clone, Copy)]
+pub struct TrialData<'a> {
+    pub train_items: &'a [Item],
+    pub pad_id: u32,
+    /// The batch size of a trial that does not search it, and the one a budget in steps and the
+    /// evaluation interval of the base settings are written for (see [`trial_setup`]).
+    pub default_batch_size: usize,
+    pub validation: &'a EvalSet,
+}
+
+impl TrialData<'_> {
+    /// [`trial_setup`] on these items.
+    fn setup(
+        &self,
+        base: &TrainConfig,
+        hyperparams: &HyperParams,
+    ) -> Result<(TrainConfig, Batcher)> {
+        trial_setup(
+            self.train_items,
+            self.pad_id,
+            self.default_batch_size,
+            base,
+            hyperparams,
+        )
+    }
+}
+
+/// Trains a model made by `make_model` with `hyperparams` on `data` and returns the best
+/// validation metric along the run. `base.freeze` selects the proxy; evaluation follows
+/// `base.eval_every`.
+pub fn proxy_run<B: AutodiffBackend, M: TrainableModel<B>>(
     make_model: &dyn Fn() -> Result<M>,
-    train_items: &[Item],
-    pad_id: u32,
-    default_batch_size: usize,
-    validation: &EvalSet,
+    data: TrialData<'_>,
     base: &TrainConfig,
     hyperparams: &HyperParams,
     device: &B::Device,
-) -> Result<ProxyOutcome>
-where
-    B: AutodiffBackend,
-    M: AutodiffModule<B> + TaskModel<B> + HfNamed<B>,
-    M::InnerModule: TaskModel<B::InnerBackend>,
-{
-    let (config, batcher) =
-        trial_setup(train_items, pad_id, default_batch_size, base, hyperparams)?;
+) -> Result<ProxyOutcome> {
+    let (config, batcher) = data.setup(base, hyperparams)?;
+    let validation = data.validation;
     let metric = validation
         .task
         .metrics
@@ -369,30 +386,20 @@ where
 /// Trains like [`proxy_run`] with `hyperparams` and stops at `step`, returning the inference model
 /// and its validation evaluation there: a trial's best model, recomputed instead of kept (training
 /// is seeded and deterministic on the CPU, so this is the trial's own model; HPBO-full uses it).
-#[allow(clippy::too_many_arguments)]
-pub fn retrain_to_step<B, M>(
+pub fn retrain_to_step<B: AutodiffBackend, M: TrainableModel<B>>(
     make_model: &dyn Fn() -> Result<M>,
-    train_items: &[Item],
-    pad_id: u32,
-    default_batch_size: usize,
-    validation: &EvalSet,
+    data: TrialData<'_>,
     base: &TrainConfig,
     hyperparams: &HyperParams,
     step: usize,
     device: &B::Device,
-) -> Result<(M::InnerModule, Evaluation)>
-where
-    B: AutodiffBackend,
-    M: AutodiffModule<B> + TaskModel<B> + HfNamed<B>,
-    M::InnerModule: TaskModel<B::InnerBackend> + Clone,
-{
-    let (config, batcher) =
-        trial_setup(train_items, pad_id, default_batch_size, base, hyperparams)?;
+) -> Result<(InnerModel<B, M>, Evaluation)> {
+    let (config, batcher) = data.setup(base, hyperparams)?;
     let mut captured = None;
     train(
         make_model()?,
         &batcher,
-        Some(validation),
+        Some(data.validation),
         &config,
         device,
         |event| {

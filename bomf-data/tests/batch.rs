@@ -268,32 +268,25 @@ fn bad_batching_input_is_an_error() {
         Batcher::new(vec![], PAD, BatchConfig::eval(2)),
         Err(DataError::Empty { .. })
     ));
-    assert!(matches!(
-        Batcher::new(one(), PAD, BatchConfig::eval(0)),
-        Err(DataError::InvalidConfig(_))
-    ));
-    assert!(matches!(
-        Batcher::new(
-            one(),
-            PAD,
-            BatchConfig {
-                pad_to: PadTo::Fixed(2),
-                ..BatchConfig::eval(2)
-            }
-        ),
-        Err(DataError::InvalidConfig(_))
-    ));
-    assert!(matches!(
-        Batcher::new(
-            one(),
-            PAD,
-            BatchConfig {
-                bucketing: Bucketing::MegaBatch { factor: 0 },
-                ..BatchConfig::eval(2)
-            }
-        ),
-        Err(DataError::InvalidConfig(_))
-    ));
+    for config in [
+        BatchConfig::eval(0),
+        BatchConfig {
+            pad_to: PadTo::Fixed(2),
+            ..BatchConfig::eval(2)
+        },
+        BatchConfig {
+            bucketing: Bucketing::MegaBatch { factor: 0 },
+            ..BatchConfig::eval(2)
+        },
+    ] {
+        assert!(
+            matches!(
+                Batcher::new(one(), PAD, config),
+                Err(DataError::InvalidConfig(_))
+            ),
+            "{config:?}"
+        );
+    }
     let mixed = vec![
         item(vec![1], ItemTarget::Class(0)),
         item(vec![1], ItemTarget::Score(1.0)),

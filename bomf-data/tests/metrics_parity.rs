@@ -224,29 +224,20 @@ fn squad_matches_the_official_scripts() {
         close(score.exact, expect("exact"), &format!("{name} exact"));
         close(score.f1, expect("f1"), &format!("{name} f1"));
         assert_eq!(score.total as f64, expect("total"));
-        match score.has_answer {
-            Some(s) => {
-                close(
-                    s.exact,
-                    expect("HasAns_exact"),
-                    &format!("{name} HasAns_exact"),
-                );
-                close(s.f1, expect("HasAns_f1"), &format!("{name} HasAns_f1"));
-                assert_eq!(s.total as f64, expect("HasAns_total"));
+        for (subset, prefix) in [(score.has_answer, "HasAns"), (score.no_answer, "NoAns")] {
+            let key = |what: &str| format!("{prefix}_{what}");
+            match subset {
+                Some(s) => {
+                    close(
+                        s.exact,
+                        expect(&key("exact")),
+                        &format!("{name} {}", key("exact")),
+                    );
+                    close(s.f1, expect(&key("f1")), &format!("{name} {}", key("f1")));
+                    assert_eq!(s.total as f64, expect(&key("total")));
+                }
+                None => assert!(!case.v2.contains_key(&key("total")), "{name}"),
             }
-            None => assert!(!case.v2.contains_key("HasAns_total"), "{name}"),
-        }
-        match score.no_answer {
-            Some(s) => {
-                close(
-                    s.exact,
-                    expect("NoAns_exact"),
-                    &format!("{name} NoAns_exact"),
-                );
-                close(s.f1, expect("NoAns_f1"), &format!("{name} NoAns_f1"));
-                assert_eq!(s.total as f64, expect("NoAns_total"));
-            }
-            None => assert!(!case.v2.contains_key("NoAns_total"), "{name}"),
         }
         if let Some(probabilities) = &case.no_answer_probabilities {
             let best = score.best.expect("best thresholds with probabilities");

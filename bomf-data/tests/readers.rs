@@ -13,7 +13,47 @@ use bomf_data::readers::samsum::read_samsum;
 use bomf_data::readers::spam::read_spam_assassin;
 use bomf_data::readers::squad::read_squad;
 use bomf_data::readers::tabular::{ColumnMapping, RowFilter, read_tabular};
-use bomf_data::task::{GlueTask, Target, TaskKind};
+use bomf_data::task::{Dataset, GlueTask, Target, TaskKind};
+
+/// Whether an error is of the kind a case expects.
+type ErrorKind = fn(&DataError) -> bool;
+
+fn is_empty(e: &DataError) -> bool {
+    matches!(e, DataError::Empty { .. })
+}
+
+fn is_malformed(e: &DataError) -> bool {
+    matches!(e, DataError::Malformed { .. })
+}
+
+fn is_wrong_type(e: &DataError) -> bool {
+    matches!(e, DataError::WrongType { .. })
+}
+
+fn is_unknown_label(e: &DataError) -> bool {
+    matches!(e, DataError::UnknownLabel { .. })
+}
+
+fn is_invalid_config(e: &DataError) -> bool {
+    matches!(e, DataError::InvalidConfig(_))
+}
+
+/// MMLU's layout: the options in `answer_a`..`answer_d`, the answer a letter in `correct_answer`.
+fn mmlu_config() -> McqaConfig {
+    McqaConfig {
+        option_fields: Some(["a", "b", "c", "d"].map(|l| format!("answer_{l}")).to_vec()),
+        answer_field: "correct_answer".into(),
+        ..McqaConfig::default()
+    }
+}
+
+/// Keeps the rows whose `field` has one of `values`.
+fn keep(field: &str, values: &[&str]) -> RowFilter {
+    RowFilter {
+        field: field.into(),
+        values: values.iter().map(|v| v.to_string()).collect(),
+    }
+}
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data")
@@ -23,6 +63,11 @@ fn write(dir: &tempfile::TempDir, name: &str, content: &str) -> PathBuf {
     let path = dir.path().join(name);
     std::fs::write(&path, content).unwrap();
     path
+}
+
+/// The class index of every example of `d`.
+fn classes(d: &Dataset) -> Vec<usize> {
+    d.examples.iter().map(|e| class(&e.target)).collect()
 }
 
 fn class(t: &Option<Target>) -> usize {
@@ -41,13 +86,7 @@ fn glue_tsv_layouts_of_all_eight_tasks() {
         cola.examples[1].inputs,
         vec!["They drank the pub.".to_string()]
     );
-    assert_eq!(
-        cola.examples
-            .iter()
-            .map(|e| class(&e.target))
-            .collect::<Vec<_>>(),
-        vec![1, 0, 1]
-    );
+    assert_eq!(classes(&cola), vec![1, 0, 1]);
 
     let cola_test = read_glue_dir(&glue, GlueTask::Cola, GlueSplit::Test).unwrap();
     assert_eq!(cola_test.len(), 2);
@@ -55,13 +94,7 @@ fn glue_tsv_layouts_of_all_eight_tasks() {
     assert_eq!(cola_test.examples[0].id, "0");
 
     let sst = read_glue_dir(&glue, GlueTask::Sst2, GlueSplit::Dev).unwrap();
-    assert_eq!(
-        sst.examples
-            .iter()
-            .map(|e| class(&e.target))
-            .collect::<Vec<_>>(),
-        vec![1, 0]
-    );
+    assert_eq!(classes(&sst), vec![1, 0]);
 
     // MRPC starts with a byte-order mark and contains an unbalanced quote.
     let mrpc = read_glue_dir(&glue, GlueTask::Mrpc, GlueSplit::Dev).unwrap();
@@ -82,13 +115,7 @@ fn glue_tsv_layouts_of_all_eight_tasks() {
 
     // MNLI: names → HF order (entailment 0, neutral 1, contradiction 2), gold_label not label1.
     let mnli = read_glue_dir(&glue, GlueTask::Mnli, GlueSplit::Dev).unwrap();
-    assert_eq!(
-        mnli.examples
-            .iter()
-            .map(|e| class(&e.target))
-            .collect::<Vec<_>>(),
-        vec![1, 2, 0]
-    );
+    assert_eq!(classes(&mnli), vec![1, 2, 0]);
     let mnli_test = read_glue_dir(&glue, GlueTask::Mnli, GlueSplit::Test).unwrap();
     assert_eq!(mnli_test.len(), 1);
     assert!(mnli_test.examples[0].target.is_none());
@@ -102,21 +129,9 @@ fn glue_tsv_layouts_of_all_eight_tasks() {
     ));
 
     let qnli = read_glue_dir(&glue, GlueTask::Qnli, GlueSplit::Dev).unwrap();
-    assert_eq!(
-        qnli.examples
-            .iter()
-            .map(|e| class(&e.target))
-            .collect::<Vec<_>>(),
-        vec![0, 1]
-    );
+    assert_eq!(classes(&qnli), vec![0, 1]);
     let rte = read_glue_dir(&glue, GlueTask::Rte, GlueSplit::Dev).unwrap();
-    assert_eq!(
-        rte.examples
-            .iter()
-            .map(|e| class(&e.target))
-            .collect::<Vec<_>>(),
-        vec![1, 0]
-    );
+    assert_eq!(classes(&rte), vec![1, 0]);
     assert_eq!(rte.task.input_fields, vec!["sentence1", "sentence2"]);
 }
 
@@ -160,45 +175,36 @@ fn glue_tsv_bad_input_names_the_problem() {
     );
     assert!(err.to_string().contains("short.tsv:3"), "{err}");
 
-    let empty = write(&dir, "empty.tsv", "");
-    assert!(matches!(
-        read_glue_tsv(&empty, GlueTask::Rte, true),
-        Err(DataError::Empty { .. })
-    ));
-    let header_only = write(&dir, "header.tsv", "index\tsentence1\tsentence2\tlabel\n");
-    assert!(matches!(
-        read_glue_tsv(&header_only, GlueTask::Rte, true),
-        Err(DataError::Empty { .. })
-    ));
-    let blank = write(
-        &dir,
-        "blank.tsv",
-        "index\tsentence1\tsentence2\tlabel\n\n0\ta\tb\tentailment\n",
-    );
-    assert!(matches!(
-        read_glue_tsv(&blank, GlueTask::Rte, true),
-        Err(DataError::Malformed { .. })
-    ));
-    let bad_score = write(
-        &dir,
-        "stsb.tsv",
-        "sentence1\tsentence2\tscore\na\tb\tfive\n",
-    );
-    assert!(matches!(
-        read_glue_tsv(&bad_score, GlueTask::Stsb, true),
-        Err(DataError::WrongType { .. })
-    ));
-    let cola = write(&dir, "cola.tsv", "gj04\t2\t\tA sentence.\n");
-    assert!(matches!(
-        read_glue_tsv(&cola, GlueTask::Cola, true),
-        Err(DataError::UnknownLabel { .. })
-    ));
-    // A label of -1 in a *labelled* TSV is not "unlabelled": it is an unknown label.
-    let minus = write(&dir, "minus.tsv", "sentence\tlabel\nok\t-1\n");
-    assert!(matches!(
-        read_glue_tsv(&minus, GlueTask::Sst2, true),
-        Err(DataError::UnknownLabel { .. })
-    ));
+    let rte_header = "index\tsentence1\tsentence2\tlabel\n";
+    let blank = format!("{rte_header}\n0\ta\tb\tentailment\n");
+    let cases: [(&str, &str, GlueTask, ErrorKind); 6] = [
+        ("empty.tsv", "", GlueTask::Rte, is_empty),
+        ("header.tsv", rte_header, GlueTask::Rte, is_empty),
+        ("blank.tsv", &blank, GlueTask::Rte, is_malformed),
+        (
+            "stsb.tsv",
+            "sentence1\tsentence2\tscore\na\tb\tfive\n",
+            GlueTask::Stsb,
+            is_wrong_type,
+        ),
+        (
+            "cola.tsv",
+            "gj04\t2\t\tA sentence.\n",
+            GlueTask::Cola,
+            is_unknown_label,
+        ),
+        // A label of -1 in a *labelled* TSV is not "unlabelled": it is an unknown label.
+        (
+            "minus.tsv",
+            "sentence\tlabel\nok\t-1\n",
+            GlueTask::Sst2,
+            is_unknown_label,
+        ),
+    ];
+    for (name, content, task, kind) in cases {
+        let err = read_glue_tsv(&write(&dir, name, content), task, true).unwrap_err();
+        assert!(kind(&err), "{name}: {err:?}");
+    }
 }
 
 #[test]
@@ -275,27 +281,14 @@ fn generic_tabular_with_column_mapping() {
     mapping.id_column = Some("uid".into());
     let csv = read_tabular(&fixtures().join("custom.csv"), &mapping).unwrap();
     assert_eq!(csv.task.labels(), ["bad", "good", "meh"]);
-    assert_eq!(
-        csv.examples
-            .iter()
-            .map(|e| class(&e.target))
-            .collect::<Vec<_>>(),
-        vec![1, 0, 2, 1]
-    );
+    assert_eq!(classes(&csv), vec![1, 0, 2, 1]);
     assert_eq!(csv.examples[0].inputs, vec!["Great phone, love it"]);
     assert_eq!(csv.examples[2].id, "u3");
 
     // A given label list fixes the order; an unseen label is an error.
     mapping.labels = Some(vec!["good".into(), "meh".into(), "bad".into()]);
     let fixed = read_tabular(&fixtures().join("custom.csv"), &mapping).unwrap();
-    assert_eq!(
-        fixed
-            .examples
-            .iter()
-            .map(|e| class(&e.target))
-            .collect::<Vec<_>>(),
-        vec![0, 2, 1, 0]
-    );
+    assert_eq!(classes(&fixed), vec![0, 2, 1, 0]);
     mapping.labels = Some(vec!["good".into(), "bad".into()]);
     match read_tabular(&fixtures().join("custom.csv"), &mapping) {
         Err(DataError::UnknownLabel { label, at, .. }) => {
@@ -330,22 +323,15 @@ fn generic_tabular_with_column_mapping() {
         Err(DataError::Csv { at, .. }) => assert_eq!(at.line, Some(3)),
         other => panic!("{other:?}"),
     }
-    let header_only = write(&dir, "empty.csv", "text,label\n");
-    assert!(matches!(
-        read_tabular(
-            &header_only,
-            &ColumnMapping::classification(&["text"], "label")
-        ),
-        Err(DataError::Empty { .. })
-    ));
-    let not_object = write(&dir, "array.jsonl", "[1, 2]\n");
-    assert!(matches!(
-        read_tabular(
-            &not_object,
-            &ColumnMapping::classification(&["text"], "label")
-        ),
-        Err(DataError::Malformed { .. })
-    ));
+    let text_label = ColumnMapping::classification(&["text"], "label");
+    for (name, content, kind) in [
+        ("empty.csv", "text,label\n", is_empty as ErrorKind),
+        ("array.jsonl", "[1, 2]\n", is_malformed),
+        ("data.txt", "x", is_invalid_config),
+    ] {
+        let err = read_tabular(&write(&dir, name, content), &text_label).unwrap_err();
+        assert!(kind(&err), "{name}: {err:?}");
+    }
     let regression: ColumnMapping =
         serde_json::from_str(r#"{"text_columns": ["t"], "label_column": "y", "regression": true}"#)
             .unwrap();
@@ -361,17 +347,9 @@ fn generic_tabular_with_column_mapping() {
         }
         other => panic!("{other:?}"),
     }
-    let unknown_ext = write(&dir, "data.txt", "x");
-    assert!(matches!(
-        read_tabular(
-            &unknown_ext,
-            &ColumnMapping::classification(&["text"], "label")
-        ),
-        Err(DataError::InvalidConfig(_))
-    ));
     let missing = dir.path().join("nope.csv");
     assert!(matches!(
-        read_tabular(&missing, &ColumnMapping::classification(&["text"], "label")),
+        read_tabular(&missing, &text_label),
         Err(DataError::Io { .. })
     ));
 }
@@ -591,13 +569,7 @@ fn bigbench_multiple_choice_generative_and_subtasks() {
     assert_eq!(mc.examples[1].correct_choice(), Some(1));
     let cls = mc.to_classification().unwrap();
     assert_eq!(cls.task.labels(), ["positive", "negative", "neutral"]);
-    assert_eq!(
-        cls.examples
-            .iter()
-            .map(|e| class(&e.target))
-            .collect::<Vec<_>>(),
-        vec![0, 1, 2]
-    );
+    assert_eq!(classes(&cls), vec![0, 1, 2]);
 
     let generative = read_bigbench(&bb.join("gen_task/task.json")).unwrap();
     assert_eq!(generative.task.kind, TaskKind::Generation);
@@ -654,10 +626,7 @@ fn json_arrays_row_filters_and_option_fields() {
     // Without a filter the unlabelled trailing item is an error that names it, not a dropped row.
     let err = read_tabular(&array, &mapping).unwrap_err().to_string();
     assert!(err.contains("[3]"), "{err}");
-    mapping.keep = Some(RowFilter {
-        field: "class".into(),
-        values: vec!["0".into(), "1".into()],
-    });
+    mapping.keep = Some(keep("class", &["0", "1"]));
     let yelp = read_tabular(&array, &mapping).unwrap();
     assert_eq!(yelp.len(), 3);
     assert_eq!(yelp.task.labels(), ["0", "1"]);
@@ -684,15 +653,8 @@ fn json_arrays_row_filters_and_option_fields() {
             "\n"
         ),
     );
-    let config = McqaConfig {
-        option_fields: Some(["a", "b", "c", "d"].map(|l| format!("answer_{l}")).to_vec()),
-        answer_field: "correct_answer".into(),
-        ..McqaConfig::default()
-    };
-    let medical = RowFilter {
-        field: "topic".into(),
-        values: vec!["anatomy".into(), "virology".into()],
-    };
+    let config = mmlu_config();
+    let medical = keep("topic", &["anatomy", "virology"]);
     let questions = read_mcqa_jsonl(&mmlu, &config, Some(&medical)).unwrap();
     assert_eq!(questions.len(), 2);
     assert_eq!(questions.examples[0].options, ["a", "b", "c", "d"]);
@@ -742,10 +704,7 @@ fn real_data_assets_when_present() {
         return;
     };
     let mut mapping = ColumnMapping::classification(&["text"], "category");
-    mapping.keep = Some(RowFilter {
-        field: "category".into(),
-        values: vec!["fresh".into(), "rotten".into()],
-    });
+    mapping.keep = Some(keep("category", &["fresh", "rotten"]));
     let reviews = read_tabular(&rt, &mapping).unwrap();
     assert_eq!(reviews.len(), 7403 + 5405);
     assert_eq!(reviews.task.labels(), ["fresh", "rotten"]);
@@ -753,15 +712,8 @@ fn real_data_assets_when_present() {
     let Some(mmlu) = assets::require(assets::mmlu_jsonl()).unwrap() else {
         return;
     };
-    let config = McqaConfig {
-        option_fields: Some(["a", "b", "c", "d"].map(|l| format!("answer_{l}")).to_vec()),
-        answer_field: "correct_answer".into(),
-        ..McqaConfig::default()
-    };
-    let anatomy = RowFilter {
-        field: "topic".into(),
-        values: vec!["anatomy".into()],
-    };
+    let config = mmlu_config();
+    let anatomy = keep("topic", &["anatomy"]);
     let questions = read_mcqa_jsonl(&mmlu, &config, Some(&anatomy)).unwrap();
     assert_eq!(questions.len(), 135);
 
@@ -770,10 +722,7 @@ fn real_data_assets_when_present() {
             return;
         };
         let mut mapping = ColumnMapping::classification(&["text"], "class");
-        mapping.keep = Some(RowFilter {
-            field: "class".into(),
-            values: vec!["0".into(), "1".into()],
-        });
+        mapping.keep = Some(keep("class", &["0", "1"]));
         let sentences = read_tabular(&file, &mapping).unwrap();
         assert_eq!(sentences.len(), 1000, "{source}");
     }

@@ -41,20 +41,17 @@ fn truncation(name: &str) -> Truncation {
     }
 }
 
+/// A JSON list of `T`s (ids, labels, input strings).
+fn list<T: serde::de::DeserializeOwned>(v: &Value) -> Vec<T> {
+    serde_json::from_value(v.clone()).unwrap()
+}
+
 fn u32s(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
+    list(v)
 }
 
 fn i64s(v: &Value) -> Vec<i64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_i64().unwrap())
-        .collect()
+    list(v)
 }
 
 /// Runs every case of `cases` through a `TextEncoder` on `tokenizer_json`; returns how many ran.
@@ -66,12 +63,7 @@ fn check_cases(tokenizer_json: &Path, cases: &[Value]) -> usize {
         );
         config.truncation = truncation(case["truncation"].as_str().unwrap());
         let encoder = TextEncoder::from_file(tokenizer_json, config).unwrap();
-        let inputs: Vec<String> = case["inputs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s.as_str().unwrap().to_string())
-            .collect();
+        let inputs: Vec<String> = list(&case["inputs"]);
         let result = encoder.encode(&inputs);
         if case.get("error").is_some() {
             assert!(

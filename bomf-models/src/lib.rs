@@ -9,6 +9,7 @@
 //!   projections carry LoRA adapters when attached.
 //! - [`lora`]: LoRA adapters for the decoder in peft's format: load/save, training only the
 //!   adapters, fusing them by name, attaching them to or merging them into a model.
+//! - [`mpnet`]: MPNet encoder (relative-attention bias) with a sequence-classification head.
 //! - [`t5`]: T5 encoder–decoder (v1.0 ReLU / v1.1 gated-GELU, tied or untied head) with
 //!   teacher-forced loss, loading and export.
 //! - [`generation`]: greedy, sampled and beam-search generation for every decoder, through one
@@ -36,6 +37,7 @@ pub mod layers;
 pub mod llama;
 pub mod lora;
 pub mod loss;
+pub mod mpnet;
 pub mod params;
 
 /// Tensor operations other crates run with the same fused CPU kernels as the models (the
@@ -53,6 +55,7 @@ pub use error::{ModelError, Result};
 pub use generation::{BeamSearchConfig, EarlyStopping, SamplingConfig};
 pub use llama::{CausalLmInput, LlamaConfig, LlamaForCausalLM};
 pub use lora::{LlamaLoraAdapters, LoraConfig};
+pub use mpnet::{MpnetConfig, MpnetForSequenceClassification, MpnetModel};
 pub use params::{HfNamed, HfPart, HfTensor, StackedParams};
 pub use t5::{Seq2SeqInput, T5Config, T5ForConditionalGeneration};
 

@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use crate::bert::{BertConfig, BertWithHead, Task};
 use crate::error::{ModelError, Result};
-use crate::params::{self, Coverage, HfTensor};
+use crate::params::{self, Coverage, HfNamed, HfTensor};
 
 /// File names `transformers` uses for weights.
 pub const SAFETENSORS_FILE: &str = "model.safetensors";
@@ -285,8 +285,19 @@ pub fn load_bert_checkpoint<B: Backend>(
     checkpoint: Checkpoint,
     device: &B::Device,
 ) -> Result<(BertWithHead<B>, LoadReport)> {
+    load_encoder_checkpoint(model, checkpoint, &["bert", "roberta"], device)
+}
+
+/// [`load_bert_checkpoint`] for any encoder whose heads `transformers` names as BERT's
+/// (`classifier`, `qa_outputs`, a `pooler`, pre-training `cls` / `lm_head`): `known_prefixes`
+/// are the base-model prefixes of its family's checkpoints (`mpnet` for MPNet).
+pub fn load_encoder_checkpoint<B: Backend, M: HfNamed<B>>(
+    model: M,
+    checkpoint: Checkpoint,
+    known_prefixes: &[&str],
+    device: &B::Device,
+) -> Result<(M, LoadReport)> {
     let prefix = model.hf_base_prefix().to_string();
-    let known_prefixes = ["bert", "roberta"];
     let expected: BTreeMap<String, Vec<usize>> = params::param_shapes(&model).into_iter().collect();
     let model_groups: BTreeSet<&str> = expected.keys().map(|n| group_of(n, &prefix)).collect();
 

@@ -7,7 +7,6 @@ use bomf_models::bert::Task;
 use bomf_models::params::named_gradients;
 use bomf_models::weights::load_bert;
 use bomf_models::{BertConfig, BertWithHead, params, weights};
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use common::*;
 
 /// fp32 logits tolerance required by the issue.
@@ -39,20 +38,11 @@ fn check_base(flavor: &str, folder: &str) {
     println!("{folder}: max diff hidden {d1:e}, pooled {d2:e}");
 }
 
-#[test]
-fn bert_base_matches_transformers() {
-    check_base("bert", "bert_base");
-}
-
-#[test]
-fn roberta_base_matches_transformers() {
-    check_base("roberta", "roberta_base");
-}
-
-#[test]
-fn pytorch_bin_checkpoint_loads_like_safetensors() {
-    check_base("bert", "bert_base_bin");
-}
+tests_of!(check_base {
+    bert_base_matches_transformers("bert", "bert_base"),
+    roberta_base_matches_transformers("roberta", "roberta_base"),
+    pytorch_bin_checkpoint_loads_like_safetensors("bert", "bert_base_bin"),
+});
 
 fn check_seqcls(flavor: &str, folder: &str) {
     let e = expected(flavor);
@@ -66,20 +56,11 @@ fn check_seqcls(flavor: &str, folder: &str) {
     assert_scalar("loss", loss, &e["seqcls"]["loss"], TOL);
 }
 
-#[test]
-fn bert_sequence_classification_matches_transformers() {
-    check_seqcls("bert", "bert_seqcls");
-}
-
-#[test]
-fn roberta_sequence_classification_matches_transformers() {
-    check_seqcls("roberta", "roberta_seqcls");
-}
-
-#[test]
-fn sharded_safetensors_load_like_a_single_file() {
-    check_seqcls("bert", "bert_seqcls_sharded");
-}
+tests_of!(check_seqcls {
+    bert_sequence_classification_matches_transformers("bert", "bert_seqcls"),
+    roberta_sequence_classification_matches_transformers("roberta", "roberta_seqcls"),
+    sharded_safetensors_load_like_a_single_file("bert", "bert_seqcls_sharded"),
+});
 
 #[test]
 fn roberta_regression_matches_transformers() {
@@ -114,15 +95,10 @@ fn check_qa(flavor: &str) {
     assert_scalar("span loss", loss, &q["loss"], TOL);
 }
 
-#[test]
-fn bert_question_answering_matches_transformers() {
-    check_qa("bert");
-}
-
-#[test]
-fn roberta_question_answering_matches_transformers() {
-    check_qa("roberta");
-}
+tests_of!(check_qa {
+    bert_question_answering_matches_transformers("bert"),
+    roberta_question_answering_matches_transformers("roberta"),
+});
 
 fn check_mc(flavor: &str) {
     let e = expected(flavor);
@@ -138,15 +114,10 @@ fn check_mc(flavor: &str) {
     assert_scalar("loss", loss, &m["loss"], TOL);
 }
 
-#[test]
-fn bert_multiple_choice_matches_transformers() {
-    check_mc("bert");
-}
-
-#[test]
-fn roberta_multiple_choice_matches_transformers() {
-    check_mc("roberta");
-}
+tests_of!(check_mc {
+    bert_multiple_choice_matches_transformers("bert"),
+    roberta_multiple_choice_matches_transformers("roberta"),
+});
 
 /// Fine-tuning starts from a base checkpoint: the head is fresh, the encoder is the checkpoint's.
 fn check_head_from_base(flavor: &str) {
@@ -198,84 +169,42 @@ fn check_head_from_base(flavor: &str) {
     assert!(names.contains(&format!("{prefix}.embeddings.word_embeddings.weight")));
 }
 
-#[test]
-fn bert_head_from_base_checkpoint_is_fresh() {
-    check_head_from_base("bert");
-}
-
-#[test]
-fn roberta_head_from_base_checkpoint_is_fresh() {
-    check_head_from_base("roberta");
-}
+tests_of!(check_head_from_base {
+    bert_head_from_base_checkpoint_is_fresh("bert"),
+    roberta_head_from_base_checkpoint_is_fresh("roberta"),
+});
 
 /// Two AdamW steps (no dropout) against PyTorch: losses, first-step gradients and the weights
 /// after the second step.
 fn check_training(flavor: &str) {
     let e = expected(flavor);
-    let t = &e["train"];
     let device = Default::default();
     let dir = fixtures().join(format!("{flavor}_seqcls"));
     let config = BertConfig::from_file(dir.join("config.json"))
         .unwrap()
         .without_dropout();
-    let (mut model, _) =
+    let (model, _) =
         weights::load_bert_with_config::<AB>(&dir, &config, Task::SequenceClassification, &device)
             .unwrap();
     let inputs = input::<AB>(&e["inputs"], &device);
     let labels = int_tensor::<AB>(&e["seqcls"]["labels"], &device);
-    let mut optim = AdamWConfig::new()
-        .with_epsilon(t["eps"].as_f64().unwrap() as f32)
-        .with_weight_decay(t["weight_decay"].as_f64().unwrap() as f32)
-        .init::<AB, BertWithHead<AB>>();
-    let lr = t["lr"].as_f64().unwrap();
-    for step in 0..2 {
-        let logits = model.sequence_logits(&inputs).unwrap();
-        let loss = model.classification_loss(logits, labels.clone());
-        assert_scalar(
-            &format!("loss at step {step}"),
-            loss.clone(),
-            &t["losses"][step],
-            TOL,
-        );
-        let grads = loss.backward();
-        if step == 0 {
-            let named = named_gradients(&model, &grads).unwrap();
-            for (name, expected) in t["grads_step1"].as_object().unwrap() {
-                let (_, g) = named
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .unwrap_or_else(|| panic!("no grad for {name}"));
-                let (shape, data) = flat(expected);
-                assert_eq!(g.shape, shape, "{name}");
-                let diff = max_abs_diff(&g.data, &data);
-                println!("grad {name}: max diff {diff:e}");
-                assert!(diff <= TOL, "grad {name}: max diff {diff:e}");
-            }
-        }
-        let grads = GradientsParams::from_grads(grads, &model);
-        model = optim.step(lr, model, grads);
-    }
-    let tensors = params::named_tensors(&model).unwrap();
-    for (name, expected) in t["weights_after"].as_object().unwrap() {
-        let (_, w) = tensors.iter().find(|(n, _)| n == name).unwrap();
-        let diff = max_abs_diff(&w.data, &flat(expected).1);
-        println!("weight {name}: max diff {diff:e}");
-        assert!(
-            diff <= TOL,
-            "weight {name} after 2 steps: max diff {diff:e}"
-        );
-    }
+    check_training_steps(
+        flavor,
+        model,
+        &e["train"],
+        TOL,
+        |model: &BertWithHead<AB>| {
+            let logits = model.sequence_logits(&inputs).unwrap();
+            model.classification_loss(logits, labels.clone())
+        },
+        |what, loss, want| assert_scalar(what, loss, want, TOL),
+    );
 }
 
-#[test]
-fn bert_training_steps_match_pytorch() {
-    check_training("bert");
-}
-
-#[test]
-fn roberta_training_steps_match_pytorch() {
-    check_training("roberta");
-}
+tests_of!(check_training {
+    bert_training_steps_match_pytorch("bert"),
+    roberta_training_steps_match_pytorch("roberta"),
+});
 
 /// Span-QA loss reaches the embeddings at padded positions: like PyTorch's `padding_idx`, the
 /// padding rows must get no gradient (and the other rows exactly PyTorch's).
@@ -297,11 +226,7 @@ fn check_qa_embedding_gradients(flavor: &str) {
         int_tensor(&q["end_positions"], &device),
     );
     let named = named_gradients(&model, &loss.backward()).unwrap();
-    for (name, expected) in q["grads"].as_object().unwrap() {
-        let (_, g) = named.iter().find(|(n, _)| n == name).unwrap();
-        let diff = max_abs_diff(&g.data, &flat(expected).1);
-        assert!(diff <= TOL, "grad {name}: max diff {diff:e}");
-    }
+    assert_tensors_close("grads", &named, &json_tensors(&q["grads"]), TOL);
     let pad = config.pad_token_id;
     let (_, word) = named
         .iter()
@@ -315,12 +240,7 @@ fn check_qa_embedding_gradients(flavor: &str) {
     );
 }
 
-#[test]
-fn bert_embedding_gradients_skip_the_padding_row() {
-    check_qa_embedding_gradients("bert");
-}
-
-#[test]
-fn roberta_embedding_gradients_skip_the_padding_row() {
-    check_qa_embedding_gradients("roberta");
-}
+tests_of!(check_qa_embedding_gradients {
+    bert_embedding_gradients_skip_the_padding_row("bert"),
+    roberta_embedding_gradients_skip_the_padding_row("roberta"),
+});

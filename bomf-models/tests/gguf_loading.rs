@@ -137,12 +137,7 @@ fn smollm2_gguf_matches_transformers() {
     let expected = read_json(&llama_fixtures().join("smollm2_expected.json"));
     for case in expected["prompts"].as_array().unwrap() {
         let prompt = case["prompt"].as_str().unwrap();
-        let want_ids: Vec<i64> = case["ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_i64().unwrap())
-            .collect();
+        let want_ids = ints(&case["ids"]);
         let ids: Vec<i64> = tokenizer
             .encode(prompt, false)
             .unwrap()

@@ -14,11 +14,11 @@ use bomf_models::lora::{self, LoraConfig};
 use bomf_models::params::{self, named_gradients};
 use bomf_models::weights::read_safetensors;
 use bomf_models::{
-    BeamSearchConfig, CausalLmInput, EarlyStopping, HfTensor, LlamaConfig, LlamaForCausalLM,
-    LlamaLoraAdapters,
+    BeamSearchConfig, HfNamed, HfTensor, LlamaConfig, LlamaForCausalLM, LlamaLoraAdapters,
 };
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
-use burn::tensor::backend::Backend;
+use burn::module::AutodiffModule;
+use burn::tensor::Tensor;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use common::*;
 use serde_json::Value;
 
@@ -33,27 +33,6 @@ fn expected() -> Value {
     read_json(&dir().join("expected.json"))
 }
 
-fn rows(v: &Value) -> Vec<Vec<i64>> {
-    v.as_array()
-        .expect("rows")
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_i64().unwrap())
-                .collect()
-        })
-        .collect()
-}
-
-fn input(v: &Value) -> CausalLmInput {
-    CausalLmInput {
-        input_ids: rows(&v["input_ids"]),
-        attention_mask: rows(&v["attention_mask"]),
-    }
-}
-
 fn base<Bk: Backend>() -> (LlamaForCausalLM<Bk>, LlamaConfig) {
     load_llama::<Bk>(dir().join("base"), &Default::default()).unwrap()
 }
@@ -62,25 +41,11 @@ fn adapter<Bk: Backend>(name: &str, config: &LlamaConfig) -> LlamaLoraAdapters<B
     LlamaLoraAdapters::load(dir().join(name), config, &Default::default()).unwrap()
 }
 
-/// Max abs diff over the logits of real tokens only (padded query rows are undefined in HF).
-fn real_token_diff(got: &[f32], want: &[f32], mask: &[Vec<i64>], vocab: usize) -> f32 {
-    let mut diff = 0.0f32;
-    for (b, row) in mask.iter().enumerate() {
-        for (t, &m) in row.iter().enumerate() {
-            if m == 1 {
-                let at = (b * row.len() + t) * vocab;
-                diff = diff.max(max_abs_diff(&got[at..at + vocab], &want[at..at + vocab]));
-            }
-        }
-    }
-    diff
-}
-
 fn check_adapter_logits(name: &str) {
     let e = expected();
     let (model, config) = base::<B>();
     let adapters = adapter::<B>(name, &config);
-    let inputs = input(&e["inputs"]);
+    let inputs = causal_input(&e["inputs"]);
     let (shape, got) = to_vec(adapters.attach(&model).unwrap().logits(&inputs).unwrap());
     let (eshape, want) = flat(&e[name]["logits"]);
     assert_eq!(shape, eshape);
@@ -104,21 +69,16 @@ fn check_adapter_logits(name: &str) {
     println!("{name}: logits max diff {diff:e} (adapter effect {effect:.3})");
 }
 
-#[test]
-fn qv_adapter_logits_match_peft() {
-    check_adapter_logits("adapter_qv");
-}
-
-#[test]
-fn all_linear_rslora_adapter_logits_match_peft() {
-    check_adapter_logits("adapter_all");
-}
+tests_of!(check_adapter_logits {
+    qv_adapter_logits_match_peft("adapter_qv"),
+    all_linear_rslora_adapter_logits_match_peft("adapter_all"),
+});
 
 fn check_merge(name: &str) {
     let e = expected();
     let (model, config) = base::<B>();
     let adapters = adapter::<B>(name, &config);
-    let inputs = input(&e["inputs"]);
+    let inputs = causal_input(&e["inputs"]);
     let (_, unmerged) = to_vec(adapters.attach(&model).unwrap().logits(&inputs).unwrap());
     let merged = adapters.merge_into(model).unwrap();
     let (_, got) = to_vec(merged.logits(&inputs).unwrap());
@@ -164,15 +124,6 @@ fn merged_all_linear_model_equals_adapted_model_and_peft_merge() {
     check_merge("adapter_all");
 }
 
-fn early_stopping(v: &Value) -> EarlyStopping {
-    match v {
-        Value::Bool(false) => EarlyStopping::Heuristic,
-        Value::Bool(true) => EarlyStopping::WhenFinished,
-        Value::String(s) if s == "never" => EarlyStopping::Never,
-        other => panic!("early_stopping {other}"),
-    }
-}
-
 #[test]
 fn beam_search_matches_transformers() {
     let e = expected();
@@ -180,7 +131,7 @@ fn beam_search_matches_transformers() {
     let (model, config) = base::<B>();
     let adapters = adapter::<B>("adapter_qv", &config);
     let adapted = adapters.attach(&model).unwrap();
-    let prompt = input(b);
+    let prompt = causal_input(b);
     let eos = [b["eos_token_id"].as_i64().unwrap()];
     let pad = b["pad_token_id"].as_i64().unwrap();
     let mut differs_from_greedy = 0;
@@ -221,7 +172,7 @@ fn beam_search_matches_transformers() {
 #[test]
 fn beam_search_with_one_beam_is_greedy_and_bad_settings_are_errors() {
     let (model, _) = base::<B>();
-    let prompt = input(&expected()["beam"]);
+    let prompt = causal_input(&expected()["beam"]);
     let one = BeamSearchConfig::new(1, 5);
     let greedy = model.generate_greedy(&prompt, 5, &[], 1).unwrap();
     assert_eq!(model.generate_beam(&prompt, &one, &[], 1).unwrap(), greedy);
@@ -232,72 +183,58 @@ fn beam_search_with_one_beam_is_greedy_and_bad_settings_are_errors() {
     assert!(err.contains("num_beams"), "{err}");
 }
 
-/// Two AdamW steps with the fixture's hyper-parameters.
-fn adamw(t: &Value) -> AdamWConfig {
-    AdamWConfig::new()
-        .with_beta_1(t["betas"][0].as_f64().unwrap() as f32)
-        .with_beta_2(t["betas"][1].as_f64().unwrap() as f32)
-        .with_epsilon(t["eps"].as_f64().unwrap() as f32)
-        .with_weight_decay(t["weight_decay"].as_f64().unwrap() as f32)
+/// Asserts `got` holds exactly the tensors of `file` under `prefix`, each within `tol`.
+fn compare_named(what: &str, got: &[(String, HfTensor)], file: &Path, prefix: &str, tol: f32) {
+    let want = file_tensors(file, prefix);
+    assert_eq!(got.len(), want.len(), "{what}: number of tensors");
+    assert_tensors_close(what, got, &want, tol);
 }
 
-fn compare_named(what: &str, got: &[(String, HfTensor)], file: &Path, prefix: &str, tol: f32) {
-    let want = read_safetensors(file).unwrap();
-    let want: BTreeMap<&str, &HfTensor> = want
-        .tensors
-        .iter()
-        .filter_map(|(n, t)| n.strip_prefix(prefix).map(|n| (n, t)))
-        .collect();
-    assert_eq!(got.len(), want.len(), "{what}: number of tensors");
-    let mut worst = 0.0f32;
-    for (name, g) in got {
-        let w = want
-            .get(name.as_str())
-            .unwrap_or_else(|| panic!("{what}: {name} not in the fixture"));
-        assert_eq!(g.shape, w.shape, "{what}: {name}");
-        let diff = max_abs_diff(&g.data, &w.data);
-        assert!(diff <= tol, "{what} {name}: max diff {diff:e}");
-        worst = worst.max(diff);
-    }
-    println!("{what}: {} tensors, max diff {worst:e}", got.len());
+/// Two AdamW steps of `model` with the fixture's settings `t` (see `two_adamw_steps`): each
+/// loss against `losses`, the first step's gradients (after `at_first` on them) and the weights
+/// after the second against the `grad.` and `after.` tensors of `file`.
+fn check_steps<M: AutodiffModule<AB> + HfNamed<AB>>(
+    (what, file, losses): (&str, &Path, &Value),
+    model: M,
+    t: &Value,
+    loss: impl Fn(&M) -> Tensor<AB, 1>,
+    at_first: impl Fn(&<AB as AutodiffBackend>::Gradients),
+) -> M {
+    let model = two_adamw_steps(model, t, loss, |step, model, loss, grads| {
+        assert_scalar(&format!("{what}: loss {step}"), loss, &losses[step], TOL);
+        if step == 0 {
+            at_first(grads);
+            let named = named_gradients(model, grads).unwrap();
+            compare_named(&format!("{what} grads"), &named, file, "grad.", TOL);
+        }
+    });
+    let weights = params::named_tensors(&model).unwrap();
+    let after = format!("{what} weights after 2 steps");
+    compare_named(&after, &weights, file, "after.", TOL);
+    model
 }
 
 #[test]
 fn full_model_training_steps_match_pytorch() {
     let e = expected();
     let t = &e["train"];
-    let inputs = input(&t["inputs"]);
+    let inputs = causal_input(&t["inputs"]);
     let labels = rows(&t["inputs"]["labels"]);
-    let (mut model, _) = base::<AB>();
-    let mut optim = adamw(t).init::<AB, LlamaForCausalLM<AB>>();
-    let lr = t["lr"].as_f64().unwrap();
+    let (model, _) = base::<AB>();
     let file = dir().join("train_full.safetensors");
-    for step in 0..2 {
+    let loss = |model: &LlamaForCausalLM<AB>| {
         let logits = model.logits(&inputs).unwrap();
-        let loss = model.causal_lm_loss(logits, &labels).unwrap();
-        assert_scalar(
-            &format!("loss {step}"),
-            loss.clone(),
-            &t["full_losses"][step],
-            TOL,
-        );
-        let grads = loss.backward();
-        if step == 0 {
-            let named = named_gradients(&model, &grads).unwrap();
-            compare_named("full grads", &named, &file, "grad.", TOL);
-        }
-        let grads = GradientsParams::from_grads(grads, &model);
-        model = optim.step(lr, model, grads);
-    }
-    let weights = params::named_tensors(&model).unwrap();
-    compare_named("full weights after 2 steps", &weights, &file, "after.", TOL);
+        model.causal_lm_loss(logits, &labels).unwrap()
+    };
+    let fixture = ("full", file.as_path(), &t["full_losses"]);
+    check_steps(fixture, model, t, loss, |_| {});
 }
 
 #[test]
 fn lora_training_steps_match_peft() {
     let e = expected();
     let t = &e["train"];
-    let inputs = input(&t["inputs"]);
+    let inputs = causal_input(&t["inputs"]);
     let labels = rows(&t["inputs"]["labels"]);
     let (model, config) = base::<AB>();
     let model = lora::freeze(model);
@@ -306,39 +243,25 @@ fn lora_training_steps_match_peft() {
     let lora_config = LoraConfig::from_file(lora_dir.join("adapter_config.json"))
         .unwrap()
         .without_dropout();
-    let mut adapters = LlamaLoraAdapters::<AB>::load_with_config(
+    let adapters = LlamaLoraAdapters::<AB>::load_with_config(
         &lora_dir,
         &lora_config,
         &config,
         &Default::default(),
     )
     .unwrap();
-    let mut optim = adamw(t).init::<AB, LlamaLoraAdapters<AB>>();
-    let lr = t["lr"].as_f64().unwrap();
     let file = dir().join("train_lora.safetensors");
-    for step in 0..2 {
+    let loss = |adapters: &LlamaLoraAdapters<AB>| {
         let logits = adapters.attach(&model).unwrap().logits(&inputs).unwrap();
-        let loss = model.causal_lm_loss(logits, &labels).unwrap();
-        assert_scalar(
-            &format!("loss {step}"),
-            loss.clone(),
-            &t["lora_losses"][step],
-            TOL,
+        model.causal_lm_loss(logits, &labels).unwrap()
+    };
+    let fixture = ("lora", file.as_path(), &t["lora_losses"]);
+    check_steps(fixture, adapters, t, loss, |grads| {
+        assert!(
+            named_gradients(&model, grads).unwrap().is_empty(),
+            "the frozen base model got gradients"
         );
-        let grads = loss.backward();
-        if step == 0 {
-            assert!(
-                named_gradients(&model, &grads).unwrap().is_empty(),
-                "the frozen base model got gradients"
-            );
-            let named = named_gradients(&adapters, &grads).unwrap();
-            compare_named("lora grads", &named, &file, "grad.", TOL);
-        }
-        let grads = GradientsParams::from_grads(grads, &adapters);
-        adapters = optim.step(lr, adapters, grads);
-    }
-    let weights = params::named_tensors(&adapters).unwrap();
-    compare_named("lora weights after 2 steps", &weights, &file, "after.", TOL);
+    });
     assert_eq!(
         params::named_tensors(&model).unwrap(),
         before,
@@ -364,7 +287,7 @@ fn adapters_save_and_load_in_peft_format() {
     ours_sorted.sort();
     assert_eq!(ours_sorted, theirs);
     assert_eq!(ours.len(), 2 * 7 * 2);
-    let inputs = input(&expected()["inputs"]);
+    let inputs = causal_input(&expected()["inputs"]);
     let (_, x) = to_vec(adapters.attach(&model).unwrap().logits(&inputs).unwrap());
     let (_, y) = to_vec(reloaded.attach(&model).unwrap().logits(&inputs).unwrap());
     assert_eq!(max_abs_diff(&x, &y), 0.0);
@@ -392,7 +315,7 @@ fn fresh_adapters_leave_the_model_unchanged() {
         &["q_proj", "k_proj", "v_proj", "o_proj", "down_proj"],
     );
     let adapters = LlamaLoraAdapters::<B>::new(&lora, &config, &Default::default()).unwrap();
-    let inputs = input(&expected()["inputs"]);
+    let inputs = causal_input(&expected()["inputs"]);
     let (_, x) = to_vec(model.logits(&inputs).unwrap());
     let (_, y) = to_vec(adapters.attach(&model).unwrap().logits(&inputs).unwrap());
     assert_eq!(max_abs_diff(&x, &y), 0.0);
@@ -559,7 +482,7 @@ proptest::proptest! {
             .collect();
         let adapters =
             params::set_tensors(adapters, &tensors, params::Coverage::All, &device).unwrap();
-        let inputs = input(&expected()["inputs"]);
+        let inputs = causal_input(&expected()["inputs"]);
         let (_, adapted) = to_vec(adapters.attach(&model).unwrap().logits(&inputs).unwrap());
         let (_, merged) = to_vec(adapters.merge_into(model).unwrap().logits(&inputs).unwrap());
         let scale = adapted.iter().fold(1.0f32, |m, x| m.max(x.abs()));
@@ -573,7 +496,7 @@ fn lora_dropout_acts_only_when_training() {
     let (_, config) = base::<B>();
     let (model, _) = base::<AB>();
     let model = lora::freeze(model);
-    let inputs = input(&expected()["inputs"]);
+    let inputs = causal_input(&expected()["inputs"]);
     // adapter_qv has lora_dropout 0.1: random on an autodiff backend (training) ...
     let adapters = adapter::<AB>("adapter_qv", &config);
     let adapted = adapters.attach(&model).unwrap();

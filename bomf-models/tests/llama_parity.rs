@@ -18,45 +18,19 @@ fn llama_fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama")
 }
 
-fn rows(v: &Value) -> Vec<Vec<i64>> {
-    v.as_array()
-        .expect("rows")
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_i64().unwrap())
-                .collect()
-        })
-        .collect()
-}
-
 fn check(name: &str) {
     let all = read_json(&llama_fixtures().join("expected_llama.json"));
     let e = &all[name];
     let device = Default::default();
     let (model, config) = load_llama::<B>(llama_fixtures().join(name), &device).unwrap();
-    let input = CausalLmInput {
-        input_ids: rows(&e["inputs"]["input_ids"]),
-        attention_mask: rows(&e["inputs"]["attention_mask"]),
-    };
+    let input = causal_input(&e["inputs"]);
     let logits = model.logits(&input).unwrap();
     let (shape, got) = to_vec(logits.clone());
     let (eshape, want) = flat(&e["logits"]);
     assert_eq!(shape, eshape);
-    // Compare real-token positions only: padded query rows are undefined (HF fills them with
-    // whatever a fully-masked softmax gives).
+    // Compare real-token positions only.
     let vocab = config.vocab_size;
-    let mut diff = 0.0f32;
-    for (b, mask) in input.attention_mask.iter().enumerate() {
-        for (t, &m) in mask.iter().enumerate() {
-            if m == 1 {
-                let at = (b * mask.len() + t) * vocab;
-                diff = diff.max(max_abs_diff(&got[at..at + vocab], &want[at..at + vocab]));
-            }
-        }
-    }
+    let diff = real_token_diff(&got, &want, &input.attention_mask, vocab);
     assert!(diff <= TOL, "{name}: logits max abs diff {diff:e}");
     // The same logits gathered at the real positions only (the LM head on those rows alone).
     let seq = input.attention_mask[0].len();
@@ -85,10 +59,7 @@ fn check(name: &str) {
     assert_scalar("loss", loss, &e["loss"], TOL);
 
     let g = &e["generation"];
-    let prompt = CausalLmInput {
-        input_ids: rows(&g["input_ids"]),
-        attention_mask: rows(&g["attention_mask"]),
-    };
+    let prompt = causal_input(g);
     let generated = model
         .generate_greedy(
             &prompt,
@@ -101,25 +72,12 @@ fn check(name: &str) {
     println!("{name}: logits max diff {diff:e}, greedy {generated:?}");
 }
 
-#[test]
-fn gqa_untied_matches_transformers() {
-    check("gqa");
-}
-
-#[test]
-fn tied_embeddings_with_biases_match_transformers() {
-    check("tied");
-}
-
-#[test]
-fn llama3_rope_scaling_matches_transformers() {
-    check("llama3");
-}
-
-#[test]
-fn linear_rope_scaling_matches_transformers() {
-    check("linear");
-}
+tests_of!(check {
+    gqa_untied_matches_transformers("gqa"),
+    tied_embeddings_with_biases_match_transformers("tied"),
+    llama3_rope_scaling_matches_transformers("llama3"),
+    linear_rope_scaling_matches_transformers("linear"),
+});
 
 #[test]
 fn unsupported_rope_type_is_a_clear_error() {

@@ -26,6 +26,22 @@ fn edited_base(edit: impl FnOnce(&mut BTreeMap<String, HfTensor>)) -> tempfile::
     dir
 }
 
+/// `bert_base` with the tensors `extra` added (or replacing those of their names).
+fn base_with(extra: Vec<(&str, HfTensor)>) -> tempfile::TempDir {
+    edited_base(|t| {
+        t.extend(
+            extra
+                .into_iter()
+                .map(|(name, tensor)| (name.to_string(), tensor)),
+        )
+    })
+}
+
+/// A tensor of `shape` filled with `value`.
+fn filled(shape: &[usize], value: f32) -> HfTensor {
+    HfTensor::new(shape.to_vec(), vec![value; shape.iter().product()]).unwrap()
+}
+
 fn load_err(dir: &Path, task: Task) -> ModelError {
     match load_bert::<B>(dir, task, &Default::default()) {
         Ok(_) => panic!("loading {} should fail", dir.display()),
@@ -48,12 +64,8 @@ fn missing_tensor_is_an_error_naming_it() {
 
 #[test]
 fn unexpected_tensor_is_an_error_naming_it() {
-    let dir = edited_base(|t| {
-        t.insert(
-            "encoder.layer.0.extra.weight".into(),
-            HfTensor::new(vec![2], vec![1.0, 2.0]).unwrap(),
-        );
-    });
+    let extra = HfTensor::new(vec![2], vec![1.0, 2.0]).unwrap();
+    let dir = base_with(vec![("encoder.layer.0.extra.weight", extra)]);
     let e = load_err(dir.path(), Task::Base);
     assert!(
         e.to_string().contains("encoder.layer.0.extra.weight"),
@@ -64,12 +76,7 @@ fn unexpected_tensor_is_an_error_naming_it() {
 
 #[test]
 fn wrong_shape_is_an_error_naming_it() {
-    let dir = edited_base(|t| {
-        t.insert(
-            "pooler.dense.bias".into(),
-            HfTensor::new(vec![31], vec![0.0; 31]).unwrap(),
-        );
-    });
+    let dir = base_with(vec![("pooler.dense.bias", filled(&[31], 0.0))]);
     match load_err(dir.path(), Task::Base) {
         ModelError::ShapeMismatch {
             name,
@@ -87,12 +94,7 @@ fn wrong_shape_is_an_error_naming_it() {
 #[test]
 fn partially_present_head_is_an_error() {
     // A classifier bias without its weight cannot be a fresh head.
-    let dir = edited_base(|t| {
-        t.insert(
-            "classifier.bias".into(),
-            HfTensor::new(vec![2], vec![0.0; 2]).unwrap(),
-        );
-    });
+    let dir = base_with(vec![("classifier.bias", filled(&[2], 0.0))]);
     match load_err(dir.path(), Task::SequenceClassification) {
         ModelError::MissingTensors { names } => assert_eq!(names, ["classifier.weight"]),
         e => panic!("unexpected error {e}"),
@@ -101,16 +103,11 @@ fn partially_present_head_is_an_error() {
 
 #[test]
 fn position_ids_buffer_and_pretraining_heads_are_ignored() {
-    let dir = edited_base(|t| {
-        t.insert(
-            "embeddings.position_ids".into(),
-            HfTensor::new(vec![1, 4], vec![0.0, 1.0, 2.0, 3.0]).unwrap(),
-        );
-        t.insert(
-            "cls.predictions.bias".into(),
-            HfTensor::new(vec![99], vec![0.0; 99]).unwrap(),
-        );
-    });
+    let position_ids = HfTensor::new(vec![1, 4], vec![0.0, 1.0, 2.0, 3.0]).unwrap();
+    let dir = base_with(vec![
+        ("embeddings.position_ids", position_ids),
+        ("cls.predictions.bias", filled(&[99], 0.0)),
+    ]);
     let (_, _, report) = load_bert::<B>(dir.path(), Task::Base, &Default::default()).unwrap();
     assert_eq!(
         report.ignored,
@@ -271,42 +268,20 @@ fn unsupported_field(r: Result<BertConfig, ModelError>) -> String {
 
 #[test]
 fn unsupported_config_options_are_refused_by_field() {
-    assert_eq!(
-        unsupported_field(config_with(|c| {
-            c.insert("position_embedding_type".into(), "relative_key".into());
-        })),
-        "position_embedding_type"
-    );
-    assert_eq!(
-        unsupported_field(config_with(|c| {
-            c.insert("is_decoder".into(), true.into());
-        })),
-        "is_decoder"
-    );
-    assert_eq!(
-        unsupported_field(config_with(|c| {
-            c.insert("hidden_act".into(), "mish".into());
-        })),
-        "hidden_act"
-    );
-    assert_eq!(
-        unsupported_field(config_with(|c| {
-            c.insert("model_type".into(), "t5".into());
-        })),
-        "model_type"
-    );
-    assert_eq!(
-        unsupported_field(config_with(|c| {
-            c.insert("num_attention_heads".into(), 5.into());
-        })),
-        "num_attention_heads"
-    );
-    assert_eq!(
-        unsupported_field(config_with(|c| {
-            c.insert("hidden_size".into(), "big".into());
-        })),
-        "hidden_size"
-    );
+    let cases: [(&str, serde_json::Value); 6] = [
+        ("position_embedding_type", "relative_key".into()),
+        ("is_decoder", true.into()),
+        ("hidden_act", "mish".into()),
+        ("model_type", "t5".into()),
+        ("num_attention_heads", 5.into()),
+        ("hidden_size", "big".into()),
+    ];
+    for (field, value) in cases {
+        let config = config_with(|c| {
+            c.insert(field.into(), value);
+        });
+        assert_eq!(unsupported_field(config), field);
+    }
 }
 
 #[test]

@@ -7,12 +7,11 @@ mod common;
 
 use std::path::PathBuf;
 
-use bomf_models::generation::{BeamSearchConfig, EarlyStopping};
-use bomf_models::params::{self, named_gradients};
+use bomf_models::generation::BeamSearchConfig;
+use bomf_models::params;
 use bomf_models::t5::{self, load_t5, load_t5_checkpoint};
 use bomf_models::weights::{self, Checkpoint};
 use bomf_models::{HfTensor, ModelError, Seq2SeqInput, T5Config, T5ForConditionalGeneration};
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use common::*;
 use proptest::prelude::*;
 use serde_json::Value;
@@ -28,20 +27,6 @@ fn t5_fixtures() -> PathBuf {
 
 fn expected_all() -> Value {
     read_json(&t5_fixtures().join("expected_t5.json"))
-}
-
-fn rows(v: &Value) -> Vec<Vec<i64>> {
-    v.as_array()
-        .expect("rows")
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_i64().unwrap())
-                .collect()
-        })
-        .collect()
 }
 
 fn input_of(e: &Value) -> Seq2SeqInput {
@@ -83,15 +68,10 @@ fn check_forward(name: &str) {
     println!("{name}: encoder max diff {d_enc:e}, logits max diff {d_logits:e}");
 }
 
-#[test]
-fn v1_0_relu_tied_forward_matches_transformers() {
-    check_forward("v1_0");
-}
-
-#[test]
-fn v1_1_gated_gelu_untied_forward_matches_transformers() {
-    check_forward("v1_1");
-}
+tests_of!(check_forward {
+    v1_0_relu_tied_forward_matches_transformers("v1_0"),
+    v1_1_gated_gelu_untied_forward_matches_transformers("v1_1"),
+});
 
 fn check_generation(name: &str) {
     let all = expected_all();
@@ -113,17 +93,11 @@ fn check_generation(name: &str) {
 
     let beam = &g["beam"];
     for case in beam["cases"].as_array().unwrap() {
-        let early_stopping = match &case["early_stopping"] {
-            Value::Bool(false) => EarlyStopping::Heuristic,
-            Value::Bool(true) => EarlyStopping::WhenFinished,
-            Value::String(s) if s == "never" => EarlyStopping::Never,
-            other => panic!("early_stopping {other}"),
-        };
         let config = BeamSearchConfig {
             num_beams: beam["num_beams"].as_u64().unwrap() as usize,
             max_new_tokens: beam["max_new_tokens"].as_u64().unwrap() as usize,
             length_penalty: case["length_penalty"].as_f64().unwrap(),
-            early_stopping,
+            early_stopping: early_stopping(&case["early_stopping"]),
         };
         let got = model.generate_beam(&input, &config, &[eos]).unwrap();
         // HF pads finished rows (with the eos id when the pad id is 0); compare the hypotheses.
@@ -139,15 +113,10 @@ fn check_generation(name: &str) {
     println!("{name}: greedy {greedy:?}");
 }
 
-#[test]
-fn v1_0_generations_match_transformers() {
-    check_generation("v1_0");
-}
-
-#[test]
-fn v1_1_generations_match_transformers() {
-    check_generation("v1_1");
-}
+tests_of!(check_generation {
+    v1_0_generations_match_transformers("v1_0"),
+    v1_1_generations_match_transformers("v1_1"),
+});
 
 /// Sampling goes through the same decoding loop as greedy decoding: one seed gives one result,
 /// and keeping only the most likely token is greedy decoding.
@@ -184,79 +153,37 @@ fn seeded_sampling_is_reproducible_and_top_k_one_is_greedy() {
 fn check_training(name: &str) {
     let all = expected_all();
     let e = &all[name];
-    let t = &e["train"];
     let device = Default::default();
     let dir = t5_fixtures().join(name);
     let config = T5Config::from_file(dir.join("config.json"))
         .unwrap()
         .without_dropout();
-    let mut model =
-        load_t5_checkpoint::<AB>(&config, weights::read_checkpoint(&dir).unwrap(), &device)
-            .unwrap();
+    let model = load_t5_checkpoint::<AB>(&config, weights::read_checkpoint(&dir).unwrap(), &device)
+        .unwrap();
     let input = input_of(e);
     let labels = rows(&e["inputs"]["labels"]);
-    let mut optim = AdamWConfig::new()
-        .with_epsilon(t["eps"].as_f64().unwrap() as f32)
-        .with_weight_decay(t["weight_decay"].as_f64().unwrap() as f32)
-        .init::<AB, T5ForConditionalGeneration<AB>>();
-    let lr = t["lr"].as_f64().unwrap();
-    for step in 0..2 {
-        let loss = model.forward_with_labels(&input, &labels).unwrap().loss;
-        let (_, value) = to_vec(loss.clone());
-        assert_loss(
-            &format!("loss at step {step}"),
-            value[0],
-            &t["losses"][step],
-        );
-        let grads = loss.backward();
-        if step == 0 {
-            let named = named_gradients(&model, &grads).unwrap();
-            for (tensor, expected) in t["grads_step1"].as_object().unwrap() {
-                let (_, g) = named
-                    .iter()
-                    .find(|(n, _)| n == tensor)
-                    .unwrap_or_else(|| panic!("no gradient for {tensor}"));
-                let (shape, data) = flat(expected);
-                assert_eq!(g.shape, shape, "{tensor}");
-                let diff = max_abs_diff(&g.data, &data);
-                println!("{name}: grad {tensor}: max diff {diff:e}");
-                assert!(diff <= TOL, "{name}: grad {tensor}: max diff {diff:e}");
-            }
-        }
-        let grads = GradientsParams::from_grads(grads, &model);
-        model = optim.step(lr, model, grads);
-    }
-    let tensors = params::named_tensors(&model).unwrap();
-    for (tensor, expected) in t["weights_after"].as_object().unwrap() {
-        let (_, w) = tensors.iter().find(|(n, _)| n == tensor).unwrap();
-        let diff = max_abs_diff(&w.data, &flat(expected).1);
-        assert!(
-            diff <= TOL,
-            "{name}: {tensor} after 2 steps: max diff {diff:e}"
-        );
-    }
+    check_training_steps(
+        name,
+        model,
+        &e["train"],
+        TOL,
+        |model: &T5ForConditionalGeneration<AB>| {
+            model.forward_with_labels(&input, &labels).unwrap().loss
+        },
+        |what, loss, want| assert_loss(what, to_vec(loss).1[0], want),
+    );
 }
 
-#[test]
-fn v1_0_training_steps_match_pytorch() {
-    check_training("v1_0");
-}
-
-#[test]
-fn v1_1_training_steps_match_pytorch() {
-    check_training("v1_1");
-}
+tests_of!(check_training {
+    v1_0_training_steps_match_pytorch("v1_0"),
+    v1_1_training_steps_match_pytorch("v1_1"),
+});
 
 #[test]
 fn relative_position_buckets_match_transformers() {
     let all = expected_all();
     let b = &all["buckets"];
-    let positions: Vec<i64> = b["relative_positions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_i64().unwrap())
-        .collect();
+    let positions = ints(&b["relative_positions"]);
     for case in b["cases"].as_array().unwrap() {
         let bidirectional = case["bidirectional"].as_bool().unwrap();
         let buckets = case["num_buckets"].as_u64().unwrap() as usize;
@@ -265,13 +192,7 @@ fn relative_position_buckets_match_transformers() {
             .iter()
             .map(|&p| t5::relative_position_bucket(p, bidirectional, buckets, distance) as i64)
             .collect();
-        let want: Vec<i64> = case["buckets"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_i64().unwrap())
-            .collect();
-        assert_eq!(got, want, "{case:?}");
+        assert_eq!(got, ints(&case["buckets"]), "{case:?}");
     }
 }
 

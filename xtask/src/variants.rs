@@ -3,8 +3,9 @@
 //! (a measurement of that setting alone, at a fraction of a run's cost).
 //!
 //! A variant run `<task>-seed<N>-<variant>` starts as a copy of the finished run's stage-1
-//! state and checkpoints, under the changed config; `bomf run --resume` then skips stages 1 and 2
-//! and runs stage 3 (baselines off, except the free ones). RESULTS.md compares the final
+//! state and checkpoints, under the changed config (the base run's `--set` overrides and the
+//! variant's, see [`overrides`]); `bomf run --resume` then skips stages 1 and 2 and runs stage 3
+//! (baselines off, except the free ones). RESULTS.md compares the final
 //! hypervolume (same checkpoints, so the same normalisation) and each selection rule's test
 //! metric.
 
@@ -13,30 +14,42 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-/// A setting stage 3 can be rerun with: its name and the `[fusion]` line it adds.
+use crate::overrides::Override;
+
+/// A setting stage 3 can be rerun with: its name and the `--set` of the `[fusion]` key it
+/// changes.
 #[derive(Debug)]
 pub struct Variant {
     pub name: &'static str,
-    pub fusion_line: &'static str,
+    pub set: &'static str,
     pub what: &'static str,
 }
 
 pub const VARIANTS: [Variant; 3] = [
     Variant {
         name: "matern52_gamma",
-        fusion_line: "kernel = \"matern52_gamma\"",
+        set: "fusion.kernel=matern52_gamma",
         what: "the authors' GP kernel (Matérn-5/2 with Gamma priors) instead of the default",
     },
     Variant {
         name: "rbf_dim_scaled",
-        fusion_line: "kernel = \"rbf_dim_scaled\"",
+        set: "fusion.kernel=rbf_dim_scaled",
         what: "the RBF kernel with dimension-scaled priors",
     },
     Variant {
         name: "lora_delta",
-        fusion_line: "lora = \"delta\"",
+        set: "fusion.lora=delta",
         what: "LoRA updates B·A averaged exactly (rank K·r) instead of A and B separately",
     },
+];
+
+/// Every costly baseline off: the comparison is stage 3's.
+const BASELINES_OFF: [&str; 5] = [
+    "baselines.greedy_soup=false",
+    "baselines.learned_soup=false",
+    "baselines.loss_only_bo=false",
+    "baselines.metric_only_bo=false",
+    "baselines.hpbo_full=false",
 ];
 
 pub fn find(name: &str) -> Result<&'static Variant> {
@@ -46,59 +59,15 @@ pub fn find(name: &str) -> Result<&'static Variant> {
     })
 }
 
-/// The variant's config text: `base` with its `[fusion]` line added and the costly baselines off.
-pub fn config_text(base: &str, variant: &Variant) -> Result<String> {
-    let key = variant.fusion_line.split(' ').next().unwrap_or_default();
-    let mut out = Vec::new();
-    let mut table = String::new();
-    let mut added = false;
-    for line in base.lines() {
-        let trimmed = line.trim_start();
-        if trimmed.starts_with('[') {
-            table = trimmed.to_string();
-        }
-        if table == "[fusion]" && trimmed.starts_with(&format!("{key} ")) {
-            continue; // replaced below
-        }
-        if table == "[baselines]" && !trimmed.starts_with('[') && !trimmed.is_empty() {
-            continue; // every costly baseline off: the comparison is stage 3's
-        }
-        out.push(line.to_string());
-        if trimmed == "[fusion]" {
-            out.push(variant.fusion_line.to_string());
-            added = true;
-        }
-        if trimmed == "[baselines]" {
-            out.extend(
-                [
-                    "greedy_soup = false",
-                    "learned_soup = false",
-                    "loss_only_bo = false",
-                    "metric_only_bo = false",
-                    "hpbo_full = false",
-                ]
-                .map(String::from),
-            );
-        }
-    }
-    if !added {
-        bail!(
-            "the config has no [fusion] table to add `{}` to",
-            variant.fusion_line
-        );
-    }
-    if !base.lines().any(|l| l.trim() == "[baselines]") {
-        out.extend(
-            [
-                "",
-                "[baselines]",
-                "greedy_soup = false",
-                "learned_soup = false",
-            ]
-            .map(String::from),
-        );
-    }
-    Ok(out.join("\n") + "\n")
+/// The overrides that make a run the variant: its setting, and the costly baselines off.
+pub fn overrides(variant: &Variant) -> Result<Vec<Override>> {
+    std::iter::once(variant.set)
+        .chain(BASELINES_OFF)
+        .map(|arg| {
+            arg.parse()
+                .with_context(|| format!("variant {}: --set {arg}", variant.name))
+        })
+        .collect()
 }
 
 /// `md` with, at the end of each task's section, the comparison of every variant that has
@@ -238,18 +207,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_variant_config_changes_one_fusion_line_and_turns_costly_baselines_off() {
+    fn a_variant_changes_one_fusion_setting_and_turns_costly_baselines_off() {
         let base = "seed = 1\n[fusion]\nkernel = \"rbf_dim_scaled\"\nbudget = 20\n\n\
-                    [baselines]\ngreedy_soup = true\nhpbo_full = true\n";
-        let text = config_text(base, find("matern52_gamma").unwrap()).unwrap();
-        assert!(
-            text.contains("[fusion]\nkernel = \"matern52_gamma\"\nbudget = 20"),
-            "{text}"
-        );
-        assert!(!text.contains("rbf_dim_scaled"), "{text}");
-        assert!(text.contains("greedy_soup = false") && !text.contains("greedy_soup = true"));
-        assert!(text.contains("hpbo_full = false") && !text.contains("hpbo_full = true"));
-        assert!(config_text("seed = 1\n", &VARIANTS[0]).is_err());
+                    [baselines]\ngreedy_soup = true\nhpbo_full = true\n\
+                    learned_soup = { epochs = 1, learning_rate = 0.05 }\n";
+        let set = overrides(find("matern52_gamma").unwrap()).unwrap();
+        let text = crate::overrides::effective_text(base, &set).unwrap();
+        let config: toml::Table = toml::from_str(&text).unwrap();
+        assert_eq!(config["fusion"]["kernel"].as_str(), Some("matern52_gamma"));
+        assert_eq!(config["fusion"]["budget"].as_integer(), Some(20));
+        assert_eq!(config["seed"].as_integer(), Some(1));
+        for key in [
+            "greedy_soup",
+            "learned_soup",
+            "loss_only_bo",
+            "metric_only_bo",
+            "hpbo_full",
+        ] {
+            assert_eq!(config["baselines"][key].as_bool(), Some(false), "{key}");
+        }
+        // A config without the tables gets them.
+        let text = crate::overrides::effective_text("seed = 1\n", &set).unwrap();
+        let config: toml::Table = toml::from_str(&text).unwrap();
+        assert_eq!(config["fusion"]["kernel"].as_str(), Some("matern52_gamma"));
+        assert_eq!(config["baselines"]["greedy_soup"].as_bool(), Some(false));
+        for v in &VARIANTS {
+            assert_eq!(overrides(v).unwrap().len(), 1 + BASELINES_OFF.len());
+        }
         assert!(find("nope").unwrap_err().to_string().contains("lora_delta"));
     }
 

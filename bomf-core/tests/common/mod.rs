@@ -1,7 +1,14 @@
 //! A tiny random BERT and a synthetic, learnable 3-class task for fast tests.
 #![allow(dead_code)]
 
+pub mod generative;
+
+use bomf_core::baselines::LearnedSoupConfig;
 use bomf_core::eval::EvalSet;
+use bomf_core::hpbo::{HpSpace, HpboConfig};
+use bomf_core::pipeline::{BaselinesConfig, PipelineData};
+use bomf_core::train::LayerCount;
+use bomf_core::trajectory::{KeepRule, TrajectoryConfig};
 use bomf_data::batch::{BatchConfig, Batcher, Item, ItemTarget};
 use bomf_data::metrics::Metric;
 use bomf_data::task::{Task as DataTask, TaskKind};
@@ -68,4 +75,64 @@ pub fn eval_set(n: usize) -> EvalSet {
 pub fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The data of a pipeline run: `train_items` (padded with `pad_id`), selection on `validation`,
+/// the report on `test`.
+pub fn pipeline_data<'a>(
+    train_items: &'a [Item],
+    pad_id: u32,
+    validation: &'a EvalSet,
+    test: &'a EvalSet,
+) -> PipelineData<'a> {
+    PipelineData {
+        train_items,
+        pad_id,
+        validation,
+        test,
+    }
+}
+
+/// Keeps the last `k` checkpoints of a trajectory evaluated every `every` steps.
+pub fn last_k(k: usize, every: usize) -> TrajectoryConfig {
+    TrajectoryConfig {
+        rule: KeepRule::LastK,
+        k,
+        every,
+        patience: 5,
+    }
+}
+
+/// The greedy soup and a learned soup of one epoch at 0.05; no other baseline.
+pub fn soups() -> BaselinesConfig {
+    BaselinesConfig {
+        greedy_soup: true,
+        learned_soup: Some(LearnedSoupConfig {
+            epochs: 1,
+            learning_rate: 0.05,
+        }),
+        loss_only_bo: false,
+        metric_only_bo: false,
+        hpbo_full: false,
+    }
+}
+
+/// Stage 1 over the learning rate alone, in `learning_rate`: `n_initial` design points of
+/// `budget` trials, nothing frozen.
+pub fn lr_search(learning_rate: (f64, f64), n_initial: usize, budget: usize) -> HpboConfig {
+    HpboConfig {
+        space: HpSpace {
+            learning_rate,
+            batch_size: None,
+            warmup_ratio: None,
+            weight_decay: None,
+        },
+        n_initial,
+        budget,
+        freeze_lower_layers: LayerCount::Count(0),
+        freeze_embeddings: false,
+        epochs: None,
+        lora_rank: None,
+        seed: 0,
+    }
 }

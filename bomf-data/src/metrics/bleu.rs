@@ -13,7 +13,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::pytext::{rstrip, split_whitespace};
-use super::{MetricError, MetricResult, check_pair_lengths};
+use super::{MetricResult, reference_pairs};
 
 /// Largest n-gram order.
 pub const MAX_ORDER: usize = 4;
@@ -98,22 +98,10 @@ where
     R: AsRef<[S]>,
     S: AsRef<str>,
 {
-    let metric = "bleu";
-    check_pair_lengths(
-        metric,
-        "hypotheses",
-        hypotheses.len(),
-        "references",
-        references.len(),
-    )?;
     let mut counts = [0u64; MAX_ORDER];
     let mut totals = [0u64; MAX_ORDER];
     let (mut sys_len, mut ref_len) = (0u64, 0u64);
-    for (index, (hypothesis, refs)) in hypotheses.iter().zip(references).enumerate() {
-        let refs = refs.as_ref();
-        if refs.is_empty() {
-            return Err(MetricError::NoReference { metric, index });
-        }
+    for (hypothesis, refs) in reference_pairs("bleu", "hypotheses", hypotheses, references)? {
         let ref_tokens: Vec<Vec<String>> = refs.iter().map(|r| tokenize_13a(r.as_ref())).collect();
         let mut max_ref_counts: HashMap<&[String], u64> = HashMap::new();
         for tokens in &ref_tokens {
@@ -122,7 +110,7 @@ where
                 *slot = (*slot).max(count);
             }
         }
-        let hyp_tokens = tokenize_13a(hypothesis.as_ref());
+        let hyp_tokens = tokenize_13a(hypothesis);
         let hyp_len = hyp_tokens.len();
         // closest reference length, the shorter one on ties
         let closest = ref_tokens
@@ -204,14 +192,5 @@ mod tests {
             tokenize_13a("long-\nterm &amp; co"),
             ["longterm", "&", "co"]
         );
-    }
-
-    #[test]
-    fn no_reference_is_an_error() {
-        let refs: Vec<Vec<String>> = vec![vec![]];
-        assert!(matches!(
-            corpus_bleu(&["x"], &refs),
-            Err(MetricError::NoReference { index: 0, .. })
-        ));
     }
 }

@@ -380,3 +380,53 @@ fn check_pair_lengths(
     }
     Ok(())
 }
+
+/// The (output, references) pairs of a corpus metric over texts: as many outputs (named
+/// `outputs_name`: predictions, hypotheses) as lists of references, at least one, and no list
+/// empty.
+fn reference_pairs<'a, P, R, S>(
+    metric: &'static str,
+    outputs_name: &'static str,
+    outputs: &'a [P],
+    references: &'a [R],
+) -> MetricResult<Vec<(&'a str, &'a [S])>>
+where
+    P: AsRef<str>,
+    R: AsRef<[S]>,
+{
+    check_pair_lengths(
+        metric,
+        outputs_name,
+        outputs.len(),
+        "references",
+        references.len(),
+    )?;
+    outputs
+        .iter()
+        .zip(references)
+        .enumerate()
+        .map(|(index, (output, refs))| match refs.as_ref() {
+            [] => Err(MetricError::NoReference { metric, index }),
+            refs => Ok((output.as_ref(), refs)),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The corpus metrics over texts refuse an output without references, naming its index.
+    #[test]
+    fn no_reference_is_an_error() {
+        let refs: Vec<Vec<String>> = vec![vec![]];
+        assert!(matches!(
+            corpus_bleu(&["x"], &refs),
+            Err(MetricError::NoReference { index: 0, .. })
+        ));
+        assert!(matches!(
+            rouge(&["x"], &refs),
+            Err(MetricError::NoReference { index: 0, .. })
+        ));
+    }
+}

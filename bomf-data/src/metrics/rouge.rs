@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 
-use super::{MetricError, MetricResult, check_pair_lengths, porter};
+use super::{MetricResult, porter, reference_pairs};
 
 /// Precision, recall and F-measure of one prediction against one reference.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -135,21 +135,10 @@ impl RougeScorer {
         R: AsRef<[S]>,
         S: AsRef<str>,
     {
-        let metric = "rouge";
-        check_pair_lengths(
-            metric,
-            "predictions",
-            predictions.len(),
-            "references",
-            references.len(),
-        )?;
         let mut sums = [0.0f64; 4];
-        for (index, (prediction, refs)) in predictions.iter().zip(references).enumerate() {
-            let refs = refs.as_ref();
-            if refs.is_empty() {
-                return Err(MetricError::NoReference { metric, index });
-            }
-            let scores = self.score_multi(refs, prediction.as_ref());
+        for (prediction, refs) in reference_pairs("rouge", "predictions", predictions, references)?
+        {
+            let scores = self.score_multi(refs, prediction);
             for (sum, score) in sums.iter_mut().zip(scores) {
                 *sum += score.fmeasure;
             }
@@ -333,14 +322,5 @@ mod tests {
         );
         // U+212A KELVIN SIGN lowercases to an ASCII "k", as in Python.
         assert_eq!(tokenize("\u{212a}m"), ["km"]);
-    }
-
-    #[test]
-    fn no_reference_is_an_error() {
-        let refs: Vec<Vec<String>> = vec![vec![]];
-        assert!(matches!(
-            rouge(&["x"], &refs),
-            Err(MetricError::NoReference { index: 0, .. })
-        ));
     }
 }

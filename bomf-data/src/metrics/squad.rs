@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 
 use super::pytext::{WORD_RUN, collapse_whitespace, split_whitespace};
-use super::{MetricError, MetricResult, check_pair_lengths};
+use super::{MetricError, MetricResult, check_pair_lengths, reference_pairs};
 
 /// The official `normalize_answer`: lower, remove punctuation, remove articles, fix whitespace.
 pub fn normalize_answer(text: &str) -> String {
@@ -113,21 +113,9 @@ where
     R: AsRef<[S]>,
     S: AsRef<str>,
 {
-    let metric = "squad_v1";
-    check_pair_lengths(
-        metric,
-        "predictions",
-        predictions.len(),
-        "references",
-        references.len(),
-    )?;
     let (mut exact_sum, mut f1_sum) = (0.0, 0.0);
-    for (index, (prediction, golds)) in predictions.iter().zip(references).enumerate() {
-        let golds = golds.as_ref();
-        if golds.is_empty() {
-            return Err(MetricError::NoReference { metric, index });
-        }
-        let prediction = prediction.as_ref();
+    for (prediction, golds) in reference_pairs("squad_v1", "predictions", predictions, references)?
+    {
         let exact = golds.iter().any(|g| exact_match(prediction, g.as_ref()));
         exact_sum += if exact { 1.0 } else { 0.0 };
         f1_sum += golds

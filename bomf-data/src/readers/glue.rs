@@ -82,54 +82,22 @@ struct Layout {
     inputs: &'static [&'static str],
     /// Label column by header name.
     label: &'static str,
-    /// Id column by header name, if the files have one.
-    id: Option<&'static str>,
+    /// Id column by header name (used where the file has it).
+    id: &'static str,
 }
 
 fn layout(task: GlueTask) -> Layout {
-    match task {
+    let (inputs, label, id): (&'static [&'static str], _, _) = match task {
         // CoLA train/dev have no header; handled separately. Test has `index, sentence`.
-        GlueTask::Cola => Layout {
-            inputs: &["sentence"],
-            label: "label",
-            id: Some("index"),
-        },
-        GlueTask::Sst2 => Layout {
-            inputs: &["sentence"],
-            label: "label",
-            id: Some("index"),
-        },
-        GlueTask::Mrpc => Layout {
-            inputs: &["#1 String", "#2 String"],
-            label: "Quality",
-            id: Some("index"),
-        },
-        GlueTask::Stsb => Layout {
-            inputs: &["sentence1", "sentence2"],
-            label: "score",
-            id: Some("index"),
-        },
-        GlueTask::Qqp => Layout {
-            inputs: &["question1", "question2"],
-            label: "is_duplicate",
-            id: Some("id"),
-        },
-        GlueTask::Mnli => Layout {
-            inputs: &["sentence1", "sentence2"],
-            label: "gold_label",
-            id: Some("index"),
-        },
-        GlueTask::Qnli => Layout {
-            inputs: &["question", "sentence"],
-            label: "label",
-            id: Some("index"),
-        },
-        GlueTask::Rte => Layout {
-            inputs: &["sentence1", "sentence2"],
-            label: "label",
-            id: Some("index"),
-        },
-    }
+        GlueTask::Cola | GlueTask::Sst2 => (&["sentence"], "label", "index"),
+        GlueTask::Mrpc => (&["#1 String", "#2 String"], "Quality", "index"),
+        GlueTask::Stsb => (&["sentence1", "sentence2"], "score", "index"),
+        GlueTask::Qqp => (&["question1", "question2"], "is_duplicate", "id"),
+        GlueTask::Mnli => (&["sentence1", "sentence2"], "gold_label", "index"),
+        GlueTask::Qnli => (&["question", "sentence"], "label", "index"),
+        GlueTask::Rte => (&["sentence1", "sentence2"], "label", "index"),
+    };
+    Layout { inputs, label, id }
 }
 
 /// Splits a GLUE TSV file into (1-based line number, fields) rows; a trailing newline and a
@@ -223,7 +191,7 @@ pub fn read_glue_tsv(path: &Path, task: GlueTask, labelled: bool) -> Result<Data
     } else {
         None
     };
-    let id_col = layout.id.and_then(|c| column(c).ok());
+    let id_col = column(layout.id).ok();
 
     let mut examples = Vec::with_capacity(lines.len().saturating_sub(1));
     for (line, fields) in &lines[1..] {

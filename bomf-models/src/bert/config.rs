@@ -45,7 +45,7 @@ pub enum HiddenAct {
 }
 
 impl HiddenAct {
-    fn parse(name: &str) -> Result<Self> {
+    pub(crate) fn parse(name: &str) -> Result<Self> {
         match name {
             "gelu" => Ok(HiddenAct::Gelu),
             "gelu_new" | "gelu_pytorch_tanh" => Ok(HiddenAct::GeluTanh),
@@ -60,7 +60,7 @@ impl HiddenAct {
         }
     }
 
-    pub(super) fn apply<B: Backend, const D: usize>(self, x: Tensor<B, D>) -> Tensor<B, D> {
+    pub(crate) fn apply<B: Backend, const D: usize>(self, x: Tensor<B, D>) -> Tensor<B, D> {
         match self {
             HiddenAct::Gelu => kernels::gelu(x),
             HiddenAct::GeluTanh => activation::gelu_approximate(x),
@@ -82,7 +82,7 @@ pub enum ProblemType {
 }
 
 impl ProblemType {
-    fn parse(name: &str) -> Result<Self> {
+    pub(crate) fn parse(name: &str) -> Result<Self> {
         match name {
             "regression" => Ok(ProblemType::Regression),
             "single_label_classification" => Ok(ProblemType::SingleLabelClassification),

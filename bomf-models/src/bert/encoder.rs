@@ -17,7 +17,7 @@ use crate::kernels::{self, Activation, Packing, layer_norm, linear, linear3, lin
 
 /// A Linear layer initialised as `transformers` does (`normal(0, initializer_range)`, zero bias).
 /// Stored burn-style: weight `[d_in, d_out]` (HF stores `[d_out, d_in]`).
-pub(super) fn hf_linear<B: Backend>(
+pub(crate) fn hf_linear<B: Backend>(
     d_in: usize,
     d_out: usize,
     std: f64,
@@ -29,13 +29,18 @@ pub(super) fn hf_linear<B: Backend>(
     }
 }
 
-fn hf_embedding<B: Backend>(n: usize, d: usize, std: f64, device: &B::Device) -> Embedding<B> {
+pub(crate) fn hf_embedding<B: Backend>(
+    n: usize,
+    d: usize,
+    std: f64,
+    device: &B::Device,
+) -> Embedding<B> {
     EmbeddingConfig::new(n, d)
         .with_initializer(Initializer::Normal { mean: 0.0, std })
         .init(device)
 }
 
-fn hf_layer_norm<B: Backend>(d: usize, eps: f64, device: &B::Device) -> LayerNorm<B> {
+pub(crate) fn hf_layer_norm<B: Backend>(d: usize, eps: f64, device: &B::Device) -> LayerNorm<B> {
     LayerNormConfig::new(d).with_epsilon(eps).init(device)
 }
 
@@ -171,7 +176,10 @@ impl<B: Backend> BertEmbeddings<B> {
 /// PyTorch's `nn.Embedding(padding_idx=...)` never updates the padding row: its gradient is zero.
 /// burn's Embedding has no such option, so padded positions are detached instead (same values,
 /// no gradient into the padding row). A no-op without autodiff.
-fn no_grad_where<B: Backend>(x: Tensor<B, 3>, is_pad: &Tensor<B, 2, Bool>) -> Tensor<B, 3> {
+pub(crate) fn no_grad_where<B: Backend>(
+    x: Tensor<B, 3>,
+    is_pad: &Tensor<B, 2, Bool>,
+) -> Tensor<B, 3> {
     if !B::ad_enabled(&x.device()) {
         return x;
     }

@@ -33,6 +33,8 @@ pub use encoder::{
     BertAttention, BertEmbeddings, BertEncoder, BertIntermediate, BertLayer, BertModel, BertOutput,
     BertPooler, BertResidualOutput, BertSelfAttention, EncoderInput, FirstTokenOutput,
 };
+/// Initialisers and the padding-row detach, shared with the MPNet encoder.
+pub(crate) use encoder::{hf_embedding, hf_layer_norm, hf_linear, no_grad_where};
 pub use heads::{BertWithHead, Classifier, RobertaClassificationHead, SpanLogits};
 
 /// BERT's HF spellings that differ from our field names.
