@@ -9,7 +9,7 @@
 use std::hint::black_box;
 
 use bomf_bo::acquisition::Acquisition;
-use bomf_bo::optim::lbfgsb::{LbfgsbOptions, minimize};
+use bomf_bo::lbfgsb::{LbfgsbOptions, minimize};
 use bomf_bo::optim::{AcqfOptions, Bounds, optimize_acqf};
 use bomf_bo::optimizer::{Optimizer, OptimizerSettings};
 use bomf_bo::space::{Objective, SimplexMap, Space};

@@ -11,6 +11,7 @@
 pub mod acquisition;
 pub mod error;
 pub mod gp;
+pub mod lbfgsb;
 pub mod optim;
 pub mod optimizer;
 pub mod partitioning;

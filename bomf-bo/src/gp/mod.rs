@@ -7,8 +7,8 @@
 //!   with BoTorch's `min_stdv = 1e-8`); posteriors are returned in the original units.
 //! - Hyperparameters by maximising the marginal likelihood plus log priors (MAP, divided by `n`
 //!   as GPyTorch's `ExactMarginalLogLikelihood`), with analytic gradients, from BoTorch's own
-//!   initial values and from seeded draws of the priors, each polished by a projected L-BFGS
-//!   ([`lbfgs`]). The constant mean is profiled out in closed form (it has no prior, so its
+//!   initial values and from seeded draws of the priors, each polished by the crate's L-BFGS-B
+//!   ([`crate::lbfgsb`]) in a box of log-hyperparameters. The constant mean is profiled out in closed form (it has no prior, so its
 //!   optimum given the other hyperparameters is the generalised-least-squares mean).
 //! - Posterior ([`posterior`]): mean and variance with input gradients, the joint mean and
 //!   covariance over any set of points, and the cached-Cholesky low-rank update qNEHVI uses
@@ -23,7 +23,6 @@
 pub(crate) mod blocked;
 pub mod fit;
 pub mod kernel;
-pub mod lbfgs;
 pub mod linalg;
 pub mod posterior;
 pub mod prior;

@@ -1,5 +1,4 @@
 //! Acquisition optimisation, following BoTorch's `optimize_acqf`:
-//! - [`lbfgsb`]: the bounded quasi-Newton local optimiser (pure-Rust L-BFGS-B).
 //! - [`initializers`]: Boltzmann selection of restart points from raw samples.
 //! - [`optimize`]: the driver — raw Sobol samples, restarts and local searches in parallel,
 //!   joint or sequential-greedy q-batches.
@@ -8,7 +7,6 @@
 
 pub mod canonical;
 pub mod initializers;
-pub mod lbfgsb;
 pub mod optimize;
 
 pub use crate::acquisition::{AcquisitionFactory, WithPending};

@@ -3,7 +3,7 @@
 //! 1. Score `raw_samples` scrambled-Sobol q-batches in parallel (rayon), plus, for `q = 1`,
 //!    points derived from *anchors* (the caller's incumbents, [`optimize_acqf_with_anchors`]).
 //! 2. Pick `num_restarts` of them by Boltzmann sampling ([`super::initializers`]).
-//! 3. Run bounded L-BFGS-B ([`super::lbfgsb`]) from each, in parallel, on `−acq`.
+//! 3. Run bounded L-BFGS-B ([`crate::lbfgsb`]) from each, in parallel, on `−acq`.
 //! 4. Return every restart's end point, best first.
 //!
 //! For `q > 1`, [`optimize_acqf`] optimises the `q·d` coordinates jointly, while
@@ -22,9 +22,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::initializers::{boltzmann_select, boltzmann_select_nonnegative};
-use super::lbfgsb::{self, LbfgsbOptions};
 use crate::acquisition::{Acquisition, AcquisitionFactory};
 use crate::error::{BoError, Result};
+use crate::lbfgsb::{self, LbfgsbOptions};
 use crate::sampling::derive_seed;
 use crate::sampling::sobol_design;
 
