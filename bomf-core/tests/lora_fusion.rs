@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use bomf_bo::optimizer::GpPreset;
+use bomf_bo::GpPreset;
 use bomf_core::baselines::LearnedSoupConfig;
 use bomf_core::eval::EvalSet;
 use bomf_core::fusion::{CheckpointSet, LoraFusion};

@@ -34,7 +34,6 @@
 
 use crate::error::{BoError, Result};
 use crate::partitioning::Cells;
-pub use crate::partitioning::box_decomposition::LOG_CELL_UPPER_CLAMP;
 use crate::safe_math::{
     log_fatplus, log_fatplus_grad, log_softplus, log_softplus_grad, logdiffexp,
 };

@@ -19,9 +19,9 @@ use crate::safe_math::{
 use crate::sampling::NormalBaseSamples;
 
 /// BoTorch's `TAU_RELU`: temperature of the smoothed ReLU over improvements.
-pub const TAU_RELU: f64 = 1e-6;
+pub(crate) const TAU_RELU: f64 = 1e-6;
 /// BoTorch's `TAU_MAX`: temperature of the smooth maximum over the `q` candidates.
-pub const TAU_MAX: f64 = 1e-2;
+pub(crate) const TAU_MAX: f64 = 1e-2;
 
 /// Monte Carlo qLogEI over a fitted GP with fixed base samples (single objective, maximised).
 #[derive(Debug, Clone)]
@@ -177,7 +177,7 @@ const LOG_EI_SERIES_BELOW: f64 = -30.0;
 
 /// `ln(φ(u) + u Φ(u))` and its derivative `Φ(u) / (φ(u) + u Φ(u))`, accurate for all `u`
 /// down to about −1e150 (BoTorch's `_log_ei_helper`).
-pub fn log_ei_helper(u: f64) -> (f64, f64) {
+pub(crate) fn log_ei_helper(u: f64) -> (f64, f64) {
     if u > -1.0 {
         let h = norm_pdf(u) + u * norm_cdf(u);
         return (h.ln(), norm_cdf(u) / h);
@@ -267,6 +267,44 @@ impl Acquisition for LogExpectedImprovement<'_> {
                 grad.iter_mut().for_each(|g| *g = 0.0);
                 f64::NAN
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn close(got: f64, want: f64, rtol: f64, atol: f64, what: &str) {
+        assert!(
+            (got - want).abs() <= atol + rtol * want.abs(),
+            "{what}: got {got:e}, want {want:e}"
+        );
+    }
+
+    #[test]
+    fn log_ei_helper_is_smooth_across_branches() {
+        // Values and derivatives agree on both sides of the u = -1 and u = -30 switches.
+        for &u0 in &[-1.0, -30.0] {
+            let (a, da) = log_ei_helper(u0 * (1.0 + 1e-12));
+            let (b, db) = log_ei_helper(u0 * (1.0 - 1e-12));
+            close(a, b, 1e-9, 1e-9, &format!("value at {u0}"));
+            close(da, db, 1e-6, 1e-9, &format!("derivative at {u0}"));
+        }
+        // Far below the incumbent LogEI is very negative but finite, with h ≈ φ(u)/u².
+        for u in [-1e3, -1e6, -1e100] {
+            let (v, dv) = log_ei_helper(u);
+            let lead = -0.5 * u * u - 0.918_938_533_204_672_7 - 2.0 * f64::ln(-u);
+            // The next term of h/φ is −3/u⁴ against 1/u²: relative error 3/u².
+            close(v, lead, 1e-15, 3.5 / (u * u), &format!("asymptote at {u}"));
+            close(
+                dv,
+                -u - 2.0 / u,
+                1e-15,
+                10.0 / (u * u).abs() / u.abs(),
+                &format!("asymptotic slope at {u}"),
+            );
         }
     }
 }

@@ -48,7 +48,7 @@ pub struct FitOptions {
 }
 
 /// Default of [`FitOptions::screen_points`].
-pub const SCREEN_POINTS: usize = 256;
+pub(crate) const SCREEN_POINTS: usize = 256;
 
 fn default_screen_points() -> usize {
     SCREEN_POINTS

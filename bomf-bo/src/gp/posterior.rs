@@ -423,7 +423,7 @@ pub struct JointPosteriorGrad {
 impl GaussianProcess {
     /// [`GaussianProcess::posterior_joint`] plus the input gradients of the mean and
     /// covariance (for analytic gradients of MC acquisitions).
-    pub fn posterior_joint_with_grad(&self, xs: &[f64]) -> Result<JointPosteriorGrad> {
+    pub(crate) fn posterior_joint_with_grad(&self, xs: &[f64]) -> Result<JointPosteriorGrad> {
         let xq = self.normalize_inputs(xs)?;
         let (kxq, v) = self.cross_terms(&xq);
         let joint = self.joint_from_cross(&xq, &kxq, &v);

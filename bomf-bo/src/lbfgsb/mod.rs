@@ -28,7 +28,7 @@
 //! unit cube, and the GP's hyperparameter fit ([`crate::gp`]) in a box of log-hyperparameters,
 //! where a non-positive-definite covariance is an infinite value the line search steps back
 //! from, and the fit's final refinement starts from the curvature pairs of a search on a subset
-//! of the data ([`minimize_warm`]).
+//! of the data.
 //!
 //! Stopping rules follow scipy: the projected-gradient sup-norm `≤ pgtol`, the relative
 //! reduction `(f_k − f_{k+1}) / max(|f_k|, |f_{k+1}|, 1) ≤ ftol`, or the iteration / evaluation
