@@ -10,8 +10,7 @@
 
 use std::hint::black_box;
 
-use bomf_bo::acquisition::Acquisition;
-use bomf_bo::acquisition::logei::QLogExpectedImprovement;
+use bomf_bo::acquisition::{Acquisition, QLogExpectedImprovement};
 use bomf_bo::gp::{FitOptions, GaussianProcess, Preset};
 use bomf_bo::sampling::{NormalBaseSamples, sobol_design};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};

@@ -7,8 +7,7 @@
 
 use std::hint::black_box;
 
-use bomf_bo::acquisition::Acquisition;
-use bomf_bo::acquisition::nehvi::{NehviOptions, QNoisyExpectedHypervolumeImprovement};
+use bomf_bo::acquisition::{Acquisition, NehviOptions, QNoisyExpectedHypervolumeImprovement};
 use bomf_bo::gp::{GaussianProcess, Kernel, KernelKind};
 use bomf_bo::sampling::sobol_design;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};

@@ -9,10 +9,11 @@
 use std::hint::black_box;
 
 use bomf_bo::acquisition::Acquisition;
-use bomf_bo::optim::lbfgsb::{LbfgsbOptions, minimize};
-use bomf_bo::optim::{AcqfOptions, Bounds, optimize_acqf};
-use bomf_bo::optimizer::{Optimizer, OptimizerSettings};
-use bomf_bo::space::{Objective, SimplexMap, Space};
+use bomf_bo::lbfgsb::minimize;
+use bomf_bo::optim::{Bounds, optimize_acqf};
+use bomf_bo::{
+    AcqfOptions, LbfgsbOptions, Objective, Optimizer, OptimizerSettings, SimplexMap, Space,
+};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn rosenbrock(x: &[f64], g: &mut [f64]) -> f64 {

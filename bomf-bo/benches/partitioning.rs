@@ -5,7 +5,7 @@
 
 use std::hint::black_box;
 
-use bomf_bo::acquisition::hvi::{LogHviParams, hvi, hvi_with_grad, log_hvi, log_hvi_with_grad};
+use bomf_bo::acquisition::{LogHviParams, hvi, hvi_with_grad, log_hvi, log_hvi_with_grad};
 use bomf_bo::partitioning::{hypervolume, nondominated_cells};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 

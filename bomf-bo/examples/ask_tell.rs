@@ -1,7 +1,6 @@
 //! Ask/tell in 20 lines: tune a learning rate (log scale) and a batch size (integer) of a toy
 //! objective. `cargo run -p bomf-bo --example ask_tell`
-use bomf_bo::optimizer::{Optimizer, OptimizerSettings};
-use bomf_bo::space::{Objective, Param, Space};
+use bomf_bo::{Objective, Optimizer, OptimizerSettings, Param, Space};
 
 fn accuracy(x: &[f64]) -> f64 {
     // Best at lr = 1e-4, bs = 16; pretend this is a fine-tuning run.

@@ -18,8 +18,7 @@
 
 use std::time::Instant;
 
-use bomf_bo::optimizer::{AcquisitionKind, Optimizer, OptimizerSettings};
-use bomf_bo::space::{Objective, Param, Space};
+use bomf_bo::{AcquisitionKind, Objective, Optimizer, OptimizerSettings, Param, Space};
 
 /// Input dimension (BOMF's fusion weights for ten checkpoints).
 const K: usize = 10;

@@ -30,9 +30,9 @@
 
 use std::f64::consts::PI;
 
-use bomf_bo::optimizer::{AcquisitionKind, Optimizer, OptimizerSettings};
-use bomf_bo::partitioning::hypervolume;
-use bomf_bo::space::{Objective, Param, Space};
+use bomf_bo::{
+    AcquisitionKind, Objective, Optimizer, OptimizerSettings, Param, Space, hypervolume,
+};
 
 /// One benchmark problem: a minimised vector function on `[0, 1]^d`.
 #[derive(Debug, Clone, Copy)]

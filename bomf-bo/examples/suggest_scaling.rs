@@ -10,9 +10,8 @@
 
 use std::time::Instant;
 
-use bomf_bo::optimizer::{Optimizer, OptimizerSettings};
 use bomf_bo::sampling::sobol_design;
-use bomf_bo::space::{Objective, Param, Space};
+use bomf_bo::{Objective, Optimizer, OptimizerSettings, Param, Space};
 
 const D: usize = 6;
 const DEFAULT_SIZES: [usize; 3] = [100, 1000, 10_000];

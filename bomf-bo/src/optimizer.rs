@@ -1,57 +1,13 @@
-//! The ask/tell [`Optimizer`]: a search space, objectives and settings in; candidates out.
-//!
-//! ```text
-//! ask(n)  → n candidates in user space (Sobol initial design, then Bayesian optimisation)
-//! tell(x, y) → record one evaluation (y may contain NaN/∞: a failed evaluation)
-//! to_json / from_json → stop and resume a run exactly
-//! ```
-//!
-//! **Phases.** While fewer than `n_initial` evaluations have succeeded (counting points asked
-//! but not yet told), `ask` returns the next points of a scrambled Sobol design in the unit
-//! cube, mapped to user space. After that it fits the surrogate to the successful observations
-//! and maximises the acquisition (sequential greedy for `n > 1`, each chosen point becoming
-//! *pending* for the next). Asked-but-untold points are pending too, so concurrent workers get
-//! different points.
-//! The observed Pareto-optimal inputs (the best one, for one objective) anchor extra raw
-//! candidates of the acquisition optimiser, so that optima on a face of the box next to an
-//! incumbent are found ([`crate::optim::optimize_acqf_with_anchors`]).
-//!
-//! **Coordinates.** The GP is fitted on canonical unit points `x = to_unit(user)`; the
-//! acquisition `α` built on it is maximised as `α ∘ c`, `c = to_unit ∘ from_unit` the canonical
-//! map (for a simplex; a box keeps BoTorch's relaxation), and the proposal is `c(u*)`, the point
-//! where `α` was evaluated and maximised ([`crate::space`], *Coordinates*).
-//!
-//! **Directions.** Objectives with goal `min` are negated internally: the surrogate and the
-//! acquisitions always maximise ([`TrainingData`] is in that orientation, and so is its
-//! reference point).
-//!
-//! **Failed evaluations** (any non-finite `y`) are recorded but never reach the GP. The rule
-//! that keeps them from being proposed again:
-//! 1. they are passed to the acquisition as *pending* points, which lowers its value around
-//!    them (for MC acquisitions, a pending point's unknown outcome already "claims" nearby
-//!    improvement);
-//! 2. a candidate within `failure_radius` (sup-norm in the unit cube) of a failed point, or a
-//!    duplicate of an observed or pending point (which integer rounding can create), is
-//!    rejected and the next-best restart is taken; if every restart is rejected, the
-//!    acquisition is re-optimised with the rejected optimum as an extra pending point (twice at
-//!    most), and only then is the next unused Sobol point returned.
-//!
-//! **Determinism.** Every random choice is derived from `settings.seed`, the number of `ask`
-//! calls so far and the Sobol cursor, all part of the serialised state: a resumed run proposes
-//! exactly what the uninterrupted run would have.
-//!
-//! **Surrogate.** The BO branch calls a [`SurrogateBuilder`]; [`Optimizer::ask`] uses
-//! [`BuiltinSurrogate`], i.e. [`fit_surrogate_and_build_acquisition`], and
-//! [`Optimizer::ask_with`] accepts any other (tests use a cheap analytic one).
+//! The ask/tell [`Optimizer`] (documented there), its settings and state, and the surrogate
+//! hook of its BO step.
 
 use serde::{Deserialize, Serialize};
 
+use crate::acquisition::AcquisitionFactory;
 use crate::error::{BoError, Result};
-use crate::optim::{
-    AcqfOptions, AcquisitionFactory, Bounds, Canonicalized, derive_seed, optimize_acqf_with_anchors,
-};
+use crate::optim::{AcqfOptions, Bounds, Canonicalized, optimize_acqf_with_anchors};
 use crate::partitioning::is_non_dominated;
-use crate::sampling::sobol_design;
+use crate::sampling::{derive_seed, sobol_design};
 use crate::space::{Goal, Objective, Space, SpaceConfig};
 pub use subset::{GpSubset, MAX_EXACT_GP, MAX_FAILED_PENDING};
 pub use surrogate::fit_surrogate_and_build_acquisition;
@@ -140,9 +96,11 @@ pub struct OptimizerSettings {
     pub acqf: AcqfOptions,
     /// Candidates closer than this (sup-norm, unit cube) to a failed point are rejected.
     pub failure_radius: f64,
-    /// Most successful observations the GP is fitted on; a longer history is subsampled
-    /// around its Pareto front ([`subset`]). Sizes whose exact GP would not fit in
-    /// [`subset::GP_MEMORY_LIMIT`] are refused by [`Optimizer::new`].
+    /// Most successful observations the GP is fitted on. A longer history is subsampled around
+    /// its Pareto front: every non-dominated observation (the best ones, for one objective),
+    /// the next non-dominated layers while they fit in a quarter of the budget, then a seeded
+    /// sample of the rest ([`Optimizer::gp_subset`] says when). Sizes whose exact GP would need
+    /// more than 4 GiB are refused by [`Optimizer::new`], naming the largest size that fits.
     pub max_gp_points: usize,
 }
 
@@ -226,8 +184,53 @@ impl SurrogateBuilder for BuiltinSurrogate {
     }
 }
 
-/// The ask/tell optimiser (see the module doc). Serialisable: [`Self::to_json`] /
-/// [`Self::from_json`].
+/// The ask/tell optimiser: a search space, objectives and settings in; candidates out.
+///
+/// ```text
+/// ask(n)  → n candidates in user space (Sobol initial design, then Bayesian optimisation)
+/// tell(x, y) → record one evaluation (y may contain NaN/∞: a failed evaluation)
+/// to_json / from_json → stop and resume a run exactly
+/// ```
+///
+/// **Phases.** While fewer than `n_initial` evaluations have succeeded (counting points asked
+/// but not yet told), `ask` returns the next points of a scrambled Sobol design in the unit
+/// cube, mapped to user space. After that it fits the surrogate to the successful observations
+/// and maximises the acquisition (sequential greedy for `n > 1`, each chosen point becoming
+/// *pending* for the next). Asked-but-untold points are pending too, so concurrent workers get
+/// different points.
+/// The observed Pareto-optimal inputs (the best one, for one objective) anchor extra raw
+/// candidates of the acquisition optimiser, so that optima on a face of the box next to an
+/// incumbent are found ([`crate::optim::optimize_acqf_with_anchors`]).
+///
+/// **Coordinates.** The GP is fitted on canonical unit points `x = to_unit(user)`; the
+/// acquisition `α` built on it is maximised as `α ∘ c`, `c = to_unit ∘ from_unit` the canonical
+/// map (for a simplex; a box keeps BoTorch's relaxation), and the proposal is `c(u*)`, the point
+/// where `α` was evaluated and maximised ([`Space`], *Coordinates*).
+///
+/// **Directions.** Objectives with goal `min` are negated internally: the surrogate and the
+/// acquisitions always maximise ([`TrainingData`] is in that orientation, and so is its
+/// reference point).
+///
+/// **Failed evaluations** (any non-finite `y`) are recorded but never reach the GP. The rule
+/// that keeps them from being proposed again:
+/// 1. they are passed to the acquisition as *pending* points, which lowers its value around
+///    them (for MC acquisitions, a pending point's unknown outcome already "claims" nearby
+///    improvement);
+/// 2. a candidate within `failure_radius` (sup-norm in the unit cube) of a failed point, or a
+///    duplicate of an observed or pending point (which integer rounding can create), is
+///    rejected and the next-best restart is taken; if every restart is rejected, the
+///    acquisition is re-optimised with the rejected optimum as an extra pending point (twice at
+///    most), and only then is the next unused Sobol point returned.
+///
+/// **Determinism.** Every random choice is derived from `settings.seed`, the number of `ask`
+/// calls so far and the Sobol cursor, all part of the serialised state: a resumed run proposes
+/// exactly what the uninterrupted run would have.
+///
+/// **Surrogate.** The BO branch calls a [`SurrogateBuilder`]; [`Optimizer::ask`] uses
+/// [`BuiltinSurrogate`], i.e. [`fit_surrogate_and_build_acquisition`], and
+/// [`Optimizer::ask_with`] accepts any other (tests use a cheap analytic one).
+///
+/// Serialisable: [`Self::to_json`] / [`Self::from_json`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Optimizer {
     version: u32,
@@ -691,5 +694,5 @@ fn sup_distance(a: &[f64], b: &[f64]) -> f64 {
 }
 
 mod non_finite;
-pub mod subset;
+mod subset;
 mod surrogate;

@@ -16,7 +16,9 @@
 //!
 //! Functions that an acquisition differentiates come with a `_grad` twin that also returns
 //! the derivative (scalars) or writes the partial derivatives (slice reductions), so the
-//! acquisition gradients are analytic rather than finite differences.
+//! acquisition gradients are analytic rather than finite differences. The forms no acquisition
+//! calls (value-only twins, the minima) are compiled with the tests only, which check them
+//! against BoTorch's values and the `_grad` twins against them.
 
 use std::f64::consts::{LN_2, PI};
 
@@ -44,6 +46,7 @@ pub fn log1mexp(x: f64) -> f64 {
 }
 
 /// Derivative of [`log1mexp`]: `-1 / expm1(-x)`.
+#[cfg(test)]
 pub fn log1mexp_grad(x: f64) -> (f64, f64) {
     (log1mexp(x), -1.0 / (-x).exp_m1())
 }
@@ -97,6 +100,7 @@ pub fn logsumexp_grad(xs: &[f64], grad: &mut [f64]) -> f64 {
 }
 
 /// `log(mean(exp(x_i)))`.
+#[cfg(test)]
 pub fn logmeanexp(xs: &[f64]) -> f64 {
     logsumexp(xs) - (xs.len() as f64).ln()
 }
@@ -107,6 +111,7 @@ pub fn logmeanexp_grad(xs: &[f64], grad: &mut [f64]) -> f64 {
 }
 
 /// `log(exp(a) + exp(b))`.
+#[cfg(test)]
 pub fn logplusexp(a: f64, b: f64) -> f64 {
     logsumexp(&[a, b])
 }
@@ -121,6 +126,7 @@ pub fn logdiffexp(log_a: f64, log_b: f64) -> f64 {
 }
 
 /// [`logdiffexp`] and its partial derivatives `(value, d/dlog_a, d/dlog_b)`.
+#[cfg(test)]
 pub fn logdiffexp_grad(log_a: f64, log_b: f64) -> (f64, f64, f64) {
     let v = logdiffexp(log_a, log_b);
     if !v.is_finite() {
@@ -189,6 +195,7 @@ fn pareto_grad(t: f64, alpha: f64) -> (f64, f64) {
 
 /// Fat-tailed smooth maximum `M + τ · ln Σ pareto((M − x_i)/τ)`, `M = max x_i`. Always
 /// `≥ max x_i`. Infinite maxima are passed through (as BoTorch's `_inf_max_helper`).
+#[cfg(test)]
 pub fn fatmax(xs: &[f64], tau: f64, alpha: f64) -> f64 {
     let m = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     if !m.is_finite() {
@@ -227,18 +234,21 @@ pub fn fatmax_grad(xs: &[f64], tau: f64, alpha: f64, grad: &mut [f64]) -> f64 {
 }
 
 /// Fat-tailed smooth minimum, `-fatmax(-x)`.
+#[cfg(test)]
 pub fn fatmin(xs: &[f64], tau: f64, alpha: f64) -> f64 {
     let neg: Vec<f64> = xs.iter().map(|x| -x).collect();
     -fatmax(&neg, tau, alpha)
 }
 
 /// [`fatmin`] and its partial derivatives.
+#[cfg(test)]
 pub fn fatmin_grad(xs: &[f64], tau: f64, alpha: f64, grad: &mut [f64]) -> f64 {
     let neg: Vec<f64> = xs.iter().map(|x| -x).collect();
     -fatmax_grad(&neg, tau, alpha, grad)
 }
 
 /// Smooth maximum `τ · logsumexp(x/τ)` (always `≥ max x_i`).
+#[cfg(test)]
 pub fn smooth_amax(xs: &[f64], tau: f64) -> f64 {
     let scaled: Vec<f64> = xs.iter().map(|x| x / tau).collect();
     tau * logsumexp(&scaled)
@@ -248,12 +258,6 @@ pub fn smooth_amax(xs: &[f64], tau: f64) -> f64 {
 pub fn smooth_amax_grad(xs: &[f64], tau: f64, grad: &mut [f64]) -> f64 {
     let scaled: Vec<f64> = xs.iter().map(|x| x / tau).collect();
     tau * logsumexp_grad(&scaled, grad)
-}
-
-/// Smooth minimum `-smooth_amax(-x)`.
-pub fn smooth_amin(xs: &[f64], tau: f64) -> f64 {
-    let neg: Vec<f64> = xs.iter().map(|x| -x).collect();
-    -smooth_amax(&neg, tau)
 }
 
 /// Scaled complementary error function `erfcx(x) = exp(x²)·erfc(x)`, accurate to a few ulp for
@@ -342,5 +346,240 @@ mod tests {
         let fa = (logdiffexp(-1.0 + h, 0.5) - logdiffexp(-1.0 - h, 0.5)) / (2.0 * h);
         let fb = (logdiffexp(-1.0, 0.5 + h) - logdiffexp(-1.0, 0.5 - h)) / (2.0 * h);
         assert!((fa - da).abs() < 1e-7 && (fb - db).abs() < 1e-7);
+    }
+}
+
+/// `safe_math` and `sampling::ndtri` against BoTorch / scipy values
+/// (tests/fixtures/gp/gen_safe_math.py → tests/fixtures/gp/safe_math.json).
+#[cfg(test)]
+mod against_botorch {
+    use super::*;
+    use crate::sampling::ndtri;
+    use serde_json::Value;
+
+    fn fixture() -> Value {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/gp/safe_math.json"
+        ))
+        .expect("fixture safe_math.json");
+        serde_json::from_str(&text).expect("valid JSON")
+    }
+
+    /// A number, or the strings "inf"/"-inf" the generator writes for infinities.
+    fn num(v: &Value) -> f64 {
+        match v {
+            Value::String(s) if s == "inf" => f64::INFINITY,
+            Value::String(s) if s == "-inf" => f64::NEG_INFINITY,
+            _ => v.as_f64().expect("number"),
+        }
+    }
+
+    fn nums(v: &Value) -> Vec<f64> {
+        v.as_array().expect("array").iter().map(num).collect()
+    }
+
+    #[track_caller]
+    fn close(got: f64, want: f64, rtol: f64, what: &str) {
+        if want.is_infinite() || got.is_infinite() {
+            assert_eq!(got, want, "{what}");
+            return;
+        }
+        let tol = rtol * want.abs().max(1e-300) + 1e-300;
+        assert!(
+            (got - want).abs() <= tol,
+            "{what}: got {got:e}, want {want:e}"
+        );
+    }
+
+    #[test]
+    fn log1mexp_and_log1pexp_match_botorch() {
+        let f = fixture();
+        let c = &f["log1mexp"];
+        for ((x, v), g) in nums(&c["x"])
+            .into_iter()
+            .zip(nums(&c["value"]))
+            .zip(nums(&c["grad"]))
+        {
+            let (got, dg) = log1mexp_grad(x);
+            close(got, v, 1e-13, &format!("log1mexp({x})"));
+            close(dg, g, 1e-9, &format!("log1mexp'({x})"));
+        }
+        let c = &f["log1pexp"];
+        for (x, v) in nums(&c["x"]).into_iter().zip(nums(&c["value"])) {
+            close(log1pexp(x), v, 1e-14, &format!("log1pexp({x})"));
+        }
+    }
+
+    #[test]
+    fn smooth_relus_match_botorch() {
+        let f = fixture();
+        for c in f["log_fatplus"].as_array().unwrap() {
+            let tau = num(&c["tau"]);
+            for ((x, v), g) in nums(&c["x"])
+                .into_iter()
+                .zip(nums(&c["value"]))
+                .zip(nums(&c["grad"]))
+            {
+                let (got, dg) = log_fatplus_grad(x, tau);
+                close(got, v, 1e-12, &format!("log_fatplus({x}, {tau})"));
+                close(dg, g, 1e-9, &format!("log_fatplus'({x}, {tau})"));
+            }
+        }
+        for c in f["fatplus"].as_array().unwrap() {
+            let tau = num(&c["tau"]);
+            for (x, v) in nums(&c["x"]).into_iter().zip(nums(&c["value"])) {
+                close(fatplus(x, tau), v, 1e-12, &format!("fatplus({x}, {tau})"));
+            }
+        }
+        for c in f["log_softplus"].as_array().unwrap() {
+            let tau = num(&c["tau"]);
+            for ((x, v), g) in nums(&c["x"])
+                .into_iter()
+                .zip(nums(&c["value"]))
+                .zip(nums(&c["grad"]))
+            {
+                let (got, dg) = log_softplus_grad(x, tau);
+                close(got, v, 1e-12, &format!("log_softplus({x}, {tau})"));
+                close(dg, g, 1e-9, &format!("log_softplus'({x}, {tau})"));
+            }
+        }
+    }
+
+    #[test]
+    fn reductions_match_botorch() {
+        let f = fixture();
+        for c in f["reductions"].as_array().unwrap() {
+            let x = nums(&c["x"]);
+            let mut grad = vec![0.0; x.len()];
+            type Red<'a> = Box<dyn Fn(&[f64], &mut [f64]) -> f64 + 'a>;
+            let mut cases: Vec<(String, Red)> = vec![
+                ("logsumexp".into(), Box::new(logsumexp_grad)),
+                ("logmeanexp".into(), Box::new(logmeanexp_grad)),
+            ];
+            for tau in [1.0, 1e-2] {
+                let t = format!("{tau}"); // "1" or "0.01", as the generator names the keys
+                cases.push((
+                    format!("fatmax_tau{t}"),
+                    Box::new(move |x, g| fatmax_grad(x, tau, FAT_ALPHA, g)),
+                ));
+                cases.push((
+                    format!("fatmin_tau{t}"),
+                    Box::new(move |x, g| fatmin_grad(x, tau, FAT_ALPHA, g)),
+                ));
+                cases.push((
+                    format!("smooth_amax_tau{t}"),
+                    Box::new(move |x, g| smooth_amax_grad(x, tau, g)),
+                ));
+            }
+            for (name, fun) in &cases {
+                let want = num(&c[name.as_str()]);
+                let got = fun(&x, &mut grad);
+                close(got, want, 1e-12, &format!("{name}({x:?})"));
+                if let Some(wg) = c[format!("{name}_grad")].as_array() {
+                    for (i, w) in wg.iter().enumerate() {
+                        close(grad[i], num(w), 1e-9, &format!("{name}' [{i}] at {x:?}"));
+                    }
+                }
+            }
+            // The plain (gradient-free) versions agree with the `_grad` ones.
+            let want = num(&c["fatmax_tau1"]);
+            close(fatmax(&x, 1.0, FAT_ALPHA), want, 1e-15, "fatmax");
+            close(
+                fatmin(&x, 1.0, FAT_ALPHA),
+                num(&c["fatmin_tau1"]),
+                1e-15,
+                "fatmin",
+            );
+            close(
+                smooth_amax(&x, 1.0),
+                num(&c["smooth_amax_tau1"]),
+                1e-15,
+                "smooth_amax",
+            );
+            close(logmeanexp(&x), num(&c["logmeanexp"]), 1e-15, "logmeanexp");
+        }
+    }
+
+    #[test]
+    fn pairwise_log_ops_match_botorch() {
+        let f = fixture();
+        for c in f["pairs"].as_array().unwrap() {
+            let (a, b) = (num(&c["log_a"]), num(&c["log_b"]));
+            let (v, ga, gb) = logdiffexp_grad(a, b);
+            close(
+                v,
+                num(&c["logdiffexp"]),
+                1e-13,
+                &format!("logdiffexp({a}, {b})"),
+            );
+            close(ga, num(&c["grad_a"]), 1e-9, "logdiffexp d/da");
+            close(gb, num(&c["grad_b"]), 1e-9, "logdiffexp d/db");
+            close(logplusexp(a, b), num(&c["logplusexp"]), 1e-14, "logplusexp");
+        }
+    }
+
+    #[test]
+    fn normal_functions_match_scipy() {
+        let f = fixture();
+        let c = &f["erfcx"];
+        for (x, v) in nums(&c["x"]).into_iter().zip(nums(&c["value"])) {
+            close(erfcx(x), v, 2e-14, &format!("erfcx({x})"));
+        }
+        let c = &f["norm_cdf"];
+        for (x, v) in nums(&c["x"]).into_iter().zip(nums(&c["value"])) {
+            close(norm_cdf(x), v, 5e-14, &format!("Phi({x})"));
+        }
+        let c = &f["ndtri"];
+        for (p, v) in nums(&c["p"]).into_iter().zip(nums(&c["value"])) {
+            close(ndtri(p), v, 1e-14, &format!("ndtri({p})"));
+        }
+    }
+
+    #[test]
+    fn ndtri_edge_cases() {
+        assert_eq!(ndtri(0.0), f64::NEG_INFINITY);
+        assert_eq!(ndtri(1.0), f64::INFINITY);
+        assert!(ndtri(-0.1).is_nan() && ndtri(1.5).is_nan() && ndtri(f64::NAN).is_nan());
+        assert_eq!(ndtri(0.5), 0.0);
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn fatmax_bounds_the_max(xs in prop::collection::vec(-1e3f64..1e3, 1..8), tau in 1e-3f64..2.0) {
+                let m = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let v = fatmax(&xs, tau, FAT_ALPHA);
+                // At least the max, and at most max + τ·ln n (every pareto term is ≤ 1).
+                prop_assert!(v >= m - 1e-9 && v <= m + tau * (xs.len() as f64).ln() + 1e-9);
+                let s = smooth_amax(&xs, tau);
+                prop_assert!(s >= m - 1e-9 && s <= m + tau * (xs.len() as f64).ln() + 1e-9);
+            }
+
+            #[test]
+            fn fatmax_gradient_sums_to_one(xs in prop::collection::vec(-10f64..10.0, 1..6)) {
+                let mut g = vec![0.0; xs.len()];
+                fatmax_grad(&xs, 0.7, FAT_ALPHA, &mut g);
+                prop_assert!((g.iter().sum::<f64>() - 1.0).abs() < 1e-10);
+            }
+
+            #[test]
+            fn log_fatplus_is_increasing_and_above_relu(a in -1e2f64..1e2, b in -1e2f64..1e2) {
+                let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+                prop_assume!(hi - lo > 1e-9);
+                prop_assert!(log_fatplus(lo, 1.0) <= log_fatplus(hi, 1.0));
+                prop_assert!(fatplus(hi, 1.0) >= hi.max(0.0));
+            }
+
+            #[test]
+            // Above x ≈ 5, 1 − Φ(x) is below a few ulp of 1 and the inverse loses digits.
+            fn ndtri_inverts_norm_cdf(x in -30.0f64..5.0) {
+                let p = norm_cdf(x);
+                prop_assert!((ndtri(p) - x).abs() < 1e-9 * (1.0 + x.abs()));
+            }
+        }
     }
 }

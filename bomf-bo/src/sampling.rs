@@ -23,7 +23,7 @@ use crate::error::{BoError, Result};
 
 /// Derive an independent 64-bit seed for sub-stream `stream` of `seed` (SplitMix64 finaliser),
 /// so every random choice of a run follows from one user seed without sharing an RNG.
-pub fn derive_seed(seed: u64, stream: u64) -> u64 {
+pub(crate) fn derive_seed(seed: u64, stream: u64) -> u64 {
     let mut z = seed
         .wrapping_add(stream.wrapping_mul(0x9E37_79B9_7F4A_7C15))
         .wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -33,7 +33,7 @@ pub fn derive_seed(seed: u64, stream: u64) -> u64 {
 }
 
 /// Largest number of points a Sobol design may have (a limit of `sobol_burley`).
-pub const MAX_SOBOL_POINTS: usize = 1 << 16;
+pub(crate) const MAX_SOBOL_POINTS: usize = 1 << 16;
 
 /// Reduce a 64-bit user seed to the 32-bit seed of `sobol_burley`, keeping both halves.
 fn seed32(seed: u64) -> u32 {
@@ -137,7 +137,7 @@ impl NormalBaseSamples {
 
 /// Inverse of the standard normal CDF (Wichura 1988, algorithm AS 241 `PPND16`), relative
 /// accuracy about 1e-16 over `(0, 1)`. `ndtri(0) = -inf`, `ndtri(1) = inf`, NaN outside.
-pub fn ndtri(p: f64) -> f64 {
+pub(crate) fn ndtri(p: f64) -> f64 {
     if !(0.0..=1.0).contains(&p) {
         return f64::NAN;
     }
@@ -239,7 +239,7 @@ const FAR_DEN: [f64; 8] = [
 
 /// `k` distinct indices of `0..n` (all of them when `k ≥ n`), ascending, chosen uniformly by a
 /// partial Fisher–Yates shuffle seeded with `seed`: the same arguments give the same indices.
-pub fn sample_indices(n: usize, k: usize, seed: u64) -> Vec<usize> {
+pub(crate) fn sample_indices(n: usize, k: usize, seed: u64) -> Vec<usize> {
     use rand::{RngExt, SeedableRng};
     let k = k.min(n);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);

@@ -1,72 +1,5 @@
-//! Search spaces: what the user tunes, and the map between the user's values and the unit cube
-//! the GP and the acquisitions work in.
-//!
-//! Two domains:
-//!
-//! - **Box**: one [`Param`] per dimension, each `low ≤ v ≤ high`, optionally on a log scale
-//!   (learning rates) and/or restricted to integers (batch sizes). A log parameter is normalised
-//!   as `u = (ln v − ln low) / (ln high − ln low)`, so equal ratios are equal distances.
-//!   **Integers**: the GP sees the normalised *rounded* values (every observation is told in
-//!   user space, where it is an integer), and the acquisition is optimised over the continuous
-//!   relaxation; a candidate is de-normalised and rounded to the nearest integer in
-//!   `[low, high]` (after the exp for log parameters). Rounding can map two candidates to one
-//!   point; the [`crate::optimizer::Optimizer`] then moves on to the next-best restart.
-//! - **Simplex**: `k` non-negative weights summing to one (fusion weights over `k`
-//!   checkpoints). Two parameterisations ([`SimplexMap`]):
-//!   - [`SimplexMap::Normalize`], BOMF's reference: `x ∈ [0,1]^k`, `w = x / Σx` (`Σx = 0` gives
-//!     the uniform weights). Simple, but `k` dimensions for a `k−1`-dimensional set: the GP
-//!     has to learn that the objective is constant along rays, and a uniform design in the cube
-//!     pushes forward to weights crowded towards the centre of the simplex.
-//!   - [`SimplexMap::StickBreaking`]: `z ∈ [0,1]^{k−1}`; `v_i = 1 − (1 − z_i)^{1/(k−1−i)}` is
-//!     the inverse CDF of Beta(1, k−1−i), and `w_i = v_i · Π_{j<i}(1 − v_j)`, `w_{k−1}` the rest.
-//!     The push-forward of the uniform distribution on the cube is the *uniform* (flat
-//!     Dirichlet) distribution on the simplex, so Sobol designs and raw samples cover the
-//!     simplex evenly; the map is smooth and one-to-one on the interior, with an explicit
-//!     inverse, so every observed weight vector has exactly one point in the GP's input space.
-//!     (Sorted-uniform spacings are also uniform but `(k−1)!`-to-one and not smooth; the
-//!     exponential/normalise trick is uniform but keeps `k` dimensions and is many-to-one.)
-//!     The price: anisotropy (later weights depend on earlier coordinates), and collapsed
-//!     faces — once `z_i = 1` the later coordinates no longer matter, so a vertex has a whole
-//!     face of preimages that the GP does not know are equivalent.
-//!
-//!   On the synthetic objectives of `tests/optimizer_simplex.rs` (qLogEI, k = 6, 30
-//!   evaluations, 5 seeds; figures in RESULTS.md), `Normalize` finds better weights both for an
-//!   interior optimum and near a vertex; hence it stays the default.
-//!   The comparison that matters (qNEHVI on real checkpoints) remains to be run.
-//!
-//! # Coordinates
-//!
-//! Three sets, and the maps between them (`d` = [`Space::unit_dim`]):
-//!
-//! - the **user space** `U` (values as told and asked; weights `w ∈ Δ^{k−1}`);
-//! - the **search cube** `[0,1]^d`, where the acquisition optimiser moves;
-//! - the **canonical set** `C = to_unit(U) ⊂ [0,1]^d`, the GP's input space: every told point
-//!   reaches the GP as `x = to_unit(user)`.
-//!
-//! `from_unit: [0,1]^d → U` is onto but, for a simplex, not one-to-one; `to_unit: U → C` picks
-//! one preimage, the *canonical* representative. Their composition is the **canonical map**
-//!
-//! ```text
-//! c = to_unit ∘ from_unit : [0,1]^d → C,    c(x) = x for x ∈ C,
-//! ```
-//!
-//! a retraction of the cube onto `C` ([`Space::canonical_unit`]):
-//!
-//! - Box: `c(u) = u` (up to rounding of integer parameters; see below);
-//! - [`SimplexMap::Normalize`]: `c(u) = u / max_i u_i` (and `c(0) = 1`, the uniform weights),
-//!   so `C = {x ∈ [0,1]^k : max_i x_i = 1}`, the `k` faces of the cube that touch `1`;
-//! - [`SimplexMap::StickBreaking`]: `c(z) = z` on the interior; on a collapsed face
-//!   (`z_i = 1`) the later coordinates are set to 0.
-//!
-//! The GP is fitted on `C` only, so an acquisition `α` built on it is meaningful on `C` only.
-//! For a simplex the optimiser therefore maximises `α ∘ c` over the cube and proposes
-//! `x* = c(u*)`, the canonical point where `α` was evaluated and maximised; the gradient it
-//! needs is the pull-back `∇(α ∘ c)(u) = J_c(u)ᵀ ∇α(c(u))` ([`Space::canonical_pullback`],
-//! [`crate::optim::Canonicalized`]). Box domains keep BoTorch's recipe: the acquisition sees
-//! `u` itself, i.e. the continuous relaxation for integer parameters.
-//!
-//! [`SpaceConfig`] is the `SPACE.json` file of the CLI, validated with errors that name the
-//! offending field.
+//! Search spaces: the [`Space`] (documented there), its parameters and objectives, and
+//! `SPACE.json`.
 
 use serde::{Deserialize, Serialize};
 
@@ -208,6 +141,75 @@ pub enum Domain {
 }
 
 /// A validated search space.
+///
+/// Search spaces: what the user tunes, and the map between the user's values and the unit cube
+/// the GP and the acquisitions work in.
+///
+/// Two domains:
+///
+/// - **Box**: one [`Param`] per dimension, each `low ≤ v ≤ high`, optionally on a log scale
+///   (learning rates) and/or restricted to integers (batch sizes). A log parameter is normalised
+///   as `u = (ln v − ln low) / (ln high − ln low)`, so equal ratios are equal distances.
+///   **Integers**: the GP sees the normalised *rounded* values (every observation is told in
+///   user space, where it is an integer), and the acquisition is optimised over the continuous
+///   relaxation; a candidate is de-normalised and rounded to the nearest integer in
+///   `[low, high]` (after the exp for log parameters). Rounding can map two candidates to one
+///   point; the [`crate::Optimizer`] then moves on to the next-best restart.
+/// - **Simplex**: `k` non-negative weights summing to one (fusion weights over `k`
+///   checkpoints). Two parameterisations ([`SimplexMap`]):
+///   - [`SimplexMap::Normalize`], BOMF's reference: `x ∈ [0,1]^k`, `w = x / Σx` (`Σx = 0` gives
+///     the uniform weights). Simple, but `k` dimensions for a `k−1`-dimensional set: the GP
+///     has to learn that the objective is constant along rays, and a uniform design in the cube
+///     pushes forward to weights crowded towards the centre of the simplex.
+///   - [`SimplexMap::StickBreaking`]: `z ∈ [0,1]^{k−1}`; `v_i = 1 − (1 − z_i)^{1/(k−1−i)}` is
+///     the inverse CDF of Beta(1, k−1−i), and `w_i = v_i · Π_{j<i}(1 − v_j)`, `w_{k−1}` the rest.
+///     The push-forward of the uniform distribution on the cube is the *uniform* (flat
+///     Dirichlet) distribution on the simplex, so Sobol designs and raw samples cover the
+///     simplex evenly; the map is smooth and one-to-one on the interior, with an explicit
+///     inverse, so every observed weight vector has exactly one point in the GP's input space.
+///     (Sorted-uniform spacings are also uniform but `(k−1)!`-to-one and not smooth; the
+///     exponential/normalise trick is uniform but keeps `k` dimensions and is many-to-one.)
+///     The price: anisotropy (later weights depend on earlier coordinates), and collapsed
+///     faces — once `z_i = 1` the later coordinates no longer matter, so a vertex has a whole
+///     face of preimages that the GP does not know are equivalent.
+///
+///   On the synthetic objectives of `tests/optimizer_simplex.rs` (qLogEI, k = 6, 30
+///   evaluations, 5 seeds; figures in RESULTS.md), `Normalize` finds better weights both for an
+///   interior optimum and near a vertex; hence it stays the default.
+///   The comparison that matters (qNEHVI on real checkpoints) remains to be run.
+///
+/// # Coordinates
+///
+/// Three sets, and the maps between them (`d` = [`Space::unit_dim`]):
+///
+/// - the **user space** `U` (values as told and asked; weights `w ∈ Δ^{k−1}`);
+/// - the **search cube** `[0,1]^d`, where the acquisition optimiser moves;
+/// - the **canonical set** `C = to_unit(U) ⊂ [0,1]^d`, the GP's input space: every told point
+///   reaches the GP as `x = to_unit(user)`.
+///
+/// `from_unit: [0,1]^d → U` is onto but, for a simplex, not one-to-one; `to_unit: U → C` picks
+/// one preimage, the *canonical* representative. Their composition is the **canonical map**
+///
+/// ```text
+/// c = to_unit ∘ from_unit : [0,1]^d → C,    c(x) = x for x ∈ C,
+/// ```
+///
+/// a retraction of the cube onto `C` ([`Space::canonical_unit`]):
+///
+/// - Box: `c(u) = u` (up to rounding of integer parameters; see below);
+/// - [`SimplexMap::Normalize`]: `c(u) = u / max_i u_i` (and `c(0) = 1`, the uniform weights),
+///   so `C = {x ∈ [0,1]^k : max_i x_i = 1}`, the `k` faces of the cube that touch `1`;
+/// - [`SimplexMap::StickBreaking`]: `c(z) = z` on the interior; on a collapsed face
+///   (`z_i = 1`) the later coordinates are set to 0.
+///
+/// The GP is fitted on `C` only, so an acquisition `α` built on it is meaningful on `C` only.
+/// For a simplex the optimiser therefore maximises `α ∘ c` over the cube and proposes
+/// `x* = c(u*)`, the canonical point where `α` was evaluated and maximised; the gradient it
+/// needs is the pull-back `∇(α ∘ c)(u) = J_c(u)ᵀ ∇α(c(u))`. Box domains keep BoTorch's recipe: the acquisition sees
+/// `u` itself, i.e. the continuous relaxation for integer parameters.
+///
+/// [`SpaceConfig`] is the `SPACE.json` file of the CLI, validated with errors that name the
+/// offending field.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Space {
     params: Vec<Param>,
@@ -403,7 +405,7 @@ impl Space {
     ///   the stick is used up (`z_i = 1`), the later coordinates do not move `c`, and their
     ///   gradient is 0 (the one-sided derivative within the face; `c` is discontinuous across
     ///   it).
-    pub fn canonical_pullback(&self, unit: &[f64], grad: &mut [f64]) -> Result<()> {
+    pub(crate) fn canonical_pullback(&self, unit: &[f64], grad: &mut [f64]) -> Result<()> {
         let d = self.unit_dim();
         if unit.len() != d || grad.len() != d {
             return Err(BoError::DimensionMismatch {
@@ -671,6 +673,8 @@ impl SpaceConfig {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -697,6 +701,40 @@ mod tests {
         let z2 = stick_breaking_inverse(&w);
         for (a, b) in z.iter().zip(&z2) {
             assert!((a - b).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn simplex_zero_sum_and_representatives() {
+        let s = Space::simplex(
+            vec!["a".into(), "b".into(), "c".into()],
+            SimplexMap::Normalize,
+        )
+        .unwrap();
+        assert_eq!(s.from_unit(&[0.0, 0.0, 0.0]).unwrap(), vec![1.0 / 3.0; 3]);
+        // The representative of w in the cube is w / max(w).
+        assert_eq!(s.to_unit(&[0.5, 0.25, 0.25]).unwrap(), vec![1.0, 0.5, 0.5]);
+        let sb = Space::simplex(vec!["a".into(), "b".into()], SimplexMap::StickBreaking).unwrap();
+        assert_eq!(sb.from_unit(&[0.0]).unwrap(), vec![0.0, 1.0]);
+        assert_eq!(sb.from_unit(&[1.0]).unwrap(), vec![1.0, 0.0]);
+        // Vertex of the simplex: later stick coordinates are arbitrary, we choose 0.
+        assert_eq!(stick_breaking_inverse(&[1.0, 0.0, 0.0]), vec![1.0, 0.0]);
+    }
+
+    proptest! {
+        #[test]
+        fn stick_breaking_round_trip(z in proptest::collection::vec(0.0f64..1.0, 1..12)) {
+            let w = stick_breaking(&z);
+            prop_assert!(w.iter().all(|v| *v >= 0.0));
+            prop_assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+            // Invertible where the remaining stick is not numerically exhausted.
+            let remaining_ok = w.last().copied().unwrap_or(0.0) > 1e-6;
+            if remaining_ok {
+                let z2 = stick_breaking_inverse(&w);
+                for (a, b) in z.iter().zip(&z2) {
+                    prop_assert!((a - b).abs() < 1e-6, "{z:?} {z2:?}");
+                }
+            }
         }
     }
 }

@@ -1,9 +1,9 @@
 //! qEHVI / qLogEHVI: BoTorch's golden values for the MC estimator over given samples, and
 //! analytic gradients against finite differences.
 
-use bomf_bo::acquisition::Acquisition;
-use bomf_bo::acquisition::ehvi::{HviEstimator, QExpectedHypervolumeImprovement, mc_hvi_estimate};
-use bomf_bo::acquisition::hvi::LogHviParams;
+use bomf_bo::acquisition::{
+    Acquisition, HviEstimator, LogHviParams, QExpectedHypervolumeImprovement, mc_hvi_estimate,
+};
 use bomf_bo::gp::{GaussianProcess, Kernel, KernelKind};
 use bomf_bo::partitioning::nondominated_cells;
 use bomf_bo::sampling::NormalBaseSamples;

@@ -3,9 +3,7 @@
 //! hypervolume gain, analytic gradients equal finite differences, and the log kernel tracks
 //! `ln(HVI)` where improvements are large relative to its temperatures.
 
-use bomf_bo::acquisition::hvi::{
-    LogHviParams, MAX_Q, hvi, hvi_with_grad, log_hvi, log_hvi_with_grad,
-};
+use bomf_bo::acquisition::{LogHviParams, MAX_Q, hvi, hvi_with_grad, log_hvi, log_hvi_with_grad};
 use bomf_bo::partitioning::{Cells, hypervolume, nondominated_cells};
 use proptest::prelude::*;
 use serde_json::Value;

@@ -2,11 +2,9 @@
 //! nehvi_fixture.json, same hyperparameters and base samples on both sides), the noiseless
 //! limit qNEHVI = qEHVI, baseline pruning, pending points and analytic gradients.
 
-use bomf_bo::acquisition::Acquisition;
-use bomf_bo::acquisition::ehvi::{HviEstimator, QExpectedHypervolumeImprovement};
-use bomf_bo::acquisition::hvi::LogHviParams;
-use bomf_bo::acquisition::nehvi::{
-    NehviOptions, QNoisyExpectedHypervolumeImprovement, prune_inferior_points,
+use bomf_bo::acquisition::{
+    Acquisition, HviEstimator, LogHviParams, NehviOptions, QExpectedHypervolumeImprovement,
+    QNoisyExpectedHypervolumeImprovement, prune_inferior_points,
 };
 use bomf_bo::gp::{GaussianProcess, Kernel, KernelKind};
 use bomf_bo::sampling::NormalBaseSamples;
@@ -280,9 +278,8 @@ fn invalid_inputs_are_errors() {
 
 #[test]
 fn factories_drive_sequential_greedy_optimisation() {
-    use bomf_bo::acquisition::ehvi::QEhviFactory;
-    use bomf_bo::acquisition::nehvi::QNehviFactory;
-    use bomf_bo::optim::{AcqfOptions, AcquisitionFactory, Bounds, optimize_acqf_sequential};
+    use bomf_bo::acquisition::{AcquisitionFactory, QEhviFactory, QNehviFactory};
+    use bomf_bo::optim::{AcqfOptions, Bounds, optimize_acqf_sequential};
     let (gps, ys) = problem(&X_OBS, 1e-3);
     let r = [0.0, -1.0];
     let mut options = AcqfOptions {
@@ -346,7 +343,7 @@ mod properties {
             let cells = nondominated_cells(front, 2, &r).unwrap();
             let hv0 = hypervolume(front, 2, &r).unwrap();
             // Two samples of a q = 2 batch.
-            let v = bomf_bo::acquisition::ehvi::mc_hvi_estimate(
+            let v = bomf_bo::acquisition::mc_hvi_estimate(
                 &cells, &batch, 2, &HviEstimator::Exact).unwrap();
             let gain = |ys: &[f64]| hypervolume(&[front, ys].concat(), 2, &r).unwrap() - hv0;
             let want = 0.5 * (gain(&batch[..4]) + gain(&batch[4..]));

@@ -2,10 +2,10 @@
 //! multimodal function, be deterministic in its seed, and spread sequential-greedy batches via
 //! pending points; anchors (incumbents) let it reach optima on the box's faces.
 
-use bomf_bo::acquisition::Acquisition;
+use bomf_bo::acquisition::{Acquisition, AcquisitionFactory, WithPending};
 use bomf_bo::optim::{
-    AcqfOptions, AcquisitionFactory, Bounds, WithPending, anchor_candidates, optimize_acqf,
-    optimize_acqf_sequential, optimize_acqf_with_anchors,
+    AcqfOptions, Bounds, anchor_candidates, optimize_acqf, optimize_acqf_sequential,
+    optimize_acqf_with_anchors,
 };
 use bomf_bo::{BoError, Result};
 use serde_json::Value;

@@ -4,7 +4,7 @@
 //! `lbfgsb_cases.json`). From the same starting point we must reach the same optimum value, or a
 //! better one, within a small tolerance, and stay inside the box.
 
-use bomf_bo::optim::lbfgsb::{LbfgsbOptions, minimize};
+use bomf_bo::lbfgsb::{LbfgsbOptions, minimize};
 use serde_json::Value;
 
 const CASES: &str = include_str!("fixtures/optim/lbfgsb_cases.json");
@@ -141,7 +141,7 @@ fn lbfgsb_lands_on_scipy_point_when_optimum_is_unique() {
 }
 
 mod properties {
-    use bomf_bo::optim::lbfgsb::{LbfgsbOptions, minimize, projected_grad_norm};
+    use bomf_bo::lbfgsb::{LbfgsbOptions, minimize, projected_grad_norm};
     use proptest::prelude::*;
 
     proptest! {

@@ -2,14 +2,12 @@
 //! and the BO branch driven by a cheap analytic surrogate (the GP wiring is tested where it
 //! lands).
 
-use bomf_bo::acquisition::Acquisition;
-use bomf_bo::optim::AcquisitionFactory;
-use bomf_bo::optimizer::{
-    AcquisitionKind, AcquisitionRequest, MAX_ASK, Optimizer, OptimizerSettings, SurrogateBuilder,
-    TrainingData,
+use bomf_bo::acquisition::{Acquisition, AcquisitionFactory};
+use bomf_bo::surrogate::{AcquisitionRequest, SurrogateBuilder, TrainingData};
+use bomf_bo::{
+    AcquisitionKind, BoError, MAX_ASK, Objective, Optimizer, OptimizerSettings, Param, Result,
+    SimplexMap, Space, SpaceConfig,
 };
-use bomf_bo::space::{Objective, Param, SimplexMap, Space, SpaceConfig};
-use bomf_bo::{BoError, Result};
 
 fn box_space() -> Space {
     Space::new_box(vec![

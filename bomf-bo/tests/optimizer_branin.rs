@@ -1,8 +1,7 @@
 //! The wired single-objective path (GP + qLogEI + optimize_acqf) must beat random search on
 //! 2-D Branin with the same budget, median over seeds.
 
-use bomf_bo::optimizer::{Optimizer, OptimizerSettings};
-use bomf_bo::space::{Objective, Param, Space};
+use bomf_bo::{Objective, Optimizer, OptimizerSettings, Param, Space};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

@@ -8,14 +8,12 @@
 
 use std::sync::Mutex;
 
-use bomf_bo::Result;
-use bomf_bo::acquisition::Acquisition;
-use bomf_bo::optim::AcquisitionFactory;
-use bomf_bo::optimizer::{
-    AcquisitionRequest, BuiltinSurrogate, Optimizer, OptimizerSettings, SurrogateBuilder,
-    TrainingData, fit_surrogate_and_build_acquisition,
+use bomf_bo::acquisition::{Acquisition, AcquisitionFactory};
+use bomf_bo::surrogate::{
+    AcquisitionRequest, BuiltinSurrogate, SurrogateBuilder, TrainingData,
+    fit_surrogate_and_build_acquisition,
 };
-use bomf_bo::space::{Objective, SimplexMap, Space};
+use bomf_bo::{Objective, Optimizer, OptimizerSettings, Result, SimplexMap, Space};
 
 const MAPS: [SimplexMap; 2] = [SimplexMap::Normalize, SimplexMap::StickBreaking];
 

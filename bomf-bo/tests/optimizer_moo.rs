@@ -1,10 +1,10 @@
 //! Multi-objective ask/tell end to end: qNEHVI (and its siblings) through the built-in
 //! surrogate must beat a space-filling design of the same size.
 
-use bomf_bo::optim::AcqfOptions;
-use bomf_bo::optimizer::{AcquisitionKind, Optimizer, OptimizerSettings};
-use bomf_bo::partitioning::hypervolume;
-use bomf_bo::space::{Objective, Param, Space};
+use bomf_bo::{
+    AcqfOptions, AcquisitionKind, Objective, Optimizer, OptimizerSettings, Param, Space,
+    hypervolume,
+};
 
 /// BoTorch's BraninCurrin (both objectives minimised), on [0, 1]².
 fn branin_currin(x: &[f64]) -> [f64; 2] {

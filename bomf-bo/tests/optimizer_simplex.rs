@@ -8,15 +8,14 @@
 //! proxy: the real comparison runs qNEHVI on real checkpoints.
 //!
 //! Result (median regret over 5 seeds after 30 evaluations, test profile), with the acquisition
-//! maximised on the canonical set the GP is fitted on (`bomf_bo::optim::Canonicalized`):
+//! maximised on the canonical set the GP is fitted on (see `Space`, *Coordinates*):
 //! interior: Normalize 0.077, StickBreaking 0.201; near a vertex: Normalize 0.076,
 //! StickBreaking 0.089. Before that fix (acquisition maximised over raw cube points): interior
 //! 0.069 and 0.263; near a vertex 0.098 and 0.238, where every stick-breaking seed stalled at
 //! the vertex (the face `z_0 = 1` collapses onto it, so "new" points there were all
 //! duplicates).
 
-use bomf_bo::optimizer::{Optimizer, OptimizerSettings};
-use bomf_bo::space::{Objective, SimplexMap, Space};
+use bomf_bo::{Objective, Optimizer, OptimizerSettings, SimplexMap, Space};
 
 const K: usize = 6;
 const BUDGET: usize = 30;

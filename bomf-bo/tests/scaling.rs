@@ -1,79 +1,15 @@
-//! What keeps a BO step bounded as the history grows: the GP training subset chosen around
-//! the Pareto front, the cap on failed points used as pending points, the memory refusal,
-//! the screened hyperparameter search, and the blocked linear algebra of large GPs checked
-//! against the small-matrix code paths.
+//! What keeps a BO step bounded as the history grows: the GP training subset seen by the
+//! surrogate, the cap on failed points used as pending points, the screened hyperparameter
+//! search, and the blocked linear algebra of large GPs checked against the small-matrix code
+//! paths. (The subset rule and the memory refusal are tested in `src/optimizer/subset.rs`.)
 
 use std::sync::Mutex;
 
-use bomf_bo::acquisition::Acquisition;
+use bomf_bo::acquisition::{Acquisition, AcquisitionFactory};
 use bomf_bo::gp::{FitOptions, GaussianProcess, Kernel, KernelKind};
-use bomf_bo::optim::AcquisitionFactory;
-use bomf_bo::optimizer::subset::{
-    GP_MEMORY_LIMIT, gp_memory_bytes, max_gp_points_within_limit, training_subset,
-};
-use bomf_bo::optimizer::{
-    AcquisitionRequest, MAX_EXACT_GP, MAX_FAILED_PENDING, Optimizer, OptimizerSettings,
-    SurrogateBuilder, TrainingData,
-};
-use bomf_bo::partitioning::is_non_dominated;
 use bomf_bo::sampling::sobol_design;
-use bomf_bo::space::{Objective, Param, Space};
-use bomf_bo::{BoError, Result};
-
-/// `n` points of two conflicting objectives (maximised) with a little structure-free noise.
-fn two_objectives(n: usize) -> Vec<f64> {
-    let x = sobol_design(n, 3, 11).unwrap();
-    x.chunks_exact(3)
-        .flat_map(|p| {
-            let wiggle = (p[2] * 37.0).sin() * 0.05;
-            [p[0] + wiggle, 1.0 - p[0] * p[0] - p[1] * 0.3 - wiggle]
-        })
-        .collect()
-}
-
-#[test]
-fn training_subset_keeps_every_pareto_point_and_is_deterministic() {
-    let (n, cap) = (3000, 500);
-    let y = two_objectives(n);
-    let subset = training_subset(&y, 2, cap, 7).unwrap();
-    assert_eq!(subset.len(), cap);
-    assert!(
-        subset.windows(2).all(|w| w[0] < w[1]),
-        "ascending, distinct"
-    );
-    let front = is_non_dominated(&y, 2, false).unwrap();
-    for (i, on_front) in front.iter().enumerate() {
-        if *on_front {
-            assert!(subset.binary_search(&i).is_ok(), "Pareto point {i} dropped");
-        }
-    }
-    assert_eq!(subset, training_subset(&y, 2, cap, 7).unwrap());
-    let other = training_subset(&y, 2, cap, 8).unwrap();
-    assert_ne!(subset, other, "the sample of the rest follows the seed");
-    // A history within the budget is used whole.
-    assert_eq!(
-        training_subset(&y[..2 * cap], 2, cap, 7).unwrap().len(),
-        cap
-    );
-}
-
-#[test]
-fn single_objective_subset_keeps_the_best_and_a_front_too_large_is_sampled() {
-    let y: Vec<f64> = (0..2000).map(|i| ((i * 7919) % 2000) as f64).collect();
-    let subset = training_subset(&y, 1, 400, 1).unwrap();
-    assert_eq!(subset.len(), 400);
-    // The best quarter of the budget (the 100 largest values) is always kept.
-    for (i, v) in y.iter().enumerate() {
-        if *v >= 1900.0 {
-            assert!(subset.binary_search(&i).is_ok(), "best point {i} dropped");
-        }
-    }
-    // Every point non-dominated: the front alone is over budget and is sampled down.
-    let front: Vec<f64> = (0..1000)
-        .flat_map(|i| [i as f64, 1000.0 - i as f64])
-        .collect();
-    assert_eq!(training_subset(&front, 2, 300, 1).unwrap().len(), 300);
-}
+use bomf_bo::surrogate::{AcquisitionRequest, SurrogateBuilder, TrainingData};
+use bomf_bo::{MAX_FAILED_PENDING, Objective, Optimizer, OptimizerSettings, Param, Result, Space};
 
 /// Records what the BO step hands the surrogate; its acquisition is a bowl around the centre.
 #[derive(Default)]
@@ -163,29 +99,6 @@ fn the_surrogate_sees_at_most_max_gp_points_and_the_latest_failures() {
     }
 }
 
-#[test]
-fn an_exact_gp_too_large_for_memory_is_refused_with_the_size_that_fits() {
-    let space = Space::new_box(vec![Param::new("a", 0.0, 1.0), Param::new("b", 0.0, 1.0)]).unwrap();
-    let objectives = vec![Objective::maximize("f"), Objective::maximize("g")];
-    let fits = max_gp_points_within_limit(2);
-    assert!(fits > MAX_EXACT_GP && gp_memory_bytes(fits, 2) <= GP_MEMORY_LIMIT);
-    let absurd = OptimizerSettings {
-        max_gp_points: 1_000_000,
-        ..OptimizerSettings::default()
-    };
-    let err = Optimizer::new(space.clone(), objectives.clone(), absurd).unwrap_err();
-    let BoError::InvalidInput(msg) = err else {
-        panic!("expected InvalidInput, got {err:?}");
-    };
-    assert!(msg.contains("1000000 observations"), "{msg}");
-    assert!(msg.contains(&format!("max_gp_points <= {fits}")), "{msg}");
-    let largest = OptimizerSettings {
-        max_gp_points: fits,
-        ..OptimizerSettings::default()
-    };
-    assert!(Optimizer::new(space, objectives, largest).is_ok());
-}
-
 /// Inputs and a smooth noisy response for GP checks.
 fn gp_data(n: usize, d: usize) -> (Vec<f64>, Vec<f64>) {
     let x = sobol_design(n, d, 5).unwrap();
@@ -200,7 +113,7 @@ fn gp_data(n: usize, d: usize) -> (Vec<f64>, Vec<f64>) {
 fn a_large_fit_screens_its_starts_on_a_subset_and_finds_the_full_search_optimum() {
     let (x, y) = gp_data(320, 3);
     let screened = GaussianProcess::fit(&x, &y, 3, None, &FitOptions::default()).unwrap();
-    let report = screened.report.clone().unwrap();
+    let report = screened.fit_report().cloned().unwrap();
     assert_eq!(
         report.screened_on,
         Some(FitOptions::default().screen_points)
@@ -211,8 +124,11 @@ fn a_large_fit_screens_its_starts_on_a_subset_and_finds_the_full_search_optimum(
         ..FitOptions::default()
     };
     let full = GaussianProcess::fit(&x, &y, 3, None, &full_opts).unwrap();
-    assert_eq!(full.report.clone().unwrap().screened_on, None);
-    let (a, b) = (report.map_objective, full.report.unwrap().map_objective);
+    assert_eq!(full.fit_report().cloned().unwrap().screened_on, None);
+    let (a, b) = (
+        report.map_objective,
+        full.fit_report().unwrap().map_objective,
+    );
     assert!(a >= b - 1e-6, "screened MAP {a} vs full search {b}");
 }
 

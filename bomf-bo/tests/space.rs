@@ -2,11 +2,8 @@
 //! stick-breaking simplex map pushes the uniform distribution forward to the uniform
 //! (flat Dirichlet) one while BOMF's normalisation does not.
 
-use bomf_bo::BoError;
 use bomf_bo::sampling::sobol_design;
-use bomf_bo::space::{
-    Domain, Goal, Param, SimplexMap, Space, SpaceConfig, stick_breaking, stick_breaking_inverse,
-};
+use bomf_bo::{BoError, Domain, Goal, Param, SimplexMap, Space, SpaceConfig};
 use proptest::prelude::*;
 
 const ISSUE_SPACE: &str = r#"{
@@ -209,23 +206,6 @@ fn normalisation_map_crowds_weights_towards_the_centre() {
     }
 }
 
-#[test]
-fn simplex_zero_sum_and_representatives() {
-    let s = Space::simplex(
-        vec!["a".into(), "b".into(), "c".into()],
-        SimplexMap::Normalize,
-    )
-    .unwrap();
-    assert_eq!(s.from_unit(&[0.0, 0.0, 0.0]).unwrap(), vec![1.0 / 3.0; 3]);
-    // The representative of w in the cube is w / max(w).
-    assert_eq!(s.to_unit(&[0.5, 0.25, 0.25]).unwrap(), vec![1.0, 0.5, 0.5]);
-    let sb = Space::simplex(vec!["a".into(), "b".into()], SimplexMap::StickBreaking).unwrap();
-    assert_eq!(sb.from_unit(&[0.0]).unwrap(), vec![0.0, 1.0]);
-    assert_eq!(sb.from_unit(&[1.0]).unwrap(), vec![1.0, 0.0]);
-    // Vertex of the simplex: later stick coordinates are arbitrary, we choose 0.
-    assert_eq!(stick_breaking_inverse(&[1.0, 0.0, 0.0]), vec![1.0, 0.0]);
-}
-
 proptest! {
     #[test]
     fn box_round_trip(u in proptest::collection::vec(0.0f64..=1.0, 3)) {
@@ -239,21 +219,6 @@ proptest! {
         let back = s.to_unit(&user).unwrap();
         for (a, b) in u.iter().zip(&back) {
             prop_assert!((a - b).abs() < 1e-9);
-        }
-    }
-
-    #[test]
-    fn stick_breaking_round_trip(z in proptest::collection::vec(0.0f64..1.0, 1..12)) {
-        let w = stick_breaking(&z);
-        prop_assert!(w.iter().all(|v| *v >= 0.0));
-        prop_assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-12);
-        // Invertible where the remaining stick is not numerically exhausted.
-        let remaining_ok = w.last().copied().unwrap_or(0.0) > 1e-6;
-        if remaining_ok {
-            let z2 = stick_breaking_inverse(&w);
-            for (a, b) in z.iter().zip(&z2) {
-                prop_assert!((a - b).abs() < 1e-6, "{z:?} {z2:?}");
-            }
         }
     }
 

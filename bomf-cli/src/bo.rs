@@ -7,9 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use bomf_bo::optimizer::{AcquisitionKind, MAX_EXACT_GP, Optimizer, OptimizerSettings};
-use bomf_bo::partitioning::hypervolume;
-use bomf_bo::space::SpaceConfig;
+use bomf_bo::{
+    AcquisitionKind, MAX_EXACT_GP, Optimizer, OptimizerSettings, SpaceConfig, hypervolume,
+};
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Deserialize;
 

@@ -14,8 +14,9 @@
 //! the same for every model family and testable on synthetic functions.
 
 use bomf_bo::gp::{FitOptions, GaussianProcess};
-use bomf_bo::optimizer::{AcquisitionKind, GpPreset, Optimizer, OptimizerSettings};
-use bomf_bo::space::{Objective, SimplexMap, Space};
+use bomf_bo::{
+    AcquisitionKind, GpPreset, Objective, Optimizer, OptimizerSettings, SimplexMap, Space,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
@@ -401,7 +402,7 @@ impl FusionSearch {
             let hv = if m == 1 {
                 points.iter().copied().fold(0.0f64, f64::max)
             } else {
-                bomf_bo::partitioning::hypervolume::hypervolume(&points, m, &vec![0.0; m])?
+                bomf_bo::hypervolume(&points, m, &vec![0.0; m])?
             };
             trace.push(hv);
         }

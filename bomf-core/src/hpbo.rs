@@ -10,8 +10,7 @@
 //! Like [`crate::fusion_bo::FusionSearch`], [`HpSearch`] is serialisable state with a closure for
 //! the expensive part, so runs resume and tests use synthetic objectives.
 
-use bomf_bo::optimizer::{AcquisitionKind, Optimizer, OptimizerSettings};
-use bomf_bo::space::{Objective, Param, Space};
+use bomf_bo::{AcquisitionKind, Objective, Optimizer, OptimizerSettings, Param, Space};
 use bomf_data::batch::{BatchConfig, Batcher, Item};
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};

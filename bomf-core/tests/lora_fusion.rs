@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use bomf_bo::optimizer::GpPreset;
+use bomf_bo::GpPreset;
 use bomf_core::eval::EvalSet;
 use bomf_core::fusion::{CheckpointSet, LoraFusion};
 use bomf_core::fusion_bo::{FusionBoConfig, FusionSearch, GpKernel};

@@ -34,7 +34,6 @@
 
 use crate::error::{BoError, Result};
 use crate::partitioning::Cells;
-pub use crate::partitioning::box_decomposition::LOG_CELL_UPPER_CLAMP;
 use crate::safe_math::{
     log_fatplus, log_fatplus_grad, log_softplus, log_softplus_grad, logdiffexp,
 };
@@ -125,6 +124,8 @@ struct Scratch {
     cell_grad: Vec<f64>,
     members: Vec<usize>,
     weights: Vec<f64>,
+    /// One subset's log improvements in one objective.
+    subset_vals: Vec<f64>,
 }
 
 /// Exact hypervolume improvement of the `q` outcome vectors `ys` (`q × m`, row-major) over the
@@ -365,7 +366,6 @@ fn log_hvi_impl(
     }
     s.members.clear();
     s.weights.resize(q.max(2), 0.0);
-    let mut subset_vals: Vec<f64> = Vec::with_capacity(q);
 
     // Running log-sum-exp over cells with shift `shift`: sum_exp = Σ e^{H_k − shift}, and
     // grad_acc = Σ e^{H_k − shift} ∂H_k/∂y.
@@ -385,65 +385,14 @@ fn log_hvi_impl(
                 s.log_imp_grad[i * m + d] = dv;
             }
         }
-        let (mut odd, mut even) = (LogAcc::default(), LogAcc::default());
-        for mask in 1..n_sub {
-            s.members.clear();
-            s.members.extend((0..q).filter(|&i| mask & (1 << i) != 0));
-            let mut log_area = 0.0;
-            if want_grad {
-                s.d_log_area[mask * qm..(mask + 1) * qm].fill(0.0);
-            }
-            for (d, &cell_log_len) in log_len.iter().enumerate() {
-                subset_vals.clear();
-                subset_vals.extend(s.members.iter().map(|&i| s.log_imp[i * m + d]));
-                let k = subset_vals.len();
-                let b = smooth_min_grad(
-                    &subset_vals,
-                    params.tau_max,
-                    params.fat,
-                    &mut s.weights[..k],
-                );
-                let (c, w_b, _) = smooth_min2(b, cell_log_len, params.tau_max, params.fat);
-                log_area += c;
-                if want_grad {
-                    for (j, &i) in s.members.iter().enumerate() {
-                        s.d_log_area[mask * qm + i * m + d] =
-                            w_b * s.weights[j] * s.log_imp_grad[i * m + d];
-                    }
-                }
-            }
-            s.log_area[mask] = log_area;
-            if mask.count_ones() % 2 == 1 {
-                odd.add(log_area);
-            } else {
-                even.add(log_area);
-            }
-        }
+        let (odd, even) = s.subset_log_areas(log_len, q, params, want_grad);
         // log(Σ_odd − Σ_even); rounding that makes it non-positive counts as no improvement.
         let h = logdiffexp(even.value(), odd.value());
         if h.is_nan() || h == f64::NEG_INFINITY {
             continue;
         }
         if want_grad {
-            s.cell_grad.fill(0.0);
-            for mask in 1..n_sub {
-                let sign = if mask.count_ones() % 2 == 1 {
-                    1.0
-                } else {
-                    -1.0
-                };
-                let wgt = sign * (s.log_area[mask] - h).exp();
-                if wgt == 0.0 {
-                    continue;
-                }
-                for (g, dg) in s
-                    .cell_grad
-                    .iter_mut()
-                    .zip(&s.d_log_area[mask * qm..(mask + 1) * qm])
-                {
-                    *g += wgt * dg;
-                }
-            }
+            s.cell_log_hvi_grad(h, n_sub, qm);
         }
         if h > shift {
             let rescale = (shift - h).exp(); // 0 on the first finite cell
@@ -466,6 +415,83 @@ fn log_hvi_impl(
         }
     }
     shift + sum_exp.ln()
+}
+
+impl Scratch {
+    /// Every subset's log area `A_S` in one cell (`log_len` its log side lengths), from the
+    /// log improvements in `log_imp`, into `log_area` (and `∂A_S/∂y` into `d_log_area`);
+    /// returns the log sums over the odd and the even subsets.
+    fn subset_log_areas(
+        &mut self,
+        log_len: &[f64],
+        q: usize,
+        params: &LogHviParams,
+        want_grad: bool,
+    ) -> (LogAcc, LogAcc) {
+        let m = log_len.len();
+        let qm = q * m;
+        let (mut odd, mut even) = (LogAcc::default(), LogAcc::default());
+        for mask in 1..1usize << q {
+            self.members.clear();
+            self.members
+                .extend((0..q).filter(|&i| mask & (1 << i) != 0));
+            let mut log_area = 0.0;
+            if want_grad {
+                self.d_log_area[mask * qm..(mask + 1) * qm].fill(0.0);
+            }
+            for (d, &cell_log_len) in log_len.iter().enumerate() {
+                self.subset_vals.clear();
+                self.subset_vals
+                    .extend(self.members.iter().map(|&i| self.log_imp[i * m + d]));
+                let k = self.subset_vals.len();
+                let b = smooth_min_grad(
+                    &self.subset_vals,
+                    params.tau_max,
+                    params.fat,
+                    &mut self.weights[..k],
+                );
+                let (c, w_b, _) = smooth_min2(b, cell_log_len, params.tau_max, params.fat);
+                log_area += c;
+                if want_grad {
+                    for (j, &i) in self.members.iter().enumerate() {
+                        self.d_log_area[mask * qm + i * m + d] =
+                            w_b * self.weights[j] * self.log_imp_grad[i * m + d];
+                    }
+                }
+            }
+            self.log_area[mask] = log_area;
+            if mask.count_ones() % 2 == 1 {
+                odd.add(log_area);
+            } else {
+                even.add(log_area);
+            }
+        }
+        (odd, even)
+    }
+
+    /// `∂H_k/∂y` of the cell whose log HVI is `h`, into `cell_grad`, from the subsets' log areas
+    /// and their gradients.
+    fn cell_log_hvi_grad(&mut self, h: f64, n_sub: usize, qm: usize) {
+        self.cell_grad.fill(0.0);
+        for mask in 1..n_sub {
+            let sign = if mask.count_ones() % 2 == 1 {
+                1.0
+            } else {
+                -1.0
+            };
+            let wgt = sign * (self.log_area[mask] - h).exp();
+            if wgt == 0.0 {
+                continue;
+            }
+            for (g, dg) in self
+                .cell_grad
+                .iter_mut()
+                .zip(&self.d_log_area[mask * qm..(mask + 1) * qm])
+            {
+                *g += wgt * dg;
+            }
+        }
+    }
 }
 
 /// q = 1: the log kernel without subsets, `H_k = Σ_d smin(logrelu(y^d − l^d), log(u^d − l^d))`.

@@ -10,8 +10,8 @@
 
 use super::Acquisition;
 use crate::error::{BoError, Result};
-use crate::gp::GaussianProcess;
 use crate::gp::linalg::{cholesky_jittered, cholesky_tangent};
+use crate::gp::{GaussianProcess, JointPosteriorGrad};
 use crate::safe_math::{
     FAT_ALPHA, erfcx, fatmax_grad, log_fatplus_grad, log_norm_pdf, log_softplus_grad, log1mexp,
     logmeanexp_grad, norm_cdf, norm_pdf, smooth_amax_grad,
@@ -19,9 +19,9 @@ use crate::safe_math::{
 use crate::sampling::NormalBaseSamples;
 
 /// BoTorch's `TAU_RELU`: temperature of the smoothed ReLU over improvements.
-pub const TAU_RELU: f64 = 1e-6;
+pub(crate) const TAU_RELU: f64 = 1e-6;
 /// BoTorch's `TAU_MAX`: temperature of the smooth maximum over the `q` candidates.
-pub const TAU_MAX: f64 = 1e-2;
+pub(crate) const TAU_MAX: f64 = 1e-2;
 
 /// Monte Carlo qLogEI over a fitted GP with fixed base samples (single objective, maximised).
 #[derive(Debug, Clone)]
@@ -62,6 +62,30 @@ impl<'a> QLogExpectedImprovement<'a> {
 
     /// Value, and the gradient w.r.t. `x` when `grad` is given.
     pub fn evaluate(&self, x: &[f64], grad: Option<&mut [f64]>) -> Result<f64> {
+        let q = self.batch_size(x)?;
+        let with_grad = grad.is_some();
+        let jp = if with_grad {
+            Some(self.gp.posterior_joint_with_grad(x)?)
+        } else {
+            None
+        };
+        let joint = match &jp {
+            Some(j) => j.joint.clone(),
+            None => self.gp.posterior_joint(x)?,
+        };
+        let (l, _) = cholesky_jittered(&joint.cov, q)?;
+        let (per_sample, dsample) = self.per_sample(&joint.mean, &l, q);
+        let mut weights = vec![0.0; self.base.n_samples];
+        let value = logmeanexp_grad(&per_sample, &mut weights);
+        let (Some(grad), Some(jp)) = (grad, jp) else {
+            return Ok(value);
+        };
+        self.backprop(&jp, &l, q, &weights, &dsample, grad);
+        Ok(value)
+    }
+
+    /// `q` for a row-major batch `x` of `q` points, which the base samples must cover.
+    fn batch_size(&self, x: &[f64]) -> Result<usize> {
         let d = self.gp.d;
         if x.is_empty() || !x.len().is_multiple_of(d) {
             return Err(BoError::DimensionMismatch {
@@ -78,20 +102,14 @@ impl<'a> QLogExpectedImprovement<'a> {
                 got: q,
             });
         }
-        let with_grad = grad.is_some();
-        let jp = if with_grad {
-            Some(self.gp.posterior_joint_with_grad(x)?)
-        } else {
-            None
-        };
-        let joint = match &jp {
-            Some(j) => j.joint.clone(),
-            None => self.gp.posterior_joint(x)?,
-        };
-        let (l, _) = cholesky_jittered(&joint.cov, q)?;
+        Ok(q)
+    }
+
+    /// Every MC sample's smoothed log improvement `r_k` of the batch with posterior mean `mean`
+    /// and covariance root `l` (`q × q`), and `∂r_k/∂y_ki` (`n_samples × q`).
+    fn per_sample(&self, mean: &[f64], l: &[f64], q: usize) -> (Vec<f64>, Vec<f64>) {
         let ns = self.base.n_samples;
         let mut per_sample = vec![0.0; ns];
-        // ∂(per-sample value)/∂y_ki, kept for the backward pass.
         let mut dsample = vec![0.0; ns * q];
         let mut li = vec![0.0; q];
         let mut dli = vec![0.0; q];
@@ -99,7 +117,7 @@ impl<'a> QLogExpectedImprovement<'a> {
         for k in 0..ns {
             let eps = &self.base.row(k)[..q];
             for i in 0..q {
-                let y = joint.mean[i] + (0..=i).map(|j| l[i * q + j] * eps[j]).sum::<f64>();
+                let y = mean[i] + (0..=i).map(|j| l[i * q + j] * eps[j]).sum::<f64>();
                 let (v, dv) = if self.fat {
                     log_fatplus_grad(y - self.best_f, self.tau_relu)
                 } else {
@@ -117,18 +135,28 @@ impl<'a> QLogExpectedImprovement<'a> {
                 dsample[k * q + i] = gmax[i] * dli[i];
             }
         }
-        let mut weights = vec![0.0; ns];
-        let value = logmeanexp_grad(&per_sample, &mut weights);
-        let (Some(grad), Some(jp)) = (grad, jp) else {
-            return Ok(value);
-        };
+        (per_sample, dsample)
+    }
+
+    /// The gradient w.r.t. the batch inputs: the reduction's sample `weights` times `dsample`,
+    /// through the posterior mean and the covariance root `l` (via `jp`'s input derivatives).
+    fn backprop(
+        &self,
+        jp: &JointPosteriorGrad,
+        l: &[f64],
+        q: usize,
+        weights: &[f64],
+        dsample: &[f64],
+        grad: &mut [f64],
+    ) {
+        let d = self.gp.d;
         // Adjoints: ∂A/∂μ_i = Σ_k G_ki, ∂A/∂L_ij = Σ_k G_ki ε_kj with G_ki = w_k ∂r_k/∂y_ki.
         let mut g_mean = vec![0.0; q];
         let mut g_l = vec![0.0; q * q];
-        for k in 0..ns {
+        for (k, w) in weights.iter().enumerate() {
             let eps = &self.base.row(k)[..q];
             for i in 0..q {
-                let gki = weights[k] * dsample[k * q + i];
+                let gki = w * dsample[k * q + i];
                 g_mean[i] += gki;
                 for j in 0..=i {
                     g_l[i * q + j] += gki * eps[j];
@@ -146,12 +174,11 @@ impl<'a> QLogExpectedImprovement<'a> {
                     dsigma[j * q + b] = row[b];
                     dsigma[b * q + j] = row[b];
                 }
-                cholesky_tangent(&l, q, &mut dsigma, &mut dl);
+                cholesky_tangent(l, q, &mut dsigma, &mut dl);
                 let from_l: f64 = g_l.iter().zip(&dl).map(|(a, b)| a * b).sum();
                 grad[dir] = g_mean[j] * jp.mean_grad[dir] + from_l;
             }
         }
-        Ok(value)
     }
 }
 
@@ -177,7 +204,7 @@ const LOG_EI_SERIES_BELOW: f64 = -30.0;
 
 /// `ln(φ(u) + u Φ(u))` and its derivative `Φ(u) / (φ(u) + u Φ(u))`, accurate for all `u`
 /// down to about −1e150 (BoTorch's `_log_ei_helper`).
-pub fn log_ei_helper(u: f64) -> (f64, f64) {
+pub(crate) fn log_ei_helper(u: f64) -> (f64, f64) {
     if u > -1.0 {
         let h = norm_pdf(u) + u * norm_cdf(u);
         return (h.ln(), norm_cdf(u) / h);
@@ -267,6 +294,44 @@ impl Acquisition for LogExpectedImprovement<'_> {
                 grad.iter_mut().for_each(|g| *g = 0.0);
                 f64::NAN
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn close(got: f64, want: f64, rtol: f64, atol: f64, what: &str) {
+        assert!(
+            (got - want).abs() <= atol + rtol * want.abs(),
+            "{what}: got {got:e}, want {want:e}"
+        );
+    }
+
+    #[test]
+    fn log_ei_helper_is_smooth_across_branches() {
+        // Values and derivatives agree on both sides of the u = -1 and u = -30 switches.
+        for &u0 in &[-1.0, -30.0] {
+            let (a, da) = log_ei_helper(u0 * (1.0 + 1e-12));
+            let (b, db) = log_ei_helper(u0 * (1.0 - 1e-12));
+            close(a, b, 1e-9, 1e-9, &format!("value at {u0}"));
+            close(da, db, 1e-6, 1e-9, &format!("derivative at {u0}"));
+        }
+        // Far below the incumbent LogEI is very negative but finite, with h ≈ φ(u)/u².
+        for u in [-1e3, -1e6, -1e100] {
+            let (v, dv) = log_ei_helper(u);
+            let lead = -0.5 * u * u - 0.918_938_533_204_672_7 - 2.0 * f64::ln(-u);
+            // The next term of h/φ is −3/u⁴ against 1/u²: relative error 3/u².
+            close(v, lead, 1e-15, 3.5 / (u * u), &format!("asymptote at {u}"));
+            close(
+                dv,
+                -u - 2.0 / u,
+                1e-15,
+                10.0 / (u * u).abs() / u.abs(),
+                &format!("asymptotic slope at {u}"),
+            );
         }
     }
 }

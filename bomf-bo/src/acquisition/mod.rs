@@ -1,13 +1,32 @@
 //! Acquisition functions. Each one is a deterministic function of the candidate batch once
 //! built (the MC base samples are fixed at construction, as in BoTorch's sample-average
 //! approximation), which is what makes quasi-Newton optimisation of it valid.
+//!
+//! - [`Acquisition`]: the trait the optimiser maximises; [`AcquisitionFactory`] builds one for
+//!   given pending points, and [`WithPending`] appends pending points to any q-batch
+//!   acquisition.
+//! - Single objective: [`QLogExpectedImprovement`] (MC) and [`LogExpectedImprovement`]
+//!   (analytic), BoTorch's LogEI family.
+//! - Several objectives: [`QExpectedHypervolumeImprovement`] (qEHVI, qLogEHVI) over the
+//!   observed front and [`QNoisyExpectedHypervolumeImprovement`] (qNEHVI, qLogNEHVI) over each
+//!   sample's front, with their factories [`QEhviFactory`] and [`QNehviFactory`], BoTorch's
+//!   [`prune_inferior_points`], and the Monte-Carlo estimator [`mc_hvi_estimate`] they share.
+//! - The hypervolume-improvement kernels they evaluate per sample: [`hvi`], [`hvi_with_grad`]
+//!   and the smoothed [`log_hvi`], [`log_hvi_with_grad`] ([`LogHviParams`]), for batches of at
+//!   most [`MAX_Q`] points.
 
-pub mod ehvi;
-pub mod hvi;
-pub mod logei;
-pub mod nehvi;
-pub mod pending;
+mod ehvi;
+mod hvi;
+mod logei;
+mod nehvi;
+mod pending;
 
+pub use ehvi::{HviEstimator, QEhviFactory, QExpectedHypervolumeImprovement, mc_hvi_estimate};
+pub use hvi::{LogHviParams, MAX_Q, hvi, hvi_with_grad, log_hvi, log_hvi_with_grad};
+pub use logei::{LogExpectedImprovement, QLogExpectedImprovement};
+pub use nehvi::{
+    NehviOptions, QNehviFactory, QNoisyExpectedHypervolumeImprovement, prune_inferior_points,
+};
 pub use pending::{AcquisitionFactory, WithPending};
 
 /// A deterministic acquisition function over a batch of `q` candidates in `d` dimensions,

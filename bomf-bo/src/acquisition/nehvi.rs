@@ -35,8 +35,7 @@ use crate::acquisition::AcquisitionFactory;
 use crate::error::{BoError, Result};
 use crate::gp::blocked::{self, BLOCKED_MIN_N, Rows};
 use crate::gp::linalg::cholesky_jittered;
-use crate::gp::posterior::LowRankBlockGrad;
-use crate::gp::{CachedBaseline, GaussianProcess, LowRankBlock};
+use crate::gp::{CachedBaseline, GaussianProcess, LowRankBlock, LowRankBlockGrad};
 use crate::partitioning::{Cells, is_non_dominated, nondominated_cells_into};
 use crate::sampling::NormalBaseSamples;
 use crate::sampling::derive_seed;
@@ -344,7 +343,6 @@ impl<'a> QNoisyExpectedHypervolumeImprovement<'a> {
         let d = self.gps[0].d;
         let q = check_batch(x, d, self.q_max, "qNEHVI")?;
         let m = self.gps.len();
-        let (nb, block) = (self.nb, self.nb + self.q_max);
         let with_grad = grad.is_some();
         let mut grads: Vec<LowRankBlockGrad> = Vec::new();
         let mut plain: Vec<LowRankBlock> = Vec::new();
@@ -362,14 +360,40 @@ impl<'a> QNoisyExpectedHypervolumeImprovement<'a> {
         };
         let ns = self.base.n_samples;
         let qm = q * m;
-        let mut ys = vec![0.0; qm];
-        let mut col = vec![0.0; q];
-        let mut per_sample = vec![0.0; ns];
         let mut dys = if with_grad {
             vec![0.0; ns * qm]
         } else {
             vec![]
         };
+        let per_sample = self.per_sample(&blocks, q, with_grad.then_some(&mut dys[..]))?;
+        let Some(grad) = grad else {
+            return Ok(self.estimator.reduce(&per_sample, None));
+        };
+        let mut weights = vec![0.0; ns];
+        let value = self.estimator.reduce(&per_sample, Some(&mut weights));
+        grad.fill(0.0);
+        for (j, bg) in grads.iter().enumerate() {
+            self.add_block_grad(j, bg, (q, d), &weights, &dys, grad);
+        }
+        Ok(value)
+    }
+
+    /// Every MC sample's (log) HVI of the candidates' outcomes `blocks` (one per objective)
+    /// over that sample's front; with `dys` (`n_samples × q × m`), its gradient w.r.t. the
+    /// outcomes.
+    fn per_sample(
+        &self,
+        blocks: &[&LowRankBlock],
+        q: usize,
+        mut dys: Option<&mut [f64]>,
+    ) -> Result<Vec<f64>> {
+        let m = blocks.len();
+        let (nb, block) = (self.nb, self.nb + self.q_max);
+        let ns = self.base.n_samples;
+        let qm = q * m;
+        let mut ys = vec![0.0; qm];
+        let mut col = vec![0.0; q];
+        let mut per_sample = vec![0.0; ns];
         for k in 0..ns {
             let row = self.base.row(k);
             for (j, b) in blocks.iter().enumerate() {
@@ -379,68 +403,67 @@ impl<'a> QNoisyExpectedHypervolumeImprovement<'a> {
                     ys[i * m + j] = col[i];
                 }
             }
-            per_sample[k] = if with_grad {
-                self.estimator.per_sample(
-                    &self.cells[k],
-                    &ys,
-                    Some(&mut dys[k * qm..(k + 1) * qm]),
-                )?
-            } else {
-                self.estimator.per_sample(&self.cells[k], &ys, None)?
-            };
+            let dy = dys.as_deref_mut().map(|d| &mut d[k * qm..(k + 1) * qm]);
+            per_sample[k] = self.estimator.per_sample(&self.cells[k], &ys, dy)?;
         }
-        let Some(grad) = grad else {
-            return Ok(self.estimator.reduce(&per_sample, None));
-        };
-        let mut weights = vec![0.0; ns];
-        let value = self.estimator.reduce(&per_sample, Some(&mut weights));
-        grad.fill(0.0);
-        // Adjoints of one objective's block: ∂A/∂μ_i, ∂A/∂L_xb[i,·], ∂A/∂L_xx[i,·].
+        Ok(per_sample)
+    }
+
+    /// Add objective `j`'s share of the gradient: the sample weights of the reduction times
+    /// the outcome gradients `dys`, back-propagated through the block's mean, `L_xb` and `L_xx`
+    /// to the inputs of the `q` points (`d` coordinates each).
+    fn add_block_grad(
+        &self,
+        j: usize,
+        bg: &LowRankBlockGrad,
+        (q, d): (usize, usize),
+        weights: &[f64],
+        dys: &[f64],
+        grad: &mut [f64],
+    ) {
+        let m = self.gps.len();
+        let (nb, block) = (self.nb, self.nb + self.q_max);
+        let qm = q * m;
+        // Adjoints of the block: ∂A/∂μ_i, ∂A/∂L_xb[i,·], ∂A/∂L_xx[i,·].
         let mut g_mean = vec![0.0; q];
         let mut g_xb = vec![0.0; q * nb];
         let mut g_xx = vec![0.0; q * q];
-        for (j, bg) in grads.iter().enumerate() {
-            g_mean.fill(0.0);
-            g_xb.fill(0.0);
-            g_xx.fill(0.0);
-            for k in 0..ns {
-                if weights[k] == 0.0 {
+        for (k, &w) in weights.iter().enumerate() {
+            if w == 0.0 {
+                continue;
+            }
+            let eps = &self.base.row(k)[j * block..(j + 1) * block];
+            for i in 0..q {
+                let g = w * dys[k * qm + i * m + j];
+                if g == 0.0 {
                     continue;
                 }
-                let eps = &self.base.row(k)[j * block..(j + 1) * block];
-                for i in 0..q {
-                    let g = weights[k] * dys[k * qm + i * m + j];
-                    if g == 0.0 {
-                        continue;
-                    }
-                    g_mean[i] += g;
-                    for (a, e) in g_xb[i * nb..(i + 1) * nb].iter_mut().zip(&eps[..nb]) {
-                        *a += g * e;
-                    }
-                    for l in 0..=i {
-                        g_xx[i * q + l] += g * eps[nb + l];
-                    }
+                g_mean[i] += g;
+                for (a, e) in g_xb[i * nb..(i + 1) * nb].iter_mut().zip(&eps[..nb]) {
+                    *a += g * e;
                 }
-            }
-            for p in 0..q {
-                for c in 0..d {
-                    let dir = p * d + c;
-                    // Moving point p changes its mean, row p of L_xb, and all of L_xx.
-                    let from_xb: f64 = g_xb[p * nb..(p + 1) * nb]
-                        .iter()
-                        .zip(&bg.l_xb_row_grad[dir * nb..(dir + 1) * nb])
-                        .map(|(a, b)| a * b)
-                        .sum();
-                    let from_xx: f64 = g_xx
-                        .iter()
-                        .zip(&bg.l_xx_grad[dir * q * q..(dir + 1) * q * q])
-                        .map(|(a, b)| a * b)
-                        .sum();
-                    grad[dir] += g_mean[p] * bg.mean_grad[dir] + from_xb + from_xx;
+                for l in 0..=i {
+                    g_xx[i * q + l] += g * eps[nb + l];
                 }
             }
         }
-        Ok(value)
+        for p in 0..q {
+            for c in 0..d {
+                let dir = p * d + c;
+                // Moving point p changes its mean, row p of L_xb, and all of L_xx.
+                let from_xb: f64 = g_xb[p * nb..(p + 1) * nb]
+                    .iter()
+                    .zip(&bg.l_xb_row_grad[dir * nb..(dir + 1) * nb])
+                    .map(|(a, b)| a * b)
+                    .sum();
+                let from_xx: f64 = g_xx
+                    .iter()
+                    .zip(&bg.l_xx_grad[dir * q * q..(dir + 1) * q * q])
+                    .map(|(a, b)| a * b)
+                    .sum();
+                grad[dir] += g_mean[p] * bg.mean_grad[dir] + from_xb + from_xx;
+            }
+        }
     }
 }
 

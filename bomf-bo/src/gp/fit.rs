@@ -6,7 +6,7 @@
 //! start is polished on all of them. Beyond, the starts are polished on a seeded subset of
 //! that many observations (the objective is a mean over observations, so its optimum and
 //! curvature move little), and only the best subset optimum is refined on all observations,
-//! starting from the subset search's L-BFGS memory: a local MAP optimum of the full data, for
+//! starting from the subset search's L-BFGS-B memory: a local MAP optimum of the full data, for
 //! one full-size search instead of one per start.
 
 use rand::SeedableRng;
@@ -14,11 +14,11 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::kernel::{Kernel, KernelKind, scaled_sq_dist};
-use super::lbfgs::{LbfgsOptions, LbfgsResult, minimize_box_warm};
 use super::linalg;
 use super::prior::{Preset, PresetSpec};
 use super::{GaussianProcess, Hyperparameters, standardize};
 use crate::error::{BoError, Result};
+use crate::lbfgsb::{self, CurvaturePairs, LbfgsbOptions, LbfgsbResult};
 use crate::sampling::sample_indices;
 
 /// How the observation noise is treated.
@@ -48,7 +48,7 @@ pub struct FitOptions {
 }
 
 /// Default of [`FitOptions::screen_points`].
-pub const SCREEN_POINTS: usize = 256;
+pub(crate) const SCREEN_POINTS: usize = 256;
 
 fn default_screen_points() -> usize {
     SCREEN_POINTS
@@ -291,8 +291,9 @@ impl<'a> MapObjective<'a> {
         Some((value / nf, f.c))
     }
 
-    /// L-BFGS from `x0` on the negated objective; `None` when it ends infeasible.
-    fn polish(&self, x0: &[f64], opts: LbfgsOptions) -> Option<LbfgsResult> {
+    /// L-BFGS-B from `x0` on the negated objective, in the box of [`param_bounds`]; `None`
+    /// when the start is infeasible (a covariance that is not positive definite).
+    fn polish(&self, x0: &[f64], opts: &LbfgsbOptions) -> Option<Polished> {
         self.polish_warm(x0, opts, &[])
     }
 
@@ -300,9 +301,9 @@ impl<'a> MapObjective<'a> {
     fn polish_warm(
         &self,
         x0: &[f64],
-        opts: LbfgsOptions,
+        opts: &LbfgsbOptions,
         memory: &[(Vec<f64>, Vec<f64>)],
-    ) -> Option<LbfgsResult> {
+    ) -> Option<Polished> {
         let (lo, hi) = param_bounds(self);
         let neg = |t: &[f64], g: &mut [f64]| match self.eval(t, g) {
             Some((v, _)) => {
@@ -311,14 +312,20 @@ impl<'a> MapObjective<'a> {
             }
             None => f64::INFINITY,
         };
-        let r = minimize_box_warm(neg, x0, &lo, &hi, opts, memory);
-        r.f.is_finite().then_some(r)
+        let (result, memory) = lbfgsb::minimize_warm(neg, x0, &lo, &hi, opts, memory).ok()?;
+        Some(Polished { result, memory })
     }
 
     /// Every start polished (in parallel), in start order.
-    fn polish_all(&self, starts: &[Vec<f64>], opts: LbfgsOptions) -> Vec<Option<LbfgsResult>> {
+    fn polish_all(&self, starts: &[Vec<f64>], opts: &LbfgsbOptions) -> Vec<Option<Polished>> {
         starts.par_iter().map(|x0| self.polish(x0, opts)).collect()
     }
+}
+
+/// One local search's end point and the curvature pairs it ended with.
+struct Polished {
+    result: LbfgsbResult,
+    memory: CurvaturePairs,
 }
 
 /// The winning hyperparameters of a search and how they were found.
@@ -330,13 +337,13 @@ struct Search {
 }
 
 /// Every start polished on all observations; the best wins.
-fn full_search(obj: &MapObjective, starts: &[Vec<f64>], opts: LbfgsOptions) -> Result<Search> {
+fn full_search(obj: &MapObjective, starts: &[Vec<f64>], opts: &LbfgsbOptions) -> Result<Search> {
     let results = obj.polish_all(starts, opts);
-    let iterations = results.iter().flatten().map(|r| r.iterations).sum();
+    let iterations = results.iter().flatten().map(|r| r.result.iterations).sum();
     let (best_start, best) = results
         .into_iter()
         .enumerate()
-        .filter_map(|(i, r)| r.map(|r| (i, r)))
+        .filter_map(|(i, r)| r.map(|r| (i, r.result)))
         .min_by(|a, b| a.1.f.total_cmp(&b.1.f))
         .ok_or_else(|| all_starts_failed(starts.len()))?;
     Ok(Search {
@@ -348,36 +355,36 @@ fn full_search(obj: &MapObjective, starts: &[Vec<f64>], opts: LbfgsOptions) -> R
 }
 
 /// The starts polished on a seeded subset of `size` observations; then, best subset optimum
-/// first, refined on all observations (with the subset search's L-BFGS memory) until one
+/// first, refined on all observations (with the subset search's L-BFGS-B memory) until one
 /// succeeds.
 fn screened_search(
     obj: &MapObjective,
     starts: &[Vec<f64>],
     size: usize,
     seed: u64,
-    opts: LbfgsOptions,
+    opts: &LbfgsbOptions,
 ) -> Result<Search> {
     let idx = sample_indices(obj.n, size, seed ^ 0x7363_7265_656e);
     let results = obj.subset(&idx).polish_all(starts, opts);
-    let mut iterations: usize = results.iter().flatten().map(|r| r.iterations).sum();
+    let mut iterations: usize = results.iter().flatten().map(|r| r.result.iterations).sum();
     // Rank the subset optima by the full objective (one factorisation each): the subset can
     // prefer another basin than all the data do.
-    let mut order: Vec<(usize, f64, LbfgsResult)> = results
+    let mut order: Vec<(usize, f64, Polished)> = results
         .into_iter()
         .enumerate()
         .filter_map(|(i, r)| {
             let r = r?;
-            Some((i, obj.value(&r.x)?, r))
+            Some((i, obj.value(&r.result.x)?, r))
         })
         .collect();
     order.sort_by(|a, b| b.1.total_cmp(&a.1));
     for (best_start, _, r) in order {
         // The objective is a mean over observations, so the subset search's curvature pairs
         // are a good first model of the full objective's: they save full-size evaluations.
-        if let Some(full) = obj.polish_warm(&r.x, opts, &r.memory) {
-            iterations += full.iterations;
+        if let Some(full) = obj.polish_warm(&r.result.x, opts, &r.memory) {
+            iterations += full.result.iterations;
             return Ok(Search {
-                theta: full.x,
+                theta: full.result.x,
                 best_start,
                 iterations,
                 screened_on: Some(idx.len()),
@@ -435,14 +442,20 @@ impl GaussianProcess {
         let noise = fixed_noise(&opts.noise, n, s.y_std)?;
         let obj = MapObjective::new(s.x.clone(), s.y.clone(), d, &spec, noise);
         let starts = initial_points(&obj, opts);
-        let lb_opts = LbfgsOptions {
-            max_iters: opts.max_iters,
-            ..Default::default()
+        let lb_opts = LbfgsbOptions {
+            maxiter: opts.max_iters,
+            ..LbfgsbOptions::default()
         };
         let search = if n > opts.screen_points.max(1) && starts.len() > 1 {
-            screened_search(&obj, &starts, opts.screen_points.max(1), opts.seed, lb_opts)?
+            screened_search(
+                &obj,
+                &starts,
+                opts.screen_points.max(1),
+                opts.seed,
+                &lb_opts,
+            )?
         } else {
-            full_search(&obj, &starts, lb_opts)?
+            full_search(&obj, &starts, &lb_opts)?
         };
         let mut g = vec![0.0; search.theta.len()];
         let (map_objective, mean) = obj.eval(&search.theta, &mut g).ok_or_else(|| {

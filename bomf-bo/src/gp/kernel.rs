@@ -18,7 +18,7 @@ impl KernelKind {
     /// `(g(ρ), −2 g'(ρ))`. The second value is what every derivative needs:
     /// `∂k/∂ log ℓ_k = s · (−2g') · Δ_k²/ℓ_k²` and `∂k/∂x_k = −s · (−2g') · Δ_k/ℓ_k²`.
     #[inline]
-    pub fn eval(self, rho: f64) -> (f64, f64) {
+    pub(crate) fn eval(self, rho: f64) -> (f64, f64) {
         match self {
             KernelKind::Matern52 => {
                 let r = rho.max(0.0).sqrt();
@@ -38,7 +38,7 @@ impl KernelKind {
 
 /// Scaled squared distance `ρ` between `a` and `b` with inverse squared lengthscales `inv_l2`.
 #[inline]
-pub fn scaled_sq_dist(a: &[f64], b: &[f64], inv_l2: &[f64]) -> f64 {
+pub(crate) fn scaled_sq_dist(a: &[f64], b: &[f64], inv_l2: &[f64]) -> f64 {
     a.iter()
         .zip(b)
         .zip(inv_l2)
@@ -57,17 +57,17 @@ pub struct Kernel {
 }
 
 impl Kernel {
-    pub fn inv_l2(&self) -> Vec<f64> {
+    pub(crate) fn inv_l2(&self) -> Vec<f64> {
         self.lengthscales.iter().map(|l| 1.0 / (l * l)).collect()
     }
 
     /// `k(a, b)`.
-    pub fn k(&self, a: &[f64], b: &[f64], inv_l2: &[f64]) -> f64 {
+    pub(crate) fn k(&self, a: &[f64], b: &[f64], inv_l2: &[f64]) -> f64 {
         self.outputscale * self.kind.eval(scaled_sq_dist(a, b, inv_l2)).0
     }
 
     /// Cross-covariance matrix `K(A, B)` (`na × nb`, row-major) of row-major point sets.
-    pub fn matrix(&self, a: &[f64], b: &[f64], d: usize) -> Vec<f64> {
+    pub(crate) fn matrix(&self, a: &[f64], b: &[f64], d: usize) -> Vec<f64> {
         let inv_l2 = self.inv_l2();
         let mut out = Vec::with_capacity(a.len() / d * b.len() / d);
         for pa in a.chunks_exact(d) {
@@ -79,13 +79,20 @@ impl Kernel {
     }
 
     /// `∂k(x, b)/∂x_k` for one coordinate `k`.
-    pub fn grad_x_coord(&self, x: &[f64], b: &[f64], inv_l2: &[f64], k: usize) -> f64 {
+    pub(crate) fn grad_x_coord(&self, x: &[f64], b: &[f64], inv_l2: &[f64], k: usize) -> f64 {
         let (_, m2g) = self.kind.eval(scaled_sq_dist(x, b, inv_l2));
         -self.outputscale * m2g * (x[k] - b[k]) * inv_l2[k]
     }
 
     /// Gradient of `k(x, b)` with respect to `x`, added (times `weight`) into `grad`.
-    pub fn add_grad_x(&self, x: &[f64], b: &[f64], inv_l2: &[f64], weight: f64, grad: &mut [f64]) {
+    pub(crate) fn add_grad_x(
+        &self,
+        x: &[f64],
+        b: &[f64],
+        inv_l2: &[f64],
+        weight: f64,
+        grad: &mut [f64],
+    ) {
         let (_, m2g) = self.kind.eval(scaled_sq_dist(x, b, inv_l2));
         let c = -weight * self.outputscale * m2g;
         for k in 0..x.len() {

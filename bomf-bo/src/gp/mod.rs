@@ -1,18 +1,20 @@
 //! Exact Gaussian-process regression, one GP per objective, as BoTorch's `SingleTaskGP`.
 //!
-//! - Kernels ([`kernel`]): Matérn-5/2 or RBF, ARD lengthscales, optional outputscale.
+//! - Kernels ([`Kernel`], [`KernelKind`]): Matérn-5/2 or RBF, ARD lengthscales, optional
+//!   outputscale.
 //! - Presets ([`Preset`]): BoTorch's current default (RBF, dimension-scaled LogNormal priors) and
 //!   its legacy one (Matérn-5/2 with Gamma priors, used by the BOMF paper).
 //! - Inputs are normalised to the unit cube by given bounds, outputs standardised (mean, std
 //!   with BoTorch's `min_stdv = 1e-8`); posteriors are returned in the original units.
 //! - Hyperparameters by maximising the marginal likelihood plus log priors (MAP, divided by `n`
 //!   as GPyTorch's `ExactMarginalLogLikelihood`), with analytic gradients, from BoTorch's own
-//!   initial values and from seeded draws of the priors, each polished by a projected L-BFGS
-//!   ([`lbfgs`]). The constant mean is profiled out in closed form (it has no prior, so its
-//!   optimum given the other hyperparameters is the generalised-least-squares mean).
-//! - Posterior ([`posterior`]): mean and variance with input gradients, the joint mean and
-//!   covariance over any set of points, and the cached-Cholesky low-rank update qNEHVI uses
-//!   to extend the baseline block with new points.
+//!   initial values and from seeded draws of the priors, each polished by the crate's L-BFGS-B
+//!   ([`crate::lbfgsb`]) in a box of log-hyperparameters ([`FitOptions`], [`FitReport`]). The
+//!   constant mean is profiled out in closed form (it has no prior, so its optimum given the
+//!   other hyperparameters is the generalised-least-squares mean).
+//! - Posterior: mean and variance with input gradients ([`PointPosterior`]), the joint mean and
+//!   covariance over any set of points ([`JointPosterior`]); inside the crate also the
+//!   cached-Cholesky low-rank update qNEHVI uses to extend the baseline block with new points.
 //!
 //! Why not `egobox-gp` (the crate the project's design named; fast): it has only a fixed nugget (no
 //! learned noise, no per-observation noise), no hyperparameter priors (so no MAP fit and
@@ -21,26 +23,26 @@
 //! low-rank update needs. The model itself is ~500 lines on plain `Vec<f64>`.
 
 pub(crate) mod blocked;
-pub mod fit;
-pub mod kernel;
-pub mod lbfgs;
-pub mod linalg;
-pub mod posterior;
-pub mod prior;
+mod fit;
+mod kernel;
+pub(crate) mod linalg;
+mod posterior;
+mod prior;
+#[cfg(test)]
+mod tests;
 
 pub use fit::{FitOptions, FitReport, NoiseSpec};
 pub use kernel::{Kernel, KernelKind};
-pub use posterior::{
-    CachedBaseline, JointPosterior, JointPosteriorGrad, LowRankBlock, PointPosterior,
-};
-pub use prior::{Preset, Prior};
+pub(crate) use posterior::{CachedBaseline, JointPosteriorGrad, LowRankBlock, LowRankBlockGrad};
+pub use posterior::{JointPosterior, PointPosterior};
+pub use prior::Preset;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BoError, Result};
 
 /// BoTorch's `Standardize(min_stdv=1e-8)`: a standard deviation below this is replaced by 1.
-pub const MIN_STD: f64 = 1e-8;
+pub(crate) const MIN_STD: f64 = 1e-8;
 
 /// Hyperparameters in model space (unit-cube inputs, standardised outputs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,28 +56,63 @@ pub struct Hyperparameters {
 
 /// A fitted GP: training data in model space, hyperparameters and the Cholesky factor of
 /// `K + diag(noise)`. Serialisable as a whole, so a run can resume without refitting.
+///
+/// Built by [`Self::fit`] (MAP hyperparameters) or [`Self::with_hyperparameters`]; queried by
+/// [`Self::predict`], [`Self::predict_with_grad`] and [`Self::posterior_joint`], in user units.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GaussianProcess {
-    pub d: usize,
-    pub n: usize,
+    pub(crate) d: usize,
+    pub(crate) n: usize,
     /// Lower input bounds and widths used to map inputs to the unit cube.
-    pub input_lower: Vec<f64>,
-    pub input_width: Vec<f64>,
+    pub(crate) input_lower: Vec<f64>,
+    pub(crate) input_width: Vec<f64>,
     /// Output standardisation: `y_model = (y − y_mean) / y_std`.
-    pub y_mean: f64,
-    pub y_std: f64,
+    pub(crate) y_mean: f64,
+    pub(crate) y_std: f64,
     /// Normalised training inputs (`n × d`, row-major) and standardised outputs.
-    pub x: Vec<f64>,
-    pub y: Vec<f64>,
-    pub hyper: Hyperparameters,
+    pub(crate) x: Vec<f64>,
+    pub(crate) y: Vec<f64>,
+    pub(crate) hyper: Hyperparameters,
     /// Whether the noise is a hyperparameter (with a prior) rather than given.
-    pub noise_learned: bool,
+    pub(crate) noise_learned: bool,
     /// Lower Cholesky factor of `K + diag(noise)` (`n × n`).
-    pub chol: Vec<f64>,
+    pub(crate) chol: Vec<f64>,
     /// `(K + diag(noise))⁻¹ (y − mean)`.
-    pub alpha: Vec<f64>,
+    pub(crate) alpha: Vec<f64>,
     /// How the hyperparameters were found (absent for fixed hyperparameters).
-    pub report: Option<FitReport>,
+    pub(crate) report: Option<FitReport>,
+}
+
+impl GaussianProcess {
+    /// Input dimension `d`.
+    pub fn dim(&self) -> usize {
+        self.d
+    }
+
+    /// Number of training points.
+    pub fn n_train(&self) -> usize {
+        self.n
+    }
+
+    /// The training outputs in model space: standardised by [`Self::output_scaling`].
+    pub fn train_outputs(&self) -> &[f64] {
+        &self.y
+    }
+
+    /// The output standardisation `(mean, std)`: `y_model = (y − mean) / std`.
+    pub fn output_scaling(&self) -> (f64, f64) {
+        (self.y_mean, self.y_std)
+    }
+
+    /// The hyperparameters, in model space (unit-cube inputs, standardised outputs).
+    pub fn hyperparameters(&self) -> &Hyperparameters {
+        &self.hyper
+    }
+
+    /// How [`Self::fit`] found the hyperparameters (`None` for given ones).
+    pub fn fit_report(&self) -> Option<&FitReport> {
+        self.report.as_ref()
+    }
 }
 
 /// Training data in user units, validated.
@@ -258,7 +295,7 @@ impl GaussianProcess {
     }
 
     /// Map user-unit points (row-major) to the model's unit cube, checking their shape.
-    pub fn normalize_inputs(&self, xs: &[f64]) -> Result<Vec<f64>> {
+    pub(crate) fn normalize_inputs(&self, xs: &[f64]) -> Result<Vec<f64>> {
         if !xs.len().is_multiple_of(self.d) {
             return Err(BoError::DimensionMismatch {
                 what: "GP query points (multiple of d)".into(),

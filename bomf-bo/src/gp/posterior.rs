@@ -309,39 +309,15 @@ impl CachedBaseline {
         let jp = gp.joint_grad_from(&xq, joint, &v_x);
         let (d, n, nb) = (gp.d, gp.n, self.nb);
         let q = xq.len() / d;
-        let kern = &gp.hyper.kernel;
-        let inv_l2 = kern.inv_l2();
+        let inv_l2 = gp.hyper.kernel.inv_l2();
         let s2 = gp.y_std * gp.y_std;
         let mut l_xb_row_grad = vec![0.0; q * d * nb];
         let mut l_xx_grad = vec![0.0; q * d * q * q];
-        // ∂k(x_j, ·)/∂x_j at the training and the baseline points (n × d and nb × d), and
-        // reduce[k][b] = Σ_i ∂k(x_j, x_i)/∂x_jk · w_b[i, b] (k × nb), once per new point.
-        let mut dk_train = vec![0.0; n * d];
-        let mut dk_base = vec![0.0; nb * d];
-        let mut reduce = vec![0.0; d * nb];
+        let mut point = PointKernelGrads::new(n, nb, d);
         let mut ds = vec![0.0; q * q];
         for j in 0..q {
-            let xj = &xq[j * d..(j + 1) * d];
-            dk_train.fill(0.0);
-            for (xi, g) in gp.x.chunks_exact(d).zip(dk_train.chunks_exact_mut(d)) {
-                kern.add_grad_x(xj, xi, &inv_l2, 1.0, g);
-            }
-            dk_base.fill(0.0);
-            for (pb, g) in self.points.chunks_exact(d).zip(dk_base.chunks_exact_mut(d)) {
-                kern.add_grad_x(xj, pb, &inv_l2, 1.0, g);
-            }
-            reduce.fill(0.0);
-            for i in 0..n {
-                let w_row = &self.w_b[i * nb..(i + 1) * nb];
-                for k in 0..d {
-                    let g = dk_train[i * d + k];
-                    if g != 0.0 {
-                        for (r, w) in reduce[k * nb..(k + 1) * nb].iter_mut().zip(w_row) {
-                            *r += g * w;
-                        }
-                    }
-                }
-            }
+            point.compute(gp, self, &xq[j * d..(j + 1) * d], &inv_l2);
+            let (dk_base, reduce) = (&point.dk_base, &point.reduce);
             for k in 0..d {
                 let dir = j * d + k;
                 let scale = s2 / gp.input_width[k];
@@ -385,6 +361,53 @@ impl CachedBaseline {
     }
 }
 
+/// For one new point `x_j`: `∂k(x_j, ·)/∂x_j` at the training and the baseline points
+/// (`n × d` and `nb × d`), and `reduce[k][b] = Σ_i ∂k(x_j, x_i)/∂x_jk · w_b[i, b]` (`d × nb`).
+struct PointKernelGrads {
+    dk_train: Vec<f64>,
+    dk_base: Vec<f64>,
+    reduce: Vec<f64>,
+}
+
+impl PointKernelGrads {
+    fn new(n: usize, nb: usize, d: usize) -> Self {
+        Self {
+            dk_train: vec![0.0; n * d],
+            dk_base: vec![0.0; nb * d],
+            reduce: vec![0.0; d * nb],
+        }
+    }
+
+    fn compute(&mut self, gp: &GaussianProcess, base: &CachedBaseline, xj: &[f64], inv_l2: &[f64]) {
+        let (d, n, nb) = (gp.d, gp.n, base.nb);
+        let kern = &gp.hyper.kernel;
+        self.dk_train.fill(0.0);
+        for (xi, g) in gp.x.chunks_exact(d).zip(self.dk_train.chunks_exact_mut(d)) {
+            kern.add_grad_x(xj, xi, inv_l2, 1.0, g);
+        }
+        self.dk_base.fill(0.0);
+        for (pb, g) in base
+            .points
+            .chunks_exact(d)
+            .zip(self.dk_base.chunks_exact_mut(d))
+        {
+            kern.add_grad_x(xj, pb, inv_l2, 1.0, g);
+        }
+        self.reduce.fill(0.0);
+        for i in 0..n {
+            let w_row = &base.w_b[i * nb..(i + 1) * nb];
+            for k in 0..d {
+                let g = self.dk_train[i * d + k];
+                if g != 0.0 {
+                    for (r, w) in self.reduce[k * nb..(k + 1) * nb].iter_mut().zip(w_row) {
+                        *r += g * w;
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl LowRankBlock {
     /// One joint sample of `f` at the new points: `mean + L_xb ε_b + L_xx ε_x`.
     pub fn sample(&self, eps_b: &[f64], eps_x: &[f64], out: &mut [f64]) {
@@ -423,7 +446,7 @@ pub struct JointPosteriorGrad {
 impl GaussianProcess {
     /// [`GaussianProcess::posterior_joint`] plus the input gradients of the mean and
     /// covariance (for analytic gradients of MC acquisitions).
-    pub fn posterior_joint_with_grad(&self, xs: &[f64]) -> Result<JointPosteriorGrad> {
+    pub(crate) fn posterior_joint_with_grad(&self, xs: &[f64]) -> Result<JointPosteriorGrad> {
         let xq = self.normalize_inputs(xs)?;
         let (kxq, v) = self.cross_terms(&xq);
         let joint = self.joint_from_cross(&xq, &kxq, &v);

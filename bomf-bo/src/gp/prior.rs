@@ -123,7 +123,7 @@ pub struct PresetSpec {
 pub const MIN_NOISE: f64 = 1e-4;
 
 impl Preset {
-    pub fn spec(self, d: usize) -> PresetSpec {
+    pub(crate) fn spec(self, d: usize) -> PresetSpec {
         // Upper bounds are ours (BoTorch has none); they only keep the optimiser away from
         // overflow: a lengthscale of 1e4 on the unit cube is already a constant function.
         match self {

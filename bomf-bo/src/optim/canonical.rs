@@ -2,7 +2,7 @@
 //! coordinates the surrogate is fitted in.
 //!
 //! The GP of a simplex run is trained on canonical points `x = c(u) ∈ C` only (see
-//! [`crate::space`], *Coordinates*): for [`crate::space::SimplexMap::Normalize`],
+//! [`Space`], *Coordinates*): for [`crate::SimplexMap::Normalize`],
 //! `c(u) = u / max_i u_i` and `C` is the set `max_i x_i = 1`. An acquisition `α` built on that
 //! GP says nothing reliable off `C`, and the point that is evaluated is `c(u)` anyway, so the
 //! optimiser maximises
@@ -20,7 +20,7 @@ use crate::error::{BoError, Result};
 use crate::space::{Domain, Space};
 
 /// `α ∘ c` for every candidate of a batch (module doc). Pending points, already canonical, are
-/// the inner acquisition's business (wrap a [`super::WithPending`]).
+/// the inner acquisition's business (wrap a [`crate::acquisition::WithPending`]).
 pub struct Canonicalized<'a> {
     inner: Box<dyn Acquisition + 'a>,
     space: &'a Space,

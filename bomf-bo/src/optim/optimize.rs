@@ -2,8 +2,8 @@
 //!
 //! 1. Score `raw_samples` scrambled-Sobol q-batches in parallel (rayon), plus, for `q = 1`,
 //!    points derived from *anchors* (the caller's incumbents, [`optimize_acqf_with_anchors`]).
-//! 2. Pick `num_restarts` of them by Boltzmann sampling ([`super::initializers`]).
-//! 3. Run bounded L-BFGS-B ([`super::lbfgsb`]) from each, in parallel, on `−acq`.
+//! 2. Pick `num_restarts` of them by Boltzmann sampling (BoTorch's `initialize_q_batch`).
+//! 3. Run bounded L-BFGS-B ([`crate::lbfgsb`]) from each, in parallel, on `−acq`.
 //! 4. Return every restart's end point, best first.
 //!
 //! For `q > 1`, [`optimize_acqf`] optimises the `q·d` coordinates jointly, while
@@ -22,9 +22,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::initializers::{boltzmann_select, boltzmann_select_nonnegative};
-use super::lbfgsb::{self, LbfgsbOptions};
 use crate::acquisition::{Acquisition, AcquisitionFactory};
 use crate::error::{BoError, Result};
+use crate::lbfgsb::{self, LbfgsbOptions};
 use crate::sampling::derive_seed;
 use crate::sampling::sobol_design;
 
@@ -176,23 +176,7 @@ pub fn optimize_acqf_with_anchors(
 ) -> Result<AcqfResult> {
     let d = bounds.dim();
     check_options(acq, q, d, options)?;
-    if !anchors.len().is_multiple_of(d) {
-        return Err(BoError::InvalidInput(format!(
-            "anchors must be a row-major n x {d} array, got {} values",
-            anchors.len()
-        )));
-    }
-    for (i, row) in anchors.chunks(d).enumerate() {
-        let inside = row
-            .iter()
-            .zip(bounds.lower.iter().zip(&bounds.upper))
-            .all(|(v, (lo, hi))| (lo..=hi).contains(&v));
-        if !inside {
-            return Err(BoError::InvalidInput(format!(
-                "anchor {i} ({row:?}) is not inside the bounds"
-            )));
-        }
-    }
+    check_anchors(anchors, bounds)?;
     let width = q * d;
     let (lower, upper) = bounds.repeated(q);
 
@@ -215,47 +199,14 @@ pub fn optimize_acqf_with_anchors(
     let raw_values: Vec<f64> = raw.par_chunks(width).map(|x| acq.value(x)).collect();
 
     // 2. Restarts by Boltzmann sampling.
-    let selection_seed = derive_seed(options.seed, 1);
-    let chosen = if options.nonnegative {
-        boltzmann_select_nonnegative(
-            &raw_values,
-            options.num_restarts,
-            options.eta,
-            options.nonnegative_alpha,
-            selection_seed,
-        )
-    } else {
-        boltzmann_select(
-            &raw_values,
-            options.num_restarts,
-            options.eta,
-            selection_seed,
-        )
-    };
+    let chosen = select_restarts(&raw_values, options);
 
     // 3. Local searches in parallel, each on −acq.
     let mut candidates: Vec<Candidate> = chosen
         .par_iter()
         .map(|&i| {
             let start = &raw[i * width..(i + 1) * width];
-            let start_value = raw_values[i];
-            let objective = |x: &[f64], g: &mut [f64]| {
-                let v = acq.value_and_grad(x, g);
-                g.iter_mut().for_each(|t| *t = -*t);
-                -v
-            };
-            match lbfgsb::minimize(objective, start, &lower, &upper, &options.lbfgsb) {
-                // Keep the raw point if the search somehow ended worse (it cannot by
-                // construction, but a non-deterministic acquisition could make it so).
-                Ok(r) if -r.f >= start_value || !start_value.is_finite() => Candidate {
-                    x: r.x,
-                    value: -r.f,
-                },
-                _ => Candidate {
-                    x: start.to_vec(),
-                    value: start_value,
-                },
-            }
+            local_search(acq, start, raw_values[i], (&lower, &upper), options)
         })
         .collect();
 
@@ -273,15 +224,87 @@ pub fn optimize_acqf_with_anchors(
     Ok(AcqfResult { candidates })
 }
 
+/// Anchors must be a row-major `n × d` array inside `bounds`.
+fn check_anchors(anchors: &[f64], bounds: &Bounds) -> Result<()> {
+    let d = bounds.dim();
+    if !anchors.len().is_multiple_of(d) {
+        return Err(BoError::InvalidInput(format!(
+            "anchors must be a row-major n x {d} array, got {} values",
+            anchors.len()
+        )));
+    }
+    for (i, row) in anchors.chunks(d).enumerate() {
+        let inside = row
+            .iter()
+            .zip(bounds.lower.iter().zip(&bounds.upper))
+            .all(|(v, (lo, hi))| (lo..=hi).contains(&v));
+        if !inside {
+            return Err(BoError::InvalidInput(format!(
+                "anchor {i} ({row:?}) is not inside the bounds"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Indices of the raw samples the local searches start from (Boltzmann sampling, the
+/// non-negative rule when `options.nonnegative`).
+fn select_restarts(raw_values: &[f64], options: &AcqfOptions) -> Vec<usize> {
+    let selection_seed = derive_seed(options.seed, 1);
+    if options.nonnegative {
+        boltzmann_select_nonnegative(
+            raw_values,
+            options.num_restarts,
+            options.eta,
+            options.nonnegative_alpha,
+            selection_seed,
+        )
+    } else {
+        boltzmann_select(
+            raw_values,
+            options.num_restarts,
+            options.eta,
+            selection_seed,
+        )
+    }
+}
+
+/// L-BFGS-B on `−acq` from `start` (whose value is `start_value`) within `(lower, upper)`.
+fn local_search(
+    acq: &dyn Acquisition,
+    start: &[f64],
+    start_value: f64,
+    (lower, upper): (&[f64], &[f64]),
+    options: &AcqfOptions,
+) -> Candidate {
+    let objective = |x: &[f64], g: &mut [f64]| {
+        let v = acq.value_and_grad(x, g);
+        g.iter_mut().for_each(|t| *t = -*t);
+        -v
+    };
+    match lbfgsb::minimize(objective, start, lower, upper, &options.lbfgsb) {
+        // Keep the raw point if the search somehow ended worse (it cannot by construction, but
+        // a non-deterministic acquisition could make it so).
+        Ok(r) if -r.f >= start_value || !start_value.is_finite() => Candidate {
+            x: r.x,
+            value: -r.f,
+        },
+        _ => Candidate {
+            x: start.to_vec(),
+            value: start_value,
+        },
+    }
+}
+
 /// Gaussian perturbations per anchor in [`anchor_candidates`], with these standard deviations
 /// (fractions of each coordinate's range), cycled.
 const ANCHOR_PERTURBATION_SCALES: [f64; 4] = [0.02, 0.1, 0.02, 0.1];
 
 /// Raw candidates around `anchors` (row-major, each in `bounds`), at most `budget` of them:
 /// for each anchor, the anchor with coordinate `j` set to its lower and to its upper bound (for
-/// every `j` where that changes it), then [`ANCHOR_PERTURBATION_SCALES`] clamped Gaussian
-/// perturbations. When the anchors would need more than `budget`, an evenly spaced subset of
-/// them is used.
+/// every `j` where that changes it), then four clamped Gaussian perturbations (standard
+/// deviations of 2 % and 10 % of each coordinate's range). When the anchors would need more
+/// than `budget`, an evenly spaced subset of them is used.
 pub fn anchor_candidates(anchors: &[f64], bounds: &Bounds, budget: usize, seed: u64) -> Vec<f64> {
     let d = bounds.dim();
     if d == 0 || anchors.is_empty() {

@@ -29,7 +29,7 @@ use crate::sampling::derive_seed;
 use crate::sampling::sample_indices;
 
 /// Default of `OptimizerSettings::max_gp_points`: the most successful observations an exact GP
-/// is fitted on; the fit's time grows as `n³` and its memory as `n²` ([`gp_memory_bytes`]).
+/// is fitted on; the fit's time grows as `n³` and its memory as `n²`.
 pub const MAX_EXACT_GP: usize = 1000;
 
 /// Memory the `n × n` matrices of one BO step may take ([`gp_memory_bytes`]): 4 GiB.
@@ -110,7 +110,7 @@ impl fmt::Display for GpSubset {
 
 impl Optimizer {
     /// What the next BO step fits its GP on: [`Self::training_data`] when it has at most
-    /// `settings.max_gp_points` observations, else the subset of [`training_subset`]
+    /// `settings.max_gp_points` observations, else a subset chosen around the Pareto front
     /// (seeded by the run's seed).
     pub fn surrogate_data(&self) -> Result<TrainingData> {
         let all = self.training_data()?;
@@ -214,6 +214,9 @@ fn elite_points(y: &[f64], m: usize, cap: usize, seed: u64) -> Result<Vec<usize>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sampling::sobol_design;
+    use crate::space::{Objective, Param, Space};
+    use crate::{OptimizerSettings, is_non_dominated};
 
     #[test]
     fn memory_estimate_and_limit_agree() {
@@ -225,5 +228,84 @@ mod tests {
             assert!(check_gp_points(fits + 1, m).is_err());
             assert!(check_gp_points(MAX_EXACT_GP, m).is_ok());
         }
+    }
+
+    /// `n` points of two conflicting objectives (maximised) with a little structure-free noise.
+    fn two_objectives(n: usize) -> Vec<f64> {
+        let x = sobol_design(n, 3, 11).unwrap();
+        x.chunks_exact(3)
+            .flat_map(|p| {
+                let wiggle = (p[2] * 37.0).sin() * 0.05;
+                [p[0] + wiggle, 1.0 - p[0] * p[0] - p[1] * 0.3 - wiggle]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn training_subset_keeps_every_pareto_point_and_is_deterministic() {
+        let (n, cap) = (3000, 500);
+        let y = two_objectives(n);
+        let subset = training_subset(&y, 2, cap, 7).unwrap();
+        assert_eq!(subset.len(), cap);
+        assert!(
+            subset.windows(2).all(|w| w[0] < w[1]),
+            "ascending, distinct"
+        );
+        let front = is_non_dominated(&y, 2, false).unwrap();
+        for (i, on_front) in front.iter().enumerate() {
+            if *on_front {
+                assert!(subset.binary_search(&i).is_ok(), "Pareto point {i} dropped");
+            }
+        }
+        assert_eq!(subset, training_subset(&y, 2, cap, 7).unwrap());
+        let other = training_subset(&y, 2, cap, 8).unwrap();
+        assert_ne!(subset, other, "the sample of the rest follows the seed");
+        // A history within the budget is used whole.
+        assert_eq!(
+            training_subset(&y[..2 * cap], 2, cap, 7).unwrap().len(),
+            cap
+        );
+    }
+
+    #[test]
+    fn single_objective_subset_keeps_the_best_and_a_front_too_large_is_sampled() {
+        let y: Vec<f64> = (0..2000).map(|i| ((i * 7919) % 2000) as f64).collect();
+        let subset = training_subset(&y, 1, 400, 1).unwrap();
+        assert_eq!(subset.len(), 400);
+        // The best quarter of the budget (the 100 largest values) is always kept.
+        for (i, v) in y.iter().enumerate() {
+            if *v >= 1900.0 {
+                assert!(subset.binary_search(&i).is_ok(), "best point {i} dropped");
+            }
+        }
+        // Every point non-dominated: the front alone is over budget and is sampled down.
+        let front: Vec<f64> = (0..1000)
+            .flat_map(|i| [i as f64, 1000.0 - i as f64])
+            .collect();
+        assert_eq!(training_subset(&front, 2, 300, 1).unwrap().len(), 300);
+    }
+
+    #[test]
+    fn an_exact_gp_too_large_for_memory_is_refused_with_the_size_that_fits() {
+        let space =
+            Space::new_box(vec![Param::new("a", 0.0, 1.0), Param::new("b", 0.0, 1.0)]).unwrap();
+        let objectives = vec![Objective::maximize("f"), Objective::maximize("g")];
+        let fits = max_gp_points_within_limit(2);
+        assert!(fits > MAX_EXACT_GP && gp_memory_bytes(fits, 2) <= GP_MEMORY_LIMIT);
+        let absurd = OptimizerSettings {
+            max_gp_points: 1_000_000,
+            ..OptimizerSettings::default()
+        };
+        let err = Optimizer::new(space.clone(), objectives.clone(), absurd).unwrap_err();
+        let BoError::InvalidInput(msg) = err else {
+            panic!("expected InvalidInput, got {err:?}");
+        };
+        assert!(msg.contains("1000000 observations"), "{msg}");
+        assert!(msg.contains(&format!("max_gp_points <= {fits}")), "{msg}");
+        let largest = OptimizerSettings {
+            max_gp_points: fits,
+            ..OptimizerSettings::default()
+        };
+        assert!(Optimizer::new(space, objectives, largest).is_ok());
     }
 }

@@ -4,11 +4,10 @@
 use rayon::prelude::*;
 
 use super::{AcquisitionKind, AcquisitionRequest, TrainingData};
-use crate::acquisition::Acquisition;
-use crate::acquisition::ehvi::{HviEstimator, QEhviFactory};
-use crate::acquisition::logei::QLogExpectedImprovement;
-use crate::acquisition::nehvi::{NehviOptions, QNehviFactory};
-use crate::acquisition::{AcquisitionFactory, WithPending};
+use crate::acquisition::{
+    Acquisition, AcquisitionFactory, HviEstimator, NehviOptions, QEhviFactory,
+    QLogExpectedImprovement, QNehviFactory, WithPending,
+};
 use crate::error::{BoError, Result};
 use crate::gp::{FitOptions, GaussianProcess};
 use crate::partitioning::{infer_reference_point, pareto_front};

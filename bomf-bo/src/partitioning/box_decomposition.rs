@@ -27,7 +27,7 @@ use crate::error::Result;
 
 /// Upper cell sides are clamped to this before taking `log(u − l)` (BoTorch's float64 value in
 /// qLogEHVI), so unbounded cells get a finite, irrelevant, log length.
-pub const LOG_CELL_UPPER_CLAMP: f64 = 1e10;
+const LOG_CELL_UPPER_CLAMP: f64 = 1e10;
 
 /// A list of axis-aligned boxes `[lower_k, upper_k]` in `m` dimensions, stored flat
 /// (`num_cells × m`, row-major). Upper sides may be `+∞`.

@@ -21,7 +21,7 @@ use crate::error::{BoError, Result};
 
 /// Smallest per-objective range used by [`infer_reference_point`] (BoTorch's `MIN_Y_RANGE`),
 /// so a degenerate objective (all values equal) still gets a reference point below it.
-pub const MIN_Y_RANGE: f64 = 1e-7;
+pub(crate) const MIN_Y_RANGE: f64 = 1e-7;
 
 /// Hypervolume dominated by the `n × m` points `ys` (row-major) and bounded below by
 /// `ref_point`. Points that are not strictly better than the reference point in every
@@ -121,7 +121,7 @@ fn sort_rows_by(pts: &mut [f64], k: usize, col: usize) {
 /// front minus `scale` times its range (Ishibuchi et al. 2011 found `scale = 0.1` robust).
 ///
 /// - A single point `y` gives `y − scale·max(|y|, 1e-7)`.
-/// - Ranges are clamped at [`MIN_Y_RANGE`] so a flat objective still gets a margin.
+/// - Ranges are clamped at `MIN_Y_RANGE` (1e-7, BoTorch's) so a flat objective still gets a margin.
 /// - With `max_ref_point`: if some point beats it in every objective (and it has no NaN) it
 ///   is returned unchanged; otherwise the nadir is capped by it. NaN entries of
 ///   `max_ref_point` mean "no cap for this objective"; where it has NaNs and some point beats

@@ -6,20 +6,21 @@
 //! because these routines run inside qNEHVI once per Monte-Carlo sample and per BO step,
 //! where allocation and indirection dominate the cost.
 //!
-//! - [`pareto`]: non-dominated filtering ([`is_non_dominated`], [`non_dominated_indices`],
-//!   [`pareto_front`]).
-//! - [`hypervolume`](mod@hypervolume): exact hypervolume for any number of objectives and
+//! - Non-dominated filtering: [`is_non_dominated`], [`non_dominated_indices`],
+//!   [`pareto_front`], [`pareto_front_better_than`].
+//! - [`hypervolume`]: exact hypervolume for any number of objectives, and
 //!   [`infer_reference_point`].
-//! - [`box_decomposition`]: disjoint box covers of the non-dominated region (the cells
-//!   qEHVI/qNEHVI integrate over) and of the dominated region ([`Cells`]);
-//!   [`nondominated_cells_into`] reuses a [`Cells`] buffer for per-MC-sample loops.
+//! - Box decompositions: disjoint box covers of the non-dominated region
+//!   ([`nondominated_cells`], the cells qEHVI/qNEHVI integrate over) and of the dominated
+//!   region ([`dominated_cells`]), as [`Cells`]; [`nondominated_cells_into`] reuses a [`Cells`]
+//!   buffer for per-MC-sample loops.
 //!
 //! The hypervolume-improvement kernels that consume [`Cells`] live in
-//! [`crate::acquisition::hvi`].
+//! [`crate::acquisition`].
 
-pub mod box_decomposition;
-pub mod hypervolume;
-pub mod pareto;
+mod box_decomposition;
+mod hypervolume;
+mod pareto;
 
 pub use box_decomposition::{Cells, dominated_cells, nondominated_cells, nondominated_cells_into};
 pub use hypervolume::{hypervolume, infer_reference_point};
