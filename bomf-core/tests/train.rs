@@ -365,9 +365,21 @@ fn a_diverged_run_suggests_a_lower_learning_rate() {
     assert!(!err.contains("evaluate more often"), "{err}");
 }
 
+/// The error of training the tiny model (seed `seed`) on `n` items in batches of 4 with `cfg`.
+fn train_error(cfg: &TrainConfig, seed: u64, n: usize) -> bomf_core::CoreError {
+    train(
+        common::tiny_model::<AB>(false, seed),
+        &common::batcher(n, 4, 0),
+        None,
+        cfg,
+        &Default::default(),
+        |_| Control::Continue,
+    )
+    .unwrap_err()
+}
+
 #[test]
 fn absurd_step_counts_are_refused_without_allocating_them() {
-    let device = Default::default();
     for budget in [
         Budget::Epochs(1_000_000_000_000),
         Budget::Steps(1_000_000_000_000),
@@ -378,16 +390,7 @@ fn absurd_step_counts_are_refused_without_allocating_them() {
             grad_accumulation: 2,
             ..config(3)
         };
-        let err = train(
-            common::tiny_model::<AB>(false, 1),
-            &common::batcher(12, 4, 0),
-            None,
-            &cfg,
-            &device,
-            |_| Control::Continue,
-        )
-        .unwrap_err()
-        .to_string();
+        let err = train_error(&cfg, 1, 12).to_string();
         assert!(
             err.contains("optimiser steps; at most"),
             "{budget:?}: {err}"
@@ -398,7 +401,6 @@ fn absurd_step_counts_are_refused_without_allocating_them() {
 #[test]
 fn invalid_configs_are_typed_errors() {
     let _rng = common::rng_lock();
-    let device = Default::default();
     for cfg in [
         TrainConfig {
             learning_rate: f64::NAN,
@@ -413,15 +415,7 @@ fn invalid_configs_are_typed_errors() {
             ..config(1)
         },
     ] {
-        let err = train(
-            common::tiny_model::<AB>(false, 0),
-            &common::batcher(4, 4, 0),
-            None,
-            &cfg,
-            &device,
-            |_| Control::Continue,
-        )
-        .unwrap_err();
+        let err = train_error(&cfg, 0, 4);
         assert!(
             matches!(err, bomf_core::CoreError::InvalidConfig { .. }),
             "{err}"
