@@ -12,7 +12,7 @@ use safetensors::tensor::TensorView;
 
 use crate::bert::{BertConfig, BertWithHead};
 use crate::error::{ModelError, Result};
-use crate::params::{self, HfTensor};
+use crate::params::{self, HfNamed, HfTensor};
 use crate::weights::SAFETENSORS_FILE;
 
 /// Tokenizer files `transformers` may look for next to a model.
@@ -78,11 +78,26 @@ pub fn export_bert<B: Backend>(
     out_dir: impl AsRef<Path>,
     tokenizer_dir: Option<&Path>,
 ) -> Result<()> {
-    let out_dir = out_dir.as_ref();
+    write_hf_folder(
+        model,
+        &config.to_hf_json(model.task()),
+        out_dir.as_ref(),
+        tokenizer_dir,
+    )
+}
+
+/// Writes `out_dir/config.json` (`config_json`, pretty-printed), `model.safetensors` (the
+/// model's tensors by HF name and layout) and, when `tokenizer_dir` is given, its tokenizer
+/// files: the folder every family's export writes.
+pub fn write_hf_folder<B: Backend, M: HfNamed<B>>(
+    model: &M,
+    config_json: &serde_json::Value,
+    out_dir: &Path,
+    tokenizer_dir: Option<&Path>,
+) -> Result<()> {
     std::fs::create_dir_all(out_dir).map_err(|e| ModelError::io(out_dir, e))?;
-    let config_json = config.to_hf_json(model.task());
     let config_path = out_dir.join("config.json");
-    let text = serde_json::to_string_pretty(&config_json).map_err(|source| ModelError::Json {
+    let text = serde_json::to_string_pretty(config_json).map_err(|source| ModelError::Json {
         path: config_path.clone(),
         source,
     })?;

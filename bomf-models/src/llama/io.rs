@@ -32,18 +32,7 @@ pub fn export_llama<B: Backend>(
             serde_json::json!(["LlamaForCausalLM"]),
         );
     }
-    let config_path = out_dir.join("config.json");
-    let text = serde_json::to_string_pretty(&json).map_err(|source| ModelError::Json {
-        path: config_path.clone(),
-        source,
-    })?;
-    std::fs::write(&config_path, text + "\n").map_err(|e| ModelError::io(&config_path, e))?;
-    let tensors = params::named_tensors(&model.clone().merged())?;
-    export::write_safetensors(&out_dir.join(weights::SAFETENSORS_FILE), &tensors)?;
-    if let Some(dir) = tokenizer_dir {
-        export::copy_tokenizer_files(dir, out_dir)?;
-    }
-    Ok(())
+    export::write_hf_folder(&model.clone().merged(), &json, out_dir, tokenizer_dir)
 }
 
 /// Loads a LLaMA model from an HF folder (`config.json` + safetensors / `.bin`).

@@ -9,13 +9,12 @@
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
-use serde_json::Value;
 
 use super::{MpnetConfig, MpnetForSequenceClassification, MpnetModel};
 use crate::error::{ModelError, Result};
 use crate::export;
-use crate::params::{self, HfNamed};
-use crate::weights::{self, Checkpoint, LoadReport, SAFETENSORS_FILE};
+use crate::params::HfNamed;
+use crate::weights::{self, Checkpoint, LoadReport};
 
 /// The base-model prefix `transformers` gives MPNet inside a model with a head.
 const BASE_PREFIXES: [&str; 1] = ["mpnet"];
@@ -95,7 +94,7 @@ pub fn export_mpnet<B: Backend>(
         )));
     }
     let json = config.to_hf_json(SEQUENCE_CLASSIFICATION_ARCHITECTURE)?;
-    write_folder(model, &json, out_dir.as_ref(), tokenizer_dir)
+    export::write_hf_folder(model, &json, out_dir.as_ref(), tokenizer_dir)
 }
 
 /// Writes the bare encoder as an HF folder that `transformers` loads as `MPNetModel`.
@@ -106,27 +105,5 @@ pub fn export_mpnet_model<B: Backend>(
     tokenizer_dir: Option<&Path>,
 ) -> Result<()> {
     let json = config.to_hf_json(BASE_ARCHITECTURE)?;
-    write_folder(model, &json, out_dir.as_ref(), tokenizer_dir)
-}
-
-/// `config.json`, `model.safetensors` (HF names and layout) and the tokenizer files.
-fn write_folder<B: Backend, M: HfNamed<B>>(
-    model: &M,
-    config_json: &Value,
-    out_dir: &Path,
-    tokenizer_dir: Option<&Path>,
-) -> Result<()> {
-    std::fs::create_dir_all(out_dir).map_err(|e| ModelError::io(out_dir, e))?;
-    let config_path = out_dir.join("config.json");
-    let text = serde_json::to_string_pretty(config_json).map_err(|source| ModelError::Json {
-        path: config_path.clone(),
-        source,
-    })?;
-    std::fs::write(&config_path, text + "\n").map_err(|e| ModelError::io(&config_path, e))?;
-    let tensors = params::named_tensors(model)?;
-    export::write_safetensors(&out_dir.join(SAFETENSORS_FILE), &tensors)?;
-    if let Some(dir) = tokenizer_dir {
-        export::copy_tokenizer_files(dir, out_dir)?;
-    }
-    Ok(())
+    export::write_hf_folder(model, &json, out_dir.as_ref(), tokenizer_dir)
 }

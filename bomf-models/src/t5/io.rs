@@ -10,7 +10,7 @@ use super::{T5Config, T5ForConditionalGeneration};
 use crate::error::{ModelError, Result};
 use crate::export;
 use crate::params::{self, Coverage, HfTensor};
-use crate::weights::{self, Checkpoint, SAFETENSORS_FILE};
+use crate::weights::{self, Checkpoint};
 
 /// The cross-attention of the first decoder block has no bias table, but old checkpoints store
 /// one; transformers ignores it, so do we.
@@ -101,17 +101,5 @@ pub fn export_t5<B: Backend>(
         Value::from(vec!["T5ForConditionalGeneration"]),
     );
     config.extra.insert("model_type".into(), Value::from("t5"));
-    let config_path = out_dir.join("config.json");
-    let text =
-        serde_json::to_string_pretty(&config.to_json()?).map_err(|source| ModelError::Json {
-            path: config_path.clone(),
-            source,
-        })?;
-    std::fs::write(&config_path, text + "\n").map_err(|e| ModelError::io(&config_path, e))?;
-    let tensors = params::named_tensors(model)?;
-    export::write_safetensors(&out_dir.join(SAFETENSORS_FILE), &tensors)?;
-    if let Some(dir) = tokenizer_dir {
-        export::copy_tokenizer_files(dir, out_dir)?;
-    }
-    Ok(())
+    export::write_hf_folder(model, &config.to_json()?, out_dir, tokenizer_dir)
 }
