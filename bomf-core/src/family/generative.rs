@@ -113,6 +113,34 @@ fn unsupported_task(dataset: &Dataset) -> CoreError {
     ))
 }
 
+/// The [`super::Family`] methods every generative family answers from its [`GenerativeText`]
+/// field `text`: the data read as generation, no head to fit, training items, evaluation sets and
+/// the padding id. Expanded inside each family's `impl Family`.
+macro_rules! text_family_methods {
+    () => {
+        fn data_spec(&self, spec: DataSpec) -> DataSpec {
+            generative_spec(spec)
+        }
+
+        fn fit_task(&mut self, _train: &Dataset) -> Result<Option<String>> {
+            Ok(None)
+        }
+
+        fn train_items(&self, dataset: &Dataset) -> Result<Vec<Item>> {
+            self.text.train_items(dataset)
+        }
+
+        fn eval_set(&self, dataset: &Dataset, batch_size: usize) -> Result<EvalSet> {
+            self.text.eval_set(dataset, batch_size)
+        }
+
+        fn pad_id(&self) -> Result<u32> {
+            Ok(self.text.encoder.pad_id())
+        }
+    };
+}
+pub(crate) use text_family_methods;
+
 impl GenerativeText {
     /// The text side of a model whose tokenizer is `tokenizer` (parsed from `tokenizer_json`),
     /// configured by `settings`.

@@ -21,7 +21,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 
 use super::generative::{
     DEFAULT_GENERATIVE_MAX_LEN, GenerativeText, first_id, folder_tokenizer, generation_config,
-    generative_spec, parse_tokenizer, token_name,
+    generative_spec, parse_tokenizer, text_family_methods, token_name,
 };
 use super::{
     ExportDirs, Family, ModelKit, ModelVisitor, OpenFamily, OpenOptions, Prediction, Probe,
@@ -127,25 +127,7 @@ impl Family for LlamaFamily {
         true
     }
 
-    fn data_spec(&self, spec: DataSpec) -> DataSpec {
-        generative_spec(spec)
-    }
-
-    fn fit_task(&mut self, _train: &Dataset) -> Result<Option<String>> {
-        Ok(None)
-    }
-
-    fn train_items(&self, dataset: &Dataset) -> Result<Vec<Item>> {
-        self.text.train_items(dataset)
-    }
-
-    fn eval_set(&self, dataset: &Dataset, batch_size: usize) -> Result<EvalSet> {
-        self.text.eval_set(dataset, batch_size)
-    }
-
-    fn pad_id(&self) -> Result<u32> {
-        Ok(self.text.encoder.pad_id())
-    }
+    text_family_methods!();
 }
 
 impl OpenFamily for LlamaFamily {
