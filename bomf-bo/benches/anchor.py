@@ -24,13 +24,7 @@ import time
 import warnings
 
 import torch
-from botorch.acquisition.multi_objective import qNoisyExpectedHypervolumeImprovement
-from botorch.fit import fit_gpytorch_mll
-from botorch.models import ModelListGP, SingleTaskGP
-from botorch.models.transforms.outcome import Standardize
-from botorch.optim import optimize_acqf
-from botorch.sampling.normal import SobolQMCNormalSampler
-from gpytorch.mlls import SumMarginalLogLikelihood
+from botorch_step import qnehvi_candidate
 
 K = 10
 PRIMES = [2, 3, 5, 7, 11, 13, 17, 19, 23, 29]
@@ -54,30 +48,8 @@ def objectives(x):
 
 def step(train_x, train_y):
     """One qNEHVI BO step (fit + acquisition + optimisation); returns the candidate."""
-    models = [
-        SingleTaskGP(train_x, train_y[:, j : j + 1], outcome_transform=Standardize(m=1))
-        for j in range(train_y.shape[-1])
-    ]
-    model = ModelListGP(*models)
-    fit_gpytorch_mll(SumMarginalLogLikelihood(model.likelihood, model))
-    acqf = qNoisyExpectedHypervolumeImprovement(
-        model=model,
-        ref_point=REF_POINT,
-        X_baseline=train_x,
-        prune_baseline=True,
-        sampler=SobolQMCNormalSampler(sample_shape=torch.Size([128])),
-    )
-    bounds = torch.stack([torch.zeros(K), torch.ones(K)]).to(train_x)
-    candidate, _ = optimize_acqf(
-        acqf,
-        bounds=bounds,
-        q=1,
-        num_restarts=10,
-        raw_samples=512,
-        options={"batch_limit": 5, "maxiter": 200},
-        sequential=True,
-    )
-    return candidate
+    bounds = torch.stack([torch.zeros(K), torch.ones(K)])
+    return qnehvi_candidate(train_x, train_y, REF_POINT, bounds)
 
 
 def main():

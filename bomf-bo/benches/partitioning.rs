@@ -7,7 +7,8 @@ use std::hint::black_box;
 
 use bomf_bo::acquisition::{LogHviParams, hvi, hvi_with_grad, log_hvi, log_hvi_with_grad};
 use bomf_bo::partitioning::{hypervolume, nondominated_cells};
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, criterion_group, criterion_main};
 
 /// Deterministic uniform numbers in [0, 1) (PCG-style LCG), so runs are comparable.
 struct Lcg(u64);
@@ -55,6 +56,26 @@ fn bench_partitioning(c: &mut Criterion) {
     group.finish();
 }
 
+/// Times `kernel(y, g)` summed over the consecutive batches `y` of `width` values in `samples`
+/// (`g`: a gradient buffer of `width`).
+fn bench_sum_over_samples(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    id: BenchmarkId,
+    samples: &[f64],
+    width: usize,
+    mut kernel: impl FnMut(&[f64], &mut [f64]) -> f64,
+) {
+    group.bench_function(id, |b| {
+        let mut g = vec![0.0; width];
+        b.iter(|| {
+            samples
+                .chunks_exact(width)
+                .map(|y| kernel(black_box(y), &mut g))
+                .sum::<f64>()
+        })
+    });
+}
+
 fn bench_hvi(c: &mut Criterion) {
     let mut group = c.benchmark_group("hvi_128_samples");
     // 19 Pareto points in 2-D → 20 non-dominated cells.
@@ -65,48 +86,26 @@ fn bench_hvi(c: &mut Criterion) {
         let samples: Vec<f64> = (0..128 * m).map(|_| 0.2 + 0.9 * rng.next()).collect();
         let label = format!("m{m}_cells{}", cells.len());
         let params = LogHviParams::QLOGNEHVI;
-        group.bench_function(BenchmarkId::new("hvi_q1", &label), |b| {
-            b.iter(|| {
-                samples
-                    .chunks_exact(m)
-                    .map(|y| hvi(&cells, black_box(y)).unwrap())
-                    .sum::<f64>()
-            })
+        let id = |name: &str| BenchmarkId::new(name, &label);
+        bench_sum_over_samples(&mut group, id("hvi_q1"), &samples, m, |y, _| {
+            hvi(&cells, y).unwrap()
         });
-        group.bench_function(BenchmarkId::new("hvi_with_grad_q1", &label), |b| {
-            let mut g = vec![0.0; m];
-            b.iter(|| {
-                samples
-                    .chunks_exact(m)
-                    .map(|y| hvi_with_grad(&cells, black_box(y), &mut g).unwrap())
-                    .sum::<f64>()
-            })
+        bench_sum_over_samples(&mut group, id("hvi_with_grad_q1"), &samples, m, |y, g| {
+            hvi_with_grad(&cells, y, g).unwrap()
         });
-        group.bench_function(BenchmarkId::new("log_hvi_q1", &label), |b| {
-            b.iter(|| {
-                samples
-                    .chunks_exact(m)
-                    .map(|y| log_hvi(&cells, black_box(y), &params).unwrap())
-                    .sum::<f64>()
-            })
+        bench_sum_over_samples(&mut group, id("log_hvi_q1"), &samples, m, |y, _| {
+            log_hvi(&cells, y, &params).unwrap()
         });
-        group.bench_function(BenchmarkId::new("log_hvi_with_grad_q1", &label), |b| {
-            let mut g = vec![0.0; m];
-            b.iter(|| {
-                samples
-                    .chunks_exact(m)
-                    .map(|y| log_hvi_with_grad(&cells, black_box(y), &params, &mut g).unwrap())
-                    .sum::<f64>()
-            })
-        });
+        bench_sum_over_samples(
+            &mut group,
+            id("log_hvi_with_grad_q1"),
+            &samples,
+            m,
+            |y, g| log_hvi_with_grad(&cells, y, &params, g).unwrap(),
+        );
         // q = 2: 64 pairs.
-        group.bench_function(BenchmarkId::new("hvi_q2", &label), |b| {
-            b.iter(|| {
-                samples
-                    .chunks_exact(2 * m)
-                    .map(|y| hvi(&cells, black_box(y)).unwrap())
-                    .sum::<f64>()
-            })
+        bench_sum_over_samples(&mut group, id("hvi_q2"), &samples, 2 * m, |y, _| {
+            hvi(&cells, y).unwrap()
         });
     }
     group.finish();

@@ -31,3 +31,18 @@ pub enum BoError {
     #[error("state (de)serialisation failed: {0}")]
     Serde(#[from] serde_json::Error),
 }
+
+impl BoError {
+    /// `Ok(())` when `got == expected`, else a [`BoError::DimensionMismatch`] about `what`.
+    pub(crate) fn check_dim(what: &str, expected: usize, got: usize) -> Result<()> {
+        if got == expected {
+            Ok(())
+        } else {
+            Err(BoError::DimensionMismatch {
+                what: what.into(),
+                expected,
+                got,
+            })
+        }
+    }
+}

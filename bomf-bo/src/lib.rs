@@ -57,6 +57,14 @@ mod safe_math;
 pub mod sampling;
 mod space;
 
+// Test support shared with the integration tests in `tests/`.
+#[cfg(test)]
+#[path = "../tests/fixtures/mod.rs"]
+mod fixtures;
+#[cfg(test)]
+#[path = "../tests/tolerance/mod.rs"]
+mod tolerance;
+
 pub use error::{BoError, Result};
 pub use lbfgsb::LbfgsbOptions;
 pub use optim::AcqfOptions;

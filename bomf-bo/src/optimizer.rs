@@ -300,13 +300,11 @@ impl Optimizer {
 
     /// Set the reference point (objectives' own units and directions).
     pub fn with_ref_point(mut self, ref_point: Vec<f64>) -> Result<Self> {
-        if ref_point.len() != self.objectives.len() {
-            return Err(BoError::DimensionMismatch {
-                what: "ref_point vs objectives".into(),
-                expected: self.objectives.len(),
-                got: ref_point.len(),
-            });
-        }
+        BoError::check_dim(
+            "ref_point vs objectives",
+            self.objectives.len(),
+            ref_point.len(),
+        )?;
         if ref_point.iter().any(|v| !v.is_finite()) {
             return Err(BoError::InvalidInput(format!(
                 "ref_point must be finite, got {ref_point:?}"
@@ -370,13 +368,11 @@ impl Optimizer {
     /// equal to `x` is no longer pending.
     pub fn tell(&mut self, x: &[f64], y: &[f64]) -> Result<()> {
         self.space.check_point(x)?;
-        if y.len() != self.objectives.len() {
-            return Err(BoError::DimensionMismatch {
-                what: "objective values vs objectives".into(),
-                expected: self.objectives.len(),
-                got: y.len(),
-            });
-        }
+        BoError::check_dim(
+            "objective values vs objectives",
+            self.objectives.len(),
+            y.len(),
+        )?;
         let unit = self.space.to_unit(x)?;
         let mut matched = None;
         for (i, p) in self.pending.iter().enumerate() {

@@ -354,29 +354,12 @@ mod tests {
 #[cfg(test)]
 mod against_botorch {
     use super::*;
+    use crate::fixtures::{load, num, nums};
     use crate::sampling::ndtri;
     use serde_json::Value;
 
     fn fixture() -> Value {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/gp/safe_math.json"
-        ))
-        .expect("fixture safe_math.json");
-        serde_json::from_str(&text).expect("valid JSON")
-    }
-
-    /// A number, or the strings "inf"/"-inf" the generator writes for infinities.
-    fn num(v: &Value) -> f64 {
-        match v {
-            Value::String(s) if s == "inf" => f64::INFINITY,
-            Value::String(s) if s == "-inf" => f64::NEG_INFINITY,
-            _ => v.as_f64().expect("number"),
-        }
-    }
-
-    fn nums(v: &Value) -> Vec<f64> {
-        v.as_array().expect("array").iter().map(num).collect()
+        load("gp/safe_math.json")
     }
 
     #[track_caller]
@@ -411,39 +394,34 @@ mod against_botorch {
         }
     }
 
-    #[test]
-    fn smooth_relus_match_botorch() {
-        let f = fixture();
-        for c in f["log_fatplus"].as_array().unwrap() {
+    /// Checks the value and gradient of a smoothed log-ReLU `log_relu(x, tau)` against every case
+    /// of fixture section `name`.
+    fn check_log_relu(f: &Value, name: &str, log_relu: fn(f64, f64) -> (f64, f64)) {
+        for c in f[name].as_array().unwrap() {
             let tau = num(&c["tau"]);
             for ((x, v), g) in nums(&c["x"])
                 .into_iter()
                 .zip(nums(&c["value"]))
                 .zip(nums(&c["grad"]))
             {
-                let (got, dg) = log_fatplus_grad(x, tau);
-                close(got, v, 1e-12, &format!("log_fatplus({x}, {tau})"));
-                close(dg, g, 1e-9, &format!("log_fatplus'({x}, {tau})"));
+                let (got, dg) = log_relu(x, tau);
+                close(got, v, 1e-12, &format!("{name}({x}, {tau})"));
+                close(dg, g, 1e-9, &format!("{name}'({x}, {tau})"));
             }
         }
+    }
+
+    #[test]
+    fn smooth_relus_match_botorch() {
+        let f = fixture();
+        check_log_relu(&f, "log_fatplus", log_fatplus_grad);
         for c in f["fatplus"].as_array().unwrap() {
             let tau = num(&c["tau"]);
             for (x, v) in nums(&c["x"]).into_iter().zip(nums(&c["value"])) {
                 close(fatplus(x, tau), v, 1e-12, &format!("fatplus({x}, {tau})"));
             }
         }
-        for c in f["log_softplus"].as_array().unwrap() {
-            let tau = num(&c["tau"]);
-            for ((x, v), g) in nums(&c["x"])
-                .into_iter()
-                .zip(nums(&c["value"]))
-                .zip(nums(&c["grad"]))
-            {
-                let (got, dg) = log_softplus_grad(x, tau);
-                close(got, v, 1e-12, &format!("log_softplus({x}, {tau})"));
-                close(dg, g, 1e-9, &format!("log_softplus'({x}, {tau})"));
-            }
-        }
+        check_log_relu(&f, "log_softplus", log_softplus_grad);
     }
 
     #[test]

@@ -111,13 +111,11 @@ impl NormalBaseSamples {
 
     /// Wrap a given matrix (e.g. the same base samples another implementation used).
     pub fn from_values(n_samples: usize, dim: usize, values: Vec<f64>) -> Result<Self> {
-        if values.len() != n_samples * dim {
-            return Err(BoError::DimensionMismatch {
-                what: "base sample matrix (n_samples * dim)".into(),
-                expected: n_samples * dim,
-                got: values.len(),
-            });
-        }
+        BoError::check_dim(
+            "base sample matrix (n_samples * dim)",
+            n_samples * dim,
+            values.len(),
+        )?;
         if values.iter().any(|v| !v.is_finite()) {
             return Err(BoError::InvalidInput("base samples must be finite".into()));
         }

@@ -283,13 +283,7 @@ impl Space {
 
     /// Check that a user point belongs to the space; the error names the coordinate.
     pub fn check_point(&self, user: &[f64]) -> Result<()> {
-        if user.len() != self.dim() {
-            return Err(BoError::DimensionMismatch {
-                what: "point vs space".into(),
-                expected: self.dim(),
-                got: user.len(),
-            });
-        }
+        BoError::check_dim("point vs space", self.dim(), user.len())?;
         for (i, (p, &v)) in self.params.iter().zip(user).enumerate() {
             if !v.is_finite() {
                 return Err(BoError::InvalidInput(format!(
@@ -348,13 +342,7 @@ impl Space {
     /// Unit-cube point → user point (coordinates clamped to `[0, 1]`; integers rounded;
     /// simplex weights exactly non-negative and summing to one).
     pub fn from_unit(&self, unit: &[f64]) -> Result<Vec<f64>> {
-        if unit.len() != self.unit_dim() {
-            return Err(BoError::DimensionMismatch {
-                what: "unit-cube point vs space".into(),
-                expected: self.unit_dim(),
-                got: unit.len(),
-            });
-        }
+        BoError::check_dim("unit-cube point vs space", self.unit_dim(), unit.len())?;
         let u: Vec<f64> = unit
             .iter()
             .map(|&v| if v.is_nan() { 0.5 } else { v.clamp(0.0, 1.0) })
@@ -631,13 +619,7 @@ impl SpaceConfig {
             "objectives",
         )?;
         if let Some(r) = &self.ref_point {
-            if r.len() != self.objectives.len() {
-                return Err(BoError::DimensionMismatch {
-                    what: "ref_point vs objectives".into(),
-                    expected: self.objectives.len(),
-                    got: r.len(),
-                });
-            }
+            BoError::check_dim("ref_point vs objectives", self.objectives.len(), r.len())?;
             if let Some(i) = r.iter().position(|v| !v.is_finite()) {
                 return Err(BoError::InvalidInput(format!(
                     "ref_point[{i}] is not finite: {}",

@@ -1,31 +1,20 @@
 //! qEHVI / qLogEHVI: BoTorch's golden values for the MC estimator over given samples, and
 //! analytic gradients against finite differences.
 
+mod botorch_qehvi;
+mod finite_difference;
+
 use bomf_bo::acquisition::{
     Acquisition, HviEstimator, LogHviParams, QExpectedHypervolumeImprovement, mc_hvi_estimate,
 };
 use bomf_bo::gp::{GaussianProcess, Kernel, KernelKind};
-use bomf_bo::partitioning::nondominated_cells;
 use bomf_bo::sampling::NormalBaseSamples;
-
-/// BoTorch's test front (`test/acquisition/multi_objective/test_monte_carlo.py`), r = 0.
-const FRONT: [f64; 10] = [4.0, 5.0, 5.0, 5.0, 8.5, 3.5, 8.5, 3.0, 9.0, 1.0];
+use finite_difference::check_fd;
 
 #[test]
 fn qehvi_matches_botorch_golden_values_on_fixed_samples() {
-    let cells = nondominated_cells(&FRONT, 2, &[0.0, 0.0]).unwrap();
-    // (one MC sample of q outcome vectors, BoTorch's expected qEHVI)
-    let cases: [(&[f64], f64); 8] = [
-        (&[6.5, 4.5], 1.5),
-        (&[0.0, 1.0], 0.0),
-        (&[6.5, 4.5, 7.0, 4.0], 1.75),
-        (&[6.5, 4.5, 6.0, 4.0], 1.5),
-        (&[6.5, 4.5, 6.0, 6.0], 8.0),
-        (&[6.5, 4.5, 9.0, 2.0], 2.0),
-        (&[6.5, 4.5, 9.0, 2.0, 7.0, 4.0], 2.25),
-        (&[6.5, 4.5, 9.0, 2.0, 7.0, 5.0], 3.5),
-    ];
-    for (ys, expected) in cases {
+    let cells = botorch_qehvi::cells();
+    for (ys, expected) in botorch_qehvi::GOLDEN {
         let q = ys.len() / 2;
         let v = mc_hvi_estimate(&cells, ys, q, &HviEstimator::Exact).unwrap();
         assert!((v - expected).abs() < 1e-12, "{ys:?}: {v} vs {expected}");
@@ -41,7 +30,7 @@ fn qehvi_matches_botorch_golden_values_on_fixed_samples() {
 
 #[test]
 fn qlogehvi_estimate_tracks_log_of_exact_value() {
-    let cells = nondominated_cells(&FRONT, 2, &[0.0, 0.0]).unwrap();
+    let cells = botorch_qehvi::cells();
     let log = HviEstimator::Log(LogHviParams::QLOGEHVI);
     let ys = [6.5, 4.5, 9.0, 2.0, 7.0, 5.0];
     let v = mc_hvi_estimate(&cells, &ys, 3, &log).unwrap();
@@ -80,28 +69,6 @@ fn two_gps() -> (Vec<GaussianProcess>, Vec<f64>) {
         vec![gp(&y1, [0.4, 0.6], 1.3), gp(&y2, [0.7, 0.35], 0.9)],
         ys,
     )
-}
-
-fn check_fd(acq: &dyn Acquisition, x: &[f64], rtol: f64) {
-    let mut g = vec![0.0; x.len()];
-    let v = acq.value_and_grad(x, &mut g);
-    assert!((v - acq.value(x)).abs() <= 1e-12 * v.abs().max(1.0));
-    let mut xp = x.to_vec();
-    for j in 0..x.len() {
-        let h = 1e-6;
-        xp[j] = x[j] + h;
-        let fp = acq.value(&xp);
-        xp[j] = x[j] - h;
-        let fm = acq.value(&xp);
-        xp[j] = x[j];
-        let fd = (fp - fm) / (2.0 * h);
-        let scale = g.iter().fold(1e-8f64, |a, b| a.max(b.abs()));
-        assert!(
-            (fd - g[j]).abs() <= rtol * scale,
-            "coordinate {j}: analytic {} vs finite difference {fd}",
-            g[j]
-        );
-    }
 }
 
 #[test]

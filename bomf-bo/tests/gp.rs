@@ -1,25 +1,17 @@
 //! The GP against GPyTorch/BoTorch (fixtures/gp/gen_gp.py → fixtures/gp/gp.json): marginal
 //! likelihoods and posteriors at fixed hyperparameters, MAP fits of both presets.
 
+mod fixtures;
+mod tolerance;
+
 use bomf_bo::BoError;
 use bomf_bo::gp::{FitOptions, GaussianProcess, Kernel, KernelKind, NoiseSpec, Preset};
+use fixtures::{nums, rows};
 use serde_json::Value;
+use tolerance::{close, close_all};
 
 fn fixture() -> Value {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/gp/gp.json"
-    ))
-    .unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
-fn nums(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
+    fixtures::load("gp/gp.json")
 }
 
 fn preset(name: &str) -> Preset {
@@ -54,12 +46,7 @@ fn data(ds: &Value) -> Data {
         x: nums(&ds["x"]),
         y: nums(&ds["y"]),
         yvar: ds["yvar"].as_array().map(|_| nums(&ds["yvar"])),
-        bounds: ds["bounds"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|b| (b[0].as_f64().unwrap(), b[1].as_f64().unwrap()))
-            .collect(),
+        bounds: rows(&ds["bounds"]).iter().map(|b| (b[0], b[1])).collect(),
         x_test: nums(&ds["x_test"]),
     }
 }
@@ -82,142 +69,132 @@ fn gp_at(dat: &Data, p: Preset, h: &Value) -> GaussianProcess {
     .unwrap()
 }
 
-#[track_caller]
-fn close_all(got: &[f64], want: &[f64], rtol: f64, atol: f64, what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= atol + rtol * w.abs(),
-            "{what}[{i}]: got {g:e}, want {w:e}"
-        );
+/// Runs `check(data set, preset, case, label)` on every case of `section` ("fixed" or
+/// "fitted") of every data set of the fixture.
+fn for_each_case(section: &str, check: impl Fn(&Data, Preset, &Value, &str)) {
+    let f = fixture();
+    for ds in f["datasets"].as_array().unwrap() {
+        let dat = data(ds);
+        for case in ds[section].as_array().unwrap() {
+            let p = preset(case["preset"].as_str().unwrap());
+            check(&dat, p, case, &format!("{} {:?}", dat.name, p));
+        }
     }
 }
 
 #[test]
 fn likelihood_and_posterior_match_gpytorch_at_fixed_hyperparameters() {
-    let f = fixture();
-    for ds in f["datasets"].as_array().unwrap() {
-        let dat = data(ds);
-        for case in ds["fixed"].as_array().unwrap() {
-            let p = preset(case["preset"].as_str().unwrap());
-            let what = format!("{} {:?}", dat.name, p);
-            let gp = gp_at(&dat, p, &case["hyper"]);
-            let ll = case["log_likelihood"].as_f64().unwrap();
-            close_all(
-                &[gp.log_marginal_likelihood()],
-                &[ll],
-                1e-10,
-                0.0,
-                &format!("{what} log likelihood"),
-            );
-            let map = case["map_objective"].as_f64().unwrap();
-            close_all(
-                &[gp.map_objective(p)],
-                &[map],
-                1e-10,
-                0.0,
-                &format!("{what} MAP objective"),
-            );
-            let (mean, var) = gp.predict(&dat.x_test).unwrap();
-            close_all(
-                &mean,
-                &nums(&case["post_mean"]),
-                1e-9,
-                1e-9,
-                &format!("{what} mean"),
-            );
-            close_all(
-                &var,
-                &nums(&case["post_var"]),
-                1e-8,
-                1e-10,
-                &format!("{what} variance"),
-            );
-            let joint = gp.posterior_joint(&dat.x_test).unwrap();
-            close_all(
-                &joint.mean,
-                &mean,
-                1e-14,
-                1e-14,
-                &format!("{what} joint mean"),
-            );
-            close_all(
-                &joint.cov,
-                &nums(&case["post_cov"]),
-                1e-8,
-                1e-10,
-                &format!("{what} covariance"),
-            );
-            let pp = gp.predict_with_grad(&dat.x_test[..dat.d]).unwrap();
-            close_all(
-                &[pp.mean, pp.variance],
-                &[mean[0], var[0]],
-                1e-12,
-                1e-14,
-                &format!("{what} point"),
-            );
-            close_all(
-                &pp.mean_grad,
-                &nums(&case["grad_mean_x0"]),
-                1e-7,
-                1e-9,
-                &format!("{what} d mean/dx"),
-            );
-            close_all(
-                &pp.variance_grad,
-                &nums(&case["grad_var_x0"]),
-                1e-7,
-                1e-9,
-                &format!("{what} d var/dx"),
-            );
-        }
-    }
+    for_each_case("fixed", |dat, p, case, what| {
+        let gp = gp_at(dat, p, &case["hyper"]);
+        let ll = case["log_likelihood"].as_f64().unwrap();
+        close(
+            gp.log_marginal_likelihood(),
+            ll,
+            1e-10,
+            0.0,
+            &format!("{what} log likelihood"),
+        );
+        let map = case["map_objective"].as_f64().unwrap();
+        close(
+            gp.map_objective(p),
+            map,
+            1e-10,
+            0.0,
+            &format!("{what} MAP objective"),
+        );
+        let (mean, var) = gp.predict(&dat.x_test).unwrap();
+        close_all(
+            &mean,
+            &nums(&case["post_mean"]),
+            1e-9,
+            1e-9,
+            &format!("{what} mean"),
+        );
+        close_all(
+            &var,
+            &nums(&case["post_var"]),
+            1e-8,
+            1e-10,
+            &format!("{what} variance"),
+        );
+        let joint = gp.posterior_joint(&dat.x_test).unwrap();
+        close_all(
+            &joint.mean,
+            &mean,
+            1e-14,
+            1e-14,
+            &format!("{what} joint mean"),
+        );
+        close_all(
+            &joint.cov,
+            &nums(&case["post_cov"]),
+            1e-8,
+            1e-10,
+            &format!("{what} covariance"),
+        );
+        let pp = gp.predict_with_grad(&dat.x_test[..dat.d]).unwrap();
+        close_all(
+            &[pp.mean, pp.variance],
+            &[mean[0], var[0]],
+            1e-12,
+            1e-14,
+            &format!("{what} point"),
+        );
+        close_all(
+            &pp.mean_grad,
+            &nums(&case["grad_mean_x0"]),
+            1e-7,
+            1e-9,
+            &format!("{what} d mean/dx"),
+        );
+        close_all(
+            &pp.variance_grad,
+            &nums(&case["grad_var_x0"]),
+            1e-7,
+            1e-9,
+            &format!("{what} d var/dx"),
+        );
+    });
 }
 
 #[test]
 fn map_fit_reaches_at_least_botorchs_optimum() {
-    let f = fixture();
-    for ds in f["datasets"].as_array().unwrap() {
-        let dat = data(ds);
-        for case in ds["fitted"].as_array().unwrap() {
-            let p = preset(case["preset"].as_str().unwrap());
-            let what = format!("{} {:?}", dat.name, p);
-            let theirs = case["map_objective"].as_f64().unwrap();
-            // Our objective evaluated at BoTorch's optimum is BoTorch's value...
-            let at_theirs = gp_at(&dat, p, &case["hyper"]);
-            close_all(
-                &[at_theirs.map_objective(p)],
-                &[theirs],
-                1e-9,
-                0.0,
-                &format!("{what} objective at BoTorch's fit"),
-            );
-            // ...and our own fit does at least as well (both are local optimisations).
-            let noise = match &dat.yvar {
-                Some(v) => NoiseSpec::Fixed(v.clone()),
-                None => NoiseSpec::Learned,
-            };
-            let opts = FitOptions {
-                preset: p,
-                noise,
-                ..FitOptions::default()
-            };
-            let gp = GaussianProcess::fit(&dat.x, &dat.y, dat.d, Some(&dat.bounds), &opts).unwrap();
-            let ours = gp.fit_report().unwrap().map_objective;
-            close_all(
-                &[gp.map_objective(p)],
-                &[ours],
-                1e-10,
-                0.0,
-                &format!("{what} reported objective"),
-            );
-            eprintln!("{what}: ours {ours:.6} BoTorch {theirs:.6}");
-            assert!(
-                ours >= theirs - 1e-5,
-                "{what}: our MAP objective {ours} < BoTorch's {theirs}"
-            );
-        }
-    }
+    for_each_case("fitted", |dat, p, case, what| {
+        let theirs = case["map_objective"].as_f64().unwrap();
+        // Our objective evaluated at BoTorch's optimum is BoTorch's value...
+        let at_theirs = gp_at(dat, p, &case["hyper"]);
+        close(
+            at_theirs.map_objective(p),
+            theirs,
+            1e-9,
+            0.0,
+            &format!("{what} objective at BoTorch's fit"),
+        );
+        // ...and our own fit does at least as well (both are local optimisations).
+        let noise = match &dat.yvar {
+            Some(v) => NoiseSpec::Fixed(v.clone()),
+            None => NoiseSpec::Learned,
+        };
+        let opts = FitOptions {
+            preset: p,
+            noise,
+            ..FitOptions::default()
+        };
+        let gp = GaussianProcess::fit(&dat.x, &dat.y, dat.d, Some(&dat.bounds), &opts).unwrap();
+        let ours = gp.fit_report().unwrap().map_objective;
+        close(
+            gp.map_objective(p),
+            ours,
+            1e-10,
+            0.0,
+            &format!("{what} reported objective"),
+        );
+        eprintln!("{what}: ours {ours:.6} BoTorch {theirs:.6}");
+        assert!(
+            ours >= theirs - 1e-5,
+            "{what}: our MAP objective {ours} < BoTorch's {theirs}"
+        );
+    });
 }
 
 #[test]

@@ -3,21 +3,22 @@
 //! hypervolume gain, analytic gradients equal finite differences, and the log kernel tracks
 //! `ln(HVI)` where improvements are large relative to its temperatures.
 
+mod botorch_qehvi;
+mod fixtures;
+
 use bomf_bo::acquisition::{LogHviParams, MAX_Q, hvi, hvi_with_grad, log_hvi, log_hvi_with_grad};
 use bomf_bo::partitioning::{Cells, hypervolume, nondominated_cells};
+use fixtures::nums;
 use proptest::prelude::*;
 use serde_json::Value;
 
-fn close(a: f64, b: f64, rel: f64) -> bool {
-    (a - b).abs() <= rel * a.abs().max(b.abs()).max(1.0)
+/// A fixture's list of points (rows of numbers), flattened row-major.
+fn flat(v: &Value) -> Vec<f64> {
+    fixtures::rows(v).concat()
 }
 
-fn flat(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|row| row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()))
-        .collect()
+fn close(a: f64, b: f64, rel: f64) -> bool {
+    (a - b).abs() <= rel * a.abs().max(b.abs()).max(1.0)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -25,26 +26,10 @@ fn flat(v: &Value) -> Vec<f64> {
 // (TestQExpectedHypervolumeImprovement.test_q_expected_hypervolume_improvement), one MC sample.
 // ---------------------------------------------------------------------------------------------
 
-const BOTORCH_FRONT: [f64; 10] = [4.0, 5.0, 5.0, 5.0, 8.5, 3.5, 8.5, 3.0, 9.0, 1.0];
-
-fn botorch_cells() -> Cells {
-    nondominated_cells(&BOTORCH_FRONT, 2, &[0.0, 0.0]).unwrap()
-}
-
 #[test]
 fn botorch_qehvi_golden_values() {
-    let cells = botorch_cells();
-    let cases: [(&[f64], f64); 8] = [
-        (&[6.5, 4.5], 1.5),
-        (&[0.0, 1.0], 0.0),
-        (&[6.5, 4.5, 7.0, 4.0], 1.75),
-        (&[6.5, 4.5, 6.0, 4.0], 1.5),
-        (&[6.5, 4.5, 6.0, 6.0], 8.0),
-        (&[6.5, 4.5, 9.0, 2.0], 2.0),
-        (&[6.5, 4.5, 9.0, 2.0, 7.0, 4.0], 2.25),
-        (&[6.5, 4.5, 9.0, 2.0, 7.0, 5.0], 3.5),
-    ];
-    for (ys, want) in cases {
+    let cells = botorch_qehvi::cells();
+    for (ys, want) in botorch_qehvi::GOLDEN {
         let v = hvi(&cells, ys).unwrap();
         assert!(close(v, want, 1e-12), "{ys:?}: {v} vs {want}");
         let mut g = vec![0.0; ys.len()];
@@ -67,7 +52,7 @@ fn botorch_qehvi_golden_values() {
 
 #[test]
 fn zero_improvement_still_has_finite_log_and_gradient() {
-    let cells = botorch_cells();
+    let cells = botorch_qehvi::cells();
     let mut g = [0.0; 2];
     let lv = log_hvi_with_grad(&cells, &[4.0, 4.0], &LogHviParams::QLOGEHVI, &mut g).unwrap();
     assert!(lv.is_finite() && lv < -10.0, "{lv}");
@@ -83,7 +68,7 @@ fn empty_cells_and_errors() {
     assert_eq!(lv, f64::NEG_INFINITY);
     assert_eq!(g, [0.0, 0.0]);
 
-    let cells = botorch_cells();
+    let cells = botorch_qehvi::cells();
     assert!(hvi(&cells, &[1.0, 2.0, 3.0]).is_err());
     assert!(hvi(&cells, &[]).is_err());
     assert!(hvi(&cells, &[f64::NAN, 1.0]).is_err());
@@ -97,21 +82,12 @@ fn empty_cells_and_errors() {
 
 #[test]
 fn fixture_hvi_equals_hypervolume_gain() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/hv/hv_cases.json"
-    );
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let doc = fixtures::load("hv/hv_cases.json");
     let mut checked = 0;
     for case in doc["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         let m = case["m"].as_u64().unwrap() as usize;
-        let r: Vec<f64> = case["ref"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap())
-            .collect();
+        let r = nums(&case["ref"]);
         let cells = nondominated_cells(&flat(&case["points"]), m, &r).unwrap();
         for entry in case["hvi"].as_array().unwrap() {
             let ys = flat(&entry["ys"]);
@@ -133,27 +109,12 @@ fn fixture_hvi_equals_hypervolume_gain() {
 /// boxes with infinite sides, fat and softplus smoothing, three temperature settings.
 #[test]
 fn fixture_log_hvi_matches_botorch_transcription() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/hv/log_hvi_cases.json"
-    );
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let num = |x: &Value| match x {
-        Value::String(s) if s == "inf" => f64::INFINITY,
-        x => x.as_f64().unwrap(),
-    };
-    let rows = |v: &Value| -> Vec<f64> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|r| r.as_array().unwrap().iter().map(num).collect::<Vec<_>>())
-            .collect()
-    };
+    let doc = fixtures::load("hv/log_hvi_cases.json");
     let cases = doc["cases"].as_array().unwrap();
     assert!(cases.len() >= 100);
     for (idx, c) in cases.iter().enumerate() {
         let m = c["m"].as_u64().unwrap() as usize;
-        let cells = Cells::from_bounds(m, rows(&c["lower"]), rows(&c["upper"])).unwrap();
+        let cells = Cells::from_bounds(m, flat(&c["lower"]), flat(&c["upper"])).unwrap();
         let ys = flat(&c["ys"]);
         let params = LogHviParams {
             tau_relu: c["tau_relu"].as_f64().unwrap(),

@@ -1,22 +1,18 @@
 //! LogEI and qLogEI against BoTorch (fixtures/gp/gen_gp.py → fixtures/gp/logei.json), with
 //! the same GP hyperparameters and the same MC base samples on both sides.
 
+mod fixtures;
+mod tolerance;
+
 use bomf_bo::acquisition::{Acquisition, LogExpectedImprovement, QLogExpectedImprovement};
 use bomf_bo::gp::{GaussianProcess, Kernel, KernelKind};
 use bomf_bo::sampling::NormalBaseSamples;
+use fixtures::{nums, rows};
 use serde_json::Value;
+use tolerance::{close, close_all};
 
 fn load(name: &str) -> Value {
-    let path = format!("{}/tests/fixtures/gp/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn nums(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
+    fixtures::load(&format!("gp/{name}"))
 }
 
 /// The GP of a logei.json case: data from gp.json, hyperparameters from the case.
@@ -28,12 +24,7 @@ fn case_gp(case: &Value, gp_fixture: &Value) -> GaussianProcess {
         .find(|d| d["name"] == case["dataset"])
         .unwrap();
     let d = ds["d"].as_u64().unwrap() as usize;
-    let bounds: Vec<(f64, f64)> = ds["bounds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| (b[0].as_f64().unwrap(), b[1].as_f64().unwrap()))
-        .collect();
+    let bounds: Vec<(f64, f64)> = rows(&ds["bounds"]).iter().map(|b| (b[0], b[1])).collect();
     let h = &case["hyper"];
     let kind = if case["preset"] == "MaternGamma" {
         KernelKind::Matern52
@@ -57,14 +48,6 @@ fn case_gp(case: &Value, gp_fixture: &Value) -> GaussianProcess {
     .unwrap()
 }
 
-#[track_caller]
-fn close(got: f64, want: f64, rtol: f64, atol: f64, what: &str) {
-    assert!(
-        (got - want).abs() <= atol + rtol * want.abs(),
-        "{what}: got {got:e}, want {want:e}"
-    );
-}
-
 #[test]
 fn analytic_log_ei_matches_botorch() {
     let (fx, gpf) = (load("logei.json"), load("gp.json"));
@@ -79,15 +62,8 @@ fn analytic_log_ei_matches_botorch() {
                 let v = acq.value_and_grad(pt, &mut g);
                 let what = format!("{} best_f={} point {i}", case["dataset"], a["best_f"]);
                 close(v, vals[i], 1e-9, 1e-9, &format!("{what} value"));
-                for k in 0..d {
-                    close(
-                        g[k],
-                        grads[i * d + k],
-                        1e-6,
-                        1e-9,
-                        &format!("{what} grad[{k}]"),
-                    );
-                }
+                let want = &grads[i * d..(i + 1) * d];
+                close_all(&g, want, 1e-6, 1e-9, &format!("{what} grad"));
             }
         }
     }
@@ -122,18 +98,14 @@ fn q_log_ei_matches_botorch_with_shared_base_samples() {
                 0.0,
                 &format!("{what} value without gradient"),
             );
-            for (k, want) in nums(&c["grad"]).into_iter().enumerate() {
-                close(g[k], want, 1e-5, 1e-7, &format!("{what} grad[{k}]"));
-            }
+            close_all(&g, &nums(&c["grad"]), 1e-5, 1e-7, &format!("{what} grad"));
         }
     }
 }
 
 #[test]
 fn q_log_ei_gradient_matches_finite_differences_with_sobol_samples() {
-    let gpf = load("gp.json");
-    let case = &load("logei.json")["cases"][1];
-    let gp = case_gp(case, &gpf);
+    let gp = case_gp(&load("logei.json")["cases"][1], &load("gp.json"));
     let base = NormalBaseSamples::new(128, 4, 3).unwrap();
     let (y_mean, y_std) = gp.output_scaling();
     let best = gp
@@ -161,9 +133,7 @@ fn q_log_ei_gradient_matches_finite_differences_with_sobol_samples() {
 
 #[test]
 fn malformed_batches_give_nan_not_panics() {
-    let gpf = load("gp.json");
-    let case = &load("logei.json")["cases"][0];
-    let gp = case_gp(case, &gpf);
+    let gp = case_gp(&load("logei.json")["cases"][0], &load("gp.json"));
     let base = NormalBaseSamples::new(16, 2, 0).unwrap();
     let acq = QLogExpectedImprovement::new(&gp, 0.0, base).unwrap();
     assert!(acq.value(&[0.5]).is_nan());

@@ -2,21 +2,18 @@
 //! nehvi_fixture.json, same hyperparameters and base samples on both sides), the noiseless
 //! limit qNEHVI = qEHVI, baseline pruning, pending points and analytic gradients.
 
+mod finite_difference;
+mod fixtures;
+
 use bomf_bo::acquisition::{
     Acquisition, HviEstimator, LogHviParams, NehviOptions, QExpectedHypervolumeImprovement,
     QNoisyExpectedHypervolumeImprovement, prune_inferior_points,
 };
 use bomf_bo::gp::{GaussianProcess, Kernel, KernelKind};
 use bomf_bo::sampling::NormalBaseSamples;
+use finite_difference::check_fd;
+use fixtures::{nums, rows};
 use serde_json::Value;
-
-fn nums(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
 
 fn rbf_gp(x: &[f64], y: &[f64], ls: &[f64], s: f64, noise: f64, mean: f64) -> GaussianProcess {
     let kernel = Kernel {
@@ -29,11 +26,7 @@ fn rbf_gp(x: &[f64], y: &[f64], ls: &[f64], s: f64, noise: f64, mean: f64) -> Ga
 
 #[test]
 fn qnehvi_and_qlognehvi_match_botorch() {
-    let path = format!(
-        "{}/tests/fixtures/nehvi/nehvi_fixture.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let fx: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let fx = fixtures::load("nehvi/nehvi_fixture.json");
     let lp = &fx["log_params"];
     let log = HviEstimator::Log(LogHviParams {
         tau_relu: lp["tau_relu"].as_f64().unwrap(),
@@ -55,11 +48,11 @@ fn check_problem(pb: &Value, log: HviEstimator) {
         .as_array()
         .unwrap()
         .iter()
-        .zip(pb["y"].as_array().unwrap())
+        .zip(rows(&pb["y"]))
         .map(|(h, y)| {
             rbf_gp(
                 &xb,
-                &nums(y),
+                &y,
                 &nums(&h["lengthscales"]),
                 h["outputscale"].as_f64().unwrap(),
                 h["noise"].as_f64().unwrap(),
@@ -220,28 +213,6 @@ fn pending_points_lower_the_value_near_them() {
     assert!(v0 > 0.0);
     // Once x itself is pending, evaluating it again improves (almost) nothing.
     assert!(v1 < 0.05 * v0, "{v1} vs {v0}");
-}
-
-fn check_fd(acq: &dyn Acquisition, x: &[f64], rtol: f64) {
-    let mut g = vec![0.0; x.len()];
-    let v = acq.value_and_grad(x, &mut g);
-    assert!((v - acq.value(x)).abs() <= 1e-12 * v.abs().max(1.0));
-    let mut xp = x.to_vec();
-    let scale = g.iter().fold(1e-8f64, |a, b| a.max(b.abs()));
-    for j in 0..x.len() {
-        let h = 1e-6;
-        xp[j] = x[j] + h;
-        let fp = acq.value(&xp);
-        xp[j] = x[j] - h;
-        let fm = acq.value(&xp);
-        xp[j] = x[j];
-        let fd = (fp - fm) / (2.0 * h);
-        assert!(
-            (fd - g[j]).abs() <= rtol * scale,
-            "coordinate {j}: analytic {} vs finite difference {fd}",
-            g[j]
-        );
-    }
 }
 
 #[test]

@@ -4,10 +4,11 @@
 //! `lbfgsb_cases.json`). From the same starting point we must reach the same optimum value, or a
 //! better one, within a small tolerance, and stay inside the box.
 
-use bomf_bo::lbfgsb::{LbfgsbOptions, minimize};
-use serde_json::Value;
+mod fixtures;
 
-const CASES: &str = include_str!("fixtures/optim/lbfgsb_cases.json");
+use bomf_bo::lbfgsb::{LbfgsbOptions, minimize};
+use fixtures::{nums, rows};
+use serde_json::Value;
 
 fn rosenbrock(x: &[f64], g: &mut [f64]) -> f64 {
     let n = x.len();
@@ -39,6 +40,14 @@ struct Quadratic {
 }
 
 impl Quadratic {
+    /// The fixture's quadratic (`quadratic_a`, `quadratic_c`).
+    fn from_fixture(data: &Value) -> Self {
+        Self {
+            a: rows(&data["quadratic_a"]),
+            c: nums(&data["quadratic_c"]),
+        }
+    }
+
     fn eval(&self, x: &[f64], g: &mut [f64]) -> f64 {
         let r: Vec<f64> = x.iter().zip(&self.c).map(|(a, b)| a - b).collect();
         let mut f = 0.0;
@@ -50,34 +59,18 @@ impl Quadratic {
     }
 }
 
-fn floats(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_f64().unwrap())
-        .collect()
-}
-
 #[test]
 fn lbfgsb_matches_scipy_optima() {
-    let data: Value = serde_json::from_str(CASES).unwrap();
-    let quad = Quadratic {
-        a: data["quadratic_a"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(floats)
-            .collect(),
-        c: floats(&data["quadratic_c"]),
-    };
+    let data = fixtures::load("optim/lbfgsb_cases.json");
+    let quad = Quadratic::from_fixture(&data);
     let cases = data["cases"].as_array().unwrap();
     assert!(cases.len() >= 15);
     let mut report = Vec::new();
     for case in cases {
         let name = case["name"].as_str().unwrap();
-        let lower = floats(&case["lower"]);
-        let upper = floats(&case["upper"]);
-        let x0 = floats(&case["x0"]);
+        let lower = nums(&case["lower"]);
+        let upper = nums(&case["upper"]);
+        let x0 = nums(&case["x0"]);
         let scipy_f = case["scipy_f"].as_f64().unwrap();
         let options = LbfgsbOptions::default();
         let result = match case["function"].as_str().unwrap() {
@@ -112,29 +105,21 @@ fn lbfgsb_matches_scipy_optima() {
 #[test]
 fn lbfgsb_lands_on_scipy_point_when_optimum_is_unique() {
     // The quadratic is strictly convex, so the box optimum is unique: the points must agree.
-    let data: Value = serde_json::from_str(CASES).unwrap();
-    let quad = Quadratic {
-        a: data["quadratic_a"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(floats)
-            .collect(),
-        c: floats(&data["quadratic_c"]),
-    };
+    let data = fixtures::load("optim/lbfgsb_cases.json");
+    let quad = Quadratic::from_fixture(&data);
     for case in data["cases"].as_array().unwrap() {
         if case["function"] != "quadratic" {
             continue;
         }
         let r = minimize(
             |x, g| quad.eval(x, g),
-            &floats(&case["x0"]),
-            &floats(&case["lower"]),
-            &floats(&case["upper"]),
+            &nums(&case["x0"]),
+            &nums(&case["lower"]),
+            &nums(&case["upper"]),
             &LbfgsbOptions::default(),
         )
         .unwrap();
-        for (ours, theirs) in r.x.iter().zip(floats(&case["scipy_x"])) {
+        for (ours, theirs) in r.x.iter().zip(nums(&case["scipy_x"])) {
             assert!((ours - theirs).abs() < 1e-4, "{ours} vs {theirs}");
         }
     }

@@ -25,6 +25,25 @@ fn settings(seed: u64) -> OptimizerSettings {
     }
 }
 
+/// An optimiser over [`box_space`] maximising one objective, "acc", with [`settings`]`(seed)`.
+fn optimizer(seed: u64) -> Optimizer {
+    Optimizer::new(
+        box_space(),
+        vec![Objective::maximize("acc")],
+        settings(seed),
+    )
+    .unwrap()
+}
+
+/// [`optimizer`] once its four initial design points have been evaluated with [`objective`].
+fn optimizer_past_design(seed: u64) -> Optimizer {
+    let mut opt = optimizer(seed);
+    for x in opt.ask(4).unwrap() {
+        opt.tell(&x, &[objective(&x)]).unwrap();
+    }
+    opt
+}
+
 fn objective(x: &[f64]) -> f64 {
     // Best at lr = 1e-4, bs = 16.
     -(x[0].log10() + 4.0).powi(2) - ((x[1] - 16.0) / 16.0).powi(2)
@@ -94,7 +113,7 @@ impl SurrogateBuilder for TowardsBest {
 
 #[test]
 fn initial_design_is_sobol_in_user_space_and_seeded() {
-    let mut a = Optimizer::new(box_space(), vec![Objective::maximize("acc")], settings(1)).unwrap();
+    let mut a = optimizer(1);
     let xs = a.ask(4).unwrap();
     assert_eq!(xs.len(), 4);
     for x in &xs {
@@ -102,9 +121,9 @@ fn initial_design_is_sobol_in_user_space_and_seeded() {
         assert_eq!(x[1].fract(), 0.0);
     }
     assert_eq!(a.pending().len(), 4);
-    let mut b = Optimizer::new(box_space(), vec![Objective::maximize("acc")], settings(1)).unwrap();
+    let mut b = optimizer(1);
     assert_eq!(b.ask(4).unwrap(), xs, "same seed, same design");
-    let mut c = Optimizer::new(box_space(), vec![Objective::maximize("acc")], settings(2)).unwrap();
+    let mut c = optimizer(2);
     assert_ne!(c.ask(4).unwrap(), xs);
     // The design spreads out: the two halves of each axis are both used.
     let low_lr = xs.iter().filter(|x| x[0] < 10f64.powf(-4.5)).count();
@@ -113,7 +132,7 @@ fn initial_design_is_sobol_in_user_space_and_seeded() {
 
 #[test]
 fn an_ask_too_large_to_hold_is_refused_before_allocating() {
-    let mut a = Optimizer::new(box_space(), vec![Objective::maximize("acc")], settings(1)).unwrap();
+    let mut a = optimizer(1);
     for n in [MAX_ASK + 1, 1_000_000_000_000, usize::MAX] {
         let err = a.ask(n).unwrap_err();
         assert!(matches!(err, BoError::InvalidInput(_)), "{err}");
@@ -127,11 +146,9 @@ fn an_ask_too_large_to_hold_is_refused_before_allocating() {
 #[test]
 fn stateless_use_skips_design_points_already_in_the_history() {
     // The CLI rebuilds the optimiser from HISTORY.jsonl on every call.
-    let mut first =
-        Optimizer::new(box_space(), vec![Objective::maximize("acc")], settings(3)).unwrap();
+    let mut first = optimizer(3);
     let design = first.ask(3).unwrap();
-    let mut replay =
-        Optimizer::new(box_space(), vec![Objective::maximize("acc")], settings(3)).unwrap();
+    let mut replay = optimizer(3);
     for x in &design[..2] {
         replay.tell(x, &[objective(x)]).unwrap();
     }
@@ -141,8 +158,7 @@ fn stateless_use_skips_design_points_already_in_the_history() {
 
 #[test]
 fn tell_validates_points_and_values() {
-    let mut opt =
-        Optimizer::new(box_space(), vec![Objective::maximize("acc")], settings(0)).unwrap();
+    let mut opt = optimizer(0);
     let e = opt.tell(&[1e-2, 8.0], &[0.5]).unwrap_err().to_string();
     assert!(e.contains("'lr'") && e.contains("outside"), "{e}");
     assert!(matches!(
@@ -186,8 +202,7 @@ fn min_goals_are_negated_and_failures_kept_out_of_the_training_data() {
 
 #[test]
 fn failures_in_the_initial_phase_are_replaced_by_new_design_points() {
-    let mut opt =
-        Optimizer::new(box_space(), vec![Objective::maximize("acc")], settings(4)).unwrap();
+    let mut opt = optimizer(4);
     let xs = opt.ask(4).unwrap();
     for (i, x) in xs.iter().enumerate() {
         let y = if i < 2 { f64::NAN } else { objective(x) };
@@ -203,11 +218,7 @@ fn failures_in_the_initial_phase_are_replaced_by_new_design_points() {
 
 #[test]
 fn bo_branch_follows_the_surrogate_and_spreads_batches() {
-    let mut opt =
-        Optimizer::new(box_space(), vec![Objective::maximize("acc")], settings(5)).unwrap();
-    for x in opt.ask(4).unwrap() {
-        opt.tell(&x, &[objective(&x)]).unwrap();
-    }
+    let mut opt = optimizer_past_design(5);
     let surrogate = TowardsBest { offset: 0.1 };
     let data = opt.training_data().unwrap();
     let best = opt.best().unwrap().x.clone();
@@ -237,11 +248,7 @@ fn bo_branch_follows_the_surrogate_and_spreads_batches() {
 
 #[test]
 fn a_failed_candidate_is_not_proposed_again() {
-    let mut opt =
-        Optimizer::new(box_space(), vec![Objective::maximize("acc")], settings(6)).unwrap();
-    for x in opt.ask(4).unwrap() {
-        opt.tell(&x, &[objective(&x)]).unwrap();
-    }
+    let mut opt = optimizer_past_design(6);
     // Offset 0: the surrogate wants the best observed point itself, which is a duplicate, so
     // the optimiser must pick something else.
     let surrogate = TowardsBest { offset: 0.0 };
@@ -266,8 +273,7 @@ fn a_failed_candidate_is_not_proposed_again() {
 fn state_round_trips_and_a_resumed_run_continues_identically() {
     let run = |stop_at: Option<usize>| -> Vec<Vec<f64>> {
         let surrogate = TowardsBest { offset: 0.05 };
-        let mut opt =
-            Optimizer::new(box_space(), vec![Objective::maximize("acc")], settings(7)).unwrap();
+        let mut opt = optimizer(7);
         let mut proposals = Vec::new();
         for round in 0..8 {
             if stop_at == Some(round) {

@@ -1,32 +1,14 @@
 //! Pareto filtering, hypervolume and box decompositions against BoTorch's published test values,
 //! fixtures from pymoo/moocore (`tests/fixtures/hv/gen_hv.py`), and brute-force properties.
 
+mod fixtures;
+
 use bomf_bo::partitioning::{
     Cells, dominated_cells, hypervolume, infer_reference_point, is_non_dominated,
     non_dominated_indices, nondominated_cells, nondominated_cells_into, pareto_front,
 };
+use fixtures::{nums, rows};
 use proptest::prelude::*;
-use serde_json::Value;
-
-fn fixture() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/hv/hv_cases.json"
-    );
-    let text = std::fs::read_to_string(path).expect("fixture file (run gen_hv.py)");
-    serde_json::from_str(&text).expect("fixture JSON")
-}
-
-fn flat(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|row| match row {
-            Value::Array(xs) => xs.iter().map(|x| x.as_f64().unwrap()).collect::<Vec<_>>(),
-            x => vec![x.as_f64().unwrap()],
-        })
-        .collect()
-}
 
 fn close(a: f64, b: f64, rel: f64) -> bool {
     (a - b).abs() <= rel * a.abs().max(b.abs()).max(1.0)
@@ -65,22 +47,21 @@ fn minus_unit_vectors(m: usize) -> Vec<f64> {
 
 #[test]
 fn botorch_hypervolume_3d_4d() {
-    let r3 = [-2.1, -2.5, -2.3];
-    let y3 = minus_unit_vectors(3);
-    assert!(close(hypervolume(&y3, 3, &r3).unwrap(), 11.075, 1e-12));
-    assert!(close(
-        dominated_cells(&y3, 3, &r3).unwrap().volume(),
-        11.075,
-        1e-12
-    ));
-    let r4 = [-2.1, -2.5, -2.3, -2.0];
-    let y4 = minus_unit_vectors(4);
-    assert!(close(hypervolume(&y4, 4, &r4).unwrap(), 23.15, 1e-12));
-    assert!(close(
-        dominated_cells(&y4, 4, &r4).unwrap().volume(),
-        23.15,
-        1e-12
-    ));
+    // (reference point, hypervolume of the m points −e_i)
+    let cases: [(&[f64], f64); 2] = [
+        (&[-2.1, -2.5, -2.3], 11.075),
+        (&[-2.1, -2.5, -2.3, -2.0], 23.15),
+    ];
+    for (r, want) in cases {
+        let m = r.len();
+        let ys = minus_unit_vectors(m);
+        assert!(
+            close(hypervolume(&ys, m, r).unwrap(), want, 1e-12),
+            "m = {m}"
+        );
+        let cells = dominated_cells(&ys, m, r).unwrap();
+        assert!(close(cells.volume(), want, 1e-12), "m = {m}");
+    }
 }
 
 #[test]
@@ -98,14 +79,14 @@ fn botorch_front_has_n_plus_one_nondominated_cells() {
 
 #[test]
 fn fixture_hypervolume_mask_and_decompositions() {
-    let doc = fixture();
+    let doc = fixtures::load("hv/hv_cases.json");
     let cases = doc["cases"].as_array().unwrap();
     assert!(cases.len() >= 40);
     for case in cases {
         let name = case["name"].as_str().unwrap();
         let m = case["m"].as_u64().unwrap() as usize;
-        let r = flat(&case["ref"]);
-        let ys = flat(&case["points"]);
+        let r = nums(&case["ref"]);
+        let ys = rows(&case["points"]).concat();
         let expected = case["hv"].as_f64().unwrap();
 
         let mask = is_non_dominated(&ys, m, true).unwrap();

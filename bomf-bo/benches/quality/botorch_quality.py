@@ -16,22 +16,21 @@ Prints one JSON line per (problem, seed), the same fields as the Rust example.
 import argparse
 import json
 import math
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import torch
-from botorch.acquisition.multi_objective import qNoisyExpectedHypervolumeImprovement
-from botorch.fit import fit_gpytorch_mll
-from botorch.models import ModelListGP, SingleTaskGP
-from botorch.models.transforms.outcome import Standardize
-from botorch.optim import optimize_acqf
-from botorch.sampling.normal import SobolQMCNormalSampler
 from botorch.test_functions.multi_objective import DTLZ2, ZDT1, ZDT2, BraninCurrin
 from botorch.utils.multi_objective.box_decompositions.dominated import (
     DominatedPartitioning,
 )
 from botorch.utils.sampling import draw_sobol_samples
-from gpytorch.mlls import SumMarginalLogLikelihood
+
+# The BO step shared with ../anchor.py lives one directory up.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from botorch_step import qnehvi_candidate  # noqa: E402
 
 PROBLEMS = {
     "branincurrin": lambda: BraninCurrin(negate=True),
@@ -48,29 +47,7 @@ def hypervolume(problem, y):
 
 
 def candidate(problem, train_x, train_y):
-    models = [
-        SingleTaskGP(train_x, train_y[:, j : j + 1], outcome_transform=Standardize(m=1))
-        for j in range(train_y.shape[-1])
-    ]
-    model = ModelListGP(*models)
-    fit_gpytorch_mll(SumMarginalLogLikelihood(model.likelihood, model))
-    acqf = qNoisyExpectedHypervolumeImprovement(
-        model=model,
-        ref_point=problem.ref_point.tolist(),
-        X_baseline=train_x,
-        prune_baseline=True,
-        sampler=SobolQMCNormalSampler(sample_shape=torch.Size([128])),
-    )
-    x, _ = optimize_acqf(
-        acqf,
-        bounds=problem.bounds.to(train_x),
-        q=1,
-        num_restarts=10,
-        raw_samples=512,
-        options={"batch_limit": 5, "maxiter": 200},
-        sequential=True,
-    )
-    return x
+    return qnehvi_candidate(train_x, train_y, problem.ref_point.tolist(), problem.bounds)
 
 
 def run(name, seed, steps):

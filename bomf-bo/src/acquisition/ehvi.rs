@@ -24,7 +24,7 @@ use super::hvi::{LogHviParams, hvi, hvi_with_grad, log_hvi, log_hvi_with_grad};
 use crate::acquisition::{AcquisitionFactory, WithPending};
 use crate::error::{BoError, Result};
 use crate::gp::GaussianProcess;
-use crate::gp::linalg::{cholesky_jittered, cholesky_tangent};
+use crate::gp::linalg::cholesky_jittered;
 use crate::partitioning::{Cells, nondominated_cells};
 use crate::safe_math::logmeanexp_grad;
 use crate::sampling::NormalBaseSamples;
@@ -144,25 +144,8 @@ impl ObjectiveBatch {
     /// Add `∂A/∂x` to `grad` (`q × d`) given the adjoints `g_mean = ∂A/∂μ` and
     /// `g_l = ∂A/∂L` (`q × q`, lower triangle used).
     pub fn backprop(&self, d: usize, g_mean: &[f64], g_l: &[f64], grad: &mut [f64]) {
-        let Some(jp) = &self.grad else {
-            return;
-        };
-        let q = self.mean.len();
-        let mut dsigma = vec![0.0; q * q];
-        let mut dl = vec![0.0; q * q];
-        for j in 0..q {
-            for k in 0..d {
-                let dir = j * d + k;
-                let row = &jp.cov_row_grad[dir * q..(dir + 1) * q];
-                dsigma.fill(0.0);
-                for b in 0..q {
-                    dsigma[j * q + b] = row[b];
-                    dsigma[b * q + j] = row[b];
-                }
-                cholesky_tangent(&self.chol, q, &mut dsigma, &mut dl);
-                let from_l: f64 = g_l.iter().zip(&dl).map(|(a, b)| a * b).sum();
-                grad[dir] += g_mean[j] * jp.mean_grad[dir] + from_l;
-            }
+        if let Some(jp) = &self.grad {
+            jp.backprop_through_root(&self.chol, d, g_mean, g_l, grad);
         }
     }
 }
@@ -253,13 +236,11 @@ impl<'a> QExpectedHypervolumeImprovement<'a> {
     ) -> Result<Self> {
         check_models(gps, "qEHVI")?;
         let m = gps.len();
-        if cells.m() != m {
-            return Err(BoError::DimensionMismatch {
-                what: "qEHVI: objectives of the cells vs number of GPs".into(),
-                expected: m,
-                got: cells.m(),
-            });
-        }
+        BoError::check_dim(
+            "qEHVI: objectives of the cells vs number of GPs",
+            m,
+            cells.m(),
+        )?;
         if base.n_samples == 0 || base.dim == 0 || !base.dim.is_multiple_of(m) {
             return Err(BoError::DimensionMismatch {
                 what: "qEHVI: base samples (dim = m * q_max, at least one sample)".into(),
@@ -347,20 +328,7 @@ impl<'a> QExpectedHypervolumeImprovement<'a> {
     }
 }
 
-impl Acquisition for QExpectedHypervolumeImprovement<'_> {
-    fn dim(&self) -> usize {
-        self.gps[0].d
-    }
-
-    /// NaN when the batch is malformed or a posterior cannot be factorised.
-    fn value(&self, x: &[f64]) -> f64 {
-        self.evaluate(x, None).unwrap_or(f64::NAN)
-    }
-
-    fn value_and_grad(&self, x: &[f64], grad: &mut [f64]) -> f64 {
-        super::nan_on_error(grad, |grad| self.evaluate(x, Some(grad)))
-    }
-}
+impl_mc_acquisition!(QExpectedHypervolumeImprovement<'_>, |acq| acq.gps[0].d);
 
 /// An [`AcquisitionFactory`] for qEHVI / qLogEHVI: owns the fitted GPs and the observed front's
 /// cells; each build scores `[x; pending]` jointly ([`WithPending`], BoTorch's

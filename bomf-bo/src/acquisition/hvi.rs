@@ -150,14 +150,7 @@ pub fn hvi_with_grad(cells: &Cells, ys: &[f64], grad: &mut [f64]) -> Result<f64>
 }
 
 fn check_grad_len(ys: &[f64], grad: &[f64]) -> Result<()> {
-    if grad.len() != ys.len() {
-        return Err(BoError::DimensionMismatch {
-            what: "hvi: gradient buffer".into(),
-            expected: ys.len(),
-            got: grad.len(),
-        });
-    }
-    Ok(())
+    BoError::check_dim("hvi: gradient buffer", ys.len(), grad.len())
 }
 
 /// q = 1: `Σ_k Π_d [min(u, y) − l]_+`, no subsets.

@@ -10,7 +10,7 @@
 
 use super::Acquisition;
 use crate::error::{BoError, Result};
-use crate::gp::linalg::{cholesky_jittered, cholesky_tangent};
+use crate::gp::linalg::cholesky_jittered;
 use crate::gp::{GaussianProcess, JointPosteriorGrad};
 use crate::safe_math::{
     FAT_ALPHA, erfcx, fatmax_grad, log_fatplus_grad, log_norm_pdf, log_softplus_grad, log1mexp,
@@ -163,39 +163,12 @@ impl<'a> QLogExpectedImprovement<'a> {
                 }
             }
         }
-        let mut dsigma = vec![0.0; q * q];
-        let mut dl = vec![0.0; q * q];
-        for j in 0..q {
-            for k in 0..d {
-                let dir = j * d + k;
-                let row = &jp.cov_row_grad[dir * q..(dir + 1) * q];
-                dsigma.iter_mut().for_each(|v| *v = 0.0);
-                for b in 0..q {
-                    dsigma[j * q + b] = row[b];
-                    dsigma[b * q + j] = row[b];
-                }
-                cholesky_tangent(l, q, &mut dsigma, &mut dl);
-                let from_l: f64 = g_l.iter().zip(&dl).map(|(a, b)| a * b).sum();
-                grad[dir] = g_mean[j] * jp.mean_grad[dir] + from_l;
-            }
-        }
+        grad.fill(0.0);
+        jp.backprop_through_root(l, d, &g_mean, &g_l, grad);
     }
 }
 
-impl Acquisition for QLogExpectedImprovement<'_> {
-    fn dim(&self) -> usize {
-        self.gp.d
-    }
-
-    /// NaN when the batch is malformed or the posterior cannot be factorised.
-    fn value(&self, x: &[f64]) -> f64 {
-        self.evaluate(x, None).unwrap_or(f64::NAN)
-    }
-
-    fn value_and_grad(&self, x: &[f64], grad: &mut [f64]) -> f64 {
-        super::nan_on_error(grad, |grad| self.evaluate(x, Some(grad)))
-    }
-}
+impl_mc_acquisition!(QLogExpectedImprovement<'_>, |acq| acq.gp.d);
 
 /// Below this `u` the ratios `Φ/φ` and `h/φ` come from their asymptotic series, which avoids
 /// the cancellation in `1 − |u|Φ/φ ≈ 1/u²` (BoTorch switches to the leading-order asymptote
@@ -301,14 +274,7 @@ impl Acquisition for LogExpectedImprovement<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[track_caller]
-    fn close(got: f64, want: f64, rtol: f64, atol: f64, what: &str) {
-        assert!(
-            (got - want).abs() <= atol + rtol * want.abs(),
-            "{what}: got {got:e}, want {want:e}"
-        );
-    }
+    use crate::tolerance::close;
 
     #[test]
     fn log_ei_helper_is_smooth_across_branches() {

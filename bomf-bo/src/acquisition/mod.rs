@@ -15,6 +15,29 @@
 //!   and the smoothed [`log_hvi`], [`log_hvi_with_grad`] ([`LogHviParams`]), for batches of at
 //!   most [`MAX_Q`] points.
 
+/// Implements [`Acquisition`] for an MC acquisition from its inherent
+/// `evaluate(&self, x, grad: Option<&mut [f64]>) -> Result<f64>` and `$dim`, the input
+/// dimension as a function of the acquisition. An evaluation that fails (a malformed batch, a
+/// posterior that cannot be factorised) gives NaN and a zero gradient ([`nan_on_error`]).
+macro_rules! impl_mc_acquisition {
+    ($ty:ty, $dim:expr) => {
+        impl $crate::acquisition::Acquisition for $ty {
+            fn dim(&self) -> usize {
+                let dim: fn(&Self) -> usize = $dim;
+                dim(self)
+            }
+
+            fn value(&self, x: &[f64]) -> f64 {
+                self.evaluate(x, None).unwrap_or(f64::NAN)
+            }
+
+            fn value_and_grad(&self, x: &[f64], grad: &mut [f64]) -> f64 {
+                $crate::acquisition::nan_on_error(grad, |grad| self.evaluate(x, Some(grad)))
+            }
+        }
+    };
+}
+
 mod ehvi;
 mod hvi;
 mod logei;

@@ -133,13 +133,7 @@ pub fn prune_inferior_points(
 ) -> Result<Vec<usize>> {
     let d = check_models(gps, "prune_inferior_points")?;
     let m = gps.len();
-    if ref_point.len() != m {
-        return Err(BoError::DimensionMismatch {
-            what: "prune_inferior_points: reference point".into(),
-            expected: m,
-            got: ref_point.len(),
-        });
-    }
+    BoError::check_dim("prune_inferior_points: reference point", m, ref_point.len())?;
     if !(max_frac > 0.0 && max_frac <= 1.0) {
         return Err(BoError::InvalidInput(format!(
             "prune_inferior_points: max_frac must be in (0, 1], got {max_frac}"
@@ -467,20 +461,7 @@ impl<'a> QNoisyExpectedHypervolumeImprovement<'a> {
     }
 }
 
-impl Acquisition for QNoisyExpectedHypervolumeImprovement<'_> {
-    fn dim(&self) -> usize {
-        self.gps[0].d
-    }
-
-    /// NaN when the batch is malformed or a posterior cannot be factorised.
-    fn value(&self, x: &[f64]) -> f64 {
-        self.evaluate(x, None).unwrap_or(f64::NAN)
-    }
-
-    fn value_and_grad(&self, x: &[f64], grad: &mut [f64]) -> f64 {
-        super::nan_on_error(grad, |grad| self.evaluate(x, Some(grad)))
-    }
-}
+impl_mc_acquisition!(QNoisyExpectedHypervolumeImprovement<'_>, |acq| acq.gps[0].d);
 
 /// An [`AcquisitionFactory`] for the ask/tell loop and sequential greedy batches: owns the
 /// fitted GPs, prunes the baseline **once**, and builds a qNEHVI / qLogNEHVI per set of pending

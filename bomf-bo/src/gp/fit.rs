@@ -405,17 +405,7 @@ fn fixed_noise(spec: &NoiseSpec, n: usize, y_std: f64) -> Result<Option<Vec<f64>
     let NoiseSpec::Fixed(v) = spec else {
         return Ok(None);
     };
-    let v = match v.len() {
-        1 => vec![v[0]; n],
-        l if l == n => v.clone(),
-        l => {
-            return Err(BoError::DimensionMismatch {
-                what: "fixed noise variances".into(),
-                expected: n,
-                got: l,
-            });
-        }
-    };
+    let v = super::per_observation(v, n, "fixed noise variances")?;
     if v.iter().any(|v| !(v.is_finite() && *v >= 0.0)) {
         return Err(BoError::InvalidInput(
             "fixed noise variances must be finite and non-negative".into(),

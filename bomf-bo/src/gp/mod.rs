@@ -144,13 +144,7 @@ pub(crate) fn standardize(
             "GP needs at least one observation".into(),
         ));
     }
-    if x.len() != n * d {
-        return Err(BoError::DimensionMismatch {
-            what: "GP training inputs (n * d)".into(),
-            expected: n * d,
-            got: x.len(),
-        });
-    }
+    BoError::check_dim("GP training inputs (n * d)", n * d, x.len())?;
     for (i, row) in x.chunks_exact(d).enumerate() {
         if row.iter().any(|v| !v.is_finite()) {
             return Err(BoError::InvalidInput(format!(
@@ -194,17 +188,25 @@ pub(crate) fn standardize(
     })
 }
 
+/// Noise variances, one per observation, from `v`: a single value shared by all `n`
+/// observations, or one each (otherwise a dimension mismatch naming `what`).
+fn per_observation(v: &[f64], n: usize, what: &str) -> Result<Vec<f64>> {
+    match v.len() {
+        1 => Ok(vec![v[0]; n]),
+        l if l == n => Ok(v.to_vec()),
+        l => Err(BoError::DimensionMismatch {
+            what: what.into(),
+            expected: n,
+            got: l,
+        }),
+    }
+}
+
 fn input_transform(d: usize, bounds: Option<&[(f64, f64)]>) -> Result<(Vec<f64>, Vec<f64>)> {
     match bounds {
         None => Ok((vec![0.0; d], vec![1.0; d])),
         Some(b) => {
-            if b.len() != d {
-                return Err(BoError::DimensionMismatch {
-                    what: "GP input bounds".into(),
-                    expected: d,
-                    got: b.len(),
-                });
-            }
+            BoError::check_dim("GP input bounds", d, b.len())?;
             for (k, &(lo, hi)) in b.iter().enumerate() {
                 if !(lo.is_finite() && hi.is_finite() && hi > lo) {
                     return Err(BoError::InvalidInput(format!(
@@ -235,25 +237,9 @@ impl GaussianProcess {
     ) -> Result<Self> {
         let s = standardize(x, y, d, bounds)?;
         let n = y.len();
-        if kernel.lengthscales.len() != d {
-            return Err(BoError::DimensionMismatch {
-                what: "lengthscales".into(),
-                expected: d,
-                got: kernel.lengthscales.len(),
-            });
-        }
+        BoError::check_dim("lengthscales", d, kernel.lengthscales.len())?;
         let noise_learned = noise.len() == 1;
-        let noise = match noise.len() {
-            1 => vec![noise[0]; n],
-            l if l == n => noise.to_vec(),
-            l => {
-                return Err(BoError::DimensionMismatch {
-                    what: "noise variances".into(),
-                    expected: n,
-                    got: l,
-                });
-            }
-        };
+        let noise = per_observation(noise, n, "noise variances")?;
         let hyper = Hyperparameters {
             kernel,
             noise,

@@ -443,6 +443,38 @@ pub struct JointPosteriorGrad {
     pub cov_row_grad: Vec<f64>,
 }
 
+impl JointPosteriorGrad {
+    /// Adds `∂A/∂x` (`q × d`) to `grad` for a scalar `A(μ, L)` of the posterior mean and the
+    /// covariance root `l = chol(Σ)` (`q × q`), given the adjoints `g_mean = ∂A/∂μ` and
+    /// `g_l = ∂A/∂L` (lower triangle used): the backward pass of the MC acquisitions.
+    pub(crate) fn backprop_through_root(
+        &self,
+        l: &[f64],
+        d: usize,
+        g_mean: &[f64],
+        g_l: &[f64],
+        grad: &mut [f64],
+    ) {
+        let q = g_mean.len();
+        let mut dsigma = vec![0.0; q * q];
+        let mut dl = vec![0.0; q * q];
+        for j in 0..q {
+            for k in 0..d {
+                let dir = j * d + k;
+                let row = &self.cov_row_grad[dir * q..(dir + 1) * q];
+                dsigma.fill(0.0);
+                for b in 0..q {
+                    dsigma[j * q + b] = row[b];
+                    dsigma[b * q + j] = row[b];
+                }
+                linalg::cholesky_tangent(l, q, &mut dsigma, &mut dl);
+                let from_l: f64 = g_l.iter().zip(&dl).map(|(a, b)| a * b).sum();
+                grad[dir] += g_mean[j] * self.mean_grad[dir] + from_l;
+            }
+        }
+    }
+}
+
 impl GaussianProcess {
     /// [`GaussianProcess::posterior_joint`] plus the input gradients of the mean and
     /// covariance (for analytic gradients of MC acquisitions).

@@ -4,23 +4,8 @@
 use serde_json::Value;
 
 use super::{CachedBaseline, FitOptions, GaussianProcess, Preset};
-
-fn fixture() -> Value {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/gp/gp.json"
-    ))
-    .unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
-fn nums(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
+use crate::fixtures::{load, nums, rows};
+use crate::tolerance::close_all;
 
 struct Data {
     d: usize,
@@ -35,24 +20,8 @@ fn data(ds: &Value) -> Data {
         d: ds["d"].as_u64().unwrap() as usize,
         x: nums(&ds["x"]),
         y: nums(&ds["y"]),
-        bounds: ds["bounds"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|b| (b[0].as_f64().unwrap(), b[1].as_f64().unwrap()))
-            .collect(),
+        bounds: rows(&ds["bounds"]).iter().map(|b| (b[0], b[1])).collect(),
         x_test: nums(&ds["x_test"]),
-    }
-}
-
-#[track_caller]
-fn close_all(got: &[f64], want: &[f64], rtol: f64, atol: f64, what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= atol + rtol * w.abs(),
-            "{what}[{i}]: got {g:e}, want {w:e}"
-        );
     }
 }
 
@@ -72,7 +41,7 @@ fn fd(f: impl Fn(&[f64]) -> Vec<f64>, x: &[f64], dir: usize) -> Vec<f64> {
 
 #[test]
 fn cached_baseline_update_reproduces_the_joint_covariance() {
-    let f = fixture();
+    let f = load("gp/gp.json");
     let dat = data(&f["datasets"][1]);
     let gp = GaussianProcess::fit(
         &dat.x,
@@ -134,7 +103,7 @@ fn cached_baseline_update_reproduces_the_joint_covariance() {
 
 #[test]
 fn joint_posterior_and_low_rank_gradients_match_finite_differences() {
-    let f = fixture();
+    let f = load("gp/gp.json");
     let dat = data(&f["datasets"][2]); // non-unit bounds: exercises the input scaling
     let opts = FitOptions {
         preset: Preset::MaternGamma,
@@ -152,43 +121,31 @@ fn joint_posterior_and_low_rank_gradients_match_finite_differences() {
             let what = format!("point {j} coordinate {k}");
             let dm = fd(|x| gp.posterior_joint(x).unwrap().mean, &x, dir);
             let dc = fd(|x| gp.posterior_joint(x).unwrap().cov, &x, dir);
-            close_all(
-                &[jp.mean_grad[dir]],
-                &[dm[j]],
-                1e-5,
-                1e-7,
-                &format!("{what} d mean"),
-            );
-            close_all(
-                &jp.cov_row_grad[dir * q..(dir + 1) * q],
-                &dc[j * q..(j + 1) * q],
-                1e-5,
-                1e-7,
-                &format!("{what} d cov row"),
-            );
             let dxb = fd(|x| cached.extend(&gp, x).unwrap().l_xb, &x, dir);
             let dxx = fd(|x| cached.extend(&gp, x).unwrap().l_xx, &x, dir);
-            close_all(
-                &lg.l_xb_row_grad[dir * nb..(dir + 1) * nb],
-                &dxb[j * nb..(j + 1) * nb],
-                1e-5,
-                1e-7,
-                &format!("{what} d l_xb"),
-            );
-            close_all(
-                &lg.l_xx_grad[dir * q * q..(dir + 1) * q * q],
-                &dxx,
-                1e-5,
-                1e-7,
-                &format!("{what} d l_xx"),
-            );
-            close_all(
-                &[lg.mean_grad[dir]],
-                &[dm[j]],
-                1e-5,
-                1e-7,
-                &format!("{what} block d mean"),
-            );
+            // (what, analytic, finite difference)
+            let checks: [(&str, &[f64], &[f64]); 5] = [
+                ("d mean", &jp.mean_grad[dir..=dir], &dm[j..=j]),
+                (
+                    "d cov row",
+                    &jp.cov_row_grad[dir * q..(dir + 1) * q],
+                    &dc[j * q..(j + 1) * q],
+                ),
+                (
+                    "d l_xb",
+                    &lg.l_xb_row_grad[dir * nb..(dir + 1) * nb],
+                    &dxb[j * nb..(j + 1) * nb],
+                ),
+                (
+                    "d l_xx",
+                    &lg.l_xx_grad[dir * q * q..(dir + 1) * q * q],
+                    &dxx,
+                ),
+                ("block d mean", &lg.mean_grad[dir..=dir], &dm[j..=j]),
+            ];
+            for (name, analytic, numeric) in checks {
+                close_all(analytic, numeric, 1e-5, 1e-7, &format!("{what} {name}"));
+            }
         }
     }
 }

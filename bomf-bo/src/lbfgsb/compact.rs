@@ -69,6 +69,14 @@ impl Memory {
     /// Entry `(p, q)` of `M⁻¹` rebuilt from the pairs (used once per iteration, `O(m²n)` in all).
     pub(super) fn middle_entry(&self, p: usize, q: usize) -> f64 {
         let k = self.len();
+        // L, strictly lower triangular: L_ij = s_iᵀ y_j for i > j.
+        let l = |i: usize, j: usize| {
+            if i > j {
+                dot(&self.s[i], &self.y[j])
+            } else {
+                0.0
+            }
+        };
         match (p < k, q < k) {
             (true, true) => {
                 if p == q {
@@ -77,22 +85,8 @@ impl Memory {
                     0.0
                 }
             }
-            (false, true) => {
-                let i = p - k;
-                if i > q {
-                    dot(&self.s[i], &self.y[q])
-                } else {
-                    0.0
-                }
-            }
-            (true, false) => {
-                let j = q - k;
-                if j > p {
-                    dot(&self.s[j], &self.y[p])
-                } else {
-                    0.0
-                }
-            }
+            (false, true) => l(p - k, q),
+            (true, false) => l(q - k, p),
             (false, false) => self.theta * dot(&self.s[p - k], &self.s[q - k]),
         }
     }

@@ -30,13 +30,11 @@ impl<'a> Canonicalized<'a> {
     /// Compose `inner`, an acquisition on `space`'s canonical unit points, with the canonical
     /// map of `space`.
     pub fn new(inner: Box<dyn Acquisition + 'a>, space: &'a Space) -> Result<Self> {
-        if inner.dim() != space.unit_dim() {
-            return Err(BoError::DimensionMismatch {
-                what: "acquisition input dimension vs space".into(),
-                expected: space.unit_dim(),
-                got: inner.dim(),
-            });
-        }
+        BoError::check_dim(
+            "acquisition input dimension vs space",
+            space.unit_dim(),
+            inner.dim(),
+        )?;
         Ok(Self { inner, space })
     }
 

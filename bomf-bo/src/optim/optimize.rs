@@ -89,13 +89,7 @@ impl Bounds {
 
     /// A general finite box; `lower[i] ≤ upper[i]` (equal pins the coordinate).
     pub fn new(lower: Vec<f64>, upper: Vec<f64>) -> Result<Self> {
-        if lower.len() != upper.len() {
-            return Err(BoError::DimensionMismatch {
-                what: "upper bounds vs lower bounds".into(),
-                expected: lower.len(),
-                got: upper.len(),
-            });
-        }
+        BoError::check_dim("upper bounds vs lower bounds", lower.len(), upper.len())?;
         for (i, (l, u)) in lower.iter().zip(&upper).enumerate() {
             if !(l.is_finite() && u.is_finite() && l <= u) {
                 return Err(BoError::InvalidInput(format!(
@@ -341,13 +335,7 @@ pub fn anchor_candidates(anchors: &[f64], bounds: &Bounds, budget: usize, seed: 
 }
 
 fn check_options(acq: &dyn Acquisition, q: usize, d: usize, options: &AcqfOptions) -> Result<()> {
-    if acq.dim() != d {
-        return Err(BoError::DimensionMismatch {
-            what: "acquisition input dimension vs bounds".into(),
-            expected: d,
-            got: acq.dim(),
-        });
-    }
+    BoError::check_dim("acquisition input dimension vs bounds", d, acq.dim())?;
     if q == 0 || d == 0 {
         return Err(BoError::InvalidInput(format!(
             "optimize_acqf needs q >= 1 and d >= 1, got q = {q}, d = {d}"

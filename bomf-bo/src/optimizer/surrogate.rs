@@ -36,13 +36,7 @@ pub fn fit_surrogate_and_build_acquisition<'a>(
 ) -> Result<Box<dyn AcquisitionFactory + 'a>> {
     match request.kind {
         AcquisitionKind::QLogEi => {
-            if data.m != 1 {
-                return Err(BoError::DimensionMismatch {
-                    what: "qLogEI objectives".into(),
-                    expected: 1,
-                    got: data.m,
-                });
-            }
+            BoError::check_dim("qLogEI objectives", 1, data.m)?;
             let options = FitOptions {
                 preset: request.gp_preset,
                 seed: request.seed,

@@ -246,14 +246,7 @@ fn dominated_2d(front: &mut [f64], r: &[f64], out: &mut Cells) {
 /// m ≥ 3, dominated region: Lacour et al. Algorithm 1 on (−P, −r), boxes negated back.
 fn dominated_general(front: &[f64], m: usize, r: &[f64], out: &mut Cells) {
     let neg_r: Vec<f64> = r.iter().map(|v| -v).collect();
-    let mut bounds = LocalUpperBounds::new(&neg_r);
-    let mut z = vec![0.0; m];
-    for p in front.chunks_exact(m) {
-        for (zj, pj) in z.iter_mut().zip(p) {
-            *zj = -pj;
-        }
-        bounds.insert(&z);
-    }
+    let bounds = LocalUpperBounds::of_negated(&neg_r, front.chunks_exact(m));
     let mut lo = vec![0.0; m];
     let mut up = vec![0.0; m];
     for idx in 0..bounds.len() {
@@ -269,26 +262,14 @@ fn dominated_general(front: &[f64], m: usize, r: &[f64], out: &mut Cells) {
 fn nondominated_general(front: &[f64], m: usize, r: &[f64], out: &mut Cells) {
     // Step 1: local upper bounds U of the minimisation problem (−P, −r).
     let neg_r: Vec<f64> = r.iter().map(|v| -v).collect();
-    let mut step1 = LocalUpperBounds::new(&neg_r);
-    let mut z = vec![0.0; m];
-    for p in front.chunks_exact(m) {
-        for (zj, pj) in z.iter_mut().zip(p) {
-            *zj = -pj;
-        }
-        step1.insert(&z);
-    }
+    let step1 = LocalUpperBounds::of_negated(&neg_r, front.chunks_exact(m));
     // Step 2: W = −U are the lower corners of the search zones (w, +∞). Keep the minimal
     // ones (a zone inside another adds nothing), i.e. the maximal elements of U.
     let mut keep = vec![false; step1.len()];
     super::pareto::non_dominated_mask_into(&step1.upper, m, true, &mut keep);
     let infinity = vec![f64::INFINITY; m];
-    let mut step2 = LocalUpperBounds::new(&infinity);
-    for (u, _) in step1.upper.chunks_exact(m).zip(&keep).filter(|(_, k)| **k) {
-        for (zj, uj) in z.iter_mut().zip(u) {
-            *zj = -uj;
-        }
-        step2.insert(&z);
-    }
+    let kept = step1.upper.chunks_exact(m).zip(&keep).filter(|(_, k)| **k);
+    let step2 = LocalUpperBounds::of_negated(&infinity, kept.map(|(u, _)| u));
     let mut lo = vec![0.0; m];
     let mut up = vec![0.0; m];
     for idx in 0..step2.len() {
@@ -321,6 +302,19 @@ impl LocalUpperBounds {
             upper: r.to_vec(),
             defining,
         }
+    }
+
+    /// The bounds of `r` after inserting `−p` for every point `p` (`m` values each) in order.
+    fn of_negated<'a>(r: &[f64], points: impl Iterator<Item = &'a [f64]>) -> Self {
+        let mut bounds = Self::new(r);
+        let mut z = vec![0.0; r.len()];
+        for p in points {
+            for (zj, pj) in z.iter_mut().zip(p) {
+                *zj = -pj;
+            }
+            bounds.insert(&z);
+        }
+        bounds
     }
 
     fn len(&self) -> usize {
