@@ -39,24 +39,22 @@ pub const DEFAULT_ASSETS_SUBDIR: &str = ".bomf/assets";
 /// Name of the file, inside the assets directory, that records what is installed.
 pub const MANIFEST_FILE: &str = "manifest.json";
 
+/// Files every sentence-encoder install has; the packages also ship the sentence-transformers
+/// side files.
+const SENTENCE_ENCODER_FILES: &[&str] = &[
+    "model.safetensors",
+    "config.json",
+    "tokenizer.json",
+    "vocab.txt",
+];
 /// Directory of the all-MiniLM-L6-v2 sentence encoder (BERT, 6 layers, hidden size 384).
 pub const MINILM_DIR: &str = "minilm";
-/// Files every MiniLM install has; the package also ships the sentence-transformers side files.
-pub const MINILM_FILES: &[&str] = &[
-    "model.safetensors",
-    "config.json",
-    "tokenizer.json",
-    "vocab.txt",
-];
+/// Files every MiniLM install has.
+pub const MINILM_FILES: &[&str] = SENTENCE_ENCODER_FILES;
 /// Directory of the all-mpnet-base-v2 sentence encoder (MPNet, 12 layers, hidden size 768).
 pub const MPNET_DIR: &str = "mpnet";
-/// Files every MPNet install has; the package also ships the sentence-transformers side files.
-pub const MPNET_FILES: &[&str] = &[
-    "model.safetensors",
-    "config.json",
-    "tokenizer.json",
-    "vocab.txt",
-];
+/// Files every MPNet install has.
+pub const MPNET_FILES: &[&str] = SENTENCE_ENCODER_FILES;
 /// Directory of the SmolLM2 causal language model.
 pub const SMOLLM2_DIR: &str = "smollm2";
 /// The quantised SmolLM2-135M-Instruct weights (LLaMA architecture, tokenizer embedded).

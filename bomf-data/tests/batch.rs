@@ -3,7 +3,7 @@
 
 use bomf_data::DataError;
 use bomf_data::batch::{
-    BatchConfig, BatchTargets, Batcher, Bucketing, Item, ItemTarget, PadTo, plan_batches,
+    Batch, BatchConfig, BatchTargets, Batcher, Bucketing, Item, ItemTarget, PadTo, plan_batches,
 };
 use bomf_data::tokenize::IGNORE_INDEX;
 use proptest::prelude::*;
@@ -21,6 +21,14 @@ fn item(ids: Vec<u32>, target: ItemTarget) -> Item {
         type_ids,
         target,
     }
+}
+
+/// The first batch of epoch 0 of `items` batched with `config`.
+fn first_batch(items: Vec<Item>, config: BatchConfig) -> Batch {
+    Batcher::new(items, PAD, config)
+        .unwrap()
+        .epoch(0)
+        .swap_remove(0)
 }
 
 fn bucketing_strategy() -> impl Strategy<Value = Bucketing> {
@@ -154,32 +162,21 @@ fn bucketing_saves_padding_on_mixed_lengths() {
     let items: Vec<Item> = (0..512u32)
         .map(|i| item(vec![1; 1 + ((i * 7919) % 97) as usize], ItemTarget::None))
         .collect();
-    let random = Batcher::new(
-        items.clone(),
-        PAD,
-        BatchConfig {
-            bucketing: Bucketing::None,
-            ..BatchConfig::train(16, 0)
-        },
-    )
-    .unwrap()
-    .padding_stats(0);
-    let bucketed = Batcher::new(items.clone(), PAD, BatchConfig::train(16, 0))
-        .unwrap()
-        .padding_stats(0);
-    let sorted = Batcher::new(items.clone(), PAD, BatchConfig::eval(16))
-        .unwrap()
-        .padding_stats(0);
-    let fixed = Batcher::new(
-        items,
-        PAD,
-        BatchConfig {
-            pad_to: PadTo::Fixed(128),
-            ..BatchConfig::eval(16)
-        },
-    )
-    .unwrap()
-    .padding_stats(0);
+    let padding = |config| {
+        Batcher::new(items.clone(), PAD, config)
+            .unwrap()
+            .padding_stats(0)
+    };
+    let random = padding(BatchConfig {
+        bucketing: Bucketing::None,
+        ..BatchConfig::train(16, 0)
+    });
+    let bucketed = padding(BatchConfig::train(16, 0));
+    let sorted = padding(BatchConfig::eval(16));
+    let fixed = padding(BatchConfig {
+        pad_to: PadTo::Fixed(128),
+        ..BatchConfig::eval(16)
+    });
     assert_eq!(fixed.padded_slots, 512 * 128);
     assert!(bucketed.padded_slots < random.padded_slots);
     assert!(sorted.padded_slots <= bucketed.padded_slots);
@@ -193,16 +190,13 @@ fn seq2seq_and_causal_labels_are_padded_with_ignore_index() {
         item(vec![5, 6, 7], ItemTarget::Labels(vec![1, 2])),
         item(vec![5], ItemTarget::Labels(vec![3, 4, 5, 6])),
     ];
-    let batcher = Batcher::new(
+    let batch = first_batch(
         items,
-        PAD,
         BatchConfig {
             bucketing: Bucketing::None,
             ..BatchConfig::eval(2)
         },
-    )
-    .unwrap();
-    let batch = &batcher.epoch(0)[0];
+    );
     assert_eq!(batch.shape(), [2, 3]);
     assert_eq!(
         batch.targets,
@@ -219,16 +213,13 @@ fn seq2seq_and_causal_labels_are_padded_with_ignore_index() {
         ),
         item(vec![1, 9], ItemTarget::AlignedLabels(vec![IGNORE_INDEX, 9])),
     ];
-    let batcher = Batcher::new(
+    let batch = first_batch(
         causal,
-        PAD,
         BatchConfig {
             pad_to: PadTo::MultipleOf(8),
             ..BatchConfig::eval(2)
         },
-    )
-    .unwrap();
-    let batch = &batcher.epoch(0)[0];
+    );
     assert_eq!(batch.shape(), [2, 8]);
     match &batch.targets {
         BatchTargets::Tokens { labels, len } => {
@@ -255,8 +246,7 @@ fn seq2seq_and_causal_labels_are_padded_with_ignore_index() {
         item(vec![1], ItemTarget::Score(4.75)),
         item(vec![1, 2], ItemTarget::Score(0.5)),
     ];
-    let batcher = Batcher::new(scores, PAD, BatchConfig::eval(4)).unwrap();
-    let batch = &batcher.epoch(0)[0];
+    let batch = first_batch(scores, BatchConfig::eval(4));
     assert_eq!(batch.example_indices, vec![1, 0], "sorted longest first");
     assert_eq!(batch.targets, BatchTargets::Scores(vec![0.5, 4.75]));
 }

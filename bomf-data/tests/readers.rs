@@ -233,45 +233,35 @@ fn glue_exports_jsonl_and_csv() {
     assert_eq!(stsb.examples[1].target, Some(Target::Score(4.75)));
 
     let dir = tempfile::tempdir().unwrap();
-    let bad = write(
-        &dir,
-        "rte.jsonl",
-        "{\"sentence1\": \"a\", \"sentence2\": \"b\", \"label\": 0}\n{\"sentence1\": \"a\", \"label\": 1}\n",
-    );
-    match read_glue_export(&bad, GlueTask::Rte, None) {
-        Err(DataError::MissingColumn { column, at }) => {
-            assert_eq!(column, "sentence2");
-            assert_eq!(at.line, Some(2));
-        }
-        other => panic!("{other:?}"),
+    let cases: [(&str, &str, ErrorKind); 4] = [
+        (
+            "missing.jsonl",
+            "{\"sentence1\": \"a\", \"sentence2\": \"b\", \"label\": 0}\n{\"sentence1\": \"a\", \"label\": 1}\n",
+            |e| {
+                matches!(e, DataError::MissingColumn { column, at }
+                    if column == "sentence2" && at.line == Some(2))
+            },
+        ),
+        (
+            "out_of_range.jsonl",
+            "{\"sentence1\": \"a\", \"sentence2\": \"b\", \"label\": 2}\n",
+            is_unknown_label,
+        ),
+        (
+            "malformed.jsonl",
+            "{\"sentence1\": \"a\", \"sentence2\": \"b\", \"label\": 0}\n{\"sentence1\": \n",
+            |e| matches!(e, DataError::Json { at, .. } if at.line == Some(2)),
+        ),
+        (
+            "wrong_type.jsonl",
+            "{\"sentence1\": [\"a\"], \"sentence2\": \"b\", \"label\": 0}\n",
+            is_wrong_type,
+        ),
+    ];
+    for (name, content, kind) in cases {
+        let err = read_glue_export(&write(&dir, name, content), GlueTask::Rte, None).unwrap_err();
+        assert!(kind(&err), "{name}: {err:?}");
     }
-    let out_of_range = write(
-        &dir,
-        "rte2.jsonl",
-        "{\"sentence1\": \"a\", \"sentence2\": \"b\", \"label\": 2}\n",
-    );
-    assert!(matches!(
-        read_glue_export(&out_of_range, GlueTask::Rte, None),
-        Err(DataError::UnknownLabel { .. })
-    ));
-    let malformed = write(
-        &dir,
-        "rte3.jsonl",
-        "{\"sentence1\": \"a\", \"sentence2\": \"b\", \"label\": 0}\n{\"sentence1\": \n",
-    );
-    match read_glue_export(&malformed, GlueTask::Rte, None) {
-        Err(DataError::Json { at, .. }) => assert_eq!(at.line, Some(2)),
-        other => panic!("{other:?}"),
-    }
-    let wrong_type = write(
-        &dir,
-        "rte4.jsonl",
-        "{\"sentence1\": [\"a\"], \"sentence2\": \"b\", \"label\": 0}\n",
-    );
-    assert!(matches!(
-        read_glue_export(&wrong_type, GlueTask::Rte, None),
-        Err(DataError::WrongType { .. })
-    ));
 }
 
 #[test]
@@ -600,16 +590,16 @@ fn bigbench_multiple_choice_generative_and_subtasks() {
         matches!(err, DataError::InconsistentTargets(_)) && err.to_string().contains("examples[1]"),
         "{err}"
     );
-    let no_input = write(&dir, "t2.json", r#"{"examples": [{"target": "x"}]}"#);
-    assert!(matches!(
-        read_bigbench(&no_input),
-        Err(DataError::Json { .. })
-    ));
-    let empty = write(&dir, "t3.json", r#"{"examples": []}"#);
-    assert!(matches!(
-        read_bigbench(&empty),
-        Err(DataError::Empty { .. })
-    ));
+    let cases: [(&str, &str, ErrorKind); 2] = [
+        ("no_input.json", r#"{"examples": [{"target": "x"}]}"#, |e| {
+            matches!(e, DataError::Json { .. })
+        }),
+        ("empty.json", r#"{"examples": []}"#, is_empty),
+    ];
+    for (name, content, kind) in cases {
+        let err = read_bigbench(&write(&dir, name, content)).unwrap_err();
+        assert!(kind(&err), "{name}: {err:?}");
+    }
 }
 
 #[test]

