@@ -260,11 +260,10 @@ mod tests {
 
     use super::*;
     use crate::CpuBackend;
+    use crate::kernels::test_values::sawtooth;
 
     fn values(n: usize, salt: usize) -> Vec<f32> {
-        (0..n)
-            .map(|i| (((i * 29 + salt * 17) % 37) as f32 - 18.0) / 11.0)
-            .collect()
+        sawtooth(n, salt, [29, 17, 37], 11.0)
     }
 
     #[test]

@@ -4,19 +4,19 @@
 
 use std::any::Any;
 
-use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, DType, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{Bool, DType, Tensor, TensorData};
 use rayon::prelude::*;
 
 use super::dropout::{DropoutParams, draw_seed};
 use super::gemm::{GemmShape, strided_gemm};
 use super::simd::exp_f32;
-use super::{back, enabled, flex_values, same_type, zeros};
+use super::{BackwardFn, back, enabled, finish_op, flex_values, same_type, zeros};
 
 /// Scaled dot-product self-attention of an encoder layer, straight from the Q/K/V projections.
 ///
@@ -43,27 +43,14 @@ pub(crate) fn encoder_attention<B: Backend>(
     if hidden % heads != 0 || k.layout().shape() != q.layout().shape() {
         return None;
     }
-    let keep: Vec<bool> = key_padding
-        .clone()
-        .into_data()
-        .iter::<bool>()
-        .map(|padded| !padded)
-        .collect();
-    if keep.len() != batch * seq {
-        return None;
-    }
+    let keep = keep_mask(key_padding, batch, seq)?;
     let (qs, ks, vs) = (
         q.as_slice::<f32>()?,
         k.as_slice::<f32>()?,
         v.as_slice::<f32>()?,
     );
     let mut out = zeros(batch * seq * hidden);
-    let shape = AttentionShape {
-        seq,
-        hidden,
-        heads,
-        head_dim: hidden / heads,
-    };
+    let shape = AttentionShape::new(seq, hidden, heads);
     out.par_chunks_mut(seq * hidden)
         .enumerate()
         .for_each(|(b, out)| {
@@ -109,40 +96,22 @@ pub(crate) fn encoder_attention_train<B: Backend>(
     if hidden % heads != 0 || k.dims() != q.dims() || v.dims() != q.dims() {
         return None;
     }
-    let keep: Vec<bool> = key_padding
-        .clone()
-        .into_data()
-        .iter::<bool>()
-        .map(|padded| !padded)
-        .collect();
-    if keep.len() != batch * seq {
-        return None;
-    }
+    let keep = keep_mask(key_padding, batch, seq)?;
+    let contiguous = |t: &Tensor<Autodiff<Flex>, 3>| {
+        t.clone()
+            .into_primitive()
+            .tensor()
+            .primitive
+            .to_contiguous()
+    };
     let state = AttentionTrainState {
-        shape: AttentionShape {
-            seq,
-            hidden,
-            heads,
-            head_dim: hidden / heads,
-        },
+        shape: AttentionShape::new(seq, hidden, heads),
         batch,
         keep: keep.into(),
         dropout: DropoutParams::new(dropout_prob, draw_seed()),
-        q: q.clone()
-            .into_primitive()
-            .tensor()
-            .primitive
-            .to_contiguous(),
-        k: k.clone()
-            .into_primitive()
-            .tensor()
-            .primitive
-            .to_contiguous(),
-        v: v.clone()
-            .into_primitive()
-            .tensor()
-            .primitive
-            .to_contiguous(),
+        q: contiguous(&q),
+        k: contiguous(&k),
+        v: contiguous(&v),
         probs: std::sync::Arc::new(Vec::new()),
     };
     let (out, probs) = attention_train_forward(&state);
@@ -156,17 +125,28 @@ pub(crate) fn encoder_attention_train<B: Backend>(
         k.into_primitive().tensor().node,
         v.into_primitive().tensor().node,
     ];
-    let out = match AttentionTrainBackward
-        .prepare::<burn::backend::autodiff::checkpoint::strategy::NoCheckpointing>(nodes)
+    let kind = BackwardFn(attention_train_grads)
+        .prepare::<NoCheckpointing>(nodes)
         .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => prep.finish(state, out),
-        OpsKind::UnTracked(prep) => prep.finish(out),
-    };
-    Some(back(Tensor::<Autodiff<Flex>, 3>::from_primitive(
-        TensorPrimitive::Float(out),
-    )))
+        .stateful();
+    let out: Tensor<Autodiff<Flex>, 3> = finish_op(kind, out, |out| (state, out), |out| out);
+    Some(back(out))
+}
+
+/// The keys each token may attend to (`[batch·seq]`, false at padding) from `key_padding`
+/// (`[batch, seq]`, true at padding); `None` when it has another shape.
+fn keep_mask<B: Backend>(
+    key_padding: &Tensor<B, 2, Bool>,
+    batch: usize,
+    seq: usize,
+) -> Option<Vec<bool>> {
+    let keep: Vec<bool> = key_padding
+        .clone()
+        .into_data()
+        .iter::<bool>()
+        .map(|padded| !padded)
+        .collect();
+    (keep.len() == batch * seq).then_some(keep)
 }
 
 /// What the backward pass of [`encoder_attention_train`] needs: the inputs and the softmax
@@ -222,18 +202,7 @@ fn attention_train_forward(state: &AttentionTrainState) -> (Vec<f32>, Vec<f32>) 
             let mut dropped = vec![0.0f32; block];
             for (h, p) in probs.chunks_exact_mut(block).enumerate() {
                 let col = h * d;
-                strided_gemm(
-                    GemmShape {
-                        m: seq,
-                        n: seq,
-                        k: d,
-                    },
-                    (p, seq, 1),
-                    (&q[col..], hidden, 1),
-                    (&k[col..], 1, hidden),
-                    scale,
-                    false,
-                );
+                state.shape.head_scores(seq, col, [q, k], scale, p);
                 for row in p.chunks_exact_mut(seq) {
                     pulp::Arch::new().dispatch(MaskedSoftmax {
                         row,
@@ -242,44 +211,24 @@ fn attention_train_forward(state: &AttentionTrainState) -> (Vec<f32>, Vec<f32>) 
                 }
                 state.dropout.fill(&mut dropped, (b * heads + h) * block);
                 dropped.iter_mut().zip(p.iter()).for_each(|(m, &p)| *m *= p);
-                strided_gemm(
-                    GemmShape {
-                        m: seq,
-                        n: d,
-                        k: seq,
-                    },
-                    (&mut out[col..], hidden, 1),
-                    (&dropped, seq, 1),
-                    (&v[col..], hidden, 1),
-                    1.0,
-                    false,
-                );
+                state
+                    .shape
+                    .head_context(seq, col, (&dropped, seq, 1), v, 1.0, out);
             }
         });
     (out, probs)
 }
 
-#[derive(Debug)]
-struct AttentionTrainBackward;
-
-impl Backward<Flex, 3> for AttentionTrainBackward {
-    type State = AttentionTrainState;
-
-    fn backward(
-        self,
-        ops: Ops<Self::State, 3>,
-        grads: &mut Gradients,
-        _checkpointer: &mut Checkpointer,
-    ) {
-        let grad = grads.consume::<Flex>(&ops.node).to_contiguous();
-        let [dq, dk, dv] =
-            attention_train_backward(&ops.state, grad.as_slice::<f32>().expect("contiguous f32"));
-        let [batch, seq, hidden] = [ops.state.batch, ops.state.shape.seq, ops.state.shape.hidden];
-        for (parent, values) in ops.parents.into_iter().zip([dq, dk, dv]) {
-            if let Some(node) = parent {
-                let t = FlexTensor::from_data(TensorData::new(values, [batch, seq, hidden]));
-                grads.register::<Flex>(node.id, t);
-            }
+/// The backward pass of [`encoder_attention_train`]: registers the gradients of Q, K and V.
+fn attention_train_grads(ops: Ops<AttentionTrainState, 3>, grads: &mut Gradients) {
+    let grad = grads.consume::<Flex>(&ops.node).to_contiguous();
+    let [dq, dk, dv] =
+        attention_train_backward(&ops.state, grad.as_slice::<f32>().expect("contiguous f32"));
+    let [batch, seq, hidden] = [ops.state.batch, ops.state.shape.seq, ops.state.shape.hidden];
+    for (parent, values) in ops.parents.into_iter().zip([dq, dk, dv]) {
+        if let Some(node) = parent {
+            let t = FlexTensor::from_data(TensorData::new(values, [batch, seq, hidden]));
+            grads.register::<Flex>(node.id, t);
         }
     }
 }
@@ -311,12 +260,14 @@ fn sequence_backward(
     d_out: &[f32],
     [dq, dk, dv]: [&mut [f32]; 3],
 ) {
+    let shape = state.shape;
     let AttentionShape {
         seq,
         hidden,
         heads,
         head_dim: d,
-    } = state.shape;
+    } = shape;
+    let scale = 1.0 / (d as f32).sqrt();
     let rows = b * seq * hidden..(b + 1) * seq * hidden;
     let [q, k, v] = state.inputs().map(|t| &t[rows.clone()]);
     let keep = &state.keep[b * seq..(b + 1) * seq];
@@ -336,31 +287,9 @@ fn sequence_backward(
             .zip(mask.iter().zip(p))
             .for_each(|(x, (&m, &p))| *x = m * p);
         // dV_h = Dᵀ dO_h
-        strided_gemm(
-            GemmShape {
-                m: seq,
-                n: d,
-                k: seq,
-            },
-            (&mut dv[col..], hidden, 1),
-            (&dropped, 1, seq),
-            (&d_out[col..], hidden, 1),
-            1.0,
-            false,
-        );
+        shape.head_context(seq, col, (&dropped, 1, seq), d_out, 1.0, dv);
         // dP = (dO_h V_hᵀ) ∘ M
-        strided_gemm(
-            GemmShape {
-                m: seq,
-                n: seq,
-                k: d,
-            },
-            (&mut dp, seq, 1),
-            (&d_out[col..], hidden, 1),
-            (&v[col..], 1, hidden),
-            1.0,
-            false,
-        );
+        shape.head_scores(seq, col, [d_out, v], 1.0, &mut dp);
         for ((dp_row, p_row), mask_row) in dp
             .chunks_exact_mut(seq)
             .zip(p.chunks_exact(seq))
@@ -373,47 +302,10 @@ fn sequence_backward(
                 keep,
             });
         }
-        query_key_grads(state.shape, col, &dp, [q, k], [&mut *dq, &mut *dk]);
+        // With dS now in `dp`: dQ_h = s·dS K_h and dK_h = s·dSᵀ Q_h.
+        shape.head_context(seq, col, (&dp, seq, 1), k, scale, dq);
+        shape.head_context(seq, col, (&dp, 1, seq), q, scale, dk);
     }
-}
-
-/// `dQ_h = s·dS K_h` and `dK_h = s·dSᵀ Q_h` for the head whose columns start at `col`, with
-/// `ds` its `[seq, seq]` score gradient and `s = 1/√d`.
-fn query_key_grads(
-    shape: AttentionShape,
-    col: usize,
-    ds: &[f32],
-    [q, k]: [&[f32]; 2],
-    [dq, dk]: [&mut [f32]; 2],
-) {
-    let AttentionShape {
-        seq,
-        hidden,
-        head_dim: d,
-        ..
-    } = shape;
-    let scale = 1.0 / (d as f32).sqrt();
-    let product = GemmShape {
-        m: seq,
-        n: d,
-        k: seq,
-    };
-    strided_gemm(
-        product,
-        (&mut dq[col..], hidden, 1),
-        (ds, seq, 1),
-        (&k[col..], hidden, 1),
-        scale,
-        false,
-    );
-    strided_gemm(
-        product,
-        (&mut dk[col..], hidden, 1),
-        (ds, 1, seq),
-        (&q[col..], hidden, 1),
-        scale,
-        false,
-    );
 }
 
 struct MaskedSoftmax<'a> {
@@ -461,6 +353,72 @@ pub(super) struct AttentionShape {
     pub(super) head_dim: usize,
 }
 
+impl AttentionShape {
+    /// `heads` heads side by side in `hidden` columns, over `seq` keys.
+    pub(super) fn new(seq: usize, hidden: usize, heads: usize) -> Self {
+        Self {
+            seq,
+            hidden,
+            heads,
+            head_dim: hidden / heads,
+        }
+    }
+
+    /// `dst = scale · A_h B_hᵀ` (`[rows, seq]`), with `A_h` and `B_h` the column blocks from
+    /// `col` of `a` (`[rows, hidden]`) and `b` (`[seq, hidden]`); `B_h` is read transposed
+    /// through its strides. The attention scores are `Q_h K_hᵀ`.
+    #[inline]
+    fn head_scores(
+        self,
+        rows: usize,
+        col: usize,
+        [a, b]: [&[f32]; 2],
+        scale: f32,
+        dst: &mut [f32],
+    ) {
+        strided_gemm(
+            GemmShape {
+                m: rows,
+                n: self.seq,
+                k: self.head_dim,
+            },
+            (dst, self.seq, 1),
+            (&a[col..], self.hidden, 1),
+            (&b[col..], 1, self.hidden),
+            scale,
+            false,
+        );
+    }
+
+    /// `dst_h = scale · W B_h` (`[rows, head_dim]`), written into the column block from `col` of
+    /// `dst` (`[rows, hidden]`), with `B_h` that block of `b` (`[seq, hidden]`) and `W` a
+    /// `[rows, seq]` matrix given as `(values, row stride, column stride)`, so a transposed one
+    /// is read in place. The attention context is `P V_h`.
+    #[inline]
+    fn head_context(
+        self,
+        rows: usize,
+        col: usize,
+        w: (&[f32], usize, usize),
+        b: &[f32],
+        scale: f32,
+        dst: &mut [f32],
+    ) {
+        strided_gemm(
+            GemmShape {
+                m: rows,
+                n: self.head_dim,
+                k: self.seq,
+            },
+            (&mut dst[col..], self.hidden, 1),
+            w,
+            (&b[col..], self.hidden, 1),
+            scale,
+            false,
+        );
+    }
+}
+
 /// Attention of one sequence, all heads: `k`, `v` are `[seq, hidden]` row-major, `q` and `out`
 /// `[queries, hidden]` (the queries are usually the same `seq` tokens; one for a layer whose
 /// output is read at the first token only), and each head is a column block of them. The two
@@ -489,41 +447,19 @@ impl pulp::WithSimd for AttendOneSequence<'_> {
             keep,
             out,
         } = self;
-        let (seq, hidden, d) = (s.seq, s.hidden, s.head_dim);
+        let (seq, d) = (s.seq, s.head_dim);
         let scale = 1.0 / (d as f32).sqrt();
         let keep_weight = keep_weights(keep);
         let mut scores = vec![0.0f32; queries * seq];
         for h in 0..s.heads {
             let col = h * d;
-            // scores = scale · Q_h K_hᵀ: K_h read transposed through its strides.
-            strided_gemm(
-                GemmShape {
-                    m: queries,
-                    n: seq,
-                    k: d,
-                },
-                (&mut scores, seq, 1),
-                (&q[col..], hidden, 1),
-                (&k[col..], 1, hidden),
-                scale,
-                false,
-            );
+            // scores = scale · Q_h K_hᵀ
+            s.head_scores(queries, col, [q, k], scale, &mut scores);
             for row in scores.chunks_exact_mut(seq) {
                 masked_softmax(row, &keep_weight);
             }
             // out_h = P V_h, written into the head's column block of `out`.
-            strided_gemm(
-                GemmShape {
-                    m: queries,
-                    n: d,
-                    k: seq,
-                },
-                (&mut out[col..], hidden, 1),
-                (&scores, seq, 1),
-                (&v[col..], hidden, 1),
-                1.0,
-                false,
-            );
+            s.head_context(queries, col, (&scores, seq, 1), v, 1.0, out);
         }
     }
 }
@@ -545,31 +481,40 @@ fn masked_softmax(row: &mut [f32], keep_weight: &[f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::test_values::sawtooth;
     use crate::{CpuAutodiffBackend, CpuBackend};
     use burn::tensor::activation;
+
+    /// Batch, sequence length, heads and head size of the tests' inputs.
+    const BATCH: usize = 3;
+    const SEQ: usize = 7;
+    const HEADS: usize = 2;
+    const HEAD_DIM: usize = 4;
+    const HIDDEN: usize = HEADS * HEAD_DIM;
+
+    /// Input `salt` of shape `[BATCH, SEQ, HIDDEN]`.
+    fn input(salt: usize) -> TensorData {
+        let values = sawtooth(BATCH * SEQ * HIDDEN, salt, [37, 11, 23], 7.0);
+        TensorData::new(values, [BATCH, SEQ, HIDDEN])
+    }
+
+    /// The key padding (`[BATCH, SEQ]`, true at padding) of sequences of lengths 7, 4 and 1.
+    fn key_padding<B: Backend>(device: &B::Device) -> Tensor<B, 2, Bool> {
+        let padded: Vec<bool> = (0..BATCH * SEQ)
+            .map(|i| i % SEQ >= [7, 4, 1][i / SEQ])
+            .collect();
+        Tensor::from_data(TensorData::new(padded, [BATCH, SEQ]), device)
+    }
 
     #[test]
     fn encoder_attention_matches_burn_with_padding() {
         use burn::tensor::module::attention;
         use burn::tensor::ops::AttentionModuleOptions;
         let device = Default::default();
-        let (batch, seq, heads, d) = (3, 7, 2, 4);
-        let hidden = heads * d;
-        let values = |offset: usize| -> Tensor<CpuBackend, 3> {
-            let v: Vec<f32> = (0..batch * seq * hidden)
-                .map(|i| (((i * 37 + offset * 11) % 23) as f32 - 11.0) / 7.0)
-                .collect();
-            Tensor::from_data(TensorData::new(v, [batch, seq, hidden]), &device)
-        };
+        let (batch, seq, heads, d, hidden) = (BATCH, SEQ, HEADS, HEAD_DIM, HIDDEN);
+        let values = |salt| Tensor::<CpuBackend, 3>::from_data(input(salt), &device);
         let (q, k, v) = (values(1), values(2), values(3));
-        // Sequence lengths 7, 4 and 1.
-        let padded: Vec<bool> = (0..batch * seq)
-            .map(|i| i % seq >= [7, 4, 1][i / seq])
-            .collect();
-        let key_padding = Tensor::<CpuBackend, 2, Bool>::from_data(
-            TensorData::new(padded, [batch, seq]),
-            &device,
-        );
+        let key_padding = key_padding::<CpuBackend>(&device);
 
         let fast = encoder_attention(&q, &k, &v, &key_padding, heads).expect("Flex, f32");
 
@@ -599,22 +544,10 @@ mod tests {
     fn training_attention_and_its_gradients_match_burn() {
         type AB = CpuAutodiffBackend;
         let device = Default::default();
-        let (batch, seq, heads, d) = (3, 7, 2, 4);
-        let hidden = heads * d;
+        let (batch, seq, heads, d, hidden) = (BATCH, SEQ, HEADS, HEAD_DIM, HIDDEN);
         let prob = 0.3;
-        let data = |offset: usize| {
-            let v: Vec<f32> = (0..batch * seq * hidden)
-                .map(|i| (((i * 37 + offset * 11) % 23) as f32 - 11.0) / 7.0)
-                .collect();
-            TensorData::new(v, [batch, seq, hidden])
-        };
-        let leaf = |offset| Tensor::<AB, 3>::from_data(data(offset), &device).require_grad();
-        // Sequence lengths 7, 4 and 1.
-        let padded: Vec<bool> = (0..batch * seq)
-            .map(|i| i % seq >= [7, 4, 1][i / seq])
-            .collect();
-        let key_padding =
-            Tensor::<AB, 2, Bool>::from_data(TensorData::new(padded, [batch, seq]), &device);
+        let leaf = |salt| Tensor::<AB, 3>::from_data(input(salt), &device).require_grad();
+        let key_padding = key_padding::<AB>(&device);
         let weights = Tensor::<AB, 3>::from_data(
             TensorData::new(
                 (0..batch * seq * hidden)

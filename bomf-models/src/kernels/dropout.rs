@@ -1,17 +1,14 @@
 //! Dropout on `Autodiff<Flex>` with a counter-based mask: drawn in parallel, recomputed (not
 //! stored) for the backward pass.
 
-use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, Flex};
 use burn::nn::Dropout;
 use burn::tensor::backend::Backend;
-use burn::tensor::{DType, Distribution, Tensor, TensorPrimitive};
+use burn::tensor::{DType, Distribution, Tensor};
 use rayon::prelude::*;
 
-use super::{CHUNK, back, enabled, same_type, with_owned_buffer};
+use super::{CHUNK, back, enabled, same_type, unary_op, with_owned_buffer};
 
 /// Dropout exactly as burn's [`Dropout::forward`] defines it (active only when autodiff is on:
 /// zero with probability `p`, scale the rest by `1 / (1 - p)`), with the mask drawn by a
@@ -31,41 +28,19 @@ pub(crate) fn dropout<B: Backend, const D: usize>(
     }
 }
 
+/// Dropout on `Autodiff<Flex>`: the backward pass recomputes the mask from its parameters
+/// instead of storing it.
 fn autodiff_dropout<const D: usize>(
     prob: f64,
     x: Tensor<Autodiff<Flex>, D>,
 ) -> Tensor<Autodiff<Flex>, D> {
-    /// The backward pass recomputes the mask from its parameters instead of storing it.
-    #[derive(Debug)]
-    struct DropoutBackward;
-
-    impl Backward<Flex, 1> for DropoutBackward {
-        type State = DropoutParams;
-
-        fn backward(
-            self,
-            ops: Ops<Self::State, 1>,
-            grads: &mut Gradients,
-            _checkpointer: &mut Checkpointer,
-        ) {
-            let params = ops.state;
-            unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
-                apply_dropout(grad, params)
-            });
-        }
-    }
-
     let params = DropoutParams::new(prob, draw_seed());
-    let x = x.into_primitive().tensor();
-    let out = match DropoutBackward
-        .prepare::<burn::backend::autodiff::checkpoint::strategy::NoCheckpointing>([x.node.clone()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => prep.finish(params, apply_dropout(x.primitive, params)),
-        OpsKind::UnTracked(prep) => prep.finish(apply_dropout(x.primitive, params)),
-    };
-    Tensor::from_primitive(TensorPrimitive::Float(out))
+    unary_op(
+        x,
+        |_| params,
+        |x| apply_dropout(x, params),
+        |params, grad| apply_dropout(grad, params),
+    )
 }
 
 /// `values · mask` in parallel, the mask element `i` being [`DropoutParams::scale_at`]`(i)`.

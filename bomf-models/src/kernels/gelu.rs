@@ -1,8 +1,5 @@
 //! Exact (erf) GELU on `Flex` and `Autodiff<Flex>`, with its backward pass.
 
-use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::Backend;
@@ -10,7 +7,7 @@ use burn::tensor::{DType, Tensor, TensorPrimitive, activation};
 use rayon::prelude::*;
 
 use super::simd::{gelu_f32, gelu_grad_f32};
-use super::{CHUNK, back, enabled, same_type, with_owned_buffer};
+use super::{CHUNK, back, enabled, same_type, unary_op, with_owned_buffer};
 
 /// Exact (erf-based) GELU, as `torch.nn.functional.gelu` and HF's `"gelu"`.
 pub(crate) fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
@@ -40,42 +37,11 @@ pub(super) fn gelu_values(x: FlexTensor) -> FlexTensor {
     })
 }
 
-/// GELU on `Autodiff<Flex>`: the forward as [`flex_gelu`] (keeping the input for the backward
-/// pass), the backward `grad · gelu'(x)` in one pass over the gradient buffer.
+/// GELU on `Autodiff<Flex>`: the forward as [`flex_gelu`], keeping the input for the backward
+/// pass (so the output gets its own buffer), the backward `grad · gelu'(x)` in one pass over the
+/// gradient buffer.
 fn autodiff_gelu<const D: usize>(x: Tensor<Autodiff<Flex>, D>) -> Tensor<Autodiff<Flex>, D> {
-    #[derive(Debug)]
-    struct GeluBackward;
-
-    impl Backward<Flex, 1> for GeluBackward {
-        type State = FlexTensor;
-
-        fn backward(
-            self,
-            ops: Ops<Self::State, 1>,
-            grads: &mut Gradients,
-            _checkpointer: &mut Checkpointer,
-        ) {
-            let input = ops.state;
-            unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
-                gelu_backward(input, grad)
-            });
-        }
-    }
-
-    let x = x.into_primitive().tensor();
-    let out = match GeluBackward
-        .prepare::<burn::backend::autodiff::checkpoint::strategy::NoCheckpointing>([x.node.clone()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => {
-            // The input stays shared with the backward state, so the output gets its own buffer.
-            let output = gelu_values(x.primitive.clone());
-            prep.finish(x.primitive, output)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(gelu_values(x.primitive)),
-    };
-    Tensor::from_primitive(TensorPrimitive::Float(out))
+    unary_op(x, FlexTensor::clone, gelu_values, gelu_backward)
 }
 
 /// `grad · gelu'(x)`, written into the gradient's buffer when it owns it.

@@ -1,6 +1,8 @@
 //! Strided GEMM on `f32` slices through the `gemm` crate (the kernel burn's CPU backend uses),
 //! so attention heads and transposed operands are read in place.
 
+use super::zeros;
+
 #[derive(Clone, Copy)]
 pub(super) struct GemmShape {
     pub(super) m: usize,
@@ -30,18 +32,29 @@ pub(super) fn strided_gemm(
     );
 }
 
-/// [`strided_gemm`] spread over rayon's threads: for one large product (a Linear layer over the
-/// whole batch) rather than many small ones.
+/// `dst[m×n] = lhs · rhs` (or `dst += …` with `accumulate`) for a row-major `dst`, spread over
+/// rayon's threads: for one large product (a Linear layer over the whole batch) rather than many
+/// small ones. The operands are strided as in [`strided_gemm`].
 pub(super) fn parallel_gemm(
     shape: GemmShape,
-    dst: (&mut [f32], usize, usize),
+    dst: &mut [f32],
     lhs: (&[f32], usize, usize),
     rhs: (&[f32], usize, usize),
-    beta: f32,
     accumulate: bool,
 ) {
     let threads = gemm::Parallelism::Rayon(rayon::current_num_threads());
-    gemm_on(threads, shape, dst, lhs, rhs, beta, accumulate);
+    gemm_on(threads, shape, (dst, shape.n, 1), lhs, rhs, 1.0, accumulate);
+}
+
+/// `lhs · rhs` as a new row-major `[m, n]` buffer, by [`parallel_gemm`].
+pub(super) fn parallel_product(
+    shape: GemmShape,
+    lhs: (&[f32], usize, usize),
+    rhs: (&[f32], usize, usize),
+) -> Vec<f32> {
+    let mut out = zeros(shape.m * shape.n);
+    parallel_gemm(shape, &mut out, lhs, rhs, false);
+    out
 }
 
 /// The GEMM behind [`strided_gemm`] and [`parallel_gemm`].

@@ -9,10 +9,9 @@
 
 use std::sync::Arc;
 
-use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, Flex};
 use burn::nn::LayerNorm;
@@ -21,7 +20,7 @@ use burn::tensor::{DType, Shape, Tensor, TensorData, TensorPrimitive};
 use rayon::prelude::*;
 
 use super::simd::AddInto;
-use super::{back, enabled, same_type, zeros};
+use super::{BackwardFn, back, enabled, finish_op, same_type, zeros};
 
 /// Rows per parallel work item.
 const ROWS_PER_TASK: usize = 32;
@@ -204,80 +203,69 @@ struct NormState {
     shape: Shape,
 }
 
-/// Parents `[x, γ, β]`, or `[x, γ, β, residual]` (whose gradient equals x's).
-#[derive(Debug)]
-struct NormBackward<const N: usize>;
-
-impl<const N: usize> Backward<Flex, N> for NormBackward<N> {
-    type State = NormState;
-
-    fn backward(
-        self,
-        ops: Ops<Self::State, N>,
-        grads: &mut Gradients,
-        _checkpointer: &mut Checkpointer,
-    ) {
-        let state = ops.state;
-        let grad = grads.consume::<Flex>(&ops.node).to_contiguous();
-        let gs = grad.as_slice::<f32>().expect("contiguous f32");
-        let gamma = state.gamma.to_contiguous();
-        let gamma = gamma.as_slice::<f32>().expect("contiguous f32");
-        let width = gamma.len();
-        let block = width * ROWS_PER_TASK;
-        let mut dx = zeros(gs.len());
-        let (d_gamma, d_beta) = dx
-            .par_chunks_mut(block)
-            .zip(gs.par_chunks(block))
-            .zip(state.x_hat.par_chunks(block))
-            .zip(state.rstd.par_chunks(ROWS_PER_TASK))
-            .map(|(((dx, grad), x_hat), rstd)| {
-                let mut sums = (vec![0.0f32; width], vec![0.0f32; width]);
-                pulp::Arch::new().dispatch(NormGradRows {
-                    grad,
-                    x_hat,
-                    rstd,
-                    gamma,
-                    dx,
-                    d_gamma: &mut sums.0,
-                    d_beta: &mut sums.1,
+/// The backward pass of [`norm_autodiff`]: parents `[x, γ, β]`, or `[x, γ, β, residual]`
+/// (whose gradient equals x's).
+fn norm_backward<const N: usize>(ops: Ops<NormState, N>, grads: &mut Gradients) {
+    let state = ops.state;
+    let grad = grads.consume::<Flex>(&ops.node).to_contiguous();
+    let gs = grad.as_slice::<f32>().expect("contiguous f32");
+    let gamma = state.gamma.to_contiguous();
+    let gamma = gamma.as_slice::<f32>().expect("contiguous f32");
+    let width = gamma.len();
+    let block = width * ROWS_PER_TASK;
+    let mut dx = zeros(gs.len());
+    let (d_gamma, d_beta) = dx
+        .par_chunks_mut(block)
+        .zip(gs.par_chunks(block))
+        .zip(state.x_hat.par_chunks(block))
+        .zip(state.rstd.par_chunks(ROWS_PER_TASK))
+        .map(|(((dx, grad), x_hat), rstd)| {
+            let mut sums = (vec![0.0f32; width], vec![0.0f32; width]);
+            pulp::Arch::new().dispatch(NormGradRows {
+                grad,
+                x_hat,
+                rstd,
+                gamma,
+                dx,
+                d_gamma: &mut sums.0,
+                d_beta: &mut sums.1,
+            });
+            sums
+        })
+        .reduce(
+            || (vec![0.0f32; width], vec![0.0f32; width]),
+            |mut a, b| {
+                pulp::Arch::new().dispatch(AddInto {
+                    dst: &mut a.0,
+                    src: &b.0,
                 });
-                sums
-            })
-            .reduce(
-                || (vec![0.0f32; width], vec![0.0f32; width]),
-                |mut a, b| {
-                    pulp::Arch::new().dispatch(AddInto {
-                        dst: &mut a.0,
-                        src: &b.0,
-                    });
-                    pulp::Arch::new().dispatch(AddInto {
-                        dst: &mut a.1,
-                        src: &b.1,
-                    });
-                    a
-                },
-            );
-        let dx = FlexTensor::from_data(TensorData::new(dx, state.shape));
-        let vector = |v: Vec<f32>| FlexTensor::from_data(TensorData::new(v, [width]));
-        let mut parents = ops.parents.into_iter();
-        let (x_node, gamma_node, beta_node, residual_node) = (
-            parents.next().flatten(),
-            parents.next().flatten(),
-            parents.next().flatten(),
-            parents.next().flatten(),
+                pulp::Arch::new().dispatch(AddInto {
+                    dst: &mut a.1,
+                    src: &b.1,
+                });
+                a
+            },
         );
-        if let Some(node) = gamma_node {
-            grads.register::<Flex>(node.id, vector(d_gamma));
-        }
-        if let Some(node) = beta_node {
-            grads.register::<Flex>(node.id, vector(d_beta));
-        }
-        if let Some(node) = residual_node {
-            grads.register::<Flex>(node.id, dx.clone());
-        }
-        if let Some(node) = x_node {
-            grads.register::<Flex>(node.id, dx);
-        }
+    let dx = FlexTensor::from_data(TensorData::new(dx, state.shape));
+    let vector = |v: Vec<f32>| FlexTensor::from_data(TensorData::new(v, [width]));
+    let mut parents = ops.parents.into_iter();
+    let (x_node, gamma_node, beta_node, residual_node) = (
+        parents.next().flatten(),
+        parents.next().flatten(),
+        parents.next().flatten(),
+        parents.next().flatten(),
+    );
+    if let Some(node) = gamma_node {
+        grads.register::<Flex>(node.id, vector(d_gamma));
+    }
+    if let Some(node) = beta_node {
+        grads.register::<Flex>(node.id, vector(d_beta));
+    }
+    if let Some(node) = residual_node {
+        grads.register::<Flex>(node.id, dx.clone());
+    }
+    if let Some(node) = x_node {
+        grads.register::<Flex>(node.id, dx);
     }
 }
 
@@ -358,31 +346,23 @@ fn norm_autodiff<const D: usize>(
         gamma: gamma.primitive,
         shape,
     };
-    let out = match residual {
+    // Two arms because the parent count is part of the op's type.
+    match residual {
         Some(r) => {
-            let nodes = [x.node, gamma.node, beta.node, r.node];
-            match NormBackward::<4>
-                .prepare::<NoCheckpointing>(nodes)
+            let kind = BackwardFn(norm_backward::<4>)
+                .prepare::<NoCheckpointing>([x.node, gamma.node, beta.node, r.node])
                 .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(prep) => prep.finish(state, out),
-                OpsKind::UnTracked(prep) => prep.finish(out),
-            }
+                .stateful();
+            finish_op(kind, out, |out| (state, out), |out| out)
         }
         None => {
-            let nodes = [x.node, gamma.node, beta.node];
-            match NormBackward::<3>
-                .prepare::<NoCheckpointing>(nodes)
+            let kind = BackwardFn(norm_backward::<3>)
+                .prepare::<NoCheckpointing>([x.node, gamma.node, beta.node])
                 .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(prep) => prep.finish(state, out),
-                OpsKind::UnTracked(prep) => prep.finish(out),
-            }
+                .stateful();
+            finish_op(kind, out, |out| (state, out), |out| out)
         }
-    };
-    Tensor::from_primitive(TensorPrimitive::Float(out))
+    }
 }
 
 #[cfg(test)]
@@ -392,12 +372,11 @@ mod tests {
     use burn::tensor::Tolerance;
 
     use super::*;
+    use crate::kernels::test_values::sawtooth;
     use crate::{CpuAutodiffBackend, CpuBackend};
 
     fn values(n: usize, salt: usize) -> Vec<f32> {
-        (0..n)
-            .map(|i| (((i * 41 + salt * 13) % 31) as f32 - 15.0) / 7.0)
-            .collect()
+        sawtooth(n, salt, [41, 13, 31], 7.0)
     }
 
     fn norm<B: Backend>(width: usize, device: &B::Device) -> LayerNorm<B> {

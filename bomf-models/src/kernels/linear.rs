@@ -8,10 +8,9 @@
 //! pass computes `dx = g·Wᵀ` and `dW = xᵀ·g` as GEMMs on transposed strides (no copies) and the
 //! bias gradient as parallel column sums.
 
-use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, Flex};
 use burn::nn::Linear;
@@ -20,9 +19,9 @@ use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 use rayon::prelude::*;
 
 use super::gelu::{gelu, gelu_backward, gelu_values};
-use super::gemm::{GemmShape, parallel_gemm, strided_gemm};
+use super::gemm::{GemmShape, parallel_gemm, parallel_product, strided_gemm};
 use super::simd::AddInto;
-use super::{back, enabled, flex_values, same_type, zeros};
+use super::{BackwardFn, back, enabled, finish_op, flex_values, same_type, zeros};
 
 /// What follows the affine map in [`linear`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,10 +133,9 @@ fn affine(x: &FlexTensor, weight: &FlexTensor, bias: Option<&FlexTensor>) -> Fle
             n: d_out,
             k: d_in,
         },
-        (&mut out, d_out, 1),
+        &mut out,
         (xs, d_in, 1),
         (ws, d_out, 1),
-        1.0,
         bs.is_some(),
     );
     FlexTensor::from_data(TensorData::new(out, [rows, d_out]))
@@ -219,16 +217,7 @@ pub(crate) fn matmul_transposed<B: Backend>(x: Tensor<B, 2>, e: Tensor<B, 2>) ->
             let out = if rows < FEW_ROWS {
                 few_rows_product(xs, (es, 1, k), None, rows, k, n)
             } else {
-                let mut out = zeros(rows * n);
-                parallel_gemm(
-                    GemmShape { m: rows, n, k },
-                    (&mut out, n, 1),
-                    (xs, k, 1),
-                    (es, 1, k),
-                    1.0,
-                    false,
-                );
-                out
+                parallel_product(GemmShape { m: rows, n, k }, (xs, k, 1), (es, 1, k))
             };
             flex_values(out, [rows, n])
         }
@@ -247,80 +236,52 @@ struct LinearState {
     pre_activation: Option<FlexTensor>,
 }
 
-/// Parents `[x, W]`, or `[x, W, b]`.
-#[derive(Debug)]
-struct LinearBackward<const N: usize>;
-
-impl<const N: usize> Backward<Flex, N> for LinearBackward<N> {
-    type State = LinearState;
-
-    fn backward(
-        self,
-        ops: Ops<Self::State, N>,
-        grads: &mut Gradients,
-        _checkpointer: &mut Checkpointer,
-    ) {
-        let LinearState {
-            x,
-            weight,
-            pre_activation,
-        } = ops.state;
-        let grad = grads.consume::<Flex>(&ops.node);
-        let grad = match pre_activation {
-            Some(z) => gelu_backward(z, grad),
-            None => grad.to_contiguous(),
+/// The backward pass of [`autodiff_linear`]: parents `[x, W]`, or `[x, W, b]`.
+fn linear_backward<const N: usize>(ops: Ops<LinearState, N>, grads: &mut Gradients) {
+    let LinearState {
+        x,
+        weight,
+        pre_activation,
+    } = ops.state;
+    let grad = grads.consume::<Flex>(&ops.node);
+    let grad = match pre_activation {
+        Some(z) => gelu_backward(z, grad),
+        None => grad.to_contiguous(),
+    };
+    let [rows, d_in] = x.layout().shape().dims::<2>();
+    let d_out = weight.layout().shape().dims::<2>()[1];
+    let [xs, ws, gs] = [&x, &weight, &grad].map(|t| t.as_slice::<f32>().expect("contiguous f32"));
+    let product = |shape: GemmShape, lhs, rhs| {
+        let values = parallel_product(shape, lhs, rhs);
+        FlexTensor::from_data(TensorData::new(values, [shape.m, shape.n]))
+    };
+    let mut parents = ops.parents.into_iter();
+    let (x_node, weight_node, bias_node) = (
+        parents.next().flatten(),
+        parents.next().flatten(),
+        parents.next().flatten(),
+    );
+    if let Some(node) = x_node {
+        // dx = g · Wᵀ (W read transposed through its strides).
+        let shape = GemmShape {
+            m: rows,
+            n: d_in,
+            k: d_out,
         };
-        let [rows, d_in] = x.layout().shape().dims::<2>();
-        let d_out = weight.layout().shape().dims::<2>()[1];
-        let gs = grad.as_slice::<f32>().expect("contiguous f32");
-        let mut parents = ops.parents.into_iter();
-        let (x_node, weight_node, bias_node) = (
-            parents.next().flatten(),
-            parents.next().flatten(),
-            parents.next().flatten(),
-        );
-        if let Some(node) = x_node {
-            // dx = g · Wᵀ (W read transposed through its strides).
-            let ws = weight.as_slice::<f32>().expect("contiguous f32");
-            let mut dx = zeros(rows * d_in);
-            parallel_gemm(
-                GemmShape {
-                    m: rows,
-                    n: d_in,
-                    k: d_out,
-                },
-                (&mut dx, d_in, 1),
-                (gs, d_out, 1),
-                (ws, 1, d_out),
-                1.0,
-                false,
-            );
-            let dx = FlexTensor::from_data(TensorData::new(dx, [rows, d_in]));
-            grads.register::<Flex>(node.id, dx);
-        }
-        if let Some(node) = weight_node {
-            // dW = xᵀ · g (x read transposed through its strides).
-            let xs = x.as_slice::<f32>().expect("contiguous f32");
-            let mut dw = zeros(d_in * d_out);
-            parallel_gemm(
-                GemmShape {
-                    m: d_in,
-                    n: d_out,
-                    k: rows,
-                },
-                (&mut dw, d_out, 1),
-                (xs, 1, d_in),
-                (gs, d_out, 1),
-                1.0,
-                false,
-            );
-            let dw = FlexTensor::from_data(TensorData::new(dw, [d_in, d_out]));
-            grads.register::<Flex>(node.id, dw);
-        }
-        if let Some(node) = bias_node {
-            let db = FlexTensor::from_data(TensorData::new(column_sums(gs, d_out), [d_out]));
-            grads.register::<Flex>(node.id, db);
-        }
+        grads.register::<Flex>(node.id, product(shape, (gs, d_out, 1), (ws, 1, d_out)));
+    }
+    if let Some(node) = weight_node {
+        // dW = xᵀ · g (x read transposed through its strides).
+        let shape = GemmShape {
+            m: d_in,
+            n: d_out,
+            k: rows,
+        };
+        grads.register::<Flex>(node.id, product(shape, (xs, 1, d_in), (gs, d_out, 1)));
+    }
+    if let Some(node) = bias_node {
+        let db = FlexTensor::from_data(TensorData::new(column_sums(gs, d_out), [d_out]));
+        grads.register::<Flex>(node.id, db);
     }
 }
 
@@ -359,31 +320,22 @@ fn autodiff_linear(
         (state, out)
     };
     // Two arms because the parent count is part of the op's type.
-    let out = match bias {
-        Some(b) => match LinearBackward::<3>
-            .prepare::<NoCheckpointing>([x.node, weight.node, b.node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (state, out) = tracked(z);
-                prep.finish(state, out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(untracked(z)),
-        },
-        None => match LinearBackward::<2>
-            .prepare::<NoCheckpointing>([x.node, weight.node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (state, out) = tracked(z);
-                prep.finish(state, out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(untracked(z)),
-        },
-    };
-    Tensor::from_primitive(TensorPrimitive::Float(out))
+    match bias {
+        Some(b) => {
+            let kind = BackwardFn(linear_backward::<3>)
+                .prepare::<NoCheckpointing>([x.node, weight.node, b.node])
+                .compute_bound()
+                .stateful();
+            finish_op(kind, z, tracked, untracked)
+        }
+        None => {
+            let kind = BackwardFn(linear_backward::<2>)
+                .prepare::<NoCheckpointing>([x.node, weight.node])
+                .compute_bound()
+                .stateful();
+            finish_op(kind, z, tracked, untracked)
+        }
+    }
 }
 
 /// The sum of the rows of `values` (`[rows, width]` row-major): partial sums per block of rows
@@ -419,12 +371,11 @@ mod tests {
     use burn::tensor::Tolerance;
 
     use super::*;
+    use crate::kernels::test_values::sawtooth;
     use crate::{CpuAutodiffBackend, CpuBackend};
 
     fn values(n: usize, salt: usize) -> Vec<f32> {
-        (0..n)
-            .map(|i| (((i * 37 + salt * 11) % 29) as f32 - 14.0) / 9.0)
-            .collect()
+        sawtooth(n, salt, [37, 11, 29], 9.0)
     }
 
     fn layer<B: Backend>(d_in: usize, d_out: usize, bias: bool, device: &B::Device) -> Linear<B> {

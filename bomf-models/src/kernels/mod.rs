@@ -17,15 +17,19 @@
 //! and each kernel is tested against burn's ops, gradients included.
 //!
 //! This file is the façade: what the models call, and the helpers every kernel shares (the
-//! backend check, parallel zeros, buffer reuse). One file per kernel: `gelu`, `dropout`,
-//! `attention` (encoder attention, inference and training), `packed` (attention over sequences
-//! packed without padding), `linear`, `layer_norm`, `adamw`; `gemm` (strided matrix products)
-//! and `simd` (vectorisable scalar math) are their building blocks.
+//! backend check, parallel zeros, buffer reuse, recording an op for autodiff). One file per
+//! kernel: `gelu`, `dropout`, `attention` (encoder attention, inference and training), `packed`
+//! (attention over sequences packed without padding), `linear`, `layer_norm`, `adamw`; `gemm`
+//! (strided matrix products) and `simd` (vectorisable scalar math) are their building blocks.
 
 use std::any::Any;
 
-use burn::backend::Flex;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::flex::FlexTensor;
+use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 use rayon::prelude::*;
@@ -98,6 +102,74 @@ fn back<T: 'static, U: 'static>(value: T) -> U {
     }
 }
 
+/// An op's backward pass on `Autodiff<Flex>` as a plain function: given the op's recorded state,
+/// its parents and its output node, it registers the parents' gradients.
+#[derive(Debug)]
+struct BackwardFn<S, const N: usize>(fn(Ops<S, N>, &mut Gradients));
+
+impl<S, const N: usize> Backward<Flex, N> for BackwardFn<S, N>
+where
+    S: Clone + Send + std::fmt::Debug + 'static,
+{
+    type State = S;
+
+    fn backward(self, ops: Ops<S, N>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        (self.0)(ops, grads);
+    }
+}
+
+/// Finishes an op on `Autodiff<Flex>` prepared as `kind` (compute-bound and stateful): from
+/// `input`, `tracked` makes the backward state and the output when some parent needs a gradient,
+/// `untracked` only the output.
+fn finish_op<O, T, const N: usize, const D: usize>(
+    kind: OpsKind<O, Flex, O::State, NoCheckpointing, N>,
+    input: T,
+    tracked: impl FnOnce(T) -> (O::State, FlexTensor),
+    untracked: impl FnOnce(T) -> FlexTensor,
+) -> Tensor<Autodiff<Flex>, D>
+where
+    O: Backward<Flex, N>,
+{
+    let out = match kind {
+        OpsKind::Tracked(prep) => {
+            let (state, out) = tracked(input);
+            prep.finish(state, out)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(untracked(input)),
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
+/// What a [`unary_op`] keeps for its backward pass: its own state and its gradient function.
+type UnaryState<S> = (S, fn(S, FlexTensor) -> FlexTensor);
+
+/// A one-input op on `Autodiff<Flex>`: `forward` maps the input's values to the output's. When
+/// the input is tracked, `state` (of the input, taken before `forward` consumes it) is kept, and
+/// the backward pass maps the output's gradient through `backward(state, grad)`.
+fn unary_op<const D: usize, S>(
+    x: Tensor<Autodiff<Flex>, D>,
+    state: impl FnOnce(&FlexTensor) -> S,
+    forward: impl Fn(FlexTensor) -> FlexTensor,
+    backward: fn(S, FlexTensor) -> FlexTensor,
+) -> Tensor<Autodiff<Flex>, D>
+where
+    S: Clone + Send + std::fmt::Debug + 'static,
+{
+    let x = x.into_primitive().tensor();
+    let kind = BackwardFn(unary_backward::<S>)
+        .prepare::<NoCheckpointing>([x.node])
+        .compute_bound()
+        .stateful();
+    let tracked = |x| ((state(&x), backward), forward(x));
+    finish_op(kind, x.primitive, tracked, &forward)
+}
+
+/// The backward pass of a [`unary_op`].
+fn unary_backward<S>(ops: Ops<UnaryState<S>, 1>, grads: &mut Gradients) {
+    let (state, backward) = ops.state;
+    unary::<Flex, _>(ops.parents, ops.node, grads, |grad| backward(state, grad));
+}
+
 /// Hands `f` the tensor's `f32` values to overwrite: its own buffer when not shared (no
 /// allocation), else a contiguous copy.
 fn with_owned_buffer(t: FlexTensor, f: impl FnOnce(&mut [f32])) -> FlexTensor {
@@ -120,4 +192,23 @@ fn with_owned_buffer(t: FlexTensor, f: impl FnOnce(&mut [f32])) -> FlexTensor {
         .for_each(|(dst, src)| dst.copy_from_slice(src));
     f(&mut values);
     FlexTensor::from_data(TensorData::new(values, t.layout().shape().clone()))
+}
+
+/// Deterministic inputs for the kernels' tests.
+#[cfg(test)]
+mod test_values {
+    /// `n` values of a sawtooth over the element index `i`: `((i·step + salt·salt_step) mod
+    /// period − period/2) / scale`. Each test file picks its own `[step, salt_step, period]` and
+    /// `scale` (the spread of its values); each `salt` gives another sequence.
+    pub(super) fn sawtooth(
+        n: usize,
+        salt: usize,
+        [step, salt_step, period]: [usize; 3],
+        scale: f32,
+    ) -> Vec<f32> {
+        let half = (period / 2) as f32;
+        (0..n)
+            .map(|i| (((i * step + salt * salt_step) % period) as f32 - half) / scale)
+            .collect()
+    }
 }

@@ -180,12 +180,7 @@ impl Packing {
                 let keys = key_rows.start * hidden..key_rows.end * hidden;
                 let keep = vec![true; len];
                 pulp::Arch::new().dispatch(AttendOneSequence {
-                    shape: AttentionShape {
-                        seq: len,
-                        hidden,
-                        heads,
-                        head_dim: hidden / heads,
-                    },
+                    shape: AttentionShape::new(len, hidden, heads),
                     queries: query_rows.len(),
                     q: &qs[query_rows.start * hidden..query_rows.end * hidden],
                     k: &ks[keys.clone()],
@@ -212,6 +207,7 @@ mod tests {
     use super::*;
     use crate::CpuAutodiffBackend;
     use crate::kernels::encoder_attention;
+    use crate::kernels::test_values::sawtooth;
 
     #[test]
     fn packed_attention_equals_padded_attention_on_the_real_tokens() {
@@ -219,10 +215,8 @@ mod tests {
         let (batch, seq, heads, d) = (3, 6, 2, 4);
         let hidden = heads * d;
         let lengths = [6, 2, 4];
-        let data = |salt: usize| {
-            let v: Vec<f32> = (0..batch * seq * hidden)
-                .map(|i| (((i * 31 + salt * 7) % 19) as f32 - 9.0) / 5.0)
-                .collect();
+        let data = |salt| {
+            let v = sawtooth(batch * seq * hidden, salt, [31, 7, 19], 5.0);
             Tensor::<Flex, 3>::from_data(TensorData::new(v, [batch, seq, hidden]), &device)
         };
         let (q, k, v) = (data(1), data(2), data(3));
