@@ -101,6 +101,40 @@ impl DataSource {
     }
 }
 
+/// How `bomf eval` and `bomf predict` run the model: examples per pass, input length and the
+/// length of generations.
+#[derive(Debug, Args)]
+pub struct InferenceArgs {
+    /// Examples per forward pass.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Maximum input length in tokens; longer inputs are truncated (default: 128 for a
+    /// classifier, 256 for a generative model, or the model's limit when smaller).
+    #[arg(long)]
+    pub max_len: Option<usize>,
+    /// Generative models: the most tokens a generation may add.
+    #[arg(long, default_value_t = DEFAULT_MAX_NEW_TOKENS)]
+    pub max_new_tokens: usize,
+}
+
+impl InferenceArgs {
+    /// An error for a batch size of 0.
+    pub fn validate(&self) -> Result<()> {
+        if self.batch_size == 0 {
+            bail!("--batch-size must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The generation settings of `--max-new-tokens`, the rest at their defaults.
+    pub fn generation(&self) -> GenerationSection {
+        GenerationSection {
+            max_new_tokens: self.max_new_tokens,
+            ..GenerationSection::default()
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
     bomf eval --model runs/mrpc/fused --data configs/data/mrpc.toml --split test\n  \
@@ -130,16 +164,8 @@ pub struct EvalArgs {
     /// Which split to score: train, validation or test.
     #[arg(long, default_value = "validation")]
     pub split: SplitName,
-    /// Examples per forward pass.
-    #[arg(long, default_value_t = 32)]
-    pub batch_size: usize,
-    /// Maximum input length in tokens; longer inputs are truncated (default: 128, or the
-    /// model's limit when smaller).
-    #[arg(long)]
-    pub max_len: Option<usize>,
-    /// Generative models: the most tokens a generation may add.
-    #[arg(long, default_value_t = DEFAULT_MAX_NEW_TOKENS)]
-    pub max_new_tokens: usize,
+    #[command(flatten)]
+    pub inference: InferenceArgs,
     /// T5: maximum target length in tokens (default 64).
     #[arg(long)]
     pub max_target_len: Option<usize>,
@@ -159,17 +185,12 @@ pub fn adapter_context(err: bomf_core::CoreError, adapter: &Option<PathBuf>) -> 
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
-    if args.batch_size == 0 {
-        bail!("--batch-size must be at least 1");
-    }
+    args.inference.validate()?;
     let spec = args.source.to_spec(&args.options)?;
     let options = OpenOptions {
-        max_len: args.max_len,
+        max_len: args.inference.max_len,
         max_target_len: args.max_target_len,
-        generation: GenerationSection {
-            max_new_tokens: args.max_new_tokens,
-            ..GenerationSection::default()
-        },
+        generation: args.inference.generation(),
         adapter: args.adapter.clone(),
         ..OpenOptions::default()
     };
@@ -179,7 +200,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         .load_split(args.split)
         .with_context(|| format!("loading the {} split", args.split))?;
     let set = model
-        .eval_set(&dataset, args.batch_size)
+        .eval_set(&dataset, args.inference.batch_size)
         .with_context(|| format!("the {} split", args.split))?;
     let evaluation = with_backend!(args.device, |B, device| {
         Ok(model.evaluate::<B>(&set, &device)?)

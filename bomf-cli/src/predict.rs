@@ -13,13 +13,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use bomf_core::family::{OpenOptions, Prediction, open};
-use bomf_core::run_config::{DEFAULT_MAX_NEW_TOKENS, GenerationSection};
+use bomf_core::run_config::GenerationSection;
 use bomf_core::rundir::write_atomic;
 use clap::Args;
 use serde_json::Value;
 
 use crate::device::{DeviceSpec, with_backend};
-use crate::eval::adapter_context;
+use crate::eval::{InferenceArgs, adapter_context};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
@@ -50,15 +50,8 @@ pub struct PredictArgs {
     /// (the input convention of transformers' pipelines).
     #[arg(long = "text-field", value_name = "NAME", default_value = "text")]
     pub text_fields: Vec<String>,
-    /// Examples per forward pass.
-    #[arg(long, default_value_t = 32)]
-    pub batch_size: usize,
-    /// Maximum input length in tokens; longer inputs are truncated.
-    #[arg(long)]
-    pub max_len: Option<usize>,
-    /// Generative models: the most tokens a generation may add.
-    #[arg(long, default_value_t = DEFAULT_MAX_NEW_TOKENS)]
-    pub max_new_tokens: usize,
+    #[command(flatten)]
+    pub inference: InferenceArgs,
     /// Generative models: beam search with this many beams (1: greedy decoding).
     #[arg(long, default_value_t = 1)]
     pub num_beams: usize,
@@ -136,23 +129,20 @@ fn refuse_overwriting_the_input(input: &Path, out: &Path) -> Result<()> {
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
-    if args.batch_size == 0 {
-        bail!("--batch-size must be at least 1");
-    }
+    args.inference.validate()?;
     if args.text_fields.is_empty() || args.text_fields.len() > 2 {
         bail!("--text-field must be given once (single text) or twice (a pair)");
     }
-    if args.max_new_tokens == 0 || args.num_beams == 0 {
+    if args.inference.max_new_tokens == 0 || args.num_beams == 0 {
         bail!("--max-new-tokens and --num-beams must be at least 1");
     }
     refuse_overwriting_the_input(&args.input, &args.out)?;
     let rows = read_inputs(&args.input, &args.text_fields)?;
     let options = OpenOptions {
-        max_len: args.max_len,
+        max_len: args.inference.max_len,
         generation: GenerationSection {
-            max_new_tokens: args.max_new_tokens,
             num_beams: args.num_beams,
-            ..GenerationSection::default()
+            ..args.inference.generation()
         },
         adapter: args.adapter.clone(),
         ..OpenOptions::default()
@@ -160,7 +150,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
     let model = open(&args.model, &options).map_err(|e| adapter_context(e, &args.adapter))?;
     let predictions = with_backend!(args.device, |B, device| {
         Ok(model
-            .predict::<B>(&rows, args.batch_size, &device)
+            .predict::<B>(&rows, args.inference.batch_size, &device)
             .with_context(|| format!("predicting for {}", args.input.display()))?)
     })?;
     let mut out = Vec::new();

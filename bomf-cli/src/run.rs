@@ -99,14 +99,32 @@ fn open_run_dir(args: &RunArgs, run: &PreparedRun, text: &str) -> Result<RunDir>
     Ok(run.open_run_dir(&out_dir(args), text, args.resume)?)
 }
 
+/// Ctrl-C and the progress display of a run started from the command line.
+struct Console {
+    stop: Arc<AtomicBool>,
+    progress: Box<bomf_core::pipeline::ProgressFn>,
+}
+
+impl Console {
+    fn install() -> Self {
+        Console {
+            stop: install_ctrl_c(),
+            progress: progress_reporter(),
+        }
+    }
+
+    fn hooks(&self) -> RunHooks<'_> {
+        RunHooks {
+            stop: Some(&self.stop),
+            progress: Some(&self.progress),
+        }
+    }
+}
+
 pub fn run(args: RunArgs) -> Result<()> {
     let (run, text) = prepare(&args)?;
-    let stop = install_ctrl_c();
-    let bars = progress_reporter();
-    let hooks = RunHooks {
-        stop: Some(&stop),
-        progress: Some(&bars),
-    };
+    let console = Console::install();
+    let hooks = console.hooks();
     let device = args.device.unwrap_or(run.config.device);
     // The run directory is made once the device is known to be there: an unavailable one
     // leaves nothing behind to block the rerun.
@@ -151,12 +169,8 @@ pub fn hpo(args: RunArgs) -> Result<()> {
     if run.config.hpbo.is_none() {
         bail!("{} has no [hpbo] section", args.config.display());
     }
-    let stop = install_ctrl_c();
-    let bars = progress_reporter();
-    let hooks = RunHooks {
-        stop: Some(&stop),
-        progress: Some(&bars),
-    };
+    let console = Console::install();
+    let hooks = console.hooks();
     let device = args.device.unwrap_or(run.config.device);
     let outcome = with_backend!(device, |B, device| {
         let dir = open_run_dir(&args, &run, &text)?;

@@ -2,13 +2,9 @@
 
 use std::process::Output;
 
-use bomf_tests::cli::{bo_suggest, fail, succeed};
+use bomf_tests::cli::{assert_mentions, bo_suggest, fail, succeed_json};
 
 bomf_tests::bomf_cli!();
-
-fn stdout_json(out: &Output) -> serde_json::Value {
-    serde_json::from_str(&succeed(out)).expect("stdout is JSON")
-}
 
 fn stderr(out: &Output) -> String {
     fail(out)
@@ -27,7 +23,7 @@ fn empty_history_gives_a_seeded_design_inside_the_space() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("space.json"), SPACE).unwrap();
     let args = bo_suggest(&["--q", "4", "--seed", "7"]);
-    let first = candidates(&stdout_json(&bomf(&args, dir.path())));
+    let first = candidates(&succeed_json(&bomf(&args, dir.path())));
     assert_eq!(first.len(), 4);
     for x in &first {
         assert!((1e-6..=1e-4).contains(&x[0]), "lr out of range: {x:?}");
@@ -37,9 +33,9 @@ fn empty_history_gives_a_seeded_design_inside_the_space() {
         );
     }
     // Same files and seed: same answer; another seed: another design.
-    assert_eq!(first, candidates(&stdout_json(&bomf(&args, dir.path()))));
+    assert_eq!(first, candidates(&succeed_json(&bomf(&args, dir.path()))));
     let other = bo_suggest(&["--q", "4", "--seed", "8"]);
-    assert_ne!(first, candidates(&stdout_json(&bomf(&other, dir.path()))));
+    assert_ne!(first, candidates(&succeed_json(&bomf(&other, dir.path()))));
 }
 
 #[test]
@@ -51,7 +47,7 @@ fn history_drives_bayesian_optimisation_and_tolerates_failures() {
     let mut history = String::new();
     for i in 0..8 {
         let args = bo_suggest(&["--history", "h.jsonl"]);
-        let x = candidates(&stdout_json(&bomf(&args, dir.path())))[0].clone();
+        let x = candidates(&succeed_json(&bomf(&args, dir.path())))[0].clone();
         // Failures as Python's json.dumps writes them, and as null.
         let y = match i {
             2 => "null".to_string(),
@@ -64,7 +60,7 @@ fn history_drives_bayesian_optimisation_and_tolerates_failures() {
     }
     // Past the initial design the proposal comes from the GP; it must be a new point.
     let args = bo_suggest(&["--history", "h.jsonl"]);
-    let next = candidates(&stdout_json(&bomf(&args, dir.path())))[0].clone();
+    let next = candidates(&succeed_json(&bomf(&args, dir.path())))[0].clone();
     assert!(
         !history.contains(&format!("{next:?}")),
         "re-proposed a point"
@@ -90,10 +86,7 @@ fn bad_history_names_the_line() {
     )
     .unwrap();
     let err = stderr(&bomf(&args, dir.path()));
-    assert!(
-        err.contains("h.jsonl:1") && err.contains("objective"),
-        "{err}"
-    );
+    assert_mentions(&err, &["h.jsonl:1", "objective"]);
 
     std::fs::write(
         dir.path().join("h.jsonl"),
@@ -109,10 +102,7 @@ fn bad_history_names_the_line() {
     // A batch too large to hold is refused, saying the limit, not an allocation failure.
     let huge = bo_suggest(&["--q", "1000000000000"]);
     let err = stderr(&bomf(&huge, dir.path()));
-    assert!(
-        err.contains("1000000000000") && err.contains("at most 1000"),
-        "{err}"
-    );
+    assert_mentions(&err, &["1000000000000", "at most 1000"]);
 }
 
 #[test]
@@ -127,7 +117,7 @@ fn bad_space_is_a_clear_error() {
         &["bo", "suggest", "--space", "space.json"],
         dir.path(),
     ));
-    assert!(err.contains("space.json") && err.contains("lr"), "{err}");
+    assert_mentions(&err, &["space.json", "lr"]);
     let err = stderr(&bomf(
         &["bo", "suggest", "--space", "missing.json"],
         dir.path(),
@@ -150,7 +140,7 @@ fn hypervolume_matches_botorch_golden_value() {
             &["bo", "hypervolume", "--ref", r, "--points", "front.json"],
             dir.path(),
         );
-        stdout_json(&out)["hypervolume"].as_f64().unwrap()
+        succeed_json(&out)["hypervolume"].as_f64().unwrap()
     };
     assert!((hv("0,0") - 37.75).abs() < 1e-12);
     assert!((hv("1,0.5") - 28.75).abs() < 1e-12);
@@ -174,7 +164,7 @@ fn hypervolume_matches_botorch_golden_value() {
         ],
         dir.path(),
     );
-    assert!((stdout_json(&out)["hypervolume"].as_f64().unwrap() - 37.75).abs() < 1e-12);
+    assert!((succeed_json(&out)["hypervolume"].as_f64().unwrap() - 37.75).abs() < 1e-12);
 
     std::fs::write(dir.path().join("bad.jsonl"), "[1, 2]\n[1, 2, 3]\n").unwrap();
     let err = stderr(&bomf(

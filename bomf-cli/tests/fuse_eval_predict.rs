@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use bomf_tests::cli::config::jsonl_spec;
-use bomf_tests::cli::{fail, fuse_args, json, model_args, succeed};
+use bomf_tests::cli::{assert_mentions, fail, fuse_args, json, model_args, succeed, succeed_json};
 use serde_json::Value;
 
 bomf_tests::bomf_cli!();
@@ -49,8 +49,7 @@ fn eval_json(model: &Path, dir: &Path) -> Value {
         "--batch-size",
         "5",
     ];
-    let out = with_model(dir, "eval", model, &flags);
-    serde_json::from_str(&succeed(&out)).expect("stdout is one JSON object")
+    succeed_json(&with_model(dir, "eval", model, &flags))
 }
 
 fn check_eval(got: &Value, reference: &Value) {
@@ -100,18 +99,15 @@ fn device_flag_is_parsed_and_cuda_needs_the_feature() {
             &["--file", &file, "--device", device],
         )
     };
-    let got: Value = serde_json::from_str(&succeed(&eval("cpu"))).unwrap();
+    let got = succeed_json(&eval("cpu"));
     check_eval(&got, &expected()["a"]);
     let err = fail(&eval("cuda:x"));
-    assert!(err.contains("cuda:x") && err.contains("cuda:N"), "{err}");
+    assert_mentions(&err, &["cuda:x", "cuda:N"]);
     if cfg!(feature = "cuda") {
         return;
     }
     let err = fail(&eval("cuda:1"));
-    assert!(
-        err.contains("cuda:1") && err.contains("--features cuda"),
-        "{err}"
-    );
+    assert_mentions(&err, &["cuda:1", "--features cuda"]);
     let out = dir.path().join("out.jsonl");
     let flags = [
         "--input",
@@ -122,10 +118,7 @@ fn device_flag_is_parsed_and_cuda_needs_the_feature() {
         "cuda",
     ];
     let err = fail(&with_model(dir.path(), "predict", &model, &flags));
-    assert!(
-        err.contains("cuda:0") && err.contains("--features cuda"),
-        "{err}"
-    );
+    assert_mentions(&err, &["cuda:0", "--features cuda"]);
     assert!(
         !out.exists(),
         "nothing is written when the device is missing"
@@ -187,7 +180,7 @@ fn fuse_of_mismatched_checkpoints_names_the_checkpoint_and_tensor() {
     let err = fail(&fuse(dir.path(), &[&a, &wide], "0.5,0.5", &out_dir, &[]));
     assert!(err.contains("checkpoint 2"), "{err}");
     assert!(err.contains("wide"), "{err}");
-    assert!(err.contains("bert.") && err.contains("shape"), "{err}");
+    assert_mentions(&err, &["bert.", "shape"]);
     assert!(!out_dir.join("model.safetensors").exists());
 }
 
@@ -216,10 +209,7 @@ fn fusing_bare_checkpoint_files_asks_for_the_config() {
         &fused,
         &[],
     ));
-    assert!(
-        err.contains("no config.json") && err.contains("--config"),
-        "{err}"
-    );
+    assert_mentions(&err, &["no config.json", "--config"]);
 }
 
 #[test]
@@ -239,10 +229,7 @@ fn fuse_refuses_checkpoints_whose_classes_are_in_another_order() {
     let out_dir = dir.path().join("fused");
     let a = tiny().join("a");
     let err = fail(&fuse(dir.path(), &[&a, &swapped], "0.5,0.5", &out_dir, &[]));
-    assert!(
-        err.contains("checkpoint 2") && err.contains("id2label"),
-        "{err}"
-    );
+    assert_mentions(&err, &["checkpoint 2", "id2label"]);
     assert!(err.contains(r#"["pos", "neg"]"#), "{err}");
     assert!(!out_dir.join("model.safetensors").exists());
 }
@@ -278,7 +265,7 @@ fn unsupported_model_type_is_named() {
     std::fs::write(&input, "{\"text\": \"hi\"}\n").unwrap();
     let flags = ["--input", input.to_str().unwrap(), "--out", "out.jsonl"];
     let err = fail(&with_model(dir.path(), "predict", &model, &flags));
-    assert!(err.contains("model_type") && err.contains("gpt2"), "{err}");
+    assert_mentions(&err, &["model_type", "gpt2"]);
 }
 
 /// `bomf predict` of tiny model `a` from `input` to `out`, then `flags`.
@@ -403,18 +390,12 @@ fn predict_names_the_bad_line() {
     std::fs::write(&input, "{\"text\": \"fine\"}\n{\"text\": oops}\n").unwrap();
     let out = Path::new("out.jsonl");
     let err = fail(&predict(dir.path(), &input, out, &[]));
-    assert!(
-        err.contains("in.jsonl:2") && err.contains("invalid JSON"),
-        "{err}"
-    );
+    assert_mentions(&err, &["in.jsonl:2", "invalid JSON"]);
     assert!(!dir.path().join("out.jsonl").exists());
 
     std::fs::write(&input, "{\"text\": \"fine\"}\n{\"review\": \"x\"}\n").unwrap();
     let err = fail(&predict(dir.path(), &input, out, &[]));
-    assert!(
-        err.contains("in.jsonl:2") && err.contains("`text`"),
-        "{err}"
-    );
+    assert_mentions(&err, &["in.jsonl:2", "`text`"]);
 }
 
 #[test]
@@ -435,28 +416,25 @@ fn eval_reads_a_data_spec_and_rejects_a_missing_split() {
         ];
         with_model(dir.path(), "eval", &model, &flags)
     };
-    let got: Value = serde_json::from_str(&succeed(&run("validation"))).unwrap();
+    let got = succeed_json(&run("validation"));
     check_eval(&got, &expected()["a"]);
     let err = fail(&run("test"));
     assert!(err.contains("test split"), "{err}");
 
-    // Labels listed in another order than the model's id2label are mapped by name.
+    // The spec with its `labels` list.
     let text = std::fs::read_to_string(&spec).unwrap();
-    std::fs::write(
-        &spec,
-        text.replace("[split]", "labels = [\"pos\", \"neg\"]\n[split]"),
-    )
-    .unwrap();
-    let got: Value = serde_json::from_str(&succeed(&run("validation"))).unwrap();
+    let with_labels = |labels: &str| {
+        let listed = text.replace("[split]", &format!("labels = {labels}\n[split]"));
+        std::fs::write(&spec, listed).unwrap();
+    };
+    // Labels listed in another order than the model's id2label are mapped by name.
+    with_labels("[\"pos\", \"neg\"]");
+    let got = succeed_json(&run("validation"));
     check_eval(&got, &expected()["a"]);
     // Labels the model does not know are an error naming both sets.
-    std::fs::write(
-        &spec,
-        text.replace("[split]", "labels = [\"neg\", \"pos\", \"meh\"]\n[split]"),
-    )
-    .unwrap();
+    with_labels("[\"neg\", \"pos\", \"meh\"]");
     let err = fail(&run("validation"));
-    assert!(err.contains("id2label") && err.contains("meh"), "{err}");
+    assert_mentions(&err, &["id2label", "meh"]);
 }
 
 #[test]

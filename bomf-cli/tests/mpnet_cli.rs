@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use bomf_models::CpuBackend;
 use bomf_models::mpnet::{self, MpnetConfig, MpnetForSequenceClassification};
 use bomf_tests::cli::config::{RunConfig, by_rank_data, jsonl_spec};
-use bomf_tests::cli::{fuse_args, json, model_args, succeed};
+use bomf_tests::cli::{fuse_then_eval, json, manifest_files, succeed, train_args};
 
 bomf_tests::bomf_cli!();
 
@@ -79,10 +79,6 @@ fn bomf_train_keeps_mpnet_checkpoints_that_fuse_and_evaluate() {
     let files: Vec<(&str, &Path)> = files.iter().map(|(n, p)| (*n, p.as_path())).collect();
     std::fs::write(&spec, jsonl_spec(&files)).unwrap();
     let flags = [
-        "--data",
-        spec.to_str().unwrap(),
-        "--out",
-        "run",
         "--batch-size",
         "8",
         "--epochs",
@@ -96,33 +92,17 @@ fn bomf_train_keeps_mpnet_checkpoints_that_fuse_and_evaluate() {
         "--rule",
         "last_k",
     ];
-    let stdout = succeed(&bomf(&model_args("train", &model, &flags), dir.path()));
+    let stdout = succeed(&bomf(&train_args(&model, &spec, "run", &flags), dir.path()));
     assert!(stdout.contains("kept 3 checkpoints"), "{stdout}");
-    let ckpts = dir.path().join("run/checkpoints");
-    let manifest = json(&ckpts.join("manifest.json"));
-    let files: Vec<PathBuf> = manifest["checkpoints"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| ckpts.join(e["file"].as_str().unwrap()))
-        .collect();
+    let files = manifest_files(&dir.path().join("run/checkpoints"));
     assert_eq!(files.len(), 3);
 
-    let fused = Path::new("fused");
-    succeed(&bomf(
-        &fuse_args(&files, "0.2,0.3,0.5", fused, &[]),
-        dir.path(),
-    ));
+    let exe = env!("CARGO_BIN_EXE_bomf");
+    let got = fuse_then_eval(exe, dir.path(), &files, &tiny().join("eval.jsonl"));
     assert_eq!(
         json(&dir.path().join("fused/config.json"))["model_type"],
         "mpnet"
     );
-    let file = tiny().join("eval.jsonl");
-    let eval = bomf(
-        &model_args("eval", fused, &["--file", file.to_str().unwrap()]),
-        dir.path(),
-    );
-    let got: serde_json::Value = serde_json::from_str(&succeed(&eval)).unwrap();
     assert_eq!(got["num_examples"], 12);
     assert!(got["loss"].as_f64().unwrap().is_finite(), "{got}");
 }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use bomf_tests::cli::config::{RunConfig, by_rank_data};
-use bomf_tests::cli::{fail, fusion_indices, json, succeed};
+use bomf_tests::cli::{assert_mentions, fail, fusion_indices, json, succeed};
 
 bomf_tests::bomf_cli!();
 
@@ -67,11 +67,13 @@ fn seed_and_set_change_the_run_and_a_resume_needs_the_same_overrides() {
     assert_eq!(fusion_indices(&run, "bomf"), (0..5).collect::<Vec<_>>());
     let other = ["--seed", "3", "--set", "fusion.budget=6", "--resume"];
     let err = fail(&bomf(&args("run", &other), dir.path()));
-    assert!(
-        err.contains("differs from the run's")
-            && err.contains("# --set fusion.budget=5")
-            && err.contains("# --set fusion.budget=6"),
-        "{err}"
+    assert_mentions(
+        &err,
+        &[
+            "differs from the run's",
+            "# --set fusion.budget=5",
+            "# --set fusion.budget=6",
+        ],
     );
     let err = fail(&bomf(&args("run", &["--resume"]), dir.path()));
     assert!(err.contains("differs from the run's"), "{err}");
@@ -92,10 +94,7 @@ fn an_unknown_key_or_a_bad_value_is_refused_naming_it_before_the_run_directory_e
         err
     };
     let err = refused(&["--set", "fusion.budgett=5"]);
-    assert!(
-        err.contains("--set fusion.budgett=5") && err.contains("unknown field `budgett`"),
-        "{err}"
-    );
+    assert_mentions(&err, &["--set fusion.budgett=5", "unknown field `budgett`"]);
     let err = refused(&["--set", "no_such_table.key=1"]);
     assert!(err.contains("--set no_such_table.key=1"), "{err}");
     let err = refused(&["--set", "fusion.budget=many"]);

@@ -10,7 +10,8 @@ use bomf_tests::cli::interrupt::{
     assert_each_evaluation_once, kill_after_fusions, spawn_slow, wait_for_fusions,
 };
 use bomf_tests::cli::{
-    assert_run_outputs, count_events, fail, fusion_indices, model_args, succeed,
+    assert_mentions, assert_run_outputs, count_events, fail, fusion_indices, model_args, run_args,
+    succeed, succeed_json, write_replaced,
 };
 use serde_json::Value;
 
@@ -26,6 +27,22 @@ const FUSION_BUDGET: usize = 8;
 fn write_config(dir: &Path, extra: &str) -> PathBuf {
     let fusion = format!("budget = {FUSION_BUDGET}\n");
     write_tiny_classifier_run(dir, &tiny(), (&fusion, "greedy_soup = true\n"), extra)
+}
+
+/// The fixture's training data (the lines of `train.jsonl`).
+fn train_data() -> String {
+    std::fs::read_to_string(tiny().join("train.jsonl")).unwrap()
+}
+
+/// A run config as [`write_config`] that reads its data from `dir/name`, written with `data`;
+/// returns the config's path and text and the data file's path.
+fn write_config_on_data(dir: &Path, name: &str, data: &str) -> (PathBuf, String, PathBuf) {
+    let config = write_config(dir, "");
+    let path = dir.join(name);
+    std::fs::write(&path, data).unwrap();
+    let original = tiny().join("train.jsonl").display().to_string();
+    let text = write_replaced(&config, &config, &original, &path.display().to_string());
+    (config, text, path)
 }
 
 /// `bomf ARGS` in the background, each evaluation slowed down (300 ms) so that a test can
@@ -44,7 +61,7 @@ fn run_writes_results_fused_model_and_report() {
     );
     let stdout = succeed(&out);
     let run = dir.path().join("run1");
-    assert!(stdout.contains("BOMF (posterior mean)") && stdout.contains("greedy soup"));
+    assert_mentions(&stdout, &["BOMF (posterior mean)", "greedy soup"]);
     // stderr is a pipe here: progress comes as plain lines, stage 2's and stage 3's included,
     // and the logs (`-v`) carry no colour codes.
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -75,7 +92,7 @@ fn run_writes_results_fused_model_and_report() {
         (0..FUSION_BUDGET as u64).collect::<Vec<_>>()
     );
     let md = std::fs::read_to_string(run.join("report/report.md")).unwrap();
-    assert!(md.contains("greedy soup") && md.contains("pareto.svg"));
+    assert_mentions(&md, &["greedy soup", "pareto.svg"]);
 
     // The exported model is the chosen fusion: `bomf eval` on it reproduces its test numbers.
     let spec = dir.path().join("data.toml");
@@ -103,10 +120,7 @@ fn run_writes_results_fused_model_and_report() {
     assert!((a - b).abs() < 1e-4, "exported model loss {a} vs run's {b}");
 
     // Without --resume, the same directory is refused, and the message says what to do.
-    let again = bomf(
-        &["run", config.to_str().unwrap(), "--out", "run1"],
-        dir.path(),
-    );
+    let again = bomf(&run_args(&config, "run1", &[]), dir.path());
     assert!(fail(&again).contains("--resume"));
 }
 
@@ -115,11 +129,10 @@ fn kill_9_then_resume_repeats_no_evaluation() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "");
     let run = dir.path().join("run2");
-    let args = ["run", config.to_str().unwrap(), "--out", "run2"];
-    let child = slow_run(dir.path(), &args, Stdio::null());
+    let child = slow_run(dir.path(), &run_args(&config, "run2", &[]), Stdio::null());
     kill_after_fusions(child, &run, 3, FUSION_BUDGET);
 
-    succeed(&bomf(&[&args[..], &["--resume"]].concat(), dir.path()));
+    succeed(&bomf(&run_args(&config, "run2", &["--resume"]), dir.path()));
     // Every evaluation of the search exactly once, in order, across the two processes, and
     // stage 2 not redone.
     assert_each_evaluation_once(&run, FUSION_BUDGET);
@@ -135,10 +148,10 @@ fn ctrl_c_stops_cleanly_and_a_second_run_is_locked_out() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "");
     let run = dir.path().join("run4");
-    let args = ["run", config.to_str().unwrap(), "--out", "run4"];
-    let mut child = slow_run(dir.path(), &args, Stdio::piped());
+    let resume = run_args(&config, "run4", &["--resume"]);
+    let mut child = slow_run(dir.path(), &run_args(&config, "run4", &[]), Stdio::piped());
     wait_for_fusions(&mut child, &run, 2);
-    let err = fail(&bomf(&[&args[..], &["--resume"]].concat(), dir.path()));
+    let err = fail(&bomf(&resume, dir.path()));
     assert!(err.contains("in use by another process"), "{err}");
 
     let before = fusion_indices(&run, "bomf").len();
@@ -160,7 +173,7 @@ fn ctrl_c_stops_cleanly_and_a_second_run_is_locked_out() {
     );
     assert!(!run.join("results.json").exists());
 
-    succeed(&bomf(&[&args[..], &["--resume"]].concat(), dir.path()));
+    succeed(&bomf(&resume, dir.path()));
     assert_eq!(
         fusion_indices(&run, "bomf"),
         (0..FUSION_BUDGET as u64).collect::<Vec<_>>()
@@ -173,75 +186,37 @@ fn resume_refuses_a_changed_config() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "");
     std::fs::create_dir_all(dir.path().join("run3")).unwrap();
-    succeed(&bomf(
-        &["run", config.to_str().unwrap(), "--out", "run3"],
-        dir.path(),
-    ));
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("seed = 1", "seed = 2");
-    std::fs::write(&config, text).unwrap();
-    let err = fail(&bomf(
-        &["run", config.to_str().unwrap(), "--out", "run3", "--resume"],
-        dir.path(),
-    ));
-    assert!(err.contains("line 1") && err.contains("seed"), "{err}");
+    succeed(&bomf(&run_args(&config, "run3", &[]), dir.path()));
+    write_replaced(&config, &config, "seed = 1", "seed = 2");
+    let err = fail(&bomf(&run_args(&config, "run3", &["--resume"]), dir.path()));
+    assert_mentions(&err, &["line 1", "seed"]);
 }
 
 #[test]
 fn resume_refuses_changed_data_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "");
-    let data = dir.path().join("train.jsonl");
-    let original = tiny().join("train.jsonl");
-    std::fs::copy(&original, &data).unwrap();
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace(&original.display().to_string(), &data.display().to_string());
-    std::fs::write(&config, text).unwrap();
-    succeed(&bomf(
-        &["run", config.to_str().unwrap(), "--out", "run4"],
-        dir.path(),
-    ));
+    let (config, _, data) = write_config_on_data(dir.path(), "train.jsonl", &train_data());
+    succeed(&bomf(&run_args(&config, "run4", &[]), dir.path()));
     assert!(dir.path().join("run4/inputs.json").is_file());
     // Unchanged inputs resume (here: nothing left to do).
-    succeed(&bomf(
-        &["run", config.to_str().unwrap(), "--out", "run4", "--resume"],
-        dir.path(),
-    ));
+    let resume = run_args(&config, "run4", &["--resume"]);
+    succeed(&bomf(&resume, dir.path()));
     // One example more: the hash-rank split changes, and resuming would mix evaluations on
     // two validation sets.
     let mut text = std::fs::read_to_string(&data).unwrap();
     text += "{\"text\": \"one more review\", \"label\": \"pos\"}\n";
     std::fs::write(&data, text).unwrap();
-    let err = fail(&bomf(
-        &["run", config.to_str().unwrap(), "--out", "run4", "--resume"],
-        dir.path(),
-    ));
-    assert!(
-        err.contains("train.jsonl changed size") && err.contains("start a new run"),
-        "{err}"
-    );
+    let err = fail(&bomf(&resume, dir.path()));
+    assert_mentions(&err, &["train.jsonl changed size", "start a new run"]);
 }
 
 #[test]
 fn one_class_data_and_bad_settings_fail_before_the_run_directory_exists() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "");
-    let data = dir.path().join("one-class.jsonl");
-    let original = tiny().join("train.jsonl");
-    let text = std::fs::read_to_string(&original)
-        .unwrap()
-        .replace("\"neg\"", "\"pos\"");
-    std::fs::write(&data, text).unwrap();
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace(&original.display().to_string(), &data.display().to_string());
-    std::fs::write(&config, &text).unwrap();
-    let err = fail(&bomf(
-        &["run", config.to_str().unwrap(), "--out", "r"],
-        dir.path(),
-    ));
+    let one_class = train_data().replace("\"neg\"", "\"pos\"");
+    let (config, text, _) = write_config_on_data(dir.path(), "one-class.jsonl", &one_class);
+    let args = run_args(&config, "r", &[]);
+    let err = fail(&bomf(&args, dir.path()));
     assert!(err.contains("single class"), "{err}");
     assert!(
         !dir.path().join("r").exists(),
@@ -249,10 +224,7 @@ fn one_class_data_and_bad_settings_fail_before_the_run_directory_exists() {
     );
 
     std::fs::write(&config, text.replace("epochs = 4", "epochs = 0")).unwrap();
-    let err = fail(&bomf(
-        &["run", config.to_str().unwrap(), "--out", "r"],
-        dir.path(),
-    ));
+    let err = fail(&bomf(&args, dir.path()));
     assert!(err.contains("epochs must be at least 1"), "{err}");
     assert!(!dir.path().join("r").exists());
 }
@@ -261,12 +233,10 @@ fn one_class_data_and_bad_settings_fail_before_the_run_directory_exists() {
 fn unknown_config_key_names_key_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("batch_size = 8", "batch_size = 8\nbatchsize = 8");
-    std::fs::write(&config, text).unwrap();
+    let with_typo = "batch_size = 8\nbatchsize = 8";
+    write_replaced(&config, &config, "batch_size = 8", with_typo);
     let err = fail(&bomf(&["run", config.to_str().unwrap()], dir.path()));
-    assert!(err.contains("batchsize") && err.contains("line"), "{err}");
+    assert_mentions(&err, &["batchsize", "line"]);
 }
 
 #[test]
@@ -277,11 +247,10 @@ fn hpo_finds_settings_and_writes_them() {
         "\n[hpbo]\nn_initial = 2\nbudget = 3\nfreeze_lower_layers = 1\n\
          [hpbo.space]\nlearning_rate = [0.001, 0.03]\n",
     );
-    let out = succeed(&bomf(
+    let v = succeed_json(&bomf(
         &["hpo", config.to_str().unwrap(), "--out", "hpo"],
         dir.path(),
     ));
-    let v: Value = serde_json::from_str(&out).unwrap();
     let lr = v["learning_rate"].as_f64().unwrap();
     assert!((0.001..=0.03).contains(&lr));
     assert_eq!(v["trials"].as_array().unwrap().len(), 3);
@@ -300,19 +269,13 @@ fn device_key_is_checked_and_cuda_needs_the_feature() {
         fail(&bomf(&["run", config.to_str().unwrap()], dir.path()))
     };
     let err = run_on("tpu");
-    assert!(
-        err.contains("tpu") && err.contains("line 2") && err.contains("cuda:N"),
-        "{err}"
-    );
+    assert_mentions(&err, &["tpu", "line 2", "cuda:N"]);
 
     if cfg!(feature = "cuda") {
         return;
     }
     let err = run_on("cuda:0");
-    assert!(
-        err.contains("cuda:0") && err.contains("--features cuda"),
-        "{err}"
-    );
+    assert_mentions(&err, &["cuda:0", "--features cuda"]);
     // `--device` overrides the config's key (here to another GPU, named in the error).
     let err = fail(&bomf(
         &["run", config.to_str().unwrap(), "--device", "cuda:2"],

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use bomf_tests::cli::config::jsonl_spec;
-use bomf_tests::cli::{fail, fuse_args, json, model_args, succeed};
+use bomf_tests::cli::{fail, fuse_then_eval, json, manifest_files, succeed, train_args};
 
 bomf_tests::bomf_cli!();
 
@@ -27,10 +27,6 @@ fn write_spec(dir: &Path, with_validation: bool) -> PathBuf {
 fn train(dir: &Path, run: &str, extra: &[&str]) -> Output {
     let spec = write_spec(dir, true);
     let mut flags = vec![
-        "--data",
-        spec.to_str().unwrap(),
-        "--out",
-        run,
         "--batch-size",
         "8",
         "--epochs",
@@ -45,7 +41,7 @@ fn train(dir: &Path, run: &str, extra: &[&str]) -> Output {
         "7",
     ];
     flags.extend(extra);
-    bomf(&model_args("train", &tiny().join("a"), &flags), dir)
+    bomf(&train_args(&tiny().join("a"), &spec, run, &flags), dir)
 }
 
 #[test]
@@ -63,10 +59,7 @@ fn train_keeps_the_last_k_checkpoints_and_they_fuse() {
         .map(|e| e["step"].as_u64().unwrap())
         .collect();
     assert_eq!(steps, [8, 10, 12]);
-    let files: Vec<PathBuf> = entries
-        .iter()
-        .map(|e| ckpts.join(e["file"].as_str().unwrap()))
-        .collect();
+    let files = manifest_files(&ckpts);
     for f in &files {
         assert!(f.is_file(), "{} missing", f.display());
     }
@@ -76,17 +69,8 @@ fn train_keeps_the_last_k_checkpoints_and_they_fuse() {
     }
 
     // The kept files fuse as they are, and the result evaluates.
-    let fused = Path::new("fused");
-    succeed(&bomf(
-        &fuse_args(&files, "0.2,0.3,0.5", fused, &[]),
-        dir.path(),
-    ));
-    let file = tiny().join("eval.jsonl");
-    let eval = bomf(
-        &model_args("eval", fused, &["--file", file.to_str().unwrap()]),
-        dir.path(),
-    );
-    let got: serde_json::Value = serde_json::from_str(&succeed(&eval)).unwrap();
+    let exe = env!("CARGO_BIN_EXE_bomf");
+    let got = fuse_then_eval(exe, dir.path(), &files, &tiny().join("eval.jsonl"));
     assert_eq!(got["num_examples"], 12);
     assert!(got["loss"].as_f64().unwrap().is_finite());
 
@@ -99,11 +83,8 @@ fn train_keeps_the_last_k_checkpoints_and_they_fuse() {
 fn train_needs_a_validation_split() {
     let dir = tempfile::tempdir().unwrap();
     let spec = write_spec(dir.path(), false);
-    let flags = ["--data", spec.to_str().unwrap(), "--out", "run"];
-    let err = fail(&bomf(
-        &model_args("train", &tiny().join("a"), &flags),
-        dir.path(),
-    ));
+    let args = train_args(&tiny().join("a"), &spec, "run", &[]);
+    let err = fail(&bomf(&args, dir.path()));
     assert!(err.contains("validation split is empty"), "{err}");
 }
 

@@ -103,13 +103,7 @@ impl EvalSet {
         config: GenerationConfig,
         batch_size: usize,
     ) -> Result<Self> {
-        if references.len() != items.len() {
-            return Err(CoreError::InvalidInput(format!(
-                "{} references for {} items",
-                references.len(),
-                items.len()
-            )));
-        }
+        check_one_per_item("references", references.len(), &items)?;
         if config.max_new_tokens == 0 {
             return Err(CoreError::config(
                 "generation.max_new_tokens",
@@ -117,13 +111,12 @@ impl EvalSet {
             ));
         }
         let pad_id = encoder.pad_id();
-        let mut set = Self::new(task, items, pad_id, batch_size)?;
-        set.scoring = Scoring::Generation {
+        let set = Self::new(task, items, pad_id, batch_size)?;
+        Ok(set.scored_by(Scoring::Generation {
             references,
             encoder,
             config,
-        };
-        Ok(set)
+        }))
     }
 
     /// A multiple-choice split (from [`crate::generative::choice_items`]).
@@ -135,13 +128,7 @@ impl EvalSet {
         pad_id: u32,
         batch_size: usize,
     ) -> Result<Self> {
-        if item_examples.len() != items.len() {
-            return Err(CoreError::InvalidInput(format!(
-                "{} item examples for {} items",
-                item_examples.len(),
-                items.len()
-            )));
-        }
+        check_one_per_item("item examples", item_examples.len(), &items)?;
         let mut options = vec![0usize; answers.len()];
         for &e in &item_examples {
             *options.get_mut(e).ok_or_else(|| {
@@ -171,13 +158,12 @@ impl EvalSet {
         }
         let correct_batches =
             Batcher::new(correct, pad_id, BatchConfig::eval(batch_size))?.epoch(0);
-        let mut set = Self::new(task, items, pad_id, batch_size)?;
-        set.scoring = Scoring::Choices {
+        let set = Self::new(task, items, pad_id, batch_size)?;
+        Ok(set.scored_by(Scoring::Choices {
             item_examples,
             answers,
             correct_batches,
-        };
-        Ok(set)
+        }))
     }
 
     /// The batches whose mean loss is this set's loss: every batch, except for multiple choice,
@@ -191,6 +177,20 @@ impl EvalSet {
         }
     }
 
+    /// The set scored by `scoring` instead of its items' targets.
+    fn scored_by(self, scoring: Scoring) -> Self {
+        Self { scoring, ..self }
+    }
+
+    /// The name of the task's selection metric (its first), the one runs optimise with the loss.
+    pub fn primary_metric(&self) -> Result<String> {
+        self.task
+            .metrics
+            .first()
+            .map(|m| m.name().to_string())
+            .ok_or_else(|| CoreError::config("task.metrics", "the task has no metric"))
+    }
+
     /// The metrics [`evaluate`] reports for this set, in order, without repeats.
     pub fn metric_list(&self) -> Vec<Metric> {
         let mut list = self.task.metrics.clone();
@@ -202,6 +202,18 @@ impl EvalSet {
             }
         }
         list
+    }
+}
+
+/// Errors unless there are as many `what` (`n` of them) as `items`.
+fn check_one_per_item(what: &str, n: usize, items: &[Item]) -> Result<()> {
+    if n == items.len() {
+        Ok(())
+    } else {
+        Err(CoreError::InvalidInput(format!(
+            "{n} {what} for {} items",
+            items.len()
+        )))
     }
 }
 

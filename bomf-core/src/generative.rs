@@ -46,6 +46,15 @@ fn input_rows(batch: &Batch) -> (Vec<Vec<i64>>, Vec<Vec<i64>>) {
     (rows(&batch.input_ids), rows(&batch.attention_mask))
 }
 
+/// The batch's inputs as the encoder input of a seq2seq model.
+fn seq2seq_input(batch: &Batch) -> Seq2SeqInput {
+    let (input_ids, attention_mask) = input_rows(batch);
+    Seq2SeqInput {
+        input_ids,
+        attention_mask,
+    }
+}
+
 /// The batch's token labels as rows (`-100` where ignored).
 fn label_rows(batch: &Batch) -> Result<Vec<Vec<i64>>> {
     match &batch.targets {
@@ -237,6 +246,23 @@ fn causal_prompts(batch: &Batch, pad: i64) -> Result<CausalLmInput> {
     })
 }
 
+/// Generates continuations of the batch's prompts with `model` (plain or adapted), by beam
+/// search when `config` asks for beams and greedily otherwise.
+fn causal_generate<B: Backend>(
+    model: &LlamaForCausalLM<B>,
+    batch: &Batch,
+    config: &GenerationConfig,
+) -> Result<Vec<Vec<i64>>> {
+    let pad = config.pad_token_id;
+    let prompts = causal_prompts(batch, pad)?;
+    Ok(match config.beam() {
+        Some(beam) => model.generate_beam(&prompts, &beam, &config.eos_token_ids, pad)?,
+        None => {
+            model.generate_greedy(&prompts, config.max_new_tokens, &config.eos_token_ids, pad)?
+        }
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // TaskModel implementations
 // ---------------------------------------------------------------------------------------------
@@ -246,11 +272,7 @@ impl<B: Backend> TaskModel<B> for T5ForConditionalGeneration<B> {
     /// `model(input_ids, attention_mask, labels=labels)`.
     fn forward_batch(&self, batch: &Batch, _device: &B::Device) -> Result<BatchOutput<B>> {
         let labels = label_rows(batch)?;
-        let (input_ids, attention_mask) = input_rows(batch);
-        let input = Seq2SeqInput {
-            input_ids,
-            attention_mask,
-        };
+        let input = seq2seq_input(batch);
         let decoder_input_ids = self.shift_right(&labels)?;
         let logits = self.logits(&input, &decoder_input_ids)?;
         score_tokens(logits, &labels)
@@ -262,11 +284,7 @@ impl<B: Backend> TaskModel<B> for T5ForConditionalGeneration<B> {
         config: &GenerationConfig,
         _device: &B::Device,
     ) -> Result<Vec<Vec<i64>>> {
-        let (input_ids, attention_mask) = input_rows(batch);
-        let input = Seq2SeqInput {
-            input_ids,
-            attention_mask,
-        };
+        let input = seq2seq_input(batch);
         Ok(match config.beam() {
             Some(beam) => self.generate_beam(&input, &beam, &config.eos_token_ids)?,
             None => self.generate_greedy(
@@ -291,18 +309,7 @@ impl<B: Backend> TaskModel<B> for LlamaForCausalLM<B> {
         config: &GenerationConfig,
         _device: &B::Device,
     ) -> Result<Vec<Vec<i64>>> {
-        let prompts = causal_prompts(batch, config.pad_token_id)?;
-        Ok(match config.beam() {
-            Some(beam) => {
-                self.generate_beam(&prompts, &beam, &config.eos_token_ids, config.pad_token_id)?
-            }
-            None => self.generate_greedy(
-                &prompts,
-                config.max_new_tokens,
-                &config.eos_token_ids,
-                config.pad_token_id,
-            )?,
-        })
+        causal_generate(self, batch, config)
     }
 }
 
@@ -419,22 +426,8 @@ impl<B: Backend> TaskModel<B> for LoraLlama<B> {
         config: &GenerationConfig,
         _device: &B::Device,
     ) -> Result<Vec<Vec<i64>>> {
-        let prompts = causal_prompts(batch, config.pad_token_id)?;
         let adapted = self.adapters.attach(&self.base)?;
-        Ok(match config.beam() {
-            Some(beam) => adapted.generate_beam(
-                &prompts,
-                &beam,
-                &config.eos_token_ids,
-                config.pad_token_id,
-            )?,
-            None => adapted.generate_greedy(
-                &prompts,
-                config.max_new_tokens,
-                &config.eos_token_ids,
-                config.pad_token_id,
-            )?,
-        })
+        causal_generate(&adapted, batch, config)
     }
 }
 
@@ -487,6 +480,17 @@ fn prompt_target_item(encoder: &TextEncoder, prompt: &str, target: &str) -> Resu
     })
 }
 
+/// Errors unless `dataset` is a non-empty split of a task of `kind` (`what` names the kind).
+fn check_split(dataset: &Dataset, kind: TaskKind, what: &str) -> Result<()> {
+    if dataset.task.kind != kind {
+        return Err(CoreError::InvalidInput(format!(
+            "{} is not a {what} task",
+            dataset.task.name
+        )));
+    }
+    Ok(dataset.ensure_not_empty(&format!("the {what} split"))?)
+}
+
 /// Items of a generation dataset (every example needs at least one reference). For T5 the
 /// prompt is the encoder input; `prompt` builds it from an example (e.g. [`default_prompt`]).
 pub fn generation_items(
@@ -494,13 +498,7 @@ pub fn generation_items(
     dataset: &Dataset,
     prompt: impl Fn(&Example) -> String,
 ) -> Result<GenerationItems> {
-    if dataset.task.kind != TaskKind::Generation {
-        return Err(CoreError::InvalidInput(format!(
-            "{} is not a generation task",
-            dataset.task.name
-        )));
-    }
-    dataset.ensure_not_empty("the generation split")?;
+    check_split(dataset, TaskKind::Generation, "generation")?;
     let mut items = Vec::with_capacity(dataset.len());
     let mut references = Vec::with_capacity(dataset.len());
     for example in &dataset.examples {
@@ -561,13 +559,7 @@ pub fn choice_items(
     dataset: &Dataset,
     prompt: impl Fn(&Example) -> String,
 ) -> Result<ChoiceItems> {
-    if dataset.task.kind != TaskKind::MultipleChoice {
-        return Err(CoreError::InvalidInput(format!(
-            "{} is not a multiple-choice task",
-            dataset.task.name
-        )));
-    }
-    dataset.ensure_not_empty("the multiple-choice split")?;
+    check_split(dataset, TaskKind::MultipleChoice, "multiple-choice")?;
     let mut out = ChoiceItems {
         items: Vec::new(),
         item_examples: Vec::new(),

@@ -347,12 +347,7 @@ pub fn proxy_run<B: AutodiffBackend, M: TrainableModel<B>>(
 ) -> Result<ProxyOutcome> {
     let (config, batcher) = data.setup(base, hyperparams)?;
     let validation = data.validation;
-    let metric = validation
-        .task
-        .metrics
-        .first()
-        .map(|m| m.name().to_string())
-        .ok_or_else(|| CoreError::config("task.metrics", "the task has no metric"))?;
+    let metric = validation.primary_metric()?;
     let run = train(
         make_model()?,
         &batcher,

@@ -15,6 +15,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -395,16 +396,16 @@ const KEPT_COLOR: RGBColor = RGBColor(0, 158, 115);
 const BEST_COLOR: RGBColor = RGBColor(213, 94, 0);
 
 type DrawResult = std::result::Result<(), DrawingAreaErrorKind<io::Error>>;
+/// The whole SVG plot, or a panel of it.
+type Canvas<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 
-/// Renders into an SVG string with `draw`, naming `plot` in any error.
-fn render_svg(
-    plot: &str,
-    draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> DrawResult,
-) -> Result<String> {
+/// Renders into an SVG string: a white canvas, then `draw`; `plot` is named in any error.
+fn render_svg(plot: &str, draw: impl FnOnce(&Canvas<'_>) -> DrawResult) -> Result<String> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, PLOT_SIZE).into_drawing_area();
-        draw(&root)
+        root.fill(&WHITE)
+            .and_then(|()| draw(&root))
             .and_then(|()| root.present())
             .map_err(|e| ReportError::Plot {
                 plot: plot.to_string(),
@@ -412,6 +413,38 @@ fn render_svg(
             })?;
     }
     Ok(svg)
+}
+
+/// A chart with `f64` axes, as every plot here draws.
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A line through `points` in `style`, shown in the legend as `label` with a short line.
+fn draw_line<'a, 'b: 'a>(
+    chart: &mut Chart<'a, 'b>,
+    points: Vec<(f64, f64)>,
+    style: ShapeStyle,
+    label: impl Into<String>,
+) -> DrawResult {
+    chart
+        .draw_series(LineSeries::new(points, style))?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+    Ok(())
+}
+
+/// The series legend at `position`, in a translucent white box with a black border.
+fn draw_legend<'a, 'b: 'a>(
+    chart: &mut Chart<'a, 'b>,
+    position: SeriesLabelPosition,
+    font_size: u32,
+) -> DrawResult {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((FONT, font_size))
+        .draw()
 }
 
 /// Larger magnitudes are left out of plots like NaN: no metric or loss worth plotting is
@@ -426,6 +459,22 @@ fn plottable(v: f64) -> bool {
 
 fn plottable2(x: f64, y: f64) -> bool {
     plottable(x) && plottable(y)
+}
+
+/// The points that can be placed on a plot, in order.
+fn plottable_xy(points: impl IntoIterator<Item = (f64, f64)>) -> Vec<(f64, f64)> {
+    points
+        .into_iter()
+        .filter(|&(x, y)| plottable2(x, y))
+        .collect()
+}
+
+/// The labelled points that can be placed on the (loss, metric) plane.
+fn plottable_points(points: &[LabelledPoint]) -> Vec<&LabelledPoint> {
+    points
+        .iter()
+        .filter(|p| plottable2(p.loss, p.metric))
+        .collect()
 }
 
 /// A range covering every plottable value with a margin, `0..1` when there is none.
@@ -456,7 +505,7 @@ fn integer_label(x: &f64) -> String {
     }
 }
 
-fn draw_no_data(root: &DrawingArea<SVGBackend<'_>, Shift>) -> DrawResult {
+fn draw_no_data(root: &Canvas<'_>) -> DrawResult {
     let (w, h) = PLOT_SIZE;
     root.draw(&Text::new(
         "no finite data to plot",
@@ -470,8 +519,7 @@ pub fn render_pareto_svg(plot: &ParetoPlot) -> Result<String> {
     render_svg("the Pareto front", |root| draw_pareto(root, plot))
 }
 
-fn draw_pareto(root: &DrawingArea<SVGBackend<'_>, Shift>, plot: &ParetoPlot) -> DrawResult {
-    root.fill(&WHITE)?;
+fn draw_pareto(root: &Canvas<'_>, plot: &ParetoPlot) -> DrawResult {
     let labelled = plot
         .checkpoints
         .iter()
@@ -552,11 +600,7 @@ fn draw_pareto(root: &DrawingArea<SVGBackend<'_>, Shift>, plot: &ParetoPlot) -> 
             });
     }
 
-    let checkpoints: Vec<&LabelledPoint> = plot
-        .checkpoints
-        .iter()
-        .filter(|p| plottable2(p.loss, p.metric))
-        .collect();
+    let checkpoints = plottable_points(&plot.checkpoints);
     if !checkpoints.is_empty() {
         let style = CHECKPOINT_COLOR.filled();
         chart
@@ -569,11 +613,7 @@ fn draw_pareto(root: &DrawingArea<SVGBackend<'_>, Shift>, plot: &ParetoPlot) -> 
             .legend(move |(x, y)| TriangleMarker::new((x + 10, y), 7, style));
     }
 
-    let baselines: Vec<&LabelledPoint> = plot
-        .baselines
-        .iter()
-        .filter(|p| plottable2(p.loss, p.metric))
-        .collect();
+    let baselines = plottable_points(&plot.baselines);
     if !baselines.is_empty() {
         let style = BASELINE_COLOR.filled();
         chart
@@ -602,18 +642,12 @@ fn draw_pareto(root: &DrawingArea<SVGBackend<'_>, Shift>, plot: &ParetoPlot) -> 
             .legend(move |(x, y)| Cross::new((x + 10, y), 6, style));
     }
 
-    chart
-        .configure_series_labels()
-        .position(if plot.higher_metric_is_better {
-            SeriesLabelPosition::LowerRight
-        } else {
-            SeriesLabelPosition::UpperRight
-        })
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font((FONT, 15))
-        .draw()?;
-    Ok(())
+    let legend_position = if plot.higher_metric_is_better {
+        SeriesLabelPosition::LowerRight
+    } else {
+        SeriesLabelPosition::UpperRight
+    };
+    draw_legend(&mut chart, legend_position, 15)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -626,18 +660,14 @@ pub fn render_hypervolume_svg(trace: &HypervolumeTrace) -> Result<String> {
     })
 }
 
-fn draw_hypervolume(
-    root: &DrawingArea<SVGBackend<'_>, Shift>,
-    trace: &HypervolumeTrace,
-) -> DrawResult {
-    root.fill(&WHITE)?;
-    let points: Vec<(f64, f64)> = trace
-        .per_step
-        .iter()
-        .enumerate()
-        .map(|(i, &hv)| ((i + 1) as f64, hv))
-        .filter(|&(x, y)| plottable2(x, y))
-        .collect();
+fn draw_hypervolume(root: &Canvas<'_>, trace: &HypervolumeTrace) -> DrawResult {
+    let points = plottable_xy(
+        trace
+            .per_step
+            .iter()
+            .enumerate()
+            .map(|(i, &hv)| ((i + 1) as f64, hv)),
+    );
     let x_max = trace.per_step.len().max(1) as f64;
     let mut chart = ChartBuilder::on(root)
         .caption("Hypervolume per BO step", (FONT, 24))
@@ -660,34 +690,22 @@ fn draw_hypervolume(
     if trace.initial_design_len > 0 && trace.initial_design_len < trace.per_step.len() {
         let x = trace.initial_design_len as f64 + 0.5;
         let y = chart.y_range();
-        chart
-            .draw_series(std::iter::once(PathElement::new(
-                vec![(x, y.start), (x, y.end)],
-                INITIAL_COLOR.stroke_width(2),
-            )))?
-            .label("end of initial design")
-            .legend(|(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], INITIAL_COLOR.stroke_width(2))
-            });
+        let style = INITIAL_COLOR.stroke_width(2);
+        draw_line(
+            &mut chart,
+            vec![(x, y.start), (x, y.end)],
+            style,
+            "end of initial design",
+        )?;
     }
     let style = ACQUIRED_COLOR.stroke_width(2);
-    chart
-        .draw_series(LineSeries::new(points.iter().copied(), style))?
-        .label("hypervolume")
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+    draw_line(&mut chart, points.clone(), style, "hypervolume")?;
     chart.draw_series(
         points
             .iter()
             .map(|&p| Circle::new(p, 3, ACQUIRED_COLOR.filled())),
     )?;
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font((FONT, 15))
-        .draw()?;
-    Ok(())
+    draw_legend(&mut chart, SeriesLabelPosition::LowerRight, 15)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -700,32 +718,13 @@ pub fn render_learning_curve_svg(curve: &LearningCurve) -> Result<String> {
     })
 }
 
-fn draw_learning_curve(
-    root: &DrawingArea<SVGBackend<'_>, Shift>,
-    curve: &LearningCurve,
-) -> DrawResult {
-    root.fill(&WHITE)?;
+fn draw_learning_curve(root: &Canvas<'_>, curve: &LearningCurve) -> DrawResult {
     let root = root.titled("Fine-tuning learning curve", (FONT, 24))?;
     let panels = root.split_evenly((2, 1));
 
-    let train: Vec<(f64, f64)> = curve
-        .train_loss
-        .iter()
-        .map(|&(s, l)| (s as f64, l))
-        .filter(|&(x, y)| plottable2(x, y))
-        .collect();
-    let val_loss: Vec<(f64, f64)> = curve
-        .validation
-        .iter()
-        .map(|v| (v.step as f64, v.loss))
-        .filter(|&(x, y)| plottable2(x, y))
-        .collect();
-    let val_metric: Vec<(f64, f64)> = curve
-        .validation
-        .iter()
-        .map(|v| (v.step as f64, v.metric))
-        .filter(|&(x, y)| plottable2(x, y))
-        .collect();
+    let train = plottable_xy(curve.train_loss.iter().map(|&(s, l)| (s as f64, l)));
+    let val_loss = plottable_xy(curve.validation.iter().map(|v| (v.step as f64, v.loss)));
+    let val_metric = plottable_xy(curve.validation.iter().map(|v| (v.step as f64, v.metric)));
     let x_range = padded_range(
         train
             .iter()
@@ -790,11 +789,7 @@ struct Panel<'a> {
 
 /// One panel of the learning curve: the kept-checkpoint span shaded, the kept steps and the
 /// best step as vertical lines, then the curves.
-fn draw_curve_panel(
-    area: &DrawingArea<SVGBackend<'_>, Shift>,
-    curve: &LearningCurve,
-    panel: Panel<'_>,
-) -> DrawResult {
+fn draw_curve_panel(area: &Canvas<'_>, curve: &LearningCurve, panel: Panel<'_>) -> DrawResult {
     let Panel {
         x_range,
         y_desc,
@@ -836,14 +831,12 @@ fn draw_curve_panel(
     }
     if let Some(best_step) = curve.best_step {
         let best = best_step as f64;
-        let style = BEST_COLOR.stroke_width(2);
-        chart
-            .draw_series(std::iter::once(PathElement::new(
-                vec![(best, y_range.start), (best, y_range.end)],
-                style,
-            )))?
-            .label(format!("best checkpoint (step {best_step})"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+        draw_line(
+            &mut chart,
+            vec![(best, y_range.start), (best, y_range.end)],
+            BEST_COLOR.stroke_width(2),
+            format!("best checkpoint (step {best_step})"),
+        )?;
     }
     for &Curve {
         label,
@@ -854,18 +847,7 @@ fn draw_curve_panel(
         if points.is_empty() {
             continue;
         }
-        let style = color.stroke_width(2);
-        chart
-            .draw_series(LineSeries::new(points.iter().copied(), style))?
-            .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+        draw_line(&mut chart, points.to_vec(), color.stroke_width(2), label)?;
     }
-    chart
-        .configure_series_labels()
-        .position(legend_position)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font((FONT, 14))
-        .draw()?;
-    Ok(())
+    draw_legend(&mut chart, legend_position, 14)
 }

@@ -124,12 +124,7 @@ impl PreparedRun {
 
     /// The metric the run optimises with the validation loss: the task's first.
     pub fn metric(&self) -> String {
-        self.validation
-            .task
-            .metrics
-            .first()
-            .map(|m| m.name().to_string())
-            .unwrap_or_default()
+        self.validation.primary_metric().unwrap_or_default()
     }
 
     /// A new run directory at `out` for config `text`, or with `resume` the existing one: its
@@ -158,12 +153,8 @@ impl PreparedRun {
         device: &B::Device,
     ) -> Result<RunOutcome> {
         let started = Instant::now();
-        let report = self.model.visit::<B, _>(Pipeline {
-            run: self,
-            dir,
-            hooks,
-            device,
-        })?;
+        let in_dir = self.in_dir(dir, hooks, device);
+        let report = self.model.visit::<B, _>(Pipeline(in_dir))?;
         let seconds = started.elapsed().as_secs_f64();
         let files = write_report(
             &dir.report_dir(),
@@ -186,14 +177,25 @@ impl PreparedRun {
         hooks: RunHooks<'_>,
         device: &B::Device,
     ) -> Result<HpoOutcome> {
-        let outcome = self.model.visit::<B, _>(Hpo {
+        let in_dir = self.in_dir(dir, hooks, device);
+        let outcome = self.model.visit::<B, _>(Hpo(in_dir))?;
+        dir.write_json_atomic("hpo.json", &outcome)?;
+        Ok(outcome)
+    }
+
+    /// This run in `dir`, as the commands' bodies take it.
+    fn in_dir<'a, B: Backend>(
+        &'a self,
+        dir: &'a RunDir,
+        hooks: RunHooks<'a>,
+        device: &'a B::Device,
+    ) -> InRunDir<'a, B> {
+        InRunDir {
             run: self,
             dir,
             hooks,
             device,
-        })?;
-        dir.write_json_atomic("hpo.json", &outcome)?;
-        Ok(outcome)
+        }
     }
 
     /// Fresh pretrained models of `kit` as the pipeline asks for them, the backend seeded by the
@@ -210,39 +212,43 @@ impl PreparedRun {
     }
 }
 
-/// `bomf run`'s body: the pipeline, then the chosen fusion exported.
-struct Pipeline<'a, B: Backend> {
+/// A run in its directory, as the commands' bodies ([`Pipeline`], [`Hpo`]) take it.
+struct InRunDir<'a, B: Backend> {
     run: &'a PreparedRun,
     dir: &'a RunDir,
     hooks: RunHooks<'a>,
     device: &'a B::Device,
 }
 
+/// `bomf run`'s body: the pipeline, then the chosen fusion exported.
+struct Pipeline<'a, B: Backend>(InRunDir<'a, B>);
+
 impl<B: AutodiffBackend> ModelVisitor<B> for Pipeline<'_, B> {
     type Output = Result<BomfReport>;
 
     fn visit<K: ModelKit<B>>(self, kit: &K) -> Self::Output {
-        let make_model = self.run.model_builder(kit, self.device);
-        let bomf = self.run.config.bomf_config();
-        let mut store = DirStore::new(self.dir)?;
+        let cx = self.0;
+        let make_model = cx.run.model_builder(kit, cx.device);
+        let bomf = cx.run.config.bomf_config();
+        let mut store = DirStore::new(cx.dir)?;
         let report = run_bomf_with::<B, K::Model>(
             &make_model,
-            self.run.data(),
+            cx.run.data(),
             &bomf,
             &mut store,
-            self.hooks,
-            self.device,
+            cx.hooks,
+            cx.device,
         )?;
         let chosen = report
             .methods
             .first()
             .ok_or_else(|| CoreError::InvalidInput("the run produced no result".into()))?;
         // Fused as stage 3 fused it (`[fusion] lora`), into a model of that architecture.
-        let set = Trajectory::load(&self.dir.checkpoints_dir())?.checkpoints;
+        let set = Trajectory::load(&cx.dir.checkpoints_dir())?.checkpoints;
         let (set, request) = bomf.fusion.fusion_set(&set)?;
         let template = make_model(request)?.valid();
-        let fused = set.fused_model(template, &chosen.weights, self.device)?;
-        export_staged::<B, K>(kit, &fused, self.dir)?;
+        let fused = set.fused_model(template, &chosen.weights, cx.device)?;
+        export_staged::<B, K>(kit, &fused, cx.dir)?;
         Ok(report)
     }
 }
@@ -269,33 +275,29 @@ fn export_staged<B: AutodiffBackend, K: ModelKit<B>>(
 }
 
 /// `bomf hpo`'s body: stage 1 alone.
-struct Hpo<'a, B: Backend> {
-    run: &'a PreparedRun,
-    dir: &'a RunDir,
-    hooks: RunHooks<'a>,
-    device: &'a B::Device,
-}
+struct Hpo<'a, B: Backend>(InRunDir<'a, B>);
 
 impl<B: AutodiffBackend> ModelVisitor<B> for Hpo<'_, B> {
     type Output = Result<HpoOutcome>;
 
     fn visit<K: ModelKit<B>>(self, kit: &K) -> Self::Output {
-        let Some(hpbo) = &self.run.config.hpbo else {
+        let cx = self.0;
+        let Some(hpbo) = &cx.run.config.hpbo else {
             return Err(CoreError::config(
                 "hpbo",
                 "the config has no [hpbo] section",
             ));
         };
-        let make_model = self.run.model_builder(kit, self.device);
-        let mut store = DirStore::new(self.dir)?;
+        let make_model = cx.run.model_builder(kit, cx.device);
+        let mut store = DirStore::new(cx.dir)?;
         let (train, batch_size, trials) = run_stage1::<B, K::Model>(
             &make_model,
-            self.run.data(),
-            &self.run.config.bomf_config(),
+            cx.run.data(),
+            &cx.run.config.bomf_config(),
             hpbo,
             &mut store,
-            self.hooks,
-            self.device,
+            cx.hooks,
+            cx.device,
         )?;
         Ok(HpoOutcome {
             learning_rate: train.learning_rate,

@@ -212,12 +212,7 @@ where
     M::InnerModule: TaskModel<B::InnerBackend> + HfNamed<B::InnerBackend>,
 {
     config.validate()?;
-    let metric = validation
-        .task
-        .metrics
-        .first()
-        .map(|m| m.name().to_string())
-        .ok_or_else(|| CoreError::config("task.metrics", "the task has no metric"))?;
+    let metric = validation.primary_metric()?;
     let mut train_config = train_config.clone();
     train_config.eval_every = Some(config.every);
 

@@ -50,8 +50,7 @@ fn one_hot_weights_return_that_checkpoint_exactly() {
 
 #[test]
 fn fusing_tiny_models_and_loading_by_name_round_trips() {
-    let _rng = common::rng_lock();
-    let device = Default::default();
+    let (_rng, device) = common::locked_device();
     let models: Vec<_> = (0..3).map(|s| common::tiny_model::<B>(false, s)).collect();
     let mut set = CheckpointSet::new();
     for m in &models {
@@ -143,8 +142,7 @@ fn fusing_on_the_device_matches_the_host_fusion() {
     use bomf_core::fusion_bo::FuseOn;
     use bomf_core::pipeline::FusedEvaluator;
 
-    let _rng = common::rng_lock();
-    let device = Default::default();
+    let (_rng, device) = common::locked_device();
     let mut set = CheckpointSet::new();
     for s in 0..3 {
         set.push_model(&common::tiny_model::<B>(false, s)).unwrap();
@@ -181,8 +179,7 @@ fn fusing_on_the_device_matches_the_host_fusion() {
 /// A stack needs every parameter of the model from the checkpoints.
 #[test]
 fn stacking_checkpoints_of_another_architecture_names_the_tensor() {
-    let _rng = common::rng_lock();
-    let device = Default::default();
+    let (_rng, device) = common::locked_device();
     let mut set = CheckpointSet::new();
     set.push_tensors(&tensors(0.0, &shapes())).unwrap();
     let err = set

@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use bomf_core::eval::{EvalSet, Evaluation, Scoring, evaluate, generate_texts};
 use bomf_core::fusion::CheckpointSet;
-use bomf_core::fusion_bo::FusionBoConfig;
 use bomf_core::generative::{
     LoraLlama, choice_items, default_prompt, generation_items, score_tokens, span_qa_as_generation,
 };
@@ -46,6 +45,16 @@ fn lora_model<BK: Backend>(seed: u64) -> LoraLlama<BK> {
     lora_llama(seed, &qv_lora(), None)
 }
 
+/// The LoRA LLaMA of seed 4, its encoder, and five E2E examples with their generation set (at
+/// most `max_new` new tokens).
+fn llama_on_e2e(max_new: usize) -> (LoraLlama<B>, TextEncoder, Dataset, EvalSet) {
+    let model = lora_model::<B>(4);
+    let encoder = llama_encoder();
+    let data = e2e_dataset(5, 0);
+    let set = generative_set(&encoder, &data, max_new);
+    (model, encoder, data, set)
+}
+
 /// The text of generated `tokens` as evaluation decodes it: cut at the first `</s>`, special
 /// tokens skipped, trimmed.
 fn decoded(encoder: &TextEncoder, tokens: &[i64]) -> String {
@@ -64,9 +73,7 @@ fn flat(tensors: &[(String, bomf_models::HfTensor)]) -> Vec<f32> {
 
 #[test]
 fn token_loss_equals_the_models_reference_losses() {
-    let _rng = common::rng_lock();
-    let device = Default::default();
-    B::seed(&device, 11);
+    let (_rng, device) = common::seeded::<B>(11);
     // T5: the batch loss equals `forward_with_labels` (checked against transformers in
     // bomf-models); the row score is the row's mean token log-probability.
     let encoder = t5_encoder();
@@ -190,9 +197,7 @@ where
 
 #[test]
 fn t5_training_lowers_the_loss_and_reports_generation_metrics() {
-    let _rng = common::rng_lock();
-    let device = Default::default();
-    AB::seed(&device, 3);
+    let (_rng, device) = common::seeded::<AB>(3);
     let encoder = t5_encoder();
     let model = T5ForConditionalGeneration::<AB>::new(&t5_config(), &device).unwrap();
     let (_, after, validation) =
@@ -209,9 +214,7 @@ fn t5_training_lowers_the_loss_and_reports_generation_metrics() {
 
 #[test]
 fn generation_metrics_equal_bomf_data_on_the_decoded_strings() {
-    let _rng = common::rng_lock();
-    let device = Default::default();
-    AB::seed(&device, 21);
+    let (_rng, device) = common::seeded::<AB>(21);
     let encoder = t5_encoder();
     // A few steps first, so that generations are words rather than stray byte pieces.
     let fresh = T5ForConditionalGeneration::<AB>::new(&t5_config(), &device).unwrap();
@@ -268,12 +271,8 @@ fn generation_metrics_equal_bomf_data_on_the_decoded_strings() {
 
 #[test]
 fn llama_generation_continues_each_prompt_like_the_model_alone() {
-    let _rng = common::rng_lock();
-    let device = Default::default();
-    let model = lora_model::<B>(4);
-    let encoder = llama_encoder();
-    let data = e2e_dataset(5, 0);
-    let set = generative_set(&encoder, &data, 4);
+    let (_rng, device) = common::locked_device();
+    let (model, encoder, data, set) = llama_on_e2e(4);
     let texts = generate_texts(&model, &set, &device).unwrap();
     for (i, example) in data.examples.iter().enumerate() {
         // The prompt alone: `<s>` + the prompt's raw tokens (what `encode_causal` puts first).
@@ -292,12 +291,8 @@ fn llama_generation_continues_each_prompt_like_the_model_alone() {
 
 #[test]
 fn beam_search_in_evaluation_is_the_models_beam_search() {
-    let _rng = common::rng_lock();
-    let device = Default::default();
-    let model = lora_model::<B>(4);
-    let encoder = llama_encoder();
-    let data = e2e_dataset(5, 0);
-    let mut set = generative_set(&encoder, &data, 5);
+    let (_rng, device) = common::locked_device();
+    let (model, _, _, mut set) = llama_on_e2e(5);
     let Scoring::Generation { config, .. } = &mut set.scoring else {
         panic!("a generation set")
     };
@@ -370,8 +365,7 @@ fn lora_training_moves_only_the_adapters() {
 
 #[test]
 fn fusing_lora_checkpoints_fuses_the_adapters_only() {
-    let _rng = common::rng_lock();
-    let device = Default::default();
+    let (_rng, device) = common::locked_device();
     let a = lora_model::<B>(1);
     // A second checkpoint: same base, other adapters (B non-zero so the adapters matter).
     B::seed(&device, 2);
@@ -425,8 +419,7 @@ fn fusing_lora_checkpoints_fuses_the_adapters_only() {
 
 #[test]
 fn collect_trajectory_keeps_adapter_checkpoints() {
-    let _rng = common::rng_lock();
-    let device = Default::default();
+    let (_rng, device) = common::locked_device();
     let model = lora_model::<AB>(9);
     let encoder = llama_encoder();
     let validation = generative_set(&encoder, &e2e_dataset(4, 50), 2);
@@ -500,8 +493,7 @@ fn mcqa_dataset() -> Dataset {
 
 #[test]
 fn multiple_choice_accuracy_picks_the_most_likely_option() {
-    let _rng = common::rng_lock();
-    let device = Default::default();
+    let (_rng, device) = common::locked_device();
     let model = lora_model::<B>(13);
     let merged = model.merged().unwrap();
     let encoder = llama_encoder();
@@ -609,8 +601,7 @@ fn bad_generative_sets_are_clear_errors() {
 /// HPBO-full baseline, the soups) at the configured rank.
 #[test]
 fn the_whole_pipeline_runs_on_a_lora_model() {
-    let _rng = common::rng_lock();
-    let device = Default::default();
+    let (_rng, device) = common::locked_device();
     let encoder = llama_encoder();
     let train_items = train_items(&encoder, &e2e_dataset(16, 0));
     let validation = generative_set(&encoder, &e2e_dataset(4, 200), 3);
@@ -623,10 +614,7 @@ fn the_whole_pipeline_runs_on_a_lora_model() {
             ..common::lr_search((1e-3, 5e-2), 2, 2)
         }),
         trajectory: common::last_k(3, 2),
-        fusion: FusionBoConfig {
-            budget: Some(4),
-            ..FusionBoConfig::default()
-        },
+        fusion: common::fusion_budget(4),
         baselines: BaselinesConfig {
             hpbo_full: true,
             ..common::soups()

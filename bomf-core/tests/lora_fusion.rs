@@ -110,8 +110,7 @@ fn max_abs(x: &[f64]) -> f64 {
 
 #[test]
 fn delta_fusion_is_the_weighted_sum_of_the_updates() {
-    let _rng = common::rng_lock();
-    let device = Default::default();
+    let (_rng, device) = common::locked_device();
     for rslora in [false, true] {
         let lora = lora_config(rslora);
         let s = lora.scaling();
@@ -169,8 +168,7 @@ fn delta_fusion_needs_weights_on_the_simplex_and_leaves_other_sets_alone() {
 
 #[test]
 fn the_delta_adapter_exports_losslessly_and_merges_into_the_base() {
-    let _rng = common::rng_lock();
-    let device = Default::default();
+    let (_rng, device) = common::locked_device();
     let lora = lora_config(false);
     let (list, set) = adapters(&lora, 2);
     let maps: Vec<_> = list.iter().map(tensor_map).collect();
@@ -259,8 +257,7 @@ fn eval_set(encoder: &TextEncoder, dataset: &Dataset) -> EvalSet {
 
 #[test]
 fn the_pipeline_fuses_updates_and_searches_with_the_configured_kernel() {
-    let _rng = common::rng_lock();
-    let device = Default::default();
+    let (_rng, device) = common::locked_device();
     let encoder = llama_encoder();
     let train_items = train_items(&encoder, &e2e(8, 0));
     let (validation, test) = (
@@ -278,10 +275,9 @@ fn the_pipeline_fuses_updates_and_searches_with_the_configured_kernel() {
         batch_size: 4,
         trajectory: common::last_k(2, 2),
         fusion: FusionBoConfig {
-            budget: Some(3),
             lora: LoraFusion::Delta,
             kernel: GpKernel::Matern52Gamma,
-            ..FusionBoConfig::default()
+            ..common::fusion_budget(3)
         },
         baselines: BaselinesConfig {
             loss_only_bo: true,

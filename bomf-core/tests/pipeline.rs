@@ -107,9 +107,8 @@ fn normaliser_maps_worst_checkpoint_to_zero_and_best_to_one() {
 #[test]
 fn fusion_search_improves_on_the_checkpoints_and_fills_the_front() {
     let config = FusionBoConfig {
-        budget: Some(14),
         seed: 3,
-        ..FusionBoConfig::default()
+        ..common::fusion_budget(14)
     };
     let mut search = FusionSearch::new(config, &corners(), "accuracy").unwrap();
     search
@@ -142,9 +141,8 @@ fn fusion_search_improves_on_the_checkpoints_and_fills_the_front() {
 #[test]
 fn fusion_search_resumes_exactly_and_reevaluates_only_the_interrupted_point() {
     let config = FusionBoConfig {
-        budget: Some(9),
         seed: 5,
-        ..FusionBoConfig::default()
+        ..common::fusion_budget(9)
     };
     let mut straight = FusionSearch::new(config.clone(), &corners(), "accuracy").unwrap();
     straight
@@ -184,10 +182,7 @@ fn fusion_search_resumes_exactly_and_reevaluates_only_the_interrupted_point() {
 
 #[test]
 fn failed_fusion_evaluations_are_recorded_not_fatal() {
-    let config = FusionBoConfig {
-        budget: Some(8),
-        ..FusionBoConfig::default()
-    };
+    let config = common::fusion_budget(8);
     let mut search = FusionSearch::new(config, &corners(), "accuracy").unwrap();
     let mut n = 0;
     search
@@ -218,15 +213,7 @@ fn failed_fusion_evaluations_are_recorded_not_fatal() {
 #[test]
 fn selection_rules_pick_what_they_promise() {
     let k = kept(&[(0.5, 1.0), (0.7, 0.6)]);
-    let mut search = FusionSearch::new(
-        FusionBoConfig {
-            budget: Some(4),
-            ..FusionBoConfig::default()
-        },
-        &k,
-        "accuracy",
-    )
-    .unwrap();
+    let mut search = FusionSearch::new(common::fusion_budget(4), &k, "accuracy").unwrap();
     // Observed: A highest accuracy but high loss; B the balanced one; C lowest loss; D dominated.
     let points = [
         (vec![0.1, 0.9], evaluation(0.72, 0.95)),
@@ -367,8 +354,7 @@ fn tiny_train_config(steps: usize) -> TrainConfig {
 
 #[test]
 fn trajectory_keeps_the_window_around_the_best_step_and_round_trips() {
-    let _rng = common::rng_lock();
-    let device = Default::default();
+    let (_rng, device) = common::locked_device();
     let val = common::eval_set(40);
     let config = TrajectoryConfig {
         rule: KeepRule::BestStepWindow {
@@ -451,8 +437,7 @@ fn trajectory_keeps_the_window_around_the_best_step_and_round_trips() {
 
 #[test]
 fn last_k_and_after_fraction_rules() {
-    let _rng = common::rng_lock();
-    let device = Default::default();
+    let (_rng, device) = common::locked_device();
     let val = common::eval_set(16);
     let run = |rule| {
         collect_trajectory(
@@ -482,8 +467,7 @@ fn last_k_and_after_fraction_rules() {
 
 #[test]
 fn fusion_weight_gradient_matches_finite_differences() {
-    let _rng = common::rng_lock();
-    let device = Default::default();
+    let (_rng, device) = common::locked_device();
     let mut set = bomf_core::fusion::CheckpointSet::new();
     for seed in [1, 2, 3] {
         set.push_model(&common::tiny_model::<CpuBackend>(false, seed))
@@ -518,8 +502,7 @@ fn fusion_weight_gradient_matches_finite_differences() {
 
 #[test]
 fn learned_soup_moves_weight_to_the_trained_checkpoint() {
-    let _rng = common::rng_lock();
-    let device = Default::default();
+    let (_rng, device) = common::locked_device();
     let val = common::eval_set(48);
     // Checkpoint 0: trained; 1: the same model untrained.
     let untrained = common::tiny_model::<AB>(false, 2);
@@ -593,10 +576,7 @@ fn whole_pipeline_on_a_tiny_model() {
             ..common::lr_search((1e-3, 3e-2), 2, 3)
         }),
         trajectory: common::last_k(3, 3),
-        fusion: FusionBoConfig {
-            budget: Some(6),
-            ..FusionBoConfig::default()
-        },
+        fusion: common::fusion_budget(6),
         baselines: BaselinesConfig {
             loss_only_bo: true,
             metric_only_bo: true,

@@ -165,6 +165,22 @@ fn fusion(metric: f64, loss: f64, origin: EvalOrigin) -> FusionPoint {
     }
 }
 
+/// A Pareto plot of `fusions` alone: no checkpoints, baselines or chosen fusion.
+fn fusions_plot(
+    metric_name: &str,
+    higher_metric_is_better: bool,
+    fusions: Vec<FusionPoint>,
+) -> report::ParetoPlot {
+    report::ParetoPlot {
+        metric_name: metric_name.to_string(),
+        higher_metric_is_better,
+        fusions,
+        checkpoints: vec![],
+        baselines: vec![],
+        chosen: None,
+    }
+}
+
 fn sample_pareto() -> report::ParetoPlot {
     let mut fusions = Vec::new();
     for i in 0..6 {
@@ -257,14 +273,7 @@ fn pareto_svg_draws_one_marker_per_finite_fusion() {
 
 #[test]
 fn pareto_svg_of_nothing_is_valid_and_says_so() {
-    let empty = report::ParetoPlot {
-        metric_name: "f1".to_string(),
-        higher_metric_is_better: true,
-        fusions: vec![],
-        checkpoints: vec![],
-        baselines: vec![],
-        chosen: None,
-    };
+    let empty = fusions_plot("f1", true, vec![]);
     let svg = report::render_pareto_svg(&empty).unwrap();
     assert_valid_svg(&svg);
     assert!(svg.contains("no finite data to plot"));
@@ -282,14 +291,11 @@ fn pareto_svg_of_nothing_is_valid_and_says_so() {
 
 #[test]
 fn pareto_svg_with_a_single_point_has_a_usable_range() {
-    let single = report::ParetoPlot {
-        metric_name: "accuracy".to_string(),
-        higher_metric_is_better: false,
-        fusions: vec![fusion(0.5, 0.5, EvalOrigin::Acquired)],
-        checkpoints: vec![],
-        baselines: vec![],
-        chosen: None,
-    };
+    let single = fusions_plot(
+        "accuracy",
+        false,
+        vec![fusion(0.5, 0.5, EvalOrigin::Acquired)],
+    );
     let svg = report::render_pareto_svg(&single).unwrap();
     assert_valid_svg(&svg);
     assert!(svg.contains("lower is better"));
@@ -304,17 +310,11 @@ fn pareto_svg_survives_huge_values_and_hairline_ranges() {
         ((1.0, 0.8), (1.0 + 1e-15, 0.8 + 1e-15)),
         ((1e12, 1e12), (1e12 + 1e-3, 1e12)),
     ] {
-        let plot = report::ParetoPlot {
-            metric_name: "accuracy".to_string(),
-            higher_metric_is_better: true,
-            fusions: vec![
-                fusion(a.1, a.0, EvalOrigin::Acquired),
-                fusion(b.1, b.0, EvalOrigin::Acquired),
-            ],
-            checkpoints: vec![],
-            baselines: vec![],
-            chosen: None,
-        };
+        let fusions = vec![
+            fusion(a.1, a.0, EvalOrigin::Acquired),
+            fusion(b.1, b.0, EvalOrigin::Acquired),
+        ];
+        let plot = fusions_plot("accuracy", true, fusions);
         assert_valid_svg(&report::render_pareto_svg(&plot).unwrap());
     }
 }

@@ -29,6 +29,15 @@ fn eval(step: usize) -> Eval {
 
 const CONFIG: &str = "seed = 1\n[bo]\nsteps = 20\n";
 
+/// The names of the files in `dir` that an atomic write has not finished (`.tmp.` in the name).
+fn temp_files(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp."))
+        .collect()
+}
+
 #[test]
 fn create_writes_config_and_layout() {
     let tmp = tempfile::tempdir().unwrap();
@@ -46,11 +55,7 @@ fn create_writes_config_and_layout() {
         dir.join("checkpoints").join("manifest.json")
     );
     // No temporary files left behind by the atomic config write.
-    let leftovers: Vec<_> = fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".tmp."))
-        .collect();
+    let leftovers = temp_files(&dir);
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
@@ -208,14 +213,8 @@ fn failed_atomic_write_keeps_the_old_content_and_leaves_no_temp_file() {
     assert!(rundir::write_atomic(&blocked, b"data").is_err());
     assert_eq!(fs::read_to_string(blocked.join("keep")).unwrap(), "k");
 
-    let names: Vec<String> = fs::read_dir(tmp.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert!(
-        names.iter().all(|n| !n.contains(".tmp.")),
-        "temporary files left: {names:?}"
-    );
+    let leftovers = temp_files(tmp.path());
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }
 
 #[test]

@@ -13,8 +13,7 @@ use bomf_models::HfTensor;
 #[test]
 fn a_zero_budget_spills_every_checkpoint_and_fuses_the_same_model() {
     assert!(SpillPolicy::set_global(SpillPolicy::new(0, None)));
-    let _rng = common::rng_lock();
-    let device = Default::default();
+    let (_rng, device) = common::locked_device();
     let val = common::eval_set(16);
     let train = TrainConfig {
         learning_rate: 1e-2,

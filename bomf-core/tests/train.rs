@@ -36,8 +36,7 @@ fn values(m: &bomf_models::BertWithHead<AB>) -> Vec<(String, Vec<f32>)> {
 
 #[test]
 fn same_seed_same_run_with_dropout() {
-    let _rng = common::rng_lock();
-    let device = Default::default();
+    let (_rng, device) = common::locked_device();
     let run = || {
         let model = common::tiny_model::<AB>(true, 1);
         let r = train(
@@ -59,8 +58,7 @@ fn same_seed_same_run_with_dropout() {
 
 #[test]
 fn training_lowers_the_loss_and_evaluates_on_schedule() {
-    let _rng = common::rng_lock();
-    let device = Default::default();
+    let (_rng, device) = common::locked_device();
     let cfg = TrainConfig {
         learning_rate: 1e-2,
         warmup: bomf_core::schedule::Warmup::Steps(2),
@@ -106,8 +104,7 @@ fn training_lowers_the_loss_and_evaluates_on_schedule() {
 
 #[test]
 fn callback_can_stop_early() {
-    let _rng = common::rng_lock();
-    let device = Default::default();
+    let (_rng, device) = common::locked_device();
     let cfg = TrainConfig {
         eval_every: Some(2),
         ..config(8)
@@ -133,8 +130,7 @@ fn callback_can_stop_early() {
 
 #[test]
 fn a_nan_loss_is_a_diverged_outcome_not_a_panic() {
-    let _rng = common::rng_lock();
-    let device = Default::default();
+    let (_rng, device) = common::locked_device();
     let model = common::tiny_model::<AB>(false, 3);
     let mut poison = BTreeMap::new();
     poison.insert(
@@ -164,8 +160,7 @@ fn a_nan_loss_is_a_diverged_outcome_not_a_panic() {
 /// no-decay group.
 #[test]
 fn first_adamw_step_matches_the_formula_with_no_decay_groups() {
-    let _rng = common::rng_lock();
-    let device = Default::default();
+    let (_rng, device) = common::locked_device();
     let model = common::tiny_model::<AB>(false, 4);
     let batch = &common::batcher(8, 8, 0).epoch(0)[0];
     let loss = model.forward_batch(batch, &device).unwrap().loss;
@@ -214,8 +209,7 @@ fn no_decay_group_is_biases_and_layer_norms() {
 
 #[test]
 fn global_norm_is_the_norm_of_all_gradients_and_clipping_follows_torch() {
-    let _rng = common::rng_lock();
-    let device = Default::default();
+    let (_rng, device) = common::locked_device();
     let model = common::tiny_model::<AB>(false, 5);
     let batch = &common::batcher(8, 8, 0).epoch(0)[0];
     let raw = model.forward_batch(batch, &device).unwrap().loss.backward();

@@ -17,8 +17,9 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-const BATCH: usize = 32;
-const SEQ_LEN: usize = 64;
+mod common;
+
+use common::{BATCH, SEQ_LEN};
 
 fn minilm_config() -> serde_json::Value {
     serde_json::json!({
@@ -59,20 +60,7 @@ fn model<Bk: Backend>(device: &Bk::Device) -> BertWithHead<Bk> {
 
 /// A deterministic batch with some right padding.
 fn batch<Bk: Backend>(device: &Bk::Device) -> EncoderInput<Bk> {
-    let mut ids = Vec::with_capacity(BATCH * SEQ_LEN);
-    let mut mask = Vec::with_capacity(BATCH * SEQ_LEN);
-    for row in 0..BATCH {
-        let len = SEQ_LEN - (row * 7) % 24;
-        for pos in 0..SEQ_LEN {
-            let real = pos < len;
-            ids.push(if real {
-                1000 + ((row * 131 + pos * 17) % 20000) as i64
-            } else {
-                0
-            });
-            mask.push(real as i64);
-        }
-    }
+    let (ids, mask) = common::anchor_rows();
     EncoderInput::from_rows(&ids, &mask, None, BATCH, SEQ_LEN, device).expect("batch")
 }
 

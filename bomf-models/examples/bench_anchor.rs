@@ -35,6 +35,12 @@ use burn::optim::GradientsParams;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
+/// The batch `anchor.py` builds, shared with the criterion bench.
+#[path = "../benches/common/mod.rs"]
+mod common;
+
+use common::{BATCH, SEQ_LEN};
+
 /// The same allocator as the `bomf` binary, so the bench measures what users run.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -49,9 +55,6 @@ fn keep_freed_pages() {
         unsafe { libmimalloc_sys::mi_option_set(15, -1) };
     }
 }
-
-const BATCH: usize = 32;
-const SEQ_LEN: usize = 64;
 
 fn assets_dir() -> PathBuf {
     std::env::var_os("BOMF_ASSETS")
@@ -84,20 +87,7 @@ fn load_model<Bk: Backend>(
 
 /// The deterministic batch `anchor.py` builds: right padding, longest row = `SEQ_LEN`.
 fn batch<Bk: Backend>(device: &Bk::Device) -> Result<EncoderInput<Bk>, String> {
-    let mut ids = Vec::with_capacity(BATCH * SEQ_LEN);
-    let mut mask = Vec::with_capacity(BATCH * SEQ_LEN);
-    for row in 0..BATCH {
-        let len = SEQ_LEN - (row * 7) % 24;
-        for pos in 0..SEQ_LEN {
-            let real = pos < len;
-            ids.push(if real {
-                1000 + ((row * 131 + pos * 17) % 20000) as i64
-            } else {
-                0
-            });
-            mask.push(real as i64);
-        }
-    }
+    let (ids, mask) = common::anchor_rows();
     EncoderInput::from_rows(&ids, &mask, None, BATCH, SEQ_LEN, device).map_err(|e| e.to_string())
 }
 

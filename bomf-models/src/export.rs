@@ -12,6 +12,7 @@ use safetensors::tensor::TensorView;
 
 use crate::bert::{BertConfig, BertWithHead};
 use crate::error::{ModelError, Result};
+use crate::hf_json;
 use crate::params::{self, HfNamed, HfTensor};
 use crate::weights::SAFETENSORS_FILE;
 
@@ -96,12 +97,7 @@ pub fn write_hf_folder<B: Backend, M: HfNamed<B>>(
     tokenizer_dir: Option<&Path>,
 ) -> Result<()> {
     std::fs::create_dir_all(out_dir).map_err(|e| ModelError::io(out_dir, e))?;
-    let config_path = out_dir.join("config.json");
-    let text = serde_json::to_string_pretty(config_json).map_err(|source| ModelError::Json {
-        path: config_path.clone(),
-        source,
-    })?;
-    std::fs::write(&config_path, text + "\n").map_err(|e| ModelError::io(&config_path, e))?;
+    hf_json::write(&out_dir.join("config.json"), config_json)?;
     let tensors = params::named_tensors(model)?;
     write_safetensors(&out_dir.join(SAFETENSORS_FILE), &tensors)?;
     if let Some(dir) = tokenizer_dir {

@@ -391,6 +391,11 @@ impl GgufFile {
         self.metadata.get(key)
     }
 
+    /// The string metadata `key`; `None` when absent or not a string.
+    fn meta_str(&self, key: &str) -> Option<&str> {
+        self.meta(key).and_then(GgufValue::as_str)
+    }
+
     fn meta_usize(&self, key: &str) -> Result<usize> {
         self.meta(key)
             .and_then(GgufValue::as_i64)
@@ -404,10 +409,7 @@ impl GgufFile {
 
     /// The LLaMA config the file describes (`llama.*` keys; the architecture must be `llama`).
     pub fn llama_config(&self) -> Result<LlamaConfig> {
-        let arch = self
-            .meta("general.architecture")
-            .and_then(GgufValue::as_str)
-            .unwrap_or("");
+        let arch = self.meta_str("general.architecture").unwrap_or("");
         if arch != "llama" {
             return Err(self.err(format!(
                 "general.architecture is `{arch}`; only `llama` is supported"
@@ -454,9 +456,7 @@ impl GgufFile {
             json!(f("llama.attention.layer_norm_rms_epsilon").unwrap_or(1e-6)),
         );
         let theta = f("llama.rope.freq_base").unwrap_or(10_000.0);
-        let scaling = self
-            .meta("llama.rope.scaling.type")
-            .and_then(GgufValue::as_str);
+        let scaling = self.meta_str("llama.rope.scaling.type");
         let rope = match scaling {
             None | Some("none") => json!({"rope_type": "default", "rope_theta": theta}),
             Some("linear") => json!({
@@ -521,10 +521,7 @@ impl GgufFile {
     /// `tokenizer.ggml.model == "gpt2"`). Tokens marked control (type 3) become special added
     /// tokens and user-defined ones (type 4) plain added tokens, as `transformers` does.
     pub fn tokenizer_json(&self) -> Result<Value> {
-        let model = self
-            .meta("tokenizer.ggml.model")
-            .and_then(GgufValue::as_str)
-            .unwrap_or("");
+        let model = self.meta_str("tokenizer.ggml.model").unwrap_or("");
         if model != "gpt2" {
             return Err(self.err(format!(
                 "tokenizer.ggml.model `{model}`: only GPT-2 style BPE (`gpt2`) can be exported"

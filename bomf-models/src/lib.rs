@@ -32,6 +32,7 @@ pub mod error;
 pub mod export;
 pub mod generation;
 pub mod gguf;
+mod hf_json;
 mod kernels;
 pub mod layers;
 pub mod llama;

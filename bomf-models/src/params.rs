@@ -136,14 +136,47 @@ fn to_hf_layout<B: Backend, const D: usize>(
     if is_linear_weight { t.transpose() } else { t }
 }
 
-struct NameCollector<'a> {
-    path: PathTracker,
-    prefix: &'a str,
-    /// (HF name, burn shape, stored transposed relative to HF).
-    out: Vec<(String, Vec<usize>, bool)>,
+/// What a visit does with one float parameter, given its HF name and whether it is a Linear
+/// weight (stored transposed relative to HF).
+trait NamedVisit<B: Backend> {
+    fn visit_named<const D: usize>(
+        &mut self,
+        name: String,
+        transposed: bool,
+        param: &Param<Tensor<B, D>>,
+    );
 }
 
-impl<B: Backend> ModuleVisitor<B> for NameCollector<'_> {
+/// What a map does with one float parameter, given its HF name and whether it is a Linear
+/// weight (stored transposed relative to HF).
+trait NamedMap<B: Backend> {
+    fn map_named<const D: usize>(
+        &mut self,
+        name: String,
+        transposed: bool,
+        param: Param<Tensor<B, D>>,
+    ) -> Param<Tensor<B, D>>;
+}
+
+/// Runs a [`NamedVisit`] or a [`NamedMap`] over a module tree, tracking the HF name of each
+/// parameter it reaches.
+struct HfNamer<T> {
+    path: PathTracker,
+    prefix: String,
+    inner: T,
+}
+
+impl<T> HfNamer<T> {
+    fn new<B: Backend, M: HfNamed<B>>(model: &M, inner: T) -> Self {
+        Self {
+            path: PathTracker::of::<B, M>(),
+            prefix: model.hf_base_prefix().to_string(),
+            inner,
+        }
+    }
+}
+
+impl<B: Backend, T: NamedVisit<B>> ModuleVisitor<B> for HfNamer<T> {
     fn enter_module(&mut self, name: &str, container_type: &str) {
         self.path.enter(name, container_type);
     }
@@ -153,22 +186,58 @@ impl<B: Backend> ModuleVisitor<B> for NameCollector<'_> {
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        let (name, transposed) = self.path.hf_name(self.prefix);
-        self.out
-            .push((name, param.lazy_shape().to_vec(), transposed));
+        let (name, transposed) = self.path.hf_name(&self.prefix);
+        self.inner.visit_named(name, transposed, param);
+    }
+}
+
+impl<B: Backend, T: NamedMap<B>> ModuleMapper<B> for HfNamer<T> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (name, transposed) = self.path.hf_name(&self.prefix);
+        self.inner.map_named(name, transposed, param)
+    }
+}
+
+/// Visits every parameter of `model` with `visit`; returns `visit` with what it gathered.
+fn visit_named<B: Backend, M: HfNamed<B>, V: NamedVisit<B>>(model: &M, visit: V) -> V {
+    let mut namer = HfNamer::new(model, visit);
+    model.visit(&mut namer);
+    namer.inner
+}
+
+/// Maps every parameter of `model` with `map`; returns the model and `map` with what it gathered.
+fn map_named<B: Backend, M: HfNamed<B>, F: NamedMap<B>>(model: M, map: F) -> (M, F) {
+    let mut namer = HfNamer::new(&model, map);
+    let model = model.map(&mut namer);
+    (model, namer.inner)
+}
+
+/// `(HF name, burn shape, stored transposed relative to HF)` of each parameter.
+struct NameCollector(Vec<(String, Vec<usize>, bool)>);
+
+impl<B: Backend> NamedVisit<B> for NameCollector {
+    fn visit_named<const D: usize>(
+        &mut self,
+        name: String,
+        transposed: bool,
+        param: &Param<Tensor<B, D>>,
+    ) {
+        self.0.push((name, param.lazy_shape().to_vec(), transposed));
     }
 }
 
 /// `(HF name, burn shape, transposed)` of every parameter, in module order, without
 /// materialising lazy parameters.
 fn param_layouts<B: Backend, M: HfNamed<B>>(model: &M) -> Vec<(String, Vec<usize>, bool)> {
-    let mut v = NameCollector {
-        path: PathTracker::of::<B, M>(),
-        prefix: model.hf_base_prefix(),
-        out: Vec::new(),
-    };
-    model.visit(&mut v);
-    v.out
+    visit_named(model, NameCollector(Vec::new())).0
 }
 
 /// `(HF name, HF shape)` of every parameter, in module order. Does not materialise lazy
@@ -185,25 +254,21 @@ pub fn param_shapes<B: Backend, M: HfNamed<B>>(model: &M) -> Vec<(String, Vec<us
         .collect()
 }
 
-struct DataCollector<'a> {
-    path: PathTracker,
-    prefix: &'a str,
+/// Tensors read back to the host by HF name, in HF layout; the first read that failed.
+#[derive(Default)]
+struct HostTensors {
     out: Vec<(String, HfTensor)>,
     error: Option<ModelError>,
 }
 
-impl<B: Backend> ModuleVisitor<B> for DataCollector<'_> {
-    fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.enter(name, container_type);
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.exit();
-    }
-
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        let (name, transposed) = self.path.hf_name(self.prefix);
-        let t = to_hf_layout(param.val(), transposed);
+impl HostTensors {
+    fn push<B: Backend, const D: usize>(
+        &mut self,
+        name: String,
+        t: Tensor<B, D>,
+        transposed: bool,
+    ) {
+        let t = to_hf_layout(t, transposed);
         let shape = t.dims().to_vec();
         match t.into_data().convert::<f32>().into_vec::<f32>() {
             Ok(data) => self.out.push((name, HfTensor { shape, data })),
@@ -213,43 +278,50 @@ impl<B: Backend> ModuleVisitor<B> for DataCollector<'_> {
             }
         }
     }
+
+    fn into_result(self) -> Result<Vec<(String, HfTensor)>> {
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(self.out),
+        }
+    }
+}
+
+/// Every parameter's value.
+struct DataCollector(HostTensors);
+
+impl<B: Backend> NamedVisit<B> for DataCollector {
+    fn visit_named<const D: usize>(
+        &mut self,
+        name: String,
+        transposed: bool,
+        param: &Param<Tensor<B, D>>,
+    ) {
+        self.0.push(name, param.val(), transposed);
+    }
 }
 
 /// Every parameter as `(HF name, f32 data in HF layout)`, in module order.
 pub fn named_tensors<B: Backend, M: HfNamed<B>>(model: &M) -> Result<Vec<(String, HfTensor)>> {
-    let mut v = DataCollector {
-        path: PathTracker::of::<B, M>(),
-        prefix: model.hf_base_prefix(),
-        out: Vec::new(),
-        error: None,
-    };
-    model.visit(&mut v);
-    match v.error {
-        Some(e) => Err(e),
-        None => Ok(v.out),
-    }
+    visit_named(model, DataCollector(HostTensors::default()))
+        .0
+        .into_result()
 }
 
 struct Assigner<'a, B: Backend> {
-    path: PathTracker,
-    prefix: String,
     tensors: &'a BTreeMap<String, HfTensor>,
     device: B::Device,
     assigned: BTreeSet<String>,
     errors: Vec<ModelError>,
 }
 
-impl<B: Backend> ModuleMapper<B> for Assigner<'_, B> {
-    fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.enter(name, container_type);
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.exit();
-    }
-
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        let (name, transposed) = self.path.hf_name(&self.prefix);
+impl<B: Backend> NamedMap<B> for Assigner<'_, B> {
+    fn map_named<const D: usize>(
+        &mut self,
+        name: String,
+        transposed: bool,
+        param: Param<Tensor<B, D>>,
+    ) -> Param<Tensor<B, D>> {
         let Some(src) = self.tensors.get(&name) else {
             return param;
         };
@@ -302,16 +374,14 @@ pub fn set_tensors<B: Backend, M: HfNamed<B>>(
     coverage: Coverage,
     device: &B::Device,
 ) -> Result<M> {
-    let mut mapper = Assigner {
-        path: PathTracker::of::<B, M>(),
-        prefix: model.hf_base_prefix().to_string(),
+    let assigner = Assigner {
         tensors,
         device: device.clone(),
         assigned: BTreeSet::new(),
         errors: Vec::new(),
     };
     let expected: Vec<String> = param_shapes(&model).into_iter().map(|(n, _)| n).collect();
-    let model = model.map(&mut mapper);
+    let (model, mapper) = map_named(model, assigner);
     if let Some(e) = mapper.errors.into_iter().next() {
         return Err(e);
     }
@@ -495,17 +565,15 @@ impl<B: Backend> StackedParams<B> {
         }
         let row: Vec<f32> = weights.iter().map(|&w| w as f32).collect();
         let weights = Tensor::<B, 2>::from_data(TensorData::new(row, [1, self.k]), &self.device);
-        let mut mapper = StackFuser {
-            path: PathTracker::of::<B, M>(),
-            prefix: template.hf_base_prefix().to_string(),
+        let fuser = StackFuser {
             stacks: &self.by_name,
             weights,
             missing: Vec::new(),
         };
-        let model = template.map(&mut mapper);
-        if !mapper.missing.is_empty() {
+        let (model, fuser) = map_named(template, fuser);
+        if !fuser.missing.is_empty() {
             return Err(ModelError::MissingTensors {
-                names: mapper.missing,
+                names: fuser.missing,
             });
         }
         Ok(model)
@@ -513,24 +581,18 @@ impl<B: Backend> StackedParams<B> {
 }
 
 struct StackFuser<'a, B: Backend> {
-    path: PathTracker,
-    prefix: String,
     stacks: &'a BTreeMap<String, Tensor<B, 2>>,
     weights: Tensor<B, 2>,
     missing: Vec<String>,
 }
 
-impl<B: Backend> ModuleMapper<B> for StackFuser<'_, B> {
-    fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.enter(name, container_type);
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.exit();
-    }
-
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        let (name, _) = self.path.hf_name(&self.prefix);
+impl<B: Backend> NamedMap<B> for StackFuser<'_, B> {
+    fn map_named<const D: usize>(
+        &mut self,
+        name: String,
+        _transposed: bool,
+        param: Param<Tensor<B, D>>,
+    ) -> Param<Tensor<B, D>> {
         let Some(stack) = self.stacks.get(&name) else {
             self.missing.push(name);
             return param;
@@ -544,24 +606,17 @@ impl<B: Backend> ModuleMapper<B> for StackFuser<'_, B> {
     }
 }
 
-struct Trainability<'a, F: Fn(&str) -> bool> {
-    path: PathTracker,
-    prefix: &'a str,
-    trainable: F,
-}
+/// Sets each parameter trainable where `.0(hf_name)` holds, frozen elsewhere.
+struct Trainability<F: Fn(&str) -> bool>(F);
 
-impl<B: Backend, F: Fn(&str) -> bool> ModuleMapper<B> for Trainability<'_, F> {
-    fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.enter(name, container_type);
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.exit();
-    }
-
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        let (name, _) = self.path.hf_name(self.prefix);
-        param.set_require_grad((self.trainable)(&name))
+impl<B: Backend, F: Fn(&str) -> bool> NamedMap<B> for Trainability<F> {
+    fn map_named<const D: usize>(
+        &mut self,
+        name: String,
+        _transposed: bool,
+        param: Param<Tensor<B, D>>,
+    ) -> Param<Tensor<B, D>> {
+        param.set_require_grad((self.0)(&name))
     }
 }
 
@@ -569,45 +624,24 @@ impl<B: Backend, F: Fn(&str) -> bool> ModuleMapper<B> for Trainability<'_, F> {
 /// get no gradient, so optimisers leave them (and their weight decay) untouched. Only meaningful
 /// on an autodiff backend.
 pub fn set_trainable<B: Backend, M: HfNamed<B>>(model: M, trainable: impl Fn(&str) -> bool) -> M {
-    let prefix = model.hf_base_prefix().to_string();
-    let mut mapper = Trainability {
-        path: PathTracker::of::<B, M>(),
-        prefix: &prefix,
-        trainable,
-    };
-    model.map(&mut mapper)
+    map_named(model, Trainability(trainable)).0
 }
 
+/// Every parameter's gradient, where it has one.
 struct GradCollector<'a, B: AutodiffBackend> {
-    path: PathTracker,
-    prefix: &'a str,
     grads: &'a B::Gradients,
-    out: Vec<(String, HfTensor)>,
-    error: Option<ModelError>,
+    out: HostTensors,
 }
 
-impl<B: AutodiffBackend> ModuleVisitor<B> for GradCollector<'_, B> {
-    fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.enter(name, container_type);
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.exit();
-    }
-
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        let (name, transposed) = self.path.hf_name(self.prefix);
-        let Some(grad) = param.val().grad(self.grads) else {
-            return;
-        };
-        let grad = to_hf_layout(grad, transposed);
-        let shape = grad.dims().to_vec();
-        match grad.into_data().convert::<f32>().into_vec::<f32>() {
-            Ok(data) => self.out.push((name, HfTensor { shape, data })),
-            Err(e) => {
-                self.error
-                    .get_or_insert(ModelError::TensorData(format!("{name}: {e:?}")));
-            }
+impl<B: AutodiffBackend> NamedVisit<B> for GradCollector<'_, B> {
+    fn visit_named<const D: usize>(
+        &mut self,
+        name: String,
+        transposed: bool,
+        param: &Param<Tensor<B, D>>,
+    ) {
+        if let Some(grad) = param.val().grad(self.grads) {
+            self.out.push(name, grad, transposed);
         }
     }
 }
@@ -618,18 +652,11 @@ pub fn named_gradients<B: AutodiffBackend, M: HfNamed<B>>(
     model: &M,
     grads: &B::Gradients,
 ) -> Result<Vec<(String, HfTensor)>> {
-    let mut v = GradCollector {
-        path: PathTracker::of::<B, M>(),
-        prefix: model.hf_base_prefix(),
+    let collector = GradCollector {
         grads,
-        out: Vec::new(),
-        error: None,
+        out: HostTensors::default(),
     };
-    model.visit(&mut v);
-    match v.error {
-        Some(e) => Err(e),
-        None => Ok(v.out),
-    }
+    visit_named(model, collector).out.into_result()
 }
 
 struct Materializer;

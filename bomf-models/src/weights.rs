@@ -25,6 +25,7 @@ use serde_json::Value;
 
 use crate::bert::{BertConfig, BertWithHead, Task};
 use crate::error::{ModelError, Result};
+use crate::hf_json;
 use crate::params::{self, Coverage, HfNamed, HfTensor};
 
 /// File names `transformers` uses for weights.
@@ -140,11 +141,7 @@ pub fn read_safetensors(path: &Path) -> Result<Checkpoint> {
 /// Reads the shards listed in a `model.safetensors.index.json`. The index and the shards must
 /// agree: a listed tensor absent from its shard, or one stored in two shards, is an error.
 pub fn read_sharded_safetensors(index_path: &Path) -> Result<Checkpoint> {
-    let text = std::fs::read_to_string(index_path).map_err(|e| ModelError::io(index_path, e))?;
-    let index: Value = serde_json::from_str(&text).map_err(|source| ModelError::Json {
-        path: index_path.to_path_buf(),
-        source,
-    })?;
+    let index: Value = hf_json::read(index_path)?;
     let bad = |message: String| ModelError::WeightsFile {
         path: index_path.to_path_buf(),
         message,
@@ -254,15 +251,28 @@ fn group_of<'a>(name: &'a str, base_prefix: &str) -> &'a str {
     rest.split('.').next().unwrap_or(rest)
 }
 
+/// Reads an HF folder's `config.json` with `read_config`, then loads the folder into the model
+/// `load` builds from that config; returns the model with the config.
+pub(crate) fn load_with_folder_config<C, M>(
+    dir: &Path,
+    read_config: impl FnOnce(PathBuf) -> Result<C>,
+    load: impl FnOnce(&Path, &C) -> Result<M>,
+) -> Result<(M, C)> {
+    let config = read_config(dir.join("config.json"))?;
+    let model = load(dir, &config)?;
+    Ok((model, config))
+}
+
 /// Loads a BERT/RoBERTa model for `task` from an HF folder, reading its `config.json`.
 pub fn load_bert<B: Backend>(
     dir: impl AsRef<Path>,
     task: Task,
     device: &B::Device,
 ) -> Result<(BertWithHead<B>, BertConfig, LoadReport)> {
-    let dir = dir.as_ref();
-    let config = BertConfig::from_file(dir.join("config.json"))?;
-    let (model, report) = load_bert_with_config(dir, &config, task, device)?;
+    let ((model, report), config) =
+        load_with_folder_config(dir.as_ref(), BertConfig::from_file, |dir, config| {
+            load_bert_with_config(dir, config, task, device)
+        })?;
     Ok((model, config, report))
 }
 

@@ -28,14 +28,13 @@ fn check_base(flavor: &str, folder: &str) {
     let out = model
         .base
         .forward(&input(&e["inputs"], &Default::default()));
-    let d1 = assert_close(
-        "last_hidden_state",
+    assert_base_outputs(
+        folder,
         out.last_hidden_state,
-        &e["base"]["last_hidden_state"],
+        out.pooled.unwrap(),
+        &e["base"],
         TOL,
     );
-    let d2 = assert_close("pooled", out.pooled.unwrap(), &e["base"]["pooled"], TOL);
-    println!("{folder}: max diff hidden {d1:e}, pooled {d2:e}");
 }
 
 tests_of!(check_base {
@@ -51,9 +50,9 @@ fn check_seqcls(flavor: &str, folder: &str) {
     let logits = model
         .sequence_logits(&input(&e["inputs"], &device))
         .unwrap();
-    assert_close("logits", logits.clone(), &e["seqcls"]["logits"], TOL);
-    let loss = model.classification_loss(logits, int_tensor(&e["seqcls"]["labels"], &device));
-    assert_scalar("loss", loss, &e["seqcls"]["loss"], TOL);
+    assert_logits_and_loss(logits, &e["seqcls"], TOL, |logits, labels| {
+        model.classification_loss(logits, int_tensor(labels, &device))
+    });
 }
 
 tests_of!(check_seqcls {
@@ -74,9 +73,9 @@ fn roberta_regression_matches_transformers() {
     let logits = model
         .sequence_logits(&input(&e["inputs"], &device))
         .unwrap();
-    assert_close("logits", logits.clone(), &e["regression"]["logits"], TOL);
-    let loss = model.regression_loss(logits, float_tensor(&e["regression"]["labels"], &device));
-    assert_scalar("loss", loss, &e["regression"]["loss"], TOL);
+    assert_logits_and_loss(logits, &e["regression"], TOL, |logits, labels| {
+        model.regression_loss(logits, float_tensor(labels, &device))
+    });
 }
 
 fn check_qa(flavor: &str) {
@@ -109,9 +108,9 @@ fn check_mc(flavor: &str) {
     let logits = model
         .multiple_choice_logits(&input(&m["inputs"], &device), choices)
         .unwrap();
-    assert_close("logits", logits.clone(), &m["logits"], TOL);
-    let loss = model.classification_loss(logits, int_tensor(&m["labels"], &device));
-    assert_scalar("loss", loss, &m["loss"], TOL);
+    assert_logits_and_loss(logits, m, TOL, |logits, labels| {
+        model.classification_loss(logits, int_tensor(labels, &device))
+    });
 }
 
 tests_of!(check_mc {
@@ -186,18 +185,14 @@ fn check_training(flavor: &str) {
     let (model, _) =
         weights::load_bert_with_config::<AB>(&dir, &config, Task::SequenceClassification, &device)
             .unwrap();
-    let inputs = input::<AB>(&e["inputs"], &device);
-    let labels = int_tensor::<AB>(&e["seqcls"]["labels"], &device);
-    check_training_steps(
+    check_classifier_training(
         flavor,
         model,
-        &e["train"],
+        &e,
         TOL,
-        |model: &BertWithHead<AB>| {
-            let logits = model.sequence_logits(&inputs).unwrap();
-            model.classification_loss(logits, labels.clone())
+        |model: &BertWithHead<AB>, inputs, labels| {
+            model.classification_loss(model.sequence_logits(inputs).unwrap(), labels)
         },
-        |what, loss, want| assert_scalar(what, loss, want, TOL),
     );
 }
 

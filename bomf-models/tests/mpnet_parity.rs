@@ -63,14 +63,13 @@ fn base_model_matches_transformers() {
         "{report:?}"
     );
     let out = model.forward(&input(&e["inputs"], &device)).unwrap();
-    let h = assert_close(
-        "last_hidden_state",
+    assert_base_outputs(
+        "mpnet_base",
         out.last_hidden_state,
-        &e["base"]["last_hidden_state"],
+        out.pooled.unwrap(),
+        &e["base"],
         TOL,
     );
-    let p = assert_close("pooled", out.pooled.unwrap(), &e["base"]["pooled"], TOL);
-    println!("mpnet_base: max abs diff hidden {h:e}, pooled {p:e}");
 }
 
 #[test]
@@ -84,9 +83,9 @@ fn sequence_classification_matches_transformers() {
     let logits = model
         .sequence_logits(&input(&e["inputs"], &device))
         .unwrap();
-    let d = assert_close("logits", logits.clone(), &e["seqcls"]["logits"], TOL);
-    let loss = model.classification_loss(logits, int_tensor(&e["seqcls"]["labels"], &device));
-    assert_scalar("loss", loss, &e["seqcls"]["loss"], TOL);
+    let d = assert_logits_and_loss(logits, &e["seqcls"], TOL, |logits, labels| {
+        model.classification_loss(logits, int_tensor(labels, &device))
+    });
     println!("mpnet_seqcls: max abs diff logits {d:e}");
 }
 
@@ -99,9 +98,9 @@ fn regression_matches_transformers() {
     let logits = model
         .sequence_logits(&input(&e["inputs"], &device))
         .unwrap();
-    assert_close("logits", logits.clone(), &e["regression"]["logits"], TOL);
-    let loss = model.regression_loss(logits, float_tensor(&e["regression"]["labels"], &device));
-    assert_scalar("loss", loss, &e["regression"]["loss"], TOL);
+    assert_logits_and_loss(logits, &e["regression"], TOL, |logits, labels| {
+        model.regression_loss(logits, float_tensor(labels, &device))
+    });
 }
 
 /// Fine-tuning starts from a base checkpoint: the head is fresh, the pooler ignored, the
@@ -197,20 +196,15 @@ fn embedding_and_position_bias_gradients_match_and_skip_the_padding_rows() {
 #[test]
 fn training_steps_match_pytorch() {
     let e = expected();
-    let device = Default::default();
     let model = load_seqcls::<AB>("mpnet_seqcls", false);
-    let inputs = input::<AB>(&e["inputs"], &device);
-    let labels = int_tensor::<AB>(&e["seqcls"]["labels"], &device);
-    check_training_steps(
+    check_classifier_training(
         "mpnet",
         model,
-        &e["train"],
+        &e,
         TOL,
-        |model: &MpnetForSequenceClassification<AB>| {
-            let logits = model.sequence_logits(&inputs).unwrap();
-            model.classification_loss(logits, labels.clone())
+        |model: &MpnetForSequenceClassification<AB>, inputs, labels| {
+            model.classification_loss(model.sequence_logits(inputs).unwrap(), labels)
         },
-        |what, loss, want| assert_scalar(what, loss, want, TOL),
     );
 }
 

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use bomf_tests::cli::config::{RunConfig, files_split};
-use bomf_tests::cli::{model_args, succeed};
+use bomf_tests::cli::{model_args, succeed_json};
 use serde_json::Value;
 
 use crate::bomf;
@@ -116,6 +116,5 @@ pub fn eval_with(dir: &Path, model: &Path, data: Data, split: &str, extra: &[&st
         &max_new,
     ];
     flags.extend(extra);
-    let stdout = succeed(&bomf(&model_args("eval", model, &flags), dir));
-    serde_json::from_str(&stdout).unwrap()
+    succeed_json(&bomf(&model_args("eval", model, &flags), dir))
 }

@@ -9,7 +9,7 @@ use bomf_models::weights::{Checkpoint, LoadReport, load_bert_checkpoint};
 use bomf_models::{BertWithHead, Task};
 use burn::tensor::backend::Backend;
 
-use super::classifier::{ClassifierArch, DEFAULT_MAX_LEN};
+use super::classifier::{ClassifierArch, classifier_encoder_config, config_methods};
 
 /// The BERT/RoBERTa encoders of `bomf_models::bert` with a sequence-classification head.
 pub struct Bert;
@@ -33,25 +33,7 @@ impl ClassifierArch for Bert {
     type Config = BertConfig;
     type Model<B: Backend> = BertWithHead<B>;
 
-    fn read_config(path: &Path) -> bomf_models::Result<BertConfig> {
-        BertConfig::from_file(path)
-    }
-
-    fn labels(config: &BertConfig) -> Vec<String> {
-        config.id2label.values().cloned().collect()
-    }
-
-    fn with_labels(config: &BertConfig, labels: &[String]) -> BertConfig {
-        config.clone().with_labels(labels)
-    }
-
-    fn regression(config: &BertConfig) -> BertConfig {
-        config.clone().with_num_labels(1)
-    }
-
-    fn without_dropout(config: &BertConfig) -> BertConfig {
-        config.clone().without_dropout()
-    }
+    config_methods!();
 
     fn encoder_config(config: &BertConfig, max_len: Option<usize>) -> EncoderConfig {
         let family = match config.flavor {
@@ -59,10 +41,7 @@ impl ClassifierArch for Bert {
             EncoderFlavor::Roberta => ModelFamily::Roberta,
         };
         let limit = model_max_positions(config);
-        let mut enc = EncoderConfig::new(family, max_len.unwrap_or(DEFAULT_MAX_LEN.min(limit)));
-        enc.model_max_length = Some(limit);
-        enc.model_vocab_size = Some(config.vocab_size);
-        enc
+        classifier_encoder_config(family, limit, config.vocab_size, max_len)
     }
 
     fn load<B: Backend>(

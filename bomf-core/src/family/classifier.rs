@@ -9,18 +9,18 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bomf_data::batch::{BatchConfig, Batcher, Item, ItemTarget, items_for_dataset};
+use bomf_data::batch::{Item, items_for_dataset};
 use bomf_data::spec::with_label_order;
 use bomf_data::task::{Dataset, TaskKind};
-use bomf_data::tokenize::{EncoderConfig, TextEncoder};
+use bomf_data::tokenize::{EncoderConfig, ModelFamily, TextEncoder};
 use bomf_models::bert::ProblemType;
 use bomf_models::weights::{Checkpoint, LoadReport};
 use burn::module::AutodiffModule;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 
 use super::{
-    ExportDirs, Family, ModelKit, ModelVisitor, OpenFamily, OpenOptions, Prediction, Probe,
-    config_dir_of, read_weights,
+    ExportDirs, Family, ModelKit, ModelVisitor, OpenFamily, OpenOptions, PredictJob, Prediction,
+    Probe, config_dir_of, read_weights,
 };
 use crate::error::{CoreError, Result, ResultExt};
 use crate::eval::EvalSet;
@@ -74,6 +74,49 @@ pub trait ClassifierArch: 'static {
         tokenizer_dir: &Path,
     ) -> bomf_models::Result<()>;
 }
+
+/// Tokenizer settings for a classifier of `family`'s special-token layout with `limit` positions
+/// and `vocab_size` tokens: inputs of `max_len` tokens, by default [`DEFAULT_MAX_LEN`] or the
+/// position limit when smaller.
+pub fn classifier_encoder_config(
+    family: ModelFamily,
+    limit: usize,
+    vocab_size: usize,
+    max_len: Option<usize>,
+) -> EncoderConfig {
+    let mut enc = EncoderConfig::new(family, max_len.unwrap_or(DEFAULT_MAX_LEN.min(limit)));
+    enc.model_max_length = Some(limit);
+    enc.model_vocab_size = Some(vocab_size);
+    enc
+}
+
+/// The [`ClassifierArch`] config methods of an architecture whose `bomf_models` config has the
+/// encoder configs' common API (`from_file`, `id2label`, `with_labels`, `with_num_labels`,
+/// `without_dropout`). Expanded inside each such `impl ClassifierArch`.
+macro_rules! config_methods {
+    () => {
+        fn read_config(path: &Path) -> bomf_models::Result<Self::Config> {
+            <Self::Config>::from_file(path)
+        }
+
+        fn labels(config: &Self::Config) -> Vec<String> {
+            config.id2label.values().cloned().collect()
+        }
+
+        fn with_labels(config: &Self::Config, labels: &[String]) -> Self::Config {
+            config.clone().with_labels(labels)
+        }
+
+        fn regression(config: &Self::Config) -> Self::Config {
+            config.clone().with_num_labels(1)
+        }
+
+        fn without_dropout(config: &Self::Config) -> Self::Config {
+            config.clone().without_dropout()
+        }
+    };
+}
+pub(crate) use config_methods;
 
 /// A sequence classifier opened from an HF folder.
 pub struct ClassifierFamily<A: ClassifierArch> {
@@ -231,16 +274,11 @@ impl<A: ClassifierArch> OpenFamily for ClassifierFamily<A> {
                 .context(|| format!("loading {}", tokenizer.display()))?;
             Some(Arc::new(encoder))
         };
-        let checkpoint = if options.config_only {
-            Checkpoint::default()
-        } else {
-            read_weights(path)?
-        };
         Ok(Self {
             path: path.clone(),
             config,
             encoder,
-            checkpoint,
+            checkpoint: options.weights(path)?,
             fitted: false,
         })
     }
@@ -289,42 +327,24 @@ where
     fn predict(
         &self,
         model: &InnerModel<B, Self::Model>,
-        rows: &[Vec<String>],
-        batch_size: usize,
-        device: &B::Device,
+        job: &PredictJob<'_, B::Device>,
     ) -> Result<Vec<Prediction>> {
-        classify(
-            model,
-            self.encoder()?,
-            &self.labels(),
-            rows,
-            batch_size,
-            device,
-        )
+        classify(model, self.encoder()?, &self.labels(), job)
     }
 }
 
-/// The labels or scores of `rows` by `model`, in row order.
+/// The labels or scores of the job's rows by `model`, in row order.
 fn classify<B: Backend, M: SequenceClassifier<B>>(
     model: &M,
     encoder: &TextEncoder,
     labels: &[String],
-    rows: &[Vec<String>],
-    batch_size: usize,
-    device: &B::Device,
+    job: &PredictJob<'_, B::Device>,
 ) -> Result<Vec<Prediction>> {
     let regression = model.problem_type() == ProblemType::Regression;
-    let mut items = Vec::with_capacity(rows.len());
-    for (i, texts) in rows.iter().enumerate() {
-        let encoded = encoder
-            .encode(texts)
-            .context(|| format!("row {}: tokenising", i + 1))?;
-        items.push(Item::new(encoded, ItemTarget::None));
-    }
-    let batcher = Batcher::new(items, encoder.pad_id(), BatchConfig::eval(batch_size))?;
-    let mut logits_by_row: Vec<Option<Vec<f32>>> = vec![None; rows.len()];
+    let batcher = job.batcher(encoder.pad_id(), |_, texts| encoder.encode(texts))?;
+    let mut logits_by_row: Vec<Option<Vec<f32>>> = vec![None; job.rows.len()];
     for batch in batcher.epoch(0) {
-        let logits = model.sequence_logits(&encoder_input(&batch, device)?)?;
+        let logits = model.sequence_logits(&encoder_input(&batch, job.device)?)?;
         let [n, width] = logits.dims();
         let flat = logits
             .into_data()

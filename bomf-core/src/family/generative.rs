@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bomf_data::batch::{BatchConfig, Batcher, Item, ItemTarget};
+use bomf_data::batch::Item;
 use bomf_data::spec::{DataFormat, DataSpec};
 use bomf_data::task::{Dataset, Example, Target, TaskKind};
 use bomf_data::tokenize::{EncoderConfig, TextEncoder};
@@ -20,7 +20,7 @@ use burn::tensor::backend::Backend;
 use serde_json::Value;
 use tokenizers::Tokenizer;
 
-use super::Prediction;
+use super::{PredictJob, Prediction};
 use crate::error::{CoreError, Result, ResultExt};
 use crate::eval::EvalSet;
 use crate::generative::{
@@ -141,6 +141,28 @@ macro_rules! text_family_methods {
 }
 pub(crate) use text_family_methods;
 
+/// The [`super::ModelKit`] methods every generative family answers from its `config` and its
+/// [`GenerativeText`] field `text`: the export (an HF folder written by `$export`, then the
+/// tokenizer) and predictions (the generated continuations). Expanded inside each family's
+/// `impl ModelKit`.
+macro_rules! text_kit_methods {
+    ($export:path) => {
+        fn export(&self, model: &InnerModel<B, Self::Model>, out: &ExportDirs) -> Result<()> {
+            $export(model, &self.config, &out.model, None)?;
+            self.text.write_tokenizer(&out.model)
+        }
+
+        fn predict(
+            &self,
+            model: &InnerModel<B, Self::Model>,
+            job: &PredictJob<'_, B::Device>,
+        ) -> Result<Vec<Prediction>> {
+            self.text.generate(model, job)
+        }
+    };
+}
+pub(crate) use text_kit_methods;
+
 impl GenerativeText {
     /// The text side of a model whose tokenizer is `tokenizer` (parsed from `tokenizer_json`),
     /// configured by `settings`.
@@ -251,30 +273,22 @@ impl GenerativeText {
     pub fn generate<B: Backend, M: TaskModel<B>>(
         &self,
         model: &M,
-        rows: &[Vec<String>],
-        batch_size: usize,
-        device: &B::Device,
+        job: &PredictJob<'_, B::Device>,
     ) -> Result<Vec<Prediction>> {
-        let mut items = Vec::with_capacity(rows.len());
-        for (i, texts) in rows.iter().enumerate() {
+        let batcher = job.batcher(self.encoder.pad_id(), |i, texts| {
             let example = Example {
                 id: (i + 1).to_string(),
-                inputs: texts.clone(),
+                inputs: texts.to_vec(),
                 options: Vec::new(),
                 target: None,
             };
-            let encoded = self
-                .encoder
-                .encode(&[default_prompt(&example)])
-                .context(|| format!("row {}: tokenising", i + 1))?;
-            items.push(Item::new(encoded, ItemTarget::None));
-        }
-        let batcher = Batcher::new(items, self.encoder.pad_id(), BatchConfig::eval(batch_size))?;
-        let order: Vec<usize> = (0..rows.len()).collect();
-        let mut out = Vec::with_capacity(rows.len());
-        for chunk in order.chunks(batch_size.max(1)) {
+            self.encoder.encode(&[default_prompt(&example)])
+        })?;
+        let order: Vec<usize> = (0..job.rows.len()).collect();
+        let mut out = Vec::with_capacity(job.rows.len());
+        for chunk in order.chunks(job.batch_size.max(1)) {
             let batch = batcher.collate(chunk)?;
-            for tokens in model.generate_batch(&batch, &self.generation, device)? {
+            for tokens in model.generate_batch(&batch, &self.generation, job.device)? {
                 let generated_text = decode_generation(&self.encoder, &tokens, &self.generation)?;
                 out.push(Prediction::Text { generated_text });
             }

@@ -21,11 +21,11 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 
 use super::generative::{
     DEFAULT_GENERATIVE_MAX_LEN, GenerativeText, first_id, folder_tokenizer, generation_config,
-    generative_spec, parse_tokenizer, text_family_methods, token_name,
+    generative_spec, parse_tokenizer, text_family_methods, text_kit_methods, token_name,
 };
 use super::{
-    ExportDirs, Family, ModelKit, ModelVisitor, OpenFamily, OpenOptions, Prediction, Probe,
-    read_weights,
+    ExportDirs, Family, ModelKit, ModelVisitor, OpenFamily, OpenOptions, PredictJob, Prediction,
+    Probe,
 };
 use crate::error::{CoreError, Result, ResultExt};
 use crate::eval::EvalSet;
@@ -91,10 +91,11 @@ impl LlamaFamily {
         Ok((config, checkpoint, json))
     }
 
-    /// The config, weights (unless `config_only`), tokenizer JSON and source folder of a model.
+    /// The config, weights (unless opened config-only), tokenizer JSON and source folder of a
+    /// model.
     fn read(
         probe: &Probe,
-        config_only: bool,
+        options: &OpenOptions,
     ) -> Result<(LlamaConfig, Checkpoint, String, Option<PathBuf>)> {
         let path = &probe.path;
         if probe.gguf {
@@ -105,12 +106,7 @@ impl LlamaFamily {
         let config = LlamaConfig::from_file(&config_path)
             .context(|| format!("reading {}", config_path.display()))?;
         let json = folder_tokenizer(path)?;
-        let checkpoint = if config_only {
-            Checkpoint::default()
-        } else {
-            read_weights(path)?
-        };
-        Ok((config, checkpoint, json, Some(path.clone())))
+        Ok((config, options.weights(path)?, json, Some(path.clone())))
     }
 }
 
@@ -139,7 +135,7 @@ impl OpenFamily for LlamaFamily {
 
     fn open(probe: &Probe, options: &OpenOptions) -> Result<Self> {
         let path = &probe.path;
-        let (config, checkpoint, json, folder) = Self::read(probe, options.config_only)?;
+        let (config, checkpoint, json, folder) = Self::read(probe, options)?;
         let tokenizer = parse_tokenizer(path, &json)?;
         let limit = config.max_position_embeddings;
         let max_len = options
@@ -201,20 +197,7 @@ impl<B: AutodiffBackend> ModelKit<B> for LlamaFamily {
         )?)
     }
 
-    fn export(&self, model: &InnerModel<B, Self::Model>, out: &ExportDirs) -> Result<()> {
-        export_llama(model, &self.config, &out.model, None)?;
-        self.text.write_tokenizer(&out.model)
-    }
-
-    fn predict(
-        &self,
-        model: &InnerModel<B, Self::Model>,
-        rows: &[Vec<String>],
-        batch_size: usize,
-        device: &B::Device,
-    ) -> Result<Vec<Prediction>> {
-        self.text.generate(model, rows, batch_size, device)
-    }
+    text_kit_methods!(export_llama);
 }
 
 /// A LLaMA trained through LoRA adapters of `lora`: its models are [`LoraLlama`]s, whose
@@ -281,11 +264,9 @@ impl<B: AutodiffBackend> ModelKit<B> for LoraKit<'_> {
     fn predict(
         &self,
         model: &InnerModel<B, Self::Model>,
-        rows: &[Vec<String>],
-        batch_size: usize,
-        device: &B::Device,
+        job: &PredictJob<'_, B::Device>,
     ) -> Result<Vec<Prediction>> {
-        self.llama.text.generate(model, rows, batch_size, device)
+        self.llama.text.generate(model, job)
     }
 
     /// Each kept checkpoint as a peft adapter folder `adapter-<step>/` (the adapters are small),

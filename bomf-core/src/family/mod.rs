@@ -50,6 +50,7 @@ use crate::run_config::GenerationSection;
 use crate::trajectory::Trajectory;
 
 use classifier::ClassifierFamily;
+pub use ops::PredictJob;
 
 /// How a model is opened: input sizes, generation settings, LoRA.
 #[derive(Debug, Clone, Default)]
@@ -70,6 +71,17 @@ pub struct OpenOptions {
     /// `bomf train` folder, each `.safetensors` file beside its `config.json`), and a classifier
     /// needs no tokenizer.
     pub config_only: bool,
+}
+
+impl OpenOptions {
+    /// The weights of the model at `path`, or none when it is opened config-only.
+    pub fn weights(&self, path: &Path) -> Result<Checkpoint> {
+        if self.config_only {
+            Ok(Checkpoint::default())
+        } else {
+            read_weights(path)
+        }
+    }
 }
 
 /// What [`open`] knows about a path before a family opens it.
@@ -250,13 +262,11 @@ pub trait ModelKit<B: AutodiffBackend> {
     /// Writes `model` as an HF folder with the tokenizer (and a LoRA model's adapters alone).
     fn export(&self, model: &InnerModel<B, Self::Model>, out: &ExportDirs) -> Result<()>;
 
-    /// One output per row of input texts (each row the text fields of one example).
+    /// One output per row of the job's input texts.
     fn predict(
         &self,
         model: &InnerModel<B, Self::Model>,
-        rows: &[Vec<String>],
-        batch_size: usize,
-        device: &B::Device,
+        job: &PredictJob<'_, B::Device>,
     ) -> Result<Vec<Prediction>>;
 
     /// Writes the files that make a trajectory's checkpoint files loadable into `dir`: the

@@ -5,7 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use bomf_data::batch::Batcher;
+use bomf_data::batch::{BatchConfig, Batcher, Item, ItemTarget};
+use bomf_data::tokenize::Encoded;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 
 use super::{ExportDirs, Family, ModelKit, ModelVisitor, OpenedModel, Prediction};
@@ -29,6 +30,37 @@ pub struct TrainJob<'a> {
     pub dir: &'a Path,
 }
 
+/// Rows of input texts to predict on ([`OpenedModel::predict`], [`ModelKit::predict`]).
+pub struct PredictJob<'a, D> {
+    /// Each row the text fields of one example.
+    pub rows: &'a [Vec<String>],
+    /// How many rows go through the model at a time (in row order).
+    pub batch_size: usize,
+    /// Where the model runs.
+    pub device: &'a D,
+}
+
+impl<D> PredictJob<'_, D> {
+    /// The rows as an evaluation [`Batcher`] (`batch_size` rows a batch, in row order), row `i`
+    /// tokenised by `encode(i, texts)`.
+    pub fn batcher(
+        &self,
+        pad_id: u32,
+        encode: impl Fn(usize, &[String]) -> bomf_data::Result<Encoded>,
+    ) -> Result<Batcher> {
+        let mut items = Vec::with_capacity(self.rows.len());
+        for (i, texts) in self.rows.iter().enumerate() {
+            let encoded = encode(i, texts).context(|| format!("row {}: tokenising", i + 1))?;
+            items.push(Item::new(encoded, ItemTarget::None));
+        }
+        Ok(Batcher::new(
+            items,
+            pad_id,
+            BatchConfig::eval(self.batch_size),
+        )?)
+    }
+}
+
 impl OpenedModel {
     /// The loss and every metric of the opened model on `set`.
     pub fn evaluate<B: AutodiffBackend>(
@@ -46,7 +78,7 @@ impl OpenedModel {
         batch_size: usize,
         device: &B::Device,
     ) -> Result<Vec<Prediction>> {
-        self.visit::<B, _>(Predict {
+        self.visit::<B, _>(&PredictJob {
             rows,
             batch_size,
             device,
@@ -99,18 +131,12 @@ impl<B: AutodiffBackend> ModelVisitor<B> for Evaluate<'_, B> {
     }
 }
 
-struct Predict<'a, B: Backend> {
-    rows: &'a [Vec<String>],
-    batch_size: usize,
-    device: &'a B::Device,
-}
-
-impl<B: AutodiffBackend> ModelVisitor<B> for Predict<'_, B> {
+impl<B: AutodiffBackend> ModelVisitor<B> for &PredictJob<'_, B::Device> {
     type Output = Result<Vec<Prediction>>;
 
     fn visit<K: ModelKit<B>>(self, kit: &K) -> Self::Output {
         let model = kit.inference(self.device)?;
-        kit.predict(&model, self.rows, self.batch_size, self.device)
+        kit.predict(&model, self)
     }
 }
 

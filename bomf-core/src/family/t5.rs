@@ -13,11 +13,12 @@ use burn::tensor::backend::AutodiffBackend;
 
 use super::generative::{
     DEFAULT_GENERATIVE_MAX_LEN, DEFAULT_MAX_TARGET_LEN, GenerativeText, folder_tokenizer,
-    generation_config, generative_spec, parse_tokenizer, text_family_methods, token_name,
+    generation_config, generative_spec, parse_tokenizer, text_family_methods, text_kit_methods,
+    token_name,
 };
 use super::{
-    ExportDirs, Family, ModelKit, ModelVisitor, OpenFamily, OpenOptions, Prediction, Probe,
-    read_weights,
+    ExportDirs, Family, ModelKit, ModelVisitor, OpenFamily, OpenOptions, PredictJob, Prediction,
+    Probe,
 };
 use crate::error::{Result, ResultExt};
 use crate::eval::EvalSet;
@@ -101,16 +102,11 @@ impl OpenFamily for T5Family {
             json,
             Some(path.clone()),
         )?;
-        let checkpoint = if options.config_only {
-            Checkpoint::default()
-        } else {
-            read_weights(path)?
-        };
         Ok(Self {
             path: path.clone(),
             config,
             text,
-            checkpoint,
+            checkpoint: options.weights(path)?,
         })
     }
 
@@ -139,18 +135,5 @@ impl<B: AutodiffBackend> ModelKit<B> for T5Family {
         self.model::<B::InnerBackend>(weights, false, device)
     }
 
-    fn export(&self, model: &InnerModel<B, Self::Model>, out: &ExportDirs) -> Result<()> {
-        export_t5(model, &self.config, &out.model, None)?;
-        self.text.write_tokenizer(&out.model)
-    }
-
-    fn predict(
-        &self,
-        model: &InnerModel<B, Self::Model>,
-        rows: &[Vec<String>],
-        batch_size: usize,
-        device: &B::Device,
-    ) -> Result<Vec<Prediction>> {
-        self.text.generate(model, rows, batch_size, device)
-    }
+    text_kit_methods!(export_t5);
 }

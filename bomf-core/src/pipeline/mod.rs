@@ -13,7 +13,7 @@ use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
 use crate::baselines::LearnedSoupConfig;
-use crate::error::{CoreError, Result};
+use crate::error::Result;
 use crate::eval::EvalSet;
 use crate::fusion_bo::FusionBoConfig;
 use crate::hpbo::{HpTrial, HpboConfig, TrialData};
@@ -133,16 +133,26 @@ pub(crate) struct RunContext<'a, B: AutodiffBackend, M> {
     device: &'a B::Device,
 }
 
-impl<B: AutodiffBackend, M> RunContext<'_, B, M> {
+impl<'a, B: AutodiffBackend, M> RunContext<'a, B, M> {
+    fn new(
+        make_model: &'a dyn Fn(ModelRequest) -> Result<M>,
+        data: PipelineData<'a>,
+        config: &'a BomfConfig,
+        hooks: RunHooks<'a>,
+        device: &'a B::Device,
+    ) -> Self {
+        Self {
+            make_model,
+            data,
+            config,
+            hooks,
+            device,
+        }
+    }
+
     /// The metric stage 3 optimises with the validation loss: the task's first.
     fn metric(&self) -> Result<String> {
-        self.data
-            .validation
-            .task
-            .metrics
-            .first()
-            .map(|m| m.name().to_string())
-            .ok_or_else(|| CoreError::config("task.metrics", "the task has no metric"))
+        self.data.validation.primary_metric()
     }
 
     /// What a hyperparameter trial trains and evaluates on.
@@ -185,13 +195,7 @@ pub fn run_bomf_with<B: AutodiffBackend, M: TrainableModel<B>>(
     hooks: RunHooks<'_>,
     device: &B::Device,
 ) -> Result<BomfReport> {
-    let cx = RunContext {
-        make_model,
-        data,
-        config,
-        hooks,
-        device,
-    };
+    let cx = RunContext::new(make_model, data, config, hooks, device);
     let mut times = StageTimes::load(store)?;
     let metric = cx.metric()?;
     let tuned = stages::stage1(&cx, &mut times, store)?;
@@ -256,13 +260,7 @@ pub fn run_stage1<B: AutodiffBackend, M: TrainableModel<B>>(
     hooks: RunHooks<'_>,
     device: &B::Device,
 ) -> Result<(TrainConfig, usize, Vec<HpTrial>)> {
-    let cx = RunContext {
-        make_model,
-        data,
-        config,
-        hooks,
-        device,
-    };
+    let cx = RunContext::new(make_model, data, config, hooks, device);
     let Tuned {
         train,
         batch_size,

@@ -17,6 +17,7 @@
 //!
 //! The module only knows paths, bytes and `serde` records; the pipeline decides what to store.
 
+use std::ffi::OsStr;
 use std::fmt;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read, Write};
@@ -445,20 +446,7 @@ pub fn write_atomic_with(
     path: &Path,
     fill: impl FnOnce(&mut File) -> io::Result<()>,
 ) -> Result<()> {
-    let (dir, name) = match (path.parent(), path.file_name()) {
-        (Some(dir), Some(name)) => (dir, name),
-        _ => {
-            return Err(RunDirError::InvalidPath {
-                rel: path.to_path_buf(),
-            });
-        }
-    };
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    fs::create_dir_all(dir).at(dir)?;
+    let (dir, name) = created_parent(path)?;
     let temp = dir.join(format!(
         ".{}.tmp.{}.{}",
         name.to_string_lossy(),
@@ -482,6 +470,23 @@ pub fn write_atomic_with(
         return Err(e);
     }
     sync_dir(dir)
+}
+
+/// The folder `path` is in (`.` for a bare name), created if missing, and `path`'s file name:
+/// where a file or folder is prepared before it is renamed to `path`.
+fn created_parent(path: &Path) -> Result<(&Path, &OsStr)> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(RunDirError::InvalidPath {
+            rel: path.to_path_buf(),
+        });
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    fs::create_dir_all(dir).at(dir)?;
+    Ok((dir, name))
 }
 
 /// Makes a rename or a new file in `dir` durable (POSIX needs the folder itself fsynced).

@@ -17,7 +17,7 @@
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
-use super::{IoContext, Result, RunDirError};
+use super::{IoContext, Result, created_parent};
 
 /// A folder being written next to its destination; see the module docs.
 #[derive(Debug)]
@@ -32,20 +32,8 @@ impl StagedDir {
     /// Prepares to replace `dest`: restores a `dest` that a crash left renamed aside, removes a
     /// stale staging folder, and creates a fresh, empty one.
     pub fn new(dest: &Path) -> Result<Self> {
-        let (parent, name) = match (dest.parent(), dest.file_name()) {
-            (Some(p), Some(n)) => (p, n.to_string_lossy().into_owned()),
-            _ => {
-                return Err(RunDirError::InvalidPath {
-                    rel: dest.to_path_buf(),
-                });
-            }
-        };
-        let parent = if parent.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            parent
-        };
-        fs::create_dir_all(parent).at(parent)?;
+        let (parent, name) = created_parent(dest)?;
+        let name = name.to_string_lossy();
         let staged = Self {
             staging: parent.join(format!(".{name}.staging")),
             old: parent.join(format!(".{name}.old")),

@@ -5,6 +5,7 @@ pub mod generative;
 
 use bomf_core::baselines::LearnedSoupConfig;
 use bomf_core::eval::EvalSet;
+use bomf_core::fusion_bo::FusionBoConfig;
 use bomf_core::hpbo::{HpSpace, HpboConfig};
 use bomf_core::pipeline::{BaselinesConfig, PipelineData};
 use bomf_core::train::LayerCount;
@@ -77,6 +78,18 @@ pub fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// [`rng_lock`] held, and the default device.
+pub fn locked_device<D: Default>() -> (std::sync::MutexGuard<'static, ()>, D) {
+    (rng_lock(), D::default())
+}
+
+/// [`rng_lock`] held, and the default device with the backend's RNG seeded with `seed`.
+pub fn seeded<B: Backend>(seed: u64) -> (std::sync::MutexGuard<'static, ()>, B::Device) {
+    let (lock, device) = locked_device();
+    B::seed(&device, seed);
+    (lock, device)
+}
+
 /// The data of a pipeline run: `train_items` (padded with `pad_id`), selection on `validation`,
 /// the report on `test`.
 pub fn pipeline_data<'a>(
@@ -100,6 +113,14 @@ pub fn last_k(k: usize, every: usize) -> TrajectoryConfig {
         k,
         every,
         patience: 5,
+    }
+}
+
+/// The fusion search at its defaults, with a budget of `budget` evaluations.
+pub fn fusion_budget(budget: usize) -> FusionBoConfig {
+    FusionBoConfig {
+        budget: Some(budget),
+        ..FusionBoConfig::default()
     }
 }
 

@@ -10,6 +10,7 @@ use burn::tensor::backend::Backend;
 use serde_json::{Map, Value};
 
 use crate::error::{ModelError, Result};
+use crate::hf_json;
 use crate::kernels;
 
 /// Which of the two architectures a config describes. They share every layer; they differ in
@@ -181,16 +182,12 @@ fn get_bool(raw: &Map<String, Value>, field: &str) -> Result<bool> {
     }
 }
 
+hf_json::impl_label_methods!(BertConfig);
+
 impl BertConfig {
     /// Reads and validates `config.json`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
-        let value: Value = serde_json::from_str(&text).map_err(|source| ModelError::Json {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_json(value)
+        Self::from_json(hf_json::read(path.as_ref())?)
     }
 
     /// Validates a parsed `config.json`. Options that would change the computation and that we do
@@ -272,28 +269,14 @@ impl BertConfig {
     }
 
     fn validate(&self) -> Result<()> {
-        if self.num_attention_heads == 0
-            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
-        {
-            return Err(ModelError::unsupported(
-                "num_attention_heads",
-                format!(
-                    "hidden_size {} is not a multiple of num_attention_heads {}",
-                    self.hidden_size, self.num_attention_heads
-                ),
-            ));
-        }
-        for (field, value) in [
+        hf_json::check_heads_divide_hidden(self.hidden_size, self.num_attention_heads)?;
+        hf_json::check_positive(&[
             ("vocab_size", self.vocab_size),
             ("hidden_size", self.hidden_size),
             ("intermediate_size", self.intermediate_size),
             ("max_position_embeddings", self.max_position_embeddings),
             ("type_vocab_size", self.type_vocab_size),
-        ] {
-            if value == 0 {
-                return Err(ModelError::unsupported(field, "must be positive"));
-            }
-        }
+        ])?;
         if self.pad_token_id >= self.vocab_size {
             return Err(ModelError::unsupported(
                 "pad_token_id",
@@ -308,18 +291,14 @@ impl BertConfig {
                 "RoBERTa positions start at pad_token_id + 1, which must be below max_position_embeddings",
             ));
         }
-        for (field, p) in [
+        hf_json::check_dropouts(&[
             ("hidden_dropout_prob", self.hidden_dropout_prob),
             (
                 "attention_probs_dropout_prob",
                 self.attention_probs_dropout_prob,
             ),
             ("classifier_dropout", self.classifier_dropout.unwrap_or(0.0)),
-        ] {
-            if !(0.0..1.0).contains(&p) {
-                return Err(ModelError::unsupported(field, "dropout must be in [0, 1)"));
-            }
-        }
+        ])?;
         if self.id2label.is_empty() {
             return Err(ModelError::unsupported(
                 "id2label",
@@ -327,27 +306,6 @@ impl BertConfig {
             ));
         }
         Ok(())
-    }
-
-    /// Number of outputs of the sequence-classification head.
-    pub fn num_labels(&self) -> usize {
-        self.id2label.len()
-    }
-
-    /// Sets `num_labels` with HF's default names `LABEL_i`.
-    pub fn with_num_labels(mut self, num_labels: usize) -> Self {
-        self.id2label = default_id2label(num_labels.max(1));
-        self
-    }
-
-    /// Sets named labels (id = position).
-    pub fn with_labels<S: AsRef<str>>(mut self, labels: &[S]) -> Self {
-        self.id2label = labels
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (i, s.as_ref().to_string()))
-            .collect();
-        self
     }
 
     /// The problem type used for the loss: the explicit one, else HF's inference from `num_labels`.
@@ -393,13 +351,11 @@ impl BertConfig {
             .iter()
             .map(|(k, v)| (k.to_string(), Value::String(v.clone())))
             .collect();
-        let label2id: Map<String, Value> = self
-            .id2label
-            .iter()
-            .map(|(k, v)| (v.clone(), Value::from(*k)))
-            .collect();
         raw.insert("id2label".into(), Value::Object(id2label));
-        raw.insert("label2id".into(), Value::Object(label2id));
+        raw.insert(
+            "label2id".into(),
+            Value::Object(hf_json::label2id(&self.id2label)),
+        );
         raw.remove("num_labels");
         match self.problem_type {
             Some(p) => raw.insert("problem_type".into(), Value::String(p.hf_name().into())),
@@ -458,16 +414,12 @@ fn parse_id2label(raw: &Map<String, Value>) -> Result<BTreeMap<usize, String>> {
             }
             Ok(out)
         }
-        None | Some(Value::Null) => Ok(default_id2label(get_usize(raw, "num_labels", 2)?)),
+        None | Some(Value::Null) => Ok(hf_json::default_id2label(get_usize(raw, "num_labels", 2)?)),
         Some(v) => Err(ModelError::unsupported(
             "id2label",
             format!("expected an object, found {v}"),
         )),
     }
-}
-
-fn default_id2label(n: usize) -> BTreeMap<usize, String> {
-    (0..n).map(|i| (i, format!("LABEL_{i}"))).collect()
 }
 
 /// The task a model is built for; decides the head, whether the pooler exists, and the

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{ModelError, Result};
+use crate::hf_json;
 
 fn default_rms_eps() -> f64 {
     1e-6
@@ -89,12 +90,7 @@ pub enum RopeScaling {
 impl LlamaConfig {
     /// Reads and validates a `config.json`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
-        let config: Self = serde_json::from_str(&text).map_err(|source| ModelError::Json {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let config: Self = hf_json::read(path.as_ref())?;
         config.validate()?;
         Ok(config)
     }

@@ -40,11 +40,9 @@ pub fn load_llama<B: Backend>(
     dir: impl AsRef<Path>,
     device: &B::Device,
 ) -> Result<(LlamaForCausalLM<B>, LlamaConfig)> {
-    let dir = dir.as_ref();
-    let config = LlamaConfig::from_file(dir.join("config.json"))?;
-    let checkpoint = weights::read_checkpoint(dir)?;
-    let model = load_llama_checkpoint(&config, checkpoint, device)?;
-    Ok((model, config))
+    weights::load_with_folder_config(dir.as_ref(), LlamaConfig::from_file, |dir, config| {
+        load_llama_checkpoint(config, weights::read_checkpoint(dir)?, device)
+    })
 }
 
 /// Builds a model from `config` and assigns every tensor of `checkpoint`, strictly: a missing,

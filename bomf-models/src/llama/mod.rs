@@ -31,6 +31,7 @@ mod model;
 
 pub use config::{LlamaConfig, RopeScaling};
 pub use io::{export_llama, load_llama, load_llama_checkpoint};
+pub(crate) use model::projection_field;
 pub use model::{
     CausalLmInput, KvCache, LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM, LlamaMlp,
     LlamaModel, Projection,

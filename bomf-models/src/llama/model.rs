@@ -9,7 +9,9 @@ use burn::tensor::{Bool, Tensor, TensorData};
 
 use super::LlamaConfig;
 use crate::error::{ModelError, Result};
-use crate::layers::{AdaptableLinear, RmsNorm, index_tensor, int_tensor, normal_linear};
+use crate::layers::{
+    AdaptableLinear, RmsNorm, check_token_rows, index_tensor, int_tensor, normal_linear,
+};
 use crate::params::{self, HfNamed, HfPart};
 use crate::{kernels, loss};
 
@@ -98,6 +100,24 @@ fn apply_rope<B: Backend>(x: Tensor<B, 4>, cos: &Tensor<B, 4>, sin: &Tensor<B, 4
     let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
     x * cos.clone() + rotated * sin.clone()
 }
+
+/// The field holding projection `$p` in `$layer`, a decoder layer or its mirror of LoRA adapters
+/// (both keep the projections under `self_attn` and `mlp`, with HF's names), borrowed with
+/// `$borrow` (`&` or `&mut`).
+macro_rules! projection_field {
+    ($layer:expr, $p:expr, $($borrow:tt)+) => {
+        match $p {
+            Projection::Q => $($borrow)+ $layer.self_attn.q_proj,
+            Projection::K => $($borrow)+ $layer.self_attn.k_proj,
+            Projection::V => $($borrow)+ $layer.self_attn.v_proj,
+            Projection::O => $($borrow)+ $layer.self_attn.o_proj,
+            Projection::Gate => $($borrow)+ $layer.mlp.gate_proj,
+            Projection::Up => $($borrow)+ $layer.mlp.up_proj,
+            Projection::Down => $($borrow)+ $layer.mlp.down_proj,
+        }
+    };
+}
+pub(crate) use projection_field;
 
 /// The linear projections of a decoder layer (the ones LoRA can adapt), in HF's module order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -248,27 +268,11 @@ pub struct LlamaDecoderLayer<B: Backend> {
 impl<B: Backend> LlamaDecoderLayer<B> {
     /// The projection `p` of this layer.
     pub fn projection(&self, p: Projection) -> &AdaptableLinear<B> {
-        match p {
-            Projection::Q => &self.self_attn.q_proj,
-            Projection::K => &self.self_attn.k_proj,
-            Projection::V => &self.self_attn.v_proj,
-            Projection::O => &self.self_attn.o_proj,
-            Projection::Gate => &self.mlp.gate_proj,
-            Projection::Up => &self.mlp.up_proj,
-            Projection::Down => &self.mlp.down_proj,
-        }
+        projection_field!(self, p, &)
     }
 
     pub fn projection_mut(&mut self, p: Projection) -> &mut AdaptableLinear<B> {
-        match p {
-            Projection::Q => &mut self.self_attn.q_proj,
-            Projection::K => &mut self.self_attn.k_proj,
-            Projection::V => &mut self.self_attn.v_proj,
-            Projection::O => &mut self.self_attn.o_proj,
-            Projection::Gate => &mut self.mlp.gate_proj,
-            Projection::Up => &mut self.mlp.up_proj,
-            Projection::Down => &mut self.mlp.down_proj,
-        }
+        projection_field!(self, p, &mut)
     }
 }
 
@@ -322,30 +326,7 @@ impl CausalLmInput {
     }
 
     pub(super) fn check(&self, vocab: usize) -> Result<(usize, usize)> {
-        let batch = self.input_ids.len();
-        let seq = self.input_ids.first().map_or(0, Vec::len);
-        if batch == 0 || seq == 0 {
-            return Err(ModelError::InvalidInput("empty batch".into()));
-        }
-        if self.attention_mask.len() != batch {
-            return Err(ModelError::InvalidInput(format!(
-                "{batch} input rows but {} mask rows",
-                self.attention_mask.len()
-            )));
-        }
-        for (i, (ids, mask)) in self.input_ids.iter().zip(&self.attention_mask).enumerate() {
-            if ids.len() != seq || mask.len() != seq {
-                return Err(ModelError::InvalidInput(format!(
-                    "row {i}: every input and mask row must have length {seq}"
-                )));
-            }
-            if let Some(bad) = ids.iter().find(|&&t| t < 0 || t as usize >= vocab) {
-                return Err(ModelError::InvalidInput(format!(
-                    "row {i}: token id {bad} outside the vocabulary (size {vocab})"
-                )));
-            }
-        }
-        Ok((batch, seq))
+        check_token_rows(&self.input_ids, &self.attention_mask, vocab, |_, _| Ok(()))
     }
 }
 

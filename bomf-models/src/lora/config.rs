@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{ModelError, Result};
+use crate::hf_json;
 use crate::llama::Projection;
 
 /// peft's `target_modules`: a list of module names (matched on the full name or a `.`-separated
@@ -139,11 +140,7 @@ impl LoraConfig {
     /// Reads and validates an `adapter_config.json`; errors name the file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
-        let config: Self = serde_json::from_str(&text).map_err(|source| ModelError::Json {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let config: Self = hf_json::read(path)?;
         config.validate().map_err(|e| ModelError::WeightsFile {
             path: path.to_path_buf(),
             message: e.to_string(),

@@ -29,7 +29,8 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 
 use crate::error::{ModelError, Result};
-use crate::llama::{LlamaConfig, LlamaForCausalLM};
+use crate::hf_json;
+use crate::llama::{LlamaConfig, LlamaForCausalLM, projection_field};
 use crate::params::{self, Coverage, HfNamed};
 use crate::{export, weights};
 
@@ -74,27 +75,11 @@ pub struct LoraDecoderLayer<B: Backend> {
 
 impl<B: Backend> LoraDecoderLayer<B> {
     pub fn get(&self, p: Projection) -> Option<&LoraLinear<B>> {
-        match p {
-            Projection::Q => self.self_attn.q_proj.as_ref(),
-            Projection::K => self.self_attn.k_proj.as_ref(),
-            Projection::V => self.self_attn.v_proj.as_ref(),
-            Projection::O => self.self_attn.o_proj.as_ref(),
-            Projection::Gate => self.mlp.gate_proj.as_ref(),
-            Projection::Up => self.mlp.up_proj.as_ref(),
-            Projection::Down => self.mlp.down_proj.as_ref(),
-        }
+        projection_field!(self, p, &).as_ref()
     }
 
     fn slot(&mut self, p: Projection) -> &mut Option<LoraLinear<B>> {
-        match p {
-            Projection::Q => &mut self.self_attn.q_proj,
-            Projection::K => &mut self.self_attn.k_proj,
-            Projection::V => &mut self.self_attn.v_proj,
-            Projection::O => &mut self.self_attn.o_proj,
-            Projection::Gate => &mut self.mlp.gate_proj,
-            Projection::Up => &mut self.mlp.up_proj,
-            Projection::Down => &mut self.mlp.down_proj,
-        }
+        projection_field!(self, p, &mut)
     }
 }
 
@@ -207,12 +192,7 @@ impl<B: Backend> LlamaLoraAdapters<B> {
         std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
         let mut config = self.config.clone();
         config.peft_type.get_or_insert_with(|| "LORA".into());
-        let path = dir.join(ADAPTER_CONFIG_FILE);
-        let text = serde_json::to_string_pretty(&config).map_err(|source| ModelError::Json {
-            path: path.clone(),
-            source,
-        })?;
-        std::fs::write(&path, text + "\n").map_err(|e| ModelError::io(&path, e))?;
+        hf_json::write(&dir.join(ADAPTER_CONFIG_FILE), &config)?;
         let tensors = params::named_tensors(self)?;
         export::write_safetensors(&dir.join(ADAPTER_SAFETENSORS_FILE), &tensors)
     }

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::bert::{HiddenAct, ProblemType};
 use crate::error::{ModelError, Result};
+use crate::hf_json;
 
 /// The relative-position buckets `transformers` computes, whatever the config says:
 /// `MPNetEncoder.compute_position_bias` is always called with its default of 32, and
@@ -104,16 +105,13 @@ pub struct MpnetConfig {
     pub extra: Map<String, Value>,
 }
 
+hf_json::impl_label_methods!(MpnetConfig);
+
 impl MpnetConfig {
     /// Reads and validates a `config.json`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
-        let value: Value = serde_json::from_str(&text).map_err(|source| ModelError::Json {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_json(value).map_err(|e| match e {
+        Self::from_json(hf_json::read(path)?).map_err(|e| match e {
             ModelError::Json { source, .. } => ModelError::Json {
                 path: path.to_path_buf(),
                 source,
@@ -147,7 +145,7 @@ impl MpnetConfig {
                     ModelError::unsupported("num_labels", format!("expected an integer, found {v}"))
                 })?,
             };
-            config.id2label = default_id2label(num_labels);
+            config.id2label = hf_json::default_id2label(num_labels);
         }
         config.validate()?;
         Ok(config)
@@ -155,27 +153,13 @@ impl MpnetConfig {
 
     /// Checks every option we would otherwise silently mis-compute.
     pub fn validate(&self) -> Result<()> {
-        if self.num_attention_heads == 0
-            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
-        {
-            return Err(ModelError::unsupported(
-                "num_attention_heads",
-                format!(
-                    "hidden_size {} is not a multiple of num_attention_heads {}",
-                    self.hidden_size, self.num_attention_heads
-                ),
-            ));
-        }
-        for (field, value) in [
+        hf_json::check_heads_divide_hidden(self.hidden_size, self.num_attention_heads)?;
+        hf_json::check_positive(&[
             ("vocab_size", self.vocab_size),
             ("hidden_size", self.hidden_size),
             ("num_hidden_layers", self.num_hidden_layers),
             ("intermediate_size", self.intermediate_size),
-        ] {
-            if value == 0 {
-                return Err(ModelError::unsupported(field, "must be positive"));
-            }
-        }
+        ])?;
         if self.relative_attention_num_buckets < POSITION_BUCKETS {
             return Err(ModelError::unsupported(
                 "relative_attention_num_buckets",
@@ -192,17 +176,13 @@ impl MpnetConfig {
                  max_position_embeddings (and 1 below vocab_size)",
             ));
         }
-        for (field, p) in [
+        hf_json::check_dropouts(&[
             ("hidden_dropout_prob", self.hidden_dropout_prob),
             (
                 "attention_probs_dropout_prob",
                 self.attention_probs_dropout_prob,
             ),
-        ] {
-            if !(0.0..1.0).contains(&p) {
-                return Err(ModelError::unsupported(field, "dropout must be in [0, 1)"));
-            }
-        }
+        ])?;
         if self.id2label.is_empty() || self.id2label.keys().copied().ne(0..self.id2label.len()) {
             return Err(ModelError::unsupported(
                 "id2label",
@@ -236,27 +216,6 @@ impl MpnetConfig {
         }
     }
 
-    /// Outputs of the sequence-classification head.
-    pub fn num_labels(&self) -> usize {
-        self.id2label.len()
-    }
-
-    /// Sets `num_labels` with HF's default names `LABEL_i`.
-    pub fn with_num_labels(mut self, num_labels: usize) -> Self {
-        self.id2label = default_id2label(num_labels.max(1));
-        self
-    }
-
-    /// Sets named labels (id = position).
-    pub fn with_labels<S: AsRef<str>>(mut self, labels: &[S]) -> Self {
-        self.id2label = labels
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (i, s.as_ref().to_string()))
-            .collect();
-        self
-    }
-
     /// Disables every dropout (parity tests, deterministic training).
     pub fn without_dropout(mut self) -> Self {
         self.hidden_dropout_prob = 0.0;
@@ -285,14 +244,10 @@ impl MpnetConfig {
         config
             .extra
             .insert("model_type".into(), Value::from("mpnet"));
-        let label2id: Map<String, Value> = self
-            .id2label
-            .iter()
-            .map(|(k, v)| (v.clone(), Value::from(*k)))
-            .collect();
-        config
-            .extra
-            .insert("label2id".into(), Value::Object(label2id));
+        config.extra.insert(
+            "label2id".into(),
+            Value::Object(hf_json::label2id(&self.id2label)),
+        );
         config.extra.remove("num_labels");
         serde_json::to_value(&config).map_err(|source| ModelError::Json {
             path: "config.json".into(),
@@ -328,10 +283,6 @@ mod string_keys {
             })
             .collect()
     }
-}
-
-fn default_id2label(n: usize) -> BTreeMap<usize, String> {
-    (0..n).map(|i| (i, format!("LABEL_{i}"))).collect()
 }
 
 #[cfg(test)]

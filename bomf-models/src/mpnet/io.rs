@@ -28,9 +28,10 @@ pub fn load_mpnet<B: Backend>(
     dir: impl AsRef<Path>,
     device: &B::Device,
 ) -> Result<(MpnetModel<B>, MpnetConfig, LoadReport)> {
-    let dir = dir.as_ref();
-    let config = MpnetConfig::from_file(dir.join("config.json"))?;
-    let (model, report) = load_mpnet_with_config(dir, &config, device)?;
+    let ((model, report), config) =
+        weights::load_with_folder_config(dir.as_ref(), MpnetConfig::from_file, |dir, config| {
+            load_mpnet_with_config(dir, config, device)
+        })?;
     Ok((model, config, report))
 }
 
@@ -60,9 +61,10 @@ pub fn load_mpnet_for_sequence_classification<B: Backend>(
     dir: impl AsRef<Path>,
     device: &B::Device,
 ) -> Result<(MpnetForSequenceClassification<B>, MpnetConfig, LoadReport)> {
-    let dir = dir.as_ref();
-    let config = MpnetConfig::from_file(dir.join("config.json"))?;
-    let (model, report) = load_mpnet_for_sequence_classification_with_config(dir, &config, device)?;
+    let ((model, report), config) =
+        weights::load_with_folder_config(dir.as_ref(), MpnetConfig::from_file, |dir, config| {
+            load_mpnet_for_sequence_classification_with_config(dir, config, device)
+        })?;
     Ok((model, config, report))
 }
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{ModelError, Result};
+use crate::hf_json;
 
 fn default_num_buckets() -> usize {
     32
@@ -127,12 +128,7 @@ pub struct FeedForwardKind {
 impl T5Config {
     /// Reads and validates a `config.json`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
-        let config: Self = serde_json::from_str(&text).map_err(|source| ModelError::Json {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let config: Self = hf_json::read(path.as_ref())?;
         config.validate()?;
         Ok(config)
     }
@@ -140,17 +136,13 @@ impl T5Config {
     /// Checks every option we would otherwise silently mis-compute.
     pub fn validate(&self) -> Result<()> {
         self.feed_forward()?;
-        for (field, value) in [
+        hf_json::check_positive(&[
             ("vocab_size", self.vocab_size),
             ("d_model", self.d_model),
             ("d_kv", self.d_kv),
             ("d_ff", self.d_ff),
             ("num_heads", self.num_heads),
-        ] {
-            if value == 0 {
-                return Err(ModelError::unsupported(field, "must be positive"));
-            }
-        }
+        ])?;
         let buckets = self.relative_attention_num_buckets;
         // Bidirectional buckets split in two halves, each half in exact and logarithmic parts.
         if buckets < 4 {

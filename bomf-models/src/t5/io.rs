@@ -24,11 +24,9 @@ pub fn load_t5<B: Backend>(
     dir: impl AsRef<Path>,
     device: &B::Device,
 ) -> Result<(T5ForConditionalGeneration<B>, T5Config)> {
-    let dir = dir.as_ref();
-    let config = T5Config::from_file(dir.join("config.json"))?;
-    let checkpoint = weights::read_checkpoint(dir)?;
-    let model = load_t5_checkpoint(&config, checkpoint, device)?;
-    Ok((model, config))
+    weights::load_with_folder_config(dir.as_ref(), T5Config::from_file, |dir, config| {
+        load_t5_checkpoint(config, weights::read_checkpoint(dir)?, device)
+    })
 }
 
 /// Builds a model from `config` and assigns every tensor of `checkpoint`, strictly: a missing,

@@ -8,7 +8,7 @@ use burn::tensor::{Bool, Tensor, TensorData};
 use super::T5Config;
 use super::layers::{DecoderCache, T5Stack};
 use crate::error::{ModelError, Result};
-use crate::layers::{int_tensor, normal_linear};
+use crate::layers::{check_ids, check_token_rows, int_tensor, normal_linear};
 use crate::loss;
 use crate::params::{self, HfNamed};
 
@@ -60,24 +60,7 @@ impl Seq2SeqInput {
     }
 
     pub(super) fn check(&self, vocab: usize) -> Result<(usize, usize)> {
-        let batch = self.input_ids.len();
-        let seq = self.input_ids.first().map_or(0, Vec::len);
-        if batch == 0 || seq == 0 {
-            return Err(ModelError::InvalidInput("empty batch".into()));
-        }
-        if self.attention_mask.len() != batch {
-            return Err(ModelError::InvalidInput(format!(
-                "{batch} input rows but {} mask rows",
-                self.attention_mask.len()
-            )));
-        }
-        for (i, (ids, mask)) in self.input_ids.iter().zip(&self.attention_mask).enumerate() {
-            if ids.len() != seq || mask.len() != seq {
-                return Err(ModelError::InvalidInput(format!(
-                    "row {i}: every input and mask row must have length {seq}"
-                )));
-            }
-            check_ids(i, ids, vocab)?;
+        check_token_rows(&self.input_ids, &self.attention_mask, vocab, |i, mask| {
             if mask.iter().any(|&m| m != 0 && m != 1) {
                 return Err(ModelError::InvalidInput(format!(
                     "row {i}: attention_mask values must be 0 or 1"
@@ -88,17 +71,8 @@ impl Seq2SeqInput {
                     "row {i}: attention_mask has no real token"
                 )));
             }
-        }
-        Ok((batch, seq))
-    }
-}
-
-fn check_ids(row: usize, ids: &[i64], vocab: usize) -> Result<()> {
-    match ids.iter().find(|&&t| t < 0 || t as usize >= vocab) {
-        Some(bad) => Err(ModelError::InvalidInput(format!(
-            "row {row}: token id {bad} outside the vocabulary (size {vocab})"
-        ))),
-        None => Ok(()),
+            Ok(())
+        })
     }
 }
 

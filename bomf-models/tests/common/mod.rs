@@ -9,8 +9,8 @@ use bomf_models::weights::read_safetensors;
 use bomf_models::{CausalLmInput, EarlyStopping, EncoderInput, HfNamed, HfTensor};
 use burn::module::AutodiffModule;
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
-use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Int, Tensor};
 use serde_json::Value;
 
 pub type B = bomf_models::CpuBackend;
@@ -78,6 +78,40 @@ pub fn assert_close<Bk: Backend, const D: usize>(
     assert_eq!(shape, eshape, "{what}: shape");
     let diff = max_abs_diff(&data, &edata);
     assert!(diff <= tol, "{what}: max abs diff {diff:e} > {tol:e}");
+    diff
+}
+
+/// Asserts an encoder's outputs, `last_hidden_state` and `pooled`, against the fixture's
+/// `expected` (its `base` entry); prints both diffs under `what`.
+pub fn assert_base_outputs<Bk: Backend>(
+    what: &str,
+    last_hidden_state: Tensor<Bk, 3>,
+    pooled: Tensor<Bk, 2>,
+    expected: &Value,
+    tol: f32,
+) {
+    let hidden = assert_close(
+        "last_hidden_state",
+        last_hidden_state,
+        &expected["last_hidden_state"],
+        tol,
+    );
+    let pooled = assert_close("pooled", pooled, &expected["pooled"], tol);
+    println!("{what}: max abs diff hidden {hidden:e}, pooled {pooled:e}");
+}
+
+/// Asserts a head's `logits`, and the loss `loss_of(logits, labels)` computes from them and the
+/// fixture's `expected["labels"]`, against `expected["logits"]` and `expected["loss"]`; returns
+/// the logits' max abs diff.
+pub fn assert_logits_and_loss<Bk: Backend>(
+    logits: Tensor<Bk, 2>,
+    expected: &Value,
+    tol: f32,
+    loss_of: impl FnOnce(Tensor<Bk, 2>, &Value) -> Tensor<Bk, 1>,
+) -> f32 {
+    let diff = assert_close("logits", logits.clone(), &expected["logits"], tol);
+    let loss = loss_of(logits, &expected["labels"]);
+    assert_scalar("loss", loss, &expected["loss"], tol);
     diff
 }
 
@@ -257,6 +291,28 @@ pub fn check_training_steps<M: AutodiffModule<AB> + HfNamed<AB>>(
         &named,
         &want,
         tol,
+    );
+}
+
+/// [`check_training_steps`] of a sequence classifier on an encoder fixture `e`: the loss is what
+/// `loss_of(model, inputs, labels)` computes from `e["inputs"]` and `e["seqcls"]["labels"]`.
+pub fn check_classifier_training<M: AutodiffModule<AB> + HfNamed<AB>>(
+    what: &str,
+    model: M,
+    e: &Value,
+    tol: f32,
+    loss_of: impl Fn(&M, &EncoderInput<AB>, Tensor<AB, 1, Int>) -> Tensor<AB, 1>,
+) {
+    let device = Default::default();
+    let inputs = input::<AB>(&e["inputs"], &device);
+    let labels = int_tensor::<AB>(&e["seqcls"]["labels"], &device);
+    check_training_steps(
+        what,
+        model,
+        &e["train"],
+        tol,
+        |model: &M| loss_of(model, &inputs, labels.clone()),
+        |what, loss, want| assert_scalar(what, loss, want, tol),
     );
 }
 

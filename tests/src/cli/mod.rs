@@ -6,7 +6,7 @@ pub mod config;
 pub mod interrupt;
 
 use std::ffi::{OsStr, OsString};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -36,10 +36,23 @@ pub fn succeed_stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Asserts success and returns stdout read as JSON.
+pub fn succeed_json(out: &Output) -> Value {
+    serde_json::from_str(&succeed(out)).expect("stdout is JSON")
+}
+
 /// Asserts failure and returns stderr (the error message).
 pub fn fail(out: &Output) -> String {
     assert!(!out.status.success(), "bomf should have failed");
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts that `text` (an error message, a report) contains each of `parts`, showing the whole
+/// text when one is missing.
+pub fn assert_mentions(text: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(text.contains(part), "{part:?} missing from:\n{text}");
+    }
 }
 
 /// `a` equals the reference `b` to `tol` relative to `1 + |b|`.
@@ -57,6 +70,14 @@ pub fn json(path: &Path) -> Value {
 /// `CMD --model MODEL` followed by `flags`.
 pub fn model_args(cmd: &str, model: &Path, flags: &[&str]) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec![cmd.into(), "--model".into(), model.into()];
+    args.extend(flags.iter().map(Into::into));
+    args
+}
+
+/// `train --model MODEL --data SPEC --out OUT` followed by `flags`.
+pub fn train_args(model: &Path, spec: &Path, out: &str, flags: &[&str]) -> Vec<OsString> {
+    let mut args = model_args("train", model, &["--data"]);
+    args.extend([spec.into(), "--out".into(), out.into()]);
     args.extend(flags.iter().map(Into::into));
     args
 }
@@ -80,11 +101,52 @@ pub fn fuse_args<P: AsRef<OsStr>>(
     args
 }
 
+/// `run CONFIG --out OUT` followed by `flags`.
+pub fn run_args<'a>(config: &'a Path, out: &'a str, flags: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["run", config.to_str().unwrap(), "--out", out];
+    args.extend(flags);
+    args
+}
+
+/// Writes to `to` the text of `from` with `pattern` replaced by `with`, and returns that text
+/// (`from` and `to` may be the same file).
+pub fn write_replaced(from: &Path, to: &Path, pattern: &str, with: &str) -> String {
+    let text = std::fs::read_to_string(from)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", from.display()))
+        .replace(pattern, with);
+    std::fs::write(to, &text).unwrap();
+    text
+}
+
 /// `bo suggest --space space.json` followed by `flags`.
 pub fn bo_suggest<'a>(flags: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec!["bo", "suggest", "--space", "space.json"];
     args.extend(flags);
     args
+}
+
+/// The checkpoint files that `CHECKPOINTS/manifest.json` (written by `bomf train`) lists, in its
+/// order.
+pub fn manifest_files(checkpoints: &Path) -> Vec<PathBuf> {
+    json(&checkpoints.join("manifest.json"))["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| checkpoints.join(e["file"].as_str().unwrap()))
+        .collect()
+}
+
+/// With the `bomf` binary `exe`, in `dir`: fuses `checkpoints` at 0.2, 0.3 and 0.5 into
+/// `fused`, then evaluates that folder on the labelled file `file`; returns what `eval` printed.
+pub fn fuse_then_eval(exe: &str, dir: &Path, checkpoints: &[PathBuf], file: &Path) -> Value {
+    let fused = Path::new("fused");
+    succeed(&run(
+        exe,
+        &fuse_args(checkpoints, "0.2,0.3,0.5", fused, &[]),
+        dir,
+    ));
+    let flags = ["--file", file.to_str().unwrap()];
+    succeed_json(&run(exe, &model_args("eval", fused, &flags), dir))
 }
 
 /// What a run logged in `RUN/evaluations.jsonl` (nothing while the file does not exist).
