@@ -77,7 +77,9 @@ fn qehvi_gradients_match_finite_differences() {
     let r = [0.0, -1.0];
     let base = NormalBaseSamples::new(32, 2 * 2, 3).unwrap();
     let exact = QExpectedHypervolumeImprovement::new(&gps, &ys, &r, base.clone()).unwrap();
-    let log = QExpectedHypervolumeImprovement::new_log(&gps, &ys, &r, base).unwrap();
+    let log = QExpectedHypervolumeImprovement::new(&gps, &ys, &r, base)
+        .unwrap()
+        .with_estimator(HviEstimator::Log(LogHviParams::QLOGEHVI));
     for x in [&[0.35, 0.75][..], &[0.2, 0.85, 0.7, 0.4][..]] {
         assert!(exact.value(x) > 0.0);
         check_fd(&exact, x, 1e-4);

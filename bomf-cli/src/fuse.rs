@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use bomf_core::family::{OpenOptions, OpenedModel, config_dir_of, open};
 use bomf_core::fusion::{CheckpointSet, LoraFusion};
+use bomf_core::merge::{self, OutDtype};
 use bomf_core::rundir::StagedDir;
 use bomf_models::lora::{ADAPTER_CONFIG_FILE, LlamaLoraAdapters, LoraConfig};
 use bomf_models::{CpuAutodiffBackend, CpuBackend};
@@ -69,6 +70,20 @@ pub struct FuseArgs {
     /// averages the updates s·B·A exactly, as one adapter of rank K·r (weights summing to 1).
     #[arg(long, value_enum, default_value_t = LoraMode::Factors)]
     pub lora: LoraMode,
+    /// Fuse tensor by tensor from the safetensors files without the model code: any
+    /// architecture (Qwen2, Mistral, Gemma, …), memory of about one tensor whatever K. A
+    /// checkpoint may be a training output folder (its checkpoint-* subfolders, in step order).
+    /// The output keeps the first checkpoint's shards and files (config, tokenizer, …).
+    #[arg(long)]
+    pub stream: bool,
+    /// With --stream: the dtype of the fused tensors (`same`: each tensor's input dtype).
+    #[arg(
+        long,
+        value_name = "same|f32|f16|bf16",
+        default_value = "same",
+        requires = "stream"
+    )]
+    pub dtype: OutDtype,
 }
 
 /// `--lora`: bomf-core's [`LoraFusion`] on the command line.
@@ -132,6 +147,9 @@ fn ensure_empty_or_forced(out: &Path, force: bool) -> Result<()> {
 }
 
 pub fn run(args: FuseArgs) -> Result<()> {
+    if args.stream {
+        return fuse_streamed(&args);
+    }
     if let Some(warning) = check_weights(&args.weights, args.checkpoints.len())? {
         eprintln!("warning: {warning}");
     }
@@ -158,7 +176,9 @@ pub fn run(args: FuseArgs) -> Result<()> {
         .unwrap_or_else(|| config_dir_of(&args.checkpoints[0]));
     if args.config.is_none() && !config_dir.join("config.json").is_file() {
         bail!(
-            "{} has no config.json to describe the checkpoints: pass --config with the model              folder they come from (for the checkpoints/ of a `bomf run`, the run's [model] path;              its config.toml names it)",
+            "{} has no config.json to describe the checkpoints: pass --config with the model \
+             folder they come from (for the checkpoints/ of a `bomf run`, the run's [model] path; \
+             its config.toml names it)",
             config_dir.display()
         );
     }
@@ -168,6 +188,10 @@ pub fn run(args: FuseArgs) -> Result<()> {
             config_only: true,
             ..OpenOptions::default()
         },
+    )
+    .context(
+        "opening the checkpoints' model (for an architecture bomf does not implement, --stream \
+         fuses the checkpoints tensor by tensor without its model code)",
     )?;
     let params = model.fuse_checkpoints::<CpuAutodiffBackend>(
         &args.checkpoints,
@@ -181,6 +205,48 @@ pub fn run(args: FuseArgs) -> Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+/// `bomf fuse --stream`: [`bomf_core::merge`] over the checkpoints the paths stand for.
+fn fuse_streamed(args: &FuseArgs) -> Result<()> {
+    for (flag, given) in [
+        ("--config", args.config.is_some()),
+        ("--base", args.base.is_some()),
+        ("--lora delta", args.lora != LoraMode::Factors),
+    ] {
+        if given {
+            bail!("{flag} does not apply to --stream, which reads every checkpoint's own files");
+        }
+    }
+    let dirs = merge::resolve(&args.checkpoints)?;
+    if let Some(warning) = check_weights(&args.weights, dirs.len())
+        .with_context(|| format!("the checkpoints are {}", labels(&dirs)))?
+    {
+        eprintln!("warning: {warning}");
+    }
+    let set = merge::CheckpointSet::open(&dirs)?;
+    let summary = merge::merge(
+        &set,
+        &args.weights,
+        &args.out,
+        &merge::MergeOptions { dtype: args.dtype },
+    )?;
+    eprintln!(
+        "fused {} checkpoints ({} parameters each, {} tensors averaged, {} copied) into {}",
+        set.len(),
+        set.parameter_count(),
+        summary.fused,
+        summary.copied,
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn labels(dirs: &[PathBuf]) -> String {
+    dirs.iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Writes the output folder `out` with `write` into a staging folder and moves it into place

@@ -1,7 +1,8 @@
 //! `bomf`: model fusion through Bayesian optimisation, from the command line.
 //!
 //! `bomf run` is the whole pipeline from a config; `hpo`, `train`, `fuse`, `eval` and `predict`
-//! are its stages alone on the same run-directory layout; `bomf bo` exposes the
+//! are its stages alone on the same run-directory layout; `search` is stage 3 on checkpoints of
+//! any architecture with any evaluation command; `bomf bo` exposes the
 //! Bayesian-optimisation engine so that any language can drive it through JSON files.
 //!
 //! Each command parses its flags, opens the model once with `bomf_core::family::open` (every
@@ -15,6 +16,7 @@ mod eval;
 mod fuse;
 mod predict;
 mod run;
+mod search;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -74,6 +76,9 @@ enum Command {
     /// The whole pipeline from a config: HPBO (optional), fine-tuning, fusion BO, baselines,
     /// test evaluation, the fused model and a report, in a resumable run directory.
     Run(run::RunArgs),
+    /// Stage 3 alone on checkpoints you already have (any architecture, HF or Trainer folders),
+    /// scored by your own evaluation command, evaluations in parallel.
+    Search(search::SearchArgs),
     /// Stage 1 alone: hyperparameter BO on the proxy model; prints the best settings.
     Hpo(run::RunArgs),
     /// The Bayesian-optimisation engine on its own (ask/tell through files).
@@ -96,6 +101,7 @@ fn main() -> std::process::ExitCode {
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Search(args) => search::run(args),
         Command::Hpo(args) => run::hpo(args),
         Command::Bo(cmd) => bo::run(cmd),
         Command::Train(args) => train::run(args),

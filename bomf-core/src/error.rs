@@ -51,6 +51,13 @@ pub enum CoreError {
     #[error(transparent)]
     RunDir(#[from] crate::rundir::RunDirError),
 
+    /// Reading, checking or fusing checkpoints of any architecture (`bomf search`, streamed
+    /// fusion).
+    /// (Boxed: its variants name two checkpoints and a tensor, which would double the size of
+    /// every `Result` of the crate.)
+    #[error(transparent)]
+    Merge(Box<crate::merge::MergeError>),
+
     /// A file of a run (trajectory manifest, checkpoint) could not be read or written.
     #[error("{path}: {message}")]
     File {
@@ -73,6 +80,12 @@ pub enum CoreError {
         context: String,
         source: Box<CoreError>,
     },
+}
+
+impl From<crate::merge::MergeError> for CoreError {
+    fn from(err: crate::merge::MergeError) -> Self {
+        Self::Merge(Box::new(err))
+    }
 }
 
 /// [`CoreError::Context`] on results: `result.context(|| format!("checkpoint {i}"))`.

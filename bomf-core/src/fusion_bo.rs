@@ -33,6 +33,8 @@ pub enum FusionObjective {
     Metric(String),
     /// The validation loss (minimised).
     Loss,
+    /// A named quantity of the evaluation, minimised (`bomf search`'s evaluators report any).
+    Minimize(String),
 }
 
 impl FusionObjective {
@@ -41,12 +43,13 @@ impl FusionObjective {
         match self {
             Self::Metric(name) => evaluation.metrics.get(name).copied().unwrap_or(f64::NAN),
             Self::Loss => -evaluation.loss,
+            Self::Minimize(name) => -evaluation.metrics.get(name).copied().unwrap_or(f64::NAN),
         }
     }
 
     pub fn label(&self) -> String {
         match self {
-            Self::Metric(name) => name.clone(),
+            Self::Metric(name) | Self::Minimize(name) => name.clone(),
             Self::Loss => "loss".into(),
         }
     }
@@ -187,6 +190,16 @@ impl Normaliser {
         objectives: Vec<FusionObjective>,
         checkpoints: &[KeptCheckpoint],
     ) -> Result<Self> {
+        let evaluations: Vec<Evaluation> =
+            checkpoints.iter().map(|c| c.validation.clone()).collect();
+        Self::from_evaluations(objectives, &evaluations)
+    }
+
+    /// From the checkpoints' evaluations, in checkpoint order.
+    pub fn from_evaluations(
+        objectives: Vec<FusionObjective>,
+        checkpoints: &[Evaluation],
+    ) -> Result<Self> {
         if checkpoints.is_empty() {
             return Err(CoreError::InvalidInput(
                 "normalising the objectives needs at least one checkpoint".into(),
@@ -195,10 +208,7 @@ impl Normaliser {
         let mut low = Vec::new();
         let mut scale = Vec::new();
         for objective in &objectives {
-            let values: Vec<f64> = checkpoints
-                .iter()
-                .map(|c| objective.oriented(&c.validation))
-                .collect();
+            let values: Vec<f64> = checkpoints.iter().map(|c| objective.oriented(c)).collect();
             if let Some(i) = values.iter().position(|v| !v.is_finite()) {
                 return Err(CoreError::InvalidInput(format!(
                     "checkpoint {i} has no finite value for objective `{}`",
@@ -266,6 +276,17 @@ impl FusionSearch {
         checkpoints: &[KeptCheckpoint],
         default_metric: &str,
     ) -> Result<Self> {
+        let evaluations: Vec<Evaluation> =
+            checkpoints.iter().map(|c| c.validation.clone()).collect();
+        Self::from_evaluations(config, &evaluations, default_metric)
+    }
+
+    /// [`Self::new`] from the checkpoints' evaluations alone (in checkpoint order).
+    pub fn from_evaluations(
+        config: FusionBoConfig,
+        checkpoints: &[Evaluation],
+        default_metric: &str,
+    ) -> Result<Self> {
         let k = checkpoints.len();
         if k < 2 {
             return Err(CoreError::InvalidInput(format!(
@@ -284,7 +305,7 @@ impl FusionSearch {
                 "at least one objective",
             ));
         }
-        let normaliser = Normaliser::from_checkpoints(objectives.clone(), checkpoints)?;
+        let normaliser = Normaliser::from_evaluations(objectives.clone(), checkpoints)?;
         let names = (0..k).map(|i| format!("w{i}")).collect();
         let space = Space::simplex(names, config.simplex_map)?;
         let bo_objectives = objectives
@@ -335,6 +356,20 @@ impl FusionSearch {
         asked
             .pop()
             .ok_or_else(|| CoreError::InvalidInput("the optimiser proposed no point".into()))
+    }
+
+    /// A new point to evaluate while the points already asked are still pending (parallel
+    /// evaluations): the acquisition counts the pending points, so it is none of them.
+    pub fn ask_new(&mut self) -> Result<Vec<f64>> {
+        let mut asked = self.optimizer.ask(1)?;
+        asked
+            .pop()
+            .ok_or_else(|| CoreError::InvalidInput("the optimiser proposed no point".into()))
+    }
+
+    /// Points asked and not yet told (being evaluated, or lost to a crash).
+    pub fn pending(&self) -> &[Vec<f64>] {
+        self.optimizer.pending()
     }
 
     /// Records the evaluation of `weights` (`None`: it failed).

@@ -23,6 +23,7 @@
 use bomf_data::batch::{Batch, BatchTargets, Item, ItemTarget};
 use bomf_data::task::{Dataset, Example, Target, TaskKind};
 use bomf_data::tokenize::{IGNORE_INDEX, ModelFamily, TextEncoder};
+use bomf_models::generation::{Generate, pad_to_longest};
 use bomf_models::lora::{self, LlamaLoraAdapters};
 use bomf_models::{
     CausalLmInput, HfNamed, LlamaForCausalLM, Seq2SeqInput, T5ForConditionalGeneration,
@@ -256,7 +257,10 @@ fn causal_generate<B: Backend>(
     let pad = config.pad_token_id;
     let prompts = causal_prompts(batch, pad)?;
     Ok(match config.beam() {
-        Some(beam) => model.generate_beam(&prompts, &beam, &config.eos_token_ids, pad)?,
+        Some(beam) => pad_to_longest(
+            model.generate_beam(&prompts, &beam, &config.eos_token_ids)?,
+            pad,
+        ),
         None => {
             model.generate_greedy(&prompts, config.max_new_tokens, &config.eos_token_ids, pad)?
         }
@@ -414,20 +418,22 @@ impl<B: Backend> HfNamed<B> for LoraLlama<B> {
     }
 }
 
+/// The base model with the adapters attached, as [`LlamaForCausalLM`]'s implementation.
 impl<B: Backend> TaskModel<B> for LoraLlama<B> {
-    fn forward_batch(&self, batch: &Batch, _device: &B::Device) -> Result<BatchOutput<B>> {
-        let adapted = self.adapters.attach(&self.base)?;
-        causal_forward(batch, |input, index| adapted.logits_at(input, index))
+    fn forward_batch(&self, batch: &Batch, device: &B::Device) -> Result<BatchOutput<B>> {
+        self.adapters
+            .attach(&self.base)?
+            .forward_batch(batch, device)
     }
 
     fn generate_batch(
         &self,
         batch: &Batch,
         config: &GenerationConfig,
-        _device: &B::Device,
+        device: &B::Device,
     ) -> Result<Vec<Vec<i64>>> {
         let adapted = self.adapters.attach(&self.base)?;
-        causal_generate(&adapted, batch, config)
+        adapted.generate_batch(batch, config, device)
     }
 }
 

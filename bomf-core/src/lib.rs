@@ -21,6 +21,10 @@
 //!   to and loaded from a folder with a manifest.
 //! - [`fusion_bo`]: stage 3, qNEHVI over simplex fusion weights (metric up, loss down,
 //!   normalised by the checkpoints' own range) and the rules that pick the final model.
+//! - [`merge`]: θ(w) for checkpoints of any architecture, streamed tensor by tensor over their
+//!   safetensors files (no model code): HF folders, shards, Trainer `checkpoint-*` folders.
+//! - [`search`]: `bomf search`, stage 3 alone on such checkpoints, scored by an external
+//!   command, evaluations in parallel.
 //! - [`baselines`]: best/last checkpoint, SWA, greedy soup, learned soup.
 //! - [`pipeline`]: the stages and baselines end to end, one test evaluation per method.
 //! - [`overrides`]: `--set key.path=value` overrides of a TOML config before it is deserialised.
@@ -45,6 +49,7 @@ pub mod fusion;
 pub mod fusion_bo;
 pub mod generative;
 pub mod hpbo;
+pub mod merge;
 pub mod model;
 pub mod optim;
 pub mod overrides;
@@ -55,6 +60,7 @@ pub mod run_config;
 pub mod run_report;
 pub mod rundir;
 pub mod schedule;
+pub mod search;
 pub mod spill;
 pub mod train;
 pub mod trajectory;

@@ -128,51 +128,7 @@ pub type InnerModel<B, M> = <M as AutodiffModule<B>>::InnerModule;
 
 /// An encoder with a sequence-classification (or regression) head: what [`classifier_forward`]
 /// and the classifier families need from each architecture.
-pub trait SequenceClassifier<B: Backend> {
-    /// Logits `[batch, num_labels]` (regression: `[batch, 1]`).
-    fn sequence_logits(&self, input: &EncoderInput<B>) -> bomf_models::Result<Tensor<B, 2>>;
-    /// How the loss is computed.
-    fn problem_type(&self) -> ProblemType;
-    /// Mean cross-entropy for integer labels.
-    fn classification_loss(&self, logits: Tensor<B, 2>, labels: Tensor<B, 1, Int>) -> Tensor<B, 1>;
-    /// MSE between the single logit and the target.
-    fn regression_loss(&self, logits: Tensor<B, 2>, targets: Tensor<B, 1>) -> Tensor<B, 1>;
-}
-
-/// Implements [`SequenceClassifier`] for a `bomf_models` classifier `$model<B>` by its inherent
-/// methods of the same names (every architecture's head exposes them alike).
-macro_rules! delegate_sequence_classifier {
-    ($model:ident) => {
-        impl<B: Backend> $crate::model::SequenceClassifier<B> for $model<B> {
-            fn sequence_logits(
-                &self,
-                input: &bomf_models::EncoderInput<B>,
-            ) -> bomf_models::Result<burn::tensor::Tensor<B, 2>> {
-                $model::sequence_logits(self, input)
-            }
-            fn problem_type(&self) -> bomf_models::bert::ProblemType {
-                $model::problem_type(self)
-            }
-            fn classification_loss(
-                &self,
-                logits: burn::tensor::Tensor<B, 2>,
-                labels: burn::tensor::Tensor<B, 1, burn::tensor::Int>,
-            ) -> burn::tensor::Tensor<B, 1> {
-                $model::classification_loss(self, logits, labels)
-            }
-            fn regression_loss(
-                &self,
-                logits: burn::tensor::Tensor<B, 2>,
-                targets: burn::tensor::Tensor<B, 1>,
-            ) -> burn::tensor::Tensor<B, 1> {
-                $model::regression_loss(self, logits, targets)
-            }
-        }
-    };
-}
-pub(crate) use delegate_sequence_classifier;
-
-delegate_sequence_classifier!(BertWithHead);
+pub use bomf_models::SequenceClassifier;
 
 /// The loss and logits of a classifier on a batch of class or score targets: the
 /// [`TaskModel::forward_batch`] of every [`SequenceClassifier`].

@@ -28,7 +28,7 @@ use bomf_data::tokenize::TextEncoder;
 use bomf_models::lora::LoraConfig;
 use bomf_models::params::named_tensors;
 use bomf_models::{
-    CausalLmInput, CpuAutodiffBackend as AB, CpuBackend as B, HfNamed, LlamaForCausalLM,
+    CausalLmInput, CpuAutodiffBackend as AB, CpuBackend as B, Generate, HfNamed, LlamaForCausalLM,
     LlamaLoraAdapters, Seq2SeqInput, T5ForConditionalGeneration,
 };
 use burn::module::AutodiffModule;
@@ -326,7 +326,6 @@ fn beam_search_in_evaluation_is_the_models_beam_search() {
                     &CausalLmInput::unpadded(vec![ids[..end].to_vec()]),
                     &beam,
                     &[EOS],
-                    PAD,
                 )
                 .unwrap();
             assert_eq!(strip(&ours[r]), strip(&alone[0]), "row {r}");

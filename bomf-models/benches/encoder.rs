@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use bomf_models::bert::Task;
 use bomf_models::{
-    BertConfig, BertWithHead, CpuAutodiffBackend, CpuBackend, EncoderInput, weights,
+    BertConfig, BertWithHead, CpuAutodiffBackend, CpuBackend, EncoderInput, SequenceClassifier,
+    weights,
 };
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::Backend;

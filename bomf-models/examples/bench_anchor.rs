@@ -25,7 +25,8 @@ use std::time::Instant;
 
 use bomf_models::bert::Task;
 use bomf_models::{
-    BertConfig, BertWithHead, CausalLmInput, CpuAutodiffBackend, CpuBackend, EncoderInput, weights,
+    BertConfig, BertWithHead, CausalLmInput, CpuAutodiffBackend, CpuBackend, EncoderInput,
+    Generate, SequenceClassifier, weights,
 };
 use std::collections::HashMap;
 

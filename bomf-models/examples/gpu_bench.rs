@@ -20,7 +20,9 @@ use std::time::Instant;
 
 use bomf_models::bert::Task;
 use bomf_models::params::{Coverage, named_tensors, set_tensors};
-use bomf_models::{BertConfig, BertWithHead, EncoderInput, HfTensor, StackedParams};
+use bomf_models::{
+    BertConfig, BertWithHead, EncoderInput, HfTensor, SequenceClassifier, StackedParams,
+};
 use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};

@@ -50,10 +50,11 @@ pub mod t5;
 pub mod weights;
 
 pub use bert::{
-    BertConfig, BertModel, BertWithHead, EncoderFlavor, EncoderInput, FirstTokenOutput, Task,
+    BertConfig, BertModel, BertWithHead, EncoderFlavor, EncoderInput, FirstTokenOutput,
+    SequenceClassifier, Task,
 };
 pub use error::{ModelError, Result};
-pub use generation::{BeamSearchConfig, EarlyStopping, SamplingConfig};
+pub use generation::{BeamSearchConfig, EarlyStopping, Generate, SamplingConfig};
 pub use llama::{CausalLmInput, LlamaConfig, LlamaForCausalLM};
 pub use lora::{LlamaLoraAdapters, LoraConfig};
 pub use mpnet::{MpnetConfig, MpnetForSequenceClassification, MpnetModel};

@@ -263,17 +263,26 @@ pub(crate) fn load_with_folder_config<C, M>(
     Ok((model, config))
 }
 
+/// [`load_with_folder_config`] for an encoder loader that also returns its [`LoadReport`]:
+/// the model, the config and the report.
+pub(crate) fn load_encoder_folder<C, M>(
+    dir: &Path,
+    read_config: impl FnOnce(PathBuf) -> Result<C>,
+    load: impl FnOnce(&Path, &C) -> Result<(M, LoadReport)>,
+) -> Result<(M, C, LoadReport)> {
+    let ((model, report), config) = load_with_folder_config(dir, read_config, load)?;
+    Ok((model, config, report))
+}
+
 /// Loads a BERT/RoBERTa model for `task` from an HF folder, reading its `config.json`.
 pub fn load_bert<B: Backend>(
     dir: impl AsRef<Path>,
     task: Task,
     device: &B::Device,
 ) -> Result<(BertWithHead<B>, BertConfig, LoadReport)> {
-    let ((model, report), config) =
-        load_with_folder_config(dir.as_ref(), BertConfig::from_file, |dir, config| {
-            load_bert_with_config(dir, config, task, device)
-        })?;
-    Ok((model, config, report))
+    load_encoder_folder(dir.as_ref(), BertConfig::from_file, |dir, config| {
+        load_bert_with_config(dir, config, task, device)
+    })
 }
 
 /// Loads the weights of an HF folder into a model built from `config` (which may differ from the

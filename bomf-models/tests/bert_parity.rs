@@ -6,7 +6,7 @@ mod common;
 use bomf_models::bert::Task;
 use bomf_models::params::named_gradients;
 use bomf_models::weights::load_bert;
-use bomf_models::{BertConfig, BertWithHead, params, weights};
+use bomf_models::{BertConfig, BertWithHead, SequenceClassifier, params, weights};
 use common::*;
 
 /// fp32 logits tolerance required by the issue.

@@ -7,9 +7,9 @@ mod common;
 
 use std::path::PathBuf;
 
-use bomf_models::CausalLmInput;
 use bomf_models::gguf::{GgufFile, GgufValue, load_llama_gguf};
 use bomf_models::llama::load_llama;
+use bomf_models::{CausalLmInput, Generate};
 use common::*;
 
 fn llama_fixtures() -> PathBuf {

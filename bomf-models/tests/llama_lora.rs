@@ -9,12 +9,13 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use bomf_models::generation::pad_to_longest;
 use bomf_models::llama::{export_llama, load_llama};
 use bomf_models::lora::{self, LoraConfig};
 use bomf_models::params::{self, named_gradients};
 use bomf_models::weights::read_safetensors;
 use bomf_models::{
-    BeamSearchConfig, HfNamed, HfTensor, LlamaConfig, LlamaForCausalLM, LlamaLoraAdapters,
+    BeamSearchConfig, Generate, HfNamed, HfTensor, LlamaConfig, LlamaForCausalLM, LlamaLoraAdapters,
 };
 use burn::module::AutodiffModule;
 use burn::tensor::Tensor;
@@ -145,12 +146,13 @@ fn beam_search_matches_transformers() {
             };
             let (got, greedy) = if which == "base" {
                 let g = model.generate_greedy(&prompt, beam.max_new_tokens, &eos, pad);
-                (model.generate_beam(&prompt, &beam, &eos, pad), g)
+                (model.generate_beam(&prompt, &beam, &eos), g)
             } else {
                 let g = adapted.generate_greedy(&prompt, beam.max_new_tokens, &eos, pad);
-                (adapted.generate_beam(&prompt, &beam, &eos, pad), g)
+                (adapted.generate_beam(&prompt, &beam, &eos), g)
             };
-            let got = got.unwrap();
+            // `generate` returns the batch padded to its longest hypothesis.
+            let got = pad_to_longest(got.unwrap(), pad);
             assert_eq!(got, rows(&s["new_tokens"]), "{which} {beam:?}");
             assert_eq!(
                 greedy.unwrap(),
@@ -175,9 +177,9 @@ fn beam_search_with_one_beam_is_greedy_and_bad_settings_are_errors() {
     let prompt = causal_input(&expected()["beam"]);
     let one = BeamSearchConfig::new(1, 5);
     let greedy = model.generate_greedy(&prompt, 5, &[], 1).unwrap();
-    assert_eq!(model.generate_beam(&prompt, &one, &[], 1).unwrap(), greedy);
+    assert_eq!(model.generate_beam(&prompt, &one, &[]).unwrap(), greedy);
     let err = model
-        .generate_beam(&prompt, &BeamSearchConfig::new(0, 5), &[], 1)
+        .generate_beam(&prompt, &BeamSearchConfig::new(0, 5), &[])
         .unwrap_err()
         .to_string();
     assert!(err.contains("num_beams"), "{err}");

@@ -7,7 +7,7 @@ mod common;
 use std::path::PathBuf;
 
 use bomf_models::llama::load_llama;
-use bomf_models::{CausalLmInput, LlamaConfig};
+use bomf_models::{CausalLmInput, Generate, LlamaConfig};
 use common::*;
 use serde_json::Value;
 

@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use bomf_models::bert::ProblemType;
+use bomf_models::bert::{ProblemType, SequenceClassifier};
 use bomf_models::mpnet::{self, MpnetConfig, MpnetForSequenceClassification, PADDING_IDX};
 use bomf_models::params::{self, Coverage, HfTensor, named_gradients};
 use bomf_models::weights;

@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 use bomf_models::bert::Task;
 use bomf_models::params::{self, Coverage};
 use bomf_models::weights::{self, load_bert};
-use bomf_models::{BertConfig, BertWithHead, export};
+use bomf_models::{BertConfig, BertWithHead, SequenceClassifier, export};
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use common::*;
 

@@ -7,7 +7,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use bomf_models::generation::BeamSearchConfig;
+use bomf_models::generation::{BeamSearchConfig, Generate};
 use bomf_models::params;
 use bomf_models::t5::{self, load_t5, load_t5_checkpoint};
 use bomf_models::weights::{self, Checkpoint};

@@ -215,16 +215,10 @@ impl<'a> QExpectedHypervolumeImprovement<'a> {
         Self::from_cells(gps, cells, base, HviEstimator::Exact)
     }
 
-    /// qLogEHVI with BoTorch's defaults ([`LogHviParams::QLOGEHVI`]).
-    pub fn new_log(
-        gps: &'a [GaussianProcess],
-        observed_y: &[f64],
-        ref_point: &[f64],
-        base: NormalBaseSamples,
-    ) -> Result<Self> {
-        let m = gps.len();
-        let cells = nondominated_cells(observed_y, m, ref_point)?;
-        Self::from_cells(gps, cells, base, HviEstimator::Log(LogHviParams::QLOGEHVI))
+    /// The same acquisition estimated with `estimator`; qLogEHVI with BoTorch's defaults is
+    /// `HviEstimator::Log(LogHviParams::QLOGEHVI)`.
+    pub fn with_estimator(self, estimator: HviEstimator) -> Self {
+        Self { estimator, ..self }
     }
 
     /// From precomputed cells (any box decomposition of the non-dominated region).

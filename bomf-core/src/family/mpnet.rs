@@ -13,7 +13,7 @@ use burn::tensor::backend::Backend;
 
 use super::classifier::{ClassifierArch, classifier_encoder_config, config_methods};
 use crate::error::Result;
-use crate::model::{BatchOutput, TaskModel, classifier_forward, delegate_sequence_classifier};
+use crate::model::{BatchOutput, TaskModel, classifier_forward};
 
 /// The MPNet encoder of `bomf_models::mpnet` with a sequence-classification head.
 pub struct Mpnet;
@@ -52,8 +52,6 @@ impl ClassifierArch for Mpnet {
         export_mpnet(model, config, out, Some(tokenizer_dir))
     }
 }
-
-delegate_sequence_classifier!(MpnetForSequenceClassification);
 
 impl<B: Backend> TaskModel<B> for MpnetForSequenceClassification<B> {
     fn forward_batch(&self, batch: &Batch, device: &B::Device) -> Result<BatchOutput<B>> {

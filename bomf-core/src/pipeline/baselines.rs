@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
 
-use crate::baselines::{self, LearnedSoupConfig};
+use crate::baselines;
 use crate::error::{CoreError, Result};
 use crate::eval::evaluate;
 use crate::fusion::CheckpointSet;
@@ -43,11 +43,26 @@ pub(super) fn run_baselines<B: AutodiffBackend, M: TrainableModel<B>>(
     let t = Instant::now();
     cheap(fusion, rows, store)?;
     let settings = &cx.config.baselines;
+    let validation = cx.data.validation;
     if settings.greedy_soup {
-        greedy_soup(cx, fusion, rows, store)?;
+        rows.row("greedy soup", store, |evaluator, _| {
+            let soup = baselines::greedy_soup(fusion.kept, fusion.metric, &mut |w| {
+                evaluator.evaluate(w, validation)
+            })?;
+            Ok(Found {
+                weights: soup.weights,
+                validation: Some(soup.validation),
+            })
+        })?;
     }
     if let Some(soup) = &settings.learned_soup {
-        learned_soup(cx, fusion, soup, rows, store)?;
+        rows.row("learned soup", store, |_, _| {
+            let model = (cx.make_model)(fusion.request)?;
+            Ok(Found {
+                weights: baselines::learned_soup(fusion.set, model, validation, soup, cx.device)?,
+                validation: None,
+            })
+        })?;
     }
     single_objective_bo(cx, fusion, rows, store)?;
     let trials = if settings.hpbo_full {
@@ -85,46 +100,6 @@ fn cheap<B: Backend, M: InferenceModel<B>>(
     rows.row("SWA", store, |_, _| {
         Ok(Found {
             weights: baselines::swa(k),
-            validation: None,
-        })
-    })
-}
-
-fn greedy_soup<B: AutodiffBackend, M: TrainableModel<B>>(
-    cx: &RunContext<'_, B, M>,
-    fusion: &Fusion<'_>,
-    rows: &mut Rows<'_, '_, B, M>,
-    store: &mut dyn RunStore,
-) -> Result<()> {
-    let validation = cx.data.validation;
-    rows.row("greedy soup", store, |evaluator, _| {
-        let soup = baselines::greedy_soup(fusion.kept, fusion.metric, &mut |w| {
-            evaluator.evaluate(w, validation)
-        })?;
-        Ok(Found {
-            weights: soup.weights,
-            validation: Some(soup.validation),
-        })
-    })
-}
-
-fn learned_soup<B: AutodiffBackend, M: TrainableModel<B>>(
-    cx: &RunContext<'_, B, M>,
-    fusion: &Fusion<'_>,
-    settings: &LearnedSoupConfig,
-    rows: &mut Rows<'_, '_, B, M>,
-    store: &mut dyn RunStore,
-) -> Result<()> {
-    rows.row("learned soup", store, |_, _| {
-        let weights = baselines::learned_soup(
-            fusion.set,
-            (cx.make_model)(fusion.request)?,
-            cx.data.validation,
-            settings,
-            cx.device,
-        )?;
-        Ok(Found {
-            weights,
             validation: None,
         })
     })

@@ -13,7 +13,9 @@ use burn::tensor::{Bool, Int, Tensor};
 
 use super::{BertConfig, EncoderFlavor, HiddenAct};
 use crate::error::{ModelError, Result};
-use crate::kernels::{self, Activation, Packing, layer_norm, linear, linear3, linear3_then};
+use crate::kernels::{
+    self, Activation, Packing, Queries, layer_norm, linear, linear3, linear3_then,
+};
 
 /// A Linear layer initialised as `transformers` does (`normal(0, initializer_range)`, zero bias).
 /// Stored burn-style: weight `[d_in, d_out]` (HF stores `[d_out, d_in]`).
@@ -398,7 +400,7 @@ impl<B: Backend> BertLayer<B> {
         let sa = &self.attention.self_attn;
         let project = |layer: &Linear<B>| linear(layer, x.clone(), Activation::Identity);
         let (q, k, v) = (project(&sa.query), project(&sa.key), project(&sa.value));
-        let context = packing.attention(&q, &k, &v, sa.num_heads);
+        let context = packing.attention(&q, &k, &v, sa.num_heads, Queries::EveryToken);
         let attn = self.attention.output.forward_rows(context, x);
         self.feed_forward_rows(attn)
     }
@@ -411,7 +413,7 @@ impl<B: Backend> BertLayer<B> {
         let q = linear(&sa.query, first.clone(), Activation::Identity);
         let k = linear(&sa.key, x.clone(), Activation::Identity);
         let v = linear(&sa.value, x, Activation::Identity);
-        let context = packing.first_token_attention(&q, &k, &v, sa.num_heads);
+        let context = packing.attention(&q, &k, &v, sa.num_heads, Queries::FirstToken);
         let attn = self.attention.output.forward_rows(context, first);
         self.feed_forward_rows(attn)
     }

@@ -11,6 +11,28 @@ use crate::error::{ModelError, Result};
 use crate::kernels::{self, linear3};
 use crate::{loss, params};
 
+/// An encoder with a sequence-classification (or regression) head — [`BertWithHead`] and
+/// [`MpnetForSequenceClassification`](crate::MpnetForSequenceClassification) — and the losses
+/// `transformers` computes on its logits.
+pub trait SequenceClassifier<B: Backend> {
+    /// Logits `[batch, num_labels]` (regression: `[batch, 1]`).
+    fn sequence_logits(&self, input: &EncoderInput<B>) -> Result<Tensor<B, 2>>;
+
+    /// How the loss is computed (`problem_type`, or HF's inference from `num_labels`).
+    fn problem_type(&self) -> ProblemType;
+
+    /// HF's loss for integer labels (`single_label_classification`): mean cross-entropy.
+    fn classification_loss(&self, logits: Tensor<B, 2>, labels: Tensor<B, 1, Int>) -> Tensor<B, 1> {
+        loss::cross_entropy(logits, labels, None)
+    }
+
+    /// HF's regression loss (`num_labels == 1`): MSE between the single logit and the target.
+    fn regression_loss(&self, logits: Tensor<B, 2>, targets: Tensor<B, 1>) -> Tensor<B, 1> {
+        let [batch, _] = logits.dims();
+        loss::mse(logits.reshape([batch]), targets)
+    }
+}
+
 /// RoBERTa's classification head: `dense → tanh → out_proj` on `<s>` (HF `classifier.*`).
 #[derive(Module, Debug)]
 pub struct RobertaClassificationHead<B: Backend> {
@@ -186,21 +208,6 @@ impl<B: Backend> BertWithHead<B> {
         Ok(SpanLogits { start, end })
     }
 
-    /// HF's sequence-classification loss for integer labels (`single_label_classification`).
-    pub fn classification_loss(
-        &self,
-        logits: Tensor<B, 2>,
-        labels: Tensor<B, 1, Int>,
-    ) -> Tensor<B, 1> {
-        loss::cross_entropy(logits, labels, None)
-    }
-
-    /// HF's regression loss (`num_labels == 1`): MSE between the single logit and the target.
-    pub fn regression_loss(&self, logits: Tensor<B, 2>, targets: Tensor<B, 1>) -> Tensor<B, 1> {
-        let [batch, _] = logits.dims();
-        loss::mse(logits.reshape([batch]), targets)
-    }
-
     /// HF's span loss: mean of start and end cross-entropies; positions outside the sequence are
     /// clamped to `seq_len` and ignored.
     pub fn span_loss(
@@ -216,5 +223,15 @@ impl<B: Backend> BertWithHead<B> {
         let start_loss = loss::cross_entropy(logits.start.clone(), start, Some(ignored));
         let end_loss = loss::cross_entropy(logits.end.clone(), end, Some(ignored));
         (start_loss + end_loss).div_scalar(2.0)
+    }
+}
+
+impl<B: Backend> SequenceClassifier<B> for BertWithHead<B> {
+    fn sequence_logits(&self, input: &EncoderInput<B>) -> Result<Tensor<B, 2>> {
+        BertWithHead::sequence_logits(self, input)
+    }
+
+    fn problem_type(&self) -> ProblemType {
+        BertWithHead::problem_type(self)
     }
 }

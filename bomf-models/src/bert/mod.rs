@@ -35,7 +35,9 @@ pub use encoder::{
 };
 /// Initialisers and the padding-row detach, shared with the MPNet encoder.
 pub(crate) use encoder::{hf_embedding, hf_layer_norm, hf_linear, no_grad_where};
-pub use heads::{BertWithHead, Classifier, RobertaClassificationHead, SpanLogits};
+pub use heads::{
+    BertWithHead, Classifier, RobertaClassificationHead, SequenceClassifier, SpanLogits,
+};
 
 /// BERT's HF spellings that differ from our field names.
 fn bert_hf_part(field: &str) -> HfPart {

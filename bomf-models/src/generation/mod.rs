@@ -1,7 +1,7 @@
 //! Autoregressive generation, once for every decoder of the crate: a greedy / sampling loop and a
 //! beam search, driving a model through [`StepDecoder`] (what one decoding step of a model is).
-//! LLaMA and T5 implement it over their KV caches; their `generate_*` methods build one and hand
-//! it to these drivers.
+//! LLaMA and T5 implement it over their KV caches, and implement [`Generate`], whose
+//! `generate_*` methods build such a decoder for a batch and hand it to these drivers.
 //!
 //! Semantics are `transformers`' `generate` (checked against it by `tests/llama_parity.rs`,
 //! `tests/llama_lora.rs` and `tests/t5_parity.rs`): a row that produced an end-of-sequence id
@@ -38,6 +38,69 @@ pub trait StepDecoder<B: Backend> {
     /// Row `i` continues from what row `rows[i]` has seen (repeats allowed): beam search moves
     /// each new beam onto the cache of the beam it extends.
     fn select_rows(&mut self, rows: &[usize]);
+}
+
+/// Generation for a model that builds a [`StepDecoder`] over its input: the greedy, sampled and
+/// beam-search entry points every decoder of the crate shares (LLaMA's prompt, T5's encoder
+/// input). The decoder keeps the model's caches; the methods hand it to this module's drivers.
+pub trait Generate<B: Backend> {
+    /// What a batch is generated from.
+    type Input;
+    /// The step decoder over one batch, borrowing the model and the input.
+    type Decoder<'a>: StepDecoder<B>
+    where
+        Self: 'a;
+
+    /// Checks `input` and builds a decoder in which every input row is decoded `beams` times
+    /// (consecutive rows, once per beam).
+    fn decoder<'a>(&'a self, input: &'a Self::Input, beams: usize) -> Result<Self::Decoder<'a>>;
+
+    /// Greedy decoding (`generate(do_sample=False)`, see [`greedy`]): a row that produced an
+    /// end-of-sequence id continues with `pad_token_id`; decoding stops when every row has
+    /// finished or after `max_new_tokens`. Returns the new tokens only.
+    fn generate_greedy(
+        &self,
+        input: &Self::Input,
+        max_new_tokens: usize,
+        eos_token_ids: &[i64],
+        pad_token_id: i64,
+    ) -> Result<Vec<Vec<i64>>> {
+        let mut decoder = self.decoder(input, 1)?;
+        greedy(&mut decoder, max_new_tokens, eos_token_ids, pad_token_id)
+    }
+
+    /// Seeded sampling (`generate(do_sample=True)` semantics, see [`sample`]), otherwise as
+    /// [`Self::generate_greedy`]; reproducible for a given seed.
+    fn generate_sampled(
+        &self,
+        input: &Self::Input,
+        max_new_tokens: usize,
+        eos_token_ids: &[i64],
+        pad_token_id: i64,
+        sampling: &SamplingConfig,
+    ) -> Result<Vec<Vec<i64>>> {
+        let mut decoder = self.decoder(input, 1)?;
+        sample(
+            &mut decoder,
+            max_new_tokens,
+            eos_token_ids,
+            pad_token_id,
+            sampling,
+        )
+    }
+
+    /// Beam search as `generate(num_beams=N, do_sample=False)` (see [`beam_search`]). Returns
+    /// each row's best hypothesis, unpadded (ending with its end-of-sequence id unless the length
+    /// limit cut it); [`pad_to_longest`] makes the batch rectangular as `generate` returns it.
+    fn generate_beam(
+        &self,
+        input: &Self::Input,
+        config: &BeamSearchConfig,
+        eos_token_ids: &[i64],
+    ) -> Result<Vec<Vec<i64>>> {
+        let mut decoder = self.decoder(input, config.num_beams)?;
+        beam_search(&mut decoder, config, eos_token_ids)
+    }
 }
 
 /// A tensor's values as `f32` on the host.

@@ -51,7 +51,7 @@ pub(crate) use dropout::dropout;
 pub(crate) use gelu::gelu;
 pub(crate) use layer_norm::layer_norm;
 pub(crate) use linear::{Activation, linear, linear3, linear3_then, matmul_transposed};
-pub(crate) use packed::Packing;
+pub(crate) use packed::{Packing, Queries};
 
 /// Elements per parallel work item of the elementwise kernels: large enough that rayon's
 /// scheduling is noise, small enough that both cores get work on a `[32, 64, 1536]` activation.

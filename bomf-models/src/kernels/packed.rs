@@ -110,32 +110,12 @@ impl Packing {
         x.clone().select(0, index)
     }
 
-    /// Self-attention of each packed sequence over its own tokens: `q`, `k`, `v` are
-    /// `[tokens, hidden]` (heads side by side); returns the context, the same shape.
+    /// Self-attention of each packed sequence over its own tokens, `k` and `v` `[tokens,
+    /// hidden]` (heads side by side). With [`Queries::EveryToken`], `q` is `[tokens, hidden]`
+    /// and so is the context returned; with [`Queries::FirstToken`], `q` is `[batch, hidden]`
+    /// (from [`Self::first_rows`]) and so is the context: what a last layer needs when only the
+    /// first token is read.
     pub(crate) fn attention<B: Backend>(
-        &self,
-        q: &Tensor<B, 2>,
-        k: &Tensor<B, 2>,
-        v: &Tensor<B, 2>,
-        heads: usize,
-    ) -> Tensor<B, 2> {
-        self.attend(q, k, v, heads, Queries::EveryToken)
-    }
-
-    /// The attention of each sequence's first token only: `q` is `[batch, hidden]` (from
-    /// [`Self::first_rows`]), `k` and `v` `[tokens, hidden]`; returns `[batch, hidden]`. What a
-    /// last layer needs when only the first token is read.
-    pub(crate) fn first_token_attention<B: Backend>(
-        &self,
-        q: &Tensor<B, 2>,
-        k: &Tensor<B, 2>,
-        v: &Tensor<B, 2>,
-        heads: usize,
-    ) -> Tensor<B, 2> {
-        self.attend(q, k, v, heads, Queries::FirstToken)
-    }
-
-    fn attend<B: Backend>(
         &self,
         q: &Tensor<B, 2>,
         k: &Tensor<B, 2>,
@@ -195,8 +175,10 @@ impl Packing {
 
 /// Which tokens of each sequence attend.
 #[derive(Debug, Clone, Copy)]
-enum Queries {
+pub(crate) enum Queries {
+    /// Every token: the context of every token.
     EveryToken,
+    /// The first token of each sequence only.
     FirstToken,
 }
 
@@ -230,6 +212,7 @@ mod tests {
             &packing.pack(k.clone()),
             &packing.pack(v.clone()),
             heads,
+            Queries::EveryToken,
         );
         let key_padding: Tensor<Flex, 2, Bool> = mask.equal_elem(0);
         let padded = encoder_attention(&q, &k, &v, &key_padding, heads).expect("Flex");

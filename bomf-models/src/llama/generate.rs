@@ -1,12 +1,12 @@
-//! Generation with LLaMA: the [`StepDecoder`] over its KV cache, and the `generate_*` entry
-//! points, which hand it to [`crate::generation`]'s drivers.
+//! Generation with LLaMA: the [`StepDecoder`] over its KV cache, which [`Generate`]'s
+//! `generate_*` methods hand to [`crate::generation`]'s drivers.
 
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
 use super::{CausalLmInput, KvCache, LlamaForCausalLM};
 use crate::error::Result;
-use crate::generation::{self, BeamSearchConfig, SamplingConfig, StepDecoder};
+use crate::generation::{Generate, StepDecoder};
 
 /// Positions of a (possibly left-padded) prompt as `generate` computes them: `cumsum(mask) - 1`,
 /// and 1 at padding.
@@ -26,8 +26,8 @@ fn prompt_positions(key_mask: &[Vec<i64>]) -> Vec<Vec<i64>> {
 }
 
 /// A generation in progress: the prompt rows (each input repeated once per beam), the KV cache,
-/// and the padding mask over every cached position.
-struct LlamaDecoder<'a, B: Backend> {
+/// and the padding mask over every cached position. Built by [`Generate::decoder`].
+pub struct LlamaDecoder<'a, B: Backend> {
     model: &'a LlamaForCausalLM<B>,
     prompt: Vec<Vec<i64>>,
     key_mask: Vec<Vec<i64>>,
@@ -97,53 +97,17 @@ impl<B: Backend> StepDecoder<B> for LlamaDecoder<'_, B> {
     }
 }
 
-impl<B: Backend> LlamaForCausalLM<B> {
-    /// Greedy decoding with a KV cache, as `generate(do_sample=False)`: prompts may be left-padded;
-    /// positions are `cumsum(mask) - 1`; a row that produced an end-of-sequence id continues with
-    /// `pad_token_id`; decoding stops when every row has finished. Returns the new tokens only.
-    pub fn generate_greedy(
-        &self,
-        prompt: &CausalLmInput,
-        max_new_tokens: usize,
-        eos_token_ids: &[i64],
-        pad_token_id: i64,
-    ) -> Result<Vec<Vec<i64>>> {
-        let mut decoder = LlamaDecoder::new(self, prompt, 1)?;
-        generation::greedy(&mut decoder, max_new_tokens, eos_token_ids, pad_token_id)
-    }
+/// Greedy and sampled decoding keep a KV cache; prompts may be left-padded, positions are
+/// `cumsum(mask) - 1`, as `generate` computes them.
+impl<B: Backend> Generate<B> for LlamaForCausalLM<B> {
+    type Input = CausalLmInput;
+    type Decoder<'a> = LlamaDecoder<'a, B>;
 
-    /// Sampling with a KV cache (`generate(do_sample=True)` semantics, see
-    /// [`generation::sample`]), reproducible for a given seed.
-    pub fn generate_sampled(
-        &self,
-        prompt: &CausalLmInput,
-        max_new_tokens: usize,
-        eos_token_ids: &[i64],
-        pad_token_id: i64,
-        sampling: &SamplingConfig,
-    ) -> Result<Vec<Vec<i64>>> {
-        let mut decoder = LlamaDecoder::new(self, prompt, 1)?;
-        generation::sample(
-            &mut decoder,
-            max_new_tokens,
-            eos_token_ids,
-            pad_token_id,
-            sampling,
-        )
-    }
-
-    /// Beam search with a KV cache, as `generate(num_beams=..., do_sample=False)` (see
-    /// [`generation::beam_search`]). Returns the new tokens of each row's best hypothesis (its eos
-    /// included), rows shorter than the longest filled with `pad_token_id`, as `generate` does.
-    pub fn generate_beam(
-        &self,
-        prompt: &CausalLmInput,
-        beam: &BeamSearchConfig,
-        eos_token_ids: &[i64],
-        pad_token_id: i64,
-    ) -> Result<Vec<Vec<i64>>> {
-        let mut decoder = LlamaDecoder::new(self, prompt, beam.num_beams)?;
-        let best = generation::beam_search(&mut decoder, beam, eos_token_ids)?;
-        Ok(generation::pad_to_longest(best, pad_token_id))
+    fn decoder<'a>(
+        &'a self,
+        prompt: &'a CausalLmInput,
+        beams: usize,
+    ) -> Result<LlamaDecoder<'a, B>> {
+        LlamaDecoder::new(self, prompt, beams)
     }
 }

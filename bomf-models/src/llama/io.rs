@@ -7,7 +7,7 @@ use burn::tensor::backend::Backend;
 use serde_json::Value;
 
 use super::{LlamaConfig, LlamaForCausalLM};
-use crate::error::{ModelError, Result};
+use crate::error::Result;
 use crate::export;
 use crate::params::{self, Coverage};
 use crate::weights::{self, Checkpoint};
@@ -22,8 +22,6 @@ pub fn export_llama<B: Backend>(
     out_dir: impl AsRef<Path>,
     tokenizer_dir: Option<&Path>,
 ) -> Result<()> {
-    let out_dir = out_dir.as_ref();
-    std::fs::create_dir_all(out_dir).map_err(|e| ModelError::io(out_dir, e))?;
     let mut json = config.to_json()?;
     if let Some(fields) = json.as_object_mut() {
         fields.insert("model_type".into(), Value::from("llama"));
@@ -32,7 +30,12 @@ pub fn export_llama<B: Backend>(
             serde_json::json!(["LlamaForCausalLM"]),
         );
     }
-    export::write_hf_folder(&model.clone().merged(), &json, out_dir, tokenizer_dir)
+    export::write_hf_folder(
+        &model.clone().merged(),
+        &json,
+        out_dir.as_ref(),
+        tokenizer_dir,
+    )
 }
 
 /// Loads a LLaMA model from an HF folder (`config.json` + safetensors / `.bin`).

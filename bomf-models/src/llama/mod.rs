@@ -22,7 +22,7 @@
 //! run whatever it holds; [`LlamaForCausalLM::merged`] folds the adapters into the weights.
 //!
 //! Layout: `config` (config.json, RoPE), `model` (layers and forward passes), `generate` (the
-//! step decoder and `generate_*`), `io` (loading and export).
+//! step decoder and the [`Generate`](crate::generation::Generate) impl), `io` (loading and export).
 
 mod config;
 mod generate;
@@ -30,6 +30,7 @@ mod io;
 mod model;
 
 pub use config::{LlamaConfig, RopeScaling};
+pub use generate::LlamaDecoder;
 pub use io::{export_llama, load_llama, load_llama_checkpoint};
 pub(crate) use model::projection_field;
 pub use model::{

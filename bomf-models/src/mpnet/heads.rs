@@ -3,13 +3,13 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear};
+use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor};
 
 use super::{MpnetConfig, MpnetModel};
-use crate::bert::{EncoderInput, ProblemType, hf_linear};
+use crate::bert::{EncoderInput, ProblemType, SequenceClassifier, hf_linear};
 use crate::error::Result;
-use crate::{kernels, loss, params};
+use crate::{kernels, params};
 
 /// HF's `classifier`: `dense → tanh → out_proj` on the first token, with dropout
 /// (`hidden_dropout_prob`) before each Linear.
@@ -74,19 +74,14 @@ impl<B: Backend> MpnetForSequenceClassification<B> {
         let x = kernels::dropout(&self.dropout, head.dense.forward(x).tanh());
         Ok(head.out_proj.forward(x))
     }
+}
 
-    /// HF's loss for integer labels (`single_label_classification`): mean cross-entropy.
-    pub fn classification_loss(
-        &self,
-        logits: Tensor<B, 2>,
-        labels: Tensor<B, 1, Int>,
-    ) -> Tensor<B, 1> {
-        loss::cross_entropy(logits, labels, None)
+impl<B: Backend> SequenceClassifier<B> for MpnetForSequenceClassification<B> {
+    fn sequence_logits(&self, input: &EncoderInput<B>) -> Result<Tensor<B, 2>> {
+        MpnetForSequenceClassification::sequence_logits(self, input)
     }
 
-    /// HF's regression loss (`num_labels == 1`): MSE between the single logit and the target.
-    pub fn regression_loss(&self, logits: Tensor<B, 2>, targets: Tensor<B, 1>) -> Tensor<B, 1> {
-        let [batch, _] = logits.dims();
-        loss::mse(logits.reshape([batch]), targets)
+    fn problem_type(&self) -> ProblemType {
+        MpnetForSequenceClassification::problem_type(self)
     }
 }

@@ -28,11 +28,9 @@ pub fn load_mpnet<B: Backend>(
     dir: impl AsRef<Path>,
     device: &B::Device,
 ) -> Result<(MpnetModel<B>, MpnetConfig, LoadReport)> {
-    let ((model, report), config) =
-        weights::load_with_folder_config(dir.as_ref(), MpnetConfig::from_file, |dir, config| {
-            load_mpnet_with_config(dir, config, device)
-        })?;
-    Ok((model, config, report))
+    weights::load_encoder_folder(dir.as_ref(), MpnetConfig::from_file, |dir, config| {
+        load_mpnet_with_config(dir, config, device)
+    })
 }
 
 /// Loads the weights of an HF folder into an encoder (with pooler) built from `config`.
@@ -61,11 +59,9 @@ pub fn load_mpnet_for_sequence_classification<B: Backend>(
     dir: impl AsRef<Path>,
     device: &B::Device,
 ) -> Result<(MpnetForSequenceClassification<B>, MpnetConfig, LoadReport)> {
-    let ((model, report), config) =
-        weights::load_with_folder_config(dir.as_ref(), MpnetConfig::from_file, |dir, config| {
-            load_mpnet_for_sequence_classification_with_config(dir, config, device)
-        })?;
-    Ok((model, config, report))
+    weights::load_encoder_folder(dir.as_ref(), MpnetConfig::from_file, |dir, config| {
+        load_mpnet_for_sequence_classification_with_config(dir, config, device)
+    })
 }
 
 /// Loads the weights of an HF folder into a classifier built from `config` (which may differ

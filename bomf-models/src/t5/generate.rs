@@ -1,5 +1,5 @@
 //! Generation with T5: the [`StepDecoder`] over the decoder's caches (the encoder runs once),
-//! and the `generate_*` entry points, which hand it to [`crate::generation`]'s drivers.
+//! which [`Generate`]'s `generate_*` methods hand to [`crate::generation`]'s drivers.
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor};
@@ -7,7 +7,7 @@ use burn::tensor::{Bool, Tensor};
 use super::layers::DecoderCache;
 use super::{Seq2SeqInput, T5ForConditionalGeneration};
 use crate::error::Result;
-use crate::generation::{self, BeamSearchConfig, SamplingConfig, StepDecoder};
+use crate::generation::{Generate, StepDecoder};
 use crate::layers::index_tensor;
 
 /// The encoder's output for every decoded row, and the cross-attention mask over it.
@@ -17,8 +17,8 @@ struct Encoded<B: Backend> {
 }
 
 /// A generation in progress: the input (each row decoded `repeat` times, once per beam), its
-/// encoding once the first step has run, and the decoder's caches.
-struct T5Decoder<'a, B: Backend> {
+/// encoding once the first step has run, and the decoder's caches. Built by [`Generate::decoder`].
+pub struct T5Decoder<'a, B: Backend> {
     model: &'a T5ForConditionalGeneration<B>,
     input: &'a Seq2SeqInput,
     repeat: usize,
@@ -103,52 +103,13 @@ impl<B: Backend> StepDecoder<B> for T5Decoder<'_, B> {
     }
 }
 
-impl<B: Backend> T5ForConditionalGeneration<B> {
-    /// Greedy decoding as `generate(do_sample=False)`: the encoder runs once; the decoder starts
-    /// from `decoder_start_token_id`, reuses its key/value caches, and a row that produced an
-    /// end-of-sequence id continues with `pad_token_id`; decoding stops when every row has
-    /// finished or after `max_new_tokens`. Returns the new tokens (without the start token).
-    pub fn generate_greedy(
-        &self,
-        input: &Seq2SeqInput,
-        max_new_tokens: usize,
-        eos_token_ids: &[i64],
-        pad_token_id: i64,
-    ) -> Result<Vec<Vec<i64>>> {
-        let mut decoder = T5Decoder::new(self, input, 1)?;
-        generation::greedy(&mut decoder, max_new_tokens, eos_token_ids, pad_token_id)
-    }
+/// The encoder runs once; the decoder starts from `decoder_start_token_id` and reuses its
+/// key/value caches. The new tokens do not include the start token.
+impl<B: Backend> Generate<B> for T5ForConditionalGeneration<B> {
+    type Input = Seq2SeqInput;
+    type Decoder<'a> = T5Decoder<'a, B>;
 
-    /// Seeded sampling (`generate(do_sample=True)` semantics, see [`generation::sample`]),
-    /// otherwise as [`Self::generate_greedy`].
-    pub fn generate_sampled(
-        &self,
-        input: &Seq2SeqInput,
-        max_new_tokens: usize,
-        eos_token_ids: &[i64],
-        pad_token_id: i64,
-        sampling: &SamplingConfig,
-    ) -> Result<Vec<Vec<i64>>> {
-        let mut decoder = T5Decoder::new(self, input, 1)?;
-        generation::sample(
-            &mut decoder,
-            max_new_tokens,
-            eos_token_ids,
-            pad_token_id,
-            sampling,
-        )
-    }
-
-    /// Beam search as `generate(num_beams=N, do_sample=False)` in transformers 5 (see
-    /// [`generation::beam_search`]). Returns each row's best hypothesis, unpadded (ending with
-    /// its end-of-sequence id unless the length limit cut it).
-    pub fn generate_beam(
-        &self,
-        input: &Seq2SeqInput,
-        config: &BeamSearchConfig,
-        eos_token_ids: &[i64],
-    ) -> Result<Vec<Vec<i64>>> {
-        let mut decoder = T5Decoder::new(self, input, config.num_beams)?;
-        generation::beam_search(&mut decoder, config, eos_token_ids)
+    fn decoder<'a>(&'a self, input: &'a Seq2SeqInput, beams: usize) -> Result<T5Decoder<'a, B>> {
+        T5Decoder::new(self, input, beams)
     }
 }

@@ -89,8 +89,6 @@ pub fn export_t5<B: Backend>(
     out_dir: impl AsRef<Path>,
     tokenizer_dir: Option<&Path>,
 ) -> Result<()> {
-    let out_dir = out_dir.as_ref();
-    std::fs::create_dir_all(out_dir).map_err(|e| ModelError::io(out_dir, e))?;
     let mut config = config.clone();
     config.tie_word_embeddings = model.lm_head.is_none();
     config.scale_decoder_outputs = Some(model.settings.scale_decoder_outputs);
@@ -99,5 +97,5 @@ pub fn export_t5<B: Backend>(
         Value::from(vec!["T5ForConditionalGeneration"]),
     );
     config.extra.insert("model_type".into(), Value::from("t5"));
-    export::write_hf_folder(model, &config.to_json()?, out_dir, tokenizer_dir)
+    export::write_hf_folder(model, &config.to_json()?, out_dir.as_ref(), tokenizer_dir)
 }

@@ -33,7 +33,7 @@
 //!
 //! Layout: `config` (config.json, feed-forward kind), `layers` (position buckets, attention,
 //! blocks, stacks), `model` (the model's forward passes and loss), `generate` (the step decoder
-//! and `generate_*`), `io` (loading and export).
+//! and the [`Generate`](crate::generation::Generate) impl), `io` (loading and export).
 
 mod config;
 mod generate;
@@ -42,6 +42,7 @@ mod layers;
 mod model;
 
 pub use config::{FeedForwardKind, T5Activation, T5Config};
+pub use generate::T5Decoder;
 pub use io::{export_t5, load_t5, load_t5_checkpoint};
 pub use layers::{
     T5Attention, T5Block, T5DenseActDense, T5DenseGatedActDense, T5FeedForward,
