@@ -35,52 +35,62 @@ use crate::device::{DeviceSpec, with_backend};
     T5 and LLaMA (HF folder or .gguf) generate, answer SQuAD questions by generation, or answer\n\
     multiple choice. See configs/ for commented examples.")]
 pub struct RunArgs {
-    /// The run configuration (TOML).
-    pub config: PathBuf,
-    /// The run directory (default: runs/<config name>).
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
-    /// Continue the run in --out (the config, and any --seed/--set, must be unchanged).
-    #[arg(long)]
-    pub resume: bool,
+    #[command(flatten)]
+    pub file: ConfigArgs,
     /// The run's seed: shorthand for `--set seed=N`.
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
-    /// Sets a key of the config as if the file said so (repeatable, a later one wins). The value
-    /// is TOML: `40`, `2e-4`, `true`, `"text"`, `[1, 2]`; a bare word is a string. A key the
-    /// config does not know is an error. The run directory records the overridden config.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub set: Vec<Override>,
     /// `cpu` or `cuda:N` (a build with `--features cuda`); overrides the config's `device`.
     #[arg(long, value_name = "cpu|cuda:N")]
     pub device: Option<DeviceSpec>,
 }
 
+/// A config file, the run folder it runs in, and `--set` overrides of it: the arguments that
+/// `bomf run`, `bomf hpo` and `bomf search` share.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// The configuration (TOML).
+    pub config: PathBuf,
+    /// The run directory (default: runs/<config name>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Continue the run in --out (the config, and any overrides, must be unchanged).
+    #[arg(long)]
+    pub resume: bool,
+    /// Sets a key of the config as if the file said so (repeatable, a later one wins). The value
+    /// is TOML: `40`, `2e-4`, `true`, `"text"`, `[1, 2]`; a bare word is a string. A key the
+    /// config does not know is an error. The run directory records the overridden config.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<Override>,
+}
+
+impl ConfigArgs {
+    /// The run directory: `--out`, else `runs/<config name>`.
+    pub fn out_dir(&self) -> PathBuf {
+        self.out.clone().unwrap_or_else(|| {
+            let stem = self
+                .config
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "run".into());
+            PathBuf::from("runs").join(stem)
+        })
+    }
+}
+
 /// The config of `args` with its `--seed`/`--set` overrides, read and checked, with its text
 /// (what the run directory keeps: the overridden config, see [`overrides::parse`]).
 fn load_config(args: &RunArgs) -> Result<(RunConfig, String)> {
-    let overrides = overrides::with_seed(args.seed, &args.set)?;
+    let overrides = overrides::with_seed(args.seed, &args.file.set)?;
     if overrides.is_empty() {
-        return Ok(RunConfig::from_file(&args.config)?);
+        return Ok(RunConfig::from_file(&args.file.config)?);
     }
-    let path = &args.config;
+    let path = &args.file.config;
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the run config {}", path.display()))?;
     let parsed = overrides::parse::<RunConfig>(&text, &overrides)
         .with_context(|| format!("in {}", path.display()))?;
     Ok((RunConfig::from_table(parsed.table, path)?, parsed.text))
-}
-
-/// The run directory of `args`: `--out`, else `runs/<config name>`.
-fn out_dir(args: &RunArgs) -> PathBuf {
-    args.out.clone().unwrap_or_else(|| {
-        let stem = args
-            .config
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "run".into());
-        PathBuf::from("runs").join(stem)
-    })
 }
 
 /// The config read and the run prepared from it (model opened, data loaded); warnings printed.
@@ -96,7 +106,7 @@ fn prepare(args: &RunArgs) -> Result<(PreparedRun, String)> {
 
 /// The run directory of `args` for `run`: a new one, or with `--resume` the existing one.
 fn open_run_dir(args: &RunArgs, run: &PreparedRun, text: &str) -> Result<RunDir> {
-    Ok(run.open_run_dir(&out_dir(args), text, args.resume)?)
+    Ok(run.open_run_dir(&args.file.out_dir(), text, args.file.resume)?)
 }
 
 /// Ctrl-C and the progress display of a run started from the command line.
@@ -136,10 +146,10 @@ pub fn run(args: RunArgs) -> Result<()> {
     })?;
     let outcome = match outcome {
         Err(bomf_core::CoreError::Interrupted) => {
-            let overrides = overrides::with_seed(args.seed, &args.set)?;
+            let overrides = overrides::with_seed(args.seed, &args.file.set)?;
             eprintln!(
                 "stopped; continue with: bomf run {}{} --out {} --resume",
-                args.config.display(),
+                args.file.config.display(),
                 overrides::as_args(&overrides),
                 dir.root().display()
             );
@@ -167,7 +177,7 @@ pub fn run(args: RunArgs) -> Result<()> {
 pub fn hpo(args: RunArgs) -> Result<()> {
     let (run, text) = prepare(&args)?;
     if run.config.hpbo.is_none() {
-        bail!("{} has no [hpbo] section", args.config.display());
+        bail!("{} has no [hpbo] section", args.file.config.display());
     }
     let console = Console::install();
     let hooks = console.hooks();

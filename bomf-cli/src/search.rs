@@ -1,13 +1,13 @@
 //! `bomf search`: BOMF's fusion search on checkpoints you already have (any architecture, any
 //! evaluation command, evaluations in parallel); see `bomf_core::search`.
 
-use std::path::PathBuf;
-
 use anyhow::{Context, Result};
 use bomf_core::overrides::{self, Override};
 use bomf_core::rundir::RunDir;
 use bomf_core::search::{EvaluationRecord, Outcome, SearchConfig, run_search};
 use clap::Args;
+
+use crate::run::ConfigArgs;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Example search.toml:\n\n  \
@@ -27,32 +27,20 @@ use clap::Args;
     `bomf eval`'s JSON works as an evaluator: command = [\"bomf\", \"eval\", \"--model\", \"{model}\",\n\
     \"--data\", \"data.toml\"] with objectives accuracy (maximize) and loss (minimize).")]
 pub struct SearchArgs {
-    /// The search configuration (TOML).
-    pub config: PathBuf,
-    /// The run folder (default: runs/<config name>).
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
-    /// Continue the search in --out (the config and any overrides must be unchanged).
-    #[arg(long)]
-    pub resume: bool,
+    #[command(flatten)]
+    pub file: ConfigArgs,
     /// Evaluations at once: shorthand for `--set workers=N`.
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
     /// One device per worker, e.g. `cuda:0,cuda:1`: shorthand for `--set devices=[...]`.
     #[arg(long, value_name = "DEV,...", value_delimiter = ',')]
     pub devices: Vec<String>,
-    /// Sets a key of the config as if the file said so (repeatable), as in `bomf run`.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub set: Vec<Override>,
 }
 
 pub fn run(args: SearchArgs) -> Result<()> {
     let (config, text) = load(&args)?;
-    let out = args.out.clone().unwrap_or_else(|| {
-        let stem = args.config.file_stem().unwrap_or_default();
-        PathBuf::from("runs").join(stem)
-    });
-    let run = if args.resume {
+    let out = args.file.out_dir();
+    let run = if args.file.resume {
         RunDir::create_or_resume(&out, &text)
     } else {
         RunDir::create(&out, &text)
@@ -79,7 +67,7 @@ pub fn run(args: SearchArgs) -> Result<()> {
 
 /// The config with `--workers`, `--devices` and `--set` applied, and the text the run keeps.
 fn load(args: &SearchArgs) -> Result<(SearchConfig, String)> {
-    let path = &args.config;
+    let path = &args.file.config;
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the search config {}", path.display()))?;
     let mut all = Vec::new();
@@ -95,7 +83,7 @@ fn load(args: &SearchArgs) -> Result<(SearchConfig, String)> {
             .collect();
         all.push(Override::new("devices", toml::Value::Array(list))?);
     }
-    all.extend(args.set.iter().cloned());
+    all.extend(args.file.set.iter().cloned());
     let parsed = overrides::parse::<SearchConfig>(&text, &all)
         .with_context(|| format!("in {}", path.display()))?;
     let base = path.parent().unwrap_or(std::path::Path::new("."));

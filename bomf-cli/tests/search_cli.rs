@@ -269,19 +269,18 @@ fn mismatched_checkpoints_and_bad_configs_are_refused_before_any_work() {
     assert_mentions(&fail(&out), &["model.norm.weight"]);
     assert!(!tmp.path().join("f").exists());
 
-    let config = write_config(tmp.path(), "[\"python3\", \"eval.py\"]", "");
-    let out = run(
-        BOMF,
-        &["search", config.to_str().unwrap(), "--out", "run"],
-        tmp.path(),
-    );
-    assert_mentions(&fail(&out), &["{model}"]);
-    assert!(!tmp.path().join("run").exists());
-    let config = write_config(tmp.path(), "[\"true\", \"{model}\"]", "workers = 0");
-    let out = run(
-        BOMF,
-        &["search", config.to_str().unwrap(), "--out", "run"],
-        tmp.path(),
-    );
-    assert_mentions(&fail(&out), &["workers"]);
+    // Each bad config fails before the run folder exists, naming what to change.
+    for (evaluator, extra, needle) in [
+        ("[\"python3\", \"eval.py\"]", "", "{model}"),
+        ("[\"true\", \"{model}\"]", "workers = 0", "workers"),
+    ] {
+        let config = write_config(tmp.path(), evaluator, extra);
+        let out = run(
+            BOMF,
+            &["search", config.to_str().unwrap(), "--out", "run"],
+            tmp.path(),
+        );
+        assert_mentions(&fail(&out), &[needle]);
+        assert!(!tmp.path().join("run").exists());
+    }
 }

@@ -24,30 +24,29 @@ pub fn write(
 ) -> Result<()> {
     let dir = run.report_dir();
     let mut plots = String::new();
-    if let Some(plot) = pareto_plot(config, search, results) {
-        crate::rundir::write_atomic(
-            &dir.join(PARETO_SVG_FILE),
-            render_pareto_svg(&plot)?.as_bytes(),
-        )?;
-        let _ = writeln!(
-            plots,
-            "### Pareto front\n\n![Pareto front]({PARETO_SVG_FILE})\n"
-        );
-    }
     let trace = HypervolumeTrace {
         per_step: results.hypervolume.clone(),
         initial_design_len: search.records.iter().filter(|r| r.initial).count(),
     };
-    if !trace.per_step.is_empty() {
-        crate::rundir::write_atomic(
-            &dir.join(HYPERVOLUME_SVG_FILE),
-            render_hypervolume_svg(&trace)?.as_bytes(),
-        )?;
-        let _ = writeln!(
-            plots,
-            "### Hypervolume per evaluation\n\nOf the normalised objectives (0 = the worst \
-             checkpoint, 1 = the best), after each fusion.\n\n![Hypervolume]({HYPERVOLUME_SVG_FILE})\n"
-        );
+    let pareto = pareto_plot(config, search, results)
+        .map(|plot| render_pareto_svg(&plot))
+        .transpose()?;
+    let hypervolume = (!trace.per_step.is_empty())
+        .then(|| render_hypervolume_svg(&trace))
+        .transpose()?;
+    let svgs = [
+        (PARETO_SVG_FILE, "Pareto front", pareto),
+        (
+            HYPERVOLUME_SVG_FILE,
+            "Hypervolume per evaluation (of the normalised objectives: 0 = the worst checkpoint, \
+             1 = the best)",
+            hypervolume,
+        ),
+    ];
+    for (file, title, svg) in svgs {
+        let Some(svg) = svg else { continue };
+        crate::rundir::write_atomic(&dir.join(file), svg.as_bytes())?;
+        let _ = writeln!(plots, "### {title}\n\n![{title}]({file})\n");
     }
     let md = markdown(config, search, results) + "## Plots\n\n" + &plots;
     crate::rundir::write_atomic(&dir.join(REPORT_MARKDOWN_FILE), md.as_bytes())?;
