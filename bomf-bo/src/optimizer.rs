@@ -336,6 +336,15 @@ impl Optimizer {
         &self.pending
     }
 
+    /// Marks `x` (user units, inside the space) as being evaluated elsewhere, as an ask would:
+    /// the next asks treat it as pending (no candidate repeats it, and MC acquisitions credit
+    /// its unknown outcome) until it is told. For workers that asked in another process.
+    pub fn add_pending(&mut self, x: &[f64]) -> Result<()> {
+        self.space.check_point(x)?;
+        self.pending.push(x.to_vec());
+        Ok(())
+    }
+
     /// Forget the asked-but-untold points (e.g. workers that died).
     pub fn clear_pending(&mut self) {
         self.pending.clear();

@@ -33,7 +33,8 @@ pub struct SuggestArgs {
     space: PathBuf,
     /// One evaluation per line: `{"x": [...], "y": [...]}` in user units; a `null`, `NaN` or
     /// `Infinity` `y` entry (what Python's `json.dumps` writes for a non-finite float) marks a
-    /// failed evaluation. A missing file is an empty history.
+    /// failed evaluation. `{"x": [...], "pending": true}` marks a point being evaluated now
+    /// (another worker's): no candidate repeats it. A missing file is an empty history.
     #[arg(long, value_name = "HISTORY.jsonl")]
     history: Option<PathBuf>,
     /// Acquisition function (default: qlogei for one objective, qnehvi for several).
@@ -115,12 +116,16 @@ pub fn run(cmd: BoCommand) -> Result<()> {
     }
 }
 
-/// One line of HISTORY.jsonl. `y` entries may be `null` (a failed evaluation).
+/// One line of HISTORY.jsonl: an evaluation (`y` entries may be `null`: it failed), or with
+/// `"pending": true` and no `y`, a point being evaluated.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct HistoryLine {
     x: Vec<f64>,
-    y: Vec<Option<f64>>,
+    #[serde(default)]
+    y: Option<Vec<Option<f64>>>,
+    #[serde(default)]
+    pending: bool,
 }
 
 fn suggest(args: &SuggestArgs) -> Result<String> {
@@ -164,15 +169,32 @@ fn replay_history(optimizer: &mut Optimizer, path: &Path, config: &SpaceConfig) 
         }
         let entry: HistoryLine = serde_json::from_str(&non_finite_as_null(line))
             .with_context(|| format!("{}:{line_no}: not a history line", path.display()))?;
-        if entry.y.len() != config.objectives.len() {
+        let y = match (entry.pending, entry.y) {
+            (true, None) => {
+                optimizer
+                    .add_pending(&entry.x)
+                    .with_context(|| format!("{}:{line_no}: rejected", path.display()))?;
+                continue;
+            }
+            (false, Some(y)) => y,
+            (true, Some(_)) => bail!(
+                "{}:{line_no}: a pending point has no y yet; drop \"pending\" once it is evaluated",
+                path.display()
+            ),
+            (false, None) => bail!(
+                "{}:{line_no}: no y: give the objective values, or \"pending\": true",
+                path.display()
+            ),
+        };
+        if y.len() != config.objectives.len() {
             bail!(
                 "{}:{line_no}: y has {} value(s) but the space has {} objective(s)",
                 path.display(),
-                entry.y.len(),
+                y.len(),
                 config.objectives.len()
             );
         }
-        let y: Vec<f64> = entry.y.iter().map(|v| v.unwrap_or(f64::NAN)).collect();
+        let y: Vec<f64> = y.iter().map(|v| v.unwrap_or(f64::NAN)).collect();
         optimizer
             .tell(&entry.x, &y)
             .with_context(|| format!("{}:{line_no}: rejected", path.display()))?;

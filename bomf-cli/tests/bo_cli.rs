@@ -68,6 +68,35 @@ fn history_drives_bayesian_optimisation_and_tolerates_failures() {
 }
 
 #[test]
+fn pending_points_are_never_suggested_again() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("space.json"), SPACE).unwrap();
+    let f = |x: &[f64]| -(x[0].log10() + 5.0).powi(2) - (x[1] - 16.0).powi(2) / 100.0;
+    let suggest = |history: &str| {
+        std::fs::write(dir.path().join("h.jsonl"), history).unwrap();
+        let args = bo_suggest(&["--history", "h.jsonl"]);
+        candidates(&succeed_json(&bomf(&args, dir.path())))[0].clone()
+    };
+    // In the design and after it: what one worker is evaluating, the next one never gets.
+    let mut history = String::new();
+    for _ in 0..7 {
+        let x = suggest(&history);
+        let with_pending = format!("{history}{{\"x\": {x:?}, \"pending\": true}}\n");
+        let other = suggest(&with_pending);
+        assert_ne!(other, x, "a pending point was suggested again");
+        history.push_str(&format!("{{\"x\": {x:?}, \"y\": [{}]}}\n", f(&x)));
+    }
+    // A pending line with a value, or a line with neither, is an error naming the line.
+    let bad = format!("{history}{{\"x\": [1e-5, 8], \"y\": [0.1], \"pending\": true}}\n");
+    std::fs::write(dir.path().join("h.jsonl"), bad).unwrap();
+    let out = bomf(&bo_suggest(&["--history", "h.jsonl"]), dir.path());
+    assert_mentions(&stderr(&out), &["h.jsonl:8", "pending"]);
+    std::fs::write(dir.path().join("h.jsonl"), "{\"x\": [1e-5, 8]}\n").unwrap();
+    let out = bomf(&bo_suggest(&["--history", "h.jsonl"]), dir.path());
+    assert_mentions(&stderr(&out), &["h.jsonl:1", "no y"]);
+}
+
+#[test]
 fn bad_history_names_the_line() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("space.json"), SPACE).unwrap();
