@@ -6,7 +6,10 @@ Hugging Face Trainer output (`checkpoint-<step>/` with the weights and the fused
 and tokenizer files), and `bomf search` runs on them with `bomf eval` (one thread) as its external
 evaluator on the run's validation split: once with one worker, once with two. Prints the final
 hypervolume of each against the run's stage 3, whether the checkpoints' evaluations agree, and
-the wall-time ratio of one worker to two.
+the wall-time ratio of one worker to two. The run's stage 3 is also rerun with this `bomf`
+(`bomf run --resume` on a copy holding the checkpoints and stage 1 only), so that the comparison
+is between one binary's two front ends: with one worker the two searches must propose the same
+points.
 
 Usage: python3 search_vs_run.py --bomf target/release/bomf --run runs/reproduce/rotten-tomatoes-seed0
 """
@@ -61,6 +64,30 @@ def search(bomf, work, run, config, workers):
     return wall, json.loads((out / "results.json").read_text())
 
 
+def rerun_stage3(bomf, run, work):
+    """`bomf run --resume` on a copy of the run without its stage-3 state: stages 1 and 2 are
+    kept, stage 3 and the baselines are redone by this binary."""
+    copy = work / "rerun"
+    shutil.rmtree(copy, ignore_errors=True)
+    (copy / "state").mkdir(parents=True)
+    shutil.copytree(run / "checkpoints", copy / "checkpoints")
+    for rel in ["config.toml", "inputs.json", "state/hpbo.json", "state/hpbo-full.json"]:
+        if (run / rel).exists():
+            shutil.copy(run / rel, copy / rel)
+    subprocess.run([bomf, "run", str(copy / "config.toml"), "--out", str(copy), "--resume"],
+                   check=True, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    return json.loads((copy / "results.json").read_text())
+
+
+def same_points(rerun, work):
+    records = [json.loads(l) for l in (work / "run-1/evaluations.jsonl").read_text().splitlines()]
+    fusions = [r["weights"] for r in records if r["checkpoint"] is None]
+    ours = [r["weights"] for r in rerun["fusion_records"]]
+    return sum(
+        all(abs(x - y) < 1e-12 for x, y in zip(a, b)) for a, b in zip(ours, fusions)
+    ), len(ours)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bomf", required=True)
@@ -73,10 +100,12 @@ def main():
     kept = trainer_layout(run, work / "trainer")
     stage3 = json.loads((run / "results.json").read_text())
     rows = {w: search(bomf, work, run, config, w) for w in (1, 2)}
+    rerun = rerun_stage3(bomf, run, work)
     metric = stage3["metric"]
     print(f"{run.name}: K = {len(kept)}, budget {len(stage3['hypervolume'])}\n")
     print("| | final hypervolume | wall (s) |\n|---|---:|---:|")
-    print(f"| bomf run, stage 3 (built-in evaluator) | {stage3['hypervolume'][-1]:.4f} | |")
+    print(f"| bomf run, stage 3 as archived (its own binary) | {stage3['hypervolume'][-1]:.4f} | |")
+    print(f"| bomf run, stage 3 rerun by this binary (built-in evaluator) | {rerun['hypervolume'][-1]:.4f} | |")
     for w, (wall, r) in rows.items():
         print(f"| bomf search, bomf eval as a command, {w} worker(s) | {r['hypervolume'][-1]:.4f} | {wall:.1f} |")
     agree = all(
@@ -85,6 +114,8 @@ def main():
         for v, c in zip(rows[1][1]["checkpoint_values"], kept)
     )
     print(f"\ncheckpoint evaluations equal the run's: {agree}")
+    same, total = same_points(rerun, work)
+    print(f"points proposed identically by bomf run (rerun) and bomf search (1 worker): {same} of {total}")
     print(f"speed-up of 2 workers over 1: {rows[1][0] / rows[2][0]:.2f}x")
 
 
