@@ -112,10 +112,29 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_text(&err));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, joined by `: `, each said once. The libraries' errors already put
+/// their source in their message (`{path}: {source}`) and also return it as their `source()`,
+/// so anyhow's `{:#}` would print every such cause twice; a cause whose text the message
+/// already holds is skipped.
+fn error_text(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 fn init_logging(verbose: u8) {
@@ -138,6 +157,19 @@ fn init_logging(verbose: u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_said_once() {
+        let io = std::io::Error::other("header too large");
+        let file = anyhow::Error::new(io).context("model.gguf: header too large");
+        let err = file.context("checkpoint 1");
+        assert_eq!(
+            error_text(&err),
+            "checkpoint 1: model.gguf: header too large"
+        );
+        let plain = anyhow::anyhow!("disk full").context("writing fused/");
+        assert_eq!(error_text(&plain), "writing fused/: disk full");
+    }
 
     /// The option index is mimalloc v3's purge delay: its default is 1000 ms until we set it.
     #[test]
