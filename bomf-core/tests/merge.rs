@@ -343,7 +343,8 @@ fn a_truncated_file_pickles_and_empty_folders_are_named() {
     fs::create_dir_all(&p).unwrap();
     fs::write(p.join("pytorch_model.bin"), "pickle").unwrap();
     let err = CheckpointSet::open(&[p]).unwrap_err();
-    assert!(matches!(err, MergeError::PickleWeights { .. }), "{err}");
+    assert!(matches!(err, MergeError::BadHeader { .. }), "{err}");
+    assert!(err.to_string().contains("pytorch_model.bin"), "{err}");
 
     let empty = tmp.path().join("empty");
     fs::create_dir_all(&empty).unwrap();
@@ -394,25 +395,45 @@ fn integer_buffers_must_agree() {
     assert!(err.to_string().contains("model.position_ids"), "{err}");
 }
 
-/// The fixture of `fixtures/gen_qwen2_trainer.py`: checkpoints written by transformers, the
-/// expected fusion computed by torch.
-fn qwen2_fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen2_trainer")
+/// A fixture of `fixtures/gen_qwen2_trainer.py`: checkpoints written by transformers (or
+/// `torch.save`), the expected fusion computed by torch.
+fn qwen2_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 #[test]
 fn transformers_checkpoints_fuse_bit_for_bit_as_torch() {
-    let root = qwen2_fixture();
+    fuse_like_torch("qwen2_trainer", &["config.json", "generation_config.json"]);
+}
+
+#[test]
+fn sharded_pickles_fuse_bit_for_bit_as_torch_into_safetensors() {
+    let files = fuse_like_torch("qwen2_bin", &["config.json"]);
+    assert_eq!(
+        files,
+        [
+            "model-00001-of-00002.safetensors",
+            "model-00002-of-00002.safetensors",
+            "model.safetensors.index.json"
+        ]
+    );
+}
+
+/// Fuses fixture `name` with its `weights.json`, checks the side files copied and every tensor
+/// against torch's `expected_fused.safetensors`; returns the weight files written.
+fn fuse_like_torch(name: &str, side_files: &[&str]) -> Vec<String> {
+    let root = qwen2_fixture(name);
     let weights: Vec<f64> =
         serde_json::from_str(&fs::read_to_string(root.join("weights.json")).unwrap()).unwrap();
     let set = CheckpointSet::open(&merge::resolve(std::slice::from_ref(&root)).unwrap()).unwrap();
-    assert_eq!(set.len(), 3);
+    assert_eq!(set.len(), weights.len());
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("fused");
     let summary = merge::merge(&set, &weights, &out, &MergeOptions::default()).unwrap();
     assert_eq!(
-        summary.side_files,
-        ["config.json", "generation_config.json"],
+        summary.side_files, side_files,
         "training state must not be copied"
     );
     let fused = read_all(&out);
@@ -439,4 +460,5 @@ fn transformers_checkpoints_fuse_bit_for_bit_as_torch() {
             "{shard} missing from the index"
         );
     }
+    summary.files
 }

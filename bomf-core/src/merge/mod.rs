@@ -13,7 +13,8 @@
 //!
 //! Conventions (each documented because an input field is never silently dropped):
 //! - **Inputs** ([`resolve`]): a model folder (`model.safetensors`, a sharded
-//!   `model.safetensors.index.json`, or a peft `adapter_model.safetensors`), or a training output
+//!   `model.safetensors.index.json`, a peft `adapter_model.safetensors`, or their `.bin`
+//!   counterparts), or a training output
 //!   folder whose `checkpoint-<step>` subfolders are taken in step order (weights saved at its top
 //!   level are not added; name that folder's model separately to include it).
 //! - **Checks before any work** ([`CheckpointSet::open`]): every checkpoint has the same tensor
@@ -29,8 +30,10 @@
 //!   generation config, chat template, adapter config), except weights and training state
 //!   ([`is_training_state`]). Subfolders are not copied. The folder appears whole or not at all
 //!   ([`crate::rundir::StagedDir`]).
-//! - **`.bin` (pickle) weights** are named in an error rather than read: unpickling is neither
-//!   streamable nor safe on untrusted files.
+//! - **`.bin` (pickle) weights** (`pytorch_model.bin`, sharded behind
+//!   `pytorch_model.bin.index.json`, or `adapter_model.bin`) are read with burn-store's Rust
+//!   unpickler, which rebuilds tensors and runs no code, one tensor at a time; the output is
+//!   safetensors under the names transformers gives them (`model.safetensors`, …).
 
 mod layout;
 mod stream;
@@ -39,7 +42,9 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-pub use layout::{ADAPTER_FILE, INDEX_FILE, Layout, SINGLE_FILE, TensorEntry, WeightFile};
+pub use layout::{
+    ADAPTER_FILE, INDEX_FILE, Layout, PICKLE_INDEX_FILE, SINGLE_FILE, TensorEntry, WeightFile,
+};
 pub use stream::{MergeOptions, MergeSummary, OutDtype, is_training_state, merge};
 
 use crate::rundir::RunDirError;
@@ -56,15 +61,11 @@ pub enum MergeError {
     },
     #[error(
         "{dir} holds no model weights (looked for model.safetensors, model.safetensors.index.json, \
-         adapter_model.safetensors) and no checkpoint-<step> subfolders with them"
+         adapter_model.safetensors and their .bin counterparts) and no checkpoint-<step> \
+         subfolders with them"
     )]
     NoWeights { dir: PathBuf },
-    #[error(
-        "{path}: pickled PyTorch weights are not read (not streamable, and unsafe on untrusted \
-         files); save the model with safetensors (`save_pretrained(..., safe_serialization=True)`)"
-    )]
-    PickleWeights { path: PathBuf },
-    #[error("{path}: not a valid safetensors file: {reason}")]
+    #[error("{path}: not a valid weight file: {reason}")]
     BadHeader { path: PathBuf, reason: String },
     #[error(
         "{path}: truncated or padded: its header needs {expected} bytes, the file has {actual}"

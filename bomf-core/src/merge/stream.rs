@@ -10,7 +10,11 @@ use half::{bf16, f16};
 use rayon::prelude::*;
 use safetensors::tensor::{Dtype, Metadata, TensorInfo};
 
-use super::layout::{INDEX_FILE, Layout, read_tensor};
+use burn_store::pytorch::PytorchReader;
+
+use super::layout::{
+    INDEX_FILE, Layout, PICKLE_INDEX_FILE, open_pickle, read_pickled, read_tensor,
+};
 use super::{CheckpointSet, MergeError, Result};
 use crate::rundir::StagedDir;
 
@@ -87,6 +91,7 @@ pub fn is_training_state(name: &str) -> bool {
             | "trainer_state.json"
             | "training_args.bin"
             | INDEX_FILE
+            | PICKLE_INDEX_FILE
     ) || (name.starts_with("rng_state") && name.ends_with(".pth"))
         || name.ends_with(".safetensors")
         || name.ends_with(".bin")
@@ -124,19 +129,19 @@ pub fn merge(
     let mut weight_map = BTreeMap::new();
     for file in &reference.files {
         let header = output_header(reference, &file.order, file.metadata.clone(), options)?;
-        let path = staged.path().join(&file.name);
+        let path = staged.path().join(&file.output_name);
         let written = write_file(&path, &header, &file.order, |name, out| {
             readers.produce(name, weights, options, out)
         })?;
         for name in &file.order {
-            weight_map.insert(name.clone(), file.name.clone());
+            weight_map.insert(name.clone(), file.output_name.clone());
         }
         summary.bytes += written;
-        summary.files.push(file.name.clone());
+        summary.files.push(file.output_name.clone());
     }
     summary.fused = readers.fused;
     summary.copied = readers.copied;
-    if reference.files.len() > 1 || set.checkpoints[0].dir.join(INDEX_FILE).is_file() {
+    if reference.sharded {
         write_index(staged.path(), reference, weight_map, summary.bytes)?;
         summary.files.push(INDEX_FILE.to_owned());
     }
@@ -264,11 +269,17 @@ fn is_copied(dtype: Dtype) -> bool {
     )
 }
 
+/// An open weight file.
+enum Source {
+    Safetensors(File),
+    Pickle(PytorchReader),
+}
+
 /// Open files of every checkpoint and the buffers one tensor needs.
 struct Readers<'a> {
     set: &'a CheckpointSet,
     /// `files[k][f]`: checkpoint k's weight file f, opened on first use.
-    files: Vec<Vec<Option<File>>>,
+    files: Vec<Vec<Option<Source>>>,
     acc: Vec<f32>,
     buf: Vec<u8>,
     other: Vec<u8>,
@@ -299,18 +310,25 @@ impl<'a> Readers<'a> {
         let set = self.set;
         let layout = &set.checkpoints[k].layout;
         let entry = &layout.tensors[name];
-        let path = &layout.files[entry.file].path;
+        let file = &layout.files[entry.file];
+        let path = &file.path;
         let slot = &mut self.files[k][entry.file];
         if slot.is_none() {
-            *slot = Some(File::open(path).map_err(|e| MergeError::io(path, e))?);
+            *slot = Some(if file.pickle {
+                Source::Pickle(open_pickle(path)?)
+            } else {
+                Source::Safetensors(File::open(path).map_err(|e| MergeError::io(path, e))?)
+            });
         }
-        let file = slot.as_mut().expect("opened above");
         let buf = if into_other {
             &mut self.other
         } else {
             &mut self.buf
         };
-        read_tensor(file, path, entry, buf)
+        match slot.as_mut().expect("opened above") {
+            Source::Safetensors(f) => read_tensor(f, path, entry, buf),
+            Source::Pickle(reader) => read_pickled(reader, path, name, buf),
+        }
     }
 
     /// The output bytes of tensor `name`: fused, or copied after checking it is the same in

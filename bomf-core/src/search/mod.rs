@@ -156,9 +156,11 @@ fn input_files(set: &CheckpointSet) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for c in &set.checkpoints {
         files.extend(c.layout.files.iter().map(|f| f.path.clone()));
-        let index = c.dir.join(merge::INDEX_FILE);
-        if index.is_file() {
-            files.push(index);
+        for index in [merge::INDEX_FILE, merge::PICKLE_INDEX_FILE] {
+            let index = c.dir.join(index);
+            if index.is_file() {
+                files.push(index);
+            }
         }
     }
     files
