@@ -147,6 +147,60 @@ fn a_search_on_trainer_checkpoints_with_two_workers_never_repeats_a_point() {
     assert!(!run_dir.join("fused/optimizer.pt").exists());
 }
 
+/// An evaluator that logs where it ran (worker, device, CUDA_VISIBLE_DEVICES), then scores.
+const PLACED: &str = r#"
+import os, subprocess, sys
+with open(sys.argv[2], "a") as log:
+    log.write(f"{os.environ['BOMF_WORKER']} {sys.argv[3]} {os.environ['BOMF_DEVICE']} {os.environ['CUDA_VISIBLE_DEVICES']}\n")
+out = subprocess.run([sys.executable, sys.argv[4], sys.argv[1]], capture_output=True, text=True)
+print(out.stdout.strip().splitlines()[-1])
+"#;
+
+#[test]
+fn each_worker_gets_its_own_device() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = tmp.path().join("placed.py");
+    std::fs::write(&script, PLACED).unwrap();
+    let log = tmp.path().join("placement.log");
+    let eval = format!(
+        "[\"python3\", {:?}, \"{{model}}\", {:?}, \"{{device}}\", {:?}]",
+        script.display().to_string(),
+        log.display().to_string(),
+        repo()
+            .join("configs/search/eval_norm.py")
+            .display()
+            .to_string()
+    );
+    let config = write_config(tmp.path(), &eval, "");
+    let args = [
+        "search",
+        config.to_str().unwrap(),
+        "--out",
+        "run",
+        "--workers",
+        "2",
+        "--devices",
+        "cuda:0,cuda:1",
+    ];
+    succeed(&run(BOMF, &args, tmp.path()));
+    let lines = std::fs::read_to_string(&log).unwrap();
+    let mut workers = BTreeSet::new();
+    for line in lines.lines() {
+        let [worker, arg, env, visible] = line.split(' ').collect::<Vec<_>>()[..] else {
+            panic!("{line}");
+        };
+        assert_eq!(
+            (arg, env),
+            (format!("cuda:{worker}").as_str(), arg),
+            "{line}"
+        );
+        assert_eq!(visible, worker, "{line}");
+        workers.insert(worker.to_owned());
+    }
+    assert_eq!(lines.lines().count(), 3 + 8);
+    assert_eq!(workers.len(), 2);
+}
+
 /// An evaluator that fails on some candidates, times out on one, and (once) kills the search.
 const FLAKY: &str = r#"
 import json, os, pathlib, subprocess, sys, time
