@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
 use bomf_tests::cli::{assert_mentions, fail, json, run, succeed, succeed_stderr};
 use serde_json::Value;
@@ -31,11 +32,31 @@ fn write_config(dir: &Path, evaluator: &str, extra: &str) -> PathBuf {
     path
 }
 
+/// `bomf search CONFIG --out run FLAGS...` in `dir`.
+fn search(dir: &Path, config: &Path, flags: &[&str]) -> Output {
+    let args = [&["search", config.to_str().unwrap(), "--out", "run"], flags].concat();
+    run(BOMF, &args, dir)
+}
+
 fn python_evaluator(script: &Path) -> String {
     format!(
         "[\"python3\", {:?}, \"{{model}}\"]",
         script.display().to_string()
     )
+}
+
+/// The command of a Python wrapper around the README's evaluator: `script` runs first, then the
+/// wrapper prints what `eval_norm.py` prints; called as `wrapper.py {model} ARGS... eval_norm.py`.
+fn wrapper_evaluator(dir: &Path, script: &str, args: &[&str]) -> String {
+    let path = dir.join("wrapper.py");
+    let score = "out = subprocess.run([sys.executable, sys.argv[-1], sys.argv[1]], \
+                 capture_output=True, text=True)\nprint(out.stdout.strip().splitlines()[-1])\n";
+    std::fs::write(&path, format!("{script}{score}")).unwrap();
+    let eval_norm = repo().join("configs/search/eval_norm.py");
+    let mut command = vec!["python3", path.to_str().unwrap(), "{model}"];
+    command.extend_from_slice(args);
+    command.push(eval_norm.to_str().unwrap());
+    serde_json::to_string(&command).unwrap()
 }
 
 fn evaluations(run_dir: &Path) -> Vec<Value> {
@@ -59,19 +80,7 @@ fn a_search_on_trainer_checkpoints_with_two_workers_never_repeats_a_point() {
     let tmp = tempfile::tempdir().unwrap();
     let eval = python_evaluator(&repo().join("configs/search/eval_norm.py"));
     let config = write_config(tmp.path(), &eval, "");
-    let out = run(
-        BOMF,
-        &[
-            "search",
-            config.to_str().unwrap(),
-            "--out",
-            "run",
-            "--workers",
-            "2",
-        ],
-        tmp.path(),
-    );
-    let stdout = succeed(&out);
+    let stdout = succeed(&search(tmp.path(), &config, &["--workers", "2"]));
     assert_mentions(&stdout, &["chosen fusion", "fused model"]);
     let run_dir = tmp.path().join("run");
     let records = evaluations(&run_dir);
@@ -152,37 +161,16 @@ const PLACED: &str = r#"
 import os, subprocess, sys
 with open(sys.argv[2], "a") as log:
     log.write(f"{os.environ['BOMF_WORKER']} {sys.argv[3]} {os.environ['BOMF_DEVICE']} {os.environ['CUDA_VISIBLE_DEVICES']}\n")
-out = subprocess.run([sys.executable, sys.argv[4], sys.argv[1]], capture_output=True, text=True)
-print(out.stdout.strip().splitlines()[-1])
 "#;
 
 #[test]
 fn each_worker_gets_its_own_device() {
     let tmp = tempfile::tempdir().unwrap();
-    let script = tmp.path().join("placed.py");
-    std::fs::write(&script, PLACED).unwrap();
     let log = tmp.path().join("placement.log");
-    let eval = format!(
-        "[\"python3\", {:?}, \"{{model}}\", {:?}, \"{{device}}\", {:?}]",
-        script.display().to_string(),
-        log.display().to_string(),
-        repo()
-            .join("configs/search/eval_norm.py")
-            .display()
-            .to_string()
-    );
+    let eval = wrapper_evaluator(tmp.path(), PLACED, &[log.to_str().unwrap(), "{device}"]);
     let config = write_config(tmp.path(), &eval, "");
-    let args = [
-        "search",
-        config.to_str().unwrap(),
-        "--out",
-        "run",
-        "--workers",
-        "2",
-        "--devices",
-        "cuda:0,cuda:1",
-    ];
-    succeed(&run(BOMF, &args, tmp.path()));
+    let flags = ["--workers", "2", "--devices", "cuda:0,cuda:1"];
+    succeed(&search(tmp.path(), &config, &flags));
     let lines = std::fs::read_to_string(&log).unwrap();
     let mut workers = BTreeSet::new();
     for line in lines.lines() {
@@ -216,26 +204,14 @@ if n == 7 and not marker.exists():
     marker.write_text("killed")
     os.kill(os.getppid(), 9)
     time.sleep(5)
-out = subprocess.run([sys.executable, sys.argv[3], str(model)], capture_output=True, text=True)
 print("some log line")
-print(out.stdout.strip().splitlines()[-1])
 "#;
 
 #[test]
 fn failed_and_timed_out_evaluations_are_recorded_and_a_killed_search_resumes() {
     let tmp = tempfile::tempdir().unwrap();
-    let script = tmp.path().join("flaky.py");
-    std::fs::write(&script, FLAKY).unwrap();
     let marker = tmp.path().join("killed-once");
-    let eval = format!(
-        "[\"python3\", {:?}, \"{{model}}\", {:?}, {:?}]",
-        script.display().to_string(),
-        marker.display().to_string(),
-        repo()
-            .join("configs/search/eval_norm.py")
-            .display()
-            .to_string()
-    );
+    let eval = wrapper_evaluator(tmp.path(), FLAKY, &[marker.to_str().unwrap()]);
     let config = write_config(tmp.path(), &eval, "");
     std::fs::write(
         &config,
@@ -244,14 +220,13 @@ fn failed_and_timed_out_evaluations_are_recorded_and_a_killed_search_resumes() {
             .replace("timeout_s = 20", "timeout_s = 3"),
     )
     .unwrap();
-    let args = ["search", config.to_str().unwrap(), "--out", "run"];
-    let killed = run(BOMF, &args, tmp.path());
+    let killed = search(tmp.path(), &config, &[]);
     assert!(!killed.status.success(), "the evaluator killed the search");
     assert!(marker.exists());
     let run_dir = tmp.path().join("run");
     let before = fusion_weights(&evaluations(&run_dir));
 
-    let resumed = run(BOMF, &[&args[..], &["--resume"]].concat(), tmp.path());
+    let resumed = search(tmp.path(), &config, &["--resume"]);
     succeed_stderr(&resumed);
     let records = evaluations(&run_dir);
     let fusions = fusion_weights(&records);
@@ -329,12 +304,7 @@ fn mismatched_checkpoints_and_bad_configs_are_refused_before_any_work() {
         ("[\"true\", \"{model}\"]", "workers = 0", "workers"),
     ] {
         let config = write_config(tmp.path(), evaluator, extra);
-        let out = run(
-            BOMF,
-            &["search", config.to_str().unwrap(), "--out", "run"],
-            tmp.path(),
-        );
-        assert_mentions(&fail(&out), &[needle]);
+        assert_mentions(&fail(&search(tmp.path(), &config, &[])), &[needle]);
         assert!(!tmp.path().join("run").exists());
     }
 }
