@@ -262,6 +262,36 @@ fn failed_and_timed_out_evaluations_are_recorded_and_a_killed_search_resumes() {
     assert_eq!(json(&run_dir.join("results.json"))["failed"], 2);
 }
 
+/// An evaluator that fails until the file named by its second argument exists.
+const UNCONFIGURED: &str = r#"
+import os, subprocess, sys
+if not os.path.exists(sys.argv[2]):
+    sys.exit("evaluator not configured yet")
+"#;
+
+#[test]
+fn a_failed_checkpoint_evaluation_stops_the_search_and_resume_evaluates_it_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ready = tmp.path().join("ready");
+    let eval = wrapper_evaluator(tmp.path(), UNCONFIGURED, &[ready.to_str().unwrap()]);
+    let config = write_config(tmp.path(), &eval, "");
+    let err = fail(&search(tmp.path(), &config, &[]));
+    assert_mentions(&err, &["checkpoint-10", "not configured yet", "--resume"]);
+    std::fs::write(&ready, "").unwrap();
+    succeed(&search(tmp.path(), &config, &["--resume"]));
+    let records = evaluations(&tmp.path().join("run"));
+    let failed = records
+        .iter()
+        .filter(|r| r["outcome"]["status"] == "failed");
+    assert!(failed.clone().all(|r| !r["checkpoint"].is_null()));
+    assert_eq!(
+        failed.count(),
+        3,
+        "each checkpoint failed once, before the fix"
+    );
+    assert_eq!(records.len(), 3 + 3 + 8);
+}
+
 #[test]
 fn mismatched_checkpoints_and_bad_configs_are_refused_before_any_work() {
     let tmp = tempfile::tempdir().unwrap();

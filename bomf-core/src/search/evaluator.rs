@@ -129,7 +129,13 @@ impl CommandEvaluator {
                 stderr,
             }) => {
                 if !status.success() {
-                    return Outcome::failed(format!("exited with {status}"), &stderr);
+                    let last = String::from_utf8_lossy(&stderr)
+                        .lines()
+                        .rev()
+                        .find(|l| !l.trim().is_empty())
+                        .map(|l| format!(": {}", clip(l.trim())))
+                        .unwrap_or_default();
+                    return Outcome::failed(format!("exited with {status}{last}"), &stderr);
                 }
                 match parse_objectives(&stdout, names) {
                     Ok(values) => Outcome::Ok { values },

@@ -214,7 +214,8 @@ fn record_done(
     Ok(())
 }
 
-/// Step 2: every checkpoint evaluated as it is (those in the log are not evaluated again).
+/// Step 2: every checkpoint evaluated as it is (those the log has a value for are not
+/// evaluated again).
 struct CheckpointPhase<'a> {
     todo: Vec<usize>,
     values: Vec<Option<Outcome>>,
@@ -233,9 +234,13 @@ impl<'a> CheckpointPhase<'a> {
         run: &'a RunDir,
         progress: &'a mut dyn FnMut(&EvaluationRecord),
     ) -> Self {
+        // A checkpoint whose evaluation failed is evaluated again (the evaluator may have been
+        // fixed since); one that succeeded is not.
         let mut values: Vec<Option<Outcome>> = vec![None; set.len()];
         for r in &records {
-            if let Some(k) = r.checkpoint.filter(|&k| k < set.len()) {
+            if let Some(k) = r.checkpoint.filter(|&k| k < set.len())
+                && matches!(r.outcome, Outcome::Ok { .. })
+            {
                 values[k] = Some(r.outcome.clone());
             }
         }
@@ -263,9 +268,9 @@ impl<'a> CheckpointPhase<'a> {
             .map(|(k, v)| match v {
                 Some(Outcome::Ok { values }) => Ok(values.clone()),
                 Some(Outcome::Failed { reason, .. }) => Err(CoreError::InvalidInput(format!(
-                    "the evaluation of checkpoint {} failed ({reason}); fix the evaluator (its \
-                     stderr is in {LOGS_DIR}/) and delete that line of evaluations.jsonl, or \
-                     leave the checkpoint out",
+                    "the evaluation of {} failed ({reason}; its stderr is in \
+                     {LOGS_DIR}/); the search needs every checkpoint's values: fix the \
+                     evaluator and continue with --resume, which evaluates it again",
                     self.labels[k]
                 ))),
                 None => Err(CoreError::InvalidInput(format!(
