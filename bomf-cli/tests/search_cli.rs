@@ -59,6 +59,14 @@ fn wrapper_evaluator(dir: &Path, script: &str, args: &[&str]) -> String {
     serde_json::to_string(&command).unwrap()
 }
 
+/// A search config whose evaluator is `script` wrapped as [`wrapper_evaluator`] says, with the
+/// path of file `name` in `dir` (which need not exist) as its one argument; returns both paths.
+fn wrapped_config(dir: &Path, script: &str, name: &str) -> (PathBuf, PathBuf) {
+    let file = dir.join(name);
+    let eval = wrapper_evaluator(dir, script, &[file.to_str().unwrap()]);
+    (file, write_config(dir, &eval, ""))
+}
+
 fn evaluations(run_dir: &Path) -> Vec<Value> {
     std::fs::read_to_string(run_dir.join("evaluations.jsonl"))
         .unwrap()
@@ -210,9 +218,7 @@ print("some log line")
 #[test]
 fn failed_and_timed_out_evaluations_are_recorded_and_a_killed_search_resumes() {
     let tmp = tempfile::tempdir().unwrap();
-    let marker = tmp.path().join("killed-once");
-    let eval = wrapper_evaluator(tmp.path(), FLAKY, &[marker.to_str().unwrap()]);
-    let config = write_config(tmp.path(), &eval, "");
+    let (marker, config) = wrapped_config(tmp.path(), FLAKY, "killed-once");
     std::fs::write(
         &config,
         std::fs::read_to_string(&config)
@@ -272,9 +278,7 @@ if not os.path.exists(sys.argv[2]):
 #[test]
 fn a_failed_checkpoint_evaluation_stops_the_search_and_resume_evaluates_it_again() {
     let tmp = tempfile::tempdir().unwrap();
-    let ready = tmp.path().join("ready");
-    let eval = wrapper_evaluator(tmp.path(), UNCONFIGURED, &[ready.to_str().unwrap()]);
-    let config = write_config(tmp.path(), &eval, "");
+    let (ready, config) = wrapped_config(tmp.path(), UNCONFIGURED, "ready");
     let err = fail(&search(tmp.path(), &config, &[]));
     assert_mentions(&err, &["checkpoint-10", "not configured yet", "--resume"]);
     std::fs::write(&ready, "").unwrap();
