@@ -151,6 +151,8 @@ pub fn merge(
 }
 
 /// The output header of one file: its tensors in order, with the output dtypes and offsets.
+/// Written from the layout rather than with `safetensors::serialize`, which needs every tensor's
+/// data in memory at once; the header only needs shapes, so the data can follow tensor by tensor.
 fn output_header(
     layout: &Layout,
     order: &[String],

@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::evaluator::CommandEvaluator;
+use crate::device::DeviceSpec;
 use crate::fusion_bo::{FusionBoConfig, FusionObjective};
 use crate::merge::OutDtype;
 
@@ -95,7 +96,7 @@ pub struct SearchConfig {
     pub workers: usize,
     /// One device per worker (`cpu`, `cuda:N`); empty: `cpu` for every worker.
     #[serde(default)]
-    pub devices: Vec<String>,
+    pub devices: Vec<DeviceSpec>,
     /// Stage 3's settings, as a run config's `[fusion]`; `objectives` are given at the top
     /// level instead, and `fuse_on` and `lora` (which concern bomf's own models) must be left
     /// at their defaults.
@@ -163,14 +164,6 @@ impl SearchConfig {
                 self.workers
             ));
         }
-        for d in &self.devices {
-            let ok = d == "cpu"
-                || d.strip_prefix("cuda:")
-                    .is_some_and(|n| n.parse::<u32>().is_ok());
-            if !ok {
-                return Err(format!("devices: {d:?} is neither cpu nor cuda:N"));
-            }
-        }
         let defaults = FusionBoConfig::default();
         for (set, key) in [
             (
@@ -192,7 +185,7 @@ impl SearchConfig {
 
     /// The device of worker `i`.
     pub fn device(&self, i: usize) -> String {
-        self.devices.get(i).cloned().unwrap_or_else(|| "cpu".into())
+        self.devices.get(i).copied().unwrap_or_default().to_string()
     }
 
     /// The objective names, in order.
@@ -242,7 +235,7 @@ direction = "maximize"
     fn bad_settings_are_refused_with_what_to_change() {
         for (edit, needle) in [
             ("workers = 0\n", "workers"),
-            ("devices = [\"gpu\"]\n", "devices"),
+            ("devices = [\"tpu\"]\n", "devices"),
             ("workers = 2\ndevices = [\"cuda:0\"]\n", "one per worker"),
             ("colour = 1\n", "colour"),
         ] {
