@@ -8,7 +8,7 @@
 //!
 //! - [`Optimizer`]: `ask` candidates, `tell` results (NaN/∞ marks a failed evaluation),
 //!   `to_json`/`from_json` to stop and resume exactly; [`OptimizerSettings`] (with
-//!   [`AcquisitionKind`], [`GpPreset`], and the acquisition optimiser's [`AcqfOptions`] and
+//!   [`AcquisitionKind`], [`GpPreset`], [`RefPointRule`], and the acquisition optimiser's [`AcqfOptions`] and
 //!   [`LbfgsbOptions`]) and the told [`Observation`]s.
 //! - The search space: [`Space`] (a box of [`Param`]s, or a simplex of weights mapped by a
 //!   [`SimplexMap`]), the [`Objective`]s and their [`Goal`]s, and [`SpaceConfig`], the
@@ -70,7 +70,7 @@ pub use lbfgsb::LbfgsbOptions;
 pub use optim::AcqfOptions;
 pub use optimizer::{
     AcquisitionKind, GpPreset, GpSubset, MAX_ASK, MAX_EXACT_GP, MAX_FAILED_PENDING, Observation,
-    Optimizer, OptimizerSettings,
+    Optimizer, OptimizerSettings, RefPointRule,
 };
 pub use partitioning::{
     hypervolume, infer_reference_point, is_non_dominated, non_dominated_indices, pareto_front,

@@ -75,6 +75,22 @@ impl AcquisitionKind {
     }
 }
 
+/// Where qEHVI/qNEHVI put the hypervolume reference point when the run sets none
+/// ([`Optimizer::with_ref_point`]); re-derived from the observations at every BO step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefPointRule {
+    /// BoTorch's `infer_reference_point` on the observed Pareto front: its nadir minus 10 % of
+    /// its range. Focuses the search on the front; degenerate while the front is one point
+    /// (the margin is then 10 % of that point's own magnitude, e.g. nothing where it is 0).
+    #[default]
+    Front,
+    /// The worst successful observation in each objective, minus 1e-8: optuna-integration's
+    /// `BoTorchSampler` rule. Every observation counts, so the whole observed range rewards
+    /// improvement.
+    Observed,
+}
+
 /// GP hyperparameter priors: BoTorch's two `SingleTaskGP` defaults ([`crate::gp::Preset`]).
 pub use crate::gp::Preset as GpPreset;
 
@@ -102,6 +118,8 @@ pub struct OptimizerSettings {
     /// sample of the rest ([`Optimizer::gp_subset`] says when). Sizes whose exact GP would need
     /// more than 4 GiB are refused by [`Optimizer::new`], naming the largest size that fits.
     pub max_gp_points: usize,
+    /// The reference point of qEHVI/qNEHVI when none is set.
+    pub ref_point_rule: RefPointRule,
 }
 
 impl Default for OptimizerSettings {
@@ -115,6 +133,7 @@ impl Default for OptimizerSettings {
             acqf: AcqfOptions::default(),
             failure_radius: 1e-3,
             max_gp_points: MAX_EXACT_GP,
+            ref_point_rule: RefPointRule::default(),
         }
     }
 }
@@ -316,6 +335,12 @@ impl Optimizer {
 
     pub fn space(&self) -> &Space {
         &self.space
+    }
+
+    /// The reference point set by [`Self::with_ref_point`] (objectives' own units and
+    /// directions); `None`: qEHVI/qNEHVI infer one from the observed front at each step.
+    pub fn ref_point(&self) -> Option<&[f64]> {
+        self.ref_point.as_deref()
     }
 
     pub fn objectives(&self) -> &[Objective] {
@@ -547,13 +572,18 @@ impl Optimizer {
             y.extend(self.oriented(&o.y));
             n += 1;
         }
+        let ref_point = match (&self.ref_point, self.settings.ref_point_rule) {
+            (Some(r), _) => Some(self.oriented(r)),
+            (None, RefPointRule::Observed) if n > 0 => Some(observed_worst(&y, m)),
+            (None, _) => None,
+        };
         Ok(TrainingData {
             x,
             y,
             n,
             d,
             m,
-            ref_point: self.ref_point.as_ref().map(|r| self.oriented(r)),
+            ref_point,
         })
     }
 
@@ -696,6 +726,22 @@ fn sup_distance(a: &[f64], b: &[f64]) -> f64 {
         .zip(b)
         .map(|(p, q)| (p - q).abs())
         .fold(0.0, f64::max)
+}
+
+/// [`RefPointRule::Observed`]: per objective, the smallest of the `n × m` maximisation-oriented
+/// values `y`, minus 1e-8.
+fn observed_worst(y: &[f64], m: usize) -> Vec<f64> {
+    (0..m)
+        .map(|j| {
+            let worst = y
+                .iter()
+                .skip(j)
+                .step_by(m)
+                .copied()
+                .fold(f64::INFINITY, f64::min);
+            worst - 1e-8
+        })
+        .collect()
 }
 
 mod non_finite;

@@ -2,8 +2,8 @@
 //! surrogate must beat a space-filling design of the same size.
 
 use bomf_bo::{
-    AcqfOptions, AcquisitionKind, Objective, Optimizer, OptimizerSettings, Param, Space,
-    hypervolume,
+    AcqfOptions, AcquisitionKind, Objective, Optimizer, OptimizerSettings, Param, RefPointRule,
+    Space, hypervolume,
 };
 
 /// BoTorch's BraninCurrin (both objectives minimised), on [0, 1]².
@@ -46,6 +46,7 @@ fn run(kind: Option<AcquisitionKind>, n_initial: usize, budget: usize, seed: u64
         .unwrap()
         .with_ref_point(vec![18.0, 6.0])
         .unwrap();
+    assert_eq!(opt.ref_point(), Some(&[18.0, 6.0][..]));
     let mut ys = Vec::new();
     for _ in 0..budget {
         let x = opt.ask(1).unwrap().remove(0);
@@ -135,4 +136,33 @@ fn incumbent_anchors_reach_the_extreme_corner_of_zdt1() {
             "seed {seed}: min f2 {without} without anchors"
         );
     }
+}
+
+/// Without a set reference point, `RefPointRule::Front` leaves it to the acquisition (BoTorch's
+/// `infer_reference_point` on the front), while `Observed` puts it just below the worst
+/// successful value of each objective, in the maximisation orientation the GPs see.
+#[test]
+fn reference_point_rules() {
+    let space = Space::new_box(vec![Param::new("a", 0.0, 1.0), Param::new("b", 0.0, 1.0)]).unwrap();
+    let objectives = vec![Objective::maximize("acc"), Objective::minimize("loss")];
+    let told = [
+        ([0.1, 0.2], [0.7, 0.3]),
+        ([0.5, 0.5], [0.9, 0.8]),
+        ([0.9, 0.1], [f64::NAN, 0.1]),
+    ];
+    let data_for = |rule| {
+        let settings = OptimizerSettings {
+            ref_point_rule: rule,
+            ..OptimizerSettings::default()
+        };
+        let mut opt = Optimizer::new(space.clone(), objectives.clone(), settings).unwrap();
+        for (x, y) in &told {
+            opt.tell(x, y).unwrap();
+        }
+        opt.training_data().unwrap()
+    };
+    assert_eq!(data_for(RefPointRule::Front).ref_point, None);
+    // The failed third evaluation does not count; loss is negated for maximisation.
+    let observed = data_for(RefPointRule::Observed).ref_point.unwrap();
+    assert_eq!(observed, vec![0.7 - 1e-8, -0.8 - 1e-8]);
 }

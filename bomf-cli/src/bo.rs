@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use bomf_bo::{
-    AcquisitionKind, MAX_EXACT_GP, Optimizer, OptimizerSettings, SpaceConfig, hypervolume,
+    AcquisitionKind, MAX_EXACT_GP, Optimizer, OptimizerSettings, RefPointRule, SpaceConfig,
+    hypervolume,
 };
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Deserialize;
@@ -56,6 +57,18 @@ pub struct SuggestArgs {
     /// refused.
     #[arg(long, default_value_t = MAX_EXACT_GP)]
     max_gp_points: usize,
+    /// Several objectives and no `ref_point` in SPACE.json: where the hypervolume reference
+    /// point goes at each step. `front`: BoTorch's `infer_reference_point` on the observed
+    /// front; `observed`: just below the worst successful value of each objective (Optuna's
+    /// BoTorchSampler rule).
+    #[arg(long, value_enum, default_value_t = RefRuleArg::Front)]
+    ref_rule: RefRuleArg,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RefRuleArg {
+    Front,
+    Observed,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -140,6 +153,10 @@ fn suggest(args: &SuggestArgs) -> Result<String> {
         n_initial: args.n_initial,
         seed: args.seed,
         max_gp_points: args.max_gp_points,
+        ref_point_rule: match args.ref_rule {
+            RefRuleArg::Front => RefPointRule::Front,
+            RefRuleArg::Observed => RefPointRule::Observed,
+        },
         ..OptimizerSettings::default()
     };
     let mut optimizer = Optimizer::from_config(&config, settings)

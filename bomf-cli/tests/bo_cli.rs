@@ -97,6 +97,43 @@ fn pending_points_are_never_suggested_again() {
 }
 
 #[test]
+fn reference_point_rule_decides_where_a_one_point_front_lets_bo_look() {
+    let dir = tempfile::tempdir().unwrap();
+    let space = r#"{"params": [{"name": "a", "low": 0, "high": 1}, {"name": "b", "low": 0, "high": 1}],
+                    "objectives": [{"name": "f", "goal": "min"}, {"name": "g", "goal": "min"}]}"#;
+    std::fs::write(dir.path().join("space.json"), space).unwrap();
+    // f = a; the first point, (0, 1), dominates every other one.
+    let history = [
+        ([0.0, 0.0], [0.0, 1.0]),
+        ([0.5, 0.5], [0.5, 3.0]),
+        ([0.9, 0.4], [0.9, 2.5]),
+        ([0.3, 0.8], [0.3, 4.0]),
+        ([0.7, 0.9], [0.7, 5.0]),
+        ([0.2, 0.3], [0.2, 2.0]),
+    ];
+    let lines: String = history
+        .iter()
+        .map(|(x, y)| format!("{{\"x\": {x:?}, \"y\": {y:?}}}\n"))
+        .collect();
+    std::fs::write(dir.path().join("h.jsonl"), lines).unwrap();
+    let suggest = |rule: &str| {
+        let args = bo_suggest(&["--history", "h.jsonl", "--ref-rule", rule]);
+        candidates(&succeed_json(&bomf(&args, dir.path())))[0].clone()
+    };
+    // BoTorch's inference on the one-point front leaves a margin of 1e-8 in f = a: only
+    // a ≈ 0 can improve the hypervolume. Below the worst observed values, any a can.
+    let front = suggest("front");
+    let observed = suggest("observed");
+    assert!(front[0] < 0.05, "front rule proposed {front:?}");
+    assert_ne!(front, observed);
+    let out = bomf(
+        &bo_suggest(&["--history", "h.jsonl", "--ref-rule", "nadir"]),
+        dir.path(),
+    );
+    assert_mentions(&stderr(&out), &["--ref-rule", "front", "observed"]);
+}
+
+#[test]
 fn bad_history_names_the_line() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("space.json"), SPACE).unwrap();
