@@ -92,6 +92,12 @@ def check_against_botorch():
 def make_sampler(kind, seed, n_startup):
     if kind == "bomf":
         return QNEHVISampler(seed=seed, n_startup_trials=n_startup)
+    if kind == "bomf-front":
+        # The reference point by BoTorch's `infer_reference_point` on the observed front.
+        return QNEHVISampler(seed=seed, n_startup_trials=n_startup, ref_point_rule="front")
+    if kind == "bomf-matern":
+        # The BOMF paper's GP (BoTorch <= 0.11's default): Matérn-5/2 with Gamma priors.
+        return QNEHVISampler(seed=seed, n_startup_trials=n_startup, gp="matern52_gamma")
     if kind == "botorch":
         from optuna_integration import BoTorchSampler
 
@@ -165,7 +171,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--trials", type=int, default=30, help="trials after the 2(d+1) start-up")
-    ap.add_argument("--samplers", default="bomf,botorch,tpe")
+    ap.add_argument("--samplers", default="bomf,botorch,tpe",
+                    help="of bomf, bomf-front (ref_point_rule=front), bomf-matern (gp=matern52_gamma), "
+                    "botorch, tpe")
     ap.add_argument("--problems", default=",".join(PROBLEMS))
     ap.add_argument("--botorch-minutes", type=float, default=float("inf"),
                     help="start no BoTorchSampler run after this many minutes")
@@ -225,7 +233,7 @@ def main():
     print(table(runs, sorted({r["sampler"] for r in runs}, key=ORDER.index)))
 
 
-ORDER = ["bomf", "botorch", "tpe"]
+ORDER = ["bomf", "bomf-front", "bomf-matern", "botorch", "tpe"]
 
 
 def save(out, meta, runs, kinds):
