@@ -93,57 +93,71 @@ impl Options {
     fn settings(self) -> PyResult<OptimizerSettings> {
         let defaults = OptimizerSettings::default();
         Ok(OptimizerSettings {
-            acquisition: self.acquisition.as_deref().map(acquisition).transpose()?,
+            acquisition: self
+                .acquisition
+                .as_deref()
+                .map(|a| parse("acquisition", &ACQUISITIONS, a))
+                .transpose()?,
             n_initial: self.n_initial,
             seed: self.seed,
-            gp_preset: match self.gp.as_deref() {
-                None | Some("rbf_dim_scaled") => GpPreset::RbfDimScaled,
-                Some("matern52_gamma") => GpPreset::MaternGamma,
-                Some(other) => {
-                    return Err(BoError::new_err(format!(
-                        "gp: expected \"rbf_dim_scaled\" or \"matern52_gamma\", got {other:?}"
-                    )));
-                }
-            },
+            gp_preset: parse_or_first("gp", &GP_PRESETS, self.gp.as_deref())?,
             mc_samples: self.mc_samples,
             failure_radius: self.failure_radius,
             max_gp_points: self.max_gp_points.unwrap_or(defaults.max_gp_points),
-            ref_point_rule: match self.ref_point_rule.as_deref() {
-                None | Some("front") => RefPointRule::Front,
-                Some("observed") => RefPointRule::Observed,
-                Some(other) => {
-                    return Err(BoError::new_err(format!(
-                        "ref_point_rule: expected \"front\" or \"observed\", got {other:?}"
-                    )));
-                }
-            },
+            ref_point_rule: parse_or_first(
+                "ref_point_rule",
+                &REF_POINT_RULES,
+                self.ref_point_rule.as_deref(),
+            )?,
             ..defaults
         })
     }
 }
 
-fn acquisition(name: &str) -> PyResult<AcquisitionKind> {
-    Ok(match name {
-        "qlogei" => AcquisitionKind::QLogEi,
-        "qehvi" => AcquisitionKind::QEhvi,
-        "qnehvi" => AcquisitionKind::QNehvi,
-        "qlognehvi" => AcquisitionKind::QLogNehvi,
-        other => {
-            return Err(BoError::new_err(format!(
-                "acquisition: expected \"qlogei\", \"qehvi\", \"qnehvi\" or \"qlognehvi\", got \
-                 {other:?}"
-            )));
-        }
-    })
+/// The Python names of each setting's values, the default first: names are parsed and
+/// printed from these tables only.
+const ACQUISITIONS: [(&str, AcquisitionKind); 4] = [
+    ("qlogei", AcquisitionKind::QLogEi),
+    ("qehvi", AcquisitionKind::QEhvi),
+    ("qnehvi", AcquisitionKind::QNehvi),
+    ("qlognehvi", AcquisitionKind::QLogNehvi),
+];
+const GP_PRESETS: [(&str, GpPreset); 2] = [
+    ("rbf_dim_scaled", GpPreset::RbfDimScaled),
+    ("matern52_gamma", GpPreset::MaternGamma),
+];
+const REF_POINT_RULES: [(&str, RefPointRule); 2] = [
+    ("front", RefPointRule::Front),
+    ("observed", RefPointRule::Observed),
+];
+
+/// The value `name` stands for in `table`; an unknown name is an error listing the known ones.
+fn parse<T: Copy>(setting: &str, table: &[(&str, T)], name: &str) -> PyResult<T> {
+    if let Some((_, value)) = table.iter().find(|(n, _)| *n == name) {
+        return Ok(*value);
+    }
+    let names: Vec<String> = table.iter().map(|(n, _)| format!("{n:?}")).collect();
+    let (last, rest) = names.split_last().expect("a table has names");
+    Err(BoError::new_err(format!(
+        "{setting}: expected {} or {last}, got {name:?}",
+        rest.join(", ")
+    )))
 }
 
-fn acquisition_name(kind: AcquisitionKind) -> &'static str {
-    match kind {
-        AcquisitionKind::QLogEi => "qlogei",
-        AcquisitionKind::QEhvi => "qehvi",
-        AcquisitionKind::QNehvi => "qnehvi",
-        AcquisitionKind::QLogNehvi => "qlognehvi",
+/// [`parse`], with the table's first value when no name is given.
+fn parse_or_first<T: Copy>(setting: &str, table: &[(&str, T)], name: Option<&str>) -> PyResult<T> {
+    match name {
+        Some(n) => parse(setting, table, n),
+        None => Ok(table[0].1),
     }
+}
+
+/// The name of `value` in `table`.
+fn name_of<T: PartialEq>(table: &[(&'static str, T)], value: T) -> &'static str {
+    table
+        .iter()
+        .find(|(_, v)| *v == value)
+        .map_or("?", |(n, _)| n)
 }
 
 /// `{name: goal}` or `[(name, goal), ...]` as bomf-bo objectives.
@@ -349,7 +363,7 @@ impl Optimizer {
 
     #[getter]
     fn acquisition(&self) -> &'static str {
-        acquisition_name(self.inner.acquisition_kind())
+        name_of(&ACQUISITIONS, self.inner.acquisition_kind())
     }
 
     /// Size of the Sobol design before BO starts.
@@ -371,10 +385,7 @@ impl Optimizer {
     /// `"front"` or `"observed"`: how the reference point is derived when none is set.
     #[getter]
     fn ref_point_rule(&self) -> &'static str {
-        match self.inner.settings().ref_point_rule {
-            RefPointRule::Front => "front",
-            RefPointRule::Observed => "observed",
-        }
+        name_of(&REF_POINT_RULES, self.inner.settings().ref_point_rule)
     }
 
     /// The whole state as JSON (the format `bomf bo` and the Rust optimiser resume from).
