@@ -146,7 +146,35 @@ fn ensure_empty_or_forced(out: &Path, force: bool) -> Result<()> {
     Ok(())
 }
 
+/// GGUF files are whole models, usually quantized: they are read as a base (`--base`, or
+/// `--model` of eval/train), never fused as checkpoints, so they are refused by name here rather
+/// than failing later on a missing config.json or folder.
+fn refuse_gguf(checkpoints: &[PathBuf]) -> Result<()> {
+    let is_gguf = |path: &Path| {
+        path.extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+            || (path.is_file()
+                && std::fs::File::open(path)
+                    .and_then(|mut f| {
+                        let mut magic = [0u8; 4];
+                        std::io::Read::read_exact(&mut f, &mut magic).map(|()| magic)
+                    })
+                    .is_ok_and(|magic| &magic == b"GGUF"))
+    };
+    if let Some((i, path)) = checkpoints.iter().enumerate().find(|(_, p)| is_gguf(p)) {
+        bail!(
+            "checkpoint {}: {} is a GGUF file, which bomf fuse does not read as a checkpoint: \
+             fuse the Hugging Face folders (safetensors) the GGUF files were made from, or pass \
+             a GGUF model as --base when fusing LoRA adapter folders",
+            i + 1,
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 pub fn run(args: FuseArgs) -> Result<()> {
+    refuse_gguf(&args.checkpoints)?;
     if args.stream {
         return fuse_streamed(&args);
     }

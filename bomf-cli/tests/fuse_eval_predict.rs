@@ -213,6 +213,24 @@ fn fusing_bare_checkpoint_files_asks_for_the_config() {
 }
 
 #[test]
+fn fusing_gguf_files_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = tiny().join("a");
+    // By extension, and by the magic bytes of a file named otherwise.
+    let named = dir.path().join("model.gguf");
+    let unnamed = dir.path().join("model.bin");
+    for path in [&named, &unnamed] {
+        std::fs::write(path, b"GGUF\x03\x00\x00\x00").unwrap();
+    }
+    for (path, stream) in [(&named, &[][..]), (&unnamed, &["--stream"][..])] {
+        let fused = dir.path().join("fused");
+        let err = fail(&fuse(dir.path(), &[&a, path], "0.5,0.5", &fused, stream));
+        assert_mentions(&err, &["checkpoint 2", "GGUF file", "--base"]);
+        assert!(!fused.exists());
+    }
+}
+
+#[test]
 fn fuse_refuses_checkpoints_whose_classes_are_in_another_order() {
     let dir = tempfile::tempdir().unwrap();
     let swapped = dir.path().join("b-swapped");

@@ -481,6 +481,7 @@ fn masked_softmax(row: &mut [f32], keep_weight: &[f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::dropout::test_seed;
     use crate::kernels::test_values::sawtooth;
     use crate::{CpuAutodiffBackend, CpuBackend};
     use burn::tensor::activation;
@@ -559,14 +560,13 @@ mod tests {
         );
 
         let (q, k, v) = (leaf(1), leaf(2), leaf(3));
-        <AB as Backend>::seed(&device, 5);
-        let fast =
-            encoder_attention_train(&q, &k, &v, &key_padding, heads, prob).expect("Autodiff<Flex>");
+        let fast = test_seed::with(5, || {
+            encoder_attention_train(&q, &k, &v, &key_padding, heads, prob).expect("Autodiff<Flex>")
+        });
         let grads = (fast.clone() * weights.clone()).sum().backward();
 
         // The same mask: the same seed, drawn the same way.
-        <AB as Backend>::seed(&device, 5);
-        let params = DropoutParams::new(prob, draw_seed());
+        let params = DropoutParams::new(prob, test_seed::with(5, draw_seed));
         let mut mask = vec![0.0f32; batch * heads * seq * seq];
         params.fill(&mut mask, 0);
         assert!(mask.contains(&0.0));
