@@ -294,6 +294,7 @@ impl Optimizer {
             return Err(BoError::InvalidInput("n_initial must be at least 1".into()));
         }
         subset::check_gp_points(settings.max_gp_points, objectives.len())?;
+        settings.acqf.validate()?;
         Ok(Self {
             version: STATE_VERSION,
             space,

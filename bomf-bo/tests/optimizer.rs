@@ -144,6 +144,31 @@ fn an_ask_too_large_to_hold_is_refused_before_allocating() {
 }
 
 #[test]
+fn settings_are_checked_when_the_optimizer_is_made() {
+    let make = |settings: OptimizerSettings| {
+        Optimizer::new(box_space(), vec![Objective::maximize("acc")], settings)
+            .unwrap_err()
+            .to_string()
+    };
+    let mut bad = settings(0);
+    bad.acqf.num_restarts = 0;
+    assert!(make(bad).contains("1 <= num_restarts <= raw_samples"));
+    let mut bad = settings(0);
+    bad.acqf.raw_samples = bad.acqf.num_restarts - 1;
+    assert!(make(bad).contains("1 <= num_restarts <= raw_samples"));
+    let bad = OptimizerSettings {
+        failure_radius: -1.0,
+        ..settings(0)
+    };
+    assert!(make(bad).contains("failure_radius"));
+    let bad = OptimizerSettings {
+        n_initial: Some(0),
+        ..settings(0)
+    };
+    assert!(make(bad).contains("n_initial"));
+}
+
+#[test]
 fn stateless_use_skips_design_points_already_in_the_history() {
     // The CLI rebuilds the optimiser from HISTORY.jsonl on every call.
     let mut first = optimizer(3);

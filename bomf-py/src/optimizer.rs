@@ -40,10 +40,12 @@ struct Options {
     mc_samples: usize,
     failure_radius: f64,
     max_gp_points: Option<usize>,
+    num_restarts: usize,
+    raw_samples: usize,
 }
 
 impl Options {
-    const KEYS: [&str; 9] = [
+    const KEYS: [&str; 11] = [
         "seed",
         "n_initial",
         "acquisition",
@@ -53,6 +55,8 @@ impl Options {
         "mc_samples",
         "failure_radius",
         "max_gp_points",
+        "num_restarts",
+        "raw_samples",
     ];
 
     /// The keyword arguments; an unknown one is an error naming the known ones.
@@ -61,6 +65,8 @@ impl Options {
         let mut o = Options {
             mc_samples: defaults.mc_samples,
             failure_radius: defaults.failure_radius,
+            num_restarts: defaults.acqf.num_restarts,
+            raw_samples: defaults.acqf.raw_samples,
             ..Options::default()
         };
         let Some(kwargs) = kwargs else {
@@ -79,6 +85,8 @@ impl Options {
                 "mc_samples" => o.mc_samples = value.extract().map_err(bad)?,
                 "failure_radius" => o.failure_radius = value.extract().map_err(bad)?,
                 "max_gp_points" => o.max_gp_points = value.extract().map_err(bad)?,
+                "num_restarts" => o.num_restarts = value.extract().map_err(bad)?,
+                "raw_samples" => o.raw_samples = value.extract().map_err(bad)?,
                 _ => {
                     return Err(BoError::new_err(format!(
                         "Optimizer: unknown setting {key:?}; the settings are {}",
@@ -92,6 +100,11 @@ impl Options {
 
     fn settings(self) -> PyResult<OptimizerSettings> {
         let defaults = OptimizerSettings::default();
+        let acqf = bomf_bo::AcqfOptions {
+            num_restarts: self.num_restarts,
+            raw_samples: self.raw_samples,
+            ..defaults.acqf.clone()
+        };
         Ok(OptimizerSettings {
             acquisition: self
                 .acquisition
@@ -109,7 +122,7 @@ impl Options {
                 &REF_POINT_RULES,
                 self.ref_point_rule.as_deref(),
             )?,
-            ..defaults
+            acqf,
         })
     }
 }

@@ -1,5 +1,6 @@
 """bomf_bo's ask/tell surface: shapes, state, pending points, failures and errors."""
 
+import json
 import pickle
 
 import numpy as np
@@ -75,6 +76,17 @@ def test_state_round_trip_resumes_exactly():
     np.testing.assert_array_equal(pickled.ask(), opt.ask())
     with pytest.raises(BoError, match="state"):
         Optimizer.from_state(state[: len(state) // 2])
+
+
+def test_acquisition_optimiser_effort_is_a_setting_kept_in_the_state():
+    opt = run(Optimizer(box(), {"f": "min"}, seed=3, num_restarts=4, raw_samples=64), 7)
+    acqf = json.loads(opt.state())["settings"]["acqf"]
+    assert (acqf["num_restarts"], acqf["raw_samples"]) == (4, 64)
+    assert json.loads(Optimizer.from_state(opt.state()).state())["settings"]["acqf"] == acqf
+    with pytest.raises(BoError, match="1 <= num_restarts <= raw_samples"):
+        Optimizer(box(), {"f": "min"}, num_restarts=8, raw_samples=4)
+    with pytest.raises(BoError, match="1 <= num_restarts <= raw_samples"):
+        Optimizer(box(), {"f": "min"}, num_restarts=0)
 
 
 def test_pending_points_are_never_proposed_again():

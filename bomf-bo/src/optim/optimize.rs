@@ -53,6 +53,19 @@ pub struct AcqfOptions {
     pub anchor_incumbents: bool,
 }
 
+impl AcqfOptions {
+    /// Checks `1 <= num_restarts <= raw_samples`.
+    pub fn validate(&self) -> Result<()> {
+        if self.num_restarts == 0 || self.raw_samples < self.num_restarts {
+            return Err(BoError::InvalidInput(format!(
+                "optimize_acqf needs 1 <= num_restarts <= raw_samples, got {} restarts and {} raw samples",
+                self.num_restarts, self.raw_samples
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl Default for AcqfOptions {
     fn default() -> Self {
         Self {
@@ -341,13 +354,7 @@ fn check_options(acq: &dyn Acquisition, q: usize, d: usize, options: &AcqfOption
             "optimize_acqf needs q >= 1 and d >= 1, got q = {q}, d = {d}"
         )));
     }
-    if options.num_restarts == 0 || options.raw_samples < options.num_restarts {
-        return Err(BoError::InvalidInput(format!(
-            "optimize_acqf needs 1 <= num_restarts <= raw_samples, got {} restarts and {} raw samples",
-            options.num_restarts, options.raw_samples
-        )));
-    }
-    Ok(())
+    options.validate()
 }
 
 /// Result of [`optimize_acqf_sequential`]: `q` points chosen one after another.

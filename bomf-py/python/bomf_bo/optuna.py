@@ -103,6 +103,9 @@ class QNEHVISampler(BaseSampler):
         mc_samples: QMC samples of the acquisition.
         failure_radius: no point is proposed within this sup-norm distance (unit cube) of a
             failed, pruned or infeasible trial.
+        num_restarts, raw_samples: the acquisition optimiser's effort: ``raw_samples`` Sobol
+            points are scored and ``num_restarts`` of them refined by L-BFGS-B (BoTorch's
+            ``optimize_acqf``; ``BoTorchSampler`` uses 20 and 1024 for several objectives).
         independent_sampler: for the parameters bomf-bo does not model.
     """
 
@@ -119,6 +122,8 @@ class QNEHVISampler(BaseSampler):
         gp: Optional[str] = None,
         mc_samples: int = 128,
         failure_radius: float = 1e-3,
+        num_restarts: int = 10,
+        raw_samples: int = 512,
         independent_sampler: Optional[BaseSampler] = None,
     ) -> None:
         self._seed = seed if seed is not None else random.SystemRandom().randrange(2**63)
@@ -130,6 +135,8 @@ class QNEHVISampler(BaseSampler):
             "gp": gp,
             "mc_samples": mc_samples,
             "failure_radius": failure_radius,
+            "num_restarts": num_restarts,
+            "raw_samples": raw_samples,
         }
         self._independent_sampler = independent_sampler or RandomSampler(seed=seed)
         self._search_space = IntersectionSearchSpace()
