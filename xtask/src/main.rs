@@ -100,8 +100,7 @@ enum Task {
     /// `bomf bo suggest` and Optuna examples, and the Python tests (bomf-py/tests); CI runs
     /// `cargo xtask wheel --dev --test`.
     Wheel {
-        /// Build with the `dev` profile, sharing the test build's artifacts (CI), instead of
-        /// `release`.
+        /// Build with the `dev` profile instead of `release`: a shorter build, for checks (CI).
         #[arg(long)]
         dev: bool,
         /// Check the wheels in a fresh virtual environment.

@@ -27,7 +27,8 @@ const CHECK_REQUIREMENTS: [&str; 2] = ["optuna==5.1.0", "pytest==9.2.0"];
 /// Options of `cargo xtask wheel`.
 #[derive(Debug, Clone)]
 pub struct WheelArgs {
-    /// Build with the `dev` profile (reuses the test build's artifacts) instead of `release`.
+    /// Build with the `dev` profile instead of `release` (a shorter build; the test build's
+    /// artifacts are not reused, since cargo unifies dependency features per package selection).
     pub dev: bool,
     /// Check the wheels in a fresh venv.
     pub test: bool,
